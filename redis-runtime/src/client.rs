@@ -1,0 +1,348 @@
+//! The client handle all generated code takes: one multiplexed connection
+//! with automatic reconnect, per-operation deadlines, tracing, metrics,
+//! health checks and graceful shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::{Context, Error, Result};
+use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
+
+/// How long [`Client::health`] waits for `PING`.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Target of every tracing event this crate emits.
+pub(crate) const TRACE_TARGET: &str = "redis_runtime";
+
+/// A cheap-to-clone handle to one Redis server.
+///
+/// Clones share one multiplexed connection, which reconnects by itself with
+/// the configured backoff; operations issued while it is down wait (bounded
+/// by [`Config::operation_timeout`]) and then succeed or fail with a typed
+/// error. Blocking reads and subscriptions get their own connections from
+/// [`Client::dedicated_connection`], so they never stall the shared one.
+///
+/// ```no_run
+/// # async fn demo() -> redis_runtime::Result<()> {
+/// use redis_runtime::{Client, Config};
+///
+/// let client = Client::connect(Config::from_env()?).await?;
+/// let health = client.health().await;
+/// assert!(health.ok, "{:?}", health.error);
+/// client.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    redis_client: redis::Client,
+    /// `None` once shut down; dropping the last manager closes the socket.
+    manager: RwLock<Option<ConnectionManager>>,
+    link: LinkState,
+    metrics: Arc<dyn Metrics>,
+    in_flight: TaskTracker,
+    closed: CancellationToken,
+}
+
+/// What the client has observed about its link, for tracing: redis-rs
+/// reconnects internally, so we report the transitions we can see from the
+/// operations that pass through us.
+#[derive(Default)]
+struct LinkState {
+    down: AtomicBool,
+    failed_attempts: AtomicU32,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .field("closed", &self.inner.closed.is_cancelled())
+            .finish()
+    }
+}
+
+/// Result of [`Client::health`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// Whether the server answered `PING` in time.
+    pub ok: bool,
+    /// Round-trip time of the `PING`, in milliseconds (time until failure when not ok).
+    pub latency_ms: f64,
+    /// Why it is not ok.
+    pub error: Option<String>,
+}
+
+impl Client {
+    /// Builds a client with no metrics hook. Connects now unless
+    /// [`Config::lazy_connect`] is set, in which case the first operation connects.
+    ///
+    /// Must be called inside a Tokio runtime.
+    pub async fn connect(config: Config) -> Result<Self> {
+        Self::connect_with_metrics(config, NoMetrics).await
+    }
+
+    /// Like [`Client::connect`], reporting every operation to `metrics`.
+    pub async fn connect_with_metrics(config: Config, metrics: impl Metrics) -> Result<Self> {
+        let redis_client = redis::Client::open(config.connection_info.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_min_delay(config.retry.min_delay)
+            .set_max_delay(config.retry.max_delay)
+            .set_exponent_base(2.0)
+            .set_number_of_retries(config.retry.max_retries);
+        let context = Context::new("connect", "");
+        let manager = if config.lazy_connect {
+            ConnectionManager::new_lazy_with_config(redis_client.clone(), manager_config)
+                .map_err(|e| Error::from_redis(&e, context))?
+        } else {
+            let attempt = ConnectionManager::new_with_config(redis_client.clone(), manager_config);
+            match tokio::time::timeout(config.operation_timeout, attempt).await {
+                Ok(Ok(manager)) => {
+                    tracing::info!(target: TRACE_TARGET, endpoint = config.endpoint(), "redis connected");
+                    manager
+                }
+                Ok(Err(e)) => {
+                    let err = Error::from_redis(&e, context);
+                    tracing::error!(target: TRACE_TARGET, endpoint = config.endpoint(), code = err.code(), "redis error: {err}");
+                    return Err(err);
+                }
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        context,
+                        elapsed_ms: duration_ms(config.operation_timeout),
+                    });
+                }
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                redis_client,
+                manager: RwLock::new(Some(manager)),
+                link: LinkState::default(),
+                metrics: Arc::new(metrics),
+                in_flight: TaskTracker::new(),
+                closed: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// The configuration this client was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs one operation on the shared connection.
+    ///
+    /// This is the single path every runtime call and all generated code
+    /// takes: it refuses work after [`Client::shutdown`], bounds the
+    /// operation by [`Config::operation_timeout`], attaches `context` to any
+    /// error, reports to the metrics hook and traces link transitions.
+    /// redis-rs errors convert with `?` inside `op`.
+    pub async fn run<T, F, Fut>(&self, context: Context, op: F) -> Result<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.run_with_deadline(context, self.inner.config.operation_timeout, op)
+            .await
+    }
+
+    pub(crate) async fn run_with_deadline<T, F, Fut>(
+        &self,
+        context: Context,
+        deadline: Duration,
+        op: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let started = Instant::now();
+        let result = match self.shared_connection() {
+            None => Err(Error::Shutdown {
+                context: context.clone(),
+            }),
+            Some(connection) => {
+                self.note_attempt();
+                let tracked = self.inner.in_flight.track_future(op(connection));
+                match tokio::time::timeout(deadline, tracked).await {
+                    Ok(result) => result.map_err(|e| e.with_context(context.clone())),
+                    Err(_) => Err(Error::Timeout {
+                        context: context.clone(),
+                        elapsed_ms: duration_ms(deadline),
+                    }),
+                }
+            }
+        };
+        self.observe(&context, started.elapsed(), &result);
+        result
+    }
+
+    /// `PING` with a [`HEALTH_TIMEOUT`] deadline. Never hangs, never panics:
+    /// a server that is down, slow or gone gives `ok: false` and the reason.
+    pub async fn health(&self) -> Health {
+        let started = Instant::now();
+        let result = self
+            .run_with_deadline(
+                Context::new("health", ""),
+                HEALTH_TIMEOUT,
+                |mut conn| async move {
+                    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+                    Ok(pong)
+                },
+            )
+            .await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(pong) if pong == "PONG" => Health {
+                ok: true,
+                latency_ms,
+                error: None,
+            },
+            Ok(other) => Health {
+                ok: false,
+                latency_ms,
+                error: Some(format!("unexpected PING reply {other:?}")),
+            },
+            Err(e) => Health {
+                ok: false,
+                latency_ms,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// Opens a new connection of its own, without a response timeout, for
+    /// blocking commands (`BLPOP`, `XREADGROUP BLOCK`) that would otherwise
+    /// trip the shared connection's timeout and stall everyone else's commands.
+    pub async fn dedicated_connection(&self) -> Result<MultiplexedConnection> {
+        let context = Context::new("dedicated_connection", "");
+        if self.is_shut_down() {
+            return Err(Error::Shutdown { context });
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.config.connect_timeout))
+            .set_response_timeout(None);
+        let attempt = self
+            .inner
+            .redis_client
+            .get_multiplexed_async_connection_with_config(&config);
+        match tokio::time::timeout(self.inner.config.operation_timeout, attempt).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(Error::from_redis(&e, context)),
+            Err(_) => Err(Error::Timeout {
+                context,
+                elapsed_ms: duration_ms(self.inner.config.operation_timeout),
+            }),
+        }
+    }
+
+    /// The underlying redis-rs client, for connections the runtime does not
+    /// manage (e.g. pub/sub).
+    pub fn redis_client(&self) -> &redis::Client {
+        &self.inner.redis_client
+    }
+
+    /// Cancelled when [`Client::shutdown`] starts; long-running loops
+    /// (workers, subscriptions) select on it to stop.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.closed.clone()
+    }
+
+    /// Whether [`Client::shutdown`] has been called on any clone.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    /// Graceful shutdown: refuse new operations (they fail with
+    /// `STORAGE_SHUTDOWN`), wait for the ones in flight to finish, then close
+    /// the shared connection. Idempotent; affects every clone.
+    pub async fn shutdown(&self) {
+        if self.inner.closed.is_cancelled() {
+            return;
+        }
+        self.inner.closed.cancel();
+        self.inner.in_flight.close();
+        self.inner.in_flight.wait().await;
+        let manager = match self.inner.manager.write() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(manager);
+        tracing::info!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "redis connection closed (shutdown)");
+    }
+
+    fn shared_connection(&self) -> Option<ConnectionManager> {
+        if self.inner.closed.is_cancelled() {
+            return None;
+        }
+        match self.inner.manager.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn note_attempt(&self) {
+        let link = &self.inner.link;
+        if link.down.load(Ordering::Acquire) {
+            let attempt = link.failed_attempts.load(Ordering::Acquire) + 1;
+            tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), attempt, "redis reconnecting (attempt {attempt})");
+        }
+    }
+
+    fn observe<T>(&self, context: &Context, elapsed: Duration, result: &Result<T>) {
+        let link = &self.inner.link;
+        let endpoint = self.inner.config.endpoint();
+        let outcome = match result {
+            Ok(_) => {
+                if link.down.swap(false, Ordering::AcqRel) {
+                    let attempts = link.failed_attempts.swap(0, Ordering::AcqRel);
+                    tracing::info!(target: TRACE_TARGET, endpoint, attempts, "redis connected");
+                }
+                Outcome::Success
+            }
+            Err(err) => {
+                if err.is_transient() {
+                    if !link.down.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(target: TRACE_TARGET, endpoint, "redis connection closed");
+                    }
+                    link.failed_attempts.fetch_add(1, Ordering::AcqRel);
+                }
+                tracing::error!(target: TRACE_TARGET, endpoint, code = err.code(), operation = %context.operation, "redis error: {err}");
+                Outcome::Failure { code: err.code() }
+            }
+        };
+        self.inner.metrics.record(&OperationEvent {
+            operation: &context.operation,
+            key_pattern: &context.key_pattern,
+            duration: elapsed,
+            outcome,
+        });
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<redis::RedisError> for Error {
+    /// Classifies a redis-rs error; [`Client::run`] fills in the context.
+    fn from(error: redis::RedisError) -> Self {
+        Error::from_redis(&error, Context::default())
+    }
+}

@@ -1,0 +1,237 @@
+//! A private, throwaway `redis-server` for tests and examples.
+//!
+//! Each [`RedisServer`] runs its own process on a free loopback port, in its
+//! own temporary directory, with persistence off. It is killed when dropped.
+//! Fault tests can [`RedisServer::stop`] it and [`RedisServer::restart`] it
+//! on the same port, so clients can be seen to reconnect.
+//!
+//! A missing `redis-server` binary is a loud failure naming the install
+//! command: tests never skip silently. `REDIS_SERVER_BIN` overrides the binary.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// Environment variable naming the `redis-server` binary to run.
+pub const ENV_SERVER_BIN: &str = "REDIS_SERVER_BIN";
+
+/// How long a fresh server gets to answer `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Start attempts on fresh ports: another process may take the port between
+/// our probe and the server's bind.
+const START_ATTEMPTS: usize = 5;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The binary is not installed (or `REDIS_SERVER_BIN` points nowhere).
+    #[error(
+        "`{bin}` was not found: install Redis (`apt-get install redis-server`) \
+         or set {ENV_SERVER_BIN} to the redis-server binary"
+    )]
+    NotInstalled {
+        /// The binary that was looked for.
+        bin: String,
+    },
+    /// The process started but did not become ready.
+    #[error("redis-server on port {port} did not start: {reason}")]
+    DidNotStart {
+        /// The port it was told to use.
+        port: u16,
+        /// What went wrong, with the tail of its log.
+        reason: String,
+    },
+    /// An OS-level failure (temp dir, free port, spawn).
+    #[error("cannot start redis-server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A `redis-server` process owned by a test; see the module docs.
+///
+/// ```no_run
+/// use redis_runtime::testing::RedisServer;
+///
+/// let server = RedisServer::start();
+/// let url = server.url(); // redis://127.0.0.1:<free port>
+/// # drop(url);
+/// ```
+#[derive(Debug)]
+pub struct RedisServer {
+    bin: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server, panicking with an actionable message if it cannot:
+    /// what tests want.
+    pub fn start() -> Self {
+        match Self::try_start() {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Starts a server, reporting failure as a [`HarnessError`].
+    pub fn try_start() -> Result<Self, HarnessError> {
+        let bin = std::env::var(ENV_SERVER_BIN).unwrap_or_else(|_| "redis-server".to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("redis-runtime-")
+            .tempdir()?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let mut server = Self {
+                bin: bin.clone(),
+                port,
+                dir: tempfile::Builder::new()
+                    .prefix("redis-runtime-")
+                    .tempdir()?,
+                child: None,
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok(server),
+                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        drop(dir);
+        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
+            port: 0,
+            reason: "no attempt was made".into(),
+        }))
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A [`Config`] for this server with test-friendly timeouts: a short
+    /// connect timeout and few retries, so fault tests fail fast.
+    pub fn config(&self) -> Config {
+        Config::builder(self.url())
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_or_else(|e| panic!("harness URL must be valid: {e}"))
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients, like a crash) and
+    /// waits for the process to be gone. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (stopping it first if it
+    /// runs). Its data is gone: persistence is off.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait() {
+            panic!("{e}");
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+        let spawned = Command::new(&self.bin)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HarnessError::NotInstalled {
+                    bin: self.bin.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if answers_ping(self.port) {
+                return Ok(());
+            }
+            if !self.is_running() {
+                self.child = None;
+                return Err(self.did_not_start("the process exited"));
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(self.did_not_start("it did not answer PING within 10 s"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn did_not_start(&self, what: &str) -> HarnessError {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        HarnessError::DidNotStart {
+            port: self.port,
+            reason: format!("{what}; log tail: {}", tail.join(" | ")),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Asks the OS for a free loopback port. The port is released before the
+/// server binds it, so a race is possible; `try_start` retries on a new one.
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One raw inline `PING`, so readiness needs no client library.
+fn answers_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}

@@ -1,0 +1,311 @@
+//! The client against a real, private `redis-server`: round trips, health,
+//! faults, reconnects, shutdown, metrics and secret redaction.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis_runtime::metrics::{OperationEvent, Outcome};
+use redis_runtime::testing::RedisServer;
+use redis_runtime::{Client, Config, Context};
+
+async fn set_get(client: &Client, key: &str, value: &str) -> redis_runtime::Result<String> {
+    let (key, value) = (key.to_string(), value.to_string());
+    client
+        .run(
+            Context::new("test.set_get", "test:{k}"),
+            |mut conn| async move {
+                let _: () = conn.set(&key, &value).await?;
+                Ok(conn.get(&key).await?)
+            },
+        )
+        .await
+}
+
+#[tokio::test]
+async fn connects_and_round_trips_a_command() {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    assert_eq!(
+        set_get(&client, "greeting", "héllo")
+            .await
+            .expect("set/get"),
+        "héllo"
+    );
+}
+
+#[tokio::test]
+async fn eager_connect_reaches_the_server() {
+    let server = RedisServer::start();
+    let config = Config::builder(server.url())
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    let client = Client::connect(config).await.expect("eager connect");
+    assert!(client.health().await.ok);
+}
+
+#[tokio::test]
+async fn health_reports_ok_then_not_ok_when_the_server_stops() {
+    let mut server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    let health = client.health().await;
+    assert!(health.ok, "{health:?}");
+    assert!(health.error.is_none());
+    assert!(health.latency_ms >= 0.0 && health.latency_ms < 3000.0);
+
+    server.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let health = client.health().await;
+        assert!(!health.ok, "server is down, health must say so");
+        assert!(health.error.is_some());
+        assert!(
+            started.elapsed() < Duration::from_millis(3500),
+            "health took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_server_fails_with_a_typed_error_within_five_seconds() {
+    // A port nothing listens on: start a server, note its port, kill it.
+    let mut server = RedisServer::start();
+    let config = server.config();
+    server.stop();
+    let client = Client::connect(config)
+        .await
+        .expect("lazy connect never fails");
+    let started = Instant::now();
+    let err = set_get(&client, "k", "v")
+        .await
+        .expect_err("server is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err.code(), "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT"),
+        "unexpected error {err:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(err.context().map(|c| &*c.operation), Some("test.set_get"));
+}
+
+#[tokio::test]
+async fn eager_connect_to_an_unreachable_server_fails_fast() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.stop();
+    let config = Config::builder(url)
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    let started = Instant::now();
+    let err = Client::connect(config).await.expect_err("nothing listens");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(err.is_transient(), "{err:?}");
+}
+
+#[tokio::test]
+async fn reconnects_after_the_server_restarts() {
+    let mut server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    assert_eq!(set_get(&client, "a", "1").await.expect("first"), "1");
+
+    server.stop();
+    assert!(set_get(&client, "a", "2").await.is_err());
+    server.restart();
+
+    // The same client must recover by itself; poll with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match set_get(&client, "a", "3").await {
+            Ok(value) => {
+                assert_eq!(value, "3");
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                assert!(
+                    e.is_transient(),
+                    "only transient errors while recovering: {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("client did not recover after restart: {e}"),
+        }
+    }
+    assert!(client.health().await.ok);
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_work_then_refuses_new_work() {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    let worker = client.clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let in_flight = tokio::spawn(async move {
+        worker
+            .run(Context::new("test.slow", "q"), |mut conn| async move {
+                let _ = started_tx.send(());
+                // A short server-side wait keeps the operation in flight.
+                let popped: Option<(String, String)> = conn.blpop("empty-list", 0.3).await?;
+                Ok(popped)
+            })
+            .await
+    });
+    started_rx.await.expect("operation started");
+    client.shutdown().await;
+    assert!(
+        in_flight.is_finished(),
+        "shutdown must wait for in-flight work"
+    );
+    assert_eq!(
+        in_flight
+            .await
+            .expect("join")
+            .expect("in-flight op succeeds"),
+        None
+    );
+
+    let err = set_get(&client, "k", "v")
+        .await
+        .expect_err("after shutdown");
+    assert_eq!(err.code(), "STORAGE_SHUTDOWN");
+    assert!(client.is_shut_down());
+    assert!(client.shutdown_token().is_cancelled());
+    let health = client.health().await;
+    assert!(!health.ok);
+    client.shutdown().await; // idempotent
+}
+
+#[tokio::test]
+async fn metrics_hook_sees_operation_pattern_duration_and_outcome() {
+    let server = RedisServer::start();
+    let seen: Arc<Mutex<Vec<(String, String, Outcome)>>> = Arc::default();
+    let sink = seen.clone();
+    let hook = move |event: &OperationEvent<'_>| {
+        sink.lock().expect("lock").push((
+            event.operation.into(),
+            event.key_pattern.into(),
+            event.outcome,
+        ));
+    };
+    let client = Client::connect_with_metrics(server.config(), hook)
+        .await
+        .expect("connect");
+    set_get(&client, "user:42", "x").await.expect("ok");
+    let err = client
+        .run(
+            Context::new("test.bad", "list:{id}"),
+            |mut conn| async move {
+                let _: () = conn.set("scalar", "1").await?;
+                let _: Vec<String> = conn.lrange("scalar", 0, -1).await?; // WRONGTYPE
+                Ok(())
+            },
+        )
+        .await
+        .expect_err("wrong type");
+    assert_eq!(err.code(), "STORAGE_COMMAND");
+
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![
+            ("test.set_get".into(), "test:{k}".into(), Outcome::Success),
+            (
+                "test.bad".into(),
+                "list:{id}".into(),
+                Outcome::Failure {
+                    code: "STORAGE_COMMAND"
+                }
+            ),
+        ]
+    );
+}
+
+/// Collects everything `tracing` writes, to search it for secrets.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn passwords_and_urls_never_reach_logs_debug_or_errors() {
+    let mut server = RedisServer::start();
+    // An ACL user, so the credentials are real and used.
+    let admin = Client::connect(server.config()).await.expect("admin");
+    admin
+        .run(Context::new("acl", ""), |mut conn| async move {
+            let _: () = redis::cmd("ACL")
+                .arg(&["SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all"])
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("acl setuser");
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/0", server.port());
+
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let config = Config::builder(url.clone())
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    let client = Client::connect(config.clone())
+        .await
+        .expect("ACL login works");
+    assert_eq!(set_get(&client, "k", "v").await.expect("set/get"), "v");
+
+    // Provoke error, close and reconnect events.
+    server.stop();
+    let err = set_get(&client, "k", "v").await.expect_err("down");
+    let _ = client.health().await;
+    server.restart();
+
+    let wrong = Config::from_url("redis://app:wrong-s3cret@127.0.0.1:1/x").expect_err("bad db");
+    let mut texts = vec![
+        format!("{config:?}"),
+        format!("{client:?}"),
+        format!("{err:?}"),
+        err.to_string(),
+        format!("{wrong:?}"),
+        wrong.to_string(),
+    ];
+    texts.push(String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned());
+    let all = texts.join("\n");
+    assert!(
+        all.contains("redis connected"),
+        "connect event expected:\n{all}"
+    );
+    assert!(all.contains("redis error"), "error event expected:\n{all}");
+    assert!(
+        all.contains("connection closed"),
+        "close event expected:\n{all}"
+    );
+    assert!(
+        all.contains("reconnecting (attempt 1)"),
+        "reconnect event expected:\n{all}"
+    );
+    assert!(!all.contains("s3cret"), "a password leaked:\n{all}");
+    assert!(!all.contains(&url), "the URL leaked:\n{all}");
+}

@@ -1,0 +1,42 @@
+//! The pure, I/O-free model of a Redis keyspace.
+//!
+//! This crate is shared by both halves of the data layer:
+//!
+//! * the `redis-derive` proc macro uses it at compile time to parse and
+//!   validate what a user declared (key patterns, TTL literals, rename rules)
+//!   and to report mistakes as compile errors;
+//! * the `redis-runtime` crate uses it at run time to build and split keys
+//!   safely and to introspect entities through their descriptors.
+//!
+//! Because the same code validates at compile time and renders at run time,
+//! the two cannot disagree about what a key looks like. Nothing here touches
+//! the network or the file system, and no input makes it panic.
+//!
+//! | module | concept |
+//! | --- | --- |
+//! | [`key`] | key patterns such as `user:{id}`, and the rules for values placed in them |
+//! | [`duration`] | TTL literals such as `"7d"` |
+//! | [`case`] | rename rules such as `camelCase` |
+//! | [`descriptor`] | static descriptors the generated code fills in |
+//!
+//! ```
+//! use redis_schema::{KeyPattern, RenameRule, parse_ttl};
+//!
+//! let key = KeyPattern::parse("session:{id}")?;
+//! assert_eq!(key.render(&["abc"])?, "session:abc");
+//! assert_eq!(parse_ttl("7d")?.as_secs(), 7 * 86_400);
+//! assert_eq!(RenameRule::CamelCase.apply("user_id"), "userId");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod case;
+pub mod descriptor;
+pub mod duration;
+pub mod key;
+
+pub use case::RenameRule;
+pub use descriptor::{
+    EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, StreamDescriptor,
+};
+pub use duration::{DurationError, format_ttl, parse_ttl};
+pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
