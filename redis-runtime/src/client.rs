@@ -3,7 +3,7 @@
 //! health checks and graceful shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,7 @@ struct Inner {
     /// `None` once shut down; dropping the last manager closes the socket.
     manager: RwLock<Option<ConnectionManager>>,
     link: LinkState,
+    round_trips: Arc<AtomicU64>,
     metrics: Arc<dyn Metrics>,
     in_flight: TaskTracker,
     closed: CancellationToken,
@@ -134,6 +135,7 @@ impl Client {
                 redis_client,
                 manager: RwLock::new(Some(manager)),
                 link: LinkState::default(),
+                round_trips: Arc::default(),
                 metrics: Arc::new(metrics),
                 in_flight: TaskTracker::new(),
                 closed: CancellationToken::new(),
@@ -155,7 +157,7 @@ impl Client {
     /// redis-rs errors convert with `?` inside `op`.
     pub async fn run<T, F, Fut>(&self, context: Context, op: F) -> Result<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         self.run_with_deadline(context, self.inner.config.operation_timeout, op)
@@ -169,7 +171,7 @@ impl Client {
         op: F,
     ) -> Result<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let started = Instant::now();
@@ -177,8 +179,12 @@ impl Client {
             None => Err(Error::Shutdown {
                 context: context.clone(),
             }),
-            Some(connection) => {
+            Some(manager) => {
                 self.note_attempt();
+                let connection = Connection {
+                    manager,
+                    round_trips: self.inner.round_trips.clone(),
+                };
                 let tracked = self.inner.in_flight.track_future(op(connection));
                 match tokio::time::timeout(deadline, tracked).await {
                     Ok(result) => result.map_err(|e| e.with_context(context.clone())),
@@ -191,6 +197,13 @@ impl Client {
         };
         self.observe(&context, started.elapsed(), &result);
         result
+    }
+
+    /// How many requests (a command, a pipeline or a script call each count
+    /// once) this client and its clones have sent on the shared connection.
+    /// A diagnostic: tests use it to prove each operation is one round trip.
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     /// `PING` with a [`HEALTH_TIMEOUT`] deadline. Never hangs, never panics:
@@ -344,5 +357,37 @@ impl From<redis::RedisError> for Error {
     /// Classifies a redis-rs error; [`Client::run`] fills in the context.
     fn from(error: redis::RedisError) -> Self {
         Error::from_redis(&error, Context::default())
+    }
+}
+
+/// The shared connection as handed to [`Client::run`] closures: use it
+/// with any redis-rs command, pipeline or script. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    manager: ConnectionManager,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.manager.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.manager.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.manager.get_db()
     }
 }

@@ -2,17 +2,44 @@
 //!
 //! Applications depend on this crate only. It owns the connection
 //! ([`Client`], configured by [`Config`]), the error type ([`Error`], with
-//! stable [`Error::code`]s) and the metrics hook ([`metrics::Metrics`]).
+//! stable [`Error::code`]s), the metrics hook ([`metrics::Metrics`]), the
+//! field codec ([`codec`]) and the atomic entity operations ([`entity`]).
 //! With the `testing` feature it also provides [`testing::RedisServer`], a
 //! throwaway `redis-server` for integration tests and examples.
 
 pub mod client;
+pub mod codec;
 pub mod config;
+pub mod entity;
 pub mod error;
 pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use client::{Client, Health};
+pub use client::{Client, Connection, Health};
+pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
+pub use entity::{Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result};
+pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
+
+/// What generated code refers to, by absolute path. Not a public API: it
+/// changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::Client;
+    pub use crate::codec::{
+        ExpiryValue, FieldSink, FieldValue, KeyBuilder, KeyPart, RawFields, Record, ScoreValue,
+        decode_json, decode_optional, decode_or_default, decode_required, encode_field,
+        encode_json_field, expiry_of, missing_field, unknown_variant,
+    };
+    pub use crate::entity::{
+        self, Entity, IndexKind, IndexSpec, Layout, Patch, Ttl, TtlChange, WriteOutcome,
+    };
+    pub use crate::error::{Error, Result};
+    pub use redis_schema::{
+        EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, StreamDescriptor,
+    };
+    pub use std::borrow::Cow;
+    pub use std::time::Duration;
+}

@@ -154,7 +154,7 @@ pub struct IndexDescriptor {
     /// The index key pattern source, e.g. `"jobs:status:{status}"`.
     pub key_pattern: &'static str,
     /// For [`IndexKind::Sorted`], the hash name of the field that gives the
-    /// score.
+    /// score; for [`IndexKind::Unique`], the field whose value must be unique.
     pub score_field: Option<&'static str>,
 }
 

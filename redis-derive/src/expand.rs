@@ -1,0 +1,634 @@
+//! Phase 3: generate code. Everything is named through
+//! `<runtime>::__private`, so user code needs no imports and local types
+//! named `Result`, `Option`, `String` or `Vec` cannot capture our paths.
+//! Generated code stays thin: it fills in static layouts and per-field
+//! encode/decode calls; the runtime does the work.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::IndexKind;
+use crate::valid::{FieldModel, KeyModel, Model, Segment, unraw};
+
+pub(crate) fn record(m: &Model<'_>) -> TokenStream {
+    let ident = m.ident;
+    let p = private(m);
+    let descriptor = descriptor(m);
+    let write_fields = write_fields(m);
+    let read_fields = read_fields(m);
+    quote! {
+        #[automatically_derived]
+        impl #p::Record for #ident {
+            fn descriptor() -> &'static #p::EntityDescriptor {
+                #descriptor
+            }
+            #write_fields
+            #read_fields
+        }
+    }
+}
+
+pub(crate) fn entity(m: &Model<'_>) -> TokenStream {
+    let record = record(m);
+    let entity_impl = entity_impl(m);
+    let inherent = inherent(m);
+    let patch = patch(m);
+    let checks = type_checks(m);
+    quote! {
+        #record
+        #entity_impl
+        #inherent
+        #patch
+        #checks
+    }
+}
+
+fn private(m: &Model<'_>) -> TokenStream {
+    let krate = &m.krate;
+    quote!(#krate::__private)
+}
+
+fn stored<'m, 'a>(m: &'m Model<'a>) -> impl Iterator<Item = (usize, &'m FieldModel<'a>)> {
+    m.fields.iter().enumerate().filter(|(_, f)| !f.skip)
+}
+
+fn lit(s: &str) -> syn::LitStr {
+    syn::LitStr::new(s, proc_macro2::Span::call_site())
+}
+
+fn descriptor(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let name = lit(&m.ident.to_string());
+    let key_pattern = lit(m.key.as_ref().map(|k| k.source.as_str()).unwrap_or(""));
+    let ttl = match m.ttl_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let fields = stored(m).map(|(_, f)| {
+        let rust_name = lit(&unraw(f.ident));
+        let hash_name = lit(&f.hash_name);
+        let optional = f.option_of.is_some();
+        let is_key = f.is_key;
+        let value_ty = f.value_ty();
+        let encoding = if f.json {
+            quote!(#p::FieldEncoding::Json)
+        } else {
+            quote_spanned!(value_ty.span()=> <#value_ty as #p::FieldValue>::ENCODING)
+        };
+        quote! {
+            #p::FieldDescriptor {
+                rust_name: #rust_name,
+                hash_name: #hash_name,
+                optional: #optional,
+                is_key: #is_key,
+                encoding: #encoding,
+            }
+        }
+    });
+    let indexes = m.indexes.iter().map(|index| {
+        let kind = match index.kind {
+            IndexKind::Set => quote!(#p::entity::IndexKind::Set),
+            IndexKind::Sorted => quote!(#p::entity::IndexKind::Sorted),
+            IndexKind::Unique => quote!(#p::entity::IndexKind::Unique),
+        };
+        let name = lit(&index.name);
+        let key_pattern = lit(&index.key.source);
+        let field = match index.value_field {
+            Some(i) => {
+                let hash = lit(&m.fields[i].hash_name);
+                quote!(::core::option::Option::Some(#hash))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        quote! {
+            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, score_field: #field }
+        }
+    });
+    let stream = match &m.stream {
+        Some((key, maxlen)) => {
+            let key = lit(key);
+            let maxlen = if *maxlen > 0 {
+                quote!(::core::option::Option::Some(#maxlen))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            quote!(::core::option::Option::Some(#p::StreamDescriptor { key: #key, maxlen: #maxlen }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        static DESCRIPTOR: #p::EntityDescriptor = #p::EntityDescriptor {
+            name: #name,
+            key_pattern: #key_pattern,
+            ttl_ms: #ttl,
+            fields: &[#(#fields),*],
+            indexes: &[#(#indexes),*],
+            stream: #stream,
+        };
+        &DESCRIPTOR
+    }
+}
+
+/// Encodes `value` (an expression of type `&ty`) into `scratch` and puts it.
+fn put_field(p: &TokenStream, f: &FieldModel<'_>, value: TokenStream) -> TokenStream {
+    let name = lit(&f.hash_name);
+    let value_ty = f.value_ty();
+    let encode = if f.json {
+        quote!(#p::encode_json_field(#name, #value, &mut scratch)?;)
+    } else {
+        quote_spanned!(value_ty.span()=> #p::encode_field::<#value_ty>(#name, #value, &mut scratch)?;)
+    };
+    quote! {
+        #encode
+        sink.put(#name, &scratch);
+    }
+}
+
+fn write_fields(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let writes = stored(m).map(|(_, f)| {
+        let ident = f.ident;
+        let name = lit(&f.hash_name);
+        if f.option_of.is_some() {
+            let put = put_field(&p, f, quote!(value));
+            quote! {
+                match &self.#ident {
+                    ::core::option::Option::Some(value) => { #put }
+                    ::core::option::Option::None => sink.absent(#name),
+                }
+            }
+        } else {
+            put_field(&p, f, quote!(&self.#ident))
+        }
+    });
+    quote! {
+        fn write_fields(&self, sink: &mut dyn #p::FieldSink) -> #p::Result<()> {
+            let mut scratch = <::std::vec::Vec<u8> as ::core::default::Default>::default();
+            #(#writes)*
+            let _ = &mut scratch;
+            ::core::result::Result::Ok(())
+        }
+    }
+}
+
+fn read_fields(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let slots: Vec<syn::Ident> = m
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, _)| format_ident!("__field{}", i))
+        .collect();
+    let declare = stored(m).map(|(i, _)| {
+        let slot = &slots[i];
+        quote!(let mut #slot: ::core::option::Option<&[u8]> = ::core::option::Option::None;)
+    });
+    let arms = stored(m).map(|(i, f)| {
+        let slot = &slots[i];
+        let bytes = syn::LitByteStr::new(f.hash_name.as_bytes(), proc_macro2::Span::call_site());
+        quote!(#bytes => #slot = ::core::option::Option::Some(value),)
+    });
+    let inits = m.fields.iter().enumerate().map(|(i, f)| {
+        let ident = f.ident;
+        if f.skip {
+            return quote!(#ident: ::core::default::Default::default());
+        }
+        let slot = &slots[i];
+        let name = lit(&f.hash_name);
+        let value_ty = f.value_ty();
+        let ty = f.ty;
+        let expr = match (f.json, f.option_of.is_some(), f.default) {
+            (false, true, _) => quote_spanned!(value_ty.span()=> #p::decode_optional::<#value_ty>(key, #name, #slot)?),
+            (false, false, true) => quote_spanned!(ty.span()=> #p::decode_or_default::<#ty>(key, #name, #slot)?),
+            (false, false, false) => quote_spanned!(ty.span()=> #p::decode_required::<#ty>(key, #name, #slot)?),
+            (true, true, _) => quote!(#p::decode_json::<#value_ty>(key, #name, #slot)?),
+            (true, false, true) => quote!(#p::decode_json::<#ty>(key, #name, #slot)?.unwrap_or_default()),
+            (true, false, false) => quote! {
+                match #p::decode_json::<#ty>(key, #name, #slot)? {
+                    ::core::option::Option::Some(value) => value,
+                    ::core::option::Option::None => return ::core::result::Result::Err(#p::missing_field(key, #name)),
+                }
+            },
+        };
+        quote!(#ident: #expr)
+    });
+    quote! {
+        fn read_fields(key: &str, fields: &#p::RawFields<'_>) -> #p::Result<Self> {
+            #(#declare)*
+            for &(name, value) in fields.iter() {
+                match name {
+                    #(#arms)*
+                    _ => {}
+                }
+            }
+            let _ = key;
+            ::core::result::Result::Ok(Self { #(#inits),* })
+        }
+    }
+}
+
+/// `"=literal"` / `"@hash_field"` parts of a key pattern, for the scripts.
+fn parts(m: &Model<'_>, key: &KeyModel) -> Vec<syn::LitStr> {
+    key.segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(text) => lit(&format!("={text}")),
+            Segment::Field(i) => lit(&format!("@{}", m.fields[*i].hash_name)),
+        })
+        .collect()
+}
+
+fn key_fields<'m, 'a>(m: &'m Model<'a>) -> Vec<&'m FieldModel<'a>> {
+    m.key
+        .as_ref()
+        .map(|k| k.field_indexes().map(|i| &m.fields[i]).collect())
+        .unwrap_or_default()
+}
+
+fn entity_impl(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let ident = m.ident;
+    let Some(key) = &m.key else {
+        return TokenStream::new();
+    };
+    let key_parts = parts(m, key);
+    let indexes = m.indexes.iter().map(|index| {
+        let kind = match index.kind {
+            IndexKind::Set => quote!(#p::entity::IndexKind::Set),
+            IndexKind::Sorted => quote!(#p::entity::IndexKind::Sorted),
+            IndexKind::Unique => quote!(#p::entity::IndexKind::Unique),
+        };
+        let name = lit(&index.name);
+        let index_parts = parts(m, &index.key);
+        let field = lit(index.value_field.map(|i| m.fields[i].hash_name.as_str()).unwrap_or(""));
+        quote!(#p::IndexSpec { kind: #kind, name: #name, parts: &[#(#index_parts),*], field: #field })
+    });
+    let stream = match &m.stream {
+        Some((name, maxlen)) => {
+            let name = lit(name);
+            quote!(::core::option::Option::Some((#name, #maxlen)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let registry = if m.indexes.is_empty() {
+        lit("")
+    } else {
+        lit(&format!("{}:__ttl", key.source))
+    };
+    let mut indexed: Vec<String> = Vec::new();
+    for index in &m.indexes {
+        for i in index.key.field_indexes().chain(index.value_field) {
+            let name = &m.fields[i].hash_name;
+            if !indexed.contains(name) {
+                indexed.push(name.clone());
+            }
+        }
+    }
+    let indexed = indexed.iter().map(|s| lit(s));
+    let key_args: Vec<TokenStream> = key_fields(m)
+        .into_iter()
+        .map(|f| {
+            let ident = f.ident;
+            quote!(&self.#ident)
+        })
+        .collect();
+    let checks = index_pattern_fields(m).into_iter().map(|(pattern, f)| {
+        let ident = f.ident;
+        let name = lit(&f.hash_name);
+        let pattern = lit(pattern);
+        quote!(#p::KeyBuilder::new(#pattern).part(#name, &self.#ident)?;)
+    });
+    let expires = m.expires_at.map(|i| {
+        let f = &m.fields[i];
+        let ident = f.ident;
+        let name = lit(&f.hash_name);
+        quote! {
+            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<i64>> {
+                #p::expiry_of(#name, &self.#ident)
+            }
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #p::Entity for #ident {
+            fn layout() -> &'static #p::Layout {
+                static LAYOUT: #p::Layout = #p::Layout {
+                    key_parts: &[#(#key_parts),*],
+                    indexes: &[#(#indexes),*],
+                    stream: #stream,
+                    registry: #registry,
+                    indexed_fields: &[#(#indexed),*],
+                };
+                &LAYOUT
+            }
+            fn key(&self) -> #p::Result<::std::string::String> {
+                Self::__entity_key(#(#key_args),*).map(|k| k.key)
+            }
+            fn member(&self) -> #p::Result<::std::string::String> {
+                Self::__entity_key(#(#key_args),*).map(|k| k.member)
+            }
+            fn check_index_values(&self) -> #p::Result<()> {
+                #(#checks)*
+                ::core::result::Result::Ok(())
+            }
+            #expires
+        }
+    }
+}
+
+/// Fields that appear in index key patterns, with the pattern they fill.
+fn index_pattern_fields<'m, 'a>(m: &'m Model<'a>) -> Vec<(&'m str, &'m FieldModel<'a>)> {
+    let mut out: Vec<(&str, &FieldModel<'_>)> = Vec::new();
+    for index in &m.indexes {
+        for i in index.key.field_indexes() {
+            let f = &m.fields[i];
+            if !f.is_key && !out.iter().any(|(_, seen)| seen.ident == f.ident) {
+                out.push((index.key.source.as_str(), f));
+            }
+        }
+    }
+    out
+}
+
+fn inherent(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let ident = m.ident;
+    let vis = m.vis;
+    let Some(key) = &m.key else {
+        return TokenStream::new();
+    };
+    let patch_ident = &m.patch_ident;
+    let fields = key_fields(m);
+    let params: Vec<TokenStream> = fields
+        .iter()
+        .map(|f| {
+            let ident = f.ident;
+            quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized))
+        })
+        .collect();
+    let args: Vec<&syn::Ident> = fields.iter().map(|f| f.ident).collect();
+    let pattern = lit(&key.source);
+    let build = key.segments.iter().map(|s| match s {
+        Segment::Literal(text) => {
+            let text = lit(text);
+            quote!(.literal(#text))
+        }
+        Segment::Field(i) => {
+            let f = &m.fields[*i];
+            let name = lit(&f.hash_name);
+            let ident = f.ident;
+            quote!(.part(#name, #ident)?)
+        }
+    });
+    let member_parts = fields.iter().map(|f| {
+        let ident = f.ident;
+        quote!(#p::KeyPart::key_part(#ident))
+    });
+    let doc_key = format!(
+        "Builds the key of a `{ident}` (`{}`) from its key fields; `INVALID_KEY` if a value could break out of its segment.",
+        key.source
+    );
+    let get_many = if fields.len() == 1 {
+        let arg = fields[0].ident;
+        quote! {
+            /// Reads many entities in one round trip (a pipeline); the result keeps the order of `ids`, with `None` for missing ones.
+            #vis async fn get_many<I>(client: &#p::Client, ids: I) -> #p::Result<::std::vec::Vec<::core::option::Option<Self>>>
+            where
+                I: ::core::iter::IntoIterator,
+                I::Item: #p::KeyPart,
+            {
+                let mut keys = ::std::vec::Vec::new();
+                for #arg in ids {
+                    keys.push(Self::__entity_key(&#arg).map(|k| k.key));
+                }
+                #p::entity::get_many::<Self>(client, keys).await
+            }
+        }
+    } else {
+        quote! {
+            /// Reads many entities by key (see `key_for`) in one round trip; order is kept, `None` for missing ones.
+            #vis async fn get_many(client: &#p::Client, keys: ::std::vec::Vec<::std::string::String>) -> #p::Result<::std::vec::Vec<::core::option::Option<Self>>> {
+                #p::entity::get_many::<Self>(client, keys.into_iter().map(::core::result::Result::Ok).collect()).await
+            }
+        }
+    };
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #doc_key]
+            #vis fn key_for(#(#params),*) -> #p::Result<::std::string::String> {
+                Self::__entity_key(#(#args),*).map(|k| k.key)
+            }
+
+            #[doc(hidden)]
+            fn __entity_key(#(#params),*) -> #p::Result<#p::entity::EntityKey> {
+                let key = #p::KeyBuilder::new(#pattern) #(#build)* .finish();
+                let member = [#(#member_parts),*].join(":");
+                ::core::result::Result::Ok(#p::entity::EntityKey { key, member })
+            }
+
+            /// Creates it: fails with `ALREADY_EXISTS` and writes nothing if the key exists. TTL, index entries and stream entry are written in the same atomic step.
+            #vis async fn create(&self, client: &#p::Client) -> #p::Result<#p::WriteOutcome> {
+                #p::entity::create(client, self).await
+            }
+
+            /// Creates or fully replaces it (upsert), restarting its TTL.
+            #vis async fn save(&self, client: &#p::Client) -> #p::Result<#p::WriteOutcome> {
+                #p::entity::save(client, self).await
+            }
+
+            /// Fully replaces the stored entity, removing fields that are now `None`; keeps the remaining TTL. `NOT_FOUND` if absent.
+            #vis async fn update(&self, client: &#p::Client) -> #p::Result<()> {
+                #p::entity::update(client, self, #p::TtlChange::Keep).await
+            }
+
+            /// Like `update`, and restarts the declared TTL.
+            #vis async fn update_refreshing_ttl(&self, client: &#p::Client) -> #p::Result<()> {
+                #p::entity::update(client, self, #p::TtlChange::Refresh).await
+            }
+
+            /// Reads it; `None` when absent or expired.
+            #vis async fn get(client: &#p::Client, #(#params),*) -> #p::Result<::core::option::Option<Self>> {
+                #p::entity::get::<Self>(client, Self::__entity_key(#(#args),*).map(|k| k.key)).await
+            }
+
+            #get_many
+
+            /// Applies a partial update; fields left `None` in the patch are untouched. Keeps the remaining TTL. `NOT_FOUND` if absent.
+            #vis async fn patch(client: &#p::Client, #(#params,)* patch: &#patch_ident) -> #p::Result<()> {
+                #p::entity::patch(client, Self::__entity_key(#(#args),*), patch, #p::TtlChange::Keep).await
+            }
+
+            /// Like `patch`, and restarts the declared TTL.
+            #vis async fn patch_refreshing_ttl(client: &#p::Client, #(#params,)* patch: &#patch_ident) -> #p::Result<()> {
+                #p::entity::patch(client, Self::__entity_key(#(#args),*), patch, #p::TtlChange::Refresh).await
+            }
+
+            /// Deletes it and all its index entries; returns whether it existed.
+            #vis async fn delete(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+                #p::entity::delete::<Self>(client, Self::__entity_key(#(#args),*)).await
+            }
+
+            /// Whether it exists (and has not expired).
+            #vis async fn exists(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+                #p::entity::exists::<Self>(client, Self::__entity_key(#(#args),*).map(|k| k.key)).await
+            }
+
+            /// Its remaining lifetime.
+            #vis async fn ttl(client: &#p::Client, #(#params),*) -> #p::Result<#p::Ttl> {
+                #p::entity::ttl::<Self>(client, Self::__entity_key(#(#args),*).map(|k| k.key)).await
+            }
+
+            /// Makes it expire `ttl` from now (extending or shortening its life); returns whether it exists.
+            #vis async fn expire(client: &#p::Client, #(#params,)* ttl: #p::Duration) -> #p::Result<bool> {
+                #p::entity::expire::<Self>(client, Self::__entity_key(#(#args),*), ::core::option::Option::Some(ttl)).await
+            }
+
+            /// Removes its TTL so it never expires; returns whether it exists.
+            #vis async fn persist(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+                #p::entity::expire::<Self>(client, Self::__entity_key(#(#args),*), ::core::option::Option::None).await
+            }
+        }
+    }
+}
+
+fn patch(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let ident = m.ident;
+    let vis = m.vis;
+    let patch_ident = &m.patch_ident;
+    let patchable: Vec<&FieldModel<'_>> =
+        m.fields.iter().filter(|f| !f.skip && !f.is_key).collect();
+    let decls = patchable.iter().map(|f| {
+        let name = f.ident;
+        let ty = f.ty;
+        let doc = if f.option_of.is_some() {
+            format!(
+                "`Some(Some(v))` sets `{}`, `Some(None)` removes it, `None` leaves it.",
+                unraw(name)
+            )
+        } else {
+            format!("`Some(v)` sets `{}`, `None` leaves it.", unraw(name))
+        };
+        quote! {
+            #[doc = #doc]
+            pub #name: ::core::option::Option<#ty>,
+        }
+    });
+    let defaults = patchable.iter().map(|f| {
+        let name = f.ident;
+        quote!(#name: ::core::option::Option::None)
+    });
+    let writes = patchable.iter().map(|f| {
+        let name = f.ident;
+        let hash = lit(&f.hash_name);
+        let put = put_field(&p, f, quote!(value));
+        if f.option_of.is_some() {
+            quote! {
+                match &self.#name {
+                    ::core::option::Option::Some(::core::option::Option::Some(value)) => { #put }
+                    ::core::option::Option::Some(::core::option::Option::None) => sink.absent(#hash),
+                    ::core::option::Option::None => {}
+                }
+            }
+        } else {
+            quote! {
+                if let ::core::option::Option::Some(value) = &self.#name { #put }
+            }
+        }
+    });
+    let checks = index_pattern_fields(m).into_iter().map(|(pattern, f)| {
+        let name = f.ident;
+        let hash = lit(&f.hash_name);
+        let pattern = lit(pattern);
+        quote! {
+            if let ::core::option::Option::Some(value) = &self.#name {
+                #p::KeyBuilder::new(#pattern).part(#hash, value)?;
+            }
+        }
+    });
+    let expires = m.expires_at.filter(|i| !m.fields[*i].is_key).map(|i| {
+        let f = &m.fields[i];
+        let name = f.ident;
+        let hash = lit(&f.hash_name);
+        quote! {
+            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<i64>> {
+                match &self.#name {
+                    ::core::option::Option::Some(value) => #p::expiry_of(#hash, value),
+                    ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
+                }
+            }
+        }
+    });
+    let doc = format!(
+        "A partial update of [`{ident}`] for `{ident}::patch`: each `None` member leaves that field as stored. Build it with struct-update syntax: `{patch_ident} {{ field: Some(value), ..Default::default() }}`."
+    );
+    quote! {
+        #[doc = #doc]
+        #vis struct #patch_ident {
+            #(#decls)*
+        }
+
+        #[automatically_derived]
+        impl ::core::default::Default for #patch_ident {
+            fn default() -> Self {
+                Self { #(#defaults),* }
+            }
+        }
+
+        #[automatically_derived]
+        impl #p::Patch for #patch_ident {
+            type Entity = #ident;
+            fn write_patch(&self, sink: &mut dyn #p::FieldSink) -> #p::Result<()> {
+                let mut scratch = <::std::vec::Vec<u8> as ::core::default::Default>::default();
+                #(#writes)*
+                let _ = (&mut scratch, &sink);
+                ::core::result::Result::Ok(())
+            }
+            fn check_index_values(&self) -> #p::Result<()> {
+                #(#checks)*
+                ::core::result::Result::Ok(())
+            }
+            #expires
+        }
+    }
+}
+
+/// Trait-bound assertions spanned on the user's field types, so a type
+/// that cannot play its role is reported on that field.
+fn type_checks(m: &Model<'_>) -> TokenStream {
+    let p = private(m);
+    let mut checks = Vec::new();
+    for f in key_fields(m)
+        .into_iter()
+        .chain(index_pattern_fields(m).into_iter().map(|(_, f)| f))
+    {
+        let ty = f.ty;
+        checks.push(quote_spanned!(ty.span()=> __assert_key_part::<#ty>();));
+    }
+    for index in &m.indexes {
+        if let (IndexKind::Sorted, Some(i)) = (index.kind, index.value_field) {
+            let ty = m.fields[i].ty;
+            checks.push(quote_spanned!(ty.span()=> __assert_score::<#ty>();));
+        }
+    }
+    if let Some(i) = m.expires_at {
+        let ty = m.fields[i].ty;
+        checks.push(quote_spanned!(ty.span()=> __assert_expiry::<#ty>();));
+    }
+    if checks.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        const _: fn() = || {
+            #[allow(dead_code)]
+            fn __assert_key_part<T: #p::KeyPart + ?::core::marker::Sized>() {}
+            #[allow(dead_code)]
+            fn __assert_score<T: #p::ScoreValue>() {}
+            #[allow(dead_code)]
+            fn __assert_expiry<T: #p::ExpiryValue>() {}
+            #(#checks)*
+        };
+    }
+}

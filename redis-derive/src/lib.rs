@@ -1,0 +1,132 @@
+//! Derive macros for `redis-runtime`. Use them through `redis_runtime`,
+//! which re-exports them; the generated code names only `redis_runtime`.
+//!
+//! The derive works in three phases, one module each: `ast` reads the
+//! attributes, `valid` checks them (collecting every error, so one compile
+//! reports all of them) and `expand` generates code. When there are errors,
+//! `fallback` emits them together with stub trait impls so the rest of the
+//! crate does not drown in follow-up errors.
+
+mod ast;
+mod ctxt;
+mod expand;
+mod fallback;
+mod valid;
+mod value;
+
+use proc_macro::TokenStream;
+
+/// Derives a stored Redis entity: a hash at a key pattern, with CRUD, TTL,
+/// secondary indexes and stream enqueue, each write one atomic step.
+///
+/// # Container attributes: `#[redis(...)]` on the struct
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `key = "user:{id}"` | **required**: the key pattern; `{field}` placeholders name the key fields (not `Option`). Literal braces are written `{{` `}}` (room for cluster hash tags: `"user:{{{id}}}"`) |
+/// | `ttl = "7d"` | entities expire this long after create/save (`ms`, `s`, `m`, `h`, `d`, combinations like `"1h 30m"`) |
+/// | `rename_all = "camelCase"` | hash field naming; default `snake_case` |
+/// | `crate = "path"` | path of the runtime crate if renamed; default `redis_runtime` |
+/// | `index(key = "jobs:status:{status}", name = "...")` | a set of ids per value |
+/// | `sorted_index(key = "jobs:user:{user_id}", score = "created_at")` | a sorted set of ids scored by a numeric or timestamp field |
+/// | `unique(key = "users:by_email", field = "email")` | at most one entity per value (`UNIQUE_VIOLATION`) |
+/// | `stream = "jobs:stream"`, `stream_maxlen = 10000` | enqueue an entry on creation, in the same step (a transactional outbox), trimmed with `MAXLEN ~` |
+/// | `patch = "JobChanges"` | name of the generated patch type; default `<Type>Patch` |
+///
+/// # Field attributes
+///
+/// | attribute | meaning |
+/// | --- | --- |
+/// | `rename = "createdAt"` | the hash field name |
+/// | `skip` | not stored; filled with `Default::default()` on read |
+/// | `default` | a missing hash field reads as `Default::default()` instead of a `DECODE` error |
+/// | `json` | stored as JSON (maps, vectors, nested structs; needs serde) |
+/// | `expires_at` | the entity expires at this timestamp (`i64` epoch ms, `SystemTime`, …) |
+///
+/// Field types without `json`: `String`, integers, floats, `bool`,
+/// `Vec<u8>`, `SystemTime` (and `chrono`/`time`/`uuid` types behind the
+/// runtime's features), unit enums with `#[derive(RedisValue)]`, and
+/// `Option` of any of those (`None` = no hash field).
+///
+/// # Generated API
+///
+/// `key_for`, `create`, `save`, `update`, `update_refreshing_ttl`, `get`,
+/// `get_many`, `patch`, `patch_refreshing_ttl`, `delete`, `exists`, `ttl`,
+/// `expire`, `persist`, and a `<Type>Patch` struct.
+///
+/// ```
+/// use redis_runtime::{RedisEntity, RedisValue};
+///
+/// #[derive(RedisValue, Debug, Clone, Copy, PartialEq)]
+/// pub enum Role { Admin, Member }
+///
+/// #[derive(RedisEntity, Debug, Clone, PartialEq)]
+/// #[redis(key = "user:{id}")]
+/// pub struct User {
+///     pub id: String,
+///     pub name: String,
+///     pub role: Role,
+///     pub created_at: i64,
+///     pub avatar_url: Option<String>,
+/// }
+///
+/// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+/// let user = User { id: "u1".into(), name: "Ada".into(), role: Role::Admin, created_at: 0, avatar_url: None };
+/// user.create(client).await?;
+/// let loaded = User::get(client, "u1").await?;
+/// assert_eq!(loaded, Some(user));
+/// User::patch(client, "u1", &UserPatch { name: Some("Ada L.".into()), ..Default::default() }).await?;
+/// # Ok(()) }
+/// ```
+#[proc_macro_derive(RedisEntity, attributes(redis))]
+pub fn derive_redis_entity(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    derive_struct(&input, ast::Derive::Entity).into()
+}
+
+/// Derives only the field codec ([`Record`]): for stream messages and other
+/// structs stored as a flat set of fields without a key of their own.
+/// Accepts `rename_all`, `crate` and the field attributes of `RedisEntity`.
+///
+/// [`Record`]: https://docs.rs/redis-runtime/latest/redis_runtime/codec/trait.Record.html
+#[proc_macro_derive(RedisRecord, attributes(redis))]
+pub fn derive_redis_record(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    derive_struct(&input, ast::Derive::Record).into()
+}
+
+/// Derives storage for a unit-only enum as its variant name (snake_case by
+/// default; `#[redis(rename_all = "...")]` on the enum, `#[redis(rename =
+/// "...")]` on a variant). The value can also fill key placeholders.
+///
+/// ```
+/// #[derive(redis_runtime::RedisValue)]
+/// enum JobStatus { Queued, Running, #[redis(rename = "done")] Completed }
+/// ```
+#[proc_macro_derive(RedisValue, attributes(redis))]
+pub fn derive_redis_value(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    match value::derive(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn derive_struct(input: &syn::DeriveInput, derive: ast::Derive) -> proc_macro2::TokenStream {
+    let cx = ctxt::Ctxt::default();
+    let container = ast::Container::from_ast(&cx, input, derive);
+    let model = valid::check(&cx, &container, derive);
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => match derive {
+            ast::Derive::Entity => expand::entity(&model),
+            ast::Derive::Record => expand::record(&model),
+        },
+        (Err(errors), _) => fallback::with_errors(input, derive, &container, errors),
+        (Ok(()), None) => fallback::with_errors(
+            input,
+            derive,
+            &container,
+            syn::Error::new_spanned(&input.ident, "cannot derive for this item"),
+        ),
+    }
+}

@@ -1,0 +1,500 @@
+//! Stored entities: the operations `#[derive(RedisEntity)]` exposes, each
+//! one atomic server-side step and one round trip.
+//!
+//! The derive generates thin inherent methods (`User::get`, `user.create`,
+//! …) that build keys and call the generic functions here, so the behaviour
+//! is ordinary Rust, written and tested once. Every write goes through one
+//! Lua script (`scripts/write.lua`) that updates the hash, its TTL, all
+//! index entries and the stream outbox together, and checks everything
+//! before it writes anything.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use crate::client::{Client, Connection};
+use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
+use crate::error::{Context, Error, Result};
+
+static WRITE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/write.lua")));
+
+pub use redis_schema::IndexKind;
+
+/// How one index is laid out, as the derive emits it.
+///
+/// `parts` spell the index key: `"=text"` is literal text, `"@field"` the
+/// stored value of a hash field. `field` is the score field (sorted), the
+/// unique field (unique) or empty (set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    /// Index kind.
+    pub kind: IndexKind,
+    /// Name used in errors and generated query names.
+    pub name: &'static str,
+    /// The index key pattern as parts.
+    pub parts: &'static [&'static str],
+    /// The score or unique-value field's hash name; empty for sets.
+    pub field: &'static str,
+}
+
+/// Everything about an entity's storage that the write script needs,
+/// emitted once per type by the derive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// The entity key pattern as parts (`"=user:"`, `"@id"`).
+    pub key_parts: &'static [&'static str],
+    /// Secondary indexes.
+    pub indexes: &'static [IndexSpec],
+    /// Stream that receives an entry on creation, and its `MAXLEN ~`.
+    pub stream: Option<(&'static str, u64)>,
+    /// TTL registry zset, for entities with indexes (empty otherwise).
+    pub registry: &'static str,
+    /// Hash fields that index keys, scores and unique values are built from.
+    pub indexed_fields: &'static [&'static str],
+}
+
+/// A stored entity: a [`Record`] with a key. Implemented by the derive.
+pub trait Entity: Record {
+    /// Storage layout: key, indexes, stream.
+    fn layout() -> &'static Layout;
+
+    /// This entity's key, built from its key fields (validated: `INVALID_KEY`
+    /// if a value could break out of its segment).
+    fn key(&self) -> Result<String>;
+
+    /// The id stored in indexes: the key's placeholder values joined by `:`.
+    fn member(&self) -> Result<String>;
+
+    /// Checks that every value an index key is built from is key-safe.
+    fn check_index_values(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Absolute expiry in epoch milliseconds, for `#[redis(expires_at)]`.
+    fn expires_at_ms(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+}
+
+/// A typed partial update of an entity (the derive's `…Patch` struct).
+pub trait Patch: Send + Sync {
+    /// The entity this patches.
+    type Entity: Entity;
+
+    /// Writes the fields to set ([`FieldSink::put`]) and to remove
+    /// ([`FieldSink::absent`]); untouched fields are not mentioned.
+    fn write_patch(&self, sink: &mut dyn FieldSink) -> Result<()>;
+
+    /// Checks that patched index values are key-safe.
+    fn check_index_values(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A new absolute expiry, if the patch sets the `expires_at` field.
+    fn expires_at_ms(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+}
+
+/// An entity's concrete key and its member id (the key's placeholder
+/// values joined by `:`, as stored in indexes). Built by generated code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityKey {
+    /// The hash key, e.g. `user:42`.
+    pub key: String,
+    /// The id stored in indexes, e.g. `42`.
+    pub member: String,
+}
+
+/// What a write does to the entity's TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlChange {
+    /// Keep whatever time is left (the default for update and patch).
+    Keep,
+    /// Restart the declared TTL (`ttl = "…"`) from now.
+    Refresh,
+}
+
+/// An entity's remaining lifetime, from [`ttl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// No such entity.
+    Missing,
+    /// It exists and never expires.
+    Persistent,
+    /// It expires after this long.
+    ExpiresIn(Duration),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Create,
+    Save,
+    Update,
+    Patch,
+    Delete,
+}
+
+impl Mode {
+    fn code(self) -> &'static str {
+        match self {
+            Mode::Create => "c",
+            Mode::Save => "s",
+            Mode::Update => "u",
+            Mode::Patch => "p",
+            Mode::Delete => "d",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Mode::Create => "create",
+            Mode::Save => "save",
+            Mode::Update => "update",
+            Mode::Patch => "patch",
+            Mode::Delete => "delete",
+        }
+    }
+}
+
+/// Fields to set (flat name/value list) and to remove.
+#[derive(Default)]
+struct Fields {
+    set: Vec<Vec<u8>>,
+    removed: Vec<&'static str>,
+}
+
+impl FieldSink for Fields {
+    fn put(&mut self, name: &'static str, value: &[u8]) {
+        self.set.push(name.as_bytes().to_vec());
+        self.set.push(value.to_vec());
+    }
+    fn absent(&mut self, name: &'static str) {
+        self.removed.push(name);
+    }
+}
+
+/// What one write script call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Whether the entity existed before.
+    pub existed: bool,
+    /// The stream entry id when the write enqueued one (creation of an
+    /// entity declared with a stream).
+    pub stream_id: Option<String>,
+}
+
+fn context<E: Entity>(verb: &'static str) -> Context {
+    let descriptor = E::descriptor();
+    Context::new(
+        format!("{}.{}", descriptor.name, verb),
+        descriptor.key_pattern,
+    )
+}
+
+async fn write<E: Entity>(
+    client: &Client,
+    mode: Mode,
+    key: String,
+    member: String,
+    fields: Fields,
+    ttl: (&'static str, i64),
+) -> Result<WriteOutcome> {
+    let ctx = context::<E>(mode.verb());
+    let layout = E::layout();
+    let mut invocation = WRITE_SCRIPT.prepare_invoke();
+    invocation
+        .key(&key)
+        .arg(mode.code())
+        .arg(ttl.0)
+        .arg(ttl.1)
+        .arg(&member)
+        .arg(fields.set.len() / 2)
+        .arg(&fields.set)
+        .arg(fields.removed.len())
+        .arg(&fields.removed)
+        .arg(layout.indexes.len());
+    for index in layout.indexes {
+        let kind = match index.kind {
+            IndexKind::Set => "s",
+            IndexKind::Sorted => "z",
+            IndexKind::Unique => "u",
+        };
+        invocation
+            .arg(kind)
+            .arg(index.name)
+            .arg(index.parts.len())
+            .arg(index.parts)
+            .arg(index.field);
+    }
+    let (stream, maxlen) = layout.stream.unwrap_or(("", 0));
+    invocation
+        .arg(stream)
+        .arg(maxlen)
+        .arg(layout.registry)
+        .arg(layout.key_parts.len())
+        .arg(layout.key_parts);
+    let reply: (i64, Option<String>) = client
+        .run(ctx.clone(), |mut conn: Connection| async move {
+            Ok(invocation.invoke_async(&mut conn).await?)
+        })
+        .await?;
+    match reply {
+        (1, stream_id) => Ok(WriteOutcome {
+            existed: false,
+            stream_id,
+        }),
+        (2, stream_id) => Ok(WriteOutcome {
+            existed: true,
+            stream_id,
+        }),
+        (0, _) => Err(Error::AlreadyExists { context: ctx, key }),
+        (-1, _) => Err(Error::NotFound { context: ctx, key }),
+        (-2, index) => Err(Error::UniqueViolation {
+            context: ctx,
+            index: index.unwrap_or_default(),
+        }),
+        (code, _) => Err(Error::Command {
+            context: ctx,
+            message: format!("unexpected write script reply {code}"),
+        }),
+    }
+}
+
+fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
+    if let Some(at) = entity.expires_at_ms()? {
+        return Ok(("a", at));
+    }
+    match E::descriptor().ttl_ms {
+        Some(ms) => Ok(("s", i64::try_from(ms).unwrap_or(i64::MAX))),
+        None => Ok(("n", 0)),
+    }
+}
+
+fn ttl_for_change<E: Entity>(change: TtlChange, expires_at: Option<i64>) -> (&'static str, i64) {
+    if let Some(at) = expires_at {
+        return ("a", at);
+    }
+    match (change, E::descriptor().ttl_ms) {
+        (TtlChange::Refresh, Some(ms)) => ("s", i64::try_from(ms).unwrap_or(i64::MAX)),
+        _ => ("k", 0),
+    }
+}
+
+fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String, Fields)> {
+    let ctx = || context::<E>(verb);
+    let key = entity.key().map_err(|e| e.with_context(ctx()))?;
+    let member = entity.member().map_err(|e| e.with_context(ctx()))?;
+    entity
+        .check_index_values()
+        .map_err(|e| e.with_context(ctx()))?;
+    let mut fields = Fields::default();
+    entity
+        .write_fields(&mut fields)
+        .map_err(|e| e.with_context(ctx()))?;
+    // A full replace deletes the old hash first, so absent fields need no HDEL.
+    fields.removed.clear();
+    Ok((key, member, fields))
+}
+
+/// Creates the entity; fails with `ALREADY_EXISTS` (writing nothing) when
+/// its key exists. Applies the TTL, adds index entries and, for entities
+/// with a stream, enqueues the entry, all in one step.
+pub async fn create<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome> {
+    let (key, member, fields) = collect(entity, "create")?;
+    let ttl = ttl_for_new(entity).map_err(|e| e.with_context(context::<E>("create")))?;
+    write::<E>(client, Mode::Create, key, member, fields, ttl).await
+}
+
+/// Creates or fully replaces the entity (upsert), restarting its TTL.
+pub async fn save<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome> {
+    let (key, member, fields) = collect(entity, "save")?;
+    let ttl = ttl_for_new(entity).map_err(|e| e.with_context(context::<E>("save")))?;
+    write::<E>(client, Mode::Save, key, member, fields, ttl).await
+}
+
+/// Fully replaces an existing entity: fields that are `None` now are
+/// removed, and so are fields the struct no longer has. Fails with
+/// `NOT_FOUND` when it does not exist.
+pub async fn update<E: Entity>(client: &Client, entity: &E, ttl: TtlChange) -> Result<()> {
+    let (key, member, fields) = collect(entity, "update")?;
+    let expires_at = entity
+        .expires_at_ms()
+        .map_err(|e| e.with_context(context::<E>("update")))?;
+    let ttl = ttl_for_change::<E>(ttl, expires_at);
+    write::<E>(client, Mode::Update, key, member, fields, ttl)
+        .await
+        .map(drop)
+}
+
+/// Applies a partial update to an existing entity; `NOT_FOUND` when absent.
+///
+/// `key` comes from the generated `patch` method, which builds it from the
+/// key fields.
+pub async fn patch<P: Patch>(
+    client: &Client,
+    key: Result<EntityKey>,
+    patch: &P,
+    ttl: TtlChange,
+) -> Result<()> {
+    let ctx = || context::<P::Entity>("patch");
+    let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx()))?;
+    patch
+        .check_index_values()
+        .map_err(|e| e.with_context(ctx()))?;
+    let mut fields = Fields::default();
+    patch
+        .write_patch(&mut fields)
+        .map_err(|e| e.with_context(ctx()))?;
+    let expires_at = patch.expires_at_ms().map_err(|e| e.with_context(ctx()))?;
+    let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
+    write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
+        .await
+        .map(drop)
+}
+
+/// Deletes the entity and all its index entries; returns whether it existed.
+pub async fn delete<E: Entity>(client: &Client, key: Result<EntityKey>) -> Result<bool> {
+    let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>("delete")))?;
+    match write::<E>(
+        client,
+        Mode::Delete,
+        key,
+        member,
+        Fields::default(),
+        ("n", 0),
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Decodes one `HGETALL` reply; an empty hash is an absent entity.
+pub fn decode_hash<E: Record>(key: &str, reply: &redis::Value) -> Result<Option<E>> {
+    let pairs = reply_pairs(key, reply)?;
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let fields: &RawFields<'_> = &pairs;
+    E::read_fields(key, fields).map(Some)
+}
+
+/// Reads the entity at `key`; `None` when absent (or expired).
+pub async fn get<E: Entity>(client: &Client, key: Result<String>) -> Result<Option<E>> {
+    let ctx = context::<E>("get");
+    let key = key.map_err(|e| e.with_context(ctx.clone()))?;
+    client
+        .run(ctx, |mut conn| async move {
+            let reply: redis::Value = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await?;
+            decode_hash::<E>(&key, &reply)
+        })
+        .await
+}
+
+/// Reads many entities in one pipeline; the result keeps the order of
+/// `keys`, with `None` for the missing ones.
+pub async fn get_many<E: Entity>(
+    client: &Client,
+    keys: Vec<Result<String>>,
+) -> Result<Vec<Option<E>>> {
+    let ctx = context::<E>("get_many");
+    let keys = keys
+        .into_iter()
+        .collect::<Result<Vec<String>>>()
+        .map_err(|e| e.with_context(ctx.clone()))?;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    client
+        .run(ctx, |mut conn| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("HGETALL").arg(key);
+            }
+            let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+            if replies.len() != keys.len() {
+                return Err(Error::Command {
+                    context: Context::default(),
+                    message: format!("expected {} replies, got {}", keys.len(), replies.len()),
+                });
+            }
+            keys.iter()
+                .zip(&replies)
+                .map(|(key, reply)| decode_hash::<E>(key, reply))
+                .collect()
+        })
+        .await
+}
+
+/// Whether the entity at `key` exists.
+pub async fn exists<E: Entity>(client: &Client, key: Result<String>) -> Result<bool> {
+    let key = key.map_err(|e| e.with_context(context::<E>("exists")))?;
+    client
+        .run(context::<E>("exists"), |mut conn| async move {
+            Ok(conn.exists(&key).await?)
+        })
+        .await
+}
+
+/// The entity's remaining lifetime.
+pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl> {
+    let key = key.map_err(|e| e.with_context(context::<E>("ttl")))?;
+    client
+        .run(context::<E>("ttl"), |mut conn| async move {
+            let ms: i64 = conn.pttl(&key).await?;
+            Ok(match ms {
+                -2 => Ttl::Missing,
+                -1 => Ttl::Persistent,
+                ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
+            })
+        })
+        .await
+}
+
+static EXPIRE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/expire.lua")));
+
+/// Sets the entity to expire after `ttl` (extending or shortening it), or
+/// makes it persistent with `None`; keeps the TTL registry in step.
+/// Returns whether the entity exists.
+pub async fn expire<E: Entity>(
+    client: &Client,
+    key: Result<EntityKey>,
+    ttl: Option<Duration>,
+) -> Result<bool> {
+    let verb = if ttl.is_some() { "expire" } else { "persist" };
+    let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>(verb)))?;
+    let ms = match ttl {
+        Some(ttl) => {
+            let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            if ms <= 0 {
+                return Err(Error::Config(
+                    "a TTL must be at least one millisecond".to_string(),
+                ));
+            }
+            ms
+        }
+        None => 0,
+    };
+    let layout = E::layout();
+    let mut invocation = EXPIRE_SCRIPT.prepare_invoke();
+    invocation
+        .key(&key)
+        .arg(ms)
+        .arg(layout.registry)
+        .arg(&member)
+        .arg(layout.indexed_fields);
+    client
+        .run(context::<E>(verb), |mut conn| async move {
+            let existed: i64 = invocation.invoke_async(&mut conn).await?;
+            Ok(existed == 1)
+        })
+        .await
+}
