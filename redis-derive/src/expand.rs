@@ -33,12 +33,14 @@ pub(crate) fn entity(m: &Model<'_>) -> TokenStream {
     let record = record(m);
     let entity_impl = entity_impl(m);
     let inherent = inherent(m);
+    let queries = queries(m);
     let patch = patch(m);
     let checks = type_checks(m);
     quote! {
         #record
         #entity_impl
         #inherent
+        #queries
         #patch
         #checks
     }
@@ -630,5 +632,115 @@ fn type_checks(m: &Model<'_>) -> TokenStream {
             fn __assert_expiry<T: #p::ExpiryValue>() {}
             #(#checks)*
         };
+    }
+}
+
+/// Typed query methods named after each index.
+fn queries(m: &Model<'_>) -> TokenStream {
+    if m.indexes.is_empty() {
+        return TokenStream::new();
+    }
+    let p = private(m);
+    let ident = m.ident;
+    let vis = m.vis;
+    let methods = m.indexes.iter().map(|index| {
+        let name = lit(&index.name);
+        let base = format_ident!("{}", index.name);
+        let ids = format_ident!("{}_ids", index.name);
+        let count = format_ident!("{}_count", index.name);
+        let in_range = format_ident!("{}_in_range", index.name);
+        let fields: Vec<&FieldModel<'_>> = index.key.field_indexes().map(|i| &m.fields[i]).collect();
+        let params: Vec<TokenStream> = fields
+            .iter()
+            .map(|f| {
+                let ident = f.ident;
+                quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
+            })
+            .collect();
+        let pattern = lit(&index.key.source);
+        let build = index.key.segments.iter().map(|s| match s {
+            Segment::Literal(text) => {
+                let text = lit(text);
+                quote!(.literal(#text))
+            }
+            Segment::Field(i) => {
+                let f = &m.fields[*i];
+                let hash = lit(&f.hash_name);
+                let ident = f.ident;
+                quote!(.part(#hash, #ident)?)
+            }
+        });
+        let key = quote! {
+            (|| -> #p::Result<::std::string::String> {
+                ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())
+            })()
+        };
+        let source = &index.key.source;
+        match index.kind {
+            IndexKind::Sorted => {
+                let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
+                let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); one round trip. Never returns expired entities.");
+                let doc_range = format!("Like `{}`, restricted to scores (`{score}`) in `range`.", index.name);
+                let doc_ids = format!("A page of ids from sorted index `{source}`.");
+                let doc_count = format!("How many entities sorted index `{source}` holds.");
+                quote! {
+                    #[doc = #doc_page]
+                    #vis async fn #base(client: &#p::Client, #(#params)* page: #p::Page) -> #p::Result<::std::vec::Vec<Self>> {
+                        #p::index::page::<Self>(client, #name, #key, &#p::ScoreRange::all(), page).await
+                    }
+                    #[doc = #doc_range]
+                    #vis async fn #in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<Self>> {
+                        #p::index::page::<Self>(client, #name, #key, range, page).await
+                    }
+                    #[doc = #doc_ids]
+                    #vis async fn #ids(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::page_ids::<Self>(client, #name, #key, range, page).await
+                    }
+                    #[doc = #doc_count]
+                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<u64> {
+                        #p::index::count::<Self>(client, #name, #key).await
+                    }
+                }
+            }
+            IndexKind::Set => {
+                let doc_all = format!("All entities in set index `{source}`, sorted by id; one round trip. Never returns expired entities.");
+                let doc_ids = format!("All ids in set index `{source}`, sorted.");
+                let doc_count = format!("How many entities set index `{source}` holds.");
+                quote! {
+                    #[doc = #doc_all]
+                    #vis async fn #base(client: &#p::Client, #(#params)*) -> #p::Result<::std::vec::Vec<Self>> {
+                        #p::index::members::<Self>(client, #name, #key).await
+                    }
+                    #[doc = #doc_ids]
+                    #vis async fn #ids(client: &#p::Client, #(#params)*) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::member_ids::<Self>(client, #name, #key).await
+                    }
+                    #[doc = #doc_count]
+                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<u64> {
+                        #p::index::count::<Self>(client, #name, #key).await
+                    }
+                }
+            }
+            IndexKind::Unique => {
+                let Some(i) = index.value_field else { return TokenStream::new() };
+                let f = &m.fields[i];
+                let ty = f.ty;
+                let hash = lit(&f.hash_name);
+                let field_name = unraw(f.ident);
+                let doc = format!("The entity whose `{field_name}` is `value` (unique index `{source}`), if any; one round trip.");
+                quote! {
+                    #[doc = #doc]
+                    #vis async fn #base(client: &#p::Client, #(#params)* value: &#ty) -> #p::Result<::core::option::Option<Self>> {
+                        #p::index::unique::<Self>(client, #name, #key, #p::index::lookup_value(#hash, value)).await
+                    }
+                }
+            }
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #(#methods)*
+        }
     }
 }

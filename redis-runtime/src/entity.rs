@@ -16,8 +16,62 @@ use crate::client::{Client, Connection};
 use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
 
-static WRITE_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/write.lua")));
+/// Builds an entity script: the shared prelude (layout parsing, key
+/// building, TTL sweeps) followed by the script's own body.
+macro_rules! entity_script {
+    ($file:literal) => {
+        std::sync::LazyLock::new(|| {
+            redis::Script::new(concat!(
+                include_str!("scripts/common.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        })
+    };
+}
+pub(crate) use entity_script;
+
+static WRITE_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("write.lua");
+static EXPIRE_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("expire.lua");
+
+/// Appends an entity's layout to a script invocation, in the order
+/// `common.lua`'s `parse_layout` reads it.
+pub(crate) fn push_layout(invocation: &mut redis::ScriptInvocation<'_>, layout: &Layout) {
+    invocation.arg(layout.indexes.len());
+    for index in layout.indexes {
+        let kind = match index.kind {
+            IndexKind::Set => "s",
+            IndexKind::Sorted => "z",
+            IndexKind::Unique => "u",
+        };
+        invocation
+            .arg(kind)
+            .arg(index.name)
+            .arg(index.parts.len())
+            .arg(index.parts)
+            .arg(index.field);
+    }
+    invocation
+        .arg(layout.registry)
+        .arg(layout.key_parts.len())
+        .arg(layout.key_parts);
+}
+
+/// The entity key of an index member: the inverse of joining the key
+/// values with `:`. `None` if the member does not fit the pattern.
+pub(crate) fn key_of_member(layout: &Layout, member: &str) -> Option<String> {
+    let mut values = member.split(':');
+    let mut key = String::with_capacity(member.len() + 16);
+    for part in layout.key_parts {
+        if let Some(text) = part.strip_prefix('=') {
+            key.push_str(text);
+        } else {
+            let value = values.next()?;
+            redis_schema::validate_key_value(value).ok()?;
+            key.push_str(value);
+        }
+    }
+    values.next().is_none().then_some(key)
+}
 
 pub use redis_schema::IndexKind;
 
@@ -134,6 +188,7 @@ enum Mode {
     Update,
     Patch,
     Delete,
+    Reindex,
 }
 
 impl Mode {
@@ -144,6 +199,7 @@ impl Mode {
             Mode::Update => "u",
             Mode::Patch => "p",
             Mode::Delete => "d",
+            Mode::Reindex => "x",
         }
     }
 
@@ -154,6 +210,7 @@ impl Mode {
             Mode::Update => "update",
             Mode::Patch => "patch",
             Mode::Delete => "delete",
+            Mode::Reindex => "reindex",
         }
     }
 }
@@ -204,8 +261,9 @@ async fn write<E: Entity>(
     let ctx = context::<E>(mode.verb());
     let layout = E::layout();
     let mut invocation = WRITE_SCRIPT.prepare_invoke();
+    invocation.key(&key);
+    push_layout(&mut invocation, layout);
     invocation
-        .key(&key)
         .arg(mode.code())
         .arg(ttl.0)
         .arg(ttl.1)
@@ -213,28 +271,9 @@ async fn write<E: Entity>(
         .arg(fields.set.len() / 2)
         .arg(&fields.set)
         .arg(fields.removed.len())
-        .arg(&fields.removed)
-        .arg(layout.indexes.len());
-    for index in layout.indexes {
-        let kind = match index.kind {
-            IndexKind::Set => "s",
-            IndexKind::Sorted => "z",
-            IndexKind::Unique => "u",
-        };
-        invocation
-            .arg(kind)
-            .arg(index.name)
-            .arg(index.parts.len())
-            .arg(index.parts)
-            .arg(index.field);
-    }
+        .arg(&fields.removed);
     let (stream, maxlen) = layout.stream.unwrap_or(("", 0));
-    invocation
-        .arg(stream)
-        .arg(maxlen)
-        .arg(layout.registry)
-        .arg(layout.key_parts.len())
-        .arg(layout.key_parts);
+    invocation.arg(stream).arg(maxlen);
     let reply: (i64, Option<String>) = client
         .run(ctx.clone(), |mut conn: Connection| async move {
             Ok(invocation.invoke_async(&mut conn).await?)
@@ -458,9 +497,6 @@ pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl>
         .await
 }
 
-static EXPIRE_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/expire.lua")));
-
 /// Sets the entity to expire after `ttl` (extending or shortening it), or
 /// makes it persistent with `None`; keeps the TTL registry in step.
 /// Returns whether the entity exists.
@@ -485,16 +521,36 @@ pub async fn expire<E: Entity>(
     };
     let layout = E::layout();
     let mut invocation = EXPIRE_SCRIPT.prepare_invoke();
-    invocation
-        .key(&key)
-        .arg(ms)
-        .arg(layout.registry)
-        .arg(&member)
-        .arg(layout.indexed_fields);
+    invocation.key(&key);
+    push_layout(&mut invocation, layout);
+    invocation.arg(ms).arg(&member).arg(layout.indexed_fields);
     client
         .run(context::<E>(verb), |mut conn| async move {
             let existed: i64 = invocation.invoke_async(&mut conn).await?;
             Ok(existed == 1)
         })
         .await
+}
+
+/// Re-adds the index entries of the stored entity at `key` (used by
+/// `index::rebuild`); `Ok(false)` if it no longer exists.
+pub(crate) async fn reindex<E: Entity>(
+    client: &Client,
+    key: String,
+    member: String,
+) -> Result<bool> {
+    match write::<E>(
+        client,
+        Mode::Reindex,
+        key,
+        member,
+        Fields::default(),
+        ("n", 0),
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod entity;
 pub mod error;
+pub mod index;
 pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,6 +22,7 @@ pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
 pub use entity::{Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result};
+pub use index::{Order, Page, ScoreRange};
 pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
 
 /// What generated code refers to, by absolute path. Not a public API: it
@@ -37,6 +39,7 @@ pub mod __private {
         self, Entity, IndexKind, IndexSpec, Layout, Patch, Ttl, TtlChange, WriteOutcome,
     };
     pub use crate::error::{Error, Result};
+    pub use crate::index::{self, Page, ScoreRange};
     pub use redis_schema::{
         EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, StreamDescriptor,
     };

@@ -2,21 +2,15 @@
 -- TTL registry and (on creation) the stream outbox entry.
 --
 -- KEYS[1]  the entity's hash.
--- ARGV     (1-based, built by redis-runtime's `entity::WriteRequest`):
+-- ARGV     the layout (see common.lua), then:
 --   mode         c=create  s=save (upsert)  u=update (replace)  p=patch  d=delete
+--                x=reindex (re-add the index entries of the stored hash; no hash write)
 --   ttl action   k=keep remaining  s=set relative ms  a=set absolute ms  n=none
 --   ttl ms
 --   member       the entity's id as stored in indexes (key values joined by ':')
 --   nset, then nset field/value pairs to write
 --   ndel, then ndel field names to remove (patch)
---   nidx, then per index: kind (s=set z=zset u=unique), name, nparts,
---         parts ('=' literal or '@' hash field), value field ('' for sets;
---         the score field for zsets; the unique field for uniques)
 --   stream key ('' for none), maxlen (0 for no trimming)
---   registry key ('' for none): zset of member -> expiry ms, with a
---         companion hash '<registry>:fields' holding each member's indexed
---         values, so index entries of expired entities can be swept later
---   nkey, then the entity key pattern's parts (to rebuild a holder's key)
 --
 -- Index keys are computed here from stored values, so concurrent writers
 -- can never leave an entry behind: old keys come from the hash as it was,
@@ -25,91 +19,42 @@
 --
 -- Keys touched but not declared in KEYS: the index keys, the stream and the
 -- registry. They are derived from the entity, so with cluster hash tags in
--- the patterns they share its slot.
+-- the patterns they can share its slot.
 --
 -- Returns {code, detail}: code 1 written (detail: stream entry id or false),
 -- 2 written and it already existed, 0 create found the key, -1 update/patch/
 -- delete found no key, -2 unique violation (detail: index name).
 
+local i = parse_layout()
 local key = KEYS[1]
-local mode = ARGV[1]
-local ttl_action = ARGV[2]
-local ttl_ms = ARGV[3]
-local member = ARGV[4]
-
-local i = 5
+local mode = ARGV[i]
+local ttl_action = ARGV[i + 1]
+local ttl_ms = ARGV[i + 2]
+local member = ARGV[i + 3]
+i = i + 4
 local nset = tonumber(ARGV[i]); i = i + 1
 local set_start = i
 i = i + 2 * nset
 local ndel = tonumber(ARGV[i]); i = i + 1
 local del_start = i
 i = i + ndel
-
-local indexes = {}
-local nidx = tonumber(ARGV[i]); i = i + 1
-for n = 1, nidx do
-  local idx = { kind = ARGV[i], name = ARGV[i + 1], parts = {} }
-  local nparts = tonumber(ARGV[i + 2]); i = i + 3
-  for p = 1, nparts do idx.parts[p] = ARGV[i]; i = i + 1 end
-  idx.field = ARGV[i]; i = i + 1
-  indexes[n] = idx
-end
-local stream = ARGV[i]; local maxlen = tonumber(ARGV[i + 1]); i = i + 2
-local registry = ARGV[i]; i = i + 1
-local key_parts = {}
-local nkey = tonumber(ARGV[i]); i = i + 1
-for p = 1, nkey do key_parts[p] = ARGV[i]; i = i + 1 end
+local stream = ARGV[i]; local maxlen = tonumber(ARGV[i + 1])
+local indexes = layout.indexes
 
 local exists = redis.call('EXISTS', key) == 1
 if mode == 'c' and exists then return { 0, false } end
-if (mode == 'u' or mode == 'p' or mode == 'd') and not exists then return { -1, false } end
-
--- A value may fill a key segment only if it could not break out of it.
-local function safe(v)
-  return v and v ~= '' and #v <= 512 and not string.find(v, '[:%*%?%[%]{}\\%s%c]')
-end
-
-local function build(parts, values)
-  local out = {}
-  for p = 1, #parts do
-    local part = parts[p]
-    if string.sub(part, 1, 1) == '=' then
-      out[#out + 1] = string.sub(part, 2)
-    else
-      local v = values[string.sub(part, 2)]
-      if not safe(v) then return nil end
-      out[#out + 1] = v
-    end
-  end
-  return table.concat(out)
-end
-
-local function key_of_member(m)
-  local values, n = {}, 0
-  for piece in string.gmatch(m, '[^:]+') do n = n + 1; values['#' .. n] = piece end
-  local parts, slot = {}, 0
-  for p = 1, #key_parts do
-    local part = key_parts[p]
-    if string.sub(part, 1, 1) == '=' then
-      parts[p] = part
-    else
-      slot = slot + 1
-      parts[p] = '@#' .. slot
-    end
-  end
-  return build(parts, values)
-end
+if (mode == 'u' or mode == 'p' or mode == 'd' or mode == 'x') and not exists then return { -1, false } end
 
 -- The hash fields the indexes depend on.
 local needed, needed_list = {}, {}
 local function need(f)
   if f ~= '' and not needed[f] then needed[f] = true; needed_list[#needed_list + 1] = f end
 end
-for n = 1, nidx do
-  for _, part in ipairs(indexes[n].parts) do
+for _, idx in ipairs(indexes) do
+  for _, part in ipairs(idx.parts) do
     if string.sub(part, 1, 1) == '@' then need(string.sub(part, 2)) end
   end
-  need(indexes[n].field)
+  need(idx.field)
 end
 
 local old, new = {}, {}
@@ -120,7 +65,7 @@ if exists and #needed_list > 0 then
   end
 end
 if mode ~= 'd' then
-  if mode == 'p' then
+  if mode == 'p' or mode == 'x' then
     for f, v in pairs(old) do new[f] = v end
   end
   for j = 0, nset - 1 do
@@ -131,8 +76,7 @@ if mode ~= 'd' then
 end
 
 -- Compute and check every index entry before writing anything.
-for n = 1, nidx do
-  local idx = indexes[n]
+for _, idx in ipairs(indexes) do
   if exists then idx.old_key = build(idx.parts, old) end
   if mode ~= 'd' then
     idx.new_key = build(idx.parts, new)
@@ -147,7 +91,6 @@ for n = 1, nidx do
       end
     elseif idx.kind == 'u' then
       idx.value = new[idx.field]
-      idx.old_value = old[idx.field]
       local holder = redis.call('HGET', idx.new_key, idx.value)
       if holder and holder ~= member then
         local holder_key = key_of_member(holder)
@@ -159,9 +102,14 @@ for n = 1, nidx do
   end
 end
 
+-- A previous incarnation that expired may still have index entries.
+if not exists then forget_expired(member) end
+
 -- Write the hash.
 local pttl = -1
-if mode == 'd' then
+if mode == 'x' then
+  -- reindex: the hash stays as it is
+elseif mode == 'd' then
   redis.call('DEL', key)
 elseif mode == 'p' then
   if nset > 0 then redis.call('HSET', key, unpack(ARGV, set_start, set_start + 2 * nset - 1)) end
@@ -174,7 +122,7 @@ else
   redis.call('HSET', key, unpack(ARGV, set_start, set_start + 2 * nset - 1))
 end
 
-if mode ~= 'd' then
+if mode ~= 'd' and mode ~= 'x' then
   if ttl_action == 's' then
     redis.call('PEXPIRE', key, ttl_ms)
   elseif ttl_action == 'a' then
@@ -185,8 +133,7 @@ if mode ~= 'd' then
 end
 
 -- Move index entries.
-for n = 1, nidx do
-  local idx = indexes[n]
+for _, idx in ipairs(indexes) do
   if idx.kind == 's' then
     if idx.old_key and idx.old_key ~= idx.new_key then redis.call('SREM', idx.old_key, member) end
     if idx.new_key then redis.call('SADD', idx.new_key, member) end
@@ -205,17 +152,15 @@ for n = 1, nidx do
 end
 
 -- Keep the TTL registry in step, so sweeps can clean up after expiry.
-if registry ~= '' then
+if layout.registry ~= '' then
   local left = -1
   if mode ~= 'd' then left = redis.call('PTTL', key) end
   if left > 0 then
-    local now = redis.call('TIME')
-    local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    redis.call('ZADD', registry, now_ms + left, member)
-    redis.call('HSET', registry .. ':fields', member, cjson.encode(new))
+    redis.call('ZADD', layout.registry, now_ms() + left, member)
+    redis.call('HSET', layout.registry .. ':fields', member, cjson.encode(new))
   else
-    redis.call('ZREM', registry, member)
-    redis.call('HDEL', registry .. ':fields', member)
+    redis.call('ZREM', layout.registry, member)
+    redis.call('HDEL', layout.registry .. ':fields', member)
   end
 end
 
