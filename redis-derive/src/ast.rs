@@ -68,6 +68,9 @@ pub(crate) struct Container<'a> {
     pub(crate) ident: &'a syn::Ident,
     pub(crate) vis: &'a syn::Visibility,
     pub(crate) key: Option<syn::LitStr>,
+    /// Whether a `key` attribute was written at all, even with an invalid
+    /// value (so a bad value is not also reported as a missing key).
+    pub(crate) key_given: bool,
     pub(crate) ttl: Option<syn::LitStr>,
     pub(crate) rename_all: Option<syn::LitStr>,
     pub(crate) krate: Option<syn::LitStr>,
@@ -90,6 +93,7 @@ impl<'a> Container<'a> {
             ident: &input.ident,
             vis: &input.vis,
             key: None,
+            key_given: false,
             ttl: None,
             rename_all: None,
             krate: None,
@@ -179,12 +183,15 @@ impl<'a> Container<'a> {
             return;
         }
         match name.as_str() {
-            "key" => set_once(
-                cx,
-                meta,
-                &mut self.key,
-                string_value(cx, meta, "key = \"user:{id}\""),
-            ),
+            "key" => {
+                self.key_given = true;
+                set_once(
+                    cx,
+                    meta,
+                    &mut self.key,
+                    string_value(cx, meta, "key = \"user:{id}\""),
+                );
+            }
             "ttl" => set_once(
                 cx,
                 meta,
@@ -361,7 +368,12 @@ pub(crate) fn path_name(path: &syn::Path) -> String {
         .replace(' ', "")
 }
 
-fn set_once<T>(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<T>, value: Option<T>) {
+pub(crate) fn set_once<T>(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    slot: &mut Option<T>,
+    value: Option<T>,
+) {
     if let Some(value) = value {
         if slot.is_some() {
             cx.error_spanned_by(
@@ -398,7 +410,7 @@ fn set_flag(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::Path>)
 }
 
 /// Consumes whatever follows a key (`= expr` or `(...)`), so parsing can go on.
-fn skip_value(meta: &ParseNestedMeta<'_>) {
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) {
     if meta.input.peek(syn::Token![=]) {
         if let Ok(value) = meta.value() {
             let _ = value.parse::<syn::Expr>();
@@ -430,7 +442,11 @@ fn value_expr(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<sy
     }
 }
 
-fn string_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<syn::LitStr> {
+pub(crate) fn string_value(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    example: &str,
+) -> Option<syn::LitStr> {
     match value_expr(cx, meta, example)? {
         syn::Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(s),
@@ -440,12 +456,29 @@ fn string_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<
             cx.error_spanned_by(
                 &other,
                 format!(
-                    "`{}` takes a string literal, e.g. {example}",
-                    path_name(&meta.path)
+                    "`{}` takes a string literal in double quotes, not {}; e.g. {example}",
+                    path_name(&meta.path),
+                    describe_expr(&other)
                 ),
             );
             None
         }
+    }
+}
+
+/// What a wrongly typed attribute value is, for "takes X, not Y" messages.
+fn describe_expr(expr: &syn::Expr) -> &'static str {
+    match expr {
+        syn::Expr::Lit(syn::ExprLit { lit, .. }) => match lit {
+            syn::Lit::Str(_) => "a string",
+            syn::Lit::Int(_) | syn::Lit::Float(_) => "a number",
+            syn::Lit::Bool(_) => "a boolean",
+            syn::Lit::Char(_) => "a character",
+            syn::Lit::ByteStr(_) | syn::Lit::CStr(_) => "a byte string",
+            _ => "this literal",
+        },
+        syn::Expr::Path(_) => "a bare identifier or path",
+        _ => "an expression",
     }
 }
 
@@ -459,8 +492,9 @@ fn int_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<syn
             cx.error_spanned_by(
                 &other,
                 format!(
-                    "`{}` takes an integer literal, e.g. {example}",
-                    path_name(&meta.path)
+                    "`{}` takes an integer literal, not {}; e.g. {example}",
+                    path_name(&meta.path),
+                    describe_expr(&other)
                 ),
             );
             None

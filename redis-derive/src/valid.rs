@@ -122,10 +122,17 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
                 Some(lit) => lit,
                 None => field.ident,
             };
+            // Say where the name came from when a rule, not a `rename`, made it.
+            let via_rule = match (&c.rename_all, &ast_fields[first].rename, &field.rename) {
+                (Some(rule), None, _) | (Some(rule), _, None) => {
+                    format!(" under rename_all = {:?}", rule.value())
+                }
+                _ => String::new(),
+            };
             cx.error_spanned_by(
                 blame,
                 format!(
-                    "fields `{}` and `{}` are both stored as hash field {:?}; rename one with #[redis(rename = \"...\")]",
+                    "fields `{}` and `{}` are both stored as hash field {:?}{via_rule}; rename one with #[redis(rename = \"...\")]",
                     fields[first].ident, model.ident, model.hash_name
                 ),
             );
@@ -135,6 +142,8 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     }
 
     let key = match (derive, &c.key) {
+        // A `key` with an invalid value was already reported where it is.
+        (Derive::Entity, None) if c.key_given => None,
         (Derive::Entity, None) => {
             cx.error_spanned_by(
                 c.ident,
@@ -302,7 +311,10 @@ fn field_model<'a>(cx: &Ctxt, field: &ast::Field<'a>, rule: RenameRule) -> Field
         Some(lit) => {
             let name = lit.value();
             if name.is_empty() {
-                cx.error_spanned_by(lit, "a hash field name cannot be empty");
+                cx.error_spanned_by(
+                    lit,
+                    "a hash field name cannot be empty; write a name, e.g. rename = \"createdAt\", or remove `rename`",
+                );
             }
             name
         }
@@ -411,7 +423,10 @@ fn key_model(
                                 ),
                             );
                             ok = false;
-                        } else if field.skip && usage == KeyUse::Index {
+                        } else if usage == KeyUse::Entity {
+                            // `skip`/`json` on an entity key field are
+                            // reported on the flag itself by `check`.
+                        } else if field.skip {
                             cx.error_spanned_by(lit, format!("index key uses `{{{name}}}`, but that field is skipped and never stored"));
                             ok = false;
                         } else if field.json {

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use redis_schema::RenameRule;
 
-use crate::ast::{path_name, redis_attrs};
+use crate::ast::{path_name, redis_attrs, set_once, skip_value, string_value};
 use crate::ctxt::Ctxt;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error> {
@@ -16,12 +16,27 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
         let result = attr.parse_nested_meta(|meta| {
             let name = path_name(&meta.path);
             match name.as_str() {
-                "rename_all" => rename_all = Some(meta.value()?.parse()?),
-                "crate" => krate = Some(meta.value()?.parse()?),
-                _ => cx.error_spanned_by(
-                    &meta.path,
-                    format!("unknown attribute `{name}`; #[derive(RedisValue)] accepts: rename_all, crate"),
+                "rename_all" => set_once(
+                    &cx,
+                    &meta,
+                    &mut rename_all,
+                    string_value(&cx, &meta, "rename_all = \"kebab-case\""),
                 ),
+                "crate" => set_once(
+                    &cx,
+                    &meta,
+                    &mut krate,
+                    string_value(&cx, &meta, "crate = \"my_runtime\""),
+                ),
+                _ => {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format!(
+                            "unknown attribute `{name}`; #[derive(RedisValue)] on an enum accepts: rename_all, crate"
+                        ),
+                    );
+                    skip_value(&meta);
+                }
             }
             Ok(())
         });
@@ -67,7 +82,8 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
         return cx.check().map(|()| TokenStream::new());
     };
     let mut variants = Vec::new();
-    let mut names: Vec<String> = Vec::new();
+    // Each stored name, with the variant that claimed it first.
+    let mut names: Vec<(String, &syn::Ident)> = Vec::new();
     for variant in &data.variants {
         if !matches!(variant.fields, syn::Fields::Unit) {
             cx.error_spanned_by(
@@ -84,12 +100,20 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
             let result = attr.parse_nested_meta(|meta| {
                 let name = path_name(&meta.path);
                 if name == "rename" {
-                    rename = Some(meta.value()?.parse()?);
+                    set_once(
+                        &cx,
+                        &meta,
+                        &mut rename,
+                        string_value(&cx, &meta, "rename = \"done\""),
+                    );
                 } else {
                     cx.error_spanned_by(
                         &meta.path,
-                        format!("unknown attribute `{name}`; a variant accepts: rename"),
+                        format!(
+                            "unknown attribute `{name}`; #[redis(...)] on a variant accepts: rename"
+                        ),
                     );
+                    skip_value(&meta);
                 }
                 Ok(())
             });
@@ -101,23 +125,27 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
             Some(lit) => lit.value(),
             None => rule.apply(&variant.ident.to_string()),
         };
+        // Blame the `rename` when there is one: that is what to change.
+        let blame: &dyn quote::ToTokens = match &rename {
+            Some(lit) => lit,
+            None => &variant.ident,
+        };
         if let Err(e) = redis_schema::validate_key_value(&stored) {
-            let blame: &dyn quote::ToTokens = match &rename {
-                Some(lit) => lit,
-                None => &variant.ident,
-            };
             cx.error_spanned_by(
                 blame,
                 format!("stored name {stored:?} cannot be used in keys: {e}; rename the variant"),
             );
         }
-        if names.contains(&stored) {
+        if let Some((_, first)) = names.iter().find(|(name, _)| *name == stored) {
             cx.error_spanned_by(
-                &variant.ident,
-                format!("two variants are stored as {stored:?}; rename one"),
+                blame,
+                format!(
+                    "variants `{first}` and `{}` are both stored as {stored:?}; give one a different #[redis(rename = \"...\")]",
+                    variant.ident
+                ),
             );
         }
-        names.push(stored.clone());
+        names.push((stored.clone(), &variant.ident));
         variants.push((&variant.ident, stored));
     }
     if data.variants.is_empty() {
@@ -137,17 +165,21 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
         let bytes = syn::LitByteStr::new(name.as_bytes(), proc_macro2::Span::call_site());
         quote!(#bytes => ::core::result::Result::Ok(#ident::#v),)
     });
-    let expected = names.join(", ");
+    let expected = names
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(quote! {
         #[automatically_derived]
         impl #p::FieldValue for #ident {
             const ENCODING: #p::FieldEncoding = #p::FieldEncoding::Enum;
-            fn encode_value(&self, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), ::std::string::String> {
-                let name: &'static str = match self { #(#to_str)* };
+            fn encode_value(&self, out: &mut ::std::vec::Vec<::core::primitive::u8>) -> ::core::result::Result<(), ::std::string::String> {
+                let name: &'static ::core::primitive::str = match self { #(#to_str)* };
                 out.extend_from_slice(name.as_bytes());
                 ::core::result::Result::Ok(())
             }
-            fn decode_value(raw: &[u8]) -> ::core::result::Result<Self, ::std::string::String> {
+            fn decode_value(raw: &[::core::primitive::u8]) -> ::core::result::Result<Self, ::std::string::String> {
                 match raw {
                     #(#from_bytes)*
                     _ => ::core::result::Result::Err(#p::unknown_variant(raw, #expected)),
@@ -157,7 +189,7 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
 
         #[automatically_derived]
         impl #p::KeyPart for #ident {
-            fn key_part(&self) -> #p::Cow<'_, str> {
+            fn key_part(&self) -> #p::Cow<'_, ::core::primitive::str> {
                 let mut out = ::std::vec::Vec::new();
                 let _ = <Self as #p::FieldValue>::encode_value(self, &mut out);
                 #p::Cow::Owned(::std::string::String::from_utf8_lossy(&out).into_owned())

@@ -26,6 +26,20 @@ local function parse_layout()
   layout.registry = ARGV[i]; i = i + 1
   local nkey = tonumber(ARGV[i]); i = i + 1
   for p = 1, nkey do layout.key_parts[p] = ARGV[i]; i = i + 1 end
+  -- The common shape, one placeholder between literals, gets a fast path
+  -- in key_of_member.
+  local slots, prefix, suffix = 0, '', ''
+  for p = 1, nkey do
+    local part = layout.key_parts[p]
+    if string.sub(part, 1, 1) == '@' then
+      slots = slots + 1
+    elseif slots == 0 then
+      prefix = prefix .. string.sub(part, 2)
+    else
+      suffix = suffix .. string.sub(part, 2)
+    end
+  end
+  layout.key_slots, layout.key_prefix, layout.key_suffix = slots, prefix, suffix
   return i
 end
 
@@ -54,6 +68,10 @@ end
 
 -- The entity key of an index member (key values joined by ':').
 local function key_of_member(m)
+  if layout.key_slots == 1 then
+    if not safe(m) then return nil end
+    return layout.key_prefix .. m .. layout.key_suffix
+  end
   local values, n = {}, 0
   for piece in string.gmatch(m, '[^:]+') do n = n + 1; values['#' .. n] = piece end
   local parts, slot = {}, 0
@@ -98,10 +116,11 @@ end
 local function forget_expired(m)
   if layout.registry == '' then return false end
   local encoded = redis.call('HGET', layout.registry .. ':fields', m)
-  if encoded then unindex(m, cjson.decode(encoded)) end
+  if not encoded then return false end
+  unindex(m, cjson.decode(encoded))
   redis.call('ZREM', layout.registry, m)
   redis.call('HDEL', layout.registry .. ':fields', m)
-  return encoded ~= false
+  return true
 end
 
 -- Removes index entries of entities whose TTL ran out, at most `budget`
@@ -111,6 +130,7 @@ local function sweep(budget)
   if layout.registry == '' then return 0 end
   local now = now_ms()
   local due = redis.call('ZRANGEBYSCORE', layout.registry, '-inf', now, 'LIMIT', 0, budget)
+  if #due == 0 then return 0 end
   for _, m in ipairs(due) do
     local key = key_of_member(m)
     local left = -2

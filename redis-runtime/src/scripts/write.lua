@@ -151,14 +151,17 @@ for _, idx in ipairs(indexes) do
   end
 end
 
--- Keep the TTL registry in step, so sweeps can clean up after expiry.
+-- Keep the TTL registry in step, so sweeps can clean up after expiry. Only
+-- entities that expire (now or before this write) are in it.
 if layout.registry ~= '' then
   local left = -1
-  if mode ~= 'd' then left = redis.call('PTTL', key) end
+  if mode ~= 'd' and (ttl_action == 's' or ttl_action == 'a' or pttl > 0 or mode == 'p' or mode == 'x') then
+    left = redis.call('PTTL', key)
+  end
   if left > 0 then
     redis.call('ZADD', layout.registry, now_ms() + left, member)
     redis.call('HSET', layout.registry .. ':fields', member, cjson.encode(new))
-  else
+  elseif pttl > 0 or mode == 'd' or mode == 'p' then
     redis.call('ZREM', layout.registry, member)
     redis.call('HDEL', layout.registry .. ':fields', member)
   end

@@ -1,0 +1,365 @@
+//! Generated entity code vs a hand-written redis-rs equivalent, side by side
+//! in one run against a private `redis-server`.
+//!
+//! The hand-written side has the same semantics and the same round trips:
+//! each write is one Lua script specialised for `Job` (existence check,
+//! hash replace, index moves), `get` is one HGETALL decoded by hand, and a
+//! page is one Lua script returning the hashes of the page.
+//!
+//! ```text
+//! cargo bench --bench entity_ops
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use redis_runtime::testing::RedisServer;
+use redis_runtime::{Client, Page, RedisEntity, RedisValue};
+
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Queued,
+    Running,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Status::Queued),
+            "running" => Some(Status::Running),
+            _ => None,
+        }
+    }
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "job:{id}")]
+#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:status:{status}"))]
+struct Job {
+    id: String,
+    user_id: String,
+    status: Status,
+    created_at: i64,
+    command: String,
+    error: Option<String>,
+}
+
+fn job(i: u64, status: Status) -> Job {
+    Job {
+        id: format!("j{i}"),
+        user_id: format!("u{}", i % 10),
+        status,
+        created_at: 1_700_000_000_000 + i as i64,
+        command: "cargo test --workspace".into(),
+        error: None,
+    }
+}
+
+/// The hand-written data layer: what a careful engineer writes per entity.
+mod hand {
+    use super::*;
+
+    pub static CREATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"
+            if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+            redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+            redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+            redis.call('SADD', KEYS[3], ARGV[1])
+            return 1",
+        )
+    });
+
+    /// Full replace with index moves; KEYS: job, new user index, new status index.
+    pub static UPDATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"
+            local old = redis.call('HMGET', KEYS[1], 'user_id', 'status')
+            if not old[1] then return -1 end
+            local ttl = redis.call('PTTL', KEYS[1])
+            redis.call('DEL', KEYS[1])
+            redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+            if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+            local old_user = 'jobs:user:' .. old[1]
+            if old_user ~= KEYS[2] then redis.call('ZREM', old_user, ARGV[1]) end
+            redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+            local old_status = 'jobs:status:' .. old[2]
+            if old_status ~= KEYS[3] then redis.call('SREM', old_status, ARGV[1]) end
+            redis.call('SADD', KEYS[3], ARGV[1])
+            return 1",
+        )
+    });
+
+    pub static PAGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r"
+            local ids = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', ARGV[1], ARGV[2])
+            local out = {}
+            for _, id in ipairs(ids) do
+              local h = redis.call('HGETALL', 'job:' .. id)
+              if #h > 0 then out[#out + 1] = h end
+            end
+            return out",
+        )
+    });
+
+    fn fields(j: &Job) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            ("id", j.id.clone()),
+            ("user_id", j.user_id.clone()),
+            ("status", j.status.as_str().to_string()),
+            ("created_at", j.created_at.to_string()),
+            ("command", j.command.clone()),
+        ];
+        if let Some(e) = &j.error {
+            f.push(("error", e.clone()));
+        }
+        f
+    }
+
+    fn invocation<'a>(script: &'a redis::Script, j: &Job) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(format!("job:{}", j.id))
+            .key(format!("jobs:user:{}", j.user_id))
+            .key(format!("jobs:status:{}", j.status.as_str()))
+            .arg(&j.id)
+            .arg(j.created_at)
+            .arg(0);
+        for (k, v) in fields(j) {
+            inv.arg(k).arg(v);
+        }
+        inv
+    }
+
+    pub async fn create(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
+        let created: i64 = invocation(&CREATE, j).invoke_async(conn).await?;
+        Ok(created == 1)
+    }
+
+    pub async fn update(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
+        let updated: i64 = invocation(&UPDATE, j).invoke_async(conn).await?;
+        Ok(updated == 1)
+    }
+
+    pub fn decode(mut h: HashMap<String, String>) -> Option<Job> {
+        Some(Job {
+            id: h.remove("id")?,
+            user_id: h.remove("user_id")?,
+            status: Status::parse(&h.remove("status")?)?,
+            created_at: h.remove("created_at")?.parse().ok()?,
+            command: h.remove("command")?,
+            error: h.remove("error"),
+        })
+    }
+
+    pub async fn get(conn: &mut ConnectionManager, id: &str) -> redis::RedisResult<Option<Job>> {
+        let h: HashMap<String, String> = conn.hgetall(format!("job:{id}")).await?;
+        Ok(if h.is_empty() { None } else { decode(h) })
+    }
+
+    pub async fn page(
+        conn: &mut ConnectionManager,
+        user: &str,
+        limit: u64,
+    ) -> redis::RedisResult<Vec<Job>> {
+        let rows: Vec<HashMap<String, String>> = PAGE
+            .key(format!("jobs:user:{user}"))
+            .arg(0)
+            .arg(limit)
+            .invoke_async(conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(decode).collect())
+    }
+}
+
+const SEQUENTIAL_OPS: u64 = 4_000;
+const CONCURRENT_TASKS: u64 = 64;
+const CONCURRENT_OPS: u64 = 20_000;
+
+/// Runs `op(i)` for `i` in `0..total`: sequentially, or spread over `tasks` tasks.
+async fn measure<F, Fut>(tasks: u64, total: u64, op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let op = op.clone();
+        handles.push(tokio::spawn(async move {
+            let mut i = t;
+            while i < total {
+                op(i).await;
+                i += tasks;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("bench task");
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn flush(conn: &mut ConnectionManager) {
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(conn)
+        .await
+        .expect("flushall");
+}
+
+struct Row {
+    workload: String,
+    ours: f64,
+    hand: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("client");
+    let raw = redis::Client::open(server.url()).expect("raw client");
+    let mut conn = ConnectionManager::new(raw).await.expect("raw connection");
+    let mut rows = Vec::new();
+
+    for (mode, tasks, total) in [
+        ("sequential", 1, SEQUENTIAL_OPS),
+        ("64 tasks", CONCURRENT_TASKS, CONCURRENT_OPS),
+    ] {
+        // Alternate the order to spread warm-up effects; two rounds each.
+        let mut ours = [0.0; 4];
+        let mut hand = [0.0; 4];
+        for round in 0..2 {
+            for side in [round % 2, 1 - round % 2] {
+                flush(&mut conn).await;
+                if side == 0 {
+                    let c = client.clone();
+                    ours[0] += measure(tasks, total, move |i| {
+                        let c = c.clone();
+                        async move {
+                            job(i, Status::Queued).create(&c).await.expect("create");
+                        }
+                    })
+                    .await;
+                    let c = client.clone();
+                    ours[1] += measure(tasks, total, move |i| {
+                        let c = c.clone();
+                        async move {
+                            Job::get(&c, &format!("j{i}"))
+                                .await
+                                .expect("get")
+                                .expect("present");
+                        }
+                    })
+                    .await;
+                    let c = client.clone();
+                    ours[2] += measure(tasks, total, move |i| {
+                        let c = c.clone();
+                        async move {
+                            job(i, Status::Running).update(&c).await.expect("update");
+                        }
+                    })
+                    .await;
+                    let c = client.clone();
+                    ours[3] += measure(tasks, total / 4, move |i| {
+                        let c = c.clone();
+                        async move {
+                            let page = Job::by_user_id(
+                                &c,
+                                &format!("u{}", i % 10),
+                                Page::newest_first(20),
+                            )
+                            .await
+                            .expect("page");
+                            assert_eq!(page.len(), 20);
+                        }
+                    })
+                    .await;
+                } else {
+                    let c = conn.clone();
+                    hand[0] += measure(tasks, total, move |i| {
+                        let mut c = c.clone();
+                        async move {
+                            assert!(
+                                hand::create(&mut c, &job(i, Status::Queued))
+                                    .await
+                                    .expect("create")
+                            );
+                        }
+                    })
+                    .await;
+                    let c = conn.clone();
+                    hand[1] += measure(tasks, total, move |i| {
+                        let mut c = c.clone();
+                        async move {
+                            hand::get(&mut c, &format!("j{i}"))
+                                .await
+                                .expect("get")
+                                .expect("present");
+                        }
+                    })
+                    .await;
+                    let c = conn.clone();
+                    hand[2] += measure(tasks, total, move |i| {
+                        let mut c = c.clone();
+                        async move {
+                            assert!(
+                                hand::update(&mut c, &job(i, Status::Running))
+                                    .await
+                                    .expect("update")
+                            );
+                        }
+                    })
+                    .await;
+                    let c = conn.clone();
+                    hand[3] += measure(tasks, total / 4, move |i| {
+                        let mut c = c.clone();
+                        async move {
+                            let page = hand::page(&mut c, &format!("u{}", i % 10), 20)
+                                .await
+                                .expect("page");
+                            assert_eq!(page.len(), 20);
+                        }
+                    })
+                    .await;
+                }
+            }
+        }
+        for (n, name) in ["create", "get", "update (indexed field)", "page of 20"]
+            .iter()
+            .enumerate()
+        {
+            rows.push(Row {
+                workload: format!("{name}, {mode}"),
+                ours: ours[n] / 2.0,
+                hand: hand[n] / 2.0,
+            });
+        }
+    }
+
+    println!("| workload | ours ops/s | hand-written ops/s | ratio |");
+    println!("| --- | ---: | ---: | ---: |");
+    for row in rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} |",
+            row.workload,
+            row.ours,
+            row.hand,
+            row.ours / row.hand
+        );
+    }
+    client.shutdown().await;
+    drop(server);
+    let _ = Duration::ZERO;
+}

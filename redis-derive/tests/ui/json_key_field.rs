@@ -1,0 +1,11 @@
+use redis_runtime::RedisEntity;
+
+#[derive(RedisEntity)]
+#[redis(key = "user:{id}")]
+struct User {
+    #[redis(json)]
+    id: String,
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use redis_runtime::RedisEntity;
+
+#[derive(RedisEntity)]
+#[redis(key = "user:{id}")]
+struct User {
+    id: Option<String>,
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use redis_runtime::RedisEntity;
+
+#[derive(RedisEntity)]
+#[redis(key = "user:{id}")]
+struct User(String, String);
+
+fn main() {}

@@ -1,0 +1,9 @@
+use redis_runtime::RedisValue;
+
+#[derive(RedisValue)]
+enum Status {
+    Active,
+    Failed(String),
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use redis_runtime::RedisValue;
+
+#[derive(RedisValue)]
+enum Status {
+    Done,
+    #[redis(rename = "done")]
+    Finished,
+}
+
+fn main() {}

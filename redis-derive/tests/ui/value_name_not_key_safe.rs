@@ -1,0 +1,10 @@
+use redis_runtime::RedisValue;
+
+#[derive(RedisValue)]
+enum Status {
+    Active,
+    #[redis(rename = "on hold")]
+    OnHold,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use redis_runtime::RedisValue;
+
+#[derive(RedisValue)]
+struct Status {
+    name: String,
+}
+
+fn main() {}
