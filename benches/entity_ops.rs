@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -223,143 +223,201 @@ struct Row {
     workload: String,
     ours: f64,
     hand: f64,
+    ours_usec: f64,
+    hand_usec: f64,
 }
+
+/// Server-side microseconds per call of the busiest command since the
+/// last `CONFIG RESETSTAT`: where the time goes when Redis is the bottleneck.
+async fn server_usec_per_call(conn: &mut ConnectionManager) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("info");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .expect("resetstat");
+    let mut busiest = (0u64, 0.0);
+    for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
+        let field = |name: &str| {
+            line.split(|c| c == ':' || c == ',')
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let usec = field("usec=") as u64;
+        if usec > busiest.0
+            && !line.starts_with("cmdstat_info")
+            && !line.starts_with("cmdstat_config")
+        {
+            busiest = (usec, field("usec_per_call="));
+        }
+    }
+    busiest.1
+}
+
+type Op = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn op<F, Fut>(f: F) -> Op
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |i| Box::pin(f(i)))
+}
+
+/// The four workloads on our generated code.
+fn ours(client: &Client) -> Vec<Op> {
+    let (c1, c2, c3, c4) = (
+        client.clone(),
+        client.clone(),
+        client.clone(),
+        client.clone(),
+    );
+    vec![
+        op(move |i| {
+            let c = c1.clone();
+            async move {
+                job(i, Status::Queued).create(&c).await.expect("create");
+            }
+        }),
+        op(move |i| {
+            let c = c2.clone();
+            async move {
+                Job::get(&c, &format!("j{i}"))
+                    .await
+                    .expect("get")
+                    .expect("present");
+            }
+        }),
+        op(move |i| {
+            let c = c3.clone();
+            async move {
+                job(i, Status::Running).update(&c).await.expect("update");
+            }
+        }),
+        op(move |i| {
+            let c = c4.clone();
+            async move {
+                let page = Job::by_user_id(&c, &format!("u{}", i % 10), Page::newest_first(20))
+                    .await
+                    .expect("page");
+                assert_eq!(page.len(), 20);
+            }
+        }),
+    ]
+}
+
+/// The same four workloads, hand-written.
+fn handwritten(conn: &ConnectionManager) -> Vec<Op> {
+    let (c1, c2, c3, c4) = (conn.clone(), conn.clone(), conn.clone(), conn.clone());
+    vec![
+        op(move |i| {
+            let mut c = c1.clone();
+            async move {
+                assert!(
+                    hand::create(&mut c, &job(i, Status::Queued))
+                        .await
+                        .expect("create")
+                );
+            }
+        }),
+        op(move |i| {
+            let mut c = c2.clone();
+            async move {
+                hand::get(&mut c, &format!("j{i}"))
+                    .await
+                    .expect("get")
+                    .expect("present");
+            }
+        }),
+        op(move |i| {
+            let mut c = c3.clone();
+            async move {
+                assert!(
+                    hand::update(&mut c, &job(i, Status::Running))
+                        .await
+                        .expect("update")
+                );
+            }
+        }),
+        op(move |i| {
+            let mut c = c4.clone();
+            async move {
+                let page = hand::page(&mut c, &format!("u{}", i % 10), 20)
+                    .await
+                    .expect("page");
+                assert_eq!(page.len(), 20);
+            }
+        }),
+    ]
+}
+
+const WORKLOADS: [&str; 4] = ["create", "get", "update (indexed field)", "page of 20"];
 
 #[tokio::main]
 async fn main() {
     let server = RedisServer::start();
     let client = Client::connect(server.config()).await.expect("client");
     let raw = redis::Client::open(server.url()).expect("raw client");
-    let mut conn = ConnectionManager::new(raw).await.expect("raw connection");
+    let mut conn = ConnectionManager::new(raw.clone())
+        .await
+        .expect("raw connection");
+    let mut stats = ConnectionManager::new(raw).await.expect("stats connection");
+    let sides = [ours(&client), handwritten(&conn)];
     let mut rows = Vec::new();
 
     for (mode, tasks, total) in [
         ("sequential", 1, SEQUENTIAL_OPS),
         ("64 tasks", CONCURRENT_TASKS, CONCURRENT_OPS),
     ] {
-        // Alternate the order to spread warm-up effects; two rounds each.
-        let mut ours = [0.0; 4];
-        let mut hand = [0.0; 4];
-        for round in 0..2 {
+        // [side][workload] -> (ops/s, server usec per call), summed over rounds.
+        let mut sums = [[(0.0, 0.0); 4]; 2];
+        const ROUNDS: usize = 3;
+        for round in 0..ROUNDS {
+            // Alternate which side goes first to spread warm-up and noise.
             for side in [round % 2, 1 - round % 2] {
                 flush(&mut conn).await;
-                if side == 0 {
-                    let c = client.clone();
-                    ours[0] += measure(tasks, total, move |i| {
-                        let c = c.clone();
-                        async move {
-                            job(i, Status::Queued).create(&c).await.expect("create");
-                        }
-                    })
-                    .await;
-                    let c = client.clone();
-                    ours[1] += measure(tasks, total, move |i| {
-                        let c = c.clone();
-                        async move {
-                            Job::get(&c, &format!("j{i}"))
-                                .await
-                                .expect("get")
-                                .expect("present");
-                        }
-                    })
-                    .await;
-                    let c = client.clone();
-                    ours[2] += measure(tasks, total, move |i| {
-                        let c = c.clone();
-                        async move {
-                            job(i, Status::Running).update(&c).await.expect("update");
-                        }
-                    })
-                    .await;
-                    let c = client.clone();
-                    ours[3] += measure(tasks, total / 4, move |i| {
-                        let c = c.clone();
-                        async move {
-                            let page = Job::by_user_id(
-                                &c,
-                                &format!("u{}", i % 10),
-                                Page::newest_first(20),
-                            )
-                            .await
-                            .expect("page");
-                            assert_eq!(page.len(), 20);
-                        }
-                    })
-                    .await;
-                } else {
-                    let c = conn.clone();
-                    hand[0] += measure(tasks, total, move |i| {
-                        let mut c = c.clone();
-                        async move {
-                            assert!(
-                                hand::create(&mut c, &job(i, Status::Queued))
-                                    .await
-                                    .expect("create")
-                            );
-                        }
-                    })
-                    .await;
-                    let c = conn.clone();
-                    hand[1] += measure(tasks, total, move |i| {
-                        let mut c = c.clone();
-                        async move {
-                            hand::get(&mut c, &format!("j{i}"))
-                                .await
-                                .expect("get")
-                                .expect("present");
-                        }
-                    })
-                    .await;
-                    let c = conn.clone();
-                    hand[2] += measure(tasks, total, move |i| {
-                        let mut c = c.clone();
-                        async move {
-                            assert!(
-                                hand::update(&mut c, &job(i, Status::Running))
-                                    .await
-                                    .expect("update")
-                            );
-                        }
-                    })
-                    .await;
-                    let c = conn.clone();
-                    hand[3] += measure(tasks, total / 4, move |i| {
-                        let mut c = c.clone();
-                        async move {
-                            let page = hand::page(&mut c, &format!("u{}", i % 10), 20)
-                                .await
-                                .expect("page");
-                            assert_eq!(page.len(), 20);
-                        }
-                    })
-                    .await;
+                server_usec_per_call(&mut stats).await;
+                for (n, workload) in sides[side].iter().enumerate() {
+                    let count = if n == 3 { total / 4 } else { total };
+                    let w = workload.clone();
+                    let rate = measure(tasks, count, move |i| w(i)).await;
+                    let usec = server_usec_per_call(&mut stats).await;
+                    sums[side][n].0 += rate / ROUNDS as f64;
+                    sums[side][n].1 += usec / ROUNDS as f64;
                 }
             }
         }
-        for (n, name) in ["create", "get", "update (indexed field)", "page of 20"]
-            .iter()
-            .enumerate()
-        {
+        for (n, name) in WORKLOADS.iter().enumerate() {
             rows.push(Row {
                 workload: format!("{name}, {mode}"),
-                ours: ours[n] / 2.0,
-                hand: hand[n] / 2.0,
+                ours: sums[0][n].0,
+                hand: sums[1][n].0,
+                ours_usec: sums[0][n].1,
+                hand_usec: sums[1][n].1,
             });
         }
     }
 
-    println!("| workload | ours ops/s | hand-written ops/s | ratio |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| workload | ours ops/s | hand-written ops/s | ratio | server µs/call ours / hand-written |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
     for row in rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.1} / {:.1} |",
             row.workload,
             row.ours,
             row.hand,
-            row.ours / row.hand
+            row.ours / row.hand,
+            row.ours_usec,
+            row.hand_usec
         );
     }
     client.shutdown().await;
     drop(server);
-    let _ = Duration::ZERO;
 }

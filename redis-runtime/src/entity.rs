@@ -30,7 +30,6 @@ macro_rules! entity_script {
 }
 pub(crate) use entity_script;
 
-static WRITE_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("write.lua");
 static EXPIRE_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("expire.lua");
 
 /// Appends an entity's layout to a script invocation, in the order
@@ -260,10 +259,9 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let layout = E::layout();
-    let mut invocation = WRITE_SCRIPT.prepare_invoke();
-    invocation.key(&key);
-    push_layout(&mut invocation, layout);
+    let mut invocation = crate::write_script::for_layout(layout).prepare_invoke();
     invocation
+        .key(&key)
         .arg(mode.code())
         .arg(ttl.0)
         .arg(ttl.1)
@@ -272,8 +270,6 @@ async fn write<E: Entity>(
         .arg(&fields.set)
         .arg(fields.removed.len())
         .arg(&fields.removed);
-    let (stream, maxlen) = layout.stream.unwrap_or(("", 0));
-    invocation.arg(stream).arg(maxlen);
     let reply: (i64, Option<String>) = client
         .run(ctx.clone(), |mut conn: Connection| async move {
             Ok(invocation.invoke_async(&mut conn).await?)

@@ -16,6 +16,7 @@ pub mod index;
 pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod write_script;
 
 pub use client::{Client, Connection, Health};
 pub use codec::{FieldValue, KeyPart, Record};
