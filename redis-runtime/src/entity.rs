@@ -249,32 +249,32 @@ fn context<E: Entity>(verb: &'static str) -> Context {
     )
 }
 
-async fn write<E: Entity>(
-    client: &Client,
+/// The script call of one write: the compiled script of the entity type
+/// and its arguments (see `write_script` for their meaning).
+fn write_invocation(
+    layout: &'static Layout,
     mode: Mode,
-    key: String,
-    member: String,
-    fields: Fields,
+    key: &str,
+    member: &str,
+    fields: &Fields,
     ttl: (&'static str, i64),
-) -> Result<WriteOutcome> {
-    let ctx = context::<E>(mode.verb());
-    let layout = E::layout();
+) -> redis::ScriptInvocation<'static> {
     let mut invocation = crate::write_script::for_layout(layout).prepare_invoke();
     invocation
-        .key(&key)
+        .key(key)
         .arg(mode.code())
         .arg(ttl.0)
         .arg(ttl.1)
-        .arg(&member)
+        .arg(member)
         .arg(fields.set.len() / 2)
         .arg(&fields.set)
         .arg(fields.removed.len())
         .arg(&fields.removed);
-    let reply: (i64, Option<String>) = client
-        .run(ctx.clone(), |mut conn: Connection| async move {
-            Ok(invocation.invoke_async(&mut conn).await?)
-        })
-        .await?;
+    invocation
+}
+
+/// Interprets the write script's `{code, detail}` reply.
+fn write_outcome(reply: (i64, Option<String>), ctx: Context, key: String) -> Result<WriteOutcome> {
     match reply {
         (1, stream_id) => Ok(WriteOutcome {
             existed: false,
@@ -295,6 +295,24 @@ async fn write<E: Entity>(
             message: format!("unexpected write script reply {code}"),
         }),
     }
+}
+
+async fn write<E: Entity>(
+    client: &Client,
+    mode: Mode,
+    key: String,
+    member: String,
+    fields: Fields,
+    ttl: (&'static str, i64),
+) -> Result<WriteOutcome> {
+    let ctx = context::<E>(mode.verb());
+    let invocation = write_invocation(E::layout(), mode, &key, &member, &fields, ttl);
+    let reply: (i64, Option<String>) = client
+        .run(ctx.clone(), |mut conn: Connection| async move {
+            Ok(invocation.invoke_async(&mut conn).await?)
+        })
+        .await?;
+    write_outcome(reply, ctx, key)
 }
 
 fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
@@ -548,5 +566,189 @@ pub(crate) async fn reindex<E: Entity>(
         Ok(_) => Ok(true),
         Err(Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// Command-exact tests: the precise bytes each operation sends, checked
+/// against `redis_test::MockRedisConnection` (no server involved).
+#[cfg(test)]
+mod command_exact {
+    use super::*;
+    use redis::Value;
+    use redis_test::{MockCmd, MockRedisConnection};
+
+    #[derive(crate::RedisEntity, Debug, Clone, PartialEq)]
+    #[redis(key = "user:{id}", ttl = "7d")]
+    struct User {
+        id: String,
+        name: String,
+        age: Option<u32>,
+    }
+
+    fn ada() -> User {
+        User {
+            id: "u1".into(),
+            name: "Ada".into(),
+            age: None,
+        }
+    }
+
+    fn evalsha<E: Entity>() -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(crate::write_script::for_layout(E::layout()).get_hash())
+            .arg(1);
+        cmd
+    }
+
+    async fn send(
+        mode: Mode,
+        key: &str,
+        fields: &Fields,
+        ttl: (&'static str, i64),
+        conn: &mut MockRedisConnection,
+    ) -> Result<WriteOutcome> {
+        let invocation = write_invocation(User::layout(), mode, key, "u1", fields, ttl);
+        let reply = invocation.invoke_async(conn).await?;
+        write_outcome(reply, context::<User>(mode.verb()), key.to_string())
+    }
+
+    #[tokio::test]
+    async fn create_sends_one_evalsha_with_fields_and_ttl() {
+        let user = ada();
+        let (key, member, fields) = collect(&user, "create").expect("collect");
+        assert_eq!((key.as_str(), member.as_str()), ("user:u1", "u1"));
+        let ttl = ttl_for_new(&user).expect("ttl");
+        let mut expected = evalsha::<User>();
+        expected
+            .arg("user:u1")
+            .arg("c")
+            .arg("s")
+            .arg(604_800_000i64)
+            .arg("u1")
+            .arg(2)
+            .arg("id")
+            .arg("u1")
+            .arg("name")
+            .arg("Ada")
+            .arg(0);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(1), Value::Nil])),
+        )]);
+        let outcome = send(Mode::Create, &key, &fields, ttl, &mut conn)
+            .await
+            .expect("create");
+        assert_eq!(
+            outcome,
+            WriteOutcome {
+                existed: false,
+                stream_id: None
+            }
+        );
+        assert!(conn.is_empty(), "exactly one command");
+    }
+
+    #[tokio::test]
+    async fn create_of_an_existing_key_maps_to_already_exists() {
+        let user = ada();
+        let (key, _, fields) = collect(&user, "create").expect("collect");
+        let ttl = ttl_for_new(&user).expect("ttl");
+        let mut expected = evalsha::<User>();
+        expected
+            .arg("user:u1")
+            .arg("c")
+            .arg("s")
+            .arg(604_800_000i64)
+            .arg("u1")
+            .arg(2)
+            .arg("id")
+            .arg("u1")
+            .arg("name")
+            .arg("Ada")
+            .arg(0);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(0), Value::Nil])),
+        )]);
+        let err = send(Mode::Create, &key, &fields, ttl, &mut conn)
+            .await
+            .expect_err("exists");
+        assert_eq!(err.code(), "ALREADY_EXISTS");
+    }
+
+    #[tokio::test]
+    async fn update_keeps_the_ttl_and_sends_present_fields_only() {
+        let mut user = ada();
+        user.age = Some(36);
+        let (key, _, fields) = collect(&user, "update").expect("collect");
+        let ttl = ttl_for_change::<User>(TtlChange::Keep, None);
+        assert_eq!(ttl, ("k", 0));
+        let mut expected = evalsha::<User>();
+        expected
+            .arg("user:u1")
+            .arg("u")
+            .arg("k")
+            .arg(0)
+            .arg("u1")
+            .arg(3)
+            .arg("id")
+            .arg("u1")
+            .arg("name")
+            .arg("Ada")
+            .arg("age")
+            .arg("36")
+            .arg(0);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(2), Value::Nil])),
+        )]);
+        let outcome = send(Mode::Update, &key, &fields, ttl, &mut conn)
+            .await
+            .expect("update");
+        assert!(outcome.existed);
+        assert!(conn.is_empty());
+    }
+
+    #[tokio::test]
+    async fn refresh_restarts_the_declared_ttl() {
+        assert_eq!(
+            ttl_for_change::<User>(TtlChange::Refresh, None),
+            ("s", 604_800_000)
+        );
+        assert_eq!(
+            ttl_for_change::<User>(TtlChange::Keep, Some(42)),
+            ("a", 42),
+            "an expires_at field wins"
+        );
+    }
+
+    #[tokio::test]
+    async fn patch_sends_set_and_removed_fields() {
+        let patch = UserPatch {
+            name: Some("Ada L.".into()),
+            age: Some(None),
+        };
+        let mut fields = Fields::default();
+        patch.write_patch(&mut fields).expect("patch fields");
+        let mut expected = evalsha::<User>();
+        expected
+            .arg("user:u1")
+            .arg("p")
+            .arg("k")
+            .arg(0)
+            .arg("u1")
+            .arg(1)
+            .arg("name")
+            .arg("Ada L.")
+            .arg(1)
+            .arg("age");
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(-1), Value::Nil])),
+        )]);
+        let err = send(Mode::Patch, "user:u1", &fields, ("k", 0), &mut conn)
+            .await
+            .expect_err("missing");
+        assert_eq!(err.code(), "NOT_FOUND");
     }
 }

@@ -7,6 +7,9 @@
 //! With the `testing` feature it also provides [`testing::RedisServer`], a
 //! throwaway `redis-server` for integration tests and examples.
 
+// Lets the derives, which name `::redis_runtime`, be used in this crate's own tests.
+extern crate self as redis_runtime;
+
 pub mod client;
 pub mod codec;
 pub mod config;
