@@ -70,7 +70,7 @@ fn job(i: u64, status: Status) -> Job {
 mod hand {
     use super::*;
 
-    pub static CREATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    pub(super) static CREATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"
             if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -82,7 +82,7 @@ mod hand {
     });
 
     /// Full replace with index moves; KEYS: job, new user index, new status index.
-    pub static UPDATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    pub(super) static UPDATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"
             local old = redis.call('HMGET', KEYS[1], 'user_id', 'status')
@@ -101,7 +101,7 @@ mod hand {
         )
     });
 
-    pub static PAGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    pub(super) static PAGE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"
             local ids = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', ARGV[1], ARGV[2])
@@ -142,17 +142,17 @@ mod hand {
         inv
     }
 
-    pub async fn create(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
+    pub(super) async fn create(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
         let created: i64 = invocation(&CREATE, j).invoke_async(conn).await?;
         Ok(created == 1)
     }
 
-    pub async fn update(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
+    pub(super) async fn update(conn: &mut ConnectionManager, j: &Job) -> redis::RedisResult<bool> {
         let updated: i64 = invocation(&UPDATE, j).invoke_async(conn).await?;
         Ok(updated == 1)
     }
 
-    pub fn decode(mut h: HashMap<String, String>) -> Option<Job> {
+    pub(super) fn decode(mut h: HashMap<String, String>) -> Option<Job> {
         Some(Job {
             id: h.remove("id")?,
             user_id: h.remove("user_id")?,
@@ -163,12 +163,15 @@ mod hand {
         })
     }
 
-    pub async fn get(conn: &mut ConnectionManager, id: &str) -> redis::RedisResult<Option<Job>> {
+    pub(super) async fn get(
+        conn: &mut ConnectionManager,
+        id: &str,
+    ) -> redis::RedisResult<Option<Job>> {
         let h: HashMap<String, String> = conn.hgetall(format!("job:{id}")).await?;
         Ok(if h.is_empty() { None } else { decode(h) })
     }
 
-    pub async fn page(
+    pub(super) async fn page(
         conn: &mut ConnectionManager,
         user: &str,
         limit: u64,
@@ -243,7 +246,7 @@ async fn server_usec_per_call(conn: &mut ConnectionManager) -> f64 {
     let mut busiest = (0u64, 0.0);
     for line in info.lines().filter(|l| l.starts_with("cmdstat_")) {
         let field = |name: &str| {
-            line.split(|c| c == ':' || c == ',')
+            line.split([':', ','])
                 .find_map(|kv| kv.strip_prefix(name))
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0)
