@@ -331,10 +331,15 @@ impl Client {
             }
             Err(err) => {
                 if err.is_transient() {
-                    if !link.down.swap(true, Ordering::AcqRel) {
+                    if link.down.swap(true, Ordering::AcqRel) {
+                        // A reconnect attempt (an operation while down) failed.
+                        link.failed_attempts.fetch_add(1, Ordering::AcqRel);
+                    } else {
+                        // The failure that reveals the link is down is not
+                        // itself a reconnect attempt: the next operation is #1.
+                        link.failed_attempts.store(0, Ordering::Release);
                         tracing::warn!(target: TRACE_TARGET, endpoint, "redis connection closed");
                     }
-                    link.failed_attempts.fetch_add(1, Ordering::AcqRel);
                 }
                 tracing::error!(target: TRACE_TARGET, endpoint, code = err.code(), operation = %context.operation, "redis error: {err}");
                 Outcome::Failure { code: err.code() }
