@@ -1,8 +1,13 @@
-//! Phase 3: generate code. Everything is named through
-//! `<runtime>::__private`, so user code needs no imports and local types
-//! named `Result`, `Option`, `String` or `Vec` cannot capture our paths.
+//! Phase 3: generate code. Everything is named by absolute path (through
+//! `<runtime>::__private`, `::core`, `::std`, `::core::primitive`), so user
+//! code needs no imports and local types named `Result`, `Option`, `String`,
+//! `Vec`, `str`, `u8`, `i64` or `bool` cannot capture our paths.
 //! Generated code stays thin: it fills in static layouts and per-field
 //! encode/decode calls; the runtime does the work.
+//!
+//! Every trait bound a field's type must meet is required in exactly one
+//! place, spanned on that type (see [`field_items`] and [`type_checks`]), so
+//! a type that cannot play its role is reported once, on the field.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -14,10 +19,13 @@ use crate::valid::{FieldModel, KeyModel, Model, Segment, unraw};
 pub(crate) fn record(m: &Model<'_>) -> TokenStream {
     let ident = m.ident;
     let p = private(m);
+    let items = field_items(m);
     let descriptor = descriptor(m);
     let write_fields = write_fields(m);
     let read_fields = read_fields(m);
     quote! {
+        #items
+
         #[automatically_derived]
         impl #p::Record for #ident {
             fn descriptor() -> &'static #p::EntityDescriptor {
@@ -51,6 +59,84 @@ fn private(m: &Model<'_>) -> TokenStream {
     quote!(#krate::__private)
 }
 
+/// `Type::__codec_<field>`: the field's codec constant (see [`field_items`]).
+fn codec_of(m: &Model<'_>, f: &FieldModel<'_>) -> TokenStream {
+    let ident = m.ident;
+    let codec = format_ident!("__codec_{}", unraw(f.ident));
+    quote!(#ident::#codec)
+}
+
+/// `Type::__key_part_<field>`: the field's key text (see [`field_items`]).
+fn key_part_of(m: &Model<'_>, f: &FieldModel<'_>) -> TokenStream {
+    let ident = m.ident;
+    let helper = format_ident!("__key_part_{}", unraw(f.ident));
+    quote!(#ident::#helper)
+}
+
+/// Hidden associated items, one per field role, each the single place where
+/// the field's type must implement a runtime trait, spanned on that type:
+///
+/// - `__codec_<field>`: the field's codec (`FieldValue`, or serde for
+///   `json`), used by the descriptor, the writes, the reads, the patch and
+///   the unique-index lookups;
+/// - `__key_part_<field>`: the text of a key or index-key field (`KeyPart`);
+/// - `__expires_at`: the `expires_at` field as epoch ms (`ExpiryValue`).
+///
+/// Everything else calls these with concrete types, so a type that cannot
+/// play its role is reported exactly once, on the field.
+fn field_items(m: &Model<'_>) -> TokenStream {
+    let ident = m.ident;
+    let p = private(m);
+    let c = private(m);
+    let mut items = Vec::new();
+    for (_, f) in stored(m) {
+        let codec = format_ident!("__codec_{}", unraw(f.ident));
+        let ty = f.value_ty();
+        let make = if f.json {
+            quote_spanned!(ty.span()=> #c::json_codec::<#ty>())
+        } else {
+            quote_spanned!(ty.span()=> #c::field_codec::<#ty>())
+        };
+        items.push(quote!(const #codec: #c::FieldCodec<#ty> = #make;));
+    }
+    if m.key.is_some() {
+        let key_part_fields = key_fields(m)
+            .into_iter()
+            .chain(index_pattern_fields(m).into_iter().map(|(_, f)| f));
+        for f in key_part_fields {
+            let helper = format_ident!("__key_part_{}", unraw(f.ident));
+            let ty = f.ty;
+            let body = quote_spanned!(ty.span()=> <#ty as #p::KeyPart>::key_part(value));
+            items.push(quote! {
+                fn #helper(value: &#ty) -> #p::Cow<'_, ::core::primitive::str> {
+                    #body
+                }
+            });
+        }
+        if let Some(i) = m.expires_at {
+            let f = &m.fields[i];
+            let ty = f.ty;
+            let name = lit(&f.hash_name);
+            let body = quote_spanned!(ty.span()=> #p::expiry_of::<#ty>(#name, value));
+            items.push(quote! {
+                fn __expires_at(value: &#ty) -> #p::Result<::core::option::Option<::core::primitive::i64>> {
+                    #body
+                }
+            });
+        }
+    }
+    if items.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        #[automatically_derived]
+        #[allow(non_upper_case_globals)]
+        impl #ident {
+            #(#items)*
+        }
+    }
+}
+
 fn stored<'m, 'a>(m: &'m Model<'a>) -> impl Iterator<Item = (usize, &'m FieldModel<'a>)> {
     m.fields.iter().enumerate().filter(|(_, f)| !f.skip)
 }
@@ -72,19 +158,14 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         let hash_name = lit(&f.hash_name);
         let optional = f.option_of.is_some();
         let is_key = f.is_key;
-        let value_ty = f.value_ty();
-        let encoding = if f.json {
-            quote!(#p::FieldEncoding::Json)
-        } else {
-            quote_spanned!(value_ty.span()=> <#value_ty as #p::FieldValue>::ENCODING)
-        };
+        let codec = codec_of(m, f);
         quote! {
             #p::FieldDescriptor {
                 rust_name: #rust_name,
                 hash_name: #hash_name,
                 optional: #optional,
                 is_key: #is_key,
-                encoding: #encoding,
+                encoding: #codec.encoding(),
             }
         }
     });
@@ -132,17 +213,13 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
     }
 }
 
-/// Encodes `value` (an expression of type `&ty`) into `scratch` and puts it.
-fn put_field(p: &TokenStream, f: &FieldModel<'_>, value: TokenStream) -> TokenStream {
+/// Encodes `value` (an expression of type `&value_ty`) into `scratch` and
+/// puts it.
+fn put_field(m: &Model<'_>, f: &FieldModel<'_>, value: TokenStream) -> TokenStream {
     let name = lit(&f.hash_name);
-    let value_ty = f.value_ty();
-    let encode = if f.json {
-        quote!(#p::encode_json_field(#name, #value, &mut scratch)?;)
-    } else {
-        quote_spanned!(value_ty.span()=> #p::encode_field::<#value_ty>(#name, #value, &mut scratch)?;)
-    };
+    let codec = codec_of(m, f);
     quote! {
-        #encode
+        #codec.encode(#name, #value, &mut scratch)?;
         sink.put(#name, &scratch);
     }
 }
@@ -153,7 +230,7 @@ fn write_fields(m: &Model<'_>) -> TokenStream {
         let ident = f.ident;
         let name = lit(&f.hash_name);
         if f.option_of.is_some() {
-            let put = put_field(&p, f, quote!(value));
+            let put = put_field(m, f, quote!(value));
             quote! {
                 match &self.#ident {
                     ::core::option::Option::Some(value) => { #put }
@@ -161,12 +238,12 @@ fn write_fields(m: &Model<'_>) -> TokenStream {
                 }
             }
         } else {
-            put_field(&p, f, quote!(&self.#ident))
+            put_field(m, f, quote!(&self.#ident))
         }
     });
     quote! {
         fn write_fields(&self, sink: &mut dyn #p::FieldSink) -> #p::Result<()> {
-            let mut scratch = <::std::vec::Vec<u8> as ::core::default::Default>::default();
+            let mut scratch = <::std::vec::Vec<::core::primitive::u8> as ::core::default::Default>::default();
             #(#writes)*
             let _ = &mut scratch;
             ::core::result::Result::Ok(())
@@ -184,7 +261,7 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
         .collect();
     let declare = stored(m).map(|(i, _)| {
         let slot = &slots[i];
-        quote!(let mut #slot: ::core::option::Option<&[u8]> = ::core::option::Option::None;)
+        quote!(let mut #slot: ::core::option::Option<&[::core::primitive::u8]> = ::core::option::Option::None;)
     });
     let arms = stored(m).map(|(i, f)| {
         let slot = &slots[i];
@@ -198,25 +275,21 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
         }
         let slot = &slots[i];
         let name = lit(&f.hash_name);
-        let value_ty = f.value_ty();
+        let codec = codec_of(m, f);
         let ty = f.ty;
-        let expr = match (f.json, f.option_of.is_some(), f.default) {
-            (false, true, _) => quote_spanned!(value_ty.span()=> #p::decode_optional::<#value_ty>(key, #name, #slot)?),
-            (false, false, true) => quote_spanned!(ty.span()=> #p::decode_or_default::<#ty>(key, #name, #slot)?),
-            (false, false, false) => quote_spanned!(ty.span()=> #p::decode_required::<#ty>(key, #name, #slot)?),
-            (true, true, _) => quote!(#p::decode_json::<#value_ty>(key, #name, #slot)?),
-            (true, false, true) => quote!(#p::decode_json::<#ty>(key, #name, #slot)?.unwrap_or_default()),
-            (true, false, false) => quote! {
-                match #p::decode_json::<#ty>(key, #name, #slot)? {
-                    ::core::option::Option::Some(value) => value,
-                    ::core::option::Option::None => return ::core::result::Result::Err(#p::missing_field(key, #name)),
-                }
-            },
+        let expr = match (f.option_of.is_some(), f.default) {
+            (true, _) => quote!(#codec.decode_optional(key, #name, #slot)?),
+            // `default` needs `T: Default`: report a missing impl on the field.
+            (false, true) => {
+                let decode = quote_spanned!(ty.span()=> decode_or_default);
+                quote!(#codec.#decode(key, #name, #slot)?)
+            }
+            (false, false) => quote!(#codec.decode_required(key, #name, #slot)?),
         };
         quote!(#ident: #expr)
     });
     quote! {
-        fn read_fields(key: &str, fields: &#p::RawFields<'_>) -> #p::Result<Self> {
+        fn read_fields(key: &::core::primitive::str, fields: &#p::RawFields<'_>) -> #p::Result<Self> {
             #(#declare)*
             for &(name, value) in fields.iter() {
                 match name {
@@ -292,22 +365,22 @@ fn entity_impl(m: &Model<'_>) -> TokenStream {
         .into_iter()
         .map(|f| {
             let ident = f.ident;
-            quote!(&self.#ident)
+            let key_part = key_part_of(m, f);
+            quote!(&*#key_part(&self.#ident))
         })
         .collect();
     let checks = index_pattern_fields(m).into_iter().map(|(pattern, f)| {
         let ident = f.ident;
         let name = lit(&f.hash_name);
         let pattern = lit(pattern);
-        quote!(#p::KeyBuilder::new(#pattern).part(#name, &self.#ident)?;)
+        let key_part = key_part_of(m, f);
+        quote!(#p::KeyBuilder::new(#pattern).part(#name, &*#key_part(&self.#ident))?;)
     });
     let expires = m.expires_at.map(|i| {
-        let f = &m.fields[i];
-        let ident = f.ident;
-        let name = lit(&f.hash_name);
+        let ident = m.fields[i].ident;
         quote! {
-            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<i64>> {
-                #p::expiry_of(#name, &self.#ident)
+            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<::core::primitive::i64>> {
+                Self::__expires_at(&self.#ident)
             }
         }
     });
@@ -468,12 +541,12 @@ fn inherent(m: &Model<'_>) -> TokenStream {
             }
 
             /// Deletes it and all its index entries; returns whether it existed.
-            #vis async fn delete(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+            #vis async fn delete(client: &#p::Client, #(#params),*) -> #p::Result<::core::primitive::bool> {
                 #p::entity::delete::<Self>(client, Self::__entity_key(#(#args),*)).await
             }
 
             /// Whether it exists (and has not expired).
-            #vis async fn exists(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+            #vis async fn exists(client: &#p::Client, #(#params),*) -> #p::Result<::core::primitive::bool> {
                 #p::entity::exists::<Self>(client, Self::__entity_key(#(#args),*).map(|k| k.key)).await
             }
 
@@ -483,12 +556,12 @@ fn inherent(m: &Model<'_>) -> TokenStream {
             }
 
             /// Makes it expire `ttl` from now (extending or shortening its life); returns whether it exists.
-            #vis async fn expire(client: &#p::Client, #(#params,)* ttl: #p::Duration) -> #p::Result<bool> {
+            #vis async fn expire(client: &#p::Client, #(#params,)* ttl: #p::Duration) -> #p::Result<::core::primitive::bool> {
                 #p::entity::expire::<Self>(client, Self::__entity_key(#(#args),*), ::core::option::Option::Some(ttl)).await
             }
 
             /// Removes its TTL so it never expires; returns whether it exists.
-            #vis async fn persist(client: &#p::Client, #(#params),*) -> #p::Result<bool> {
+            #vis async fn persist(client: &#p::Client, #(#params),*) -> #p::Result<::core::primitive::bool> {
                 #p::entity::expire::<Self>(client, Self::__entity_key(#(#args),*), ::core::option::Option::None).await
             }
         }
@@ -525,7 +598,7 @@ fn patch(m: &Model<'_>) -> TokenStream {
     let writes = patchable.iter().map(|f| {
         let name = f.ident;
         let hash = lit(&f.hash_name);
-        let put = put_field(&p, f, quote!(value));
+        let put = put_field(m, f, quote!(value));
         if f.option_of.is_some() {
             quote! {
                 match &self.#name {
@@ -544,20 +617,19 @@ fn patch(m: &Model<'_>) -> TokenStream {
         let name = f.ident;
         let hash = lit(&f.hash_name);
         let pattern = lit(pattern);
+        let key_part = key_part_of(m, f);
         quote! {
             if let ::core::option::Option::Some(value) = &self.#name {
-                #p::KeyBuilder::new(#pattern).part(#hash, value)?;
+                #p::KeyBuilder::new(#pattern).part(#hash, &*#key_part(value))?;
             }
         }
     });
     let expires = m.expires_at.filter(|i| !m.fields[*i].is_key).map(|i| {
-        let f = &m.fields[i];
-        let name = f.ident;
-        let hash = lit(&f.hash_name);
+        let name = m.fields[i].ident;
         quote! {
-            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<i64>> {
+            fn expires_at_ms(&self) -> #p::Result<::core::option::Option<::core::primitive::i64>> {
                 match &self.#name {
-                    ::core::option::Option::Some(value) => #p::expiry_of(#hash, value),
+                    ::core::option::Option::Some(value) => #ident::__expires_at(value),
                     ::core::option::Option::None => ::core::result::Result::Ok(::core::option::Option::None),
                 }
             }
@@ -583,7 +655,7 @@ fn patch(m: &Model<'_>) -> TokenStream {
         impl #p::Patch for #patch_ident {
             type Entity = #ident;
             fn write_patch(&self, sink: &mut dyn #p::FieldSink) -> #p::Result<()> {
-                let mut scratch = <::std::vec::Vec<u8> as ::core::default::Default>::default();
+                let mut scratch = <::std::vec::Vec<::core::primitive::u8> as ::core::default::Default>::default();
                 #(#writes)*
                 let _ = (&mut scratch, &sink);
                 ::core::result::Result::Ok(())
@@ -597,39 +669,28 @@ fn patch(m: &Model<'_>) -> TokenStream {
     }
 }
 
-/// Trait-bound assertions spanned on the user's field types, so a type
-/// that cannot play its role is reported on that field.
+/// Trait-bound assertions for roles no generated code exercises (a sorted
+/// index's score is read by the write script, not by Rust), spanned on the
+/// user's field type so a type that cannot play its role is reported there.
 fn type_checks(m: &Model<'_>) -> TokenStream {
     let p = private(m);
-    let mut checks = Vec::new();
-    for f in key_fields(m)
-        .into_iter()
-        .chain(index_pattern_fields(m).into_iter().map(|(_, f)| f))
-    {
-        let ty = f.ty;
-        checks.push(quote_spanned!(ty.span()=> __assert_key_part::<#ty>();));
-    }
-    for index in &m.indexes {
-        if let (IndexKind::Sorted, Some(i)) = (index.kind, index.value_field) {
-            let ty = m.fields[i].ty;
-            checks.push(quote_spanned!(ty.span()=> __assert_score::<#ty>();));
-        }
-    }
-    if let Some(i) = m.expires_at {
-        let ty = m.fields[i].ty;
-        checks.push(quote_spanned!(ty.span()=> __assert_expiry::<#ty>();));
-    }
+    let checks: Vec<TokenStream> = m
+        .indexes
+        .iter()
+        .filter_map(|index| match (index.kind, index.value_field) {
+            (IndexKind::Sorted, Some(i)) => {
+                let ty = m.fields[i].ty;
+                Some(quote_spanned!(ty.span()=> __assert_score::<#ty>();))
+            }
+            _ => None,
+        })
+        .collect();
     if checks.is_empty() {
         return TokenStream::new();
     }
     quote! {
         const _: fn() = || {
-            #[allow(dead_code)]
-            fn __assert_key_part<T: #p::KeyPart + ?::core::marker::Sized>() {}
-            #[allow(dead_code)]
             fn __assert_score<T: #p::ScoreValue>() {}
-            #[allow(dead_code)]
-            fn __assert_expiry<T: #p::ExpiryValue>() {}
             #(#checks)*
         };
     }
@@ -697,7 +758,7 @@ fn queries(m: &Model<'_>) -> TokenStream {
                         #p::index::page_ids::<Self>(client, #name, #key, range, page).await
                     }
                     #[doc = #doc_count]
-                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<u64> {
+                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
                         #p::index::count::<Self>(client, #name, #key).await
                     }
                 }
@@ -716,7 +777,7 @@ fn queries(m: &Model<'_>) -> TokenStream {
                         #p::index::member_ids::<Self>(client, #name, #key).await
                     }
                     #[doc = #doc_count]
-                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<u64> {
+                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
                         #p::index::count::<Self>(client, #name, #key).await
                     }
                 }
@@ -726,12 +787,13 @@ fn queries(m: &Model<'_>) -> TokenStream {
                 let f = &m.fields[i];
                 let ty = f.ty;
                 let hash = lit(&f.hash_name);
+                let codec = codec_of(m, f);
                 let field_name = unraw(f.ident);
                 let doc = format!("The entity whose `{field_name}` is `value` (unique index `{source}`), if any; one round trip.");
                 quote! {
                     #[doc = #doc]
                     #vis async fn #base(client: &#p::Client, #(#params)* value: &#ty) -> #p::Result<::core::option::Option<Self>> {
-                        #p::index::unique::<Self>(client, #name, #key, #p::index::lookup_value(#hash, value)).await
+                        #p::index::unique::<Self>(client, #name, #key, #codec.encode_to_vec(#hash, value)).await
                     }
                 }
             }

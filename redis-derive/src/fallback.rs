@@ -33,7 +33,7 @@ pub(crate) fn with_errors(
         impl #p::Record for #ident {
             fn descriptor() -> &'static #p::EntityDescriptor { ::core::unreachable!() }
             fn write_fields(&self, _: &mut dyn #p::FieldSink) -> #p::Result<()> { ::core::unreachable!() }
-            fn read_fields(_: &str, _: &#p::RawFields<'_>) -> #p::Result<Self> { ::core::unreachable!() }
+            fn read_fields(_: &::core::primitive::str, _: &#p::RawFields<'_>) -> #p::Result<Self> { ::core::unreachable!() }
         }
     };
     let entity = match derive {

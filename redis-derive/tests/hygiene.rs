@@ -1,6 +1,7 @@
 //! Hygiene: the derives must compile next to local types that shadow the
 //! prelude (`Result`, `Option`, `Some`, `None`, `Ok`, `Err`, `String`,
-//! `Vec`, `Box`, `Default`, ...), with nothing but `redis_runtime`
+//! `Vec`, `Box`, `Default`, ...) and the primitive types (`str`, `u8`,
+//! `i64`, `u64`, `bool`), with nothing but `redis_runtime`
 //! reachable, and without a single warning: not even `missing_docs` on the
 //! public items they generate (the patch struct, its fields, the inherent
 //! methods).
@@ -75,6 +76,16 @@ pub mod shadowed {
     struct std;
     #[allow(dead_code, non_camel_case_types)]
     struct alloc;
+    #[allow(dead_code, non_camel_case_types)]
+    struct str;
+    #[allow(dead_code, non_camel_case_types)]
+    struct u8;
+    #[allow(dead_code, non_camel_case_types)]
+    struct i64;
+    #[allow(dead_code, non_camel_case_types)]
+    struct u64;
+    #[allow(dead_code, non_camel_case_types)]
+    struct bool;
 
     /// How far along a thing is.
     #[derive(redis_runtime::RedisValue, Debug, PartialEq, Eq)]
@@ -100,7 +111,7 @@ pub mod shadowed {
         /// Tenant, first key part.
         pub tenant: ::std::string::String,
         /// Id, second key part.
-        pub id: u64,
+        pub id: ::core::primitive::u64,
         /// Owner, in the sorted index key.
         pub owner: ::std::string::String,
         /// Unique slug.
@@ -109,7 +120,7 @@ pub mod shadowed {
         pub phase: Phase,
         /// Score of the sorted index.
         #[redis(rename = "createdAt")]
-        pub created_at: i64,
+        pub created_at: ::core::primitive::i64,
         /// Stored as JSON.
         #[redis(json)]
         pub labels: ::std::collections::BTreeMap<::std::string::String, ::std::string::String>,
@@ -120,12 +131,12 @@ pub mod shadowed {
         pub history: ::core::option::Option<::std::vec::Vec<u32>>,
         /// Not stored.
         #[redis(skip)]
-        pub cached: ::std::vec::Vec<u8>,
+        pub cached: ::std::vec::Vec<::core::primitive::u8>,
         /// Missing reads as `false`.
         #[redis(default)]
-        pub flagged: bool,
+        pub flagged: ::core::primitive::bool,
         /// Raw bytes.
-        pub blob: ::std::vec::Vec<u8>,
+        pub blob: ::std::vec::Vec<::core::primitive::u8>,
     }
 
     /// An entity that expires at a timestamp it carries, with a renamed
@@ -147,12 +158,12 @@ pub mod shadowed {
     #[redis(key = "private:{id}")]
     struct Private {
         id: ::std::string::String,
-        value: ::core::option::Option<i64>,
+        value: ::core::option::Option<::core::primitive::i64>,
     }
 
     /// The key of a private entity (constructs it, so the struct itself is
     /// used; its unused generated methods must still not warn).
-    pub fn private_key(id: &str) -> ::std::string::String {
+    pub fn private_key(id: &::core::primitive::str) -> ::std::string::String {
         let private = Private {
             id: id.into(),
             value: ::core::option::Option::None,
@@ -166,7 +177,7 @@ pub mod shadowed {
     #[redis(rename_all = "SCREAMING_SNAKE_CASE")]
     pub struct Event {
         /// Which thing.
-        pub thing_id: u64,
+        pub thing_id: ::core::primitive::u64,
         /// Its phase.
         pub phase: Phase,
         /// Optional detail.
@@ -176,14 +187,12 @@ pub mod shadowed {
         pub payload: ::std::vec::Vec<::std::string::String>,
         /// Not stored.
         #[redis(skip)]
-        pub local: u8,
+        pub local: ::core::primitive::u8,
     }
 }
 
 /// `#[derive(RedisValue)]` next to types that shadow the primitive type
-/// names it uses (`str`, `u8`). (`RedisEntity`/`RedisRecord` are not yet
-/// checked against these: their generated code names `str`, `u8` and `i64`
-/// unqualified.)
+/// names it uses (`str`, `u8`, `bool`), with no other shadowing around.
 pub mod shadowed_primitives {
     #[allow(dead_code, non_camel_case_types)]
     struct str;

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `String` | its UTF-8 bytes, unchanged |
 //! | `i8`..`i128`, `u8`..`u128`, `isize`, `usize` | decimal ASCII (`-42`) |
-//! | `f32`, `f64` | shortest decimal that round-trips (`0.1`, `1e300`, `inf`, `-inf`); **NaN is refused** on write and on read, since it never equals itself and breaks score ranges |
+//! | `f32`, `f64` | shortest decimal that round-trips, never in exponent form (`0.1`, `-2.5`, `1` followed by 300 zeros for `1e300`), or `inf` / `-inf`; **NaN is refused** on write and on read, since it never equals itself and breaks score ranges |
 //! | `bool` | `true` / `false` (reads also accept `1` / `0`) |
 //! | `Vec<u8>` | the raw bytes |
 //! | `std::time::SystemTime` | integer milliseconds since the Unix epoch (sub-millisecond precision is dropped) |
@@ -157,12 +157,11 @@ pub fn system_time_to_millis(time: SystemTime) -> Result<i64, String> {
         Ok(after) => i64::try_from(after.as_millis()).map_err(|_| out_of_range()),
         Err(before) => {
             // Round towards negative infinity so that decode(encode(t)) <= t.
+            // Work in i128: the magnitude of i64::MIN ms does not fit an i64.
             let d = before.duration();
-            let mut ms = i64::try_from(d.as_millis()).map_err(|_| out_of_range())?;
-            if d.subsec_nanos() % 1_000_000 != 0 {
-                ms += 1;
-            }
-            Ok(-ms)
+            let partial = u128::from(d.subsec_nanos() % 1_000_000 != 0);
+            let magnitude = i128::try_from(d.as_millis() + partial).map_err(|_| out_of_range())?;
+            i64::try_from(-magnitude).map_err(|_| out_of_range())
         }
     }
 }
@@ -316,6 +315,12 @@ pub fn expiry_of<T: ExpiryValue + ?Sized>(field: &'static str, value: &T) -> Res
 /// `[`, `]`, `{`, `}`, `\`, whitespace or control characters, not empty, at
 /// most 512 bytes); values that do not are **rejected** with `INVALID_KEY`,
 /// never escaped, so a key always reads back as exactly what was written.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot fill a key placeholder",
+    label = "not usable in a key",
+    note = "key placeholders take String or &str, integers (i8..i128, u8..u128, isize, usize), uuid::Uuid (feature `uuid`) and unit enums with #[derive(RedisValue)]",
+    note = "floats, Options and `json` fields cannot be part of a key: their text is not a stable identifier"
+)]
 pub trait KeyPart {
     /// The text placed into the key.
     fn key_part(&self) -> Cow<'_, str>;
@@ -429,18 +434,99 @@ pub trait Record: Sized + Send + Sync + 'static {
     fn read_fields(key: &str, fields: &RawFields<'_>) -> Result<Self>;
 }
 
+/// One field type's codec as plain function pointers, for generated code.
+///
+/// The derives capture one per stored field, in a constant spanned on the
+/// field's type (built by [`field_codec`] or [`json_codec`]). That constant
+/// is the only place the type's trait bounds are required, so a type that
+/// cannot be stored is reported once, on the field; every encode and decode
+/// site then goes through the codec and needs no bound of its own.
+#[doc(hidden)]
+pub struct FieldCodec<T> {
+    encoding: FieldEncoding,
+    encode: fn(&T, &mut Vec<u8>) -> Result<(), String>,
+    decode: fn(&[u8]) -> Result<T, String>,
+}
+
+/// The codec of a [`FieldValue`] type.
+#[doc(hidden)]
+pub const fn field_codec<T: FieldValue>() -> FieldCodec<T> {
+    FieldCodec {
+        encoding: T::ENCODING,
+        encode: T::encode_value,
+        decode: T::decode_value,
+    }
+}
+
+/// The codec of a `#[redis(json)]` field: compact JSON (serde_json).
+#[doc(hidden)]
+pub const fn json_codec<T: serde::Serialize + serde::de::DeserializeOwned>() -> FieldCodec<T> {
+    fn encode<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, value).map_err(|e| format!("JSON encoding failed: {e}"))
+    }
+    fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+        // serde_json's message names line and column, never the input.
+        serde_json::from_slice(raw).map_err(|e| format!("bad JSON: {e}"))
+    }
+    FieldCodec {
+        encoding: FieldEncoding::Json,
+        encode: encode::<T>,
+        decode: decode::<T>,
+    }
+}
+
+impl<T> FieldCodec<T> {
+    /// How the field is stored, for descriptors.
+    pub const fn encoding(&self) -> FieldEncoding {
+        self.encoding
+    }
+
+    /// Encodes `value` into `scratch` (cleared first); errors are `ENCODE`
+    /// naming `field`.
+    pub fn encode(&self, field: &'static str, value: &T, scratch: &mut Vec<u8>) -> Result<()> {
+        scratch.clear();
+        (self.encode)(value, scratch).map_err(|reason| Error::Encode {
+            context: Context::default(),
+            field: field.to_string(),
+            reason,
+        })
+    }
+
+    /// Encodes `value` into a new buffer (e.g. a unique-index lookup value).
+    pub fn encode_to_vec(&self, field: &'static str, value: &T) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encode(field, value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes a required field; a missing one is a `DECODE` error.
+    pub fn decode_required(&self, key: &str, field: &str, raw: Option<&[u8]>) -> Result<T> {
+        let raw = raw.ok_or_else(|| missing_field(key, field))?;
+        (self.decode)(raw).map_err(|reason| decode_error(key, field, reason))
+    }
+
+    /// Decodes an optional field; missing means `None`.
+    pub fn decode_optional(&self, key: &str, field: &str, raw: Option<&[u8]>) -> Result<Option<T>> {
+        raw.map(|raw| (self.decode)(raw).map_err(|reason| decode_error(key, field, reason)))
+            .transpose()
+    }
+
+    /// Decodes a `#[redis(default)]` field; missing means `Default::default()`.
+    pub fn decode_or_default(&self, key: &str, field: &str, raw: Option<&[u8]>) -> Result<T>
+    where
+        T: Default,
+    {
+        Ok(self.decode_optional(key, field, raw)?.unwrap_or_default())
+    }
+}
+
 /// Encodes one required field into a scratch buffer.
 pub fn encode_field<T: FieldValue>(
     field: &'static str,
     value: &T,
     scratch: &mut Vec<u8>,
 ) -> Result<()> {
-    scratch.clear();
-    value.encode_value(scratch).map_err(|reason| Error::Encode {
-        context: Context::default(),
-        field: field.to_string(),
-        reason,
-    })
+    field_codec::<T>().encode(field, value, scratch)
 }
 
 /// Encodes one `#[redis(json)]` field into a scratch buffer.
@@ -468,8 +554,7 @@ fn decode_error(key: &str, field: &str, reason: String) -> Error {
 
 /// Decodes a required field; a missing one is a `DECODE` error.
 pub fn decode_required<T: FieldValue>(key: &str, field: &str, raw: Option<&[u8]>) -> Result<T> {
-    let raw = raw.ok_or_else(|| decode_error(key, field, "required field is missing".into()))?;
-    T::decode_value(raw).map_err(|reason| decode_error(key, field, reason))
+    field_codec::<T>().decode_required(key, field, raw)
 }
 
 /// Decodes an optional field; missing means `None`.
@@ -478,8 +563,7 @@ pub fn decode_optional<T: FieldValue>(
     field: &str,
     raw: Option<&[u8]>,
 ) -> Result<Option<T>> {
-    raw.map(|raw| T::decode_value(raw).map_err(|reason| decode_error(key, field, reason)))
-        .transpose()
+    field_codec::<T>().decode_optional(key, field, raw)
 }
 
 /// Decodes a field with `#[redis(default)]`; missing means `Default::default()`.

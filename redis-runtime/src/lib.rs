@@ -35,9 +35,9 @@ pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
 pub mod __private {
     pub use crate::client::Client;
     pub use crate::codec::{
-        ExpiryValue, FieldSink, FieldValue, KeyBuilder, KeyPart, RawFields, Record, ScoreValue,
-        decode_json, decode_optional, decode_or_default, decode_required, encode_field,
-        encode_json_field, expiry_of, missing_field, unknown_variant,
+        ExpiryValue, FieldCodec, FieldSink, FieldValue, KeyBuilder, KeyPart, RawFields, Record,
+        ScoreValue, decode_json, decode_optional, decode_or_default, decode_required, encode_field,
+        encode_json_field, expiry_of, field_codec, json_codec, missing_field, unknown_variant,
     };
     pub use crate::entity::{
         self, Entity, IndexKind, IndexSpec, Layout, Patch, Ttl, TtlChange, WriteOutcome,
