@@ -1,5 +1,11 @@
 //! The main example: the seeds' application flow, end to end.
 //!
+//! Users, sessions (with a TTL) and git providers are stored entities; jobs
+//! are enqueued on `jobs:stream` in the same atomic step as their creation,
+//! a worker consumes them, appends output lines to `job:{id}:output`,
+//! publishes status changes that a subscriber prints, and everything shuts
+//! down cleanly. The user's job history comes from a generated index query.
+//!
 //! Runs against `REDIS_URL` when it is set; otherwise it starts a throwaway
 //! `redis-server` on a free loopback port and stops it at the end.
 //!
@@ -7,16 +13,94 @@
 //! cargo run --example app
 //! ```
 
-use redis::AsyncCommands;
+use std::time::{Duration, Instant, SystemTime};
+
+use redis_runtime::applog::AppendLog;
+use redis_runtime::pubsub::Channel;
+use redis_runtime::stream::{GroupStart, Stream};
 use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Config, Context};
+use redis_runtime::worker::Worker;
+use redis_runtime::{Client, Config, Json, Page, RedisEntity, RedisValue, Ttl};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "user:{id}")]
+#[redis(unique(key = "users:by_email", field = "email"))]
+struct User {
+    id: String,
+    email: String,
+    display_name: String,
+    created_at: i64,
+    last_login_at: Option<i64>,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "session:{id}", ttl = "7d")]
+struct Session {
+    id: String,
+    user_id: String,
+    created_at: i64,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "git_provider:{id}")]
+#[redis(index(key = "git_providers:{user_id}"))]
+struct GitProvider {
+    id: String,
+    user_id: String,
+    kind: String,
+    #[redis(rename = "access_token_ref")]
+    token_ref: String,
+}
+
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "job:{id}", stream = "jobs:stream", stream_maxlen = 10000)]
+#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:status:{status}"))]
+struct Job {
+    id: String,
+    user_id: String,
+    repo: String,
+    command: String,
+    status: JobStatus,
+    created_at: i64,
+    error: Option<String>,
+}
+
+/// What the worker publishes on `job_updates` (seed 003's message shape).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+struct JobUpdate {
+    tenant_id: String,
+    job_id: String,
+    status: JobStatus,
+    error: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), AnyError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "redis_runtime=info".into()),
+                .unwrap_or_else(|_| "redis_runtime=warn".into()),
         )
         .init();
 
@@ -34,7 +118,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("connecting to {}", config.endpoint());
     let client = Client::connect(config).await?;
-
     let health = client.health().await;
     println!(
         "health: ok={} latency={:.2} ms",
@@ -44,14 +127,213 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("Redis is not healthy: {:?}", health.error).into());
     }
 
-    let visits: i64 = client
-        .run(
-            Context::new("example.visits", "example:visits"),
-            |mut conn| async move { Ok(conn.incr("example:visits", 1).await?) },
-        )
-        .await?;
-    println!("example:visits = {visits}");
+    // A run id keeps repeated runs against a shared REDIS_URL apart.
+    let run = format!("{:x}", now_ms());
+    let user_id = format!("u-{run}");
 
+    // --- Users: create, read, update, unique lookup -----------------------
+    let mut user = User {
+        id: user_id.clone(),
+        email: format!("ada-{run}@example.com"),
+        display_name: "Ada Lovelace".into(),
+        created_at: now_ms(),
+        last_login_at: None,
+    };
+    user.create(&client).await?;
+    println!("created {}", User::key_for(&user.id)?);
+    let by_email = User::by_email(&client, &user.email).await?;
+    println!("found by email: {:?}", by_email.map(|u| u.display_name));
+    user.display_name = "Ada King".into();
+    user.update(&client).await?;
+    User::patch(
+        &client,
+        &user.id,
+        &UserPatch {
+            last_login_at: Some(Some(now_ms())),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let loaded = User::get(&client, &user.id).await?.ok_or("user vanished")?;
+    println!(
+        "user now: {} (last login {:?})",
+        loaded.display_name, loaded.last_login_at
+    );
+
+    // --- Sessions: a 7-day TTL applied atomically on create ---------------
+    let session = Session {
+        id: format!("s-{run}"),
+        user_id: user_id.clone(),
+        created_at: now_ms(),
+    };
+    session.create(&client).await?;
+    if let Ttl::ExpiresIn(left) = Session::ttl(&client, &session.id).await? {
+        println!(
+            "session {} expires in {} h",
+            session.id,
+            left.as_secs() / 3600
+        );
+    }
+    Session::expire(&client, &session.id, Duration::from_secs(3600)).await?;
+    println!(
+        "session shortened to 1 h; still there: {}",
+        Session::exists(&client, &session.id).await?
+    );
+
+    // --- Git providers: set membership by owner ---------------------------
+    for (n, kind) in ["github", "gitlab"].iter().enumerate() {
+        GitProvider {
+            id: format!("gp-{run}-{n}"),
+            user_id: user_id.clone(),
+            kind: kind.to_string(),
+            token_ref: format!("vault:gp/{n}"),
+        }
+        .create(&client)
+        .await?;
+    }
+    let providers = GitProvider::by_user_id(&client, &user_id).await?;
+    println!(
+        "git providers of {user_id}: {:?}",
+        providers.iter().map(|p| &p.kind).collect::<Vec<_>>()
+    );
+
+    // --- Jobs: created and enqueued on jobs:stream in one step ------------
+    let jobs = Stream::<Job>::of_entity(&client)?;
+    let group = jobs.group("runners");
+    group.ensure_from(GroupStart::Beginning).await?;
+    let started = now_ms();
+    let mut job_ids = Vec::new();
+    for (n, command) in ["cargo build", "cargo test", "cargo clippy"]
+        .iter()
+        .enumerate()
+    {
+        let job = Job {
+            id: format!("j-{run}-{n}"),
+            user_id: user_id.clone(),
+            repo: "github.com/acme/app".into(),
+            command: command.to_string(),
+            status: JobStatus::Queued,
+            created_at: started + n as i64,
+            error: None,
+        };
+        let outcome = job.create(&client).await?;
+        println!(
+            "job {} queued as stream entry {}",
+            job.id,
+            outcome.stream_id.unwrap_or_default()
+        );
+        job_ids.push(job.id);
+    }
+
+    let history = Job::by_user_id(&client, &user_id, Page::newest_first(10)).await?;
+    println!("job history of {user_id}, newest first:");
+    for job in &history {
+        println!("  {} {:<14} {:?}", job.id, job.command, job.status);
+    }
+
+    // --- Status updates: a subscriber on its own connection ---------------
+    let updates = Channel::<Json<JobUpdate>>::new(&client, "job_updates");
+    let mut subscription = updates.subscribe().await?;
+    let printer = tokio::spawn(async move {
+        while let Some(update) = subscription.next().await {
+            match update {
+                Ok(Json(u)) => println!("  [job_updates] {} -> {:?}", u.job_id, u.status),
+                Err(e) => println!("  [job_updates] undecodable update: {e}"),
+            }
+        }
+    });
+
+    // --- The worker: consume, run, append output, publish, ack ------------
+    let output = AppendLog::<String>::new(
+        &client,
+        "job:{id}:output",
+        Some(Duration::from_secs(24 * 3600)),
+    )?;
+    let stop = CancellationToken::new();
+    let worker = {
+        let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
+        let handler = move |entry: redis_runtime::stream::Entry<Job>| {
+            let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
+            async move {
+                let job = entry.message;
+                let publish = |status, error: Option<String>| {
+                    let update = JobUpdate {
+                        tenant_id: job.user_id.clone(),
+                        job_id: job.id.clone(),
+                        status,
+                        error,
+                    };
+                    let updates = updates.clone();
+                    async move { updates.publish(&Json(update)).await }
+                };
+                Job::patch(
+                    &client,
+                    &job.id,
+                    &JobPatch {
+                        status: Some(JobStatus::Running),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                publish(JobStatus::Running, None).await?;
+                output
+                    .append(&job.id, &format!("$ {}", job.command))
+                    .await?;
+                output.append(&job.id, &"ok: finished".to_string()).await?;
+                Job::patch(
+                    &client,
+                    &job.id,
+                    &JobPatch {
+                        status: Some(JobStatus::Completed),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                publish(JobStatus::Completed, None).await?;
+                Ok::<(), redis_runtime::Error>(())
+            }
+        };
+        tokio::spawn(Worker::new(group).concurrency(4).run(handler, stop.clone()))
+    };
+
+    // Wait (with a deadline) until every job of this run has completed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = Job::get_many(&client, &job_ids)
+            .await?
+            .iter()
+            .filter(|j| j.as_ref().is_some_and(|j| j.status == JobStatus::Completed))
+            .count();
+        if done == job_ids.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("jobs did not complete within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in &job_ids {
+        println!("output of {id}: {:?}", output.all(id).await?);
+    }
+    println!(
+        "completed jobs: {}, queued: {}",
+        Job::by_status_count(&client, &JobStatus::Completed).await?,
+        Job::by_status_count(&client, &JobStatus::Queued).await?
+    );
+
+    // --- Shutdown: stop the worker, then the subscriber, then the client --
+    stop.cancel();
+    let report = worker.await??;
+    println!("worker stopped: {report:?}");
+    printer.abort();
+    let _ = printer.await;
+
+    // Clean up this run's data when running against a shared server.
+    Session::delete(&client, &session.id).await?;
+    for p in providers {
+        GitProvider::delete(&client, &p.id).await?;
+    }
+    User::delete(&client, &user.id).await?;
     client.shutdown().await;
     println!("shut down cleanly");
     Ok(())

@@ -4,30 +4,42 @@
 //! ([`Client`], configured by [`Config`]), the error type ([`Error`], with
 //! stable [`Error::code`]s), the metrics hook ([`metrics::Metrics`]), the
 //! field codec ([`codec`]) and the atomic entity operations ([`entity`]).
-//! With the `testing` feature it also provides [`testing::RedisServer`], a
+//! With the `testing` feature it also provides `testing::RedisServer`, a
 //! throwaway `redis-server` for integration tests and examples.
 
 // Lets the derives, which name `::redis_runtime`, be used in this crate's own tests.
 extern crate self as redis_runtime;
 
+pub mod applog;
 pub mod client;
 pub mod codec;
 pub mod config;
 pub mod entity;
 pub mod error;
 pub mod index;
+pub mod json;
 pub mod metrics;
+pub mod pubsub;
+pub mod queue;
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod worker;
 mod write_script;
 
+pub use applog::AppendLog;
 pub use client::{Client, Connection, Health};
 pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
 pub use entity::{Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result};
 pub use index::{Order, Page, ScoreRange};
+pub use json::Json;
+pub use pubsub::{Channel, Subscription};
+pub use queue::{ListQueue, ReliableQueue};
 pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
+pub use stream::{ConsumerGroup, Entry, ReadBatch, Stream};
+pub use worker::{Worker, WorkerReport};
 
 /// What generated code refers to, by absolute path. Not a public API: it
 /// changes without notice.

@@ -1,0 +1,271 @@
+//! Per-entity append logs: `job:{id}:output`, a list of lines with a TTL.
+//!
+//! An [`AppendLog<T>`] is a key pattern with one placeholder, one list per
+//! entity: the seeds' job output (`appendJobOutput`, `getJobOutput`,
+//! `getJobOutputCount`, kept for 24 h). Every append refreshes the TTL in
+//! the same atomic step, so a log that is still being written never expires
+//! under its writer, and one that went quiet disappears on its own.
+//!
+//! Lines are one value each in the [`FieldValue`] codec: `String` lines, or
+//! [`Json<T>`](crate::Json) records.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_runtime::{Client, applog::AppendLog};
+//!
+//! # async fn demo(client: &Client) -> redis_runtime::Result<()> {
+//! let output = AppendLog::<String>::new(client, "job:{id}:output", Some(Duration::from_secs(24 * 3600)))?;
+//! output.append("42", &"cloning repository".to_string()).await?;
+//! output.append("42", &"build ok".to_string()).await?;
+//! assert_eq!(output.len("42").await?, 2);
+//! let last_100 = output.range("42", -100, -1).await?;
+//! # let _ = last_100; Ok(()) }
+//! ```
+//!
+//! The id is validated like every key value (`INVALID_KEY` for `:`, `*`,
+//! braces, whitespace…), so it cannot reach another key. Declaring logs on
+//! the entity with a derive attribute is left for later; this type is what
+//! such an attribute would expand to.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use redis_schema::KeyPattern;
+
+use crate::client::Client;
+use crate::codec::{FieldValue, KeyPart, value_kind};
+use crate::entity::Ttl;
+use crate::error::{Context, Error, Result};
+use crate::stream::{as_bytes, duration_ms};
+
+/// A list per entity at `pattern`, lines of `T`; see the [module docs](self).
+pub struct AppendLog<T> {
+    client: Client,
+    pattern: Arc<KeyPattern>,
+    ttl: Option<Duration>,
+    max_len: Option<u64>,
+    _line: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for AppendLog<T> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            pattern: self.pattern.clone(),
+            ttl: self.ttl,
+            max_len: self.max_len,
+            _line: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for AppendLog<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendLog")
+            .field("pattern", &self.pattern.source())
+            .field("ttl", &self.ttl)
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+impl<T: FieldValue + Send + 'static> AppendLog<T> {
+    /// Logs at `pattern` (exactly one placeholder, e.g. `job:{id}:output`),
+    /// expiring `ttl` after the last append (`None`: never).
+    ///
+    /// Errors: `STORAGE_CONFIG` for a pattern that does not parse, does not
+    /// have exactly one placeholder, or a zero TTL.
+    pub fn new(client: &Client, pattern: &str, ttl: Option<Duration>) -> Result<Self> {
+        let parsed = KeyPattern::parse(pattern)
+            .map_err(|e| Error::Config(format!("append log pattern {pattern:?}: {e}")))?;
+        if parsed.placeholder_count() != 1 {
+            return Err(Error::Config(format!(
+                "append log pattern {pattern:?} must have exactly one placeholder, like job:{{id}}:output"
+            )));
+        }
+        if ttl.is_some_and(|t| duration_ms(t) == 0) {
+            return Err(Error::Config(
+                "an append log TTL must be at least 1 ms".into(),
+            ));
+        }
+        Ok(Self {
+            client: client.clone(),
+            pattern: Arc::new(parsed),
+            ttl,
+            max_len: None,
+            _line: PhantomData,
+        })
+    }
+
+    /// Keeps only the newest `max_len` lines, trimmed on every append.
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        self.max_len = (max_len > 0).then_some(max_len);
+        self
+    }
+
+    /// The key pattern.
+    pub fn pattern(&self) -> &str {
+        self.pattern.source()
+    }
+
+    fn context(&self, operation: &'static str) -> Context {
+        Context::new(operation, Cow::Owned(self.pattern.source().to_string()))
+    }
+
+    /// The log key of entity `id` (`INVALID_KEY` if `id` is not key-safe).
+    pub fn key(&self, id: &(impl KeyPart + ?Sized)) -> Result<String> {
+        let part = id.key_part();
+        self.pattern
+            .render(&[&part])
+            .map_err(|e| Error::InvalidKey {
+                context: self.context("applog.key"),
+                field: self
+                    .pattern
+                    .placeholders()
+                    .next()
+                    .unwrap_or("id")
+                    .to_string(),
+                reason: e.rule().to_string(),
+            })
+    }
+
+    /// Appends one line; returns the log's length. Refreshes the TTL.
+    pub async fn append(&self, id: &(impl KeyPart + ?Sized), line: &T) -> Result<u64> {
+        self.append_many(id, std::slice::from_ref(line)).await
+    }
+
+    /// Appends lines in order, trims to `max_len` and refreshes the TTL, in
+    /// one atomic step (`MULTI`); returns the log's length before trimming.
+    pub async fn append_many(&self, id: &(impl KeyPart + ?Sized), lines: &[T]) -> Result<u64> {
+        let ctx = self.context("applog.append");
+        let key = self.key(id)?;
+        let mut encoded = Vec::with_capacity(lines.len());
+        for line in lines {
+            let mut out = Vec::new();
+            line.encode_value(&mut out)
+                .map_err(|reason| Error::Encode {
+                    context: ctx.clone(),
+                    field: "line".to_string(),
+                    reason,
+                })?;
+            encoded.push(out);
+        }
+        if encoded.is_empty() {
+            return self.len(id).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("RPUSH").arg(&key).arg(&encoded);
+        if let Some(max_len) = self.max_len {
+            let keep_from = -i64::try_from(max_len).unwrap_or(i64::MAX);
+            pipe.cmd("LTRIM").arg(&key).arg(keep_from).arg(-1).ignore();
+        }
+        if let Some(ttl) = self.ttl {
+            pipe.cmd("PEXPIRE").arg(&key).arg(duration_ms(ttl)).ignore();
+        }
+        self.client
+            .run(ctx, |mut conn| async move {
+                let (len,): (u64,) = pipe.query_async(&mut conn).await?;
+                Ok(len)
+            })
+            .await
+    }
+
+    /// Lines `start..=stop` by position, like `LRANGE`: 0 is the oldest,
+    /// -1 the newest. A line that does not decode is a `DECODE` error naming
+    /// the key and its position.
+    pub async fn range(
+        &self,
+        id: &(impl KeyPart + ?Sized),
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<T>> {
+        let ctx = self.context("applog.range");
+        let key = self.key(id)?;
+        let reply: Value = {
+            let key = key.clone();
+            self.client
+                .run(ctx.clone(), |mut conn| async move {
+                    Ok(redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(start)
+                        .arg(stop)
+                        .query_async(&mut conn)
+                        .await?)
+                })
+                .await?
+        };
+        let decode_error = |field: String, reason: String| Error::Decode {
+            context: ctx.clone(),
+            key: key.clone(),
+            field,
+            reason,
+        };
+        let items = match &reply {
+            Value::Array(items) => items,
+            Value::Nil => return Ok(Vec::new()),
+            other => {
+                return Err(decode_error(
+                    "*".into(),
+                    format!("expected a list, found {}", value_kind(other)),
+                ));
+            }
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let raw = as_bytes(item).ok_or_else(|| {
+                    decode_error(
+                        format!("[{i}]"),
+                        format!("expected a string, found {}", value_kind(item)),
+                    )
+                })?;
+                T::decode_value(raw).map_err(|reason| decode_error(format!("[{i}]"), reason))
+            })
+            .collect()
+    }
+
+    /// Every line, oldest first.
+    pub async fn all(&self, id: &(impl KeyPart + ?Sized)) -> Result<Vec<T>> {
+        self.range(id, 0, -1).await
+    }
+
+    /// Number of lines (0 for a log that does not exist or expired).
+    pub async fn len(&self, id: &(impl KeyPart + ?Sized)) -> Result<u64> {
+        let key = self.key(id)?;
+        self.client
+            .run(self.context("applog.len"), |mut conn| async move {
+                Ok(redis::cmd("LLEN").arg(&key).query_async(&mut conn).await?)
+            })
+            .await
+    }
+
+    /// The log's remaining lifetime.
+    pub async fn ttl(&self, id: &(impl KeyPart + ?Sized)) -> Result<Ttl> {
+        let key = self.key(id)?;
+        self.client
+            .run(self.context("applog.ttl"), |mut conn| async move {
+                let ms: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await?;
+                Ok(match ms {
+                    -2 => Ttl::Missing,
+                    -1 => Ttl::Persistent,
+                    ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
+                })
+            })
+            .await
+    }
+
+    /// Deletes the log; returns whether it existed.
+    pub async fn delete(&self, id: &(impl KeyPart + ?Sized)) -> Result<bool> {
+        let key = self.key(id)?;
+        self.client
+            .run(self.context("applog.delete"), |mut conn| async move {
+                let removed: u64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                Ok(removed == 1)
+            })
+            .await
+    }
+}

@@ -1,0 +1,182 @@
+//! Per-entity append logs (the seeds' `job:{id}:output`, 24 h TTL) against
+//! a real, private `redis-server`.
+
+use std::time::Duration;
+
+use redis_runtime::applog::AppendLog;
+use redis_runtime::testing::RedisServer;
+use redis_runtime::{Client, Context, Json, Ttl};
+
+async fn setup() -> (RedisServer, Client) {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    (server, client)
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn lines(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn append_read_range_and_count() {
+    let (_server, client) = setup().await;
+    let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
+    assert_eq!(output.key("42").expect("key"), "job:42:output");
+    assert_eq!(output.len("42").await.expect("len"), 0);
+    assert!(output.all("42").await.expect("empty").is_empty());
+
+    assert_eq!(
+        output
+            .append("42", &"cloning".to_string())
+            .await
+            .expect("append"),
+        1
+    );
+    assert_eq!(
+        output
+            .append_many("42", &lines(&["building", "testing", "done"]))
+            .await
+            .expect("append many"),
+        4
+    );
+    assert_eq!(output.len("42").await.expect("len"), 4);
+    assert_eq!(
+        output.all("42").await.expect("all"),
+        lines(&["cloning", "building", "testing", "done"])
+    );
+    assert_eq!(
+        output.range("42", 1, 2).await.expect("range"),
+        lines(&["building", "testing"])
+    );
+    assert_eq!(
+        output.range("42", -2, -1).await.expect("tail"),
+        lines(&["testing", "done"])
+    );
+    // Logs are per entity.
+    assert_eq!(output.len(&7u64).await.expect("other"), 0);
+    assert!(output.delete("42").await.expect("delete"));
+    assert!(!output.delete("42").await.expect("gone"));
+}
+
+#[tokio::test]
+async fn every_append_refreshes_the_ttl_in_the_same_step() {
+    let (_server, client) = setup().await;
+    let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
+    assert_eq!(output.ttl("1").await.expect("ttl"), Ttl::Missing);
+    output.append("1", &"a".to_string()).await.expect("append");
+    // Shorten it by hand, as if most of the day had passed...
+    client
+        .run(Context::new("test.pexpire", ""), |mut conn| async move {
+            let _: i64 = redis::cmd("PEXPIRE")
+                .arg("job:1:output")
+                .arg(60_000)
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("pexpire");
+    let before = client.round_trips();
+    output.append("1", &"b".to_string()).await.expect("append");
+    assert_eq!(
+        client.round_trips() - before,
+        1,
+        "push and expire in one round trip"
+    );
+    // ...and the next append restores the full day.
+    match output.ttl("1").await.expect("ttl") {
+        Ttl::ExpiresIn(left) => assert!(left > DAY - Duration::from_secs(60), "{left:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    let forever = AppendLog::<String>::new(&client, "audit:{id}", None).expect("log");
+    forever.append("1", &"x".to_string()).await.expect("append");
+    assert_eq!(forever.ttl("1").await.expect("ttl"), Ttl::Persistent);
+}
+
+#[tokio::test]
+async fn a_log_expires_when_it_goes_quiet() {
+    let (_server, client) = setup().await;
+    let output =
+        AppendLog::<String>::new(&client, "job:{id}:output", Some(Duration::from_millis(100)))
+            .expect("log");
+    output.append("1", &"x".to_string()).await.expect("append");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while output.len("1").await.expect("len") != 0 {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn max_len_keeps_the_newest_lines() {
+    let (_server, client) = setup().await;
+    let output = AppendLog::<u32>::new(&client, "job:{id}:output", Some(DAY))
+        .expect("log")
+        .with_max_len(3);
+    for n in 0..5u32 {
+        output.append("1", &n).await.expect("append");
+    }
+    assert_eq!(output.all("1").await.expect("all"), [2, 3, 4]);
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+struct Line {
+    at: i64,
+    stream: String,
+    text: String,
+}
+
+#[tokio::test]
+async fn records_and_bad_data() {
+    let (_server, client) = setup().await;
+    let output = AppendLog::<Json<Line>>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
+    let line = Json(Line {
+        at: 1,
+        stream: "stdout".into(),
+        text: "hello".into(),
+    });
+    output.append("9", &line).await.expect("append");
+    assert_eq!(output.all("9").await.expect("all"), [line]);
+
+    client
+        .run(Context::new("test.rpush", ""), |mut conn| async move {
+            let _: i64 = redis::cmd("RPUSH")
+                .arg("job:9:output")
+                .arg("not json")
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("rpush");
+    let err = output.all("9").await.expect_err("bad line");
+    assert_eq!(err.code(), "DECODE");
+    let text = err.to_string();
+    assert!(
+        text.contains("job:9:output") && text.contains("[1]"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn ids_cannot_escape_the_pattern_and_patterns_are_checked() {
+    let (_server, client) = setup().await;
+    let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
+    for hostile in ["", "1:admin", "*", "a b", "x{y}"] {
+        let err = output
+            .append(hostile, &"x".to_string())
+            .await
+            .expect_err("rejected");
+        assert_eq!(err.code(), "INVALID_KEY", "{hostile:?}");
+    }
+    for bad in ["job:{id", "job:output", "tenant:{t}:job:{id}"] {
+        let err = AppendLog::<String>::new(&client, bad, Some(DAY)).expect_err("bad pattern");
+        assert_eq!(err.code(), "STORAGE_CONFIG", "{bad}");
+    }
+    let err =
+        AppendLog::<String>::new(&client, "job:{id}", Some(Duration::ZERO)).expect_err("zero ttl");
+    assert_eq!(err.code(), "STORAGE_CONFIG");
+}

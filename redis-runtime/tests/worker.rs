@@ -1,0 +1,799 @@
+//! The worker loop against a real, private `redis-server`: no loss when
+//! consumers crash, retries with backoff, dead letters, bounded
+//! concurrency and graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis_runtime::stream::{ConsumerGroup, GroupStart, Stream};
+use redis_runtime::testing::RedisServer;
+use redis_runtime::worker::WorkerReport;
+use redis_runtime::{Client, Context, RedisRecord};
+use tokio_util::sync::CancellationToken;
+
+#[derive(RedisRecord, Debug, Clone, PartialEq)]
+struct Msg {
+    seq: u32,
+    kind: String,
+}
+
+fn msg(seq: u32) -> Msg {
+    Msg {
+        seq,
+        kind: "work".into(),
+    }
+}
+
+async fn setup(key: &str) -> (RedisServer, Client, Stream<Msg>, ConsumerGroup<Msg>) {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    let stream = Stream::<Msg>::new(&client, key);
+    let group = stream.group("g");
+    group
+        .ensure_from(GroupStart::Beginning)
+        .await
+        .expect("ensure");
+    (server, client, stream, group)
+}
+
+async fn publish_all(stream: &Stream<Msg>, messages: &[Msg]) {
+    for chunk in messages.chunks(500) {
+        let report = stream
+            .publish_batch(chunk.iter().map(|m| (m.seq.to_string(), m)))
+            .await
+            .expect("publish");
+        assert!(report.failed.is_empty());
+    }
+}
+
+/// Polls `done` every 20 ms until it holds, failing after `limit`.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A small deterministic PRNG; the seed is printed so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_message_is_lost_when_consumers_crash_mid_batch() {
+    const N: u32 = 10_000;
+    let (_server, _client, stream, group) = setup("crash:stream").await;
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    println!("CRASH_SEED={seed}");
+    let mut rng = XorShift(seed);
+
+    let seen: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let total = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+
+    // Producer and consumers run at the same time.
+    let producer = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let all: Vec<Msg> = (0..N).map(msg).collect();
+            publish_all(&stream, &all).await;
+        })
+    };
+    let consumers = 5;
+    let killed = 3; // workers 0..3 are killed, 3..5 survive
+    let mut kill_at: Vec<u64> = (0..killed)
+        .map(|_| 500 + rng.below(u64::from(N) / 2))
+        .collect();
+    kill_at.sort_unstable();
+    let mut handles = Vec::new();
+    for i in 0..consumers {
+        let worker = group
+            .clone()
+            .with_consumer(format!("w{i}"))
+            .worker()
+            .concurrency(8)
+            .batch_size(16)
+            .block(Duration::from_millis(200))
+            .claim_min_idle(Duration::from_millis(400))
+            .claim_interval(Duration::from_millis(100))
+            .max_deliveries(1000);
+        let (seen, total) = (seen.clone(), total.clone());
+        let jitter = seed.wrapping_add(i as u64);
+        handles.push(tokio::spawn(worker.run(
+            move |entry| {
+                let (seen, total) = (seen.clone(), total.clone());
+                async move {
+                    // Uneven handler times, so kills land mid-batch.
+                    if (u64::from(entry.message.seq) ^ jitter).is_multiple_of(7) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    seen[entry.message.seq as usize].fetch_add(1, Ordering::Relaxed);
+                    total.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), String>(())
+                }
+            },
+            stop.clone(),
+        )));
+    }
+
+    // Kill workers (abort: no ack, no goodbye) as the handled count passes
+    // random thresholds.
+    let mut next_kill = 0;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while next_kill < killed {
+        if total.load(Ordering::Relaxed) >= kill_at[next_kill] {
+            handles[next_kill].abort();
+            next_kill += 1;
+        } else {
+            assert!(Instant::now() < deadline, "stalled before the kills");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    producer.await.expect("producer");
+
+    let all_seen = || {
+        let seen = seen.clone();
+        let group = group.clone();
+        async move {
+            seen.iter().all(|c| c.load(Ordering::Relaxed) > 0)
+                && group.pending_count().await.expect("pending") == 0
+        }
+    };
+    eventually(
+        Duration::from_secs(40),
+        "every message handled and acked",
+        all_seen,
+    )
+    .await;
+    stop.cancel();
+    let mut survivors = WorkerReport::default();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let outcome = handle.await;
+        if i < killed {
+            assert!(outcome.expect_err("aborted").is_cancelled());
+            continue;
+        }
+        let report = outcome.expect("join").expect("survivor ran cleanly");
+        survivors.handled += report.handled;
+        survivors.reclaimed += report.reclaimed;
+        survivors.dead_lettered += report.dead_lettered;
+    }
+
+    let deliveries: u64 = seen
+        .iter()
+        .map(|c| u64::from(c.load(Ordering::Relaxed)))
+        .sum();
+    println!(
+        "{N} messages, {deliveries} handler runs ({} duplicates), {} reclaimed by survivors, in {:?}",
+        deliveries - u64::from(N),
+        survivors.reclaimed,
+        started.elapsed()
+    );
+    assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) >= 1));
+    assert_eq!(group.pending_count().await.expect("pending"), 0);
+    assert_eq!(group.stream().len().await.expect("len"), u64::from(N));
+    assert!(
+        survivors.reclaimed > 0,
+        "the killed workers held entries; survivors must have reclaimed them"
+    );
+    assert_eq!(survivors.dead_lettered, 0);
+    assert!(group.dead_letters(1).await.expect("dead").is_empty());
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// Per message: (delivery count, when) of each handler call.
+type Attempts = HashMap<u32, Vec<(u64, Instant)>>;
+
+#[tokio::test]
+async fn a_poison_message_lands_in_the_dead_letter_stream_after_n_attempts() {
+    let (_server, _client, stream, group) = setup("poison:stream").await;
+    let mut messages: Vec<Msg> = (0..5).map(msg).collect();
+    messages.push(Msg {
+        seq: 99,
+        kind: "poison".into(),
+    });
+    publish_all(&stream, &messages).await;
+    let poison_id = stream
+        .range("-", "+", 10)
+        .await
+        .expect("range")
+        .entries
+        .into_iter()
+        .find(|e| e.message.seq == 99)
+        .expect("poison entry")
+        .id;
+
+    let attempts: Arc<Mutex<Attempts>> = Arc::default();
+    let stop = CancellationToken::new();
+    let worker = group
+        .worker()
+        .max_deliveries(3)
+        .retry_backoff(Duration::from_millis(80))
+        .claim_min_idle(Duration::from_millis(500))
+        .claim_interval(Duration::from_millis(20))
+        .block(Duration::from_millis(100));
+    let log = attempts.clone();
+    let run = tokio::spawn(worker.run(
+        move |entry| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .expect("lock")
+                    .entry(entry.message.seq)
+                    .or_default()
+                    .push((entry.deliveries, Instant::now()));
+                if entry.message.kind == "poison" {
+                    Err(format!("boom: cannot process {}", entry.message.seq))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        stop.clone(),
+    ));
+
+    let dead_group = group.clone();
+    eventually(Duration::from_secs(10), "the dead letter", || {
+        let group = dead_group.clone();
+        async move {
+            group.dead_letters(10).await.expect("dead").len() == 1
+                && group.pending_count().await.expect("pending") == 0
+        }
+    })
+    .await;
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+
+    let attempts = attempts.lock().expect("lock").clone();
+    let poison = &attempts[&99];
+    assert_eq!(
+        poison.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "three deliveries, counted by Redis"
+    );
+    // Backoff: ~80 ms then ~160 ms (±25%), not immediate.
+    assert!(poison[1].1 - poison[0].1 >= Duration::from_millis(60));
+    assert!(poison[2].1 - poison[1].1 >= Duration::from_millis(120));
+    for seq in 0..5 {
+        assert_eq!(attempts[&seq].len(), 1, "good messages run once");
+    }
+
+    let dead = group.dead_letters(10).await.expect("dead");
+    assert_eq!(dead[0].source_id, poison_id);
+    assert_eq!(dead[0].deliveries, 3);
+    assert!(
+        dead[0].error.contains("boom: cannot process 99")
+            && dead[0].error.contains("delivery 3 of 3"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(
+        dead[0].message.as_ref().expect("decodes").kind,
+        "poison",
+        "the original message is kept for a replay"
+    );
+    assert_eq!(report.handled, 5);
+    assert_eq!(report.retried, 2);
+    assert_eq!(report.dead_lettered, 1);
+}
+
+#[tokio::test]
+async fn a_failed_or_panicking_handler_is_retried_until_it_succeeds() {
+    let (_server, _client, stream, group) = setup("retry:stream").await;
+    publish_all(&stream, &[msg(1), msg(2)]).await;
+    let calls: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let log = calls.clone();
+    let run = tokio::spawn(
+        group
+            .worker()
+            .retry_backoff(Duration::from_millis(20))
+            .claim_min_idle(Duration::from_millis(300))
+            .claim_interval(Duration::from_millis(20))
+            .block(Duration::from_millis(100))
+            .run(
+                move |entry| {
+                    let log = log.clone();
+                    async move {
+                        log.lock()
+                            .expect("lock")
+                            .push((entry.message.seq, entry.deliveries));
+                        match (entry.message.seq, entry.deliveries) {
+                            (1, d) if d < 3 => Err("not yet"),
+                            (2, 1) => panic!("handler bug"),
+                            _ => Ok(()),
+                        }
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    let pending_group = group.clone();
+    eventually(Duration::from_secs(10), "both handled", || {
+        let calls = calls.clone();
+        let group = pending_group.clone();
+        async move {
+            calls.lock().expect("lock").len() == 5
+                && group.pending_count().await.expect("pending") == 0
+        }
+    })
+    .await;
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    let mut calls = calls.lock().expect("lock").clone();
+    calls.sort_unstable();
+    assert_eq!(calls, [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]);
+    assert_eq!(report.handled, 2);
+    assert_eq!(report.retried, 3);
+    assert_eq!(report.dead_lettered, 0);
+    assert!(group.dead_letters(1).await.expect("dead").is_empty());
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let (_server, _client, stream, group) = setup("bounded:stream").await;
+    let all: Vec<Msg> = (0..60).map(msg).collect();
+    publish_all(&stream, &all).await;
+    let current = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (c, p, d) = (current.clone(), peak.clone(), done.clone());
+    let run = tokio::spawn(
+        group
+            .worker()
+            .concurrency(4)
+            .batch_size(10)
+            .block(Duration::from_millis(100))
+            .run(
+                move |_entry| {
+                    let (c, p, d) = (c.clone(), p.clone(), d.clone());
+                    async move {
+                        let now = c.fetch_add(1, Ordering::SeqCst) + 1;
+                        p.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        c.fetch_sub(1, Ordering::SeqCst);
+                        d.fetch_add(1, Ordering::SeqCst);
+                        Ok::<(), String>(())
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    eventually(Duration::from_secs(20), "all handled", || {
+        let done = done.clone();
+        async move { done.load(Ordering::SeqCst) == 60 }
+    })
+    .await;
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(report.handled, 60);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "never more than 4, and 4 reached"
+    );
+    assert_eq!(group.pending_count().await.expect("pending"), 0);
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
+    let (_server, _client, stream, group) = setup("shutdown:stream").await;
+    let stop = CancellationToken::new();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let f = finished.clone();
+    let run = tokio::spawn(
+        group
+            .worker()
+            .block(Duration::from_secs(30)) // shutdown must not wait for this
+            .shutdown_grace(Duration::from_secs(10))
+            .run(
+                move |_entry| {
+                    let (started_tx, f) = (started_tx.clone(), f.clone());
+                    async move {
+                        if let Some(tx) = started_tx.lock().expect("lock").take() {
+                            let _ = tx.send(());
+                        }
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        f.fetch_add(1, Ordering::SeqCst);
+                        Ok::<(), String>(())
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    stream.publish(&msg(1)).await.expect("publish");
+    started_rx.await.expect("handler started");
+    let cancelled_at = Instant::now();
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    let took = cancelled_at.elapsed();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "in-flight work finished"
+    );
+    assert_eq!(report.handled, 1);
+    assert_eq!(report.released, 0);
+    assert_eq!(
+        group.pending_count().await.expect("pending"),
+        0,
+        "and was acked"
+    );
+    assert!(
+        took >= Duration::from_millis(200),
+        "waited for the handler: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "did not wait for the 30 s block: {took:?}"
+    );
+
+    // An idle worker stops at once too.
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(
+        group
+            .worker()
+            .block(Duration::from_secs(30))
+            .run(|_entry| async { Ok::<(), String>(()) }, stop.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await; // let it block
+    let cancelled_at = Instant::now();
+    stop.cancel();
+    run.await.expect("join").expect("run");
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn work_still_running_after_the_grace_is_released_to_other_consumers() {
+    let (_server, _client, stream, group) = setup("grace:stream").await;
+    let stop = CancellationToken::new();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    let run = tokio::spawn(
+        group
+            .clone()
+            .with_consumer("stuck")
+            .worker()
+            .block(Duration::from_millis(100))
+            .shutdown_grace(Duration::from_millis(200))
+            .run(
+                move |_entry| {
+                    let s = s.clone();
+                    async move {
+                        s.notify_one();
+                        std::future::pending::<()>().await;
+                        Ok::<(), String>(())
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    let id = stream.publish(&msg(1)).await.expect("publish");
+    started.notified().await;
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(report.handled, 0);
+    assert_eq!(report.released, 1);
+    // Still pending, and claimable at once by anyone, even with a long min idle.
+    let other = group.clone().with_consumer("other");
+    let claimed = other
+        .claim_idle(Duration::from_secs(60), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.ids(), [id.as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_slow_handler_is_not_reclaimed_by_other_workers() {
+    let (_server, _client, stream, group) = setup("slow:stream").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let mut handles = Vec::new();
+    for name in ["a", "b"] {
+        let runs = runs.clone();
+        handles.push(tokio::spawn(
+            group
+                .clone()
+                .with_consumer(name)
+                .worker()
+                .block(Duration::from_millis(100))
+                .claim_min_idle(Duration::from_millis(300))
+                .claim_interval(Duration::from_millis(30))
+                .run(
+                    move |_entry| {
+                        let runs = runs.clone();
+                        async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            // Four times the claim threshold.
+                            tokio::time::sleep(Duration::from_millis(1200)).await;
+                            Ok::<(), String>(())
+                        }
+                    },
+                    stop.clone(),
+                ),
+        ));
+    }
+    stream.publish(&msg(1)).await.expect("publish");
+    let g = group.clone();
+    eventually(Duration::from_secs(10), "the slow entry acked", || {
+        let g = g.clone();
+        let runs = runs.clone();
+        async move {
+            runs.load(Ordering::SeqCst) >= 1 && g.pending_count().await.expect("pending") == 0
+        }
+    })
+    .await;
+    stop.cancel();
+    for handle in handles {
+        handle.await.expect("join").expect("run");
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "handled once: never stolen while alive"
+    );
+}
+
+#[tokio::test]
+async fn an_entry_that_keeps_killing_its_consumers_is_dead_lettered() {
+    let (_server, _client, stream, group) = setup("killer:stream").await;
+    let id = stream.publish(&msg(13)).await.expect("publish");
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Each worker "crashes" (is aborted) as soon as its handler starts.
+    for round in 0..3 {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let runs = runs.clone();
+        let handle = tokio::spawn(
+            group
+                .clone()
+                .with_consumer(format!("victim{round}"))
+                .worker()
+                .max_deliveries(2)
+                .block(Duration::from_millis(50))
+                .claim_min_idle(Duration::from_millis(200))
+                .claim_interval(Duration::from_millis(20))
+                .run(
+                    move |_entry| {
+                        let (tx, runs) = (tx.clone(), runs.clone());
+                        async move {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            let _ = tx.send(());
+                            std::future::pending::<()>().await;
+                            Ok::<(), String>(())
+                        }
+                    },
+                    CancellationToken::new(),
+                ),
+        );
+        if round < 2 {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the handler ran")
+                .expect("sent");
+            handle.abort();
+            let _ = handle.await;
+        } else {
+            // The third delivery exceeds the limit: parked without running.
+            let g = group.clone();
+            eventually(Duration::from_secs(5), "the dead letter", || {
+                let g = g.clone();
+                async move { g.dead_letters(10).await.expect("dead").len() == 1 }
+            })
+            .await;
+            handle.abort();
+        }
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let dead = group.dead_letters(10).await.expect("dead");
+    assert_eq!(dead[0].source_id, id);
+    assert_eq!(dead[0].deliveries, 3);
+    assert!(
+        dead[0].error.contains("without an acknowledgement"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(group.pending_count().await.expect("pending"), 0);
+}
+
+#[tokio::test]
+async fn undecodable_entries_never_reach_the_handler() {
+    let (_server, client, stream, group) = setup("decode:stream").await;
+    stream.publish(&msg(1)).await.expect("publish");
+    client
+        .run(Context::new("test.xadd", ""), |mut conn| async move {
+            let _: String = redis::cmd("XADD")
+                .arg(&["decode:stream", "*", "seq", "minus one", "kind", "x"])
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .expect("raw xadd");
+    stream.publish(&msg(2)).await.expect("publish");
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let s = seen.clone();
+    let run = tokio::spawn(group.worker().block(Duration::from_millis(50)).run(
+        move |entry| {
+            let s = s.clone();
+            async move {
+                s.lock().expect("lock").push(entry.message.seq);
+                Ok::<(), String>(())
+            }
+        },
+        stop.clone(),
+    ));
+    let g = group.clone();
+    eventually(Duration::from_secs(5), "two handled, one parked", || {
+        let (seen, g) = (seen.clone(), g.clone());
+        async move {
+            seen.lock().expect("lock").len() == 2 && g.pending_count().await.expect("pending") == 0
+        }
+    })
+    .await;
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(*seen.lock().expect("lock"), [1, 2]);
+    assert_eq!(report.skipped, 1);
+    let dead = group.dead_letters(10).await.expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].error.contains("`seq`"), "{}", dead[0].error);
+}
+
+#[tokio::test]
+async fn a_missing_group_ends_the_run_with_a_typed_error() {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    let group = Stream::<Msg>::new(&client, "nogroup:stream").group("absent");
+    let started = Instant::now();
+    let err = group
+        .worker()
+        .run(
+            |_entry| async { Ok::<(), String>(()) },
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("no such group");
+    assert_eq!(err.code(), "STORAGE_COMMAND");
+    assert!(err.to_string().contains("NOGROUP"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let err = group
+        .worker()
+        .concurrency(0)
+        .run(
+            |_entry| async { Ok::<(), String>(()) },
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("bad settings");
+    assert_eq!(err.code(), "STORAGE_CONFIG");
+}
+
+#[tokio::test]
+async fn a_client_shutdown_stops_the_worker_promptly() {
+    let (_server, client, stream, group) = setup("closing:stream").await;
+    stream.publish(&msg(1)).await.expect("publish");
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let run = tokio::spawn(group.worker().block(Duration::from_secs(30)).run(
+        move |_entry| {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        },
+        CancellationToken::new(), // never cancelled: the client's shutdown stops it
+    ));
+    let g = group.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the entry handled and acked",
+        || {
+            let (g, handled) = (g.clone(), handled.clone());
+            async move {
+                handled.load(Ordering::SeqCst) == 1
+                    && g.pending_count().await.expect("pending") == 0
+            }
+        },
+    )
+    .await;
+    let started = Instant::now();
+    client.shutdown().await;
+    let report = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("stops without waiting for its 30 s block")
+        .expect("join")
+        .expect("run");
+    assert_eq!(report.handled, 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn handlers_keep_running_while_redis_is_down() {
+    let (mut server, _client, stream, group) = setup("outage:stream").await;
+    stream.publish(&msg(1)).await.expect("publish");
+    let ticks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let stop = CancellationToken::new();
+    let (t, s) = (ticks.clone(), started.clone());
+    let run = tokio::spawn(
+        group
+            .worker()
+            .block(Duration::from_millis(50))
+            // Claims every 20 ms: with Redis gone each one hangs until the
+            // operation timeout; the handler must not hang with them.
+            .claim_interval(Duration::from_millis(20))
+            .claim_min_idle(Duration::from_secs(3))
+            .run(
+                move |_entry| {
+                    let (t, s) = (t.clone(), s.clone());
+                    async move {
+                        s.notify_one();
+                        for _ in 0..60 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            t.lock().expect("lock").push(Instant::now());
+                        }
+                        Ok::<(), String>(())
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    started.notified().await;
+    server.stop();
+    eventually(Duration::from_secs(10), "the handler to finish", || {
+        let ticks = ticks.clone();
+        async move { ticks.lock().expect("lock").len() == 60 }
+    })
+    .await;
+    let ticks = ticks.lock().expect("lock").clone();
+    let longest = ticks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_millis(500),
+        "the handler stalled for {longest:?} while the worker waited on Redis"
+    );
+    server.restart();
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("stops")
+        .expect("join")
+        .expect("run");
+    assert_eq!(report.handled, 1);
+}
