@@ -186,7 +186,7 @@ mod hand {
     }
 }
 
-const SEQUENTIAL_OPS: u64 = 4_000;
+const SEQUENTIAL_OPS: u64 = 6_000;
 const CONCURRENT_TASKS: u64 = 64;
 const CONCURRENT_OPS: u64 = 20_000;
 
@@ -359,6 +359,12 @@ fn handwritten(conn: &ConnectionManager) -> Vec<Op> {
     ]
 }
 
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 const WORKLOADS: [&str; 4] = ["create", "get", "update (indexed field)", "page of 20"];
 
 #[tokio::main]
@@ -377,9 +383,10 @@ async fn main() {
         ("sequential", 1, SEQUENTIAL_OPS),
         ("64 tasks", CONCURRENT_TASKS, CONCURRENT_OPS),
     ] {
-        // [side][workload] -> (ops/s, server usec per call), summed over rounds.
-        let mut sums = [[(0.0, 0.0); 4]; 2];
-        const ROUNDS: usize = 3;
+        // [side][workload] -> samples of (ops/s, server usec per call); the
+        // median over rounds is reported, since this machine is shared.
+        let mut samples: [[Vec<(f64, f64)>; 4]; 2] = Default::default();
+        const ROUNDS: usize = 5;
         for round in 0..ROUNDS {
             // Alternate which side goes first to spread warm-up and noise.
             for side in [round % 2, 1 - round % 2] {
@@ -390,18 +397,17 @@ async fn main() {
                     let w = workload.clone();
                     let rate = measure(tasks, count, move |i| w(i)).await;
                     let usec = server_usec_per_call(&mut stats).await;
-                    sums[side][n].0 += rate / ROUNDS as f64;
-                    sums[side][n].1 += usec / ROUNDS as f64;
+                    samples[side][n].push((rate, usec));
                 }
             }
         }
         for (n, name) in WORKLOADS.iter().enumerate() {
             rows.push(Row {
                 workload: format!("{name}, {mode}"),
-                ours: sums[0][n].0,
-                hand: sums[1][n].0,
-                ours_usec: sums[0][n].1,
-                hand_usec: sums[1][n].1,
+                ours: median(samples[0][n].iter().map(|s| s.0)),
+                hand: median(samples[1][n].iter().map(|s| s.0)),
+                ours_usec: median(samples[0][n].iter().map(|s| s.1)),
+                hand_usec: median(samples[1][n].iter().map(|s| s.1)),
             });
         }
     }
