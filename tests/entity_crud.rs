@@ -90,16 +90,7 @@ async fn raw_hash(client: &Client, key: &str) -> BTreeMap<String, String> {
 }
 
 async fn raw(client: &Client, args: &[&str]) -> redis::Value {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    client
-        .run(Context::new("test.raw", ""), |mut conn| async move {
-            Ok(redis::cmd(&args[0])
-                .arg(&args[1..])
-                .query_async(&mut conn)
-                .await?)
-        })
-        .await
-        .expect("raw command")
+    redis_runtime::testing::raw_command(client, args).await
 }
 
 #[tokio::test]

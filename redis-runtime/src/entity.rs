@@ -600,6 +600,25 @@ mod command_exact {
         cmd
     }
 
+    /// The exact create of `ada()`: key, mode, TTL action and 7 days in
+    /// ms, member, two fields (the `None` age is not sent), nothing removed.
+    fn create_ada() -> redis::Cmd {
+        let mut expected = evalsha::<User>();
+        expected
+            .arg("user:u1")
+            .arg("c")
+            .arg("s")
+            .arg(604_800_000i64)
+            .arg("u1")
+            .arg(2)
+            .arg("id")
+            .arg("u1")
+            .arg("name")
+            .arg("Ada")
+            .arg(0);
+        expected
+    }
+
     async fn send(
         mode: Mode,
         key: &str,
@@ -618,19 +637,7 @@ mod command_exact {
         let (key, member, fields) = collect(&user, "create").expect("collect");
         assert_eq!((key.as_str(), member.as_str()), ("user:u1", "u1"));
         let ttl = ttl_for_new(&user).expect("ttl");
-        let mut expected = evalsha::<User>();
-        expected
-            .arg("user:u1")
-            .arg("c")
-            .arg("s")
-            .arg(604_800_000i64)
-            .arg("u1")
-            .arg(2)
-            .arg("id")
-            .arg("u1")
-            .arg("name")
-            .arg("Ada")
-            .arg(0);
+        let expected = create_ada();
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(
             expected,
             Ok(Value::Array(vec![Value::Int(1), Value::Nil])),
@@ -653,19 +660,7 @@ mod command_exact {
         let user = ada();
         let (key, _, fields) = collect(&user, "create").expect("collect");
         let ttl = ttl_for_new(&user).expect("ttl");
-        let mut expected = evalsha::<User>();
-        expected
-            .arg("user:u1")
-            .arg("c")
-            .arg("s")
-            .arg(604_800_000i64)
-            .arg("u1")
-            .arg(2)
-            .arg("id")
-            .arg("u1")
-            .arg("name")
-            .arg("Ada")
-            .arg(0);
+        let expected = create_ada();
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(
             expected,
             Ok(Value::Array(vec![Value::Int(0), Value::Nil])),

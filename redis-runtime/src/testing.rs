@@ -235,3 +235,20 @@ fn answers_ping(port: u16) -> bool {
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
+
+/// Sends one raw command (`&["HSET", "user:1", "age", "x"]`) on `client`'s
+/// shared connection, panicking on failure: for tests that inspect or
+/// damage data behind the runtime's back.
+pub async fn raw_command(client: &crate::Client, args: &[&str]) -> redis::Value {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let Some((name, rest)) = args.split_first() else {
+        panic!("raw_command needs a command name");
+    };
+    let (name, rest) = (name.clone(), rest.to_vec());
+    client
+        .run(crate::Context::new("test.raw", ""), |mut conn| async move {
+            Ok(redis::cmd(&name).arg(&rest).query_async(&mut conn).await?)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("raw command failed: {e}"))
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use redis_runtime::queue::ListQueue;
 use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Config, Context, Json, RedisValue};
+use redis_runtime::{Client, Config, Json, RedisValue};
 
 async fn setup() -> (RedisServer, Client) {
     let server = RedisServer::start();
@@ -15,16 +15,7 @@ async fn setup() -> (RedisServer, Client) {
 }
 
 async fn raw(client: &Client, args: &[&str]) -> Value {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    client
-        .run(Context::new("test.raw", ""), |mut conn| async move {
-            Ok(redis::cmd(&args[0])
-                .arg(&args[1..])
-                .query_async(&mut conn)
-                .await?)
-        })
-        .await
-        .expect("raw command")
+    redis_runtime::testing::raw_command(client, args).await
 }
 
 async fn list(client: &Client, key: &str) -> Vec<String> {

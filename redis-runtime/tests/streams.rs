@@ -53,16 +53,7 @@ fn events(client: &Client) -> Stream<Event> {
 }
 
 async fn raw(client: &Client, args: &[&str]) -> Value {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    client
-        .run(Context::new("test.raw", ""), |mut conn| async move {
-            Ok(redis::cmd(&args[0])
-                .arg(&args[1..])
-                .query_async(&mut conn)
-                .await?)
-        })
-        .await
-        .expect("raw command")
+    redis_runtime::testing::raw_command(client, args).await
 }
 
 async fn raw_int(client: &Client, args: &[&str]) -> i64 {
