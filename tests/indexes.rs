@@ -843,6 +843,18 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
     assert_eq!(cost(before, &client), 1, "get_many");
 
     let before = client.round_trips();
+    assert!(Ticket::exists(&client, "t1").await.expect("exists"));
+    assert_eq!(cost(before, &client), 1, "exists");
+
+    let before = client.round_trips();
+    Ticket::ttl(&client, "t1").await.expect("ttl");
+    assert_eq!(cost(before, &client), 1, "ttl");
+
+    let before = client.round_trips();
+    Ticket::persist(&client, "t1").await.expect("persist");
+    assert_eq!(cost(before, &client), 1, "persist");
+
+    let before = client.round_trips();
     Ticket::expire(&client, "t1", Duration::from_secs(60))
         .await
         .expect("expire");

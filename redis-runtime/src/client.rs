@@ -318,6 +318,27 @@ impl Client {
         }
     }
 
+    /// Reports an operation that ran outside [`Client::run`] (a blocking
+    /// read on a dedicated connection) to the metrics hook only: it says
+    /// nothing about the shared link, so link tracing is left alone.
+    pub(crate) fn record_metrics<T>(
+        &self,
+        context: &Context,
+        elapsed: Duration,
+        result: &Result<T>,
+    ) {
+        let outcome = match result {
+            Ok(_) => Outcome::Success,
+            Err(err) => Outcome::Failure { code: err.code() },
+        };
+        self.inner.metrics.record(&OperationEvent {
+            operation: &context.operation,
+            key_pattern: &context.key_pattern,
+            duration: elapsed,
+            outcome,
+        });
+    }
+
     fn observe<T>(&self, context: &Context, elapsed: Duration, result: &Result<T>) {
         let link = &self.inner.link;
         let endpoint = self.inner.config.endpoint();

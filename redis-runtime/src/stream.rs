@@ -1209,6 +1209,19 @@ pub(crate) async fn blocking_query(
     block: Duration,
     ctx: Context,
 ) -> Result<Value> {
+    let started = std::time::Instant::now();
+    let result = blocking_query_unmetered(client, slot, cmd, block, ctx.clone()).await;
+    client.record_metrics(&ctx, started.elapsed(), &result);
+    result
+}
+
+async fn blocking_query_unmetered(
+    client: &Client,
+    slot: &mut Option<MultiplexedConnection>,
+    cmd: &redis::Cmd,
+    block: Duration,
+    ctx: Context,
+) -> Result<Value> {
     let conn = match slot {
         Some(conn) => conn,
         None => slot.insert(

@@ -988,3 +988,33 @@ async fn outbox_trims_the_stream_to_about_maxlen() {
         .expect("range");
     assert_eq!(newest.entries.last().map(|e| e.message.id), Some(599));
 }
+
+#[tokio::test]
+async fn blocking_reads_are_reported_to_the_metrics_hook() {
+    use redis_runtime::metrics::{OperationEvent, Outcome};
+    use std::sync::{Arc, Mutex};
+
+    let server = RedisServer::start();
+    let seen: Arc<Mutex<Vec<(String, Outcome)>>> = Arc::default();
+    let sink = seen.clone();
+    let hook = move |event: &OperationEvent<'_>| {
+        sink.lock()
+            .expect("lock")
+            .push((event.operation.to_string(), event.outcome));
+    };
+    let client = Client::connect_with_metrics(server.config(), hook)
+        .await
+        .expect("connect");
+    let group = events(&client).group(GROUP);
+    group.ensure().await.expect("ensure");
+    let batch = group
+        .read(10, Some(Duration::from_millis(50)))
+        .await
+        .expect("blocking read");
+    assert!(batch.is_empty());
+    let seen = seen.lock().expect("lock").clone();
+    assert!(
+        seen.contains(&("stream.read".to_string(), Outcome::Success)),
+        "the blocking read must reach the hook: {seen:?}"
+    );
+}
