@@ -405,7 +405,7 @@ async fn concurrency_is_bounded() {
 
 #[tokio::test]
 async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
-    let (_server, _client, stream, group) = setup("shutdown:stream").await;
+    let (_server, client, stream, group) = setup("shutdown:stream").await;
     let stop = CancellationToken::new();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started_tx = Arc::new(Mutex::new(Some(started_tx)));
@@ -466,7 +466,21 @@ async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
             .block(Duration::from_secs(30))
             .run(|_entry| async { Ok::<(), String>(()) }, stop.clone()),
     );
-    tokio::time::sleep(Duration::from_millis(200)).await; // let it block
+    // Wait until the worker is blocked in XREADGROUP on the server.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = redis_runtime::testing::raw_command(&client, &["INFO", "clients"]).await;
+        let text = match info {
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("unexpected INFO reply {other:?}"),
+        };
+        if text.lines().any(|l| l.trim() == "blocked_clients:1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never blocked");
+        tokio::task::yield_now().await;
+    }
     let cancelled_at = Instant::now();
     stop.cancel();
     run.await.expect("join").expect("run");
