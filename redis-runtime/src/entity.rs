@@ -410,16 +410,18 @@ pub async fn patch<P: Patch>(
 /// Deletes the entity and all its index entries; returns whether it existed.
 pub async fn delete<E: Entity>(client: &Client, key: Result<EntityKey>) -> Result<bool> {
     let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>("delete")))?;
-    match write::<E>(
-        client,
-        Mode::Delete,
-        key,
-        member,
-        Fields::default(),
-        ("n", 0),
-    )
-    .await
-    {
+    write_if_exists::<E>(client, Mode::Delete, key, member).await
+}
+
+/// A field-less write (delete, reindex) that reports whether the entity
+/// existed instead of failing with `NOT_FOUND`.
+async fn write_if_exists<E: Entity>(
+    client: &Client,
+    mode: Mode,
+    key: String,
+    member: String,
+) -> Result<bool> {
+    match write::<E>(client, mode, key, member, Fields::default(), ("n", 0)).await {
         Ok(_) => Ok(true),
         Err(Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -553,20 +555,7 @@ pub(crate) async fn reindex<E: Entity>(
     key: String,
     member: String,
 ) -> Result<bool> {
-    match write::<E>(
-        client,
-        Mode::Reindex,
-        key,
-        member,
-        Fields::default(),
-        ("n", 0),
-    )
-    .await
-    {
-        Ok(_) => Ok(true),
-        Err(Error::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
+    write_if_exists::<E>(client, Mode::Reindex, key, member).await
 }
 
 /// Command-exact tests: the precise bytes each operation sends, checked

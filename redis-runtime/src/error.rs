@@ -229,8 +229,20 @@ impl Error {
 
     /// Fills in the context of an error built without one (codec errors).
     pub fn with_context(mut self, new: Context) -> Self {
-        match &mut self {
-            Error::UrlMissing | Error::Config(_) => {}
+        if let Some(context) = self.context_mut() {
+            if context.operation.is_empty() {
+                context.operation = new.operation;
+            }
+            if context.key_pattern.is_empty() {
+                context.key_pattern = new.key_pattern;
+            }
+        }
+        self
+    }
+
+    fn context_mut(&mut self) -> Option<&mut Context> {
+        match self {
+            Error::UrlMissing | Error::Config(_) => None,
             Error::Unavailable { context, .. }
             | Error::Timeout { context, .. }
             | Error::Command { context, .. }
@@ -240,16 +252,8 @@ impl Error {
             | Error::Decode { context, .. }
             | Error::Encode { context, .. }
             | Error::InvalidKey { context, .. }
-            | Error::Shutdown { context } => {
-                if context.operation.is_empty() {
-                    context.operation = new.operation;
-                }
-                if context.key_pattern.is_empty() {
-                    context.key_pattern = new.key_pattern;
-                }
-            }
+            | Error::Shutdown { context } => Some(context),
         }
-        self
     }
 }
 
