@@ -403,6 +403,9 @@ fn entity_impl(m: &Model<'_>) -> TokenStream {
             fn member(&self) -> #p::Result<::std::string::String> {
                 Self::__entity_key(#(#key_args),*).map(|k| k.member)
             }
+            fn entity_key(&self) -> #p::Result<#p::entity::EntityKey> {
+                Self::__entity_key(#(#key_args),*)
+            }
             fn check_index_values(&self) -> #p::Result<()> {
                 #(#checks)*
                 ::core::result::Result::Ok(())

@@ -119,6 +119,14 @@ pub trait Entity: Record {
     /// The id stored in indexes: the key's placeholder values joined by `:`.
     fn member(&self) -> Result<String>;
 
+    /// Key and member together (the derive builds them in one pass).
+    fn entity_key(&self) -> Result<EntityKey> {
+        Ok(EntityKey {
+            key: self.key()?,
+            member: self.member()?,
+        })
+    }
+
     /// Checks that every value an index key is built from is key-safe.
     fn check_index_values(&self) -> Result<()> {
         Ok(())
@@ -217,14 +225,14 @@ impl Mode {
 /// Fields to set (flat name/value list) and to remove.
 #[derive(Default)]
 struct Fields {
-    set: Vec<Vec<u8>>,
+    /// Present fields, in write order.
+    set: Vec<(&'static str, Vec<u8>)>,
     removed: Vec<&'static str>,
 }
 
 impl FieldSink for Fields {
     fn put(&mut self, name: &'static str, value: &[u8]) {
-        self.set.push(name.as_bytes().to_vec());
-        self.set.push(value.to_vec());
+        self.set.push((name, value.to_vec()));
     }
     fn absent(&mut self, name: &'static str) {
         self.removed.push(name);
@@ -266,10 +274,11 @@ fn write_invocation(
         .arg(ttl.0)
         .arg(ttl.1)
         .arg(member)
-        .arg(fields.set.len() / 2)
-        .arg(&fields.set)
-        .arg(fields.removed.len())
-        .arg(&fields.removed);
+        .arg(fields.set.len());
+    for (name, value) in &fields.set {
+        invocation.arg(*name).arg(value.as_slice());
+    }
+    invocation.arg(fields.removed.len()).arg(&fields.removed);
     invocation
 }
 
@@ -337,8 +346,7 @@ fn ttl_for_change<E: Entity>(change: TtlChange, expires_at: Option<i64>) -> (&'s
 
 fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String, Fields)> {
     let ctx = || context::<E>(verb);
-    let key = entity.key().map_err(|e| e.with_context(ctx()))?;
-    let member = entity.member().map_err(|e| e.with_context(ctx()))?;
+    let EntityKey { key, member } = entity.entity_key().map_err(|e| e.with_context(ctx()))?;
     entity
         .check_index_values()
         .map_err(|e| e.with_context(ctx()))?;
