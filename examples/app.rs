@@ -15,7 +15,6 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use redis_runtime::applog::AppendLog;
 use redis_runtime::pubsub::Channel;
 use redis_runtime::stream::{GroupStart, Stream};
 use redis_runtime::testing::RedisServer;
@@ -68,6 +67,7 @@ enum JobStatus {
 #[redis(key = "job:{id}", stream = "jobs:stream", stream_maxlen = 10000)]
 #[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
 #[redis(index(key = "jobs:status:{status}"))]
+#[redis(log(name = "output", key = "job:{id}:output", ttl = "24h"))]
 struct Job {
     id: String,
     user_id: String,
@@ -244,11 +244,8 @@ async fn main() -> Result<(), AnyError> {
     });
 
     // --- The worker: consume, run, append output, publish, ack ------------
-    let output = AppendLog::<String>::new(
-        &client,
-        "job:{id}:output",
-        Some(Duration::from_secs(24 * 3600)),
-    )?;
+    // Declared on Job: job:{id}:output, TTL refreshed on every append.
+    let output = Job::output_log(&client)?;
     let stop = CancellationToken::new();
     let worker = {
         let (client, output, updates) = (client.clone(), output.clone(), updates.clone());

@@ -550,3 +550,35 @@ async fn nan_is_refused_on_write() {
     assert_eq!(err.code(), "ENCODE");
     assert!(!Reading::exists(&client, &1u32).await.expect("exists"));
 }
+
+#[tokio::test]
+async fn a_declared_log_appends_reads_and_keeps_its_ttl_fresh() {
+    #[derive(RedisEntity, Debug)]
+    #[redis(key = "build:{id}")]
+    #[redis(log(name = "output", key = "build:{id}:output", ttl = "24h", max_len = 3))]
+    struct Build {
+        id: String,
+    }
+    let (_server, client) = setup().await;
+    let output = Build::output_log(&client).expect("log");
+    for line in ["a", "b", "c", "d"] {
+        output
+            .append("b1", &line.to_string())
+            .await
+            .expect("append");
+    }
+    assert_eq!(
+        output.all("b1").await.expect("all"),
+        ["b", "c", "d"],
+        "capped at max_len"
+    );
+    let Ttl::ExpiresIn(left) = output.ttl("b1").await.expect("ttl") else {
+        panic!("the log must expire");
+    };
+    assert!(left > Duration::from_secs(23 * 3600), "{left:?}");
+    assert_eq!(output.key("b1").expect("key"), "build:b1:output");
+    assert_eq!(
+        output.key("b1:x").expect_err("hostile").code(),
+        "INVALID_KEY"
+    );
+}

@@ -54,6 +54,16 @@ pub(crate) struct IndexAttr {
     pub(crate) name: Option<syn::LitStr>,
 }
 
+/// One `log(...)` attribute: a per-entity append log.
+pub(crate) struct LogAttr {
+    /// The attribute's path, for errors about the whole log.
+    pub(crate) path: syn::Path,
+    pub(crate) name: Option<syn::LitStr>,
+    pub(crate) key: Option<syn::LitStr>,
+    pub(crate) ttl: Option<syn::LitStr>,
+    pub(crate) max_len: Option<syn::LitInt>,
+}
+
 pub(crate) struct Field<'a> {
     pub(crate) ident: &'a syn::Ident,
     pub(crate) ty: &'a syn::Type,
@@ -78,12 +88,13 @@ pub(crate) struct Container<'a> {
     pub(crate) stream_maxlen: Option<syn::LitInt>,
     pub(crate) patch: Option<syn::LitStr>,
     pub(crate) indexes: Vec<IndexAttr>,
+    pub(crate) logs: Vec<LogAttr>,
     /// `None` when the input is not a struct with named fields.
     pub(crate) fields: Option<Vec<Field<'a>>>,
 }
 
 const CONTAINER_KEYS: &str =
-    "key, ttl, rename_all, crate, stream, stream_maxlen, patch, index, sorted_index, unique";
+    "key, ttl, rename_all, crate, stream, stream_maxlen, patch, index, sorted_index, unique, log";
 const RECORD_KEYS: &str = "rename_all, crate";
 const FIELD_KEYS: &str = "rename, skip, default, json, expires_at";
 
@@ -101,6 +112,7 @@ impl<'a> Container<'a> {
             stream_maxlen: None,
             patch: None,
             indexes: Vec::new(),
+            logs: Vec::new(),
             fields: None,
         };
         for attr in redis_attrs(&input.attrs) {
@@ -231,6 +243,7 @@ impl<'a> Container<'a> {
             "index" => self.read_index(cx, meta, IndexKind::Set),
             "sorted_index" => self.read_index(cx, meta, IndexKind::Sorted),
             "unique" => self.read_index(cx, meta, IndexKind::Unique),
+            "log" => self.read_log(cx, meta),
             _ => {
                 cx.error_spanned_by(
                     &meta.path,
@@ -239,6 +252,67 @@ impl<'a> Container<'a> {
                 skip_value(meta);
             }
         }
+    }
+
+    fn read_log(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>) {
+        let mut log = LogAttr {
+            path: meta.path.clone(),
+            name: None,
+            key: None,
+            ttl: None,
+            max_len: None,
+        };
+        if !meta.input.peek(syn::token::Paren) {
+            cx.error_spanned_by(
+                &meta.path,
+                "`log` needs its settings in parentheses, e.g. log(name = \"output\", key = \"job:{id}:output\", ttl = \"24h\")",
+            );
+            skip_value(meta);
+            return;
+        }
+        let result = meta.parse_nested_meta(|inner| {
+            let name = path_name(&inner.path);
+            match name.as_str() {
+                "name" => set_once(
+                    cx,
+                    &inner,
+                    &mut log.name,
+                    string_value(cx, &inner, "name = \"output\""),
+                ),
+                "key" => set_once(
+                    cx,
+                    &inner,
+                    &mut log.key,
+                    string_value(cx, &inner, "key = \"job:{id}:output\""),
+                ),
+                "ttl" => set_once(
+                    cx,
+                    &inner,
+                    &mut log.ttl,
+                    string_value(cx, &inner, "ttl = \"24h\""),
+                ),
+                "max_len" => set_once(
+                    cx,
+                    &inner,
+                    &mut log.max_len,
+                    int_value(cx, &inner, "max_len = 10000"),
+                ),
+                _ => {
+                    cx.error_spanned_by(
+                        &inner.path,
+                        format!(
+                            "unknown setting `{name}` in `log`; it accepts: name, key, ttl, max_len"
+                        ),
+                    );
+                    skip_value(&inner);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+        self.logs.push(log);
     }
 
     fn read_index(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>, kind: IndexKind) {

@@ -433,6 +433,29 @@ fn inherent(m: &Model<'_>) -> TokenStream {
     let p = private(m);
     let ident = m.ident;
     let vis = m.vis;
+    let logs = m.logs.iter().map(|log| {
+        let method = format_ident!("{}_log", log.name);
+        let key = lit(&log.key);
+        let ttl = match log.ttl_ms {
+            Some(ms) => quote!(::core::option::Option::Some(#p::Duration::from_millis(#ms))),
+            None => quote!(::core::option::Option::None),
+        };
+        let max_len = log.max_len.map(|n| quote!(.map(|log| log.with_max_len(#n))));
+        let ttl_doc = match log.ttl_ms {
+            Some(ms) => format!(", expiring {ms} ms after the last append"),
+            None => String::new(),
+        };
+        let doc = format!(
+            "The `{}` append log of each `{ident}`: a list at `{}`{ttl_doc}. Address it with the entity's id.",
+            log.name, log.key
+        );
+        quote! {
+            #[doc = #doc]
+            #vis fn #method(client: &#p::Client) -> #p::Result<#p::AppendLog<::std::string::String>> {
+                #p::AppendLog::new(client, #key, #ttl) #max_len
+            }
+        }
+    });
     let Some(key) = &m.key else {
         return TokenStream::new();
     };
@@ -532,6 +555,8 @@ fn inherent(m: &Model<'_>) -> TokenStream {
             }
 
             #get_many
+
+            #(#logs)*
 
             /// Applies a partial update; fields left `None` in the patch are untouched. Keeps the remaining TTL. `NOT_FOUND` if absent.
             #vis async fn patch(client: &#p::Client, #(#params,)* patch: &#patch_ident) -> #p::Result<()> {

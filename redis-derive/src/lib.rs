@@ -32,6 +32,7 @@ use proc_macro::TokenStream;
 /// | `unique(key = "users:by_email", field = "email")` | at most one entity per value (`UNIQUE_VIOLATION`) |
 /// | `stream = "jobs:stream"`, `stream_maxlen = 10000` | enqueue an entry on creation, in the same step (a transactional outbox), trimmed with `MAXLEN ~` |
 /// | `patch = "JobChanges"` | name of the generated patch type; default `<Type>Patch` |
+/// | `log(name = "output", key = "job:{id}:output", ttl = "24h", max_len = 10000)` | a per-entity append log (a list per entity, TTL refreshed on every append, optionally capped); generates `Job::output_log(&client)` |
 ///
 /// # Field attributes
 ///
@@ -52,7 +53,9 @@ use proc_macro::TokenStream;
 ///
 /// `key_for`, `create`, `save`, `update`, `update_refreshing_ttl`, `get`,
 /// `get_many`, `patch`, `patch_refreshing_ttl`, `delete`, `exists`, `ttl`,
-/// `expire`, `persist`, and a `<Type>Patch` struct.
+/// `expire`, `persist`, a `<Type>Patch` struct, query methods per index
+/// (`by_<fields>`, `by_<fields>_ids`, `by_<fields>_count`,
+/// `by_<fields>_in_range` for sorted indexes) and `<name>_log` per log.
 ///
 /// ```
 /// use redis_runtime::{RedisEntity, RedisValue};

@@ -25,6 +25,16 @@ pub(crate) struct Model<'a> {
     pub(crate) stream: Option<(String, u64)>,
     pub(crate) patch_ident: syn::Ident,
     pub(crate) expires_at: Option<usize>,
+    pub(crate) logs: Vec<LogModel>,
+}
+
+/// A per-entity append log (`log(name = "output", key = "job:{id}:output")`).
+pub(crate) struct LogModel {
+    /// Method name stem: `<name>_log`.
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) max_len: Option<u64>,
 }
 
 pub(crate) struct FieldModel<'a> {
@@ -289,6 +299,22 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         None => format_ident!("{}Patch", c.ident),
     };
 
+    let logs = c
+        .logs
+        .iter()
+        .filter_map(|log| log_model(cx, log, &fields, key.as_ref()))
+        .collect::<Vec<_>>();
+    let mut log_names: Vec<&str> = Vec::new();
+    for (log, attr) in logs.iter().zip(&c.logs) {
+        if log_names.contains(&log.name.as_str()) {
+            cx.error_spanned_by(
+                &attr.path,
+                format!("two logs are named `{}`; give each its own name", log.name),
+            );
+        }
+        log_names.push(&log.name);
+    }
+
     if cx.has_errors() {
         return None;
     }
@@ -303,6 +329,107 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         stream,
         patch_ident,
         expires_at,
+        logs,
+    })
+}
+
+/// Checks one `log(...)`: its key pattern must have exactly one
+/// placeholder, naming a key field, so the log is addressed by the
+/// entity's id.
+fn log_model(
+    cx: &Ctxt,
+    attr: &ast::LogAttr,
+    fields: &[FieldModel<'_>],
+    entity_key: Option<&KeyModel>,
+) -> Option<LogModel> {
+    let path = &attr.path;
+    let name = match &attr.name {
+        None => {
+            cx.error_spanned_by(
+                path,
+                "`log` needs a name for its accessor, e.g. name = \"output\" (gives `output_log`)",
+            );
+            return None;
+        }
+        Some(lit) => {
+            let name = lit.value();
+            if syn::parse_str::<syn::Ident>(&name).is_err() {
+                cx.error_spanned_by(
+                    lit,
+                    "a log name must be a Rust identifier, e.g. name = \"output\"",
+                );
+                return None;
+            }
+            name
+        }
+    };
+    let Some(key_lit) = &attr.key else {
+        cx.error_spanned_by(
+            path,
+            "`log` needs a key pattern, e.g. key = \"job:{id}:output\"",
+        );
+        return None;
+    };
+    let source = key_lit.value();
+    let pattern = match KeyPattern::parse(&source) {
+        Ok(pattern) => pattern,
+        Err(e) => {
+            cx.error_spanned_by(
+                key_lit,
+                format!("invalid log key pattern {source:?}: {}", e.message()),
+            );
+            return None;
+        }
+    };
+    let placeholders: Vec<&str> = pattern.placeholders().collect();
+    let key_fields: Vec<String> = entity_key
+        .map(|k| k.field_indexes().map(|i| unraw(fields[i].ident)).collect())
+        .unwrap_or_default();
+    match placeholders.as_slice() {
+        [one] if key_fields.iter().any(|k| k == one) => {}
+        _ => {
+            cx.error_spanned_by(
+                key_lit,
+                format!(
+                    "a log key needs exactly one placeholder naming a key field ({}), e.g. \"job:{{id}}:output\"",
+                    key_fields.join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    // Both settings are checked, so one compile reports both mistakes.
+    let mut ok = true;
+    let ttl_ms = match &attr.ttl {
+        None => None,
+        Some(lit) => match redis_schema::duration::parse_ttl_millis(&lit.value()) {
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                cx.error_spanned_by(lit, format!("invalid ttl {:?}: {e}", lit.value()));
+                ok = false;
+                None
+            }
+        },
+    };
+    let max_len = match &attr.max_len {
+        None => None,
+        Some(lit) => match lit.base10_parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                cx.error_spanned_by(
+                    lit,
+                    "max_len must be a positive integer, e.g. max_len = 10000",
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then_some(LogModel {
+        name,
+        key: source,
+        ttl_ms,
+        max_len,
     })
 }
 

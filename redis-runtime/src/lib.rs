@@ -45,6 +45,7 @@ pub use worker::{Worker, WorkerReport};
 /// changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::applog::AppendLog;
     pub use crate::client::Client;
     pub use crate::codec::{
         ExpiryValue, FieldCodec, FieldSink, FieldValue, KeyBuilder, KeyPart, RawFields, Record,
