@@ -96,8 +96,7 @@ impl Client {
 
     /// Like [`Client::connect`], reporting every operation to `metrics`.
     pub async fn connect_with_metrics(config: Config, metrics: impl Metrics) -> Result<Self> {
-        let redis_client = redis::Client::open(config.connection_info.clone())
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let redis_client = open_client(&config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))
@@ -373,6 +372,20 @@ impl Client {
             outcome,
         });
     }
+}
+
+/// The redis-rs client for `config`, trusting its private TLS root if any.
+fn open_client(config: &Config) -> Result<redis::Client> {
+    #[cfg(feature = "tls")]
+    if let Some(pem) = &config.tls_root_cert {
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        return redis::Client::build_with_tls(config.connection_info.clone(), certificates)
+            .map_err(|e| Error::Config(format!("the TLS root certificate was rejected: {e}")));
+    }
+    redis::Client::open(config.connection_info.clone()).map_err(|e| Error::Config(e.to_string()))
 }
 
 fn duration_ms(d: Duration) -> u64 {

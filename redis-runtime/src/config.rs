@@ -26,6 +26,9 @@ pub const ENV_MAX_RETRIES: &str = "REDIS_MAX_RETRIES";
 pub const ENV_RETRY_MIN_DELAY: &str = "REDIS_RETRY_MIN_DELAY";
 /// Environment variable: cap on the reconnect delay, e.g. `2s`.
 pub const ENV_RETRY_MAX_DELAY: &str = "REDIS_RETRY_MAX_DELAY";
+/// Environment variable: path of a PEM file with the root certificate(s) to
+/// trust for `rediss://` (a private CA) instead of the system store.
+pub const ENV_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
 /// Environment variable: `true` to connect on first use, `false` to connect in `Client::connect`.
 pub const ENV_LAZY_CONNECT: &str = "REDIS_LAZY_CONNECT";
 
@@ -85,6 +88,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Connect on first use (`true`, the default) or eagerly in `Client::connect`.
     pub lazy_connect: bool,
+    /// PEM root certificate(s) to trust for `rediss://` instead of the
+    /// system store (a private CA).
+    pub(crate) tls_root_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -101,6 +107,10 @@ impl std::fmt::Debug for Config {
             .field("operation_timeout", &self.operation_timeout)
             .field("retry", &self.retry)
             .field("lazy_connect", &self.lazy_connect)
+            .field(
+                "tls_root_cert",
+                &self.tls_root_cert.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -160,6 +170,11 @@ impl Config {
             };
             builder = builder.lazy_connect(lazy);
         }
+        if let Some(path) = lookup(ENV_TLS_CA_FILE) {
+            let pem = std::fs::read(path.trim())
+                .map_err(|e| Error::Config(format!("{ENV_TLS_CA_FILE} could not be read: {e}")))?;
+            builder = builder.tls_root_cert_pem(pem);
+        }
         builder.build()
     }
 
@@ -172,6 +187,7 @@ impl Config {
             operation_timeout: Duration::from_secs(4),
             retry: RetryPolicy::default(),
             lazy_connect: true,
+            tls_root_cert: None,
         }
     }
 
@@ -207,6 +223,7 @@ pub struct ConfigBuilder {
     operation_timeout: Duration,
     retry: RetryPolicy,
     lazy_connect: bool,
+    tls_root_cert: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ConfigBuilder {
@@ -218,11 +235,22 @@ impl std::fmt::Debug for ConfigBuilder {
             .field("operation_timeout", &self.operation_timeout)
             .field("retry", &self.retry)
             .field("lazy_connect", &self.lazy_connect)
+            .field(
+                "tls_root_cert",
+                &self.tls_root_cert.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
 
 impl ConfigBuilder {
+    /// Trusts these PEM root certificate(s) for `rediss://` instead of the
+    /// system store: for servers whose certificate a private CA signed.
+    pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
     /// Each connection attempt gives up after this long (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -283,6 +311,11 @@ impl ConfigBuilder {
                 )));
             }
         };
+        if self.tls_root_cert.is_some() && !tls {
+            return Err(Error::Config(
+                "a TLS root certificate was given for a plain-text URL: use rediss://".into(),
+            ));
+        }
         if tls && !cfg!(feature = "tls") {
             return Err(Error::Config(
                 "rediss:// (TLS) needs the `tls` feature of redis-runtime".into(),
@@ -325,6 +358,7 @@ impl ConfigBuilder {
             operation_timeout: self.operation_timeout,
             retry: self.retry,
             lazy_connect: self.lazy_connect,
+            tls_root_cert: self.tls_root_cert,
         })
     }
 }
@@ -465,6 +499,21 @@ mod tests {
         let config = Config::from_url("rediss://user:pw@cache.example:6380/1").expect("valid");
         assert!(config.tls());
         assert_eq!(config.endpoint(), "cache.example:6380");
+    }
+
+    #[test]
+    fn tls_root_certificates_need_rediss_and_a_readable_file() {
+        let msg = config_error(
+            Config::builder("redis://localhost")
+                .tls_root_cert_pem(b"-----BEGIN CERTIFICATE-----".to_vec())
+                .build(),
+        );
+        assert!(msg.contains("rediss://"), "{msg}");
+        let msg = config_error(from_vars(&[
+            (ENV_URL, "rediss://localhost"),
+            (ENV_TLS_CA_FILE, "/nonexistent/ca.pem"),
+        ]));
+        assert!(msg.contains(ENV_TLS_CA_FILE), "{msg}");
     }
 
     #[test]

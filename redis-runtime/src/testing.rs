@@ -63,6 +63,8 @@ pub enum HarnessError {
 #[derive(Debug)]
 pub struct RedisServer {
     bin: String,
+    /// Extra `redis-server` arguments, kept for restarts.
+    extra_args: Vec<String>,
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -78,8 +80,23 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server with extra `redis-server` arguments (e.g. a TLS
+    /// port and certificates), panicking like [`RedisServer::start`]. The
+    /// plain-text port stays open: readiness is checked on it.
+    pub fn start_with_args(extra_args: &[String]) -> Self {
+        match Self::try_start_with_args(extra_args) {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// Starts a server, reporting failure as a [`HarnessError`].
     pub fn try_start() -> Result<Self, HarnessError> {
+        Self::try_start_with_args(&[])
+    }
+
+    /// Like [`RedisServer::start_with_args`], reporting failure as a [`HarnessError`].
+    pub fn try_start_with_args(extra_args: &[String]) -> Result<Self, HarnessError> {
         let bin = std::env::var(ENV_SERVER_BIN).unwrap_or_else(|_| "redis-server".to_string());
         let dir = tempfile::Builder::new()
             .prefix("redis-runtime-")
@@ -89,6 +106,7 @@ impl RedisServer {
             let port = free_port()?;
             let mut server = Self {
                 bin: bin.clone(),
+                extra_args: extra_args.to_vec(),
                 port,
                 dir: tempfile::Builder::new()
                     .prefix("redis-runtime-")
@@ -167,6 +185,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(self.log_path())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -217,7 +236,7 @@ impl Drop for RedisServer {
 
 /// Asks the OS for a free loopback port. The port is released before the
 /// server binds it, so a race is possible; `try_start` retries on a new one.
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
     Ok(listener.local_addr()?.port())
 }

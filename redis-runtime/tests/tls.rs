@@ -1,0 +1,115 @@
+//! `rediss://`: a real TLS connection to a private `redis-server`, with a
+//! private CA trusted through the config (needs the `tls` feature, which
+//! `cargo test --workspace` turns on).
+#![cfg(feature = "tls")]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use redis::AsyncCommands;
+use redis_runtime::testing::{RedisServer, free_port};
+use redis_runtime::{Client, Config, Context};
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as files.
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("server params");
+    params.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("write cert");
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
+    std::fs::write(dir.path().join("ca.crt"), ca.pem()).expect("write ca");
+    Pki {
+        dir,
+        ca_pem: ca.pem(),
+    }
+}
+
+fn tls_server(pki: &Pki) -> (RedisServer, u16) {
+    let tls_port = free_port().expect("free port");
+    let path = |name: &str| pki.dir.path().join(name).display().to_string();
+    let args = [
+        "--tls-port".to_string(),
+        tls_port.to_string(),
+        "--tls-cert-file".to_string(),
+        path("server.crt"),
+        "--tls-key-file".to_string(),
+        path("server.key"),
+        "--tls-ca-cert-file".to_string(),
+        path("ca.crt"),
+        "--tls-auth-clients".to_string(),
+        "no".to_string(),
+    ];
+    (RedisServer::start_with_args(&args), tls_port)
+}
+
+#[tokio::test]
+async fn rediss_connects_with_a_private_ca_and_acl_credentials() {
+    let pki = pki();
+    let (server, tls_port) = tls_server(&pki);
+    // An ACL user, created over the plain-text port.
+    let admin = Client::connect(server.config()).await.expect("admin");
+    redis_runtime::testing::raw_command(
+        &admin,
+        &[
+            "ACL", "SETUSER", "app", "on", ">tls-pw", "~*", "&*", "+@all",
+        ],
+    )
+    .await;
+
+    let config = Config::builder(format!("rediss://app:tls-pw@127.0.0.1:{tls_port}/2"))
+        .tls_root_cert_pem(pki.ca_pem.clone())
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    assert!(config.tls());
+    let client = Client::connect(config).await.expect("TLS connect");
+    assert!(client.health().await.ok);
+    client
+        .run(Context::new("test.tls", ""), |mut conn| async move {
+            let _: () = conn.set("over-tls", "yes").await?;
+            Ok(())
+        })
+        .await
+        .expect("write over TLS");
+    // The write went to database 2, as the URL said.
+    let db2 = Client::connect(Config::from_url(&format!("{}/2", server.url())).expect("url"))
+        .await
+        .expect("db 2");
+    let stored = redis_runtime::testing::raw_command(&db2, &["GET", "over-tls"]).await;
+    assert_eq!(stored, redis::Value::BulkString(b"yes".to_vec()));
+    let db0 = redis_runtime::testing::raw_command(&admin, &["EXISTS", "over-tls"]).await;
+    assert_eq!(db0, redis::Value::Int(0));
+}
+
+#[tokio::test]
+async fn rediss_refuses_a_server_certificate_from_an_unknown_ca() {
+    let pki = pki();
+    let (_server, tls_port) = tls_server(&pki);
+    let other = self::pki();
+    let config = Config::builder(format!("rediss://127.0.0.1:{tls_port}"))
+        .tls_root_cert_pem(other.ca_pem.clone())
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    let err = Client::connect(config)
+        .await
+        .expect_err("untrusted certificate");
+    assert!(
+        matches!(err.code(), "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT"),
+        "{err:?}"
+    );
+}
