@@ -42,7 +42,7 @@ use proc_macro::TokenStream;
 /// | `skip` | not stored; filled with `Default::default()` on read |
 /// | `default` | a missing hash field reads as `Default::default()` instead of a `DECODE` error |
 /// | `json` | stored as JSON (maps, vectors, nested structs; needs serde) |
-/// | `expires_at` | the entity expires at this timestamp (`i64` epoch ms, `SystemTime`, …) |
+/// | `expires_at` | the entity expires at this timestamp (`i64` epoch ms, `SystemTime`, …); a timestamp already past makes the write a delete |
 ///
 /// Field types without `json`: `String`, integers, floats, `bool`,
 /// `Vec<u8>`, `SystemTime` (and `chrono`/`time`/`uuid` types behind the

@@ -8,7 +8,7 @@
 //! *TTL registry*: a sorted set (`<key pattern>:__ttl`) scoring each id by its
 //! expiry time, and a companion hash (`…:__ttl:fields`) holding the values its
 //! index entries were built from. Every index query first sweeps registry
-//! entries that are due (up to 1,000 per call) and removes their index
+//! entries that are due (all of them, 1,000 per step) and removes their index
 //! entries, so counts and pages never include an expired entity. No keyspace
 //! notifications and no `CONFIG SET` are needed. As a second line of defence,
 //! a query that meets an id whose hash is gone (a TTL set behind the
@@ -429,6 +429,8 @@ pub struct Drift {
     pub index_key: String,
     /// The entity id.
     pub member: String,
+    /// For unique indexes, the unique value of the entry.
+    pub value: Option<String>,
     /// What is wrong.
     pub problem: DriftKind,
 }
@@ -461,7 +463,8 @@ pub struct VerifyReport {
     pub drift: Vec<Drift>,
 }
 
-/// Expected entries: (index position, index key) -> member -> score/value.
+/// Expected entries: (index position, index key) -> member -> score (sorted)
+/// or "" (set), and value -> member for unique indexes.
 type Expected = BTreeMap<(usize, String), BTreeMap<String, String>>;
 
 async fn scan_keys(client: &Client, glob: String, ctx: &Context) -> Result<Vec<String>> {
@@ -519,6 +522,8 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
 
     // What the indexes should hold, from the entities' stored values.
     let mut expected: Expected = BTreeMap::new();
+    // Unique values claimed by more than one entity: (position, key, value) -> members.
+    let mut claims: BTreeMap<(usize, String, String), BTreeSet<String>> = BTreeMap::new();
     let keys: Vec<String> = scan_keys(client, entity_pattern.scan_glob(), &ctx)
         .await?
         .into_iter()
@@ -562,10 +567,18 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
                     continue;
                 };
                 let value = values.get(index.field).cloned().unwrap_or_default();
-                expected
-                    .entry((position, index_key))
-                    .or_default()
-                    .insert(member.clone(), value);
+                let entries = expected.entry((position, index_key.clone())).or_default();
+                // Unique indexes map value -> member (a member may wrongly
+                // hold two values); the others member -> score or "".
+                if index.kind == IndexKind::Unique {
+                    claims
+                        .entry((position, index_key, value.clone()))
+                        .or_default()
+                        .insert(member.clone());
+                    entries.insert(value, member.clone());
+                } else {
+                    entries.insert(member.clone(), value);
+                }
             }
         }
     }
@@ -602,12 +615,31 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
                 &actual,
                 &mut report.drift,
             );
+            // Every claimant of a unique value that does not hold it is
+            // missing from the index (two entities share the value).
+            for ((_, key, value), members) in claims
+                .range((position, index_key.clone(), String::new())..)
+                .take_while(|((p, key, _), _)| *p == position && *key == index_key)
+            {
+                for member in members {
+                    let drift = Drift {
+                        index: index.name,
+                        index_key: key.clone(),
+                        member: member.clone(),
+                        value: Some(value.clone()),
+                        problem: DriftKind::Missing,
+                    };
+                    if actual.get(value) != Some(member) && !report.drift.contains(&drift) {
+                        report.drift.push(drift);
+                    }
+                }
+            }
         }
     }
     Ok(report)
 }
 
-/// member -> score (sorted) / value (unique) / "" (set).
+/// member -> score (sorted) / "" (set); value -> member (unique).
 async fn read_index(
     client: &Client,
     ctx: &Context,
@@ -626,10 +658,7 @@ async fn read_index(
                     let rows: Vec<String> = conn.smembers(&key).await?;
                     rows.into_iter().map(|m| (m, String::new())).collect()
                 }
-                IndexKind::Unique => {
-                    let rows: BTreeMap<String, String> = conn.hgetall(&key).await?;
-                    rows.into_iter().map(|(value, m)| (m, value)).collect()
-                }
+                IndexKind::Unique => conn.hgetall(&key).await?,
             })
         })
         .await
@@ -643,39 +672,50 @@ fn compare(
     actual: &BTreeMap<String, String>,
     drift: &mut Vec<Drift>,
 ) {
-    let entry = |member: &str, problem| Drift {
+    let entry = |member: &str, value: Option<&String>, problem| Drift {
         index,
         index_key: index_key.to_string(),
         member: member.to_string(),
+        value: value.cloned(),
         problem,
     };
+    if kind == IndexKind::Unique {
+        // Both maps are value -> member.
+        for (value, member) in actual {
+            if want.get(value) != Some(member) {
+                drift.push(entry(member, Some(value), DriftKind::Orphan));
+            }
+        }
+        for (value, member) in want {
+            if actual.get(value) != Some(member) {
+                drift.push(entry(member, Some(value), DriftKind::Missing));
+            }
+        }
+        return;
+    }
     for (member, value) in actual {
         match want.get(member) {
-            None => drift.push(entry(member, DriftKind::Orphan)),
-            Some(expected) => match kind {
-                IndexKind::Sorted => {
-                    let e = expected.parse::<f64>().unwrap_or(f64::NAN);
-                    let a = value.parse::<f64>().unwrap_or(f64::NAN);
-                    if e != a {
-                        drift.push(entry(
-                            member,
-                            DriftKind::WrongScore {
-                                expected: e,
-                                actual: a,
-                            },
-                        ));
-                    }
+            None => drift.push(entry(member, None, DriftKind::Orphan)),
+            Some(expected) if kind == IndexKind::Sorted => {
+                let e = expected.parse::<f64>().unwrap_or(f64::NAN);
+                let a = value.parse::<f64>().unwrap_or(f64::NAN);
+                if e != a {
+                    drift.push(entry(
+                        member,
+                        None,
+                        DriftKind::WrongScore {
+                            expected: e,
+                            actual: a,
+                        },
+                    ));
                 }
-                IndexKind::Unique if expected != value => {
-                    drift.push(entry(member, DriftKind::Orphan))
-                }
-                _ => {}
-            },
+            }
+            Some(_) => {}
         }
     }
     for member in want.keys() {
         if !actual.contains_key(member) {
-            drift.push(entry(member, DriftKind::Missing));
+            drift.push(entry(member, None, DriftKind::Missing));
         }
     }
 }
@@ -709,11 +749,7 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
             }
             DriftKind::Orphan => {
                 let position = position::<E>(drift.index)?;
-                let value = if layout.indexes[position - 1].kind == IndexKind::Unique {
-                    read_unique_value(client, &drift.index_key, &drift.member).await?
-                } else {
-                    String::new()
-                };
+                let value = drift.value.clone().unwrap_or_default();
                 let mut invocation = UNINDEX_SCRIPT.prepare_invoke();
                 invocation.key(&drift.index_key);
                 push_layout(&mut invocation, layout);
@@ -735,26 +771,17 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
         let Some(key) = key_of_member(layout, &member) else {
             continue;
         };
-        if reindex::<E>(client, key, member).await? {
-            report.reindexed += 1;
+        match reindex::<E>(client, key, member).await {
+            Ok(true) => report.reindexed += 1,
+            Ok(false) => {}
+            // Two entities claim one unique value: nothing is written for
+            // this one, and the conflict stays in `remaining` for a human.
+            Err(Error::UniqueViolation { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     report.remaining = verify::<E>(client).await?.drift;
     Ok(report)
-}
-
-async fn read_unique_value(client: &Client, index_key: &str, member: &str) -> Result<String> {
-    let (key, member) = (index_key.to_string(), member.to_string());
-    client
-        .run(Context::new("index.rebuild", ""), |mut conn| async move {
-            let all: BTreeMap<String, String> = conn.hgetall(&key).await?;
-            Ok(all
-                .into_iter()
-                .find(|(_, m)| *m == member)
-                .map(|(v, _)| v)
-                .unwrap_or_default())
-        })
-        .await
 }
 
 /// Encodes a unique-index lookup value the way the field is stored.

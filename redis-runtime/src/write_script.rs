@@ -175,6 +175,19 @@ pub(crate) fn compile(layout: &Layout) -> String {
     c.line("if mode ~= 'c' and mode ~= 's' and not exists then return { -1, false } end");
 
     if has_indexes {
+        // Exactly what ZADD accepts: a plain decimal (with optional
+        // exponent) that stays finite, or a literal infinity. Lua's tonumber
+        // alone is laxer (surrounding spaces, overflow to inf), and a score
+        // ZADD then refused would leave a half-applied write.
+        if indexes.iter().any(|(kind, ..)| *kind == IndexKind::Sorted) {
+            c.line("local function score_ok(v)");
+            c.line("  if not v then return false end");
+            c.line("  if v == 'inf' or v == '+inf' or v == '-inf' then return true end");
+            c.line("  if not (string.match(v, '^[+-]?%d+%.?%d*[eE]?[+-]?%d*$') or string.match(v, '^[+-]?%.%d+[eE]?[+-]?%d*$')) then return false end");
+            c.line("  local n = tonumber(v)");
+            c.line("  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge");
+            c.line("end");
+        }
         c.line("local function safe(v)");
         c.line(
             "  return v and v ~= '' and #v <= 512 and not string.find(v, '[:%*%?%[%]{}\\\\%s%c]')",
@@ -246,9 +259,8 @@ pub(crate) fn compile(layout: &Layout) -> String {
             c.line(format!("  new_k{i} = {}", concat(parts, "n")));
             match (kind, value) {
                 (IndexKind::Sorted, Some(v)) => {
-                    c.line(format!("  local score = tonumber(n{v})"));
                     c.line(format!(
-                        "  if not score or score ~= score then return redis.error_reply({}) end",
+                        "  if not score_ok(n{v}) then return redis.error_reply({}) end",
                         lua_str(&format!("DECODE the score of index {name} is not a number"))
                     ));
                 }
@@ -264,10 +276,15 @@ pub(crate) fn compile(layout: &Layout) -> String {
                     ));
                     c.line("  if holder and holder ~= member then");
                     c.line("    local holder_key = key_of_member(holder)");
+                    // A reindex (repairing existing data) skips just this
+                    // entry, so the entity still gets its other indexes and
+                    // the conflict is left for `verify` to report.
+                    c.line("    if holder_key and redis.call('EXISTS', holder_key) == 1 then");
                     c.line(format!(
-                        "    if holder_key and redis.call('EXISTS', holder_key) == 1 then return {{ -2, {} }} end",
+                        "      if mode == 'x' then new_k{i} = nil else return {{ -2, {} }} end",
                         lua_str(name)
                     ));
+                    c.line("    end");
                     c.line("  end");
                 }
                 _ => {}
@@ -318,6 +335,24 @@ pub(crate) fn compile(layout: &Layout) -> String {
             c.line("end");
         }
     }
+
+    // An absolute expiry already in the past: the entity is gone as soon as
+    // it is written, so the write is a delete (old entries out, nothing
+    // added, no stream entry) rather than index entries for a hash Redis
+    // removes at once.
+    let cleared: Vec<String> = (1..=indexes.len()).map(|i| format!("new_k{i}")).collect();
+    c.line("if ttl_action == 'a' and mode ~= 'd' and mode ~= 'x' then");
+    c.line("  local t = redis.call('TIME')");
+    c.line(
+        "  if tonumber(ttl_ms) <= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then",
+    );
+    c.line("    mode = 'd'");
+    if !cleared.is_empty() {
+        let nils: Vec<&str> = cleared.iter().map(|_| "nil").collect();
+        c.line(format!("    {} = {}", cleared.join(", "), nils.join(", ")));
+    }
+    c.line("  end");
+    c.line("end");
 
     // The hash and its TTL.
     c.line("local pttl = -1");

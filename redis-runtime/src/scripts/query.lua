@@ -9,9 +9,9 @@
 --            bounds, e.g. '-inf' '+inf' or '(5'), offset, limit
 --   for unique: the value
 --
--- Due TTL-registry entries are swept first (bounded), so counts and pages
--- are exact; an id whose hash is gone anyway (its TTL was set behind our
--- back) is dropped from the index as it is met.
+-- Due TTL-registry entries are all swept first, so counts are exact; ids,
+-- pages and members also check each id's hash and drop the ones that are
+-- gone (a TTL set behind the runtime's back) as they are met.
 --
 -- Returns: ids/sids -> array of ids; page/members/unique -> flat array of
 -- id, {field, value, ...} pairs; count -> integer.
@@ -22,7 +22,9 @@ local op = ARGV[i]
 local idx = layout.indexes[tonumber(ARGV[i + 1])]
 i = i + 2
 
-sweep(1000)
+-- Sweep until nothing is due, so counts and id lists are exact; the work
+-- is proportional to what expired since the last query and done once.
+while sweep(1000) == 1000 do end
 
 local function drop(m)
   if idx.kind == 'z' then
@@ -48,6 +50,19 @@ local function load(members, out)
   return out
 end
 
+-- Appends the ids whose hash still exists; drops the others.
+local function live(members, out)
+  for _, m in ipairs(members) do
+    local key = key_of_member(m)
+    if key and redis.call('EXISTS', key) == 1 then
+      out[#out + 1] = m
+    else
+      drop(m)
+    end
+  end
+  return out
+end
+
 local function zrange(offset, limit)
   local rev, min, max = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if rev == '1' then
@@ -61,12 +76,21 @@ if op == 'count' then
   if idx.kind == 's' then return redis.call('SCARD', index_key) end
   return redis.call('HLEN', index_key)
 elseif op == 'ids' then
-  return zrange(tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]))
+  local offset, limit = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local out = {}
+  while true do
+    local before = #out
+    local ids = zrange(offset + before, limit - before)
+    live(ids, out)
+    if #ids < limit - before or #out >= limit then break end
+  end
+  return out
 elseif op == 'page' then
   local offset, limit = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   local out = {}
-  -- Dead ids are removed as they are met; fetch again to fill the page.
-  for _ = 1, 8 do
+  -- Dead ids are removed from the index as they are met, so refilling
+  -- always makes progress and ends: at the latest when the index runs out.
+  while true do
     local before = #out / 2
     local ids = zrange(offset + before, limit - before)
     load(ids, out)
@@ -74,7 +98,7 @@ elseif op == 'page' then
   end
   return out
 elseif op == 'sids' then
-  return redis.call('SMEMBERS', index_key)
+  return live(redis.call('SMEMBERS', index_key), {})
 elseif op == 'members' then
   return load(redis.call('SMEMBERS', index_key), {})
 elseif op == 'unique' then

@@ -1,0 +1,494 @@
+//! Findings of an adversarial review against DESIGN.md's invariants, each
+//! against a real, private `redis-server`.
+//!
+//! Every test is labelled in its doc comment:
+//! - **Regression**: a scenario that violated an invariant before it was
+//!   fixed; the doc comment says what used to happen and why.
+//! - **PIN**: a subtle behaviour checked to be correct that the other
+//!   suites did not cover.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::AsyncCommands;
+use redis_runtime::index::{self, DriftKind};
+use redis_runtime::testing::RedisServer;
+use redis_runtime::{Client, Context, Page, RedisEntity, RedisValue};
+
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Queued,
+    Running,
+}
+
+/// Indexed, no TTL: sorted first, then set, then unique.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "job:{id}")]
+#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:status:{status}"))]
+#[redis(unique(key = "jobs:by_slug", field = "slug"))]
+struct Job {
+    id: String,
+    user_id: String,
+    status: Status,
+    slug: String,
+    created_at: i64,
+}
+
+/// Indexed, expiring at an absolute time (`expires_at`).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "grant:{id}")]
+#[redis(sorted_index(key = "grants:user:{user_id}", score = "issued_at"))]
+#[redis(index(key = "grants:scope:{scope}"))]
+struct Grant {
+    id: String,
+    user_id: String,
+    scope: String,
+    issued_at: i64,
+    #[redis(expires_at)]
+    expires_at: i64,
+}
+
+/// Indexed, with a short declared TTL.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "lease:{id}", ttl = "1s")]
+#[redis(sorted_index(key = "leases:owner:{owner}", score = "taken_at"))]
+#[redis(index(key = "leases:kind:{kind}"))]
+#[redis(unique(key = "leases:by_resource", field = "resource"))]
+struct Lease {
+    id: String,
+    owner: String,
+    kind: String,
+    resource: String,
+    taken_at: i64,
+}
+
+async fn setup() -> (RedisServer, Client) {
+    let server = RedisServer::start();
+    let client = Client::connect(server.config()).await.expect("connect");
+    (server, client)
+}
+
+async fn raw(client: &Client, args: &[&str]) -> redis::Value {
+    redis_runtime::testing::raw_command(client, args).await
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("fits")
+}
+
+fn job(id: &str, user: &str, status: Status, created_at: i64) -> Job {
+    Job {
+        id: id.into(),
+        user_id: user.into(),
+        status,
+        slug: format!("slug-{id}"),
+        created_at,
+    }
+}
+
+fn lease(id: &str, owner: &str, taken_at: i64) -> Lease {
+    Lease {
+        id: id.into(),
+        owner: owner.into(),
+        kind: "k".into(),
+        resource: format!("r-{id}"),
+        taken_at,
+    }
+}
+
+async fn zrange(client: &Client, key: &str) -> Vec<String> {
+    let key = key.to_string();
+    client
+        .run(Context::new("test.zrange", ""), |mut conn| async move {
+            Ok(conn.zrange(&key, 0, -1).await?)
+        })
+        .await
+        .expect("zrange")
+}
+
+async fn smembers(client: &Client, key: &str) -> Vec<String> {
+    let key = key.to_string();
+    client
+        .run(Context::new("test.smembers", ""), |mut conn| async move {
+            Ok(conn.smembers(&key).await?)
+        })
+        .await
+        .expect("smembers")
+}
+
+async fn wait_gone(client: &Client, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Lease::exists(client, id).await.expect("exists") {
+        assert!(Instant::now() < deadline, "{id} never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The registry's score is the server's expiry time; leave a margin.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Creates leases concurrently, in chunks.
+async fn create_leases(client: &Client, leases: Vec<Lease>) {
+    for chunk in leases.chunks(100) {
+        let writes = chunk.iter().map(|l| l.create(client));
+        for result in futures_util::future::join_all(writes).await {
+            result.expect("create");
+        }
+    }
+}
+
+/// **Regression** (was a bug, fixed) (invariants 2 and 3). Revoking an `expires_at` entity by
+/// patching its expiry to a time that has already passed (e.g. "now" by the
+/// client's clock) makes Redis delete the hash inside the write script
+/// (PEXPIREAT in the past deletes at once), but the script still writes the
+/// index entries, and, the PTTL now being -2, it *removes* the entity from
+/// the TTL registry. Nothing will ever clean those entries up: `count` and
+/// the `*_ids` queries report the dead entity forever, and `verify` reports
+/// orphans.
+#[tokio::test]
+async fn regression_patching_expires_at_into_the_past_leaves_unregistered_index_entries() {
+    let (_server, client) = setup().await;
+    let g = Grant {
+        id: "g1".into(),
+        user_id: "u1".into(),
+        scope: "admin".into(),
+        issued_at: 1,
+        expires_at: now_ms() + 3_600_000,
+    };
+    g.create(&client).await.expect("create");
+    // Revoke: expire it now.
+    Grant::patch(
+        &client,
+        "g1",
+        &GrantPatch {
+            expires_at: Some(now_ms() - 1_000),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("patch");
+    assert_eq!(Grant::get(&client, "g1").await.expect("get"), None);
+
+    assert_eq!(
+        Grant::by_user_id_count(&client, "u1").await.expect("count"),
+        0,
+        "a revoked (expired) grant is still counted"
+    );
+    assert_eq!(
+        Grant::by_scope_ids(&client, "admin").await.expect("ids"),
+        Vec::<String>::new(),
+        "a revoked (expired) grant is still listed"
+    );
+    let report = index::verify::<Grant>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "drift: {:#?}", report.drift);
+}
+
+/// **Regression** (was a bug, fixed) (invariants 2 and 3). The same root cause on creation: an
+/// entity created with an `expires_at` that has already passed is deleted
+/// by Redis at once, yet its index entries are written and never put in
+/// the TTL registry, so they stay forever.
+#[tokio::test]
+async fn regression_creating_with_a_past_expires_at_leaves_index_entries_forever() {
+    let (_server, client) = setup().await;
+    Grant {
+        id: "g1".into(),
+        user_id: "u1".into(),
+        scope: "admin".into(),
+        issued_at: 1,
+        expires_at: now_ms() - 1_000,
+    }
+    .create(&client)
+    .await
+    .expect("create");
+    assert_eq!(Grant::get(&client, "g1").await.expect("get"), None);
+    index::sweep::<Grant>(&client, 1000).await.expect("sweep");
+    assert_eq!(
+        (
+            zrange(&client, "grants:user:u1").await,
+            smembers(&client, "grants:scope:admin").await
+        ),
+        (Vec::new(), Vec::new()),
+        "index entries of an entity that never lived"
+    );
+}
+
+/// **Regression** (was a bug, fixed) (invariant 3, "no query returns or counts an expired entity").
+/// Each query sweeps at most 1,000 due registry entries, across the whole
+/// entity type. When more than 1,000 entities have expired, a query on an
+/// unrelated index key runs out of budget before reaching this key's
+/// expired entries, and `count` / `*_ids`, which never check that an id's
+/// hash still lives, report the expired entity.
+#[tokio::test]
+async fn regression_count_and_ids_include_expired_entities_past_the_sweep_budget() {
+    let (_server, client) = setup().await;
+    let mut leases: Vec<Lease> = (0..1000)
+        .map(|i| lease(&format!("bulk{i}"), "other", i))
+        .collect();
+    create_leases(&client, std::mem::take(&mut leases)).await;
+    // Created last, so it is last in the registry's expiry order.
+    lease("mine", "o1", 1)
+        .create(&client)
+        .await
+        .expect("create");
+    wait_gone(&client, "mine").await;
+
+    assert_eq!(
+        Lease::by_owner_count(&client, "o1").await.expect("count"),
+        0,
+        "expired lease counted"
+    );
+}
+
+/// **Regression** (was a bug, fixed) (invariant 3, and "can a page skip live entries"). Past the
+/// sweep budget, a page query meets expired ids itself and drops them, but
+/// gives up after 8 refills: with more dead ids ahead of a live one than
+/// 8 x limit, the page comes back empty although a live entity is in range,
+/// which callers read as "no more results".
+#[tokio::test]
+async fn regression_page_is_empty_although_a_live_entity_is_indexed() {
+    let (_server, client) = setup().await;
+    let bulk: Vec<Lease> = (0..1000)
+        .map(|i| lease(&format!("bulk{i}"), "other", i))
+        .collect();
+    create_leases(&client, bulk).await;
+    // 50 expiring leases of o1 with high scores (first in newest_first)...
+    let dead: Vec<Lease> = (0..50)
+        .map(|i| lease(&format!("dead{i}"), "o1", 1000 + i))
+        .collect();
+    create_leases(&client, dead).await;
+    // ...and one live lease of o1 below them.
+    lease("live", "o1", 1)
+        .create(&client)
+        .await
+        .expect("create");
+    assert!(Lease::persist(&client, "live").await.expect("persist"));
+    wait_gone(&client, "dead49").await;
+
+    let page = Lease::by_owner(&client, "o1", Page::newest_first(5))
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["live"],
+        "the only live lease of o1 is missing from its first page"
+    );
+}
+
+/// **Regression** (was a bug, fixed) (documented behaviour of `rebuild`: "entries of unique indexes
+/// held by two entities stay reported here" in `remaining`). The
+/// documented use of `rebuild` is indexing existing data. If two of those
+/// entities share a unique value, both are `Missing`, so both are
+/// reindexed; the second reindex hits the write script's unique check and
+/// its `UNIQUE_VIOLATION` aborts the whole rebuild, so every entity after it
+/// (in id order) is never indexed.
+#[tokio::test]
+async fn regression_rebuild_aborts_on_a_unique_value_held_by_two_entities() {
+    let (_server, client) = setup().await;
+    // Hashes written without indexes (e.g. before the indexes were added);
+    // j1 and j2 share a slug.
+    for (id, slug) in [("j1", "dup"), ("j2", "dup"), ("j3", "slug-j3")] {
+        raw(
+            &client,
+            &[
+                "HSET",
+                &format!("job:{id}"),
+                "id",
+                id,
+                "user_id",
+                "u9",
+                "status",
+                "queued",
+                "slug",
+                slug,
+                "created_at",
+                "3",
+            ],
+        )
+        .await;
+    }
+
+    let report = index::rebuild::<Job>(&client)
+        .await
+        .expect("rebuild must report the conflict in `remaining`, not fail");
+    assert!(
+        report.remaining.iter().any(|d| d.index == "by_slug"),
+        "{:#?}",
+        report.remaining
+    );
+    assert_eq!(
+        Job::by_user_id_count(&client, "u9").await.expect("count"),
+        3,
+        "every entity must be in the sorted index"
+    );
+}
+
+/// **Regression** (was a bug, fixed) (`verify` misses drift, so invariant 2 cannot be checked).
+/// `read_index` turns a unique index (value -> member) into a map keyed by
+/// member, so when one member holds two values (its current one and a stale
+/// one) one of them is silently dropped, and the stale entry is never
+/// reported. The stale entry is real: the unique lookup by the old value
+/// returns the entity, whose value is now different.
+#[tokio::test]
+async fn regression_verify_misses_a_stale_unique_entry_of_a_live_member() {
+    let (_server, client) = setup().await;
+    job("j1", "u1", Status::Queued, 1)
+        .create(&client)
+        .await
+        .expect("create");
+    // A stale entry: an old value still pointing at j1 ("a..." sorts before
+    // "slug-j1", so the map keeps the current one).
+    raw(&client, &["HSET", "jobs:by_slug", "a-stale-slug", "j1"]).await;
+
+    let found = Job::by_slug(&client, &"a-stale-slug".to_string())
+        .await
+        .expect("unique");
+    assert_eq!(
+        found.map(|j| j.slug),
+        Some("slug-j1".to_string()),
+        "the stale entry is live drift: the lookup by the old value answers"
+    );
+    let report = index::verify::<Job>(&client).await.expect("verify");
+    assert!(
+        report
+            .drift
+            .iter()
+            .any(|d| d.index == "by_slug" && d.member == "j1" && d.problem == DriftKind::Orphan),
+        "verify must report the stale unique entry: {:#?}",
+        report.drift
+    );
+}
+
+/// **Regression** (was a bug, fixed) (invariant 1, with malformed stored data). The script checks a
+/// score with Lua's `tonumber`, which accepts surrounding whitespace
+/// (`" 5"`), but `ZADD` does not. A patch of an entity whose stored score
+/// is `" 5"` passes every check, writes the hash, then fails at `ZADD`:
+/// the hash is changed but the set index is not moved (drift), and the
+/// caller gets an error for a write that half happened.
+#[tokio::test]
+async fn regression_patch_over_a_score_zadd_rejects_is_half_applied() {
+    let (_server, client) = setup().await;
+    job("j1", "u1", Status::Queued, 5)
+        .create(&client)
+        .await
+        .expect("create");
+    raw(&client, &["HSET", "job:j1", "created_at", " 5"]).await;
+
+    let result = Job::patch(
+        &client,
+        "j1",
+        &JobPatch {
+            status: Some(Status::Running),
+            ..Default::default()
+        },
+    )
+    .await;
+    let status: Option<String> = {
+        let v = raw(&client, &["HGET", "job:j1", "status"]).await;
+        redis::from_redis_value(v).expect("status")
+    };
+    match result {
+        // Refused: nothing may have been written.
+        Err(_) => assert_eq!(
+            status.as_deref(),
+            Some("queued"),
+            "a failed patch changed the hash (partial write)"
+        ),
+        // Accepted: the indexes must follow.
+        Ok(()) => assert_eq!(
+            smembers(&client, "jobs:status:running").await,
+            ["j1"],
+            "patch applied without moving the index entry"
+        ),
+    }
+}
+
+/// **PIN** (invariant 3). When a TTL entity's indexed field changes by
+/// `update` (TTL kept), the registry's snapshot follows, so the sweep after
+/// expiry removes the *new* entries, and the old key is left empty.
+#[tokio::test]
+async fn pin_registry_snapshot_follows_an_update_of_an_indexed_field() {
+    let (_server, client) = setup().await;
+    let mut l = lease("l1", "o1", 1);
+    l.create(&client).await.expect("create");
+    l.owner = "o2".into();
+    l.resource = "r-new".into();
+    l.update(&client).await.expect("update");
+    assert_eq!(
+        zrange(&client, "leases:owner:o1").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(zrange(&client, "leases:owner:o2").await, ["l1"]);
+    wait_gone(&client, "l1").await;
+    index::sweep::<Lease>(&client, 1000).await.expect("sweep");
+    assert_eq!(
+        zrange(&client, "leases:owner:o2").await,
+        Vec::<String>::new()
+    );
+    let left: i64 =
+        redis::from_redis_value(raw(&client, &["HLEN", "leases:by_resource"]).await).expect("hlen");
+    assert_eq!(left, 0, "unique entries of the expired lease must be gone");
+}
+
+/// **PIN** (invariant 2). Re-creating an expired entity whose old unique
+/// value was meanwhile taken by another live entity must not remove the new
+/// holder's entry while cleaning up the old incarnation.
+#[tokio::test]
+async fn pin_recreating_an_expired_entity_keeps_another_holders_unique_entry() {
+    let (_server, client) = setup().await;
+    let old = lease("l1", "o1", 1);
+    old.create(&client).await.expect("create");
+    wait_gone(&client, "l1").await;
+    // Another lease takes l1's old resource, before any sweep ran.
+    let mut other = lease("l2", "o1", 2);
+    other.resource = "r-l1".into();
+    other
+        .create(&client)
+        .await
+        .expect("value of an expired holder is free");
+    Lease::persist(&client, "l2").await.expect("persist");
+    // l1 comes back with a new resource.
+    let mut again = lease("l1", "o1", 3);
+    again.resource = "r-again".into();
+    again.create(&client).await.expect("re-create");
+    Lease::persist(&client, "l1").await.expect("persist");
+
+    let holder = Lease::by_resource(&client, &"r-l1".to_string())
+        .await
+        .expect("unique")
+        .map(|l| l.id);
+    assert_eq!(holder.as_deref(), Some("l2"));
+    let report = index::verify::<Lease>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "drift: {:#?}", report.drift);
+}
+
+/// **PIN** (invariant 3 / pages). Ids whose hash vanished behind the
+/// runtime's back (no registry entry) are dropped as a page meets them, and
+/// the page is refilled from further down without skipping or repeating.
+#[tokio::test]
+async fn pin_page_refills_past_dead_ids_without_skipping_or_repeating() {
+    let (_server, client) = setup().await;
+    for i in 0..10 {
+        job(&format!("j{i}"), "u1", Status::Queued, i)
+            .create(&client)
+            .await
+            .expect("create");
+    }
+    // Kill j8, j7 and j5 behind the runtime's back.
+    for id in ["job:j8", "job:j7", "job:j5"] {
+        raw(&client, &["DEL", id]).await;
+    }
+    let first = Job::by_user_id(&client, "u1", Page::newest_first(4))
+        .await
+        .expect("page");
+    let second = Job::by_user_id(&client, "u1", Page::newest_first(4).skip(4))
+        .await
+        .expect("page");
+    let ids = |jobs: &[Job]| jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ["j9", "j6", "j4", "j3"]);
+    assert_eq!(ids(&second), ["j2", "j1", "j0"]);
+}
