@@ -492,3 +492,50 @@ async fn pin_page_refills_past_dead_ids_without_skipping_or_repeating() {
     assert_eq!(ids(&first), ["j9", "j6", "j4", "j3"]);
     assert_eq!(ids(&second), ["j2", "j1", "j0"]);
 }
+
+/// **Regression**: foreign data of another Redis type at an index key or at
+/// the stream used to make `SADD`/`XADD` fail after the hash was written,
+/// a half-applied write (invariant 1). The script now checks key types
+/// before writing anything.
+#[tokio::test]
+async fn regression_foreign_key_types_refuse_the_write_without_writing() {
+    #[derive(RedisEntity, Debug, Clone)]
+    #[redis(key = "order:{id}", stream = "orders:stream")]
+    #[redis(index(key = "orders:state:{state}"))]
+    struct Order {
+        id: String,
+        state: String,
+    }
+    let (_server, client) = setup().await;
+    raw(&client, &["SET", "orders:state:new", "not a set"]).await;
+    let order = Order {
+        id: "o1".into(),
+        state: "new".into(),
+    };
+    let err = order
+        .create(&client)
+        .await
+        .expect_err("index key of another type");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(
+        !Order::exists(&client, "o1").await.expect("exists"),
+        "nothing written"
+    );
+
+    raw(&client, &["DEL", "orders:state:new"]).await;
+    raw(&client, &["SET", "orders:stream", "not a stream"]).await;
+    let err = order
+        .create(&client)
+        .await
+        .expect_err("stream key of another type");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(
+        !Order::exists(&client, "o1").await.expect("exists"),
+        "nothing written"
+    );
+    assert_eq!(
+        raw(&client, &["EXISTS", "orders:state:new"]).await,
+        redis::Value::Int(0),
+        "no index entry either"
+    );
+}

@@ -336,6 +336,45 @@ pub(crate) fn compile(layout: &Layout) -> String {
         }
     }
 
+    // Keys of another Redis type (foreign data in our key space) would make
+    // an index or stream command fail after the hash was written: refuse
+    // before writing anything instead.
+    let typed: Vec<(String, &str)> = indexes
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, ..))| {
+            let t = match kind {
+                IndexKind::Set => "set",
+                IndexKind::Sorted => "zset",
+                IndexKind::Unique => "hash",
+            };
+            (format!("{}", i + 1), t)
+        })
+        .collect();
+    if !typed.is_empty() || c.layout.stream.is_some() {
+        c.line("local function kind_ok(k, want)");
+        c.line("  local got = redis.call('TYPE', k).ok");
+        c.line("  return got == 'none' or got == want");
+        c.line("end");
+    }
+    for (i, t) in &typed {
+        c.line(format!(
+            "if (new_k{i} and not kind_ok(new_k{i}, '{t}')) or (old_k{i} and old_k{i} ~= new_k{i} and not kind_ok(old_k{i}, '{t}')) then"
+        ));
+        c.line(format!(
+            "  return redis.error_reply('WRONGTYPE an index key holds a value that is not a {t}; nothing was written')"
+        ));
+        c.line("end");
+    }
+    if let Some((stream, _)) = c.layout.stream {
+        c.line(format!(
+            "if (mode == 'c' or (mode == 's' and not exists)) and not kind_ok({}, 'stream') then",
+            lua_str(stream)
+        ));
+        c.line("  return redis.error_reply('WRONGTYPE the stream key holds a value that is not a stream; nothing was written')");
+        c.line("end");
+    }
+
     // An absolute expiry already in the past: the entity is gone as soon as
     // it is written, so the write is a delete (old entries out, nothing
     // added, no stream entry) rather than index entries for a hash Redis
