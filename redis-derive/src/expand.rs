@@ -314,6 +314,26 @@ fn parts(m: &Model<'_>, key: &KeyModel) -> Vec<syn::LitStr> {
         .collect()
 }
 
+/// `.literal("user:").part("id", id)?` calls that build a key from the
+/// parameters named after its fields.
+fn key_builder_calls(m: &Model<'_>, key: &KeyModel) -> Vec<TokenStream> {
+    key.segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(text) => {
+                let text = lit(text);
+                quote!(.literal(#text))
+            }
+            Segment::Field(i) => {
+                let f = &m.fields[*i];
+                let name = lit(&f.hash_name);
+                let ident = f.ident;
+                quote!(.part(#name, #ident)?)
+            }
+        })
+        .collect()
+}
+
 fn key_fields<'m, 'a>(m: &'m Model<'a>) -> Vec<&'m FieldModel<'a>> {
     m.key
         .as_ref()
@@ -470,18 +490,7 @@ fn inherent(m: &Model<'_>) -> TokenStream {
         .collect();
     let args: Vec<&syn::Ident> = fields.iter().map(|f| f.ident).collect();
     let pattern = lit(&key.source);
-    let build = key.segments.iter().map(|s| match s {
-        Segment::Literal(text) => {
-            let text = lit(text);
-            quote!(.literal(#text))
-        }
-        Segment::Field(i) => {
-            let f = &m.fields[*i];
-            let name = lit(&f.hash_name);
-            let ident = f.ident;
-            quote!(.part(#name, #ident)?)
-        }
-    });
+    let build = key_builder_calls(m, key);
     let member_parts = fields.iter().map(|f| {
         let ident = f.ident;
         quote!(#p::KeyPart::key_part(#ident))
@@ -747,18 +756,7 @@ fn queries(m: &Model<'_>) -> TokenStream {
             })
             .collect();
         let pattern = lit(&index.key.source);
-        let build = index.key.segments.iter().map(|s| match s {
-            Segment::Literal(text) => {
-                let text = lit(text);
-                quote!(.literal(#text))
-            }
-            Segment::Field(i) => {
-                let f = &m.fields[*i];
-                let hash = lit(&f.hash_name);
-                let ident = f.ident;
-                quote!(.part(#hash, #ident)?)
-            }
-        });
+        let build = key_builder_calls(m, &index.key);
         let key = quote! {
             (|| -> #p::Result<::std::string::String> {
                 ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())

@@ -187,15 +187,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         }
     }
 
-    let ttl_ms = c.ttl.as_ref().and_then(|lit| {
-        match redis_schema::duration::parse_ttl_millis(&lit.value()) {
-            Ok(ms) => Some(ms),
-            Err(e) => {
-                cx.error_spanned_by(lit, format!("invalid ttl {:?}: {e}", lit.value()));
-                None
-            }
-        }
-    });
+    let ttl_ms = c.ttl.as_ref().and_then(|lit| ttl_literal(cx, lit));
 
     let mut expires_at = None;
     for (i, field) in ast_fields.iter().enumerate() {
@@ -333,6 +325,17 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     })
 }
 
+/// A TTL literal in milliseconds, or `None` after reporting why it is bad.
+fn ttl_literal(cx: &Ctxt, lit: &syn::LitStr) -> Option<u64> {
+    match redis_schema::duration::parse_ttl_millis(&lit.value()) {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            cx.error_spanned_by(lit, format!("invalid ttl {:?}: {e}", lit.value()));
+            None
+        }
+    }
+}
+
 /// Checks one `log(...)`: its key pattern must have exactly one
 /// placeholder, naming a key field, so the log is addressed by the
 /// entity's id.
@@ -402,14 +405,11 @@ fn log_model(
     let mut ok = true;
     let ttl_ms = match &attr.ttl {
         None => None,
-        Some(lit) => match redis_schema::duration::parse_ttl_millis(&lit.value()) {
-            Ok(ms) => Some(ms),
-            Err(e) => {
-                cx.error_spanned_by(lit, format!("invalid ttl {:?}: {e}", lit.value()));
-                ok = false;
-                None
-            }
-        },
+        Some(lit) => {
+            let ms = ttl_literal(cx, lit);
+            ok &= ms.is_some();
+            ms
+        }
     };
     let max_len = match &attr.max_len {
         None => None,
