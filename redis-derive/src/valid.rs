@@ -325,6 +325,20 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     })
 }
 
+/// A name that becomes part of a generated method name, or `None` after
+/// reporting that it is not a Rust identifier.
+fn identifier_literal(cx: &Ctxt, lit: &syn::LitStr, what: &str, example: &str) -> Option<String> {
+    let name = lit.value();
+    if syn::parse_str::<syn::Ident>(&name).is_err() {
+        cx.error_spanned_by(
+            lit,
+            format!("{what} must be a Rust identifier, e.g. name = \"{example}\""),
+        );
+        return None;
+    }
+    Some(name)
+}
+
 /// A TTL literal in milliseconds, or `None` after reporting why it is bad.
 fn ttl_literal(cx: &Ctxt, lit: &syn::LitStr) -> Option<u64> {
     match redis_schema::duration::parse_ttl_millis(&lit.value()) {
@@ -354,17 +368,7 @@ fn log_model(
             );
             return None;
         }
-        Some(lit) => {
-            let name = lit.value();
-            if syn::parse_str::<syn::Ident>(&name).is_err() {
-                cx.error_spanned_by(
-                    lit,
-                    "a log name must be a Rust identifier, e.g. name = \"output\"",
-                );
-                return None;
-            }
-            name
-        }
+        Some(lit) => identifier_literal(cx, lit, "a log name", "output")?,
     };
     let Some(key_lit) = &attr.key else {
         cx.error_spanned_by(
@@ -612,17 +616,7 @@ fn index_model(
     };
     let key = key?;
     let name = match &attr.name {
-        Some(lit) => {
-            let name = lit.value();
-            if syn::parse_str::<syn::Ident>(&name).is_err() {
-                cx.error_spanned_by(
-                    lit,
-                    "an index name must be a Rust identifier, e.g. name = \"by_user\"",
-                );
-                return None;
-            }
-            name
-        }
+        Some(lit) => identifier_literal(cx, lit, "an index name", "by_user")?,
         None => {
             let mut parts: Vec<String> = key
                 .field_indexes()
