@@ -163,6 +163,58 @@ impl Client {
             .await
     }
 
+    /// Sends one command and decodes its reply: [`Client::run`] for the
+    /// common case of a single command, with the same deadline, context,
+    /// metrics and shutdown behaviour.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+    /// use redis_runtime::Context;
+    ///
+    /// let mut cmd = redis::cmd("SCARD");
+    /// cmd.arg("jobs:status:queued");
+    /// let queued: u64 = client.query(Context::new("jobs.count", "jobs:status:{status}"), &cmd).await?;
+    /// # let _ = queued;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        self.run(context, |mut conn| async move {
+            Ok(cmd.query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Sends a pipeline (one round trip) and decodes its replies, like
+    /// [`Client::query`].
+    pub async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T> {
+        self.run(context, |mut conn| async move {
+            Ok(pipeline.query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Runs a prepared Lua script call (EVALSHA, loading the script on a
+    /// `NOSCRIPT` reply) and decodes its reply, like [`Client::query`].
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        self.run(context, |mut conn| async move {
+            Ok(invocation.invoke_async(&mut conn).await?)
+        })
+        .await
+    }
+
     pub(crate) async fn run_with_deadline<T, F, Fut>(
         &self,
         context: Context,
