@@ -1,10 +1,10 @@
 //! Per-entity append logs: `job:{id}:output`, a list of lines with a TTL.
 //!
 //! An [`AppendLog<T>`] is a key pattern with one placeholder, one list per
-//! entity: the seeds' job output (`appendJobOutput`, `getJobOutput`,
-//! `getJobOutputCount`, kept for 24 h). Every append refreshes the TTL in
-//! the same atomic step, so a log that is still being written never expires
-//! under its writer, and one that went quiet disappears on its own.
+//! entity: a job's output lines, say, appended while it runs, read back
+//! whole, by range or counted, and kept for 24 h. Every append refreshes the
+//! TTL in the same atomic step, so a log that is still being written never
+//! expires under its writer, and one that went quiet disappears on its own.
 //!
 //! Lines are one value each in the [`FieldValue`] codec: `String` lines, or
 //! [`Json<T>`](crate::Json) records.
@@ -23,9 +23,15 @@
 //! ```
 //!
 //! The id is validated like every key value (`INVALID_KEY` for `:`, `*`,
-//! braces, whitespace…), so it cannot reach another key. Declaring logs on
-//! the entity with a derive attribute is left for later; this type is what
-//! such an attribute would expand to.
+//! braces, whitespace…), so it cannot reach another key.
+//!
+//! # Declared on the entity
+//!
+//! `#[redis(log(name = "output", key = "job:{id}:output", ttl = "24h",
+//! max_len = 10000))]` on a `#[derive(RedisEntity)]` type generates
+//! `Job::output_log(&client)`: an `AppendLog<String>` made with
+//! [`AppendLog::new`] from the key and TTL (and [`AppendLog::with_max_len`]
+//! when `max_len` is given), so it fails the same way for a bad pattern.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -39,7 +45,7 @@ use crate::client::Client;
 use crate::codec::{FieldValue, KeyPart, value_kind};
 use crate::entity::Ttl;
 use crate::error::{Context, Error, Result};
-use crate::stream::{as_bytes, duration_ms};
+use crate::reply::{as_bytes, duration_ms, encode_value};
 
 /// A list per entity at `pattern`, lines of `T`; see the [module docs](self).
 pub struct AppendLog<T> {
@@ -50,6 +56,7 @@ pub struct AppendLog<T> {
     _line: PhantomData<fn() -> T>,
 }
 
+// By hand: a derive would demand `T: Clone`, which a handle does not need.
 impl<T> Clone for AppendLog<T> {
     fn clone(&self) -> Self {
         Self {
@@ -142,17 +149,11 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
     pub async fn append_many(&self, id: &(impl KeyPart + ?Sized), lines: &[T]) -> Result<u64> {
         let ctx = self.context("applog.append");
         let key = self.key(id)?;
-        let mut encoded = Vec::with_capacity(lines.len());
-        for line in lines {
-            let mut out = Vec::new();
-            line.encode_value(&mut out)
-                .map_err(|reason| Error::Encode {
-                    context: ctx.clone(),
-                    field: "line".to_string(),
-                    reason,
-                })?;
-            encoded.push(out);
-        }
+        let encoded = lines
+            .iter()
+            .map(|line| encode_value(line, "line"))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| e.with_context(ctx.clone()))?;
         if encoded.is_empty() {
             return self.len(id).await;
         }
@@ -165,12 +166,8 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
         if let Some(ttl) = self.ttl {
             pipe.cmd("PEXPIRE").arg(&key).arg(duration_ms(ttl)).ignore();
         }
-        self.client
-            .run(ctx, |mut conn| async move {
-                let (len,): (u64,) = pipe.query_async(&mut conn).await?;
-                Ok(len)
-            })
-            .await
+        let (len,): (u64,) = self.client.query_pipeline(ctx, &pipe).await?;
+        Ok(len)
     }
 
     /// Lines `start..=stop` by position, like `LRANGE`: 0 is the oldest,
@@ -184,19 +181,9 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
     ) -> Result<Vec<T>> {
         let ctx = self.context("applog.range");
         let key = self.key(id)?;
-        let reply: Value = {
-            let key = key.clone();
-            self.client
-                .run(ctx.clone(), |mut conn| async move {
-                    Ok(redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(start)
-                        .arg(stop)
-                        .query_async(&mut conn)
-                        .await?)
-                })
-                .await?
-        };
+        let mut cmd = redis::cmd("LRANGE");
+        cmd.arg(&key).arg(start).arg(stop);
+        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
         let decode_error = |field: String, reason: String| Error::Decode {
             context: ctx.clone(),
             key: key.clone(),
@@ -235,37 +222,34 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
 
     /// Number of lines (0 for a log that does not exist or expired).
     pub async fn len(&self, id: &(impl KeyPart + ?Sized)) -> Result<u64> {
-        let key = self.key(id)?;
-        self.client
-            .run(self.context("applog.len"), |mut conn| async move {
-                Ok(redis::cmd("LLEN").arg(&key).query_async(&mut conn).await?)
-            })
-            .await
+        self.query_key("LLEN", id, "applog.len").await
     }
 
     /// The log's remaining lifetime.
     pub async fn ttl(&self, id: &(impl KeyPart + ?Sized)) -> Result<Ttl> {
-        let key = self.key(id)?;
-        self.client
-            .run(self.context("applog.ttl"), |mut conn| async move {
-                let ms: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await?;
-                Ok(match ms {
-                    -2 => Ttl::Missing,
-                    -1 => Ttl::Persistent,
-                    ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
-                })
-            })
-            .await
+        let ms: i64 = self.query_key("PTTL", id, "applog.ttl").await?;
+        Ok(match ms {
+            -2 => Ttl::Missing,
+            -1 => Ttl::Persistent,
+            ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
+        })
     }
 
     /// Deletes the log; returns whether it existed.
     pub async fn delete(&self, id: &(impl KeyPart + ?Sized)) -> Result<bool> {
-        let key = self.key(id)?;
-        self.client
-            .run(self.context("applog.delete"), |mut conn| async move {
-                let removed: u64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
-                Ok(removed == 1)
-            })
-            .await
+        let removed: u64 = self.query_key("DEL", id, "applog.delete").await?;
+        Ok(removed == 1)
+    }
+
+    /// Sends `command` with entity `id`'s log key as its only argument.
+    async fn query_key<R: redis::FromRedisValue>(
+        &self,
+        command: &str,
+        id: &(impl KeyPart + ?Sized),
+        operation: &'static str,
+    ) -> Result<R> {
+        let mut cmd = redis::cmd(command);
+        cmd.arg(self.key(id)?);
+        self.client.query(self.context(operation), &cmd).await
     }
 }

@@ -21,6 +21,7 @@ pub mod json;
 pub mod metrics;
 pub mod pubsub;
 pub mod queue;
+mod reply;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -3,7 +3,7 @@
 //!
 //! A [`Channel<T>`] carries one value per message in the [`FieldValue`]
 //! codec: `String`, numbers, unit enums, or [`Json<T>`](crate::Json) for
-//! structs (the seed's job updates are JSON objects).
+//! structs (job status updates as JSON objects, say).
 //!
 //! ```no_run
 //! use redis_runtime::{Client, Json, pubsub::Channel};
@@ -52,6 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
+use crate::reply::{duration_ms, encode_value};
 
 /// How often an idle subscription pings the server, to notice a dead
 /// connection that closed without a word.
@@ -67,6 +68,7 @@ pub struct Channel<T> {
     _message: PhantomData<fn() -> T>,
 }
 
+// By hand: a derive would demand `T: Clone`, which a handle does not need.
 impl<T> Clone for Channel<T> {
     fn clone(&self) -> Self {
         Self {
@@ -105,24 +107,10 @@ impl<T: FieldValue + Send + 'static> Channel<T> {
     /// Publishes one message; returns how many subscribers received it.
     pub async fn publish(&self, message: &T) -> Result<u64> {
         let ctx = self.context("pubsub.publish");
-        let mut payload = Vec::new();
-        message
-            .encode_value(&mut payload)
-            .map_err(|reason| Error::Encode {
-                context: ctx.clone(),
-                field: "message".to_string(),
-                reason,
-            })?;
-        let name = self.name.clone();
-        self.client
-            .run(ctx, |mut conn| async move {
-                Ok(redis::cmd("PUBLISH")
-                    .arg(&*name)
-                    .arg(payload)
-                    .query_async(&mut conn)
-                    .await?)
-            })
-            .await
+        let payload = encode_value(message, "message").map_err(|e| e.with_context(ctx.clone()))?;
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(&*self.name).arg(payload);
+        self.client.query(ctx, &cmd).await
     }
 
     /// Subscribes on a new connection. Returns once the server confirmed
@@ -230,7 +218,7 @@ async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubSt
         Ok(Err(e)) => Err(Error::from_redis(&e, ctx)),
         Err(_) => Err(Error::Timeout {
             context: ctx,
-            elapsed_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: duration_ms(limit),
         }),
     }
 }

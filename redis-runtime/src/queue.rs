@@ -1,10 +1,10 @@
-//! List queues (seed 003): `LPUSH` in, `RPOP` out, first in first out.
+//! List queues: `LPUSH` in, `RPOP` out, first in first out.
 //!
-//! [`ListQueue<T>`] is the seed's job queue, typed: push one or many, pop
-//! one, pop many, blocking pop with a timeout, length, clear. Items are one
-//! value each, in the [`FieldValue`] codec (`String` ids as in the seed,
-//! integers, unit enums, or [`Json<T>`](crate::Json) for structs), so the
-//! list stays readable by `redis-cli` and by other clients.
+//! [`ListQueue<T>`] is a job queue, typed: push one or many, pop one, pop
+//! many, blocking pop with a timeout, length, clear. Items are one value
+//! each, in the [`FieldValue`] codec (`String` ids, integers, unit enums,
+//! or [`Json<T>`](crate::Json) for structs), so the list stays readable by
+//! `redis-cli` and by clients written in other languages.
 //!
 //! A plain pop removes the item: if the consumer dies before finishing it,
 //! it is gone. [`ReliableQueue<T>`] fixes that: a pop moves the item to the
@@ -59,9 +59,10 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use crate::client::{Client, TRACE_TARGET};
-use crate::codec::{FieldValue, value_kind};
+use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
-use crate::stream::{as_bytes, blocking_query, default_consumer_name, duration_ms};
+use crate::reply::{as_bytes, block_ms, duration_ms, encode_value, shape_error};
+use crate::stream::{blocking_query, default_consumer_name};
 
 static POP_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/queue_pop.lua")));
@@ -84,6 +85,7 @@ pub struct ListQueue<T> {
     _item: PhantomData<fn() -> T>,
 }
 
+// By hand: a derive would demand `T: Clone`, which a handle does not need.
 impl<T> Clone for ListQueue<T> {
     fn clone(&self) -> Self {
         Self {
@@ -109,17 +111,6 @@ pub struct PopBatch<T> {
     pub items: Vec<T>,
     /// One `DECODE` error per item that did not decode.
     pub failures: Vec<Error>,
-}
-
-fn encode_item<T: FieldValue>(item: &T) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    item.encode_value(&mut out)
-        .map_err(|reason| Error::Encode {
-            context: Context::default(),
-            field: "item".to_string(),
-            reason,
-        })?;
-    Ok(out)
 }
 
 impl<T: FieldValue + Send + 'static> ListQueue<T> {
@@ -159,34 +150,25 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         let ctx = self.context("queue.push");
         let encoded = items
             .iter()
-            .map(encode_item)
+            .map(|item| encode_value(item, "item"))
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.with_context(ctx.clone()))?;
-        let key = self.key.clone();
-        self.client
-            .run(ctx, |mut conn| async move {
-                if encoded.is_empty() {
-                    return Ok(redis::cmd("LLEN").arg(&*key).query_async(&mut conn).await?);
-                }
-                Ok(redis::cmd("LPUSH")
-                    .arg(&*key)
-                    .arg(&encoded)
-                    .query_async(&mut conn)
-                    .await?)
-            })
-            .await
+        let cmd = if encoded.is_empty() {
+            self.len_cmd()
+        } else {
+            let mut cmd = redis::cmd("LPUSH");
+            cmd.arg(&*self.key).arg(&encoded);
+            cmd
+        };
+        self.client.query(ctx, &cmd).await
     }
 
     /// Removes and returns the oldest item, or `None` when empty.
     pub async fn pop(&self) -> Result<Option<T>> {
         let ctx = self.context("queue.pop");
-        let key = self.key.clone();
-        let reply: Value = self
-            .client
-            .run(ctx.clone(), |mut conn| async move {
-                Ok(redis::cmd("RPOP").arg(&*key).query_async(&mut conn).await?)
-            })
-            .await?;
+        let mut cmd = redis::cmd("RPOP");
+        cmd.arg(&*self.key);
+        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
         self.decode_popped(reply, &ctx).await
     }
 
@@ -209,7 +191,9 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         let item = match reply {
             Value::Nil => Value::Nil,
             Value::Array(mut pair) if pair.len() == 2 => pair.swap_remove(1),
-            other => return Err(shape_error(&self.key, "BRPOP reply", &other).with_context(ctx)),
+            other => {
+                return Err(shape_error(&self.key, "item", "BRPOP reply", &other).with_context(ctx));
+            }
         };
         self.decode_popped(item, &ctx).await
     }
@@ -226,21 +210,15 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         if max == 0 {
             return Ok(batch);
         }
-        let key = self.key.clone();
-        let reply: Value = self
-            .client
-            .run(ctx.clone(), |mut conn| async move {
-                Ok(redis::cmd("RPOP")
-                    .arg(&*key)
-                    .arg(max)
-                    .query_async(&mut conn)
-                    .await?)
-            })
-            .await?;
+        let mut cmd = redis::cmd("RPOP");
+        cmd.arg(&*self.key).arg(max);
+        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
         let raws = match reply {
             Value::Nil => Vec::new(),
             Value::Array(items) => items,
-            other => return Err(shape_error(&self.key, "RPOP reply", &other).with_context(ctx)),
+            other => {
+                return Err(shape_error(&self.key, "item", "RPOP reply", &other).with_context(ctx));
+            }
         };
         let mut dead = Vec::new();
         for raw in raws {
@@ -260,12 +238,15 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
 
     /// Number of queued items (`LLEN`).
     pub async fn len(&self) -> Result<u64> {
-        let key = self.key.clone();
         self.client
-            .run(self.context("queue.len"), |mut conn| async move {
-                Ok(redis::cmd("LLEN").arg(&*key).query_async(&mut conn).await?)
-            })
+            .query(self.context("queue.len"), &self.len_cmd())
             .await
+    }
+
+    fn len_cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("LLEN");
+        cmd.arg(&*self.key);
+        cmd
     }
 
     /// Whether the queue is empty.
@@ -276,20 +257,17 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
     /// Deletes every queued item atomically; returns how many there were.
     /// Items held by reliable consumers are not touched.
     pub async fn clear(&self) -> Result<u64> {
-        let key = self.key.clone();
-        self.client
-            .run(self.context("queue.clear"), |mut conn| async move {
-                let (len, _): (u64, u64) = redis::pipe()
-                    .atomic()
-                    .cmd("LLEN")
-                    .arg(&*key)
-                    .cmd("DEL")
-                    .arg(&*key)
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(len)
-            })
-            .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("LLEN")
+            .arg(&*self.key)
+            .cmd("DEL")
+            .arg(&*self.key);
+        let (len, _): (u64, u64) = self
+            .client
+            .query_pipeline(self.context("queue.clear"), &pipe)
+            .await?;
+        Ok(len)
     }
 
     /// The reliable variant of this queue for the consumer `hostname-pid`
@@ -363,21 +341,12 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
     /// Keeps undecodable popped items on the dead list instead of losing
     /// them. Best effort: the pop already happened.
     async fn park(&self, items: Vec<Vec<u8>>) {
-        let dead = self.dead_key();
         let count = items.len();
-        let result = self
-            .client
-            .run(self.context("queue.park"), |mut conn| async move {
-                let _: u64 = redis::cmd("LPUSH")
-                    .arg(&dead)
-                    .arg(&items)
-                    .query_async(&mut conn)
-                    .await?;
-                Ok(())
-            })
-            .await;
+        let mut cmd = redis::cmd("LPUSH");
+        cmd.arg(self.dead_key()).arg(&items);
+        let result: Result<u64> = self.client.query(self.context("queue.park"), &cmd).await;
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::warn!(target: TRACE_TARGET, queue = %self.key, count, "undecodable queue items moved to the dead list");
             }
             Err(e) => {
@@ -408,12 +377,10 @@ impl ReliableKeys {
             .key(&*self.registry)
             .arg(&*self.consumer)
             .arg(duration_ms(self.lease));
-        client
-            .run(self.context("queue.renew_lease"), |mut conn| async move {
-                let _: Value = invocation.invoke_async(&mut conn).await?;
-                Ok(())
-            })
-            .await
+        let _: Value = client
+            .invoke(self.context("queue.renew_lease"), &invocation)
+            .await?;
+        Ok(())
     }
 
     /// Requeues the items of expired consumers (`consumer = ""`) or of one.
@@ -426,9 +393,7 @@ impl ReliableKeys {
             .arg(prefix)
             .arg(consumer);
         client
-            .run(self.context("queue.requeue"), |mut conn| async move {
-                Ok(invocation.invoke_async(&mut conn).await?)
-            })
+            .invoke(self.context("queue.requeue"), &invocation)
             .await
     }
 }
@@ -492,6 +457,7 @@ pub struct ReliableQueue<T> {
     keepalive: Arc<AbortOnDrop>,
 }
 
+// By hand: a derive would demand `T: Clone`, which a handle does not need.
 impl<T> Clone for ReliableQueue<T> {
     fn clone(&self) -> Self {
         Self {
@@ -550,13 +516,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
             .key(&*self.keys.registry)
             .arg(&*self.keys.consumer)
             .arg(duration_ms(self.keys.lease));
-        let reply: Value = self
-            .queue
-            .client
-            .run(ctx.clone(), |mut conn| async move {
-                Ok(invocation.invoke_async(&mut conn).await?)
-            })
-            .await?;
+        let reply: Value = self.queue.client.invoke(ctx.clone(), &invocation).await?;
         self.held(reply, &ctx).await
     }
 
@@ -612,9 +572,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
         let moved: i64 = self
             .queue
             .client
-            .run(self.keys.context("queue.settle"), |mut conn| async move {
-                Ok(invocation.invoke_async(&mut conn).await?)
-            })
+            .invoke(self.keys.context("queue.settle"), &invocation)
             .await?;
         Ok(moved == 1)
     }
@@ -623,19 +581,12 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
     /// `false` if it was no longer held (the lease had expired and the item
     /// was requeued, so it may be processed again).
     pub async fn ack(&self, held: &Held<T>) -> Result<bool> {
-        let processing = self.keys.processing.clone();
-        let raw = held.raw.clone();
+        let mut cmd = redis::cmd("LREM");
+        cmd.arg(&*self.keys.processing).arg(1).arg(&held.raw);
         let removed: i64 = self
             .queue
             .client
-            .run(self.keys.context("queue.ack"), |mut conn| async move {
-                Ok(redis::cmd("LREM")
-                    .arg(&*processing)
-                    .arg(1)
-                    .arg(raw)
-                    .query_async(&mut conn)
-                    .await?)
-            })
+            .query(self.keys.context("queue.ack"), &cmd)
             .await?;
         Ok(removed == 1)
     }
@@ -648,15 +599,11 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
 
     /// Items this consumer holds (`LLEN` of its processing list).
     pub async fn held_count(&self) -> Result<u64> {
-        let processing = self.keys.processing.clone();
+        let mut cmd = redis::cmd("LLEN");
+        cmd.arg(&*self.keys.processing);
         self.queue
             .client
-            .run(self.keys.context("queue.held"), |mut conn| async move {
-                Ok(redis::cmd("LLEN")
-                    .arg(&*processing)
-                    .query_async(&mut conn)
-                    .await?)
-            })
+            .query(self.keys.context("queue.held"), &cmd)
             .await
     }
 
@@ -677,21 +624,12 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
     }
 }
 
-fn shape_error(key: &str, what: &str, found: &Value) -> Error {
-    Error::Decode {
-        context: Context::default(),
-        key: key.to_string(),
-        field: "item".to_string(),
-        reason: format!("unexpected {what}: found {}", value_kind(found)),
-    }
-}
-
 fn raw_bytes(value: &Value) -> Vec<u8> {
     as_bytes(value).map(<[u8]>::to_vec).unwrap_or_default()
 }
 
 fn decode_item<T: FieldValue>(key: &str, value: &Value) -> Result<T> {
-    let raw = as_bytes(value).ok_or_else(|| shape_error(key, "list item", value))?;
+    let raw = as_bytes(value).ok_or_else(|| shape_error(key, "item", "list item", value))?;
     T::decode_value(raw).map_err(|reason| Error::Decode {
         context: Context::default(),
         key: key.to_string(),
@@ -703,7 +641,7 @@ fn decode_item<T: FieldValue>(key: &str, value: &Value) -> Result<T> {
 /// A blocking command's timeout in (fractional) seconds, at least 1 ms:
 /// `0` would mean "wait forever".
 fn block_secs(timeout: Duration) -> f64 {
-    (duration_ms(timeout).max(1) as f64) / 1000.0
+    (block_ms(timeout) as f64) / 1000.0
 }
 
 #[cfg(test)]
