@@ -1,4 +1,4 @@
-//! The main example: the seeds' application flow, end to end.
+//! The main example: a job-running web application's data flow, end to end.
 //!
 //! Users, sessions (with a TTL) and git providers are stored entities; jobs
 //! are enqueued on `jobs:stream` in the same atomic step as their creation,
@@ -78,7 +78,8 @@ struct Job {
     error: Option<String>,
 }
 
-/// What the worker publishes on `job_updates` (seed 003's message shape).
+/// What the worker publishes on `job_updates`: the camelCase JSON shape the
+/// TypeScript web app sharing this keyspace subscribes to.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 struct JobUpdate {

@@ -177,6 +177,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         };
         let name = lit(&index.name);
         let key_pattern = lit(&index.key.source);
+        let key = pattern_parts(m, &index.key);
         let field = match index.value_field {
             Some(i) => {
                 let hash = lit(&m.fields[i].hash_name);
@@ -185,29 +186,38 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         quote! {
-            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, score_field: #field }
+            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, key: #key, score_field: #field }
         }
     });
     let stream = match &m.stream {
         Some((key, maxlen)) => {
             let key = lit(key);
-            let maxlen = if *maxlen > 0 {
-                quote!(::core::option::Option::Some(#maxlen))
-            } else {
-                quote!(::core::option::Option::None)
-            };
-            quote!(::core::option::Option::Some(#p::StreamDescriptor { key: #key, maxlen: #maxlen }))
+            // `new(0)` is `None`: a stream that is not trimmed.
+            quote!(::core::option::Option::Some(#p::StreamDescriptor { key: #key, maxlen: #p::NonZeroU64::new(#maxlen) }))
         }
         None => quote!(::core::option::Option::None),
+    };
+    let key = match &m.key {
+        Some(key) => pattern_parts(m, key),
+        None => quote!(&[]),
+    };
+    let ttl_registry = match &m.key {
+        Some(key) if !m.indexes.is_empty() => {
+            let registry = lit(&redis_schema::ttl_registry_key(&key.source));
+            quote!(::core::option::Option::Some(#registry))
+        }
+        _ => quote!(::core::option::Option::None),
     };
     quote! {
         static DESCRIPTOR: #p::EntityDescriptor = #p::EntityDescriptor {
             name: #name,
             key_pattern: #key_pattern,
+            key: #key,
             ttl_ms: #ttl,
             fields: &[#(#fields),*],
             indexes: &[#(#indexes),*],
             stream: #stream,
+            ttl_registry: #ttl_registry,
         };
         &DESCRIPTOR
     }
@@ -303,15 +313,22 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
     }
 }
 
-/// `"=literal"` / `"@hash_field"` parts of a key pattern, for the scripts.
-fn parts(m: &Model<'_>, key: &KeyModel) -> Vec<syn::LitStr> {
-    key.segments
-        .iter()
-        .map(|s| match s {
-            Segment::Literal(text) => lit(&format!("={text}")),
-            Segment::Field(i) => lit(&format!("@{}", m.fields[*i].hash_name)),
-        })
-        .collect()
+/// `&[PatternPart::Literal("user:"), PatternPart::Field(0)]`: a key
+/// pattern as the descriptor holds it, each placeholder resolved to the
+/// position of its field among the stored fields.
+fn pattern_parts(m: &Model<'_>, key: &KeyModel) -> TokenStream {
+    let p = private(m);
+    let parts = key.segments.iter().map(|s| match s {
+        Segment::Literal(text) => {
+            let text = lit(text);
+            quote!(#p::PatternPart::Literal(#text))
+        }
+        Segment::Field(i) => {
+            let position = stored(m).position(|(j, _)| j == *i).unwrap_or(0);
+            quote!(#p::PatternPart::Field(#position))
+        }
+    });
+    quote!(&[#(#parts),*])
 }
 
 /// `.literal("user:").part("id", id)?` calls that build a key from the
@@ -344,43 +361,9 @@ fn key_fields<'m, 'a>(m: &'m Model<'a>) -> Vec<&'m FieldModel<'a>> {
 fn entity_impl(m: &Model<'_>) -> TokenStream {
     let p = private(m);
     let ident = m.ident;
-    let Some(key) = &m.key else {
+    if m.key.is_none() {
         return TokenStream::new();
     };
-    let key_parts = parts(m, key);
-    let indexes = m.indexes.iter().map(|index| {
-        let kind = match index.kind {
-            IndexKind::Set => quote!(#p::entity::IndexKind::Set),
-            IndexKind::Sorted => quote!(#p::entity::IndexKind::Sorted),
-            IndexKind::Unique => quote!(#p::entity::IndexKind::Unique),
-        };
-        let name = lit(&index.name);
-        let index_parts = parts(m, &index.key);
-        let field = lit(index.value_field.map(|i| m.fields[i].hash_name.as_str()).unwrap_or(""));
-        quote!(#p::IndexSpec { kind: #kind, name: #name, parts: &[#(#index_parts),*], field: #field })
-    });
-    let stream = match &m.stream {
-        Some((name, maxlen)) => {
-            let name = lit(name);
-            quote!(::core::option::Option::Some((#name, #maxlen)))
-        }
-        None => quote!(::core::option::Option::None),
-    };
-    let registry = if m.indexes.is_empty() {
-        lit("")
-    } else {
-        lit(&format!("{}:__ttl", key.source))
-    };
-    let mut indexed: Vec<String> = Vec::new();
-    for index in &m.indexes {
-        for i in index.key.field_indexes().chain(index.value_field) {
-            let name = &m.fields[i].hash_name;
-            if !indexed.contains(name) {
-                indexed.push(name.clone());
-            }
-        }
-    }
-    let indexed = indexed.iter().map(|s| lit(s));
     let key_args: Vec<TokenStream> = key_fields(m)
         .into_iter()
         .map(|f| {
@@ -407,16 +390,6 @@ fn entity_impl(m: &Model<'_>) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl #p::Entity for #ident {
-            fn layout() -> &'static #p::Layout {
-                static LAYOUT: #p::Layout = #p::Layout {
-                    key_parts: &[#(#key_parts),*],
-                    indexes: &[#(#indexes),*],
-                    stream: #stream,
-                    registry: #registry,
-                    indexed_fields: &[#(#indexed),*],
-                };
-                &LAYOUT
-            }
             fn key(&self) -> #p::Result<::std::string::String> {
                 Self::__entity_key(#(#key_args),*).map(|k| k.key)
             }
@@ -741,8 +714,9 @@ fn queries(m: &Model<'_>) -> TokenStream {
     let p = private(m);
     let ident = m.ident;
     let vis = m.vis;
-    let methods = m.indexes.iter().map(|index| {
-        let name = lit(&index.name);
+    let methods = m.indexes.iter().enumerate().map(|(position, index)| {
+        // The index's own descriptor: queries never look an index up by name.
+        let name = quote!(&<Self as #p::Record>::descriptor().indexes[#position]);
         let base = format_ident!("{}", index.name);
         let ids = format_ident!("{}_ids", index.name);
         let count = format_ident!("{}_count", index.name);

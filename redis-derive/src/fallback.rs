@@ -40,7 +40,6 @@ pub(crate) fn with_errors(
         Derive::Record => TokenStream::new(),
         Derive::Entity => quote! {
             impl #p::Entity for #ident {
-                fn layout() -> &'static #p::Layout { ::core::unreachable!() }
                 fn key(&self) -> #p::Result<::std::string::String> { ::core::unreachable!() }
                 fn member(&self) -> #p::Result<::std::string::String> { ::core::unreachable!() }
             }

@@ -302,11 +302,26 @@ fn entity_descriptor_names_every_stored_field() {
         ]
     );
     let stream = d.stream.expect("stream");
-    assert_eq!((stream.key, stream.maxlen), ("things:stream", Some(100)));
+    assert_eq!(
+        (stream.key, stream.maxlen.map(::std::num::NonZeroU64::get)),
+        ("things:stream", Some(100))
+    );
 
-    let layout = <Thing as Entity>::layout();
-    assert_eq!(layout.key_parts, ["=thing:", "@tenant", "=:", "@id"]);
-    assert_eq!(layout.stream, Some(("things:stream", 100)));
+    use redis_runtime::schema::PatternPart;
+    assert_eq!(
+        d.key,
+        [
+            PatternPart::Literal("thing:"),
+            PatternPart::Field(0),
+            PatternPart::Literal(":"),
+            PatternPart::Field(1),
+        ]
+    );
+    assert_eq!(
+        d.indexes[0].key,
+        [PatternPart::Literal("things:phase:"), PatternPart::Field(4)]
+    );
+    assert_eq!(d.ttl_registry, Some("thing:{tenant}:{id}:__ttl"));
 }
 
 #[test]

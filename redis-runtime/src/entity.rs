@@ -4,114 +4,24 @@
 //! The derive generates thin inherent methods (`User::get`, `user.create`,
 //! …) that build keys and call the generic functions here, so the behaviour
 //! is ordinary Rust, written and tested once. Every write goes through one
-//! Lua script (`scripts/write.lua`) that updates the hash, its TTL, all
-//! index entries and the stream outbox together, and checks everything
-//! before it writes anything.
+//! Lua script, generated for the entity type from its descriptor (see
+//! `script::write`), that updates the hash, its TTL, all index entries and
+//! the stream outbox together, and checks everything before it writes
+//! anything.
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
+use redis_schema::EntityDescriptor;
 
-use crate::client::{Client, Connection};
+use crate::client::Client;
 use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
-
-/// Builds an entity script: the shared prelude (layout parsing, key
-/// building, TTL sweeps) followed by the script's own body.
-macro_rules! entity_script {
-    ($file:literal) => {
-        std::sync::LazyLock::new(|| {
-            redis::Script::new(concat!(
-                include_str!("scripts/common.lua"),
-                include_str!(concat!("scripts/", $file))
-            ))
-        })
-    };
-}
-pub(crate) use entity_script;
-
-static EXPIRE_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("expire.lua");
-
-/// Appends an entity's layout to a script invocation, in the order
-/// `common.lua`'s `parse_layout` reads it.
-pub(crate) fn push_layout(invocation: &mut redis::ScriptInvocation<'_>, layout: &Layout) {
-    invocation.arg(layout.indexes.len());
-    for index in layout.indexes {
-        let kind = match index.kind {
-            IndexKind::Set => "s",
-            IndexKind::Sorted => "z",
-            IndexKind::Unique => "u",
-        };
-        invocation
-            .arg(kind)
-            .arg(index.name)
-            .arg(index.parts.len())
-            .arg(index.parts)
-            .arg(index.field);
-    }
-    invocation
-        .arg(layout.registry)
-        .arg(layout.key_parts.len())
-        .arg(layout.key_parts);
-}
-
-/// The entity key of an index member: the inverse of joining the key
-/// values with `:`. `None` if the member does not fit the pattern.
-pub(crate) fn key_of_member(layout: &Layout, member: &str) -> Option<String> {
-    let mut values = member.split(':');
-    let mut key = String::with_capacity(member.len() + 16);
-    for part in layout.key_parts {
-        if let Some(text) = part.strip_prefix('=') {
-            key.push_str(text);
-        } else {
-            let value = values.next()?;
-            redis_schema::validate_key_value(value).ok()?;
-            key.push_str(value);
-        }
-    }
-    values.next().is_none().then_some(key)
-}
+use crate::script;
 
 pub use redis_schema::IndexKind;
 
-/// How one index is laid out, as the derive emits it.
-///
-/// `parts` spell the index key: `"=text"` is literal text, `"@field"` the
-/// stored value of a hash field. `field` is the score field (sorted), the
-/// unique field (unique) or empty (set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexSpec {
-    /// Index kind.
-    pub kind: IndexKind,
-    /// Name used in errors and generated query names.
-    pub name: &'static str,
-    /// The index key pattern as parts.
-    pub parts: &'static [&'static str],
-    /// The score or unique-value field's hash name; empty for sets.
-    pub field: &'static str,
-}
-
-/// Everything about an entity's storage that the write script needs,
-/// emitted once per type by the derive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    /// The entity key pattern as parts (`"=user:"`, `"@id"`).
-    pub key_parts: &'static [&'static str],
-    /// Secondary indexes.
-    pub indexes: &'static [IndexSpec],
-    /// Stream that receives an entry on creation, and its `MAXLEN ~`.
-    pub stream: Option<(&'static str, u64)>,
-    /// TTL registry zset, for entities with indexes (empty otherwise).
-    pub registry: &'static str,
-    /// Hash fields that index keys, scores and unique values are built from.
-    pub indexed_fields: &'static [&'static str],
-}
-
 /// A stored entity: a [`Record`] with a key. Implemented by the derive.
 pub trait Entity: Record {
-    /// Storage layout: key, indexes, stream.
-    fn layout() -> &'static Layout;
-
     /// This entity's key, built from its key fields (validated: `INVALID_KEY`
     /// if a value could break out of its segment).
     fn key(&self) -> Result<String>;
@@ -258,16 +168,16 @@ fn context<E: Entity>(verb: &'static str) -> Context {
 }
 
 /// The script call of one write: the compiled script of the entity type
-/// and its arguments (see `write_script` for their meaning).
+/// and its arguments (see `script::write` for their meaning).
 fn write_invocation(
-    layout: &'static Layout,
+    descriptor: &'static EntityDescriptor,
     mode: Mode,
     key: &str,
     member: &str,
     fields: &Fields,
     ttl: (&'static str, i64),
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = crate::write_script::for_layout(layout).prepare_invoke();
+    let mut invocation = script::for_entity(descriptor).write.prepare_invoke();
     invocation
         .key(key)
         .arg(mode.code())
@@ -315,12 +225,8 @@ async fn write<E: Entity>(
     ttl: (&'static str, i64),
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
-    let invocation = write_invocation(E::layout(), mode, &key, &member, &fields, ttl);
-    let reply: (i64, Option<String>) = client
-        .run(ctx.clone(), |mut conn: Connection| async move {
-            Ok(invocation.invoke_async(&mut conn).await?)
-        })
-        .await?;
+    let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
+    let reply: (i64, Option<String>) = client.invoke(ctx.clone(), &invocation).await?;
     write_outcome(reply, ctx, key)
 }
 
@@ -500,25 +406,21 @@ pub async fn get_many<E: Entity>(
 pub async fn exists<E: Entity>(client: &Client, key: Result<String>) -> Result<bool> {
     let key = key.map_err(|e| e.with_context(context::<E>("exists")))?;
     client
-        .run(context::<E>("exists"), |mut conn| async move {
-            Ok(conn.exists(&key).await?)
-        })
+        .query(context::<E>("exists"), redis::cmd("EXISTS").arg(&key))
         .await
 }
 
 /// The entity's remaining lifetime.
 pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl> {
     let key = key.map_err(|e| e.with_context(context::<E>("ttl")))?;
-    client
-        .run(context::<E>("ttl"), |mut conn| async move {
-            let ms: i64 = conn.pttl(&key).await?;
-            Ok(match ms {
-                -2 => Ttl::Missing,
-                -1 => Ttl::Persistent,
-                ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
-            })
-        })
-        .await
+    let ms: i64 = client
+        .query(context::<E>("ttl"), redis::cmd("PTTL").arg(&key))
+        .await?;
+    Ok(match ms {
+        -2 => Ttl::Missing,
+        -1 => Ttl::Persistent,
+        ms => Ttl::ExpiresIn(Duration::from_millis(ms.max(0).unsigned_abs())),
+    })
 }
 
 /// Sets the entity to expire after `ttl` (extending or shortening it), or
@@ -543,17 +445,10 @@ pub async fn expire<E: Entity>(
         }
         None => 0,
     };
-    let layout = E::layout();
-    let mut invocation = EXPIRE_SCRIPT.prepare_invoke();
-    invocation.key(&key);
-    push_layout(&mut invocation, layout);
-    invocation.arg(ms).arg(&member).arg(layout.indexed_fields);
-    client
-        .run(context::<E>(verb), |mut conn| async move {
-            let existed: i64 = invocation.invoke_async(&mut conn).await?;
-            Ok(existed == 1)
-        })
-        .await
+    let mut invocation = script::for_entity(E::descriptor()).expire.prepare_invoke();
+    invocation.key(&key).arg(ms).arg(&member);
+    let existed: i64 = client.invoke(context::<E>(verb), &invocation).await?;
+    Ok(existed == 1)
 }
 
 /// Re-adds the index entries of the stored entity at `key` (used by
@@ -592,7 +487,7 @@ mod command_exact {
 
     fn evalsha<E: Entity>() -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(crate::write_script::for_layout(E::layout()).get_hash())
+        cmd.arg(script::for_entity(E::descriptor()).write.get_hash())
             .arg(1);
         cmd
     }
@@ -623,7 +518,7 @@ mod command_exact {
         ttl: (&'static str, i64),
         conn: &mut MockRedisConnection,
     ) -> Result<WriteOutcome> {
-        let invocation = write_invocation(User::layout(), mode, key, "u1", fields, ttl);
+        let invocation = write_invocation(User::descriptor(), mode, key, "u1", fields, ttl);
         let reply = invocation.invoke_async(conn).await?;
         write_outcome(reply, context::<User>(mode.verb()), key.to_string())
     }

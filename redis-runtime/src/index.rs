@@ -22,18 +22,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use redis::AsyncCommands;
-use redis_schema::KeyPattern;
+use redis_schema::{IndexDescriptor, KeyPattern};
 
 use crate::client::Client;
 use crate::codec::{reply_pairs, value_kind};
-use crate::entity::{
-    Entity, IndexKind, Layout, entity_script, key_of_member, push_layout, reindex,
-};
+use crate::entity::{Entity, IndexKind, reindex};
 use crate::error::{Context, Error, Result};
-
-static QUERY_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("query.lua");
-static SWEEP_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("sweep.lua");
-static UNINDEX_SCRIPT: std::sync::LazyLock<redis::Script> = entity_script!("unindex.lua");
+use crate::script;
 
 /// Registry entries swept per query.
 const SWEEP_BUDGET: u64 = 1000;
@@ -171,55 +166,43 @@ fn bound(value: f64) -> String {
     }
 }
 
-fn context<E: Entity>(index: &str, verb: &str, pattern: &'static str) -> Context {
+fn context<E: Entity>(index: &IndexDescriptor, verb: &str) -> Context {
     Context::new(
-        format!("{}.{}.{}", E::descriptor().name, index, verb),
-        pattern,
+        format!("{}.{}.{}", E::descriptor().name, index.name, verb),
+        index.key_pattern,
     )
 }
 
-fn position<E: Entity>(index: &str) -> Result<usize> {
-    E::layout()
-        .indexes
-        .iter()
-        .position(|i| i.name == index)
+/// The 1-based position of `index` among `E`'s indexes, as the scripts'
+/// layout numbers them. Generated code passes `E`'s own descriptors, so a
+/// foreign one is a programming error reported as a configuration error.
+fn position<E: Entity>(index: &IndexDescriptor) -> Result<usize> {
+    E::descriptor()
+        .index_position(index)
         .map(|p| p + 1)
         .ok_or_else(|| {
             Error::Config(format!(
-                "{} has no index named {index}",
+                "index {} is not one of {}'s indexes",
+                index.name,
                 E::descriptor().name
             ))
         })
 }
 
-fn index_pattern<E: Entity>(index: &str) -> &'static str {
-    E::descriptor()
-        .index(index)
-        .map(|d| d.key_pattern)
-        .unwrap_or("")
-}
-
 /// Runs the query script for one index.
 async fn query<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &IndexDescriptor,
     verb: &str,
     index_key: Result<String>,
     args: Vec<Vec<u8>>,
 ) -> Result<(String, redis::Value)> {
-    let ctx = context::<E>(index, verb, index_pattern::<E>(index));
+    let ctx = context::<E>(index, verb);
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let position = position::<E>(index)?;
-    let mut invocation = QUERY_SCRIPT.prepare_invoke();
-    invocation.key(&index_key);
-    push_layout(&mut invocation, E::layout());
-    invocation.arg(verb).arg(position).arg(args);
-    let reply = client
-        .run(ctx, |mut conn| async move {
-            let reply: redis::Value = invocation.invoke_async(&mut conn).await?;
-            Ok(reply)
-        })
-        .await?;
+    let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
+    invocation.key(&index_key).arg(verb).arg(position).arg(args);
+    let reply = client.invoke(ctx, &invocation).await?;
     Ok((index_key, reply))
 }
 
@@ -270,7 +253,7 @@ fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<V
             reason: format!("expected id/hash pairs, found {}", value_kind(reply)),
         });
     };
-    let layout = E::layout();
+    let descriptor = E::descriptor();
     let mut out = Vec::with_capacity(items.len() / 2);
     for pair in items.chunks(2) {
         let [id, fields] = pair else {
@@ -292,7 +275,7 @@ fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<V
                 });
             }
         };
-        let key = key_of_member(layout, &member).unwrap_or(member);
+        let key = descriptor.key_of_member(&member).unwrap_or(member);
         let pairs = reply_pairs(&key, fields)?;
         out.push(E::read_fields(&key, &pairs)?);
     }
@@ -302,7 +285,7 @@ fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<V
 /// Entities of a page of a sorted index, within a score range; one round trip.
 pub async fn page<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
     range: &ScoreRange,
     page: Page,
@@ -312,14 +295,13 @@ pub async fn page<E: Entity>(
     }
     let (key, reply) =
         query::<E>(client, index, "page", index_key, range_args(range, page)).await?;
-    decode_entities(&key, &reply)
-        .map_err(|e| e.with_context(context::<E>(index, "page", index_pattern::<E>(index))))
+    decode_entities(&key, &reply).map_err(|e| e.with_context(context::<E>(index, "page")))
 }
 
 /// Ids of a page of a sorted index, within a score range; one round trip.
 pub async fn page_ids<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
     range: &ScoreRange,
     page: Page,
@@ -334,14 +316,14 @@ pub async fn page_ids<E: Entity>(
 /// How many live entities an index key holds.
 pub async fn count<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<u64> {
     let (key, reply) = query::<E>(client, index, "count", index_key, Vec::new()).await?;
     match reply {
         redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),
         other => Err(Error::Decode {
-            context: context::<E>(index, "count", index_pattern::<E>(index)),
+            context: context::<E>(index, "count"),
             key,
             field: "*".into(),
             reason: format!("expected a count, found {}", value_kind(&other)),
@@ -352,7 +334,7 @@ pub async fn count<E: Entity>(
 /// All entities of a set index key, sorted by id; one round trip.
 pub async fn members<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<Vec<E>> {
     let (key, reply) = query::<E>(client, index, "members", index_key, Vec::new()).await?;
@@ -367,7 +349,7 @@ pub async fn members<E: Entity>(
 /// All ids of a set index key, sorted; one round trip.
 pub async fn member_ids<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<Vec<String>> {
     let (key, reply) = query::<E>(client, index, "sids", index_key, Vec::new()).await?;
@@ -379,12 +361,11 @@ pub async fn member_ids<E: Entity>(
 /// The entity holding `value` in a unique index, if any; one round trip.
 pub async fn unique<E: Entity>(
     client: &Client,
-    index: &str,
+    index: &'static IndexDescriptor,
     index_key: Result<String>,
     value: Result<Vec<u8>>,
 ) -> Result<Option<E>> {
-    let value =
-        value.map_err(|e| e.with_context(context::<E>(index, "get", index_pattern::<E>(index))))?;
+    let value = value.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     let (key, reply) = query::<E>(client, index, "unique", index_key, vec![value]).await?;
     Ok(decode_entities::<E>(&key, &reply)?.into_iter().next())
 }
@@ -393,26 +374,14 @@ pub async fn unique<E: Entity>(
 /// registry entries; returns how many were looked at (fewer than `budget`
 /// means none are left due).
 pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
-    let layout = E::layout();
-    if layout.registry.is_empty() {
+    let descriptor = E::descriptor();
+    let Some(registry) = descriptor.ttl_registry else {
         return Ok(0);
-    }
-    let mut invocation = SWEEP_SCRIPT.prepare_invoke();
-    invocation.key(layout.registry);
-    push_layout(&mut invocation, layout);
-    invocation.arg(budget.max(1));
-    client
-        .run(
-            Context::new(
-                format!("{}.sweep", E::descriptor().name),
-                E::descriptor().key_pattern,
-            ),
-            |mut conn| async move {
-                let n: u64 = invocation.invoke_async(&mut conn).await?;
-                Ok(n)
-            },
-        )
-        .await
+    };
+    let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
+    invocation.key(registry).arg(budget.max(1));
+    let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
+    client.invoke(ctx, &invocation).await
 }
 
 async fn sweep_all<E: Entity>(client: &Client) -> Result<()> {
@@ -491,20 +460,6 @@ fn parse_pattern(pattern: &'static str) -> Result<KeyPattern> {
         .map_err(|e| Error::Config(format!("bad key pattern {pattern:?}: {e}")))
 }
 
-fn build_from(parts: &[&str], values: &BTreeMap<&str, String>) -> Option<String> {
-    let mut out = String::new();
-    for part in parts {
-        if let Some(text) = part.strip_prefix('=') {
-            out.push_str(text);
-        } else {
-            let value = values.get(part.strip_prefix('@').unwrap_or(part))?;
-            redis_schema::validate_key_value(value).ok()?;
-            out.push_str(value);
-        }
-    }
-    Some(out)
-}
-
 /// Compares every index of `E` with its entities (SCAN-based, batched) and
 /// reports orphans, missing entries and wrong scores. Sweeps expired
 /// entries first. Read-only apart from that sweep; intended for tests,
@@ -512,7 +467,7 @@ fn build_from(parts: &[&str], values: &BTreeMap<&str, String>) -> Option<String>
 pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
     sweep_all::<E>(client).await?;
     let descriptor = E::descriptor();
-    let layout: &Layout = E::layout();
+    let indexed_fields = descriptor.indexed_fields();
     let ctx = Context::new(
         format!("{}.verify", descriptor.name),
         descriptor.key_pattern,
@@ -531,7 +486,7 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
         .collect();
     for batch in keys.chunks(500) {
         let batch_for_query = batch.to_vec();
-        let names = layout.indexed_fields;
+        let names = indexed_fields.clone();
         let rows: Vec<Vec<Option<String>>> = client
             .run(ctx.clone(), |mut conn| async move {
                 let batch = batch_for_query;
@@ -540,7 +495,7 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
                     if names.is_empty() {
                         pipe.cmd("EXISTS").arg(key).ignore();
                     } else {
-                        pipe.cmd("HMGET").arg(key).arg(names);
+                        pipe.cmd("HMGET").arg(key).arg(&names);
                     }
                 }
                 if names.is_empty() {
@@ -556,17 +511,21 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
                 continue;
             };
             let member = values_list.join(":");
-            let values: BTreeMap<&str, String> = layout
-                .indexed_fields
+            let values: BTreeMap<&str, String> = indexed_fields
                 .iter()
                 .zip(row)
                 .filter_map(|(name, v)| v.clone().map(|v| (*name, v)))
                 .collect();
-            for (position, index) in layout.indexes.iter().enumerate() {
-                let Some(index_key) = build_from(index.parts, &values) else {
+            for (position, index) in descriptor.indexes.iter().enumerate() {
+                let value_of = |name: &str| values.get(name).map(String::as_str);
+                let Some(index_key) = descriptor.render(index.key, value_of) else {
                     continue;
                 };
-                let value = values.get(index.field).cloned().unwrap_or_default();
+                let value = index
+                    .score_field
+                    .and_then(value_of)
+                    .map(str::to_owned)
+                    .unwrap_or_default();
                 let entries = expected.entry((position, index_key.clone())).or_default();
                 // Unique indexes map value -> member (a member may wrongly
                 // hold two values); the others member -> score or "".
@@ -584,8 +543,8 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
     }
 
     // What the indexes hold.
-    for (position, index) in layout.indexes.iter().enumerate() {
-        let pattern = parse_pattern(descriptor.indexes[position].key_pattern)?;
+    for (position, index) in descriptor.indexes.iter().enumerate() {
+        let pattern = parse_pattern(index.key_pattern)?;
         let index_keys: BTreeSet<String> = scan_keys(client, pattern.scan_glob(), &ctx)
             .await?
             .into_iter()
@@ -739,7 +698,7 @@ pub struct RebuildReport {
 /// current values, so concurrent writers are never undone).
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
     let found = verify::<E>(client).await?;
-    let layout = E::layout();
+    let descriptor = E::descriptor();
     let mut report = RebuildReport::default();
     let mut reindex_members: BTreeSet<String> = BTreeSet::new();
     for drift in &found.drift {
@@ -748,27 +707,31 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
                 reindex_members.insert(drift.member.clone());
             }
             DriftKind::Orphan => {
-                let position = position::<E>(drift.index)?;
+                let Some(position) = descriptor
+                    .indexes
+                    .iter()
+                    .position(|i| i.name == drift.index)
+                else {
+                    continue;
+                };
                 let value = drift.value.clone().unwrap_or_default();
-                let mut invocation = UNINDEX_SCRIPT.prepare_invoke();
-                invocation.key(&drift.index_key);
-                push_layout(&mut invocation, layout);
-                invocation.arg(position).arg(&drift.member).arg(value);
-                let removed: i64 = client
-                    .run(
-                        Context::new(
-                            format!("{}.rebuild", E::descriptor().name),
-                            E::descriptor().key_pattern,
-                        ),
-                        |mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) },
-                    )
-                    .await?;
+                let mut invocation = script::for_entity(descriptor).unindex.prepare_invoke();
+                invocation
+                    .key(&drift.index_key)
+                    .arg(position + 1)
+                    .arg(&drift.member)
+                    .arg(value);
+                let ctx = Context::new(
+                    format!("{}.rebuild", descriptor.name),
+                    descriptor.key_pattern,
+                );
+                let removed: i64 = client.invoke(ctx, &invocation).await?;
                 report.removed += u64::from(removed > 0);
             }
         }
     }
     for member in reindex_members {
-        let Some(key) = key_of_member(layout, &member) else {
+        let Some(key) = descriptor.key_of_member(&member) else {
             continue;
         };
         match reindex::<E>(client, key, member).await {

@@ -22,11 +22,11 @@ pub mod metrics;
 pub mod pubsub;
 pub mod queue;
 mod reply;
+mod script;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
-mod write_script;
 
 pub use applog::AppendLog;
 pub use client::{Client, Connection, Health};
@@ -39,6 +39,10 @@ pub use json::Json;
 pub use pubsub::{Channel, Subscription};
 pub use queue::{ListQueue, ReliableQueue};
 pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
+/// The keyspace model the derive and the runtime share: key patterns and
+/// the descriptors every entity type's storage is described by (e.g.
+/// `User::descriptor().indexes`).
+pub use redis_schema as schema;
 pub use stream::{ConsumerGroup, Entry, ReadBatch, Stream};
 pub use worker::{Worker, WorkerReport};
 
@@ -53,14 +57,14 @@ pub mod __private {
         ScoreValue, decode_json, decode_optional, decode_or_default, decode_required, encode_field,
         encode_json_field, expiry_of, field_codec, json_codec, missing_field, unknown_variant,
     };
-    pub use crate::entity::{
-        self, Entity, IndexKind, IndexSpec, Layout, Patch, Ttl, TtlChange, WriteOutcome,
-    };
+    pub use crate::entity::{self, Entity, IndexKind, Patch, Ttl, TtlChange, WriteOutcome};
     pub use crate::error::{Error, Result};
     pub use crate::index::{self, Page, ScoreRange};
     pub use redis_schema::{
-        EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, StreamDescriptor,
+        EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, PatternPart,
+        StreamDescriptor,
     };
     pub use std::borrow::Cow;
+    pub use std::num::NonZeroU64;
     pub use std::time::Duration;
 }

@@ -1,17 +1,19 @@
-//! Static descriptors of entities, fields, indexes and streams.
+//! Static descriptors of entities, fields, indexes and streams: the one
+//! description of an entity type's storage.
 //!
-//! The derive macro fills these in as `const`/`static` data so that the
-//! runtime, tools and tests can introspect an entity without the macro having
-//! to generate that logic. They hold only `&'static` data and are `Copy`, so a
-//! descriptor costs nothing at run time.
+//! The derive macro fills these in as `static` data. Everything else reads
+//! them: the runtime compiles its Lua scripts from them, builds and splits
+//! keys with them, and tools and tests introspect through them. They hold
+//! only `&'static` data and are `Copy`, so a descriptor costs nothing at run
+//! time.
 //!
-//! Key patterns are stored as source text (`"job:{id}"`) rather than as a
-//! parsed [`KeyPattern`](crate::KeyPattern) because parsing allocates and so
-//! cannot happen in a `const`; the macro has already validated them, and the
-//! runtime parses each one once.
+//! A key pattern is kept twice in one place: as its source text
+//! (`"job:{id}"`, for messages and `SCAN` globs) and as [`PatternPart`]s, the
+//! form the runtime renders keys from, with each placeholder resolved to the
+//! stored field that fills it. The macro derives both from one parse.
 //!
 //! ```
-//! use redis_schema::{EntityDescriptor, FieldDescriptor, FieldEncoding};
+//! use redis_schema::{EntityDescriptor, FieldDescriptor, FieldEncoding, PatternPart};
 //!
 //! const FIELDS: &[FieldDescriptor] = &[
 //!     FieldDescriptor {
@@ -33,17 +35,45 @@
 //! const SESSION: EntityDescriptor = EntityDescriptor {
 //!     name: "Session",
 //!     key_pattern: "session:{id}",
+//!     key: &[PatternPart::Literal("session:"), PatternPart::Field(0)],
 //!     ttl_ms: Some(7 * 24 * 60 * 60 * 1000),
 //!     fields: FIELDS,
 //!     indexes: &[],
 //!     stream: None,
+//!     ttl_registry: None,
 //! };
 //!
 //! assert_eq!(SESSION.field("createdAt").map(|f| f.rust_name), Some("created_at"));
 //! assert_eq!(SESSION.key_fields().count(), 1);
+//! assert_eq!(SESSION.key_of_member("abc").as_deref(), Some("session:abc"));
 //! ```
 
+use std::num::NonZeroU64;
 use std::time::Duration;
+
+use crate::key::validate_key_value;
+
+/// One piece of a key pattern, as the runtime renders keys from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatternPart {
+    /// Fixed text, already unescaped (`{{` in the source is `{` here).
+    Literal(&'static str),
+    /// The stored value of the field at this position of
+    /// [`EntityDescriptor::fields`].
+    Field(usize),
+}
+
+/// The TTL registry key of an entity type with key pattern `entity_pattern`:
+/// a sorted set scoring each entity's id by its expiry, kept so that index
+/// entries of expired entities can be removed (its companion hash, holding
+/// the values each entity was indexed under, is this key plus `:fields`).
+///
+/// ```
+/// assert_eq!(redis_schema::ttl_registry_key("session:{id}"), "session:{id}:__ttl");
+/// ```
+pub fn ttl_registry_key(entity_pattern: &str) -> String {
+    format!("{entity_pattern}:__ttl")
+}
 
 /// Everything known statically about one entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +82,8 @@ pub struct EntityDescriptor {
     pub name: &'static str,
     /// The key pattern source, e.g. `"job:{id}"`.
     pub key_pattern: &'static str,
+    /// The key pattern as parts; empty for records, which have no key.
+    pub key: &'static [PatternPart],
     /// Time to live in milliseconds, if entities expire.
     pub ttl_ms: Option<u64>,
     /// The stored fields, in declaration order.
@@ -60,6 +92,9 @@ pub struct EntityDescriptor {
     pub indexes: &'static [IndexDescriptor],
     /// The stream an entry is appended to on create, if any.
     pub stream: Option<StreamDescriptor>,
+    /// The TTL registry ([`ttl_registry_key`]) for entity types with
+    /// indexes, whose entries must not outlive an expiring entity.
+    pub ttl_registry: Option<&'static str>,
 }
 
 impl EntityDescriptor {
@@ -87,9 +122,80 @@ impl EntityDescriptor {
         self.indexes.iter().find(|index| index.name == name)
     }
 
+    /// The position of `index` in [`indexes`](Self::indexes), if it is one
+    /// of this entity's (compared by address: descriptors are statics).
+    pub fn index_position(&self, index: &IndexDescriptor) -> Option<usize> {
+        self.indexes
+            .iter()
+            .position(|candidate| std::ptr::eq(candidate, index))
+    }
+
     /// [`ttl_ms`](Self::ttl_ms) as a [`Duration`].
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl_ms.map(Duration::from_millis)
+    }
+
+    /// The hash name of the field a [`PatternPart::Field`] refers to.
+    pub fn hash_name(&self, field: usize) -> &'static str {
+        self.fields.get(field).map_or("", |f| f.hash_name)
+    }
+
+    /// The hash fields index keys, scores and unique values are built from,
+    /// each once, in index order (key fields first, then the value field).
+    pub fn indexed_fields(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for index in self.indexes {
+            let key_fields = index.key.iter().filter_map(|part| match part {
+                PatternPart::Field(n) => Some(self.hash_name(*n)),
+                PatternPart::Literal(_) => None,
+            });
+            for name in key_fields.chain(index.score_field) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// Renders `parts` (this entity's key or one of its index keys) from
+    /// stored values: `value(hash_name)` gives a field's stored text. `None`
+    /// if a value is missing or could not be part of a key.
+    pub fn render<'v>(
+        &self,
+        parts: &[PatternPart],
+        value: impl Fn(&str) -> Option<&'v str>,
+    ) -> Option<String> {
+        let mut key = String::new();
+        for part in parts {
+            match part {
+                PatternPart::Literal(text) => key.push_str(text),
+                PatternPart::Field(n) => {
+                    let text = value(self.hash_name(*n))?;
+                    validate_key_value(text).ok()?;
+                    key.push_str(text);
+                }
+            }
+        }
+        Some(key)
+    }
+
+    /// The entity key of an index member, the inverse of joining the key's
+    /// placeholder values with `:`; `None` if the member does not fit.
+    pub fn key_of_member(&self, member: &str) -> Option<String> {
+        let mut values = member.split(':');
+        let mut key = String::with_capacity(member.len() + 16);
+        for part in self.key {
+            match part {
+                PatternPart::Literal(text) => key.push_str(text),
+                PatternPart::Field(_) => {
+                    let value = values.next()?;
+                    validate_key_value(value).ok()?;
+                    key.push_str(value);
+                }
+            }
+        }
+        values.next().is_none().then_some(key)
     }
 }
 
@@ -144,6 +250,18 @@ pub enum IndexKind {
     Unique,
 }
 
+impl IndexKind {
+    /// The Redis type of the key that backs an index of this kind, as
+    /// `TYPE` names it.
+    pub fn redis_type(self) -> &'static str {
+        match self {
+            IndexKind::Set => "set",
+            IndexKind::Sorted => "zset",
+            IndexKind::Unique => "hash",
+        }
+    }
+}
+
 /// One secondary index of an entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexDescriptor {
@@ -153,6 +271,8 @@ pub struct IndexDescriptor {
     pub name: &'static str,
     /// The index key pattern source, e.g. `"jobs:status:{status}"`.
     pub key_pattern: &'static str,
+    /// The index key pattern as parts, resolved against the entity's fields.
+    pub key: &'static [PatternPart],
     /// For [`IndexKind::Sorted`], the hash name of the field that gives the
     /// score; for [`IndexKind::Unique`], the field whose value must be unique.
     pub score_field: Option<&'static str>,
@@ -164,7 +284,7 @@ pub struct StreamDescriptor {
     /// The stream key, e.g. `"jobs:stream"`.
     pub key: &'static str,
     /// Approximate maximum length (`XADD MAXLEN ~`), if trimmed.
-    pub maxlen: Option<u64>,
+    pub maxlen: Option<NonZeroU64>,
 }
 
 #[cfg(test)]
@@ -207,12 +327,14 @@ mod tests {
             kind: IndexKind::Sorted,
             name: "by_user",
             key_pattern: "jobs:user:{user_id}",
+            key: &[PatternPart::Literal("jobs:user:"), PatternPart::Field(1)],
             score_field: Some("created_at"),
         },
         IndexDescriptor {
             kind: IndexKind::Set,
             name: "by_status",
             key_pattern: "jobs:status:{status}",
+            key: &[PatternPart::Literal("jobs:status:"), PatternPart::Field(3)],
             score_field: None,
         },
     ];
@@ -220,13 +342,15 @@ mod tests {
     const JOB: EntityDescriptor = EntityDescriptor {
         name: "Job",
         key_pattern: "job:{id}",
+        key: &[PatternPart::Literal("job:"), PatternPart::Field(0)],
         ttl_ms: None,
         fields: FIELDS,
         indexes: INDEXES,
         stream: Some(StreamDescriptor {
             key: "jobs:stream",
-            maxlen: Some(10_000),
+            maxlen: NonZeroU64::new(10_000),
         }),
+        ttl_registry: None,
     };
 
     #[test]
@@ -268,5 +392,31 @@ mod tests {
             ..JOB
         };
         assert_eq!(session.ttl(), Some(Duration::from_millis(1_500)));
+    }
+
+    #[test]
+    fn keys_of_members_and_indexed_values() {
+        assert_eq!(JOB.key_of_member("42").as_deref(), Some("job:42"));
+        assert_eq!(JOB.key_of_member("4:2"), None, "one placeholder, one value");
+        assert_eq!(JOB.key_of_member(""), None);
+        assert_eq!(JOB.indexed_fields(), ["userId", "created_at", "error"]);
+        let values = |name: &str| match name {
+            "userId" => Some("u1"),
+            "error" => Some("bad value"),
+            _ => None,
+        };
+        assert_eq!(
+            JOB.render(JOB.indexes[0].key, values).as_deref(),
+            Some("jobs:user:u1")
+        );
+        assert_eq!(JOB.render(JOB.indexes[1].key, values), None, "whitespace");
+        static STATIC_JOB: EntityDescriptor = JOB;
+        assert_eq!(STATIC_JOB.index_position(&STATIC_JOB.indexes[1]), Some(1));
+        let copy = STATIC_JOB.indexes[1];
+        assert_eq!(
+            STATIC_JOB.index_position(&copy),
+            None,
+            "compared by address"
+        );
     }
 }

@@ -36,7 +36,8 @@ pub mod key;
 
 pub use case::RenameRule;
 pub use descriptor::{
-    EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, StreamDescriptor,
+    EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, PatternPart,
+    StreamDescriptor, ttl_registry_key,
 };
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};

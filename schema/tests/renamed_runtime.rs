@@ -32,7 +32,7 @@ struct Event {
 fn derives_work_through_a_renamed_runtime_path() {
     assert_eq!(Note::key_for(&7u64).expect("key"), "note:7");
     assert_eq!(Note::descriptor().ttl_ms, Some(3_600_000));
-    assert_eq!(Note::layout().indexes[0].name, "by_tag");
+    assert_eq!(Note::descriptor().indexes[0].name, "by_tag");
     assert_eq!(Event::descriptor().fields[0].hash_name, "mood");
     assert_eq!(Mood::Calm.key_part(), "calm");
     let note = Note {

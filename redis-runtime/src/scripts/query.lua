@@ -1,8 +1,9 @@
+--- needs: sweep key_of_member
 -- Reads through a secondary index, in one round trip, never returning an
 -- entity that has expired.
 --
 -- KEYS[1]  the index key.
--- ARGV     the layout (see common.lua), then:
+-- ARGV     op, index, then the op's own arguments:
 --   op       ids | page | count | sids | members | unique
 --   index    1-based position of the index in the layout
 --   for ids/page: rev (1 = highest score first), min, max (ZRANGE BYSCORE
@@ -16,20 +17,19 @@
 -- Returns: ids/sids -> array of ids; page/members/unique -> flat array of
 -- id, {field, value, ...} pairs; count -> integer.
 
-local i = parse_layout()
 local index_key = KEYS[1]
-local op = ARGV[i]
-local idx = layout.indexes[tonumber(ARGV[i + 1])]
-i = i + 2
+local op = ARGV[1]
+local idx = layout.indexes[tonumber(ARGV[2])]
+local i = 3
 
 -- Sweep until nothing is due, so counts and id lists are exact; the work
 -- is proportional to what expired since the last query and done once.
 while sweep(1000) == 1000 do end
 
 local function drop(m)
-  if idx.kind == 'z' then
+  if idx.kind == 'zset' then
     redis.call('ZREM', index_key, m)
-  elseif idx.kind == 's' then
+  elseif idx.kind == 'set' then
     redis.call('SREM', index_key, m)
   end
 end
@@ -72,8 +72,8 @@ local function zrange(offset, limit)
 end
 
 if op == 'count' then
-  if idx.kind == 'z' then return redis.call('ZCARD', index_key) end
-  if idx.kind == 's' then return redis.call('SCARD', index_key) end
+  if idx.kind == 'zset' then return redis.call('ZCARD', index_key) end
+  if idx.kind == 'set' then return redis.call('SCARD', index_key) end
   return redis.call('HLEN', index_key)
 elseif op == 'ids' then
   local offset, limit = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])

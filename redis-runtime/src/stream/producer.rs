@@ -139,7 +139,7 @@ impl<M: Record> Stream<M> {
             ))
         })?;
         let mut this = Self::new(client, stream.key);
-        this.maxlen = stream.maxlen.filter(|n| *n > 0);
+        this.maxlen = stream.maxlen.map(std::num::NonZeroU64::get);
         Ok(this)
     }
 

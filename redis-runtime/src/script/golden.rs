@@ -1,0 +1,148 @@
+//! Golden tests: the generated scripts of three representative entity
+//! types are checked in under `src/script/golden/` and compared exactly, so
+//! a reviewer sees every change to the generated Lua in the diff.
+//!
+//! After an intended change, re-bless with
+//! `BLESS=1 cargo test -p redis-runtime --lib script::golden`
+//! and review the `.lua` diff.
+
+use std::num::NonZeroU64;
+use std::path::PathBuf;
+
+use redis_schema::{
+    EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, PatternPart,
+    StreamDescriptor,
+};
+
+use super::{assemble_fixed, write};
+
+const fn field(hash_name: &'static str, is_key: bool) -> FieldDescriptor {
+    FieldDescriptor {
+        rust_name: hash_name,
+        hash_name,
+        optional: false,
+        is_key,
+        encoding: FieldEncoding::Text,
+    }
+}
+
+/// A job: sorted and set indexes, an outbox stream, no TTL.
+pub(super) static JOB: EntityDescriptor = EntityDescriptor {
+    name: "Job",
+    key_pattern: "job:{id}",
+    key: &[PatternPart::Literal("job:"), PatternPart::Field(0)],
+    ttl_ms: None,
+    fields: &[
+        field("id", true),
+        field("user_id", false),
+        field("status", false),
+        field("created_at", false),
+    ],
+    indexes: &[
+        IndexDescriptor {
+            kind: IndexKind::Sorted,
+            name: "by_user_id",
+            key_pattern: "jobs:user:{user_id}",
+            key: &[PatternPart::Literal("jobs:user:"), PatternPart::Field(1)],
+            score_field: Some("created_at"),
+        },
+        IndexDescriptor {
+            kind: IndexKind::Set,
+            name: "by_status",
+            key_pattern: "jobs:status:{status}",
+            key: &[PatternPart::Literal("jobs:status:"), PatternPart::Field(2)],
+            score_field: None,
+        },
+    ],
+    stream: Some(StreamDescriptor {
+        key: "jobs:stream",
+        maxlen: NonZeroU64::new(10_000),
+    }),
+    ttl_registry: None,
+};
+
+/// A membership: a two-part key, a unique index and a TTL, so the TTL
+/// registry and `key_of_member` come in.
+static MEMBER: EntityDescriptor = EntityDescriptor {
+    name: "Member",
+    key_pattern: "member:{org}:{user}",
+    key: &[
+        PatternPart::Literal("member:"),
+        PatternPart::Field(0),
+        PatternPart::Literal(":"),
+        PatternPart::Field(1),
+    ],
+    ttl_ms: Some(86_400_000),
+    fields: &[
+        field("org", true),
+        field("user", true),
+        field("email", false),
+    ],
+    indexes: &[IndexDescriptor {
+        kind: IndexKind::Unique,
+        name: "by_email",
+        key_pattern: "members:by_email",
+        key: &[PatternPart::Literal("members:by_email")],
+        score_field: Some("email"),
+    }],
+    stream: None,
+    ttl_registry: Some("member:{org}:{user}:__ttl"),
+};
+
+/// A session: a TTL and nothing else.
+static SESSION: EntityDescriptor = EntityDescriptor {
+    name: "Session",
+    key_pattern: "session:{id}",
+    key: &[PatternPart::Literal("session:"), PatternPart::Field(0)],
+    ttl_ms: Some(604_800_000),
+    fields: &[field("id", true), field("user_id", false)],
+    indexes: &[],
+    stream: None,
+    ttl_registry: None,
+};
+
+fn check(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/script/golden")
+        .join(format!("{name}.lua"));
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with BLESS=1 cargo test -p redis-runtime --lib script::golden",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "the generated {name} script differs from {}; if the change is intended, re-bless with \
+         BLESS=1 cargo test -p redis-runtime --lib script::golden and review the diff.\n\
+         --- generated ---\n{actual}",
+        path.display()
+    );
+}
+
+#[test]
+fn job_write_script() {
+    check("job.write", &write::compile(&JOB));
+}
+
+#[test]
+fn member_write_script() {
+    check("member.write", &write::compile(&MEMBER));
+}
+
+#[test]
+fn session_write_script() {
+    check("session.write", &write::compile(&SESSION));
+}
+
+#[test]
+fn member_query_script() {
+    check(
+        "member.query",
+        &assemble_fixed(&MEMBER, "query", include_str!("../scripts/query.lua")),
+    );
+}

@@ -1,0 +1,197 @@
+//! The Lua scripts of an entity type, built from its descriptor.
+//!
+//! Every server-side step on an entity (its writes, index queries, TTL
+//! sweeps, expiry changes, index repairs) is one Lua script, so that it is
+//! atomic and one round trip. Each entity type gets its own copy of each
+//! script, assembled from three pieces:
+//!
+//! 1. a **layout literal**, `local layout = { ... }`, rendered from the
+//!    type's [`EntityDescriptor`] (key parts, indexes, TTL registry);
+//! 2. the **helpers** it needs from `scripts/prelude.lua`, the one copy of
+//!    the key rules and TTL sweeping in Lua;
+//! 3. a **body**: a fixed one from `scripts/` (query, sweep, unindex,
+//!    expire), or the write body that [`write`] generates for the type with
+//!    its field names and key shapes written in as literals.
+//!
+//! The scripts are built once per type on first use and sent with EVALSHA
+//! (redis-rs loads a script on a `NOSCRIPT` reply). Writing the layout into
+//! the source, instead of passing it on every call, keeps the arguments to
+//! what the call itself is about.
+//!
+//! Keys touched but not declared in `KEYS`: index keys, the registry and the
+//! stream. With cluster hash tags in the patterns they can share the
+//! entity's slot; a cluster mode would have to declare them.
+
+mod prelude;
+pub(crate) mod write;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{LazyLock, RwLock};
+
+use redis_schema::{EntityDescriptor, PatternPart};
+
+/// The compiled scripts of one entity type.
+pub(crate) struct EntityScripts {
+    /// Create, save, update, patch, delete and reindex (see [`write`]).
+    pub(crate) write: redis::Script,
+    /// Index reads (`scripts/query.lua`).
+    pub(crate) query: redis::Script,
+    /// Removal of expired entities' index entries (`scripts/sweep.lua`).
+    pub(crate) sweep: redis::Script,
+    /// Removal of one stale index entry (`scripts/unindex.lua`).
+    pub(crate) unindex: redis::Script,
+    /// TTL changes that keep the registry in step (`scripts/expire.lua`).
+    pub(crate) expire: redis::Script,
+}
+
+/// Scripts by the address of their type's `static` descriptor (unique per
+/// type).
+static CACHE: LazyLock<RwLock<HashMap<usize, &'static EntityScripts>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// The scripts of the entity type this descriptor describes.
+pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static EntityScripts {
+    let id = std::ptr::from_ref(descriptor) as usize;
+    if let Some(scripts) = CACHE.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return scripts;
+    }
+    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
+    cache.entry(id).or_insert_with(|| {
+        let fixed = |what, body| redis::Script::new(&assemble_fixed(descriptor, what, body));
+        // One leaked set of scripts per entity type: bounded by the program's types.
+        Box::leak(Box::new(EntityScripts {
+            write: redis::Script::new(&write::compile(descriptor)),
+            query: fixed("query", include_str!("../scripts/query.lua")),
+            sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
+            unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
+            expire: fixed("expire", include_str!("../scripts/expire.lua")),
+        }))
+    })
+}
+
+/// A fixed body from `scripts/`: its first line, `--- needs: a b`, names
+/// the helpers it calls.
+fn assemble_fixed(descriptor: &EntityDescriptor, what: &str, body: &str) -> String {
+    let needs: Vec<&str> = body
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("--- needs:"))
+        .map(|names| names.split_whitespace().collect())
+        .unwrap_or_default();
+    assemble(descriptor, what, &needs, body)
+}
+
+/// Layout literal (if a needed helper reads it), then the needed helpers
+/// and their dependencies in prelude order, then `body`.
+pub(crate) fn assemble(
+    descriptor: &EntityDescriptor,
+    what: &str,
+    needs: &[&str],
+    body: &str,
+) -> String {
+    let helpers = prelude::with_dependencies(needs);
+    let mut out = format!(
+        "-- The {what} script of {}, assembled by redis-runtime's script module.\n",
+        descriptor.name
+    );
+    if helpers.iter().any(|h| h.name == prelude::LAYOUT) {
+        out.push_str(&layout_literal(descriptor));
+    }
+    for helper in helpers {
+        out.push_str(helper.source);
+    }
+    out.push_str(body);
+    out
+}
+
+/// `local layout = { ... }`: the layout table `scripts/prelude.lua`
+/// describes, for this entity type.
+pub(crate) fn layout_literal(descriptor: &EntityDescriptor) -> String {
+    let mut out = String::from("local layout = {\n");
+    let _ = writeln!(out, "  key = {},", parts(descriptor, descriptor.key));
+    out.push_str("  indexes = {\n");
+    for index in descriptor.indexes {
+        let value = index
+            .score_field
+            .map(|field| format!(", value = {}", lua_str(field)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    {{ kind = '{}', name = {}, key = {}{value} }},",
+            index.kind.redis_type(),
+            lua_str(index.name),
+            parts(descriptor, index.key),
+        );
+    }
+    out.push_str("  },\n");
+    if let Some(registry) = descriptor.ttl_registry {
+        let _ = writeln!(out, "  registry = {},", lua_str(registry));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A key pattern as the alternating Lua list the prelude reads: literal
+/// text at odd positions, field names at even ones.
+fn parts(descriptor: &EntityDescriptor, parts: &[PatternPart]) -> String {
+    let mut items = Vec::new();
+    for part in parts {
+        match part {
+            PatternPart::Literal(text) => items.push(lua_str(text)),
+            PatternPart::Field(n) => {
+                if items.len() % 2 == 0 {
+                    // A pattern that starts with a placeholder.
+                    items.push(lua_str(""));
+                }
+                items.push(lua_str(descriptor.hash_name(*n)));
+            }
+        }
+    }
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// A Lua string literal for `text`, escaping everything outside printable
+/// ASCII so no field name or key text can break out of it.
+pub(crate) fn lua_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for byte in text.bytes() {
+        match byte {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            0x20..=0x7e => out.push(byte as char),
+            _ => {
+                let _ = write!(out, "\\{byte:03}");
+            }
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod golden;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_cannot_break_out_of_lua_strings() {
+        assert_eq!(lua_str("a'b\\c\n"), "'a\\'b\\\\c\\010'");
+        assert_eq!(lua_str("é"), "'\\195\\169'");
+    }
+
+    #[test]
+    fn fixed_scripts_take_only_the_helpers_they_name() {
+        let sweep = assemble_fixed(&golden::JOB, "sweep", include_str!("../scripts/sweep.lua"));
+        assert!(sweep.contains("local layout = {"));
+        assert!(sweep.contains("local function sweep(budget)"));
+        assert!(
+            sweep.contains("local function forget_expired(m)"),
+            "a dependency"
+        );
+        assert!(!sweep.contains("score_ok"), "not needed");
+    }
+}

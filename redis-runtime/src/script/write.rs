@@ -1,0 +1,417 @@
+//! The write script of an entity type: create, save, update, patch, delete
+//! and reindex, generated per type with its field names, key shapes, TTL
+//! registry and stream written in as literals, so a call does only the work
+//! of a hand-written script for the same type.
+//!
+//! Arguments:
+//!
+//! * `KEYS[1]`: the entity's hash.
+//! * `ARGV`: mode (`c` create, `s` save, `u` update, `p` patch, `d` delete,
+//!   `x` reindex), TTL action (`k` keep, `s` set relative ms, `a` set
+//!   absolute ms, `n` none), TTL ms, member id, `nset` and `nset`
+//!   field/value pairs, `ndel` and `ndel` field names.
+//!
+//! It returns `{code, detail}`: 1 written (detail: the stream entry id or
+//! false), 2 written over an existing entity, 0 create found the key, -1
+//! the entity is missing, -2 unique violation (detail: the index name).
+//!
+//! Why the steps are in this order: every check (existence, key-safe index
+//! values, numeric scores, unique holders, key types) runs before the first
+//! write, because Redis does not roll back a script that fails midway.
+//! Index keys are derived inside the script from the hash as it was and as
+//! it will be, so concurrent writers can never leave an entry behind.
+//!
+//! In the generated Lua, `o<n>` and `n<n>` are the old and new values of
+//! the n-th indexed field ([`EntityDescriptor::indexed_fields`]), and
+//! `old_k<i>`/`new_k<i>` the old and new key of the i-th index.
+
+use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind, PatternPart};
+
+use super::{assemble, lua_str};
+
+/// The Lua source of the write script of `descriptor`'s entity type.
+pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
+    let mut w = Writer::new(descriptor);
+    w.arguments();
+    if !descriptor.indexes.is_empty() {
+        w.indexed_values();
+        w.index_checks();
+        w.forget_earlier_incarnation();
+    }
+    w.key_type_checks();
+    w.past_expiry_is_a_delete();
+    w.hash_and_ttl();
+    w.index_moves();
+    w.registry();
+    w.outbox();
+    w.line("if exists then return { 2, entry } end");
+    w.line("return { 1, entry }");
+    assemble(descriptor, "write", &w.needs(), &w.out)
+}
+
+struct Writer<'d> {
+    descriptor: &'d EntityDescriptor,
+    /// The indexed fields; field `n` in the Lua is `fields[n - 1]`.
+    fields: Vec<&'static str>,
+    out: String,
+}
+
+impl<'d> Writer<'d> {
+    fn new(descriptor: &'d EntityDescriptor) -> Self {
+        Self {
+            descriptor,
+            fields: descriptor.indexed_fields(),
+            out: String::new(),
+        }
+    }
+
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.out.push_str(text.as_ref());
+        self.out.push('\n');
+    }
+
+    /// The prelude helpers the body calls.
+    fn needs(&self) -> Vec<&'static str> {
+        let d = self.descriptor;
+        let has = |kind| d.indexes.iter().any(|i| i.kind == kind);
+        let mut needs = vec!["now_ms"];
+        if !d.indexes.is_empty() {
+            needs.push("safe");
+        }
+        if has(IndexKind::Sorted) {
+            needs.push("score_ok");
+        }
+        if has(IndexKind::Unique) {
+            needs.push("key_of_member");
+        }
+        if !d.indexes.is_empty() || d.stream.is_some() {
+            needs.push("kind_ok");
+        }
+        if d.ttl_registry.is_some() {
+            needs.push("forget_expired");
+        }
+        needs
+    }
+
+    /// The Lua number (1-based) of an indexed field.
+    fn number(&self, hash_name: &str) -> usize {
+        self.fields
+            .iter()
+            .position(|f| *f == hash_name)
+            .unwrap_or(0)
+            + 1
+    }
+
+    /// The Lua number of an index's value field (score or unique value).
+    fn value_number(&self, index: &IndexDescriptor) -> Option<usize> {
+        index.score_field.map(|field| self.number(field))
+    }
+
+    /// `safe(o1) and safe(o2)` for the fields of an index key (`true` if none).
+    fn all_safe(&self, index: &IndexDescriptor, prefix: &str) -> String {
+        let checks: Vec<String> = self
+            .key_field_numbers(index)
+            .map(|n| format!("safe({prefix}{n})"))
+            .collect();
+        if checks.is_empty() {
+            "true".into()
+        } else {
+            checks.join(" and ")
+        }
+    }
+
+    /// `'jobs:user:' .. o1` for an index key.
+    fn concat(&self, index: &IndexDescriptor, prefix: &str) -> String {
+        let pieces: Vec<String> = index
+            .key
+            .iter()
+            .map(|part| match part {
+                PatternPart::Literal(text) => lua_str(text),
+                PatternPart::Field(f) => {
+                    format!("{prefix}{}", self.number(self.descriptor.hash_name(*f)))
+                }
+            })
+            .collect();
+        if pieces.is_empty() {
+            "''".into()
+        } else {
+            pieces.join(" .. ")
+        }
+    }
+
+    fn key_field_numbers<'a>(
+        &'a self,
+        index: &'a IndexDescriptor,
+    ) -> impl Iterator<Item = usize> + 'a {
+        index.key.iter().filter_map(|part| match part {
+            PatternPart::Field(f) => Some(self.number(self.descriptor.hash_name(*f))),
+            PatternPart::Literal(_) => None,
+        })
+    }
+
+    fn arguments(&mut self) {
+        self.line("local key = KEYS[1]");
+        self.line("local mode, ttl_action, ttl_ms, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]");
+        self.line("local nset = tonumber(ARGV[5])");
+        self.line("local set_start, del_at = 6, 6 + 2 * nset");
+        self.line("local ndel = tonumber(ARGV[del_at])");
+        self.line("local del_start = del_at + 1");
+        self.line("local exists = redis.call('EXISTS', key) == 1");
+        self.line("if mode == 'c' and exists then return { 0, false } end");
+        self.line("if mode ~= 'c' and mode ~= 's' and not exists then return { -1, false } end");
+    }
+
+    /// `o<n>` from the stored hash, `n<n>` as they will be after the write.
+    fn indexed_values(&mut self) {
+        let count = self.fields.len();
+        let olds: Vec<String> = (1..=count).map(|i| format!("o{i}")).collect();
+        let news: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
+        self.line(format!("local {}", olds.join(", ")));
+        self.line(format!("local {}", news.join(", ")));
+        let names: Vec<String> = self.fields.iter().map(|f| lua_str(f)).collect();
+        self.line("if exists then");
+        self.line(format!(
+            "  local v = redis.call('HMGET', key, {})",
+            names.join(", ")
+        ));
+        for i in 1..=count {
+            self.line(format!("  o{i} = v[{i}] or nil"));
+        }
+        self.line("end");
+        self.line("if mode ~= 'd' then");
+        // A patch or reindex starts from the stored values; the others
+        // replace the whole hash.
+        self.line(format!(
+            "  if mode == 'p' or mode == 'x' then {} = {} end",
+            news.join(", "),
+            olds.join(", ")
+        ));
+        for (from, to, value) in [
+            ("set_start", "del_at - 1, 2", "ARGV[j + 1]"),
+            ("del_start", "del_start + ndel - 1", "nil"),
+        ] {
+            self.line(format!("  for j = {from}, {to} do"));
+            self.line("    local f = ARGV[j]");
+            let arms: Vec<String> = self
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, name)| format!("f == {} then n{} = {value}", lua_str(name), i + 1))
+                .collect();
+            self.line(format!("    if {} end", arms.join(" elseif ")));
+            self.line("  end");
+        }
+        self.line("end");
+    }
+
+    /// Old and new index keys, and every check on the new values.
+    fn index_checks(&mut self) {
+        for (i, index) in self.descriptor.indexes.iter().enumerate() {
+            let i = i + 1;
+            let name = index.name;
+            self.line(format!("local old_k{i}, new_k{i}"));
+            self.line(format!(
+                "if exists and {} then old_k{i} = {} end",
+                self.all_safe(index, "o"),
+                self.concat(index, "o")
+            ));
+            self.line("if mode ~= 'd' then");
+            self.line(format!(
+                "  if not ({}) then return redis.error_reply({}) end",
+                self.all_safe(index, "n"),
+                lua_str(&format!(
+                    "INVALID_KEY a value of index {name} cannot be part of a key"
+                ))
+            ));
+            self.line(format!("  new_k{i} = {}", self.concat(index, "n")));
+            match (index.kind, self.value_number(index)) {
+                (IndexKind::Sorted, Some(v)) => self.line(format!(
+                    "  if not score_ok(n{v}) then return redis.error_reply({}) end",
+                    lua_str(&format!("DECODE the score of index {name} is not a number"))
+                )),
+                (IndexKind::Unique, Some(v)) => self.unique_check(i, name, v),
+                _ => {}
+            }
+            self.line("end");
+        }
+    }
+
+    /// A unique value held by another live entity stops the write.
+    fn unique_check(&mut self, i: usize, name: &str, v: usize) {
+        self.line(format!(
+            "  if not n{v} then return redis.error_reply({}) end",
+            lua_str(&format!(
+                "DECODE the value of unique index {name} is missing"
+            ))
+        ));
+        self.line(format!(
+            "  local holder = redis.call('HGET', new_k{i}, n{v})"
+        ));
+        self.line("  if holder and holder ~= member then");
+        self.line("    local holder_key = key_of_member(holder)");
+        // A reindex (repairing existing data) skips just this entry, so the
+        // entity still gets its other indexes and the conflict is left for
+        // `verify` to report.
+        self.line("    if holder_key and redis.call('EXISTS', holder_key) == 1 then");
+        self.line(format!(
+            "      if mode == 'x' then new_k{i} = nil else return {{ -2, {} }} end",
+            lua_str(name)
+        ));
+        self.line("    end");
+        self.line("  end");
+    }
+
+    /// A previous incarnation that expired may still have index entries.
+    fn forget_earlier_incarnation(&mut self) {
+        if self.descriptor.ttl_registry.is_some() {
+            self.line("if not exists then forget_expired(member) end");
+        }
+    }
+
+    /// Keys of another Redis type (foreign data in our key space) would make
+    /// an index or stream command fail after the hash was written: refuse
+    /// before writing anything instead.
+    fn key_type_checks(&mut self) {
+        for (i, index) in self.descriptor.indexes.iter().enumerate() {
+            let i = i + 1;
+            let t = index.kind.redis_type();
+            self.line(format!(
+                "if (new_k{i} and not kind_ok(new_k{i}, '{t}')) or (old_k{i} and old_k{i} ~= new_k{i} and not kind_ok(old_k{i}, '{t}')) then"
+            ));
+            self.line(format!(
+                "  return redis.error_reply('WRONGTYPE an index key holds a value that is not a {t}; nothing was written')"
+            ));
+            self.line("end");
+        }
+        if let Some(stream) = self.descriptor.stream {
+            self.line(format!(
+                "if (mode == 'c' or (mode == 's' and not exists)) and not kind_ok({}, 'stream') then",
+                lua_str(stream.key)
+            ));
+            self.line("  return redis.error_reply('WRONGTYPE the stream key holds a value that is not a stream; nothing was written')");
+            self.line("end");
+        }
+    }
+
+    /// An absolute expiry already in the past: the entity is gone as soon
+    /// as it is written, so the write is a delete (old entries out, nothing
+    /// added, no stream entry) rather than index entries for a hash Redis
+    /// removes at once.
+    fn past_expiry_is_a_delete(&mut self) {
+        self.line("if ttl_action == 'a' and mode ~= 'd' and mode ~= 'x' and tonumber(ttl_ms) <= now_ms() then");
+        self.line("  mode = 'd'");
+        let count = self.descriptor.indexes.len();
+        if count > 0 {
+            let keys: Vec<String> = (1..=count).map(|i| format!("new_k{i}")).collect();
+            let nils = vec!["nil"; count];
+            self.line(format!("  {} = {}", keys.join(", "), nils.join(", ")));
+        }
+        self.line("end");
+    }
+
+    fn hash_and_ttl(&mut self) {
+        self.line("local pttl = -1");
+        self.line("if mode == 'd' then");
+        self.line("  redis.call('DEL', key)");
+        self.line("elseif mode == 'p' then");
+        self.line(
+            "  if nset > 0 then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
+        );
+        self.line("  if ndel > 0 then redis.call('HDEL', key, unpack(ARGV, del_start, del_start + ndel - 1)) end");
+        self.line("elseif mode ~= 'x' then");
+        self.line("  if exists then");
+        self.line("    pttl = redis.call('PTTL', key)");
+        self.line("    redis.call('DEL', key)");
+        self.line("  end");
+        self.line("  redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1))");
+        self.line("end");
+        self.line("if mode ~= 'd' and mode ~= 'x' then");
+        self.line("  if ttl_action == 's' then redis.call('PEXPIRE', key, ttl_ms)");
+        self.line("  elseif ttl_action == 'a' then redis.call('PEXPIREAT', key, ttl_ms)");
+        self.line(
+            "  elseif ttl_action == 'k' and pttl > 0 then redis.call('PEXPIRE', key, pttl) end",
+        );
+        self.line("end");
+    }
+
+    fn index_moves(&mut self) {
+        for (i, index) in self.descriptor.indexes.iter().enumerate() {
+            let i = i + 1;
+            match (index.kind, self.value_number(index)) {
+                (IndexKind::Set, _) => {
+                    self.line(format!("if old_k{i} and old_k{i} ~= new_k{i} then redis.call('SREM', old_k{i}, member) end"));
+                    self.line(format!(
+                        "if new_k{i} then redis.call('SADD', new_k{i}, member) end"
+                    ));
+                }
+                (IndexKind::Sorted, Some(v)) => {
+                    self.line(format!("if old_k{i} and old_k{i} ~= new_k{i} then redis.call('ZREM', old_k{i}, member) end"));
+                    self.line(format!(
+                        "if new_k{i} then redis.call('ZADD', new_k{i}, n{v}, member) end"
+                    ));
+                }
+                (IndexKind::Unique, Some(v)) => {
+                    self.line(format!(
+                        "if old_k{i} and o{v} and (old_k{i} ~= new_k{i} or o{v} ~= n{v}) then"
+                    ));
+                    self.line(format!("  if redis.call('HGET', old_k{i}, o{v}) == member then redis.call('HDEL', old_k{i}, o{v}) end"));
+                    self.line("end");
+                    self.line(format!(
+                        "if new_k{i} then redis.call('HSET', new_k{i}, n{v}, member) end"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Only entities that expire (now, or before this write) are listed in
+    /// the TTL registry, with the values their index entries were built from.
+    fn registry(&mut self) {
+        let Some(registry) = self.descriptor.ttl_registry else {
+            return;
+        };
+        let reg = lua_str(registry);
+        let reg_fields = lua_str(&format!("{registry}:fields"));
+        let snapshot: Vec<String> = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("[{}] = n{}", lua_str(name), i + 1))
+            .collect();
+        self.line("local left = -1");
+        self.line("if mode ~= 'd' and (ttl_action == 's' or ttl_action == 'a' or pttl > 0 or mode == 'p' or mode == 'x') then");
+        self.line("  left = redis.call('PTTL', key)");
+        self.line("end");
+        self.line("if left > 0 then");
+        self.line(format!(
+            "  redis.call('ZADD', {reg}, now_ms() + left, member)"
+        ));
+        self.line(format!(
+            "  redis.call('HSET', {reg_fields}, member, cjson.encode({{ {} }}))",
+            snapshot.join(", ")
+        ));
+        self.line("elseif pttl > 0 or mode == 'd' or mode == 'p' then");
+        self.line(format!("  redis.call('ZREM', {reg}, member)"));
+        self.line(format!("  redis.call('HDEL', {reg_fields}, member)"));
+        self.line("end");
+    }
+
+    /// The outbox: an entry on the stream in the same step as the creation.
+    fn outbox(&mut self) {
+        self.line("local entry = false");
+        let Some(stream) = self.descriptor.stream else {
+            return;
+        };
+        let trim = stream
+            .maxlen
+            .map(|n| format!("'MAXLEN', '~', {n}, "))
+            .unwrap_or_default();
+        self.line("if mode == 'c' or (mode == 's' and not exists) then");
+        self.line(format!(
+            "  entry = redis.call('XADD', {}, {trim}'*', unpack(ARGV, set_start, del_at - 1))",
+            lua_str(stream.key)
+        ));
+        self.line("end");
+    }
+}
