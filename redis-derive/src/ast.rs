@@ -7,6 +7,10 @@
 use syn::meta::ParseNestedMeta;
 
 use crate::ctxt::Ctxt;
+use crate::symbol::{
+    CRATE, DEFAULT, EXPIRES_AT, FIELD, INDEX, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME,
+    RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM, STREAM_MAXLEN, Symbol, TTL, UNIQUE,
+};
 
 /// What the derive is asked to produce.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,11 +38,34 @@ pub(crate) enum IndexKind {
 }
 
 impl IndexKind {
-    pub(crate) fn attr_name(self) -> &'static str {
+    pub(crate) fn attr_name(self) -> Symbol {
         match self {
-            IndexKind::Set => "index",
-            IndexKind::Sorted => "sorted_index",
-            IndexKind::Unique => "unique",
+            IndexKind::Set => INDEX,
+            IndexKind::Sorted => SORTED_INDEX,
+            IndexKind::Unique => UNIQUE,
+        }
+    }
+
+    /// The settings its parentheses accept: only a sorted index has a
+    /// score, only a unique index names its field.
+    fn settings(self) -> &'static [Symbol] {
+        match self {
+            IndexKind::Set => &[KEY, NAME],
+            IndexKind::Sorted => &[KEY, SCORE, NAME],
+            IndexKind::Unique => &[KEY, FIELD, NAME],
+        }
+    }
+
+    /// A whole attribute of this kind, for messages.
+    fn example(self) -> String {
+        match self {
+            IndexKind::Set => format!("{INDEX}({KEY} = \"jobs:status:{{status}}\")"),
+            IndexKind::Sorted => format!(
+                "{SORTED_INDEX}({KEY} = \"jobs:user:{{user_id}}\", {SCORE} = \"created_at\")"
+            ),
+            IndexKind::Unique => {
+                format!("{UNIQUE}({KEY} = \"users:by_email\", {FIELD} = \"email\")")
+            }
         }
     }
 }
@@ -93,10 +120,26 @@ pub(crate) struct Container<'a> {
     pub(crate) fields: Option<Vec<Field<'a>>>,
 }
 
-const CONTAINER_KEYS: &str =
-    "key, ttl, rename_all, crate, stream, stream_maxlen, patch, index, sorted_index, unique, log";
-const RECORD_KEYS: &str = "rename_all, crate";
-const FIELD_KEYS: &str = "rename, skip, default, json, expires_at";
+/// What `#[redis(...)]` accepts on a struct deriving `RedisEntity`. Each
+/// list below is both what the parser looks names up in and what its
+/// "accepts: ..." message shows, so the two cannot drift apart.
+const CONTAINER_ATTRS: &[Symbol] = &[
+    KEY,
+    TTL,
+    RENAME_ALL,
+    CRATE,
+    STREAM,
+    STREAM_MAXLEN,
+    PATCH,
+    INDEX,
+    SORTED_INDEX,
+    UNIQUE,
+    LOG,
+];
+/// On a `RedisRecord`: it has no key, so nothing that hangs off one.
+const RECORD_ATTRS: &[Symbol] = &[RENAME_ALL, CRATE];
+const FIELD_ATTRS: &[Symbol] = &[RENAME, SKIP, DEFAULT, JSON, EXPIRES_AT];
+const LOG_SETTINGS: &[Symbol] = &[NAME, KEY, TTL, MAX_LEN];
 
 impl<'a> Container<'a> {
     pub(crate) fn from_ast(cx: &Ctxt, input: &'a syn::DeriveInput, derive: Derive) -> Self {
@@ -115,15 +158,9 @@ impl<'a> Container<'a> {
             logs: Vec::new(),
             fields: None,
         };
-        for attr in redis_attrs(&input.attrs) {
-            let result = attr.parse_nested_meta(|meta| {
-                container.read_container_key(cx, &meta, derive);
-                Ok(())
-            });
-            if let Err(e) = result {
-                cx.syn_error(e);
-            }
-        }
+        for_each_attr(cx, &input.attrs, |meta| {
+            container.read_attr(cx, meta, derive);
+        });
         if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
             cx.error_spanned_by(
                 &input.generics,
@@ -134,123 +171,44 @@ impl<'a> Container<'a> {
                 ),
             );
         }
-        match &input.data {
-            syn::Data::Struct(syn::DataStruct {
-                fields: syn::Fields::Named(named),
-                ..
-            }) => {
-                container.fields = Some(
-                    named
-                        .named
-                        .iter()
-                        .filter_map(|f| f.ident.as_ref().map(|ident| Field::from_ast(cx, f, ident)))
-                        .collect(),
-                );
-            }
-            syn::Data::Struct(syn::DataStruct { fields, .. }) => {
-                let what = match fields {
-                    syn::Fields::Unit => "a unit struct",
-                    _ => "a tuple struct",
-                };
-                cx.error_spanned_by(
-                    &input.ident,
-                    format!(
-                        "#[derive({})] needs a struct with named fields, not {what}: \
-                         each field becomes a named hash field",
-                        derive.name()
-                    ),
-                );
-            }
-            syn::Data::Enum(e) => cx.error_spanned_by(
-                e.enum_token,
-                format!(
-                    "#[derive({})] needs a struct with named fields; \
-                     for a unit enum stored in one field use #[derive(RedisValue)]",
-                    derive.name()
-                ),
-            ),
-            syn::Data::Union(u) => cx.error_spanned_by(
-                u.union_token,
-                format!(
-                    "#[derive({})] needs a struct with named fields, not a union",
-                    derive.name()
-                ),
-            ),
-        }
+        container.fields = fields_from_ast(cx, input, derive);
         container
     }
 
-    fn read_container_key(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>, derive: Derive) {
-        let name = path_name(&meta.path);
-        let entity_only = !matches!(name.as_str(), "rename_all" | "crate");
-        if derive == Derive::Record && entity_only {
-            let known = CONTAINER_KEYS.split(", ").any(|k| k == name);
-            let hint = if known {
-                format!("`{name}` applies to stored entities: use #[derive(RedisEntity)]")
-            } else {
-                format!("unknown attribute `{name}`; #[derive(RedisRecord)] accepts: {RECORD_KEYS}")
-            };
-            cx.error_spanned_by(&meta.path, hint);
-            skip_value(meta);
-            return;
-        }
-        match name.as_str() {
-            "key" => {
+    fn read_attr(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>, derive: Derive) {
+        let accepted = match derive {
+            Derive::Entity => CONTAINER_ATTRS,
+            Derive::Record => RECORD_ATTRS,
+        };
+        match Symbol::find(&meta.path, accepted) {
+            Some(KEY) => {
                 self.key_given = true;
-                set_once(
+                read_string(cx, meta, &mut self.key, "\"user:{id}\"");
+            }
+            Some(TTL) => read_string(cx, meta, &mut self.ttl, "\"7d\""),
+            Some(RENAME_ALL) => read_string(cx, meta, &mut self.rename_all, "\"camelCase\""),
+            Some(CRATE) => read_string(cx, meta, &mut self.krate, "\"my_runtime\""),
+            Some(STREAM) => read_string(cx, meta, &mut self.stream, "\"jobs:stream\""),
+            Some(STREAM_MAXLEN) => read_int(cx, meta, &mut self.stream_maxlen, "10000"),
+            Some(PATCH) => read_string(cx, meta, &mut self.patch, "\"UserChanges\""),
+            Some(INDEX) => self.read_index(cx, meta, IndexKind::Set),
+            Some(SORTED_INDEX) => self.read_index(cx, meta, IndexKind::Sorted),
+            Some(UNIQUE) => self.read_index(cx, meta, IndexKind::Unique),
+            Some(LOG) => self.read_log(cx, meta),
+            _ => match (derive, Symbol::find(&meta.path, CONTAINER_ATTRS)) {
+                // Say so when the attribute exists but only for entities.
+                (Derive::Record, Some(attr)) => reject(
                     cx,
                     meta,
-                    &mut self.key,
-                    string_value(cx, meta, "key = \"user:{id}\""),
-                );
-            }
-            "ttl" => set_once(
-                cx,
-                meta,
-                &mut self.ttl,
-                string_value(cx, meta, "ttl = \"7d\""),
-            ),
-            "rename_all" => set_once(
-                cx,
-                meta,
-                &mut self.rename_all,
-                string_value(cx, meta, "rename_all = \"camelCase\""),
-            ),
-            "crate" => set_once(
-                cx,
-                meta,
-                &mut self.krate,
-                string_value(cx, meta, "crate = \"my_runtime\""),
-            ),
-            "stream" => set_once(
-                cx,
-                meta,
-                &mut self.stream,
-                string_value(cx, meta, "stream = \"jobs:stream\""),
-            ),
-            "stream_maxlen" => set_once(
-                cx,
-                meta,
-                &mut self.stream_maxlen,
-                int_value(cx, meta, "stream_maxlen = 10000"),
-            ),
-            "patch" => set_once(
-                cx,
-                meta,
-                &mut self.patch,
-                string_value(cx, meta, "patch = \"UserChanges\""),
-            ),
-            "index" => self.read_index(cx, meta, IndexKind::Set),
-            "sorted_index" => self.read_index(cx, meta, IndexKind::Sorted),
-            "unique" => self.read_index(cx, meta, IndexKind::Unique),
-            "log" => self.read_log(cx, meta),
-            _ => {
-                cx.error_spanned_by(
-                    &meta.path,
-                    format!("unknown attribute `{name}`; #[redis(...)] on a struct accepts: {CONTAINER_KEYS}"),
-                );
-                skip_value(meta);
-            }
+                    format!("`{attr}` applies to stored entities: use #[derive(RedisEntity)]"),
+                ),
+                (Derive::Record, None) => {
+                    unknown_attribute(cx, meta, "#[derive(RedisRecord)]", RECORD_ATTRS);
+                }
+                (Derive::Entity, _) => {
+                    unknown_attribute(cx, meta, "#[redis(...)] on a struct", CONTAINER_ATTRS);
+                }
+            },
         }
     }
 
@@ -262,57 +220,20 @@ impl<'a> Container<'a> {
             ttl: None,
             max_len: None,
         };
-        if !meta.input.peek(syn::token::Paren) {
-            cx.error_spanned_by(
-                &meta.path,
-                "`log` needs its settings in parentheses, e.g. log(name = \"output\", key = \"job:{id}:output\", ttl = \"24h\")",
-            );
-            skip_value(meta);
-            return;
-        }
-        let result = meta.parse_nested_meta(|inner| {
-            let name = path_name(&inner.path);
-            match name.as_str() {
-                "name" => set_once(
-                    cx,
-                    &inner,
-                    &mut log.name,
-                    string_value(cx, &inner, "name = \"output\""),
-                ),
-                "key" => set_once(
-                    cx,
-                    &inner,
-                    &mut log.key,
-                    string_value(cx, &inner, "key = \"job:{id}:output\""),
-                ),
-                "ttl" => set_once(
-                    cx,
-                    &inner,
-                    &mut log.ttl,
-                    string_value(cx, &inner, "ttl = \"24h\""),
-                ),
-                "max_len" => set_once(
-                    cx,
-                    &inner,
-                    &mut log.max_len,
-                    int_value(cx, &inner, "max_len = 10000"),
-                ),
-                _ => {
-                    cx.error_spanned_by(
-                        &inner.path,
-                        format!(
-                            "unknown setting `{name}` in `log`; it accepts: name, key, ttl, max_len"
-                        ),
-                    );
-                    skip_value(&inner);
-                }
+        let example =
+            format!("{LOG}({NAME} = \"output\", {KEY} = \"job:{{id}}:output\", {TTL} = \"24h\")");
+        let parsed = read_settings(cx, meta, LOG, &example, |inner| {
+            match Symbol::find(&inner.path, LOG_SETTINGS) {
+                Some(NAME) => read_string(cx, inner, &mut log.name, "\"output\""),
+                Some(KEY) => read_string(cx, inner, &mut log.key, "\"job:{id}:output\""),
+                Some(TTL) => read_string(cx, inner, &mut log.ttl, "\"24h\""),
+                Some(MAX_LEN) => read_int(cx, inner, &mut log.max_len, "10000"),
+                _ => unknown_setting(cx, inner, LOG, LOG_SETTINGS),
             }
-            Ok(())
         });
-        if let Err(e) = result {
-            cx.syn_error(e);
+        if parsed {
+            self.logs.push(log);
         }
-        self.logs.push(log);
     }
 
     fn read_index(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>, kind: IndexKind) {
@@ -324,74 +245,70 @@ impl<'a> Container<'a> {
             field: None,
             name: None,
         };
-        if !meta.input.peek(syn::token::Paren) {
-            let example = match kind {
-                IndexKind::Set => "index(key = \"jobs:status:{status}\")",
-                IndexKind::Sorted => {
-                    "sorted_index(key = \"jobs:user:{user_id}\", score = \"created_at\")"
-                }
-                IndexKind::Unique => "unique(key = \"users:by_email\", field = \"email\")",
+        let attr = kind.attr_name();
+        let parsed = read_settings(cx, meta, attr, &kind.example(), |inner| {
+            // `find` only returns what this kind accepts.
+            match Symbol::find(&inner.path, kind.settings()) {
+                Some(KEY) => read_string(cx, inner, &mut index.key, "\"jobs:user:{user_id}\""),
+                Some(NAME) => read_string(cx, inner, &mut index.name, "\"by_user\""),
+                Some(SCORE) => read_string(cx, inner, &mut index.score, "\"created_at\""),
+                Some(FIELD) => read_string(cx, inner, &mut index.field, "\"email\""),
+                _ => unknown_setting(cx, inner, attr, kind.settings()),
+            }
+        });
+        if parsed {
+            self.indexes.push(index);
+        }
+    }
+}
+
+/// The named fields of a struct, or `None` after reporting why the input
+/// has none: each field becomes a hash field, which needs a name.
+fn fields_from_ast<'a>(
+    cx: &Ctxt,
+    input: &'a syn::DeriveInput,
+    derive: Derive,
+) -> Option<Vec<Field<'a>>> {
+    let derive = derive.name();
+    match &input.data {
+        syn::Data::Struct(syn::DataStruct {
+            fields: syn::Fields::Named(named),
+            ..
+        }) => {
+            return Some(
+                named
+                    .named
+                    .iter()
+                    .filter_map(|f| f.ident.as_ref().map(|ident| Field::from_ast(cx, f, ident)))
+                    .collect(),
+            );
+        }
+        syn::Data::Struct(syn::DataStruct { fields, .. }) => {
+            let what = match fields {
+                syn::Fields::Unit => "a unit struct",
+                _ => "a tuple struct",
             };
             cx.error_spanned_by(
-                &meta.path,
+                &input.ident,
                 format!(
-                    "`{}` needs its settings in parentheses, e.g. {example}",
-                    kind.attr_name()
+                    "#[derive({derive})] needs a struct with named fields, not {what}: \
+                     each field becomes a named hash field"
                 ),
             );
-            skip_value(meta);
-            return;
         }
-        let allowed = match kind {
-            IndexKind::Set => "key, name",
-            IndexKind::Sorted => "key, score, name",
-            IndexKind::Unique => "key, field, name",
-        };
-        let result = meta.parse_nested_meta(|inner| {
-            let name = path_name(&inner.path);
-            match (name.as_str(), kind) {
-                ("key", _) => set_once(
-                    cx,
-                    &inner,
-                    &mut index.key,
-                    string_value(cx, &inner, "key = \"jobs:user:{user_id}\""),
-                ),
-                ("name", _) => set_once(
-                    cx,
-                    &inner,
-                    &mut index.name,
-                    string_value(cx, &inner, "name = \"by_user\""),
-                ),
-                ("score", IndexKind::Sorted) => set_once(
-                    cx,
-                    &inner,
-                    &mut index.score,
-                    string_value(cx, &inner, "score = \"created_at\""),
-                ),
-                ("field", IndexKind::Unique) => set_once(
-                    cx,
-                    &inner,
-                    &mut index.field,
-                    string_value(cx, &inner, "field = \"email\""),
-                ),
-                _ => {
-                    cx.error_spanned_by(
-                        &inner.path,
-                        format!(
-                            "unknown setting `{name}` in `{}`; it accepts: {allowed}",
-                            kind.attr_name()
-                        ),
-                    );
-                    skip_value(&inner);
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-        self.indexes.push(index);
+        syn::Data::Enum(e) => cx.error_spanned_by(
+            e.enum_token,
+            format!(
+                "#[derive({derive})] needs a struct with named fields; \
+                 for a unit enum stored in one field use #[derive(RedisValue)]"
+            ),
+        ),
+        syn::Data::Union(u) => cx.error_spanned_by(
+            u.union_token,
+            format!("#[derive({derive})] needs a struct with named fields, not a union"),
+        ),
     }
+    None
 }
 
 impl<'a> Field<'a> {
@@ -405,35 +322,64 @@ impl<'a> Field<'a> {
             json: None,
             expires_at: None,
         };
-        for attr in redis_attrs(&field.attrs) {
-            let result = attr.parse_nested_meta(|meta| {
-                let name = path_name(&meta.path);
-                match name.as_str() {
-                    "rename" => set_once(cx, &meta, &mut out.rename, string_value(cx, &meta, "rename = \"createdAt\"")),
-                    "skip" => set_flag(cx, &meta, &mut out.skip),
-                    "default" => set_flag(cx, &meta, &mut out.default),
-                    "json" => set_flag(cx, &meta, &mut out.json),
-                    "expires_at" => set_flag(cx, &meta, &mut out.expires_at),
-                    _ => {
-                        cx.error_spanned_by(
-                            &meta.path,
-                            format!("unknown attribute `{name}`; #[redis(...)] on a field accepts: {FIELD_KEYS}"),
-                        );
-                        skip_value(&meta);
-                    }
-                }
-                Ok(())
-            });
-            if let Err(e) = result {
-                cx.syn_error(e);
+        for_each_attr(cx, &field.attrs, |meta| {
+            match Symbol::find(&meta.path, FIELD_ATTRS) {
+                Some(RENAME) => read_string(cx, meta, &mut out.rename, "\"createdAt\""),
+                Some(SKIP) => read_flag(cx, meta, &mut out.skip),
+                Some(DEFAULT) => read_flag(cx, meta, &mut out.default),
+                Some(JSON) => read_flag(cx, meta, &mut out.json),
+                Some(EXPIRES_AT) => read_flag(cx, meta, &mut out.expires_at),
+                _ => unknown_attribute(cx, meta, "#[redis(...)] on a field", FIELD_ATTRS),
             }
-        }
+        });
         out
     }
 }
 
-pub(crate) fn redis_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = &syn::Attribute> {
-    attrs.iter().filter(|a| a.path().is_ident("redis"))
+/// Runs `each` on every item inside every `#[redis(...)]` of `attrs`. An
+/// item syn cannot read is recorded, and ends the reading of its attribute.
+pub(crate) fn for_each_attr(
+    cx: &Ctxt,
+    attrs: &[syn::Attribute],
+    mut each: impl FnMut(&ParseNestedMeta<'_>),
+) {
+    for attr in attrs.iter().filter(|attr| *attr.path() == REDIS) {
+        let result = attr.parse_nested_meta(|meta| {
+            each(&meta);
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+}
+
+/// Runs `each` on every setting in `attr(...)`; `false` after reporting
+/// that the parentheses are missing (`example` shows a whole `attr(...)`).
+fn read_settings(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    attr: Symbol,
+    example: &str,
+    mut each: impl FnMut(&ParseNestedMeta<'_>),
+) -> bool {
+    if !meta.input.peek(syn::token::Paren) {
+        reject(
+            cx,
+            meta,
+            format!("`{attr}` needs its settings in parentheses, e.g. {example}"),
+        );
+        return false;
+    }
+    // The same recording as in `for_each_attr`, one level further in.
+    let result = meta.parse_nested_meta(|inner| {
+        each(&inner);
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.syn_error(e);
+    }
+    true
 }
 
 pub(crate) fn path_name(path: &syn::Path) -> String {
@@ -442,12 +388,43 @@ pub(crate) fn path_name(path: &syn::Path) -> String {
         .replace(' ', "")
 }
 
-pub(crate) fn set_once<T>(
+/// Reports `message` at the item's name and skips its value, so parsing
+/// goes on with the next item.
+fn reject(cx: &Ctxt, meta: &ParseNestedMeta<'_>, message: String) {
+    cx.error_spanned_by(&meta.path, message);
+    skip_value(meta);
+}
+
+/// Reports an attribute that `place` does not take, listing what it does.
+pub(crate) fn unknown_attribute(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
-    slot: &mut Option<T>,
-    value: Option<T>,
+    place: &str,
+    accepted: &[Symbol],
 ) {
+    let name = path_name(&meta.path);
+    let accepted = Symbol::list(accepted);
+    reject(
+        cx,
+        meta,
+        format!("unknown attribute `{name}`; {place} accepts: {accepted}"),
+    );
+}
+
+/// Reports a setting that `attr(...)` does not take, listing what it does.
+fn unknown_setting(cx: &Ctxt, meta: &ParseNestedMeta<'_>, attr: Symbol, accepted: &[Symbol]) {
+    let name = path_name(&meta.path);
+    let accepted = Symbol::list(accepted);
+    reject(
+        cx,
+        meta,
+        format!("unknown setting `{name}` in `{attr}`; it accepts: {accepted}"),
+    );
+}
+
+/// Stores `value` unless the attribute was already given: a second value
+/// is an error rather than a silent override.
+fn set_once<T>(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<T>, value: Option<T>) {
     if let Some(value) = value {
         if slot.is_some() {
             cx.error_spanned_by(
@@ -463,28 +440,51 @@ pub(crate) fn set_once<T>(
     }
 }
 
-fn set_flag(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::Path>) {
-    let name = path_name(&meta.path);
+/// Reads `name = "..."` into `slot`; `example` is a value to suggest.
+pub(crate) fn read_string(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    slot: &mut Option<syn::LitStr>,
+    example: &str,
+) {
+    let value = literal_value(
+        cx,
+        meta,
+        example,
+        "a string literal in double quotes",
+        |lit| match lit {
+            syn::Lit::Str(s) => Some(s.clone()),
+            _ => None,
+        },
+    );
+    set_once(cx, meta, slot, value);
+}
+
+/// Reads `name = 123` into `slot`; `example` is a value to suggest.
+fn read_int(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::LitInt>, example: &str) {
+    let value = literal_value(cx, meta, example, "an integer literal", |lit| match lit {
+        syn::Lit::Int(i) => Some(i.clone()),
+        _ => None,
+    });
+    set_once(cx, meta, slot, value);
+}
+
+/// Reads a bare `name` into `slot`, keeping its path for errors about it.
+fn read_flag(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::Path>) {
     if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
-        cx.error_spanned_by(
-            &meta.path,
+        let name = path_name(&meta.path);
+        reject(
+            cx,
+            meta,
             format!("`{name}` takes no value; write #[redis({name})]"),
         );
-        skip_value(meta);
         return;
     }
-    if slot.is_some() {
-        cx.error_spanned_by(
-            &meta.path,
-            format!("duplicate attribute `{name}`; give it once"),
-        );
-        return;
-    }
-    *slot = Some(meta.path.clone());
+    set_once(cx, meta, slot, Some(meta.path.clone()));
 }
 
 /// Consumes whatever follows a key (`= expr` or `(...)`), so parsing can go on.
-pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) {
+fn skip_value(meta: &ParseNestedMeta<'_>) {
     if meta.input.peek(syn::Token![=]) {
         if let Ok(value) = meta.value() {
             let _ = value.parse::<syn::Expr>();
@@ -497,47 +497,44 @@ pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) {
     }
 }
 
-fn value_expr(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<syn::Expr> {
-    let name = path_name(&meta.path);
-    if !meta.input.peek(syn::Token![=]) {
-        cx.error_spanned_by(
-            &meta.path,
-            format!("`{name}` needs a value, e.g. {example}"),
-        );
-        skip_value(meta);
-        return None;
-    }
-    match meta.value().and_then(|v| v.parse::<syn::Expr>()) {
-        Ok(expr) => Some(expr),
-        Err(e) => {
-            cx.syn_error(e);
-            None
-        }
-    }
-}
-
-pub(crate) fn string_value(
+/// The literal after `name =` that `pick` accepts, or `None` after
+/// reporting a missing value or one that is not `expected`.
+fn literal_value<T>(
     cx: &Ctxt,
     meta: &ParseNestedMeta<'_>,
     example: &str,
-) -> Option<syn::LitStr> {
-    match value_expr(cx, meta, example)? {
-        syn::Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Str(s),
-            ..
-        }) => Some(s),
-        other => {
-            cx.error_spanned_by(
-                &other,
-                format!(
-                    "`{}` takes a string literal in double quotes, not {}; e.g. {example}",
-                    path_name(&meta.path),
-                    describe_expr(&other)
-                ),
-            );
-            None
-        }
+    expected: &str,
+    pick: impl FnOnce(&syn::Lit) -> Option<T>,
+) -> Option<T> {
+    let name = path_name(&meta.path);
+    if !meta.input.peek(syn::Token![=]) {
+        reject(
+            cx,
+            meta,
+            format!("`{name}` needs a value, e.g. {name} = {example}"),
+        );
+        return None;
     }
+    let expr = match meta.value().and_then(|v| v.parse::<syn::Expr>()) {
+        Ok(expr) => expr,
+        Err(e) => {
+            cx.syn_error(e);
+            return None;
+        }
+    };
+    if let syn::Expr::Lit(syn::ExprLit { lit, .. }) = &expr
+        && let Some(value) = pick(lit)
+    {
+        return Some(value);
+    }
+    cx.error_spanned_by(
+        &expr,
+        format!(
+            "`{name}` takes {expected}, not {}; e.g. {name} = {example}",
+            describe_expr(&expr)
+        ),
+    );
+    None
 }
 
 /// What a wrongly typed attribute value is, for "takes X, not Y" messages.
@@ -553,26 +550,6 @@ fn describe_expr(expr: &syn::Expr) -> &'static str {
         },
         syn::Expr::Path(_) => "a bare identifier or path",
         _ => "an expression",
-    }
-}
-
-fn int_value(cx: &Ctxt, meta: &ParseNestedMeta<'_>, example: &str) -> Option<syn::LitInt> {
-    match value_expr(cx, meta, example)? {
-        syn::Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Int(i),
-            ..
-        }) => Some(i),
-        other => {
-            cx.error_spanned_by(
-                &other,
-                format!(
-                    "`{}` takes an integer literal, not {}; e.g. {example}",
-                    path_name(&meta.path),
-                    describe_expr(&other)
-                ),
-            );
-            None
-        }
     }
 }
 

@@ -6,6 +6,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ast::{Container, Derive};
+use crate::valid::{default_runtime_path, runtime_path};
 
 pub(crate) fn with_errors(
     input: &syn::DeriveInput,
@@ -21,13 +22,8 @@ pub(crate) fn with_errors(
         return errors;
     }
     let ident = &input.ident;
-    let krate = match &container.krate {
-        Some(lit) => match lit.parse::<syn::Path>() {
-            Ok(path) => quote!(#path),
-            Err(_) => quote!(::redis_runtime),
-        },
-        None => quote!(::redis_runtime),
-    };
+    // A bad `crate` value is among `errors` already.
+    let krate = runtime_path(container.krate.as_ref()).unwrap_or_else(|_| default_runtime_path());
     let p = quote!(#krate::__private);
     let record = quote! {
         impl #p::Record for #ident {

@@ -6,11 +6,15 @@
 //! reports all of them) and `expand` generates code. When there are errors,
 //! `fallback` emits them together with stub trait impls so the rest of the
 //! crate does not drown in follow-up errors.
+//!
+//! `symbol` names every attribute once, for the parser and its messages;
+//! `ctxt` collects the errors and refuses to be dropped unreported.
 
 mod ast;
 mod ctxt;
 mod expand;
 mod fallback;
+mod symbol;
 mod valid;
 mod value;
 

@@ -4,7 +4,7 @@
 //! Every check records a spanned error and carries on, so all mistakes are
 //! reported together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -12,6 +12,10 @@ use redis_schema::{KeyPattern, KeySegment, RenameRule};
 
 use crate::ast::{self, Container, Derive, IndexKind, option_inner};
 use crate::ctxt::Ctxt;
+use crate::symbol::{
+    CRATE, DEFAULT, EXPIRES_AT, FIELD, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, RENAME, RENAME_ALL,
+    SCORE, SKIP, STREAM, STREAM_MAXLEN, Symbol, TTL,
+};
 
 pub(crate) struct Model<'a> {
     pub(crate) ident: &'a syn::Ident,
@@ -85,228 +89,21 @@ pub(crate) struct IndexModel {
     pub(crate) value_field: Option<usize>,
 }
 
+/// Checks the attributes and resolves them into a [`Model`], or `None`
+/// when anything was reported. The steps run in a fixed order, which is
+/// the order their errors appear in.
 pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<Model<'a>> {
-    let rule = match &c.rename_all {
-        None => RenameRule::default(),
-        Some(lit) => match RenameRule::from_name(&lit.value()) {
-            Some(rule) => rule,
-            None => {
-                cx.error_spanned_by(
-                    lit,
-                    format!(
-                        "unknown rename rule {:?}; use one of: {}",
-                        lit.value(),
-                        RenameRule::ALL_NAMES.join(", ")
-                    ),
-                );
-                RenameRule::default()
-            }
-        },
-    };
-    let krate = match &c.krate {
-        None => quote!(::redis_runtime),
-        Some(lit) => match lit.parse::<syn::Path>() {
-            Ok(path) => quote!(#path),
-            Err(_) => {
-                cx.error_spanned_by(lit, "`crate` takes a path, e.g. crate = \"my_runtime\"");
-                quote!(::redis_runtime)
-            }
-        },
-    };
-    let Some(ast_fields) = &c.fields else {
-        return None;
-    };
-    let mut fields: Vec<FieldModel<'a>> = ast_fields
-        .iter()
-        .map(|f| field_model(cx, f, rule))
-        .collect();
-
-    // Two fields must never share a hash field.
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, (model, field)) in fields.iter().zip(ast_fields).enumerate() {
-        if model.skip {
-            continue;
-        }
-        if let Some(&first) = seen.get(&model.hash_name) {
-            let blame: &dyn quote::ToTokens = match &field.rename {
-                Some(lit) => lit,
-                None => field.ident,
-            };
-            // Say where the name came from when a rule, not a `rename`, made it.
-            let via_rule = match (&c.rename_all, &ast_fields[first].rename, &field.rename) {
-                (Some(rule), None, _) | (Some(rule), _, None) => {
-                    format!(" under rename_all = {:?}", rule.value())
-                }
-                _ => String::new(),
-            };
-            cx.error_spanned_by(
-                blame,
-                format!(
-                    "fields `{}` and `{}` are both stored as hash field {:?}{via_rule}; rename one with #[redis(rename = \"...\")]",
-                    fields[first].ident, model.ident, model.hash_name
-                ),
-            );
-        } else {
-            seen.insert(model.hash_name.clone(), i);
-        }
-    }
-
-    let key = match (derive, &c.key) {
-        // A `key` with an invalid value was already reported where it is.
-        (Derive::Entity, None) if c.key_given => None,
-        (Derive::Entity, None) => {
-            cx.error_spanned_by(
-                c.ident,
-                "missing key pattern: add #[redis(key = \"...\")] with the key fields in braces, e.g. #[redis(key = \"user:{id}\")]",
-            );
-            None
-        }
-        (Derive::Entity, Some(lit)) => key_model(cx, lit, &fields, ast_fields, KeyUse::Entity),
-        (Derive::Record, _) => None,
-    };
-    if let Some(key) = &key {
-        for i in key.field_indexes() {
-            fields[i].is_key = true;
-        }
-        for (i, field) in ast_fields.iter().enumerate() {
-            if !fields[i].is_key {
-                continue;
-            }
-            if let Some(skip) = &field.skip {
-                cx.error_spanned_by(
-                    skip,
-                    format!(
-                        "key field `{}` cannot be skipped: the key is built from it",
-                        field.ident
-                    ),
-                );
-            }
-            if let Some(json) = &field.json {
-                cx.error_spanned_by(json, format!("key field `{}` cannot be `json`: key values must be plain text or integers", field.ident));
-            }
-        }
-    }
-
+    let rule = rename_rule(cx, c.rename_all.as_ref());
+    let krate = checked_runtime_path(cx, c.krate.as_ref());
+    let ast_fields = c.fields.as_ref()?;
+    let mut fields = field_models(cx, c, ast_fields, rule);
+    let key = entity_key(cx, c, derive, &mut fields, ast_fields);
     let ttl_ms = c.ttl.as_ref().and_then(|lit| ttl_literal(cx, lit));
-
-    let mut expires_at = None;
-    for (i, field) in ast_fields.iter().enumerate() {
-        if let Some(path) = &field.expires_at {
-            if expires_at.is_some() {
-                cx.error_spanned_by(path, "only one field can be `expires_at`");
-            } else if let Some(ttl) = &c.ttl {
-                cx.error_spanned_by(
-                    path,
-                    format!(
-                        "`expires_at` conflicts with ttl = {:?}; keep one way of expiring",
-                        ttl.value()
-                    ),
-                );
-            } else if derive == Derive::Record {
-                cx.error_spanned_by(
-                    path,
-                    "`expires_at` applies to stored entities: use #[derive(RedisEntity)]",
-                );
-            } else if fields[i].skip {
-                cx.error_spanned_by(path, "a skipped field cannot be `expires_at`");
-            } else {
-                expires_at = Some(i);
-            }
-        }
-    }
-
-    let mut indexes = Vec::new();
-    let mut index_keys: BTreeMap<String, ()> = BTreeMap::new();
-    let mut index_names: BTreeMap<String, ()> = BTreeMap::new();
-    for attr in &c.indexes {
-        let Some(index) = index_model(cx, attr, &fields, ast_fields) else {
-            continue;
-        };
-        if index_keys.insert(index.key.source.clone(), ()).is_some() {
-            let blame = attr.key.as_ref().map(|k| quote!(#k)).unwrap_or_else(|| {
-                let p = &attr.path;
-                quote!(#p)
-            });
-            cx.error_spanned_by(
-                blame,
-                format!(
-                    "two indexes use the key pattern {:?}; each index needs its own key",
-                    index.key.source
-                ),
-            );
-            continue;
-        }
-        if index_names.insert(index.name.clone(), ()).is_some() {
-            let path = &attr.path;
-            cx.error_spanned_by(
-                path,
-                format!(
-                    "two indexes are named `{}`; give one a different name with name = \"...\"",
-                    index.name
-                ),
-            );
-            continue;
-        }
-        indexes.push(index);
-    }
-
-    let stream = match (&c.stream, &c.stream_maxlen) {
-        (Some(lit), maxlen) => {
-            let name = lit.value();
-            if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-                cx.error_spanned_by(lit, "a stream name must be non-empty and free of whitespace, e.g. stream = \"jobs:stream\"");
-            }
-            let maxlen = match maxlen {
-                Some(lit) => {
-                    match lit.base10_parse::<u64>() {
-                        Ok(0) | Err(_) => {
-                            cx.error_spanned_by(lit, "stream_maxlen must be a positive integer, e.g. stream_maxlen = 10000");
-                            0
-                        }
-                        Ok(n) => n,
-                    }
-                }
-                None => 0,
-            };
-            Some((name, maxlen))
-        }
-        (None, Some(lit)) => {
-            cx.error_spanned_by(lit, "stream_maxlen needs a stream: add stream = \"...\"");
-            None
-        }
-        (None, None) => None,
-    };
-
-    let patch_ident = match &c.patch {
-        Some(lit) => match lit.parse::<syn::Ident>() {
-            Ok(ident) => ident,
-            Err(_) => {
-                cx.error_spanned_by(
-                    lit,
-                    "`patch` takes a type name, e.g. patch = \"UserChanges\"",
-                );
-                format_ident!("{}Patch", c.ident)
-            }
-        },
-        None => format_ident!("{}Patch", c.ident),
-    };
-
-    let logs = c
-        .logs
-        .iter()
-        .filter_map(|log| log_model(cx, log, &fields, key.as_ref()))
-        .collect::<Vec<_>>();
-    let mut log_names: Vec<&str> = Vec::new();
-    for (log, attr) in logs.iter().zip(&c.logs) {
-        if log_names.contains(&log.name.as_str()) {
-            cx.error_spanned_by(
-                &attr.path,
-                format!("two logs are named `{}`; give each its own name", log.name),
-            );
-        }
-        log_names.push(&log.name);
-    }
-
+    let expires_at = expires_at_field(cx, c, derive, &fields, ast_fields);
+    let indexes = index_models(cx, c, &fields);
+    let stream = stream_model(cx, c);
+    let patch_ident = patch_ident(cx, c);
+    let logs = log_models(cx, c, &fields, key.as_ref());
     if cx.has_errors() {
         return None;
     }
@@ -325,148 +122,120 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     })
 }
 
-/// A name that becomes part of a generated method name, or `None` after
-/// reporting that it is not a Rust identifier.
-fn identifier_literal(cx: &Ctxt, lit: &syn::LitStr, what: &str, example: &str) -> Option<String> {
-    let name = lit.value();
-    if syn::parse_str::<syn::Ident>(&name).is_err() {
+/// The `rename_all` rule (snake_case when absent). An unknown name is
+/// reported and snake_case used, so the remaining checks still run.
+pub(crate) fn rename_rule(cx: &Ctxt, rename_all: Option<&syn::LitStr>) -> RenameRule {
+    let Some(lit) = rename_all else {
+        return RenameRule::default();
+    };
+    RenameRule::from_name(&lit.value()).unwrap_or_else(|| {
         cx.error_spanned_by(
             lit,
-            format!("{what} must be a Rust identifier, e.g. name = \"{example}\""),
+            format!(
+                "unknown rename rule {:?}; use one of: {}",
+                lit.value(),
+                RenameRule::ALL_NAMES.join(", ")
+            ),
         );
-        return None;
-    }
-    Some(name)
-}
-
-/// A TTL literal in milliseconds, or `None` after reporting why it is bad.
-fn ttl_literal(cx: &Ctxt, lit: &syn::LitStr) -> Option<u64> {
-    match redis_schema::duration::parse_ttl_millis(&lit.value()) {
-        Ok(ms) => Some(ms),
-        Err(e) => {
-            cx.error_spanned_by(lit, format!("invalid ttl {:?}: {e}", lit.value()));
-            None
-        }
-    }
-}
-
-/// Checks one `log(...)`: its key pattern must have exactly one
-/// placeholder, naming a key field, so the log is addressed by the
-/// entity's id.
-fn log_model(
-    cx: &Ctxt,
-    attr: &ast::LogAttr,
-    fields: &[FieldModel<'_>],
-    entity_key: Option<&KeyModel>,
-) -> Option<LogModel> {
-    let path = &attr.path;
-    let name = match &attr.name {
-        None => {
-            cx.error_spanned_by(
-                path,
-                "`log` needs a name for its accessor, e.g. name = \"output\" (gives `output_log`)",
-            );
-            return None;
-        }
-        Some(lit) => identifier_literal(cx, lit, "a log name", "output")?,
-    };
-    let Some(key_lit) = &attr.key else {
-        cx.error_spanned_by(
-            path,
-            "`log` needs a key pattern, e.g. key = \"job:{id}:output\"",
-        );
-        return None;
-    };
-    let source = key_lit.value();
-    let pattern = match KeyPattern::parse(&source) {
-        Ok(pattern) => pattern,
-        Err(e) => {
-            cx.error_spanned_by(
-                key_lit,
-                format!("invalid log key pattern {source:?}: {}", e.message()),
-            );
-            return None;
-        }
-    };
-    let placeholders: Vec<&str> = pattern.placeholders().collect();
-    let key_fields: Vec<String> = entity_key
-        .map(|k| k.field_indexes().map(|i| unraw(fields[i].ident)).collect())
-        .unwrap_or_default();
-    match placeholders.as_slice() {
-        [one] if key_fields.iter().any(|k| k == one) => {}
-        _ => {
-            cx.error_spanned_by(
-                key_lit,
-                format!(
-                    "a log key needs exactly one placeholder naming a key field ({}), e.g. \"job:{{id}}:output\"",
-                    key_fields.join(", ")
-                ),
-            );
-            return None;
-        }
-    }
-    // Both settings are checked, so one compile reports both mistakes.
-    let mut ok = true;
-    let ttl_ms = match &attr.ttl {
-        None => None,
-        Some(lit) => {
-            let ms = ttl_literal(cx, lit);
-            ok &= ms.is_some();
-            ms
-        }
-    };
-    let max_len = match &attr.max_len {
-        None => None,
-        Some(lit) => match lit.base10_parse::<u64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                cx.error_spanned_by(
-                    lit,
-                    "max_len must be a positive integer, e.g. max_len = 10000",
-                );
-                ok = false;
-                None
-            }
-        },
-    };
-    ok.then_some(LogModel {
-        name,
-        key: source,
-        ttl_ms,
-        max_len,
+        RenameRule::default()
     })
+}
+
+/// The path generated code reaches the runtime through: what `crate = "..."`
+/// names (the runtime may be renamed in Cargo.toml), else `::redis_runtime`.
+/// `Err` holds a `crate` value that is not a path.
+pub(crate) fn runtime_path(krate: Option<&syn::LitStr>) -> Result<TokenStream, &syn::LitStr> {
+    let Some(lit) = krate else {
+        return Ok(default_runtime_path());
+    };
+    let path = lit.parse::<syn::Path>().map_err(|_| lit)?;
+    Ok(quote!(#path))
+}
+
+/// [`runtime_path`], reporting a bad `crate` value and going on with the default.
+pub(crate) fn checked_runtime_path(cx: &Ctxt, krate: Option<&syn::LitStr>) -> TokenStream {
+    runtime_path(krate).unwrap_or_else(|lit| {
+        cx.error_spanned_by(
+            lit,
+            format!("`{CRATE}` takes a path, e.g. {CRATE} = \"my_runtime\""),
+        );
+        default_runtime_path()
+    })
+}
+
+pub(crate) fn default_runtime_path() -> TokenStream {
+    quote!(::redis_runtime)
+}
+
+/// Resolves every field's hash name and flags.
+fn field_models<'a>(
+    cx: &Ctxt,
+    c: &Container<'a>,
+    ast_fields: &[ast::Field<'a>],
+    rule: RenameRule,
+) -> Vec<FieldModel<'a>> {
+    let fields: Vec<FieldModel<'a>> = ast_fields
+        .iter()
+        .map(|f| field_model(cx, f, rule))
+        .collect();
+    check_hash_names(cx, c, &fields, ast_fields);
+    fields
+}
+
+/// No two stored fields may share a hash field: they would overwrite each
+/// other on every write.
+fn check_hash_names(
+    cx: &Ctxt,
+    c: &Container<'_>,
+    fields: &[FieldModel<'_>],
+    ast_fields: &[ast::Field<'_>],
+) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (model, field)) in fields.iter().zip(ast_fields).enumerate() {
+        if model.skip {
+            continue;
+        }
+        let Some(&first) = seen.get(model.hash_name.as_str()) else {
+            seen.insert(&model.hash_name, i);
+            continue;
+        };
+        let blame: &dyn quote::ToTokens = match &field.rename {
+            Some(lit) => lit,
+            None => field.ident,
+        };
+        // Say where the name came from when a rule, not a `rename`, made it.
+        let via_rule = match (&c.rename_all, &ast_fields[first].rename, &field.rename) {
+            (Some(rule), None, _) | (Some(rule), _, None) => {
+                format!(" under {RENAME_ALL} = {:?}", rule.value())
+            }
+            _ => String::new(),
+        };
+        cx.error_spanned_by(
+            blame,
+            format!(
+                "fields `{}` and `{}` are both stored as hash field {:?}{via_rule}; rename one with #[redis({RENAME} = \"...\")]",
+                fields[first].ident, model.ident, model.hash_name
+            ),
+        );
+    }
 }
 
 fn field_model<'a>(cx: &Ctxt, field: &ast::Field<'a>, rule: RenameRule) -> FieldModel<'a> {
     let hash_name = match &field.rename {
         Some(lit) => {
             let name = lit.value();
+            // Redis would take an empty field name; no reader expects one.
             if name.is_empty() {
                 cx.error_spanned_by(
                     lit,
-                    "a hash field name cannot be empty; write a name, e.g. rename = \"createdAt\", or remove `rename`",
+                    format!("a hash field name cannot be empty; write a name, e.g. {RENAME} = \"createdAt\", or remove `{RENAME}`"),
                 );
             }
             name
         }
         None => rule.apply(&field.ident.to_string()),
     };
-    if let Some(skip) = &field.skip {
-        for (other, name) in [(&field.rename.as_ref().map(|l| quote!(#l)), "rename")] {
-            if other.is_some() {
-                cx.error_spanned_by(
-                    skip,
-                    format!("a skipped field is not stored, so `{name}` has no effect; remove one"),
-                );
-            }
-        }
-        if field.json.is_some() || field.default.is_some() {
-            cx.error_spanned_by(
-                skip,
-                "a skipped field is not stored; remove `json`/`default` or `skip`",
-            );
-        }
-    }
+    check_skipped(cx, field);
     FieldModel {
         ident: field.ident,
         ty: field.ty,
@@ -479,6 +248,352 @@ fn field_model<'a>(cx: &Ctxt, field: &ast::Field<'a>, rule: RenameRule) -> Field
     }
 }
 
+/// A skipped field is never stored, so flags about how it is stored are
+/// mistakes: the user meant one or the other.
+fn check_skipped(cx: &Ctxt, field: &ast::Field<'_>) {
+    let Some(skip) = &field.skip else {
+        return;
+    };
+    if field.rename.is_some() {
+        cx.error_spanned_by(
+            skip,
+            format!("a skipped field is not stored, so `{RENAME}` has no effect; remove one"),
+        );
+    }
+    if field.json.is_some() || field.default.is_some() {
+        cx.error_spanned_by(
+            skip,
+            format!("a skipped field is not stored; remove `{JSON}`/`{DEFAULT}` or `{SKIP}`"),
+        );
+    }
+}
+
+/// The entity's key pattern, with its fields marked as key fields. Every
+/// entity needs one (it is the entity's identity); a record has none.
+fn entity_key(
+    cx: &Ctxt,
+    c: &Container<'_>,
+    derive: Derive,
+    fields: &mut [FieldModel<'_>],
+    ast_fields: &[ast::Field<'_>],
+) -> Option<KeyModel> {
+    let key = match (derive, &c.key) {
+        // A `key` with an invalid value was already reported where it is.
+        (Derive::Entity, None) if c.key_given => None,
+        (Derive::Entity, None) => {
+            cx.error_spanned_by(
+                c.ident,
+                format!("missing key pattern: add #[redis({KEY} = \"...\")] with the key fields in braces, e.g. #[redis({KEY} = \"user:{{id}}\")]"),
+            );
+            None
+        }
+        (Derive::Entity, Some(lit)) => key_model(cx, lit, fields, KeyUse::Entity),
+        (Derive::Record, _) => None,
+    }?;
+    for i in key.field_indexes() {
+        fields[i].is_key = true;
+    }
+    check_key_fields(cx, fields, ast_fields);
+    Some(key)
+}
+
+/// The key is built from the key fields' plain values: such a field must
+/// be stored (not `skip`) and must not be `json`. Reported on the flag,
+/// which is what to remove.
+fn check_key_fields(cx: &Ctxt, fields: &[FieldModel<'_>], ast_fields: &[ast::Field<'_>]) {
+    for (model, field) in fields.iter().zip(ast_fields) {
+        if !model.is_key {
+            continue;
+        }
+        if let Some(skip) = &field.skip {
+            cx.error_spanned_by(
+                skip,
+                format!(
+                    "key field `{}` cannot be skipped: the key is built from it",
+                    field.ident
+                ),
+            );
+        }
+        if let Some(json) = &field.json {
+            cx.error_spanned_by(
+                json,
+                format!(
+                    "key field `{}` cannot be `{JSON}`: key values must be plain text or integers",
+                    field.ident
+                ),
+            );
+        }
+    }
+}
+
+/// The one `expires_at` field. Two expiry rules would fight, so it excludes
+/// a second `expires_at` and `ttl`; a record has no key to expire; and the
+/// expiry is computed from the stored value, so it cannot be skipped.
+fn expires_at_field(
+    cx: &Ctxt,
+    c: &Container<'_>,
+    derive: Derive,
+    fields: &[FieldModel<'_>],
+    ast_fields: &[ast::Field<'_>],
+) -> Option<usize> {
+    let mut expires_at = None;
+    for (i, field) in ast_fields.iter().enumerate() {
+        let Some(path) = &field.expires_at else {
+            continue;
+        };
+        if expires_at.is_some() {
+            cx.error_spanned_by(path, format!("only one field can be `{EXPIRES_AT}`"));
+        } else if let Some(ttl) = &c.ttl {
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "`{EXPIRES_AT}` conflicts with {TTL} = {:?}; keep one way of expiring",
+                    ttl.value()
+                ),
+            );
+        } else if derive == Derive::Record {
+            cx.error_spanned_by(
+                path,
+                format!("`{EXPIRES_AT}` applies to stored entities: use #[derive(RedisEntity)]"),
+            );
+        } else if fields[i].skip {
+            cx.error_spanned_by(path, format!("a skipped field cannot be `{EXPIRES_AT}`"));
+        } else {
+            expires_at = Some(i);
+        }
+    }
+    expires_at
+}
+
+/// Every index. Two indexes on one key pattern would write into the same
+/// Redis key; two with one name would generate the same query methods.
+fn index_models(cx: &Ctxt, c: &Container<'_>, fields: &[FieldModel<'_>]) -> Vec<IndexModel> {
+    let mut indexes = Vec::new();
+    // A key is taken even by an index then dropped for its name.
+    let mut keys = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for attr in &c.indexes {
+        let Some(index) = index_model(cx, attr, fields) else {
+            continue;
+        };
+        if !keys.insert(index.key.source.clone()) {
+            let blame: &dyn quote::ToTokens = match &attr.key {
+                Some(key) => key,
+                None => &attr.path,
+            };
+            cx.error_spanned_by(
+                blame,
+                format!(
+                    "two indexes use the key pattern {:?}; each index needs its own key",
+                    index.key.source
+                ),
+            );
+            continue;
+        }
+        if !names.insert(index.name.clone()) {
+            cx.error_spanned_by(
+                &attr.path,
+                format!(
+                    "two indexes are named `{}`; give one a different name with {NAME} = \"...\"",
+                    index.name
+                ),
+            );
+            continue;
+        }
+        indexes.push(index);
+    }
+    indexes
+}
+
+/// The stream entries are enqueued on, with its `MAXLEN` (0: untrimmed).
+/// Its name goes into `XADD` as is, so it must be one plain word.
+fn stream_model(cx: &Ctxt, c: &Container<'_>) -> Option<(String, u64)> {
+    let Some(lit) = &c.stream else {
+        // A length limit with no stream to trim is a forgotten `stream`.
+        if let Some(maxlen) = &c.stream_maxlen {
+            cx.error_spanned_by(
+                maxlen,
+                format!("{STREAM_MAXLEN} needs a stream: add {STREAM} = \"...\""),
+            );
+        }
+        return None;
+    };
+    let name = lit.value();
+    if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        cx.error_spanned_by(
+            lit,
+            format!("a stream name must be non-empty and free of whitespace, e.g. {STREAM} = \"jobs:stream\""),
+        );
+    }
+    let maxlen = c
+        .stream_maxlen
+        .as_ref()
+        .and_then(|lit| positive_int(cx, lit, STREAM_MAXLEN));
+    Some((name, maxlen.unwrap_or(0)))
+}
+
+/// The generated patch type: `<Type>Patch`, or what `patch = "..."` names,
+/// which must then be a Rust type name.
+fn patch_ident(cx: &Ctxt, c: &Container<'_>) -> syn::Ident {
+    let default = || format_ident!("{}Patch", c.ident);
+    let Some(lit) = &c.patch else {
+        return default();
+    };
+    lit.parse::<syn::Ident>().unwrap_or_else(|_| {
+        cx.error_spanned_by(
+            lit,
+            format!("`{PATCH}` takes a type name, e.g. {PATCH} = \"UserChanges\""),
+        );
+        default()
+    })
+}
+
+/// Every log. Each generates a `<name>_log` method, so names must differ.
+fn log_models(
+    cx: &Ctxt,
+    c: &Container<'_>,
+    fields: &[FieldModel<'_>],
+    entity_key: Option<&KeyModel>,
+) -> Vec<LogModel> {
+    let logs = c
+        .logs
+        .iter()
+        .filter_map(|log| log_model(cx, log, fields, entity_key))
+        .collect::<Vec<_>>();
+    let mut names: Vec<&str> = Vec::new();
+    for (log, attr) in logs.iter().zip(&c.logs) {
+        if names.contains(&log.name.as_str()) {
+            cx.error_spanned_by(
+                &attr.path,
+                format!("two logs are named `{}`; give each its own name", log.name),
+            );
+        }
+        names.push(&log.name);
+    }
+    logs
+}
+
+/// A name that becomes part of a generated method name, or `None` after
+/// reporting that it is not a Rust identifier.
+fn identifier_literal(cx: &Ctxt, lit: &syn::LitStr, what: &str, example: &str) -> Option<String> {
+    let name = lit.value();
+    if syn::parse_str::<syn::Ident>(&name).is_err() {
+        cx.error_spanned_by(
+            lit,
+            format!("{what} must be a Rust identifier, e.g. {NAME} = \"{example}\""),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// A TTL literal in milliseconds, or `None` after reporting why it is bad.
+fn ttl_literal(cx: &Ctxt, lit: &syn::LitStr) -> Option<u64> {
+    match redis_schema::duration::parse_ttl_millis(&lit.value()) {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            cx.error_spanned_by(lit, format!("invalid {TTL} {:?}: {e}", lit.value()));
+            None
+        }
+    }
+}
+
+/// A length limit: zero would keep nothing, so it must be positive.
+fn positive_int(cx: &Ctxt, lit: &syn::LitInt, setting: Symbol) -> Option<u64> {
+    match lit.base10_parse::<u64>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            cx.error_spanned_by(
+                lit,
+                format!("{setting} must be a positive integer, e.g. {setting} = 10000"),
+            );
+            None
+        }
+    }
+}
+
+/// A key pattern literal, parsed, or `None` after reporting why it is not
+/// one (`what` names the pattern in the message).
+fn parse_pattern(cx: &Ctxt, lit: &syn::LitStr, what: &str) -> Option<KeyPattern> {
+    let source = lit.value();
+    KeyPattern::parse(&source)
+        .map_err(|e| {
+            cx.error_spanned_by(lit, format!("invalid {what} {source:?}: {}", e.message()));
+        })
+        .ok()
+}
+
+/// Checks one `log(...)`: it needs a name for its accessor and a key.
+fn log_model(
+    cx: &Ctxt,
+    attr: &ast::LogAttr,
+    fields: &[FieldModel<'_>],
+    entity_key: Option<&KeyModel>,
+) -> Option<LogModel> {
+    let path = &attr.path;
+    let name = match &attr.name {
+        None => {
+            cx.error_spanned_by(
+                path,
+                format!("`{LOG}` needs a name for its accessor, e.g. {NAME} = \"output\" (gives `output_log`)"),
+            );
+            return None;
+        }
+        Some(lit) => identifier_literal(cx, lit, "a log name", "output")?,
+    };
+    let Some(key_lit) = &attr.key else {
+        cx.error_spanned_by(
+            path,
+            format!("`{LOG}` needs a key pattern, e.g. {KEY} = \"job:{{id}}:output\""),
+        );
+        return None;
+    };
+    let key = log_key(cx, key_lit, fields, entity_key)?;
+    // Both settings are checked, so one compile reports both mistakes.
+    let ttl_ms = attr.ttl.as_ref().map(|lit| ttl_literal(cx, lit).ok_or(()));
+    let max_len = attr
+        .max_len
+        .as_ref()
+        .map(|lit| positive_int(cx, lit, MAX_LEN).ok_or(()));
+    let (Ok(ttl_ms), Ok(max_len)) = (ttl_ms.transpose(), max_len.transpose()) else {
+        return None;
+    };
+    Some(LogModel {
+        name,
+        key,
+        ttl_ms,
+        max_len,
+    })
+}
+
+/// A log's key pattern: exactly one placeholder, naming a key field, so the
+/// log is addressed by the entity's id.
+fn log_key(
+    cx: &Ctxt,
+    lit: &syn::LitStr,
+    fields: &[FieldModel<'_>],
+    entity_key: Option<&KeyModel>,
+) -> Option<String> {
+    let pattern = parse_pattern(cx, lit, "log key pattern")?;
+    let placeholders: Vec<&str> = pattern.placeholders().collect();
+    let key_fields: Vec<String> = entity_key
+        .map(|k| k.field_indexes().map(|i| unraw(fields[i].ident)).collect())
+        .unwrap_or_default();
+    match placeholders.as_slice() {
+        [one] if key_fields.iter().any(|k| k == one) => Some(lit.value()),
+        _ => {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "a log key needs exactly one placeholder naming a key field ({}), e.g. \"job:{{id}}:output\"",
+                    key_fields.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KeyUse {
     Entity,
@@ -486,24 +601,16 @@ enum KeyUse {
 }
 
 /// Parses a key pattern literal and binds each placeholder to a field.
+/// An entity key needs a placeholder (else every entity shares one key);
+/// any key must be unambiguous, so a key can be read back into its values.
 fn key_model(
     cx: &Ctxt,
     lit: &syn::LitStr,
     fields: &[FieldModel<'_>],
-    ast_fields: &[ast::Field<'_>],
     usage: KeyUse,
 ) -> Option<KeyModel> {
     let source = lit.value();
-    let pattern = match KeyPattern::parse(&source) {
-        Ok(pattern) => pattern,
-        Err(e) => {
-            cx.error_spanned_by(
-                lit,
-                format!("invalid key pattern {source:?}: {}", e.message()),
-            );
-            return None;
-        }
-    };
+    let pattern = parse_pattern(cx, lit, "key pattern")?;
     if usage == KeyUse::Entity && pattern.placeholders().next().is_none() {
         cx.error_spanned_by(
             lit,
@@ -525,115 +632,97 @@ fn key_model(
     for segment in pattern.segments() {
         match segment {
             KeySegment::Literal(text) => segments.push(Segment::Literal(text.clone())),
-            KeySegment::Placeholder(name) => {
-                let found = fields.iter().position(|f| unraw(f.ident) == *name);
-                match found {
-                    None => {
-                        let names: Vec<String> = fields
-                            .iter()
-                            .filter(|f| !f.skip)
-                            .map(|f| unraw(f.ident))
-                            .collect();
-                        cx.error_spanned_by(
-                            lit,
-                            format!(
-                                "placeholder `{{{name}}}` names no field; fields are: {}",
-                                names.join(", ")
-                            ),
-                        );
-                        ok = false;
-                    }
-                    Some(i) => {
-                        let field = &fields[i];
-                        if field.option_of.is_some() {
-                            cx.error_spanned_by(
-                                ast_fields[i].ty,
-                                format!(
-                                    "field `{name}` fills a key pattern, so it cannot be an Option: a key needs every value; make it `{}`",
-                                    quote_type(field.value_ty())
-                                ),
-                            );
-                            ok = false;
-                        } else if usage == KeyUse::Entity {
-                            // `skip`/`json` on an entity key field are
-                            // reported on the flag itself by `check`.
-                        } else if field.skip {
-                            cx.error_spanned_by(lit, format!("index key uses `{{{name}}}`, but that field is skipped and never stored"));
-                            ok = false;
-                        } else if field.json {
-                            cx.error_spanned_by(lit, format!("index key uses `{{{name}}}`, but that field is `json`: key values must be plain text or integers"));
-                            ok = false;
-                        }
-                        segments.push(Segment::Field(i));
-                    }
-                }
-            }
+            KeySegment::Placeholder(name) => match key_field(cx, lit, fields, name, usage) {
+                Some(i) => segments.push(Segment::Field(i)),
+                None => ok = false,
+            },
         }
     }
     ok.then_some(KeyModel { source, segments })
 }
 
-fn index_model(
+/// The field a key placeholder names. A key needs a value from every
+/// entity, so not an `Option`. An index key is built from stored plain
+/// values, so not skipped or `json` either; on the entity key those two
+/// are reported on the flag itself by `check_key_fields`.
+fn key_field(
     cx: &Ctxt,
-    attr: &ast::IndexAttr,
+    lit: &syn::LitStr,
     fields: &[FieldModel<'_>],
-    ast_fields: &[ast::Field<'_>],
-) -> Option<IndexModel> {
-    let path = &attr.path;
+    name: &str,
+    usage: KeyUse,
+) -> Option<usize> {
+    let missing = format!("placeholder `{{{name}}}` names no field");
+    let i = field_named(cx, lit, fields, name, &missing)?;
+    let field = &fields[i];
+    let remedy = format!(
+        "a key needs every value; make it `{}`",
+        quote_type(field.value_ty())
+    );
+    if reject_option(cx, field, "fills a key pattern", &remedy) {
+        return None;
+    }
+    if usage == KeyUse::Entity {
+        return Some(i);
+    }
+    if field.skip {
+        cx.error_spanned_by(
+            lit,
+            format!("index key uses `{{{name}}}`, but that field is skipped and never stored"),
+        );
+        return None;
+    }
+    if field.json {
+        cx.error_spanned_by(
+            lit,
+            format!("index key uses `{{{name}}}`, but that field is `{JSON}`: key values must be plain text or integers"),
+        );
+        return None;
+    }
+    Some(i)
+}
+
+fn index_model(cx: &Ctxt, attr: &ast::IndexAttr, fields: &[FieldModel<'_>]) -> Option<IndexModel> {
     let Some(key_lit) = &attr.key else {
         cx.error_spanned_by(
-            path,
+            &attr.path,
             format!(
-                "`{}` needs a key, e.g. key = \"jobs:user:{{user_id}}\"",
+                "`{}` needs a key, e.g. {KEY} = \"jobs:user:{{user_id}}\"",
                 attr.kind.attr_name()
             ),
         );
         return None;
     };
-    let key = key_model(cx, key_lit, fields, ast_fields, KeyUse::Index);
+    let key = key_model(cx, key_lit, fields, KeyUse::Index);
     let value_field = match attr.kind {
         IndexKind::Set => None,
-        IndexKind::Sorted => match &attr.score {
-            None => {
-                cx.error_spanned_by(
-                    path,
-                    "`sorted_index` needs a score field, e.g. score = \"created_at\"",
-                );
-                return None;
-            }
-            Some(lit) => Some(value_field(cx, lit, fields, ast_fields, "score")?),
-        },
-        IndexKind::Unique => match &attr.field {
-            None => {
-                cx.error_spanned_by(
-                    path,
-                    "`unique` needs the unique field, e.g. field = \"email\"",
-                );
-                return None;
-            }
-            Some(lit) => Some(value_field(cx, lit, fields, ast_fields, "field")?),
-        },
+        IndexKind::Sorted => {
+            let needs = format!("a score field, e.g. {SCORE} = \"created_at\"");
+            Some(value_field(
+                cx,
+                attr,
+                attr.score.as_ref(),
+                fields,
+                SCORE,
+                &needs,
+            )?)
+        }
+        IndexKind::Unique => {
+            let needs = format!("the unique field, e.g. {FIELD} = \"email\"");
+            Some(value_field(
+                cx,
+                attr,
+                attr.field.as_ref(),
+                fields,
+                FIELD,
+                &needs,
+            )?)
+        }
     };
     let key = key?;
     let name = match &attr.name {
         Some(lit) => identifier_literal(cx, lit, "an index name", "by_user")?,
-        None => {
-            let mut parts: Vec<String> = key
-                .field_indexes()
-                .map(|i| unraw(fields[i].ident))
-                .collect();
-            if let (IndexKind::Unique, Some(i)) = (attr.kind, value_field) {
-                parts.push(unraw(fields[i].ident));
-            }
-            if parts.is_empty() {
-                cx.error_spanned_by(
-                    key_lit,
-                    "cannot derive a name for this index: add name = \"...\"",
-                );
-                return None;
-            }
-            format!("by_{}", parts.join("_and_"))
-        }
+        None => default_index_name(cx, attr.kind, key_lit, &key, value_field, fields)?,
     };
     Some(IndexModel {
         kind: attr.kind,
@@ -643,45 +732,106 @@ fn index_model(
     })
 }
 
+/// `by_<key fields>`, plus `_and_<field>` for a unique index: the query
+/// methods' stem when no `name` is given. A key without fields gives none.
+fn default_index_name(
+    cx: &Ctxt,
+    kind: IndexKind,
+    key_lit: &syn::LitStr,
+    key: &KeyModel,
+    value_field: Option<usize>,
+    fields: &[FieldModel<'_>],
+) -> Option<String> {
+    let mut parts: Vec<String> = key
+        .field_indexes()
+        .map(|i| unraw(fields[i].ident))
+        .collect();
+    if let (IndexKind::Unique, Some(i)) = (kind, value_field) {
+        parts.push(unraw(fields[i].ident));
+    }
+    if parts.is_empty() {
+        cx.error_spanned_by(
+            key_lit,
+            format!("cannot derive a name for this index: add {NAME} = \"...\""),
+        );
+        return None;
+    }
+    Some(format!("by_{}", parts.join("_and_")))
+}
+
+/// The field a sorted index scores by or a unique index keeps unique
+/// (`setting` says which; `needs` describes it when it is missing). Every
+/// entity is placed by its stored plain value, so the field must have one.
 fn value_field(
     cx: &Ctxt,
-    lit: &syn::LitStr,
+    attr: &ast::IndexAttr,
+    lit: Option<&syn::LitStr>,
     fields: &[FieldModel<'_>],
-    ast_fields: &[ast::Field<'_>],
-    what: &str,
+    setting: Symbol,
+    needs: &str,
 ) -> Option<usize> {
-    let name = lit.value();
-    let Some(i) = fields.iter().position(|f| unraw(f.ident) == name) else {
-        let names: Vec<String> = fields
-            .iter()
-            .filter(|f| !f.skip)
-            .map(|f| unraw(f.ident))
-            .collect();
+    let Some(lit) = lit else {
         cx.error_spanned_by(
-            lit,
-            format!(
-                "{what} field `{name}` does not exist; fields are: {}",
-                names.join(", ")
-            ),
+            &attr.path,
+            format!("`{}` needs {needs}", attr.kind.attr_name()),
         );
         return None;
     };
+    let name = lit.value();
+    let missing = format!("{setting} field `{name}` does not exist");
+    let i = field_named(cx, lit, fields, &name, &missing)?;
     let field = &fields[i];
-    if field.option_of.is_some() {
-        cx.error_spanned_by(
-            ast_fields[i].ty,
-            format!("field `{name}` is the {what} of an index, so it cannot be an Option: every entity needs a value"),
-        );
+    let role = format!("is the {setting} of an index");
+    if reject_option(cx, field, &role, "every entity needs a value") {
         return None;
     }
     if field.skip || field.json {
         cx.error_spanned_by(
             lit,
-            format!("field `{name}` is skipped or `json`, so it cannot be the {what} of an index"),
+            format!(
+                "field `{name}` is skipped or `{JSON}`, so it cannot be the {setting} of an index"
+            ),
         );
         return None;
     }
     Some(i)
+}
+
+/// The field whose Rust name is `name`, or `None` after reporting
+/// `missing` together with the stored fields (what could have been meant).
+fn field_named(
+    cx: &Ctxt,
+    lit: &syn::LitStr,
+    fields: &[FieldModel<'_>],
+    name: &str,
+    missing: &str,
+) -> Option<usize> {
+    let found = fields.iter().position(|f| unraw(f.ident) == name);
+    if found.is_none() {
+        let names: Vec<String> = fields
+            .iter()
+            .filter(|f| !f.skip)
+            .map(|f| unraw(f.ident))
+            .collect();
+        cx.error_spanned_by(lit, format!("{missing}; fields are: {}", names.join(", ")));
+    }
+    found
+}
+
+/// Reports `field` at its type when it is an `Option` although its `role`
+/// needs a value from every entity; `true` when it was reported.
+fn reject_option(cx: &Ctxt, field: &FieldModel<'_>, role: &str, remedy: &str) -> bool {
+    if field.option_of.is_none() {
+        return false;
+    }
+    cx.error_spanned_by(
+        field.ty,
+        format!(
+            "field `{}` {role}, so it cannot be an Option: {remedy}",
+            unraw(field.ident)
+        ),
+    );
+    true
 }
 
 pub(crate) fn unraw(ident: &syn::Ident) -> String {

@@ -5,69 +5,18 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use redis_schema::RenameRule;
 
-use crate::ast::{path_name, redis_attrs, set_once, skip_value, string_value};
+use crate::ast::{for_each_attr, read_string, unknown_attribute};
 use crate::ctxt::Ctxt;
+use crate::symbol::{CRATE, JSON, RENAME, RENAME_ALL, Symbol};
+use crate::valid::{checked_runtime_path, rename_rule};
+
+/// What `#[redis(...)]` accepts on the enum, and on one of its variants.
+const ENUM_ATTRS: &[Symbol] = &[RENAME_ALL, CRATE];
+const VARIANT_ATTRS: &[Symbol] = &[RENAME];
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error> {
     let cx = Ctxt::default();
-    let mut rename_all: Option<syn::LitStr> = None;
-    let mut krate: Option<syn::LitStr> = None;
-    for attr in redis_attrs(&input.attrs) {
-        let result = attr.parse_nested_meta(|meta| {
-            let name = path_name(&meta.path);
-            match name.as_str() {
-                "rename_all" => set_once(
-                    &cx,
-                    &meta,
-                    &mut rename_all,
-                    string_value(&cx, &meta, "rename_all = \"kebab-case\""),
-                ),
-                "crate" => set_once(
-                    &cx,
-                    &meta,
-                    &mut krate,
-                    string_value(&cx, &meta, "crate = \"my_runtime\""),
-                ),
-                _ => {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        format!(
-                            "unknown attribute `{name}`; #[derive(RedisValue)] on an enum accepts: rename_all, crate"
-                        ),
-                    );
-                    skip_value(&meta);
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
-    }
-    let rule = match &rename_all {
-        None => RenameRule::SnakeCase,
-        Some(lit) => RenameRule::from_name(&lit.value()).unwrap_or_else(|| {
-            cx.error_spanned_by(
-                lit,
-                format!(
-                    "unknown rename rule {:?}; use one of: {}",
-                    lit.value(),
-                    RenameRule::ALL_NAMES.join(", ")
-                ),
-            );
-            RenameRule::SnakeCase
-        }),
-    };
-    let krate = match &krate {
-        None => quote!(::redis_runtime),
-        Some(lit) => match lit.parse::<syn::Path>() {
-            Ok(path) => quote!(#path),
-            Err(_) => {
-                cx.error_spanned_by(lit, "`crate` takes a path, e.g. crate = \"my_runtime\"");
-                quote!(::redis_runtime)
-            }
-        },
-    };
+    let (rule, krate) = enum_attrs(&cx, input);
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
             &input.generics,
@@ -81,46 +30,59 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
         );
         return cx.check().map(|()| TokenStream::new());
     };
-    let mut variants = Vec::new();
-    // Each stored name, with the variant that claimed it first.
-    let mut names: Vec<(String, &syn::Ident)> = Vec::new();
+    let variants = stored_names(&cx, data, rule);
+    if data.variants.is_empty() {
+        cx.error_spanned_by(
+            &input.ident,
+            "#[derive(RedisValue)] needs at least one variant",
+        );
+    }
+    cx.check()?;
+    Ok(expand(&input.ident, &krate, &variants))
+}
+
+/// The enum's naming rule and runtime path, from its `#[redis(...)]`.
+fn enum_attrs(cx: &Ctxt, input: &syn::DeriveInput) -> (RenameRule, TokenStream) {
+    let mut rename_all: Option<syn::LitStr> = None;
+    let mut krate: Option<syn::LitStr> = None;
+    for_each_attr(cx, &input.attrs, |meta| {
+        match Symbol::find(&meta.path, ENUM_ATTRS) {
+            Some(RENAME_ALL) => read_string(cx, meta, &mut rename_all, "\"kebab-case\""),
+            Some(CRATE) => read_string(cx, meta, &mut krate, "\"my_runtime\""),
+            _ => unknown_attribute(cx, meta, "#[derive(RedisValue)] on an enum", ENUM_ATTRS),
+        }
+    });
+    let rule = rename_rule(cx, rename_all.as_ref());
+    (rule, checked_runtime_path(cx, krate.as_ref()))
+}
+
+/// Each unit variant with the name it is stored as. A stored name also
+/// fills keys, so it must be valid in one; and two variants stored under
+/// one name could not be told apart when read back.
+fn stored_names<'a>(
+    cx: &Ctxt,
+    data: &'a syn::DataEnum,
+    rule: RenameRule,
+) -> Vec<(&'a syn::Ident, String)> {
+    let mut variants: Vec<(&syn::Ident, String)> = Vec::new();
     for variant in &data.variants {
         if !matches!(variant.fields, syn::Fields::Unit) {
             cx.error_spanned_by(
                 &variant.fields,
                 format!(
-                    "variant `{}` has data; #[derive(RedisValue)] stores unit variants only (use #[redis(json)] on the field for enums with data)",
+                    "variant `{}` has data; #[derive(RedisValue)] stores unit variants only (use #[redis({JSON})] on the field for enums with data)",
                     variant.ident
                 ),
             );
             continue;
         }
         let mut rename: Option<syn::LitStr> = None;
-        for attr in redis_attrs(&variant.attrs) {
-            let result = attr.parse_nested_meta(|meta| {
-                let name = path_name(&meta.path);
-                if name == "rename" {
-                    set_once(
-                        &cx,
-                        &meta,
-                        &mut rename,
-                        string_value(&cx, &meta, "rename = \"done\""),
-                    );
-                } else {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        format!(
-                            "unknown attribute `{name}`; #[redis(...)] on a variant accepts: rename"
-                        ),
-                    );
-                    skip_value(&meta);
-                }
-                Ok(())
-            });
-            if let Err(e) = result {
-                cx.syn_error(e);
+        for_each_attr(cx, &variant.attrs, |meta| {
+            match Symbol::find(&meta.path, VARIANT_ATTRS) {
+                Some(RENAME) => read_string(cx, meta, &mut rename, "\"done\""),
+                _ => unknown_attribute(cx, meta, "#[redis(...)] on a variant", VARIANT_ATTRS),
             }
-        }
+        });
         let stored = match &rename {
             Some(lit) => lit.value(),
             None => rule.apply(&variant.ident.to_string()),
@@ -136,27 +98,27 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
                 format!("stored name {stored:?} cannot be used in keys: {e}; rename the variant"),
             );
         }
-        if let Some((_, first)) = names.iter().find(|(name, _)| *name == stored) {
+        if let Some((first, _)) = variants.iter().find(|(_, name)| *name == stored) {
             cx.error_spanned_by(
                 blame,
                 format!(
-                    "variants `{first}` and `{}` are both stored as {stored:?}; give one a different #[redis(rename = \"...\")]",
+                    "variants `{first}` and `{}` are both stored as {stored:?}; give one a different #[redis({RENAME} = \"...\")]",
                     variant.ident
                 ),
             );
         }
-        names.push((stored.clone(), &variant.ident));
         variants.push((&variant.ident, stored));
     }
-    if data.variants.is_empty() {
-        cx.error_spanned_by(
-            &input.ident,
-            "#[derive(RedisValue)] needs at least one variant",
-        );
-    }
-    cx.check()?;
+    variants
+}
 
-    let ident = &input.ident;
+/// `FieldValue` and `KeyPart` for the enum, mapping each variant to its
+/// stored name and back.
+fn expand(
+    ident: &syn::Ident,
+    krate: &TokenStream,
+    variants: &[(&syn::Ident, String)],
+) -> TokenStream {
     let p = quote!(#krate::__private);
     let to_str = variants
         .iter()
@@ -165,12 +127,12 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
         let bytes = syn::LitByteStr::new(name.as_bytes(), proc_macro2::Span::call_site());
         quote!(#bytes => ::core::result::Result::Ok(#ident::#v),)
     });
-    let expected = names
+    let expected = variants
         .iter()
-        .map(|(name, _)| name.as_str())
+        .map(|(_, name)| name.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    Ok(quote! {
+    quote! {
         #[automatically_derived]
         impl #p::FieldValue for #ident {
             const ENCODING: #p::FieldEncoding = #p::FieldEncoding::Enum;
@@ -195,5 +157,5 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error
                 #p::Cow::Owned(::std::string::String::from_utf8_lossy(&out).into_owned())
             }
         }
-    })
+    }
 }
