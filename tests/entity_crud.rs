@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use redis::AsyncCommands;
-use redis_runtime::testing::RedisServer;
+use redis_runtime::testing::{RedisServer, eventually, raw_command, raw_query};
 use redis_runtime::{Client, Context, RedisEntity, RedisValue, Ttl};
 
 #[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,9 @@ struct User {
 }
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "session:{id}", ttl = "7d")]
+/// Key and TTL given in separate attributes.
+#[redis(key = "session:{id}")]
+#[redis(ttl = "7d")]
 struct Session {
     id: String,
     user_id: String,
@@ -57,6 +59,17 @@ struct Token {
     expires_at: i64,
 }
 
+/// A session of `u1`, created now.
+async fn create_session(client: &Client, id: &str) -> Session {
+    let session = Session {
+        id: id.into(),
+        user_id: "u1".into(),
+        created_at: 1,
+    };
+    session.create(client).await.expect("create");
+    session
+}
+
 fn user(id: &str) -> User {
     User {
         id: id.into(),
@@ -73,29 +86,27 @@ fn user(id: &str) -> User {
     }
 }
 
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
 async fn raw_hash(client: &Client, key: &str) -> BTreeMap<String, String> {
-    let key = key.to_string();
-    client
-        .run(Context::new("test.hgetall", ""), |mut conn| async move {
-            Ok(conn.hgetall(&key).await?)
-        })
-        .await
-        .expect("hgetall")
+    raw_query(client, &["HGETALL", key]).await
 }
 
-async fn raw(client: &Client, args: &[&str]) -> redis::Value {
-    redis_runtime::testing::raw_command(client, args).await
+/// The time left of a `ttl()` answer, or a panic saying `why` when it is
+/// not an expiry.
+fn time_left(ttl: Ttl, why: &str) -> Duration {
+    match ttl {
+        Ttl::ExpiresIn(left) => left,
+        other => panic!("{why}: {other:?}"),
+    }
+}
+
+/// Asserts `low < left <= high`.
+fn assert_left(left: Duration, low: Duration, high: Duration) {
+    assert!(left <= high && left > low, "{left:?}");
 }
 
 #[tokio::test]
 async fn create_get_round_trips_every_field_and_stores_the_documented_layout() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let u = user("u1");
     let outcome = u.create(&client).await.expect("create");
     assert!(!outcome.existed);
@@ -131,7 +142,7 @@ async fn create_get_round_trips_every_field_and_stores_the_documented_layout() {
 
 #[tokio::test]
 async fn create_on_an_existing_key_fails_and_writes_nothing() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let original = user("u1");
     original.create(&client).await.expect("create");
     let mut other = user("u1");
@@ -144,18 +155,18 @@ async fn create_on_an_existing_key_fails_and_writes_nothing() {
 
 #[tokio::test]
 async fn get_of_a_missing_entity_is_none() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     assert_eq!(User::get(&client, "nobody").await.expect("get"), None);
     assert!(!User::exists(&client, "nobody").await.expect("exists"));
 }
 
 #[tokio::test]
 async fn update_replaces_fully_and_removes_none_and_unknown_fields() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut u = user("u1");
     u.create(&client).await.expect("create");
     // A field the struct no longer has (e.g. left by an older version).
-    raw(&client, &["HSET", "user:u1", "legacy_field", "x"]).await;
+    raw_command(&client, &["HSET", "user:u1", "legacy_field", "x"]).await;
 
     u.avatar = None;
     u.display_name = "Ada".into();
@@ -172,7 +183,7 @@ async fn update_replaces_fully_and_removes_none_and_unknown_fields() {
 
 #[tokio::test]
 async fn update_of_a_missing_entity_is_not_found() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let err = user("ghost").update(&client).await.expect_err("missing");
     assert_eq!(err.code(), "NOT_FOUND");
     assert!(!User::exists(&client, "ghost").await.expect("exists"));
@@ -180,7 +191,7 @@ async fn update_of_a_missing_entity_is_not_found() {
 
 #[tokio::test]
 async fn save_upserts() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut u = user("u1");
     assert!(!u.save(&client).await.expect("save new").existed);
     u.login_count = 4;
@@ -190,7 +201,7 @@ async fn save_upserts() {
 
 #[tokio::test]
 async fn patch_sets_and_clears_chosen_fields_only() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let u = user("u1");
     u.create(&client).await.expect("create");
     User::patch(
@@ -233,7 +244,7 @@ async fn patch_sets_and_clears_chosen_fields_only() {
 
 #[tokio::test]
 async fn delete_reports_whether_it_existed() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     user("u1").create(&client).await.expect("create");
     assert!(User::delete(&client, "u1").await.expect("delete"));
     assert!(!User::delete(&client, "u1").await.expect("delete again"));
@@ -242,7 +253,7 @@ async fn delete_reports_whether_it_existed() {
 
 #[tokio::test]
 async fn get_many_keeps_order_and_reports_missing() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     for id in ["a", "b", "c"] {
         user(id).create(&client).await.expect("create");
     }
@@ -261,7 +272,7 @@ async fn get_many_keeps_order_and_reports_missing() {
 
 #[tokio::test]
 async fn multi_field_keys_and_renamed_fields() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let doc = Doc {
         tenant_id: "acme".into(),
         id: 7,
@@ -292,69 +303,44 @@ async fn multi_field_keys_and_renamed_fields() {
 
 #[tokio::test]
 async fn ttl_is_applied_on_create_and_kept_by_update_and_patch() {
-    let (_server, client) = setup().await;
-    let s = Session {
-        id: "s1".into(),
-        user_id: "u1".into(),
-        created_at: 1,
-    };
-    s.create(&client).await.expect("create");
-    let Ttl::ExpiresIn(left) = Session::ttl(&client, "s1").await.expect("ttl") else {
-        panic!("session must expire");
-    };
+    let (_server, client) = RedisServer::start_with_client().await;
+    let s = create_session(&client, "s1").await;
+    let left_of_s1 =
+        async |why: &str| time_left(Session::ttl(&client, "s1").await.expect("ttl"), why);
     let week = Duration::from_secs(7 * 86_400);
-    assert!(
-        left <= week && left > week - Duration::from_secs(60),
-        "{left:?}"
-    );
+    let left = left_of_s1("session must expire").await;
+    assert_left(left, week - Duration::from_secs(60), week);
 
     // Shorten it, then check update and patch keep what is left.
+    let hundred = Duration::from_secs(100);
     assert!(
-        Session::expire(&client, "s1", Duration::from_secs(100))
+        Session::expire(&client, "s1", hundred)
             .await
             .expect("expire")
     );
     s.update(&client).await.expect("update");
-    let Ttl::ExpiresIn(left) = Session::ttl(&client, "s1").await.expect("ttl") else {
-        panic!("update must keep the TTL");
+    let left = left_of_s1("update must keep the TTL").await;
+    assert_left(left, Duration::from_secs(90), hundred);
+    let patch = SessionPatch {
+        created_at: Some(2),
+        ..Default::default()
     };
-    assert!(
-        left <= Duration::from_secs(100) && left > Duration::from_secs(90),
-        "{left:?}"
-    );
-    Session::patch(
-        &client,
-        "s1",
-        &SessionPatch {
-            created_at: Some(2),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("patch");
-    let Ttl::ExpiresIn(left) = Session::ttl(&client, "s1").await.expect("ttl") else {
-        panic!("patch must keep the TTL");
-    };
-    assert!(left <= Duration::from_secs(100), "{left:?}");
+    Session::patch(&client, "s1", &patch).await.expect("patch");
+    let left = left_of_s1("patch must keep the TTL").await;
+    assert!(left <= hundred, "{left:?}");
 
     // Refresh restarts the declared TTL.
     s.update_refreshing_ttl(&client).await.expect("refresh");
-    let Ttl::ExpiresIn(left) = Session::ttl(&client, "s1").await.expect("ttl") else {
-        panic!("refresh keeps an expiry");
-    };
-    assert!(left > Duration::from_secs(100), "{left:?}");
+    let left = left_of_s1("refresh keeps an expiry").await;
+    assert!(left > hundred, "{left:?}");
 
     assert!(Session::persist(&client, "s1").await.expect("persist"));
-    assert_eq!(
-        Session::ttl(&client, "s1").await.expect("ttl"),
-        Ttl::Persistent
-    );
-    assert_eq!(
-        Session::ttl(&client, "nope").await.expect("ttl"),
-        Ttl::Missing
-    );
+    let ttl_of = async |id: &str| Session::ttl(&client, id).await.expect("ttl");
+    assert_eq!(ttl_of("s1").await, Ttl::Persistent);
+    assert_eq!(ttl_of("nope").await, Ttl::Missing);
+    let second = Duration::from_secs(1);
     assert!(
-        !Session::expire(&client, "nope", Duration::from_secs(1))
+        !Session::expire(&client, "nope", second)
             .await
             .expect("expire")
     );
@@ -362,27 +348,21 @@ async fn ttl_is_applied_on_create_and_kept_by_update_and_patch() {
 
 #[tokio::test]
 async fn expired_entities_are_never_returned() {
-    let (_server, client) = setup().await;
-    let s = Session {
-        id: "short".into(),
-        user_id: "u1".into(),
-        created_at: 1,
-    };
-    s.create(&client).await.expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_session(&client, "short").await;
     Session::expire(&client, "short", Duration::from_millis(50))
         .await
         .expect("expire");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while Session::get(&client, "short").await.expect("get").is_some() {
-        assert!(std::time::Instant::now() < deadline, "entity never expired");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "the entity to expire", async || {
+        Session::get(&client, "short").await.expect("get").is_none()
+    })
+    .await;
     assert!(!Session::exists(&client, "short").await.expect("exists"));
 }
 
 #[tokio::test]
 async fn expires_at_field_sets_an_absolute_expiry() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let now_ms = i64::try_from(
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -395,31 +375,25 @@ async fn expires_at_field_sets_an_absolute_expiry() {
         expires_at: now_ms + 60_000,
     };
     t.create(&client).await.expect("create");
-    let Ttl::ExpiresIn(left) = Token::ttl(&client, "t1").await.expect("ttl") else {
-        panic!("token must expire");
+    let left_of_t1 = async || {
+        time_left(
+            Token::ttl(&client, "t1").await.expect("ttl"),
+            "token must expire",
+        )
     };
-    assert!(
-        left <= Duration::from_secs(60) && left > Duration::from_secs(50),
-        "{left:?}"
-    );
-    Token::patch(
-        &client,
-        "t1",
-        &TokenPatch {
-            expires_at: Some(now_ms + 600_000),
-        },
-    )
-    .await
-    .expect("patch");
-    let Ttl::ExpiresIn(left) = Token::ttl(&client, "t1").await.expect("ttl") else {
-        panic!("token must expire");
+    let left = left_of_t1().await;
+    assert_left(left, Duration::from_secs(50), Duration::from_secs(60));
+    let later = TokenPatch {
+        expires_at: Some(now_ms + 600_000),
     };
+    Token::patch(&client, "t1", &later).await.expect("patch");
+    let left = left_of_t1().await;
     assert!(left > Duration::from_secs(500), "{left:?}");
 }
 
 #[tokio::test]
 async fn hostile_ids_cannot_reach_other_keys() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     user("victim").create(&client).await.expect("create");
     for hostile in [
         "victim:x",
@@ -453,10 +427,13 @@ async fn hostile_ids_cannot_reach_other_keys() {
 
 #[tokio::test]
 async fn corrupted_hashes_give_typed_errors_naming_key_and_field() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     user("u1").create(&client).await.expect("create");
 
-    raw(&client, &["HSET", "user:u1", "login_count", "many"]).await;
+    let hset = async |fields: &[&str]| {
+        raw_command(&client, &[&["HSET", "user:u1"][..], fields].concat()).await
+    };
+    hset(&["login_count", "many"]).await;
     let err = User::get(&client, "u1").await.expect_err("wrong type");
     assert_eq!(err.code(), "DECODE");
     let text = err.to_string();
@@ -465,43 +442,31 @@ async fn corrupted_hashes_give_typed_errors_naming_key_and_field() {
         "{text}"
     );
 
-    raw(
-        &client,
-        &["HSET", "user:u1", "login_count", "1", "plan", "platinum"],
-    )
-    .await;
+    hset(&["login_count", "1", "plan", "platinum"]).await;
     let err = User::get(&client, "u1").await.expect_err("bad enum");
     assert!(err.to_string().contains("plan"), "{err}");
 
-    raw(
-        &client,
-        &["HSET", "user:u1", "plan", "free", "settings", "{not json"],
-    )
-    .await;
+    hset(&["plan", "free", "settings", "{not json"]).await;
     let err = User::get(&client, "u1").await.expect_err("bad json");
     assert!(err.to_string().contains("settings"), "{err}");
 
-    raw(&client, &["HSET", "user:u1", "settings", "{}"]).await;
-    raw(&client, &["HDEL", "user:u1", "email"]).await;
+    hset(&["settings", "{}"]).await;
+    raw_command(&client, &["HDEL", "user:u1", "email"]).await;
     let err = User::get(&client, "u1").await.expect_err("missing field");
     assert!(
         err.to_string().contains("email") && err.to_string().contains("missing"),
         "{err}"
     );
 
-    raw(
-        &client,
-        &["HSET", "user:u1", "email", "e", "verified", "maybe"],
-    )
-    .await;
+    hset(&["email", "e", "verified", "maybe"]).await;
     assert_eq!(
         User::get(&client, "u1").await.expect_err("bad bool").code(),
         "DECODE"
     );
 
     // `default` fields read as Default when absent; unknown fields are ignored.
-    raw(&client, &["HDEL", "user:u1", "verified"]).await;
-    raw(&client, &["HSET", "user:u1", "unknown", "zzz"]).await;
+    raw_command(&client, &["HDEL", "user:u1", "verified"]).await;
+    hset(&["unknown", "zzz"]).await;
     let loaded = User::get(&client, "u1")
         .await
         .expect("get")
@@ -524,7 +489,7 @@ async fn corrupted_hashes_give_typed_errors_naming_key_and_field() {
     );
 
     // A key of the wrong Redis type is a typed error, not a panic.
-    raw(&client, &["SET", "user:str", "plain"]).await;
+    raw_command(&client, &["SET", "user:str", "plain"]).await;
     let err = User::get(&client, "str")
         .await
         .expect_err("wrong redis type");
@@ -539,7 +504,7 @@ async fn nan_is_refused_on_write() {
         id: u32,
         value: f64,
     }
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let err = Reading {
         id: 1,
         value: f64::NAN,
@@ -559,7 +524,7 @@ async fn a_declared_log_appends_reads_and_keeps_its_ttl_fresh() {
     struct Build {
         id: String,
     }
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = Build::output_log(&client).expect("log");
     for line in ["a", "b", "c", "d"] {
         output
@@ -572,9 +537,7 @@ async fn a_declared_log_appends_reads_and_keeps_its_ttl_fresh() {
         ["b", "c", "d"],
         "capped at max_len"
     );
-    let Ttl::ExpiresIn(left) = output.ttl("b1").await.expect("ttl") else {
-        panic!("the log must expire");
-    };
+    let left = time_left(output.ttl("b1").await.expect("ttl"), "the log must expire");
     assert!(left > Duration::from_secs(23 * 3600), "{left:?}");
     assert_eq!(output.key("b1").expect("key"), "build:b1:output");
     assert_eq!(

@@ -1,48 +1,20 @@
 //! Secondary indexes against a real `redis-server`: queries, maintenance,
 //! TTL honesty, drift under concurrency and crashes, repair.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::AsyncCommands;
 use redis_runtime::index::{self, DriftKind};
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Context, Page, RedisEntity, RedisValue, ScoreRange};
+use redis_runtime::testing::{RedisServer, eventually, raw_query};
+use redis_runtime::{Client, Context, Page, RedisEntity, ScoreRange};
 
-#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum JobStatus {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "job:{id}")]
-#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
-#[redis(index(key = "jobs:status:{status}"))]
-#[redis(unique(key = "jobs:by_slug", field = "slug"))]
-struct Job {
-    id: String,
-    user_id: String,
-    status: JobStatus,
-    slug: String,
-    created_at: i64,
-    error: Option<String>,
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "lease:{id}", ttl = "1s")]
-#[redis(sorted_index(key = "leases:owner:{owner}", score = "taken_at"))]
-#[redis(index(key = "leases:kind:{kind}"))]
-#[redis(unique(key = "leases:by_resource", field = "resource"))]
-struct Lease {
-    id: String,
-    owner: String,
-    kind: String,
-    resource: String,
-    taken_at: i64,
-}
+use common::{
+    Job, JobPatch, JobStatus, Lease, assert_no_drift, create_all, job, lease, owner_page,
+    wait_expired,
+};
 
 /// Three indexes, a TTL and a stream: the heaviest write.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -63,189 +35,141 @@ struct Ticket {
     created_at: i64,
 }
 
-fn job(id: &str, user: &str, status: JobStatus, created_at: i64) -> Job {
-    Job {
-        id: id.into(),
-        user_id: user.into(),
-        status,
-        slug: format!("slug-{id}"),
-        created_at,
-        error: None,
-    }
-}
-
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
 fn ids(jobs: &[Job]) -> Vec<&str> {
     jobs.iter().map(|j| j.id.as_str()).collect()
 }
 
-async fn assert_no_drift<E: redis_runtime::Entity>(client: &Client) {
-    let report = index::verify::<E>(client).await.expect("verify");
-    assert!(report.drift.is_empty(), "drift: {:#?}", report.drift);
+/// The ids of one page of `user`'s jobs.
+async fn user_page(client: &Client, user: &str, page: Page) -> Vec<String> {
+    let jobs = Job::by_user_id(client, user, page).await.expect("page");
+    jobs.into_iter().map(|j| j.id).collect()
+}
+
+async fn user_count(client: &Client, user: &str) -> u64 {
+    Job::by_user_id_count(client, user).await.expect("count")
+}
+
+async fn status_ids(client: &Client, status: JobStatus) -> Vec<String> {
+    Job::by_status_ids(client, &status).await.expect("ids")
+}
+
+async fn status_count(client: &Client, status: JobStatus) -> u64 {
+    Job::by_status_count(client, &status).await.expect("count")
+}
+
+/// The id of the job the unique slug index points `slug` at.
+async fn slug_holder(client: &Client, slug: &str) -> Option<String> {
+    let slug = slug.to_string();
+    let found = Job::by_slug(client, &slug).await.expect("unique");
+    found.map(|j| j.id)
+}
+
+/// Awaits `operation`, which must succeed in exactly one round trip.
+async fn one_round_trip<T>(
+    client: &Client,
+    what: &str,
+    operation: impl Future<Output = redis_runtime::Result<T>>,
+) -> T {
+    let before = client.round_trips();
+    let output = operation.await;
+    assert_eq!(client.round_trips() - before, 1, "{what}");
+    output.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+async fn all_keys(client: &Client) -> Vec<String> {
+    raw_query(client, &["KEYS", "*"]).await
 }
 
 #[tokio::test]
 async fn sorted_index_pages_newest_and_oldest_first_with_edges() {
-    let (_server, client) = setup().await;
-    for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-        job(id, "u1", JobStatus::Queued, 100 + i as i64)
-            .create(&client)
-            .await
-            .expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    let five = ["a", "b", "c", "d", "e"].iter().enumerate();
+    create_all(
+        &client,
+        five.map(|(i, id)| job(id, "u1", JobStatus::Queued, 100 + i as i64)),
+    )
+    .await;
+    create_all(&client, [job("other", "u2", JobStatus::Queued, 1)]).await;
+
+    let pages: [(Page, &[&str], &str); 6] = [
+        (Page::newest_first(2), &["e", "d"], "first page"),
+        (Page::newest_first(2).skip(2), &["c", "b"], "second page"),
+        (Page::newest_first(2).skip(4), &["a"], "last partial page"),
+        (Page::newest_first(2).skip(10), &[], "past the end"),
+        (
+            Page::oldest_first(5),
+            &["a", "b", "c", "d", "e"],
+            "exact page",
+        ),
+        (Page::newest_first(0), &[], "a zero limit"),
+    ];
+    for (page, expected, what) in pages {
+        assert_eq!(user_page(&client, "u1", page).await, expected, "{what}");
     }
-    job("other", "u2", JobStatus::Queued, 1)
-        .create(&client)
-        .await
-        .expect("create");
+    let empty = user_page(&client, "nobody", Page::newest_first(5)).await;
+    assert!(empty.is_empty(), "empty index");
 
-    let page = Job::by_user_id(&client, "u1", Page::newest_first(2))
-        .await
-        .expect("page");
-    assert_eq!(ids(&page), ["e", "d"]);
-    let page = Job::by_user_id(&client, "u1", Page::newest_first(2).skip(2))
-        .await
-        .expect("page");
-    assert_eq!(ids(&page), ["c", "b"]);
-    let page = Job::by_user_id(&client, "u1", Page::newest_first(2).skip(4))
-        .await
-        .expect("page");
-    assert_eq!(ids(&page), ["a"], "last partial page");
-    let page = Job::by_user_id(&client, "u1", Page::newest_first(2).skip(10))
-        .await
-        .expect("page");
-    assert!(page.is_empty(), "past the end");
-    let page = Job::by_user_id(&client, "u1", Page::oldest_first(5))
-        .await
-        .expect("page");
-    assert_eq!(ids(&page), ["a", "b", "c", "d", "e"], "exact page");
-    let page = Job::by_user_id(&client, "nobody", Page::newest_first(5))
-        .await
-        .expect("page");
-    assert!(page.is_empty(), "empty index");
-    assert!(
-        Job::by_user_id(&client, "u1", Page::newest_first(0))
-            .await
-            .expect("page")
-            .is_empty()
-    );
-
-    let since = Job::by_user_id_in_range(
-        &client,
-        "u1",
-        &ScoreRange::at_least(103.0),
-        Page::oldest_first(10),
-    )
-    .await
-    .expect("range");
-    assert_eq!(ids(&since), ["d", "e"]);
-    let window = Job::by_user_id_in_range(
-        &client,
-        "u1",
-        &ScoreRange::between(101.0, 102.0),
-        Page::newest_first(10),
-    )
-    .await
-    .expect("range");
-    assert_eq!(ids(&window), ["c", "b"]);
-    let after = Job::by_user_id_ids(
-        &client,
-        "u1",
-        &ScoreRange::after(103.0),
-        Page::oldest_first(10),
-    )
-    .await
-    .expect("ids");
-    assert_eq!(after, ["e"]);
-    assert_eq!(
-        Job::by_user_id_count(&client, "u1").await.expect("count"),
-        5
-    );
-    assert_eq!(
-        Job::by_user_id_count(&client, "nobody")
-            .await
-            .expect("count"),
-        0
-    );
+    let ranges: [(ScoreRange, Page, &[&str]); 2] = [
+        (
+            ScoreRange::at_least(103.0),
+            Page::oldest_first(10),
+            &["d", "e"],
+        ),
+        (
+            ScoreRange::between(101.0, 102.0),
+            Page::newest_first(10),
+            &["c", "b"],
+        ),
+    ];
+    for (range, page, expected) in ranges {
+        let found = Job::by_user_id_in_range(&client, "u1", &range, page).await;
+        assert_eq!(ids(&found.expect("range")), expected);
+    }
+    let after = ScoreRange::after(103.0);
+    let found = Job::by_user_id_ids(&client, "u1", &after, Page::oldest_first(10)).await;
+    assert_eq!(found.expect("ids"), ["e"]);
+    assert_eq!(user_count(&client, "u1").await, 5);
+    assert_eq!(user_count(&client, "nobody").await, 0);
 }
 
 #[tokio::test]
 async fn ties_in_score_are_ordered_by_id() {
-    let (_server, client) = setup().await;
-    for id in ["m", "k", "z"] {
-        job(id, "u1", JobStatus::Queued, 7)
-            .create(&client)
-            .await
-            .expect("create");
-    }
-    let asc = Job::by_user_id(&client, "u1", Page::oldest_first(10))
-        .await
-        .expect("page");
-    assert_eq!(ids(&asc), ["k", "m", "z"]);
-    let desc = Job::by_user_id(&client, "u1", Page::newest_first(10))
-        .await
-        .expect("page");
-    assert_eq!(ids(&desc), ["z", "m", "k"]);
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(
+        &client,
+        ["m", "k", "z"].map(|id| job(id, "u1", JobStatus::Queued, 7)),
+    )
+    .await;
+    let asc = user_page(&client, "u1", Page::oldest_first(10)).await;
+    assert_eq!(asc, ["k", "m", "z"]);
+    let desc = user_page(&client, "u1", Page::newest_first(10)).await;
+    assert_eq!(desc, ["z", "m", "k"]);
 }
 
 #[tokio::test]
 async fn set_and_unique_queries() {
-    let (_server, client) = setup().await;
-    job("j2", "u1", JobStatus::Running, 2)
-        .create(&client)
-        .await
-        .expect("create");
-    job("j1", "u1", JobStatus::Running, 1)
-        .create(&client)
-        .await
-        .expect("create");
-    job("j3", "u1", JobStatus::Queued, 3)
-        .create(&client)
-        .await
-        .expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    let jobs = [
+        job("j2", "u1", JobStatus::Running, 2),
+        job("j1", "u1", JobStatus::Running, 1),
+        job("j3", "u1", JobStatus::Queued, 3),
+    ];
+    create_all(&client, jobs).await;
 
-    let running = Job::by_status(&client, &JobStatus::Running)
-        .await
-        .expect("members");
-    assert_eq!(ids(&running), ["j1", "j2"]);
-    assert_eq!(
-        Job::by_status_ids(&client, &JobStatus::Queued)
-            .await
-            .expect("ids"),
-        ["j3"]
-    );
-    assert_eq!(
-        Job::by_status_count(&client, &JobStatus::Failed)
-            .await
-            .expect("count"),
-        0
-    );
-    assert!(
-        Job::by_status(&client, &JobStatus::Failed)
-            .await
-            .expect("members")
-            .is_empty()
-    );
+    let running = Job::by_status(&client, &JobStatus::Running).await;
+    assert_eq!(ids(&running.expect("members")), ["j1", "j2"]);
+    assert_eq!(status_ids(&client, JobStatus::Queued).await, ["j3"]);
+    assert_eq!(status_count(&client, JobStatus::Failed).await, 0);
+    let failed = Job::by_status(&client, &JobStatus::Failed).await;
+    assert!(failed.expect("members").is_empty());
 
-    let found = Job::by_slug(&client, &"slug-j3".to_string())
-        .await
-        .expect("unique");
-    assert_eq!(found.map(|j| j.id), Some("j3".into()));
-    assert_eq!(
-        Job::by_slug(&client, &"nope".to_string())
-            .await
-            .expect("unique"),
-        None
-    );
+    assert_eq!(slug_holder(&client, "slug-j3").await.as_deref(), Some("j3"));
+    assert_eq!(slug_holder(&client, "nope").await, None);
 }
 
 #[tokio::test]
 async fn updates_and_patches_move_entries_and_delete_cleans_every_index() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut j = job("j1", "u1", JobStatus::Queued, 10);
     j.create(&client).await.expect("create");
 
@@ -254,108 +178,35 @@ async fn updates_and_patches_move_entries_and_delete_cleans_every_index() {
     j.created_at = 20;
     j.slug = "renamed".into();
     j.update(&client).await.expect("update");
-    assert!(
-        Job::by_status_ids(&client, &JobStatus::Queued)
-            .await
-            .expect("ids")
-            .is_empty()
-    );
-    assert_eq!(
-        Job::by_status_ids(&client, &JobStatus::Running)
-            .await
-            .expect("ids"),
-        ["j1"]
-    );
-    assert_eq!(
-        Job::by_user_id_count(&client, "u1").await.expect("count"),
-        0
-    );
-    assert_eq!(
-        Job::by_user_id_ids(
-            &client,
-            "u2",
-            &ScoreRange::at_least(20.0),
-            Page::oldest_first(5)
-        )
-        .await
-        .expect("ids"),
-        ["j1"]
-    );
-    assert_eq!(
-        Job::by_slug(&client, &"slug-j1".to_string())
-            .await
-            .expect("old slug"),
-        None
-    );
-    assert!(
-        Job::by_slug(&client, &"renamed".to_string())
-            .await
-            .expect("new slug")
-            .is_some()
-    );
+    assert!(status_ids(&client, JobStatus::Queued).await.is_empty());
+    assert_eq!(status_ids(&client, JobStatus::Running).await, ["j1"]);
+    assert_eq!(user_count(&client, "u1").await, 0);
+    let since_20 = ScoreRange::at_least(20.0);
+    let moved = Job::by_user_id_ids(&client, "u2", &since_20, Page::oldest_first(5)).await;
+    assert_eq!(moved.expect("ids"), ["j1"]);
+    assert_eq!(slug_holder(&client, "slug-j1").await, None, "old slug");
+    assert!(slug_holder(&client, "renamed").await.is_some(), "new slug");
     assert_no_drift::<Job>(&client).await;
 
-    Job::patch(
-        &client,
-        "j1",
-        &JobPatch {
-            status: Some(JobStatus::Failed),
-            created_at: Some(5),
-            error: Some(Some("boom".into())),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("patch");
-    assert_eq!(
-        Job::by_status_ids(&client, &JobStatus::Failed)
-            .await
-            .expect("ids"),
-        ["j1"]
-    );
-    assert!(
-        Job::by_status_ids(&client, &JobStatus::Running)
-            .await
-            .expect("ids")
-            .is_empty()
-    );
-    assert_eq!(
-        Job::by_user_id_ids(
-            &client,
-            "u2",
-            &ScoreRange::at_most(5.0),
-            Page::oldest_first(5)
-        )
-        .await
-        .expect("ids"),
-        ["j1"],
-        "score moved"
-    );
+    let patch = JobPatch {
+        status: Some(JobStatus::Failed),
+        created_at: Some(5),
+        error: Some(Some("boom".into())),
+        ..Default::default()
+    };
+    Job::patch(&client, "j1", &patch).await.expect("patch");
+    assert_eq!(status_ids(&client, JobStatus::Failed).await, ["j1"]);
+    assert!(status_ids(&client, JobStatus::Running).await.is_empty());
+    let up_to_5 = ScoreRange::at_most(5.0);
+    let moved = Job::by_user_id_ids(&client, "u2", &up_to_5, Page::oldest_first(5)).await;
+    assert_eq!(moved.expect("ids"), ["j1"], "score moved");
     assert_no_drift::<Job>(&client).await;
 
     assert!(Job::delete(&client, "j1").await.expect("delete"));
-    assert_eq!(
-        Job::by_status_count(&client, &JobStatus::Failed)
-            .await
-            .expect("count"),
-        0
-    );
-    assert_eq!(
-        Job::by_user_id_count(&client, "u2").await.expect("count"),
-        0
-    );
-    assert_eq!(
-        Job::by_slug(&client, &"renamed".to_string())
-            .await
-            .expect("slug"),
-        None
-    );
-    let leftovers: Vec<String> = client
-        .run(Context::new("test.keys", ""), |mut conn| async move {
-            Ok(conn.keys("*").await?)
-        })
-        .await
-        .expect("keys");
+    assert_eq!(status_count(&client, JobStatus::Failed).await, 0);
+    assert_eq!(user_count(&client, "u2").await, 0);
+    assert_eq!(slug_holder(&client, "renamed").await, None);
+    let leftovers = all_keys(&client).await;
     assert!(
         leftovers.is_empty(),
         "delete must leave nothing behind: {leftovers:?}"
@@ -364,43 +215,24 @@ async fn updates_and_patches_move_entries_and_delete_cleans_every_index() {
 
 #[tokio::test]
 async fn unique_violation_writes_nothing() {
-    let (_server, client) = setup().await;
-    job("j1", "u1", JobStatus::Queued, 1)
-        .create(&client)
-        .await
-        .expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(&client, [job("j1", "u1", JobStatus::Queued, 1)]).await;
     let mut clash = job("j2", "u9", JobStatus::Running, 2);
     clash.slug = "slug-j1".into();
     let err = clash.create(&client).await.expect_err("unique");
     assert_eq!(err.code(), "UNIQUE_VIOLATION");
     assert!(!Job::exists(&client, "j2").await.expect("exists"));
-    assert_eq!(
-        Job::by_user_id_count(&client, "u9").await.expect("count"),
-        0
-    );
-    assert!(
-        Job::by_status_ids(&client, &JobStatus::Running)
-            .await
-            .expect("ids")
-            .is_empty()
-    );
+    assert_eq!(user_count(&client, "u9").await, 0);
+    assert!(status_ids(&client, JobStatus::Running).await.is_empty());
 
     // Same through patch: the existing entity keeps its old value.
-    job("j3", "u1", JobStatus::Queued, 3)
-        .create(&client)
-        .await
-        .expect("create");
-    let err = Job::patch(
-        &client,
-        "j3",
-        &JobPatch {
-            slug: Some("slug-j1".into()),
-            status: Some(JobStatus::Failed),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect_err("unique");
+    create_all(&client, [job("j3", "u1", JobStatus::Queued, 3)]).await;
+    let patch = JobPatch {
+        slug: Some("slug-j1".into()),
+        status: Some(JobStatus::Failed),
+        ..Default::default()
+    };
+    let err = Job::patch(&client, "j3", &patch).await.expect_err("unique");
     assert_eq!(err.code(), "UNIQUE_VIOLATION");
     let j3 = Job::get(&client, "j3")
         .await
@@ -415,59 +247,31 @@ async fn unique_violation_writes_nothing() {
 
 #[tokio::test]
 async fn expired_entities_vanish_from_every_query_and_their_entries_are_swept() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let lease = |id: &str| Lease {
-        id: id.into(),
-        owner: "o1".into(),
         kind: "db".into(),
-        resource: format!("r-{id}"),
-        taken_at: 5,
+        ..lease(id, "o1", 5)
     };
-    lease("l1").create(&client).await.expect("create");
-    lease("l2").create(&client).await.expect("create");
+    create_all(&client, [lease("l1"), lease("l2")]).await;
     // Keep l2 alive for the whole test.
     Lease::persist(&client, "l2").await.expect("persist");
 
-    assert_eq!(
-        Lease::by_owner_count(&client, "o1").await.expect("count"),
-        2
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Lease::exists(&client, "l1").await.expect("exists") {
-        assert!(Instant::now() < deadline, "lease never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let owner_count = async || Lease::by_owner_count(&client, "o1").await.expect("count");
+    assert_eq!(owner_count().await, 2);
+    wait_expired(&client, "l1").await;
     // Every query sees it gone, and the stale members are gone afterwards.
-    let page = Lease::by_owner(&client, "o1", Page::newest_first(10))
-        .await
-        .expect("page");
-    assert_eq!(
-        page.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-        ["l2"]
+    let page = owner_page(&client, "o1", Page::newest_first(10)).await;
+    assert_eq!(page, ["l2"]);
+    assert_eq!(owner_count().await, 1);
+    let kind_ids = Lease::by_kind_ids(&client, "db").await.expect("ids");
+    assert_eq!(kind_ids, ["l2"]);
+    let holder = Lease::by_resource(&client, &"r-l1".to_string()).await;
+    assert_eq!(holder.expect("unique"), None);
+    let raw: (Vec<String>, Vec<String>, Option<String>) = (
+        raw_query(&client, &["ZRANGE", "leases:owner:o1", "0", "-1"]).await,
+        raw_query(&client, &["SMEMBERS", "leases:kind:db"]).await,
+        raw_query(&client, &["HGET", "leases:by_resource", "r-l1"]).await,
     );
-    assert_eq!(
-        Lease::by_owner_count(&client, "o1").await.expect("count"),
-        1
-    );
-    assert_eq!(
-        Lease::by_kind_ids(&client, "db").await.expect("ids"),
-        ["l2"]
-    );
-    assert_eq!(
-        Lease::by_resource(&client, &"r-l1".to_string())
-            .await
-            .expect("unique"),
-        None
-    );
-    let raw: (Vec<String>, Vec<String>, Option<String>) = client
-        .run(Context::new("test.raw", ""), |mut conn| async move {
-            let z: Vec<String> = conn.zrange("leases:owner:o1", 0, -1).await?;
-            let s: Vec<String> = conn.smembers("leases:kind:db").await?;
-            let u: Option<String> = conn.hget("leases:by_resource", "r-l1").await?;
-            Ok((z, s, u))
-        })
-        .await
-        .expect("raw");
     assert_eq!(raw, (vec!["l2".to_string()], vec!["l2".to_string()], None));
     assert_no_drift::<Lease>(&client).await;
 
@@ -482,29 +286,19 @@ async fn expired_entities_vanish_from_every_query_and_their_entries_are_swept() 
 
 #[tokio::test]
 async fn recreating_an_expired_entity_does_not_leave_its_old_entries() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut l = Lease {
-        id: "l1".into(),
-        owner: "old-owner".into(),
         kind: "db".into(),
         resource: "r1".into(),
-        taken_at: 1,
+        ..lease("l1", "old-owner", 1)
     };
     l.create(&client).await.expect("create");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Lease::exists(&client, "l1").await.expect("exists") {
-        assert!(Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_expired(&client, "l1").await;
     l.owner = "new-owner".into();
     l.create(&client).await.expect("re-create");
     Lease::persist(&client, "l1").await.expect("persist");
-    let stale: Vec<String> = client
-        .run(Context::new("test.raw", ""), |mut conn| async move {
-            Ok(conn.zrange("leases:owner:old-owner", 0, -1).await?)
-        })
-        .await
-        .expect("raw");
+    let stale: Vec<String> =
+        raw_query(&client, &["ZRANGE", "leases:owner:old-owner", "0", "-1"]).await;
     assert!(
         stale.is_empty(),
         "old incarnation's entry must be gone: {stale:?}"
@@ -514,49 +308,33 @@ async fn recreating_an_expired_entity_does_not_leave_its_old_entries() {
 
 #[tokio::test]
 async fn sweep_cleans_up_without_any_read() {
-    let (_server, client) = setup().await;
-    for i in 0..20 {
-        Lease {
-            id: format!("l{i}"),
-            owner: "o".into(),
-            kind: "k".into(),
-            resource: format!("r{i}"),
-            taken_at: i,
-        }
-        .create(&client)
-        .await
-        .expect("create");
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Lease::exists(&client, "l19").await.expect("exists") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_server, client) = RedisServer::start_with_client().await;
+    let leases = (0..20).map(|i| Lease {
+        resource: format!("r{i}"),
+        ..lease(&format!("l{i}"), "o", i)
+    });
+    create_all(&client, leases).await;
+    wait_expired(&client, "l19").await;
     // Wait until the registry says everything is due (its clock is the server's).
     let mut swept = 0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while swept < 20 {
+    eventually(Duration::from_secs(5), "all 20 swept", async || {
         swept += index::sweep::<Lease>(&client, 5).await.expect("sweep");
-        assert!(Instant::now() < deadline, "only {swept} swept");
-    }
-    let keys: Vec<String> = client
-        .run(Context::new("test.keys", ""), |mut conn| async move {
-            Ok(conn.keys("*").await?)
-        })
-        .await
-        .expect("keys");
+        swept >= 20
+    })
+    .await;
+    let keys = all_keys(&client).await;
     assert!(keys.is_empty(), "everything must be gone: {keys:?}");
 }
 
 #[tokio::test]
 async fn rebuild_repairs_orphans_missing_entries_and_wrong_scores() {
-    let (_server, client) = setup().await;
-    for (id, user) in [("j1", "u1"), ("j2", "u1"), ("j3", "u2")] {
-        job(id, user, JobStatus::Queued, 1)
-            .create(&client)
-            .await
-            .expect("create");
-    }
+    let (_server, client) = RedisServer::start_with_client().await;
+    let jobs = [("j1", "u1"), ("j2", "u1"), ("j3", "u2")];
+    create_all(
+        &client,
+        jobs.map(|(id, user)| job(id, user, JobStatus::Queued, 1)),
+    )
+    .await;
     // Damage the indexes behind the runtime's back.
     client
         .run(Context::new("test.damage", ""), |mut conn| async move {
@@ -576,33 +354,19 @@ async fn rebuild_repairs_orphans_missing_entries_and_wrong_scores() {
         .iter()
         .map(|d| (d.index_key.as_str(), d.member.as_str(), d.problem.clone()))
         .collect();
-    assert!(
-        kinds.contains(&("jobs:user:u1", "j1", DriftKind::Missing)),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&(
-            "jobs:user:u2",
-            "j3",
-            DriftKind::WrongScore {
-                expected: 1.0,
-                actual: 999.0
-            }
-        )),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&("jobs:status:running", "j2", DriftKind::Orphan)),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&("jobs:status:queued", "ghost", DriftKind::Orphan)),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&("jobs:by_slug", "ghost", DriftKind::Orphan)),
-        "{kinds:?}"
-    );
+    let wrong_score = DriftKind::WrongScore {
+        expected: 1.0,
+        actual: 999.0,
+    };
+    for expected in [
+        ("jobs:user:u1", "j1", DriftKind::Missing),
+        ("jobs:user:u2", "j3", wrong_score),
+        ("jobs:status:running", "j2", DriftKind::Orphan),
+        ("jobs:status:queued", "ghost", DriftKind::Orphan),
+        ("jobs:by_slug", "ghost", DriftKind::Orphan),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+    }
     assert_eq!(report.drift.len(), 5);
 
     let repaired = index::rebuild::<Job>(&client).await.expect("rebuild");
@@ -614,7 +378,7 @@ async fn rebuild_repairs_orphans_missing_entries_and_wrong_scores() {
 
 #[tokio::test]
 async fn rebuild_indexes_existing_data_written_without_indexes() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     // Hashes as an older version (no indexes) wrote them.
     client
         .run(Context::new("test.seed", ""), |mut conn| async move {
@@ -639,16 +403,8 @@ async fn rebuild_indexes_existing_data_written_without_indexes() {
     let report = index::rebuild::<Job>(&client).await.expect("rebuild");
     assert_eq!(report.reindexed, 1200);
     assert!(report.remaining.is_empty());
-    assert_eq!(
-        Job::by_status_count(&client, &JobStatus::Queued)
-            .await
-            .expect("count"),
-        1200
-    );
-    assert_eq!(
-        Job::by_user_id_count(&client, "u1").await.expect("count"),
-        400
-    );
+    assert_eq!(status_count(&client, JobStatus::Queued).await, 1200);
+    assert_eq!(user_count(&client, "u1").await, 400);
 }
 
 /// The concurrency invariant: many writers on separate connections racing
@@ -665,7 +421,7 @@ async fn concurrent_writers_leave_zero_drift() {
     let mut tasks = Vec::new();
     for worker in 0..8u64 {
         // A separate client (and so connection) per task.
-        let client = Client::connect(server.config()).await.expect("connect");
+        let client = server.client().await;
         tasks.push(tokio::spawn(async move {
             let mut seed = worker.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let mut next = move || {
@@ -684,17 +440,13 @@ async fn concurrent_writers_leave_zero_drift() {
                     0 => j.create(&client).await.map(drop),
                     1 => j.update(&client).await,
                     2 => {
-                        Job::patch(
-                            &client,
-                            &id,
-                            &JobPatch {
-                                status: Some(status),
-                                created_at: Some(j.created_at),
-                                user_id: Some(user),
-                                ..Default::default()
-                            },
-                        )
-                        .await
+                        let patch = JobPatch {
+                            status: Some(status),
+                            created_at: Some(j.created_at),
+                            user_id: Some(user),
+                            ..Default::default()
+                        };
+                        Job::patch(&client, &id, &patch).await
                     }
                     _ => Job::delete(&client, &id).await.map(drop),
                 };
@@ -713,15 +465,10 @@ async fn concurrent_writers_leave_zero_drift() {
     for task in tasks {
         task.await.expect("writer");
     }
-    let client = Client::connect(server.config()).await.expect("connect");
+    let client = server.client().await;
     assert_no_drift::<Job>(&client).await;
     // Unique index: each value held by at most one live entity, which has it.
-    let slugs: BTreeMap<String, String> = client
-        .run(Context::new("test.slugs", ""), |mut conn| async move {
-            Ok(conn.hgetall("jobs:by_slug").await?)
-        })
-        .await
-        .expect("slugs");
+    let slugs: BTreeMap<String, String> = raw_query(&client, &["HGETALL", "jobs:by_slug"]).await;
     for (slug, id) in slugs {
         let j = Job::get(&client, &id)
             .await
@@ -735,10 +482,9 @@ async fn concurrent_writers_leave_zero_drift() {
 /// leaves all of it or none of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_writes_leave_all_or_nothing() {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (server, client) = RedisServer::start_with_client().await;
     for round in 0..200u64 {
-        let writer = Client::connect(server.config()).await.expect("connect");
+        let writer = server.client().await;
         let id = format!("c{}", round % 20);
         let j = job(
             &id,
@@ -762,7 +508,7 @@ async fn aborted_writes_leave_all_or_nothing() {
 
 #[tokio::test]
 async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_one_round_trip() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let ticket = |id: &str, status| Ticket {
         id: id.into(),
         user_id: "u1".into(),
@@ -771,10 +517,7 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
         created_at: 1,
     };
     // Warm the script cache: the very first EVALSHA of a script loads it.
-    ticket("warm", JobStatus::Queued)
-        .create(&client)
-        .await
-        .expect("create");
+    create_all(&client, [ticket("warm", JobStatus::Queued)]).await;
     Ticket::delete(&client, "warm").await.expect("delete");
     let _ = Ticket::by_user_id(&client, "u", Page::newest_first(1))
         .await
@@ -783,85 +526,39 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
         .await
         .expect("expire");
 
-    let cost = |before: u64, client: &Client| client.round_trips() - before;
     let mut t = ticket("t1", JobStatus::Queued);
-
-    let before = client.round_trips();
-    let outcome = t.create(&client).await.expect("create");
-    assert_eq!(cost(before, &client), 1, "create");
+    let outcome = one_round_trip(&client, "create", t.create(&client)).await;
     assert!(outcome.stream_id.is_some(), "create enqueues on the stream");
 
     t.status = JobStatus::Running;
-    let before = client.round_trips();
-    t.update(&client).await.expect("update");
-    assert_eq!(cost(before, &client), 1, "update");
+    one_round_trip(&client, "update", t.update(&client)).await;
+    one_round_trip(&client, "save", t.save(&client)).await;
+    let patch = TicketPatch {
+        status: Some(JobStatus::Failed),
+        ..Default::default()
+    };
+    one_round_trip(&client, "patch", Ticket::patch(&client, "t1", &patch)).await;
 
-    let before = client.round_trips();
-    t.save(&client).await.expect("save");
-    assert_eq!(cost(before, &client), 1, "save");
-
-    let before = client.round_trips();
-    Ticket::patch(
-        &client,
-        "t1",
-        &TicketPatch {
-            status: Some(JobStatus::Failed),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("patch");
-    assert_eq!(cost(before, &client), 1, "patch");
-
-    let before = client.round_trips();
-    let page = Ticket::by_user_id(&client, "u1", Page::newest_first(20))
-        .await
-        .expect("page");
-    assert_eq!(
-        (page.len(), cost(before, &client)),
-        (1, 1),
-        "page of entities"
-    );
-
-    let before = client.round_trips();
+    let page = Ticket::by_user_id(&client, "u1", Page::newest_first(20));
+    let page = one_round_trip(&client, "page of entities", page).await;
+    assert_eq!(page.len(), 1, "page of entities");
+    let slug = "slug-t1".to_string();
+    let found = Ticket::by_slug(&client, &slug);
     assert!(
-        Ticket::by_slug(&client, &"slug-t1".to_string())
+        one_round_trip(&client, "unique lookup", found)
             .await
-            .expect("unique")
             .is_some()
     );
-    assert_eq!(cost(before, &client), 1, "unique lookup");
-
-    let before = client.round_trips();
-    Ticket::get(&client, "t1").await.expect("get");
-    assert_eq!(cost(before, &client), 1, "get");
-
-    let before = client.round_trips();
-    Ticket::get_many(&client, ["t1", "x", "y"])
-        .await
-        .expect("get_many");
-    assert_eq!(cost(before, &client), 1, "get_many");
-
-    let before = client.round_trips();
-    assert!(Ticket::exists(&client, "t1").await.expect("exists"));
-    assert_eq!(cost(before, &client), 1, "exists");
-
-    let before = client.round_trips();
-    Ticket::ttl(&client, "t1").await.expect("ttl");
-    assert_eq!(cost(before, &client), 1, "ttl");
-
-    let before = client.round_trips();
-    Ticket::persist(&client, "t1").await.expect("persist");
-    assert_eq!(cost(before, &client), 1, "persist");
-
-    let before = client.round_trips();
-    Ticket::expire(&client, "t1", Duration::from_secs(60))
-        .await
-        .expect("expire");
-    assert_eq!(cost(before, &client), 1, "expire");
-
-    let before = client.round_trips();
-    assert!(Ticket::delete(&client, "t1").await.expect("delete"));
-    assert_eq!(cost(before, &client), 1, "delete");
+    one_round_trip(&client, "get", Ticket::get(&client, "t1")).await;
+    let get_many = Ticket::get_many(&client, ["t1", "x", "y"]);
+    one_round_trip(&client, "get_many", get_many).await;
+    let exists = Ticket::exists(&client, "t1");
+    assert!(one_round_trip(&client, "exists", exists).await);
+    one_round_trip(&client, "ttl", Ticket::ttl(&client, "t1")).await;
+    one_round_trip(&client, "persist", Ticket::persist(&client, "t1")).await;
+    let expire = Ticket::expire(&client, "t1", Duration::from_secs(60));
+    one_round_trip(&client, "expire", expire).await;
+    let delete = Ticket::delete(&client, "t1");
+    assert!(one_round_trip(&client, "delete", delete).await);
     assert_no_drift::<Ticket>(&client).await;
 }

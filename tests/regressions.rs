@@ -1,4 +1,6 @@
-//! Findings of an adversarial review against DESIGN.md's invariants, each
+//! Findings of an adversarial review against the runtime's invariants
+//! (1: a write is all or nothing; 2: the indexes match the stored
+//! entities; 3: no query returns or counts an expired entity), each
 //! against a real, private `redis-server`.
 //!
 //! Every test is labelled in its doc comment:
@@ -7,32 +9,18 @@
 //! - **PIN**: a subtle behaviour checked to be correct that the other
 //!   suites did not cover.
 
-use std::time::{Duration, Instant, SystemTime};
+mod common;
 
-use redis::AsyncCommands;
+use std::time::{Duration, SystemTime};
+
 use redis_runtime::index::{self, DriftKind};
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Context, Page, RedisEntity, RedisValue};
+use redis_runtime::testing::{RedisServer, raw_command, raw_query};
+use redis_runtime::{Client, Page, RedisEntity};
 
-#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Queued,
-    Running,
-}
-
-/// Indexed, no TTL: sorted first, then set, then unique.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "job:{id}")]
-#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
-#[redis(index(key = "jobs:status:{status}"))]
-#[redis(unique(key = "jobs:by_slug", field = "slug"))]
-struct Job {
-    id: String,
-    user_id: String,
-    status: Status,
-    slug: String,
-    created_at: i64,
-}
+use common::{
+    Job, JobPatch, JobStatus, Lease, assert_no_drift, create_all, job, lease, owner_page,
+    wait_expired,
+};
 
 /// Indexed, expiring at an absolute time (`expires_at`).
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -48,30 +36,6 @@ struct Grant {
     expires_at: i64,
 }
 
-/// Indexed, with a short declared TTL.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "lease:{id}", ttl = "1s")]
-#[redis(sorted_index(key = "leases:owner:{owner}", score = "taken_at"))]
-#[redis(index(key = "leases:kind:{kind}"))]
-#[redis(unique(key = "leases:by_resource", field = "resource"))]
-struct Lease {
-    id: String,
-    owner: String,
-    kind: String,
-    resource: String,
-    taken_at: i64,
-}
-
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
-async fn raw(client: &Client, args: &[&str]) -> redis::Value {
-    redis_runtime::testing::raw_command(client, args).await
-}
-
 fn now_ms() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -82,53 +46,28 @@ fn now_ms() -> i64 {
     .expect("fits")
 }
 
-fn job(id: &str, user: &str, status: Status, created_at: i64) -> Job {
-    Job {
-        id: id.into(),
-        user_id: user.into(),
-        status,
-        slug: format!("slug-{id}"),
-        created_at,
-    }
-}
-
-fn lease(id: &str, owner: &str, taken_at: i64) -> Lease {
-    Lease {
-        id: id.into(),
-        owner: owner.into(),
-        kind: "k".into(),
-        resource: format!("r-{id}"),
-        taken_at,
+fn grant(expires_at: i64) -> Grant {
+    Grant {
+        id: "g1".into(),
+        user_id: "u1".into(),
+        scope: "admin".into(),
+        issued_at: 1,
+        expires_at,
     }
 }
 
 async fn zrange(client: &Client, key: &str) -> Vec<String> {
-    let key = key.to_string();
-    client
-        .run(Context::new("test.zrange", ""), |mut conn| async move {
-            Ok(conn.zrange(&key, 0, -1).await?)
-        })
-        .await
-        .expect("zrange")
+    raw_query(client, &["ZRANGE", key, "0", "-1"]).await
 }
 
 async fn smembers(client: &Client, key: &str) -> Vec<String> {
-    let key = key.to_string();
-    client
-        .run(Context::new("test.smembers", ""), |mut conn| async move {
-            Ok(conn.smembers(&key).await?)
-        })
-        .await
-        .expect("smembers")
+    raw_query(client, &["SMEMBERS", key]).await
 }
 
+/// Waits until the lease `id` has expired, and a little longer: the
+/// registry's score is the server's expiry time.
 async fn wait_gone(client: &Client, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Lease::exists(client, id).await.expect("exists") {
-        assert!(Instant::now() < deadline, "{id} never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The registry's score is the server's expiry time; leave a margin.
+    wait_expired(client, id).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
@@ -152,40 +91,27 @@ async fn create_leases(client: &Client, leases: Vec<Lease>) {
 /// orphans.
 #[tokio::test]
 async fn regression_patching_expires_at_into_the_past_leaves_unregistered_index_entries() {
-    let (_server, client) = setup().await;
-    let g = Grant {
-        id: "g1".into(),
-        user_id: "u1".into(),
-        scope: "admin".into(),
-        issued_at: 1,
-        expires_at: now_ms() + 3_600_000,
-    };
-    g.create(&client).await.expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    grant(now_ms() + 3_600_000)
+        .create(&client)
+        .await
+        .expect("create");
     // Revoke: expire it now.
-    Grant::patch(
-        &client,
-        "g1",
-        &GrantPatch {
-            expires_at: Some(now_ms() - 1_000),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("patch");
+    let revoke = GrantPatch {
+        expires_at: Some(now_ms() - 1_000),
+        ..Default::default()
+    };
+    Grant::patch(&client, "g1", &revoke).await.expect("patch");
     assert_eq!(Grant::get(&client, "g1").await.expect("get"), None);
 
-    assert_eq!(
-        Grant::by_user_id_count(&client, "u1").await.expect("count"),
-        0,
-        "a revoked (expired) grant is still counted"
-    );
+    let count = Grant::by_user_id_count(&client, "u1").await.expect("count");
+    assert_eq!(count, 0, "a revoked (expired) grant is still counted");
     assert_eq!(
         Grant::by_scope_ids(&client, "admin").await.expect("ids"),
         Vec::<String>::new(),
         "a revoked (expired) grant is still listed"
     );
-    let report = index::verify::<Grant>(&client).await.expect("verify");
-    assert!(report.drift.is_empty(), "drift: {:#?}", report.drift);
+    assert_no_drift::<Grant>(&client).await;
 }
 
 /// **Regression** (was a bug, fixed) (invariants 2 and 3). The same root cause on creation: an
@@ -194,17 +120,8 @@ async fn regression_patching_expires_at_into_the_past_leaves_unregistered_index_
 /// the TTL registry, so they stay forever.
 #[tokio::test]
 async fn regression_creating_with_a_past_expires_at_leaves_index_entries_forever() {
-    let (_server, client) = setup().await;
-    Grant {
-        id: "g1".into(),
-        user_id: "u1".into(),
-        scope: "admin".into(),
-        issued_at: 1,
-        expires_at: now_ms() - 1_000,
-    }
-    .create(&client)
-    .await
-    .expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(&client, [grant(now_ms() - 1_000)]).await;
     assert_eq!(Grant::get(&client, "g1").await.expect("get"), None);
     index::sweep::<Grant>(&client, 1000).await.expect("sweep");
     assert_eq!(
@@ -217,6 +134,14 @@ async fn regression_creating_with_a_past_expires_at_leaves_index_entries_forever
     );
 }
 
+/// A thousand leases of the owner `other`, created concurrently, so that
+/// the expiry registry holds more than one sweep's budget.
+fn bulk_leases() -> Vec<Lease> {
+    (0..1000)
+        .map(|i| lease(&format!("bulk{i}"), "other", i))
+        .collect()
+}
+
 /// **Regression** (was a bug, fixed) (invariant 3, "no query returns or counts an expired entity").
 /// Each query sweeps at most 1,000 due registry entries, across the whole
 /// entity type. When more than 1,000 entities have expired, a query on an
@@ -225,23 +150,14 @@ async fn regression_creating_with_a_past_expires_at_leaves_index_entries_forever
 /// hash still lives, report the expired entity.
 #[tokio::test]
 async fn regression_count_and_ids_include_expired_entities_past_the_sweep_budget() {
-    let (_server, client) = setup().await;
-    let mut leases: Vec<Lease> = (0..1000)
-        .map(|i| lease(&format!("bulk{i}"), "other", i))
-        .collect();
-    create_leases(&client, std::mem::take(&mut leases)).await;
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_leases(&client, bulk_leases()).await;
     // Created last, so it is last in the registry's expiry order.
-    lease("mine", "o1", 1)
-        .create(&client)
-        .await
-        .expect("create");
+    create_all(&client, [lease("mine", "o1", 1)]).await;
     wait_gone(&client, "mine").await;
 
-    assert_eq!(
-        Lease::by_owner_count(&client, "o1").await.expect("count"),
-        0,
-        "expired lease counted"
-    );
+    let count = Lease::by_owner_count(&client, "o1").await.expect("count");
+    assert_eq!(count, 0, "expired lease counted");
 }
 
 /// **Regression** (was a bug, fixed) (invariant 3, and "can a page skip live entries"). Past the
@@ -251,29 +167,21 @@ async fn regression_count_and_ids_include_expired_entities_past_the_sweep_budget
 /// which callers read as "no more results".
 #[tokio::test]
 async fn regression_page_is_empty_although_a_live_entity_is_indexed() {
-    let (_server, client) = setup().await;
-    let bulk: Vec<Lease> = (0..1000)
-        .map(|i| lease(&format!("bulk{i}"), "other", i))
-        .collect();
-    create_leases(&client, bulk).await;
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_leases(&client, bulk_leases()).await;
     // 50 expiring leases of o1 with high scores (first in newest_first)...
     let dead: Vec<Lease> = (0..50)
         .map(|i| lease(&format!("dead{i}"), "o1", 1000 + i))
         .collect();
     create_leases(&client, dead).await;
     // ...and one live lease of o1 below them.
-    lease("live", "o1", 1)
-        .create(&client)
-        .await
-        .expect("create");
+    create_all(&client, [lease("live", "o1", 1)]).await;
     assert!(Lease::persist(&client, "live").await.expect("persist"));
     wait_gone(&client, "dead49").await;
 
-    let page = Lease::by_owner(&client, "o1", Page::newest_first(5))
-        .await
-        .expect("page");
+    let page = owner_page(&client, "o1", Page::newest_first(5)).await;
     assert_eq!(
-        page.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        page,
         ["live"],
         "the only live lease of o1 is missing from its first page"
     );
@@ -288,28 +196,14 @@ async fn regression_page_is_empty_although_a_live_entity_is_indexed() {
 /// (in id order) is never indexed.
 #[tokio::test]
 async fn regression_rebuild_aborts_on_a_unique_value_held_by_two_entities() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     // Hashes written without indexes (e.g. before the indexes were added);
     // j1 and j2 share a slug.
     for (id, slug) in [("j1", "dup"), ("j2", "dup"), ("j3", "slug-j3")] {
-        raw(
-            &client,
-            &[
-                "HSET",
-                &format!("job:{id}"),
-                "id",
-                id,
-                "user_id",
-                "u9",
-                "status",
-                "queued",
-                "slug",
-                slug,
-                "created_at",
-                "3",
-            ],
-        )
-        .await;
+        let key = format!("job:{id}");
+        let fields = ["id", id, "user_id", "u9", "status", "queued", "slug", slug];
+        let hset = [&["HSET", key.as_str()][..], &fields, &["created_at", "3"]].concat();
+        raw_command(&client, &hset).await;
     }
 
     let report = index::rebuild::<Job>(&client)
@@ -320,11 +214,8 @@ async fn regression_rebuild_aborts_on_a_unique_value_held_by_two_entities() {
         "{:#?}",
         report.remaining
     );
-    assert_eq!(
-        Job::by_user_id_count(&client, "u9").await.expect("count"),
-        3,
-        "every entity must be in the sorted index"
-    );
+    let count = Job::by_user_id_count(&client, "u9").await.expect("count");
+    assert_eq!(count, 3, "every entity must be in the sorted index");
 }
 
 /// **Regression** (was a bug, fixed) (`verify` misses drift, so invariant 2 cannot be checked).
@@ -335,14 +226,11 @@ async fn regression_rebuild_aborts_on_a_unique_value_held_by_two_entities() {
 /// returns the entity, whose value is now different.
 #[tokio::test]
 async fn regression_verify_misses_a_stale_unique_entry_of_a_live_member() {
-    let (_server, client) = setup().await;
-    job("j1", "u1", Status::Queued, 1)
-        .create(&client)
-        .await
-        .expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(&client, [job("j1", "u1", JobStatus::Queued, 1)]).await;
     // A stale entry: an old value still pointing at j1 ("a..." sorts before
     // "slug-j1", so the map keeps the current one).
-    raw(&client, &["HSET", "jobs:by_slug", "a-stale-slug", "j1"]).await;
+    raw_command(&client, &["HSET", "jobs:by_slug", "a-stale-slug", "j1"]).await;
 
     let found = Job::by_slug(&client, &"a-stale-slug".to_string())
         .await
@@ -371,26 +259,16 @@ async fn regression_verify_misses_a_stale_unique_entry_of_a_live_member() {
 /// caller gets an error for a write that half happened.
 #[tokio::test]
 async fn regression_patch_over_a_score_zadd_rejects_is_half_applied() {
-    let (_server, client) = setup().await;
-    job("j1", "u1", Status::Queued, 5)
-        .create(&client)
-        .await
-        .expect("create");
-    raw(&client, &["HSET", "job:j1", "created_at", " 5"]).await;
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(&client, [job("j1", "u1", JobStatus::Queued, 5)]).await;
+    raw_command(&client, &["HSET", "job:j1", "created_at", " 5"]).await;
 
-    let result = Job::patch(
-        &client,
-        "j1",
-        &JobPatch {
-            status: Some(Status::Running),
-            ..Default::default()
-        },
-    )
-    .await;
-    let status: Option<String> = {
-        let v = raw(&client, &["HGET", "job:j1", "status"]).await;
-        redis::from_redis_value(v).expect("status")
+    let start = JobPatch {
+        status: Some(JobStatus::Running),
+        ..Default::default()
     };
+    let result = Job::patch(&client, "j1", &start).await;
+    let status: Option<String> = raw_query(&client, &["HGET", "job:j1", "status"]).await;
     match result {
         // Refused: nothing may have been written.
         Err(_) => assert_eq!(
@@ -412,25 +290,18 @@ async fn regression_patch_over_a_score_zadd_rejects_is_half_applied() {
 /// expiry removes the *new* entries, and the old key is left empty.
 #[tokio::test]
 async fn pin_registry_snapshot_follows_an_update_of_an_indexed_field() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut l = lease("l1", "o1", 1);
     l.create(&client).await.expect("create");
     l.owner = "o2".into();
     l.resource = "r-new".into();
     l.update(&client).await.expect("update");
-    assert_eq!(
-        zrange(&client, "leases:owner:o1").await,
-        Vec::<String>::new()
-    );
+    assert!(zrange(&client, "leases:owner:o1").await.is_empty());
     assert_eq!(zrange(&client, "leases:owner:o2").await, ["l1"]);
     wait_gone(&client, "l1").await;
     index::sweep::<Lease>(&client, 1000).await.expect("sweep");
-    assert_eq!(
-        zrange(&client, "leases:owner:o2").await,
-        Vec::<String>::new()
-    );
-    let left: i64 =
-        redis::from_redis_value(raw(&client, &["HLEN", "leases:by_resource"]).await).expect("hlen");
+    assert!(zrange(&client, "leases:owner:o2").await.is_empty());
+    let left: i64 = raw_query(&client, &["HLEN", "leases:by_resource"]).await;
     assert_eq!(left, 0, "unique entries of the expired lease must be gone");
 }
 
@@ -439,9 +310,8 @@ async fn pin_registry_snapshot_follows_an_update_of_an_indexed_field() {
 /// holder's entry while cleaning up the old incarnation.
 #[tokio::test]
 async fn pin_recreating_an_expired_entity_keeps_another_holders_unique_entry() {
-    let (_server, client) = setup().await;
-    let old = lease("l1", "o1", 1);
-    old.create(&client).await.expect("create");
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(&client, [lease("l1", "o1", 1)]).await;
     wait_gone(&client, "l1").await;
     // Another lease takes l1's old resource, before any sweep ran.
     let mut other = lease("l2", "o1", 2);
@@ -462,8 +332,7 @@ async fn pin_recreating_an_expired_entity_keeps_another_holders_unique_entry() {
         .expect("unique")
         .map(|l| l.id);
     assert_eq!(holder.as_deref(), Some("l2"));
-    let report = index::verify::<Lease>(&client).await.expect("verify");
-    assert!(report.drift.is_empty(), "drift: {:#?}", report.drift);
+    assert_no_drift::<Lease>(&client).await;
 }
 
 /// **PIN** (invariant 3 / pages). Ids whose hash vanished behind the
@@ -471,17 +340,11 @@ async fn pin_recreating_an_expired_entity_keeps_another_holders_unique_entry() {
 /// the page is refilled from further down without skipping or repeating.
 #[tokio::test]
 async fn pin_page_refills_past_dead_ids_without_skipping_or_repeating() {
-    let (_server, client) = setup().await;
-    for i in 0..10 {
-        job(&format!("j{i}"), "u1", Status::Queued, i)
-            .create(&client)
-            .await
-            .expect("create");
-    }
+    let (_server, client) = RedisServer::start_with_client().await;
+    let jobs = (0..10).map(|i| job(&format!("j{i}"), "u1", JobStatus::Queued, i));
+    create_all(&client, jobs).await;
     // Kill j8, j7 and j5 behind the runtime's back.
-    for id in ["job:j8", "job:j7", "job:j5"] {
-        raw(&client, &["DEL", id]).await;
-    }
+    raw_command(&client, &["DEL", "job:j8", "job:j7", "job:j5"]).await;
     let first = Job::by_user_id(&client, "u1", Page::newest_first(4))
         .await
         .expect("page");
@@ -506,36 +369,25 @@ async fn regression_foreign_key_types_refuse_the_write_without_writing() {
         id: String,
         state: String,
     }
-    let (_server, client) = setup().await;
-    raw(&client, &["SET", "orders:state:new", "not a set"]).await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let order = Order {
         id: "o1".into(),
         state: "new".into(),
     };
-    let err = order
-        .create(&client)
-        .await
-        .expect_err("index key of another type");
-    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    assert!(
-        !Order::exists(&client, "o1").await.expect("exists"),
-        "nothing written"
-    );
-
-    raw(&client, &["DEL", "orders:state:new"]).await;
-    raw(&client, &["SET", "orders:stream", "not a stream"]).await;
-    let err = order
-        .create(&client)
-        .await
-        .expect_err("stream key of another type");
-    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    assert!(
-        !Order::exists(&client, "o1").await.expect("exists"),
-        "nothing written"
-    );
-    assert_eq!(
-        raw(&client, &["EXISTS", "orders:state:new"]).await,
-        redis::Value::Int(0),
-        "no index entry either"
-    );
+    // An index key, then the stream key, holding a string.
+    for foreign in ["orders:state:new", "orders:stream"] {
+        raw_command(&client, &["SET", foreign, "not a set or stream"]).await;
+        let err = order
+            .create(&client)
+            .await
+            .expect_err("a key of another type");
+        assert!(err.to_string().contains("WRONGTYPE"), "{foreign}: {err}");
+        assert!(
+            !Order::exists(&client, "o1").await.expect("exists"),
+            "nothing written"
+        );
+        raw_command(&client, &["DEL", foreign]).await;
+    }
+    let index_entry: i64 = raw_query(&client, &["EXISTS", "orders:state:new"]).await;
+    assert_eq!(index_entry, 0, "no index entry either");
 }

@@ -7,6 +7,21 @@
 //!
 //! A missing `redis-server` binary is a loud failure naming the install
 //! command: tests never skip silently. `REDIS_SERVER_BIN` overrides the binary.
+//!
+//! Most tests start with [`RedisServer::start_with_client`]; the helpers
+//! below it ([`raw_command`], [`raw_query`], [`eventually`],
+//! [`blocked_clients`], …) inspect and wait on the server behind the
+//! runtime's back.
+//!
+//! ```no_run
+//! use redis_runtime::testing::{RedisServer, raw_query};
+//!
+//! # async fn example() {
+//! let (_server, client) = RedisServer::start_with_client().await;
+//! let keys: Vec<String> = raw_query(&client, &["KEYS", "*"]).await;
+//! assert!(keys.is_empty());
+//! # }
+//! ```
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +29,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::client::Client;
+use crate::config::{Config, ConfigBuilder};
+use crate::error::Context;
 
 /// Environment variable naming the `redis-server` binary to run.
 pub const ENV_SERVER_BIN: &str = "REDIS_SERVER_BIN";
@@ -80,6 +97,25 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server and connects a [`Client`] to it with
+    /// [`RedisServer::config`]: the usual first line of an integration
+    /// test. Keep the server guard alive as long as the client is used.
+    pub async fn start_with_client() -> (Self, Client) {
+        let server = Self::start();
+        let client = server.client().await;
+        (server, client)
+    }
+
+    /// Starts a server and kills it at once: its [`url`](Self::url) and
+    /// [`config`](Self::config) then name a loopback port nothing listens
+    /// on, for tests of an unreachable server. [`restart`](Self::restart)
+    /// brings it up on that port.
+    pub fn start_stopped() -> Self {
+        let mut server = Self::start();
+        server.stop();
+        server
+    }
+
     /// Starts a server with extra `redis-server` arguments (e.g. a TLS
     /// port and certificates), panicking like [`RedisServer::start`]. The
     /// plain-text port stays open: readiness is checked on it.
@@ -143,6 +179,40 @@ impl RedisServer {
             .connect_timeout(Duration::from_secs(1))
             .build()
             .unwrap_or_else(|e| panic!("harness URL must be valid: {e}"))
+    }
+
+    /// A new [`Client`] for this server with [`RedisServer::config`],
+    /// panicking if it cannot be made. The connection is lazy (the
+    /// default), so this succeeds even while the server is stopped.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.config())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"))
+    }
+
+    /// A new [`Client`] for this server with the config `tweak` makes of
+    /// `Config::builder(self.url())` (the library's defaults, not the short
+    /// connect timeout of [`RedisServer::config`]), panicking if the config
+    /// is invalid or the client cannot be made.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use redis_runtime::testing::RedisServer;
+    /// # async fn example() {
+    /// let server = RedisServer::start();
+    /// let client = server
+    ///     .client_with(|config| config.response_timeout(Duration::from_millis(200)))
+    ///     .await;
+    /// # drop(client);
+    /// # }
+    /// ```
+    pub async fn client_with(&self, tweak: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Client {
+        let config = tweak(Config::builder(self.url()))
+            .build()
+            .unwrap_or_else(|e| panic!("invalid test config: {e}"));
+        Client::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e}"))
     }
 
     /// Whether the process is running.
@@ -258,16 +328,82 @@ fn answers_ping(port: u16) -> bool {
 /// Sends one raw command (`&["HSET", "user:1", "age", "x"]`) on `client`'s
 /// shared connection, panicking on failure: for tests that inspect or
 /// damage data behind the runtime's back.
-pub async fn raw_command(client: &crate::Client, args: &[&str]) -> redis::Value {
+pub async fn raw_command(client: &Client, args: &[&str]) -> redis::Value {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let Some((name, rest)) = args.split_first() else {
         panic!("raw_command needs a command name");
     };
     let (name, rest) = (name.clone(), rest.to_vec());
     client
-        .run(crate::Context::new("test.raw", ""), |mut conn| async move {
+        .run(Context::new("test.raw", ""), |mut conn| async move {
             Ok(redis::cmd(&name).arg(&rest).query_async(&mut conn).await?)
         })
         .await
         .unwrap_or_else(|e| panic!("raw command failed: {e}"))
+}
+
+/// Like [`raw_command`], with the reply converted to `T` (`i64`,
+/// `Vec<String>`, `BTreeMap<String, String>`, `Option<String>`, …),
+/// panicking if it does not convert.
+pub async fn raw_query<T: redis::FromRedisValue>(client: &Client, args: &[&str]) -> T {
+    let reply = raw_command(client, args).await;
+    redis::from_redis_value(reply.clone())
+        .unwrap_or_else(|e| panic!("unexpected reply to {args:?}: {reply:?} ({e})"))
+}
+
+/// How many clients the server counts as blocked (in `BLPOP`,
+/// `XREADGROUP … BLOCK`, …), from `INFO clients`: for tests that wait
+/// until a blocking call has reached the server.
+pub async fn blocked_clients(client: &Client) -> u64 {
+    let info: String = raw_query(client, &["INFO", "clients"]).await;
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("blocked_clients:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no blocked_clients in INFO clients: {info}"))
+}
+
+/// Creates (or resets) the ACL user `user` with `password` and every
+/// permission, so tests can connect with real credentials.
+pub async fn create_acl_user(client: &Client, user: &str, password: &str) {
+    let password = format!(">{password}");
+    raw_command(
+        client,
+        &["ACL", "SETUSER", user, "on", &password, "~*", "&*", "+@all"],
+    )
+    .await;
+}
+
+/// `SET key value` then `GET key`, as one operation named `test.set_get`
+/// with the key pattern `test:{k}`: the smallest real round trip, for
+/// tests of connections, faults and metrics.
+pub async fn set_get(client: &Client, key: &str, value: &str) -> crate::Result<String> {
+    let (key, value) = (key.to_string(), value.to_string());
+    client
+        .run(
+            Context::new("test.set_get", "test:{k}"),
+            |mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&value)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(redis::cmd("GET").arg(&key).query_async(&mut conn).await?)
+            },
+        )
+        .await
+}
+
+/// Polls `done` every 10 ms until it returns `true`, panicking with
+/// `what` if that takes longer than `limit`: the way tests wait for
+/// something that happens in the background (an expiry, a reconnect, a
+/// worker's progress) without guessing a sleep.
+pub async fn eventually(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -1,17 +1,11 @@
-//! Per-entity append logs (the seeds' `job:{id}:output`, 24 h TTL) against
-//! a real, private `redis-server`.
+//! Per-entity append logs (a job's `job:{id}:output`, kept 24 h after the
+//! last line) against a real, private `redis-server`.
 
 use std::time::Duration;
 
 use redis_runtime::applog::AppendLog;
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Context, Json, Ttl};
-
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
+use redis_runtime::testing::{RedisServer, eventually, raw_command};
+use redis_runtime::{Json, Ttl};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -21,7 +15,7 @@ fn lines(texts: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn append_read_range_and_count() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     assert_eq!(output.key("42").expect("key"), "job:42:output");
     assert_eq!(output.len("42").await.expect("len"), 0);
@@ -62,22 +56,12 @@ async fn append_read_range_and_count() {
 
 #[tokio::test]
 async fn every_append_refreshes_the_ttl_in_the_same_step() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     assert_eq!(output.ttl("1").await.expect("ttl"), Ttl::Missing);
     output.append("1", &"a".to_string()).await.expect("append");
     // Shorten it by hand, as if most of the day had passed...
-    client
-        .run(Context::new("test.pexpire", ""), |mut conn| async move {
-            let _: i64 = redis::cmd("PEXPIRE")
-                .arg("job:1:output")
-                .arg(60_000)
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .expect("pexpire");
+    raw_command(&client, &["PEXPIRE", "job:1:output", "60000"]).await;
     let before = client.round_trips();
     output.append("1", &"b".to_string()).await.expect("append");
     assert_eq!(
@@ -98,21 +82,20 @@ async fn every_append_refreshes_the_ttl_in_the_same_step() {
 
 #[tokio::test]
 async fn a_log_expires_when_it_goes_quiet() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output =
         AppendLog::<String>::new(&client, "job:{id}:output", Some(Duration::from_millis(100)))
             .expect("log");
     output.append("1", &"x".to_string()).await.expect("append");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while output.len("1").await.expect("len") != 0 {
-        assert!(std::time::Instant::now() < deadline, "never expired");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), "the log to expire", async || {
+        output.len("1").await.expect("len") == 0
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn max_len_keeps_the_newest_lines() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<u32>::new(&client, "job:{id}:output", Some(DAY))
         .expect("log")
         .with_max_len(3);
@@ -131,7 +114,7 @@ struct Line {
 
 #[tokio::test]
 async fn records_and_bad_data() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<Json<Line>>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     let line = Json(Line {
         at: 1,
@@ -141,17 +124,7 @@ async fn records_and_bad_data() {
     output.append("9", &line).await.expect("append");
     assert_eq!(output.all("9").await.expect("all"), [line]);
 
-    client
-        .run(Context::new("test.rpush", ""), |mut conn| async move {
-            let _: i64 = redis::cmd("RPUSH")
-                .arg("job:9:output")
-                .arg("not json")
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .expect("rpush");
+    raw_command(&client, &["RPUSH", "job:9:output", "not json"]).await;
     let err = output.all("9").await.expect_err("bad line");
     assert_eq!(err.code(), "DECODE");
     let text = err.to_string();
@@ -163,7 +136,7 @@ async fn records_and_bad_data() {
 
 #[tokio::test]
 async fn ids_cannot_escape_the_pattern_and_patterns_are_checked() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     for hostile in ["", "1:admin", "*", "a b", "x{y}"] {
         let err = output

@@ -7,26 +7,12 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use redis_runtime::metrics::{OperationEvent, Outcome};
-use redis_runtime::testing::RedisServer;
+use redis_runtime::testing::{RedisServer, eventually, set_get};
 use redis_runtime::{Client, Config, Context};
-
-async fn set_get(client: &Client, key: &str, value: &str) -> redis_runtime::Result<String> {
-    let (key, value) = (key.to_string(), value.to_string());
-    client
-        .run(
-            Context::new("test.set_get", "test:{k}"),
-            |mut conn| async move {
-                let _: () = conn.set(&key, &value).await?;
-                Ok(conn.get(&key).await?)
-            },
-        )
-        .await
-}
 
 #[tokio::test]
 async fn connects_and_round_trips_a_command() {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (_server, client) = RedisServer::start_with_client().await;
     assert_eq!(
         set_get(&client, "greeting", "héllo")
             .await
@@ -38,18 +24,13 @@ async fn connects_and_round_trips_a_command() {
 #[tokio::test]
 async fn eager_connect_reaches_the_server() {
     let server = RedisServer::start();
-    let config = Config::builder(server.url())
-        .lazy_connect(false)
-        .build()
-        .expect("config");
-    let client = Client::connect(config).await.expect("eager connect");
+    let client = server.client_with(|c| c.lazy_connect(false)).await;
     assert!(client.health().await.ok);
 }
 
 #[tokio::test]
 async fn health_reports_ok_then_not_ok_when_the_server_stops() {
-    let mut server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (mut server, client) = RedisServer::start_with_client().await;
     let health = client.health().await;
     assert!(health.ok, "{health:?}");
     assert!(health.error.is_none());
@@ -71,13 +52,9 @@ async fn health_reports_ok_then_not_ok_when_the_server_stops() {
 
 #[tokio::test]
 async fn unreachable_server_fails_with_a_typed_error_within_five_seconds() {
-    // A port nothing listens on: start a server, note its port, kill it.
-    let mut server = RedisServer::start();
-    let config = server.config();
-    server.stop();
-    let client = Client::connect(config)
-        .await
-        .expect("lazy connect never fails");
+    // A port nothing listens on; the lazy connect still makes a client.
+    let server = RedisServer::start_stopped();
+    let client = server.client().await;
     let started = Instant::now();
     let err = set_get(&client, "k", "v")
         .await
@@ -97,10 +74,8 @@ async fn unreachable_server_fails_with_a_typed_error_within_five_seconds() {
 
 #[tokio::test]
 async fn eager_connect_to_an_unreachable_server_fails_fast() {
-    let mut server = RedisServer::start();
-    let url = server.url();
-    server.stop();
-    let config = Config::builder(url)
+    let server = RedisServer::start_stopped();
+    let config = Config::builder(server.url())
         .lazy_connect(false)
         .build()
         .expect("config");
@@ -112,39 +87,34 @@ async fn eager_connect_to_an_unreachable_server_fails_fast() {
 
 #[tokio::test]
 async fn reconnects_after_the_server_restarts() {
-    let mut server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (mut server, client) = RedisServer::start_with_client().await;
     assert_eq!(set_get(&client, "a", "1").await.expect("first"), "1");
 
     server.stop();
     assert!(set_get(&client, "a", "2").await.is_err());
     server.restart();
 
-    // The same client must recover by itself; poll with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match set_get(&client, "a", "3").await {
-            Ok(value) => {
-                assert_eq!(value, "3");
-                break;
-            }
-            Err(e) if Instant::now() < deadline => {
-                assert!(
-                    e.is_transient(),
-                    "only transient errors while recovering: {e:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("client did not recover after restart: {e}"),
+    // The same client must recover by itself.
+    let recovered = async || match set_get(&client, "a", "3").await {
+        Ok(value) => {
+            assert_eq!(value, "3");
+            true
         }
-    }
+        Err(e) => {
+            assert!(
+                e.is_transient(),
+                "only transient errors while recovering: {e:?}"
+            );
+            false
+        }
+    };
+    eventually(Duration::from_secs(15), "the client to recover", recovered).await;
     assert!(client.health().await.ok);
 }
 
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_work_then_refuses_new_work() {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (_server, client) = RedisServer::start_with_client().await;
     let worker = client.clone();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let in_flight = tokio::spawn(async move {

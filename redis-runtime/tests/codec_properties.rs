@@ -86,36 +86,54 @@ const OPTIONAL: [&str; 3] = ["note", "count", "nested"];
 
 const KEY: &str = "everything:1";
 
-/// Collects a write: present fields in order, and the names written absent.
+/// Collects a write: every field in write order, with its bytes, or with
+/// `None` when it is written absent.
 #[derive(Debug, Default)]
-struct Collected {
-    pairs: Vec<(&'static str, Vec<u8>)>,
-    absent: Vec<&'static str>,
-}
+struct Collected(Vec<(&'static str, Option<Vec<u8>>)>);
 
 impl FieldSink for Collected {
     fn put(&mut self, name: &'static str, value: &[u8]) {
-        self.pairs.push((name, value.to_vec()));
+        self.0.push((name, Some(value.to_vec())));
     }
     fn absent(&mut self, name: &'static str) {
-        self.absent.push(name);
+        self.0.push((name, None));
     }
 }
 
 impl Collected {
-    /// The pairs as `read_fields` takes them.
+    /// The present fields as `read_fields` takes them.
     fn raw(&self) -> Vec<(&[u8], &[u8])> {
-        self.pairs
-            .iter()
-            .map(|(name, value)| (name.as_bytes(), value.as_slice()))
-            .collect()
+        let present = self.0.iter().filter_map(|(name, value)| {
+            let value = value.as_deref()?;
+            Some((name.as_bytes(), value))
+        });
+        present.collect()
     }
 
+    /// The bytes of the first present field called `name`.
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_slice())
+        let mut named = self.0.iter().filter(|(n, _)| *n == name);
+        named.find_map(|(_, value)| value.as_deref())
+    }
+
+    /// Every name written, present or absent.
+    fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The names written absent.
+    fn absent_names(&self) -> Vec<&'static str> {
+        let absent = self.0.iter().filter(|(_, value)| value.is_none());
+        absent.map(|(name, _)| *name).collect()
+    }
+
+    /// Replaces the bytes of every present field called `name`.
+    fn replace(&mut self, name: &str, bytes: &[u8]) {
+        for (n, value) in &mut self.0 {
+            if let Some(value) = value.as_mut().filter(|_| *n == name) {
+                *value = bytes.to_vec();
+            }
+        }
     }
 }
 
@@ -196,45 +214,46 @@ where
     ]
 }
 
-/// Any non-NaN `f64`: every bit pattern, plus the interesting ones.
-fn finite_or_infinite_f64() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        4 => any::<u64>().prop_map(f64::from_bits),
-        1 => prop::sample::select(vec![
-            0.0,
-            -0.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::MIN,
-            f64::MAX,
-            f64::MIN_POSITIVE,
-            f64::EPSILON,
-            f64::from_bits(1),
-            -f64::from_bits(1),
-            0.1,
-            1e300,
-        ]),
-    ]
-    .prop_filter("NaN is refused by design", |x| !x.is_nan())
+/// Defines `$name`, a strategy for any non-NaN `$float`: every bit
+/// pattern (from `$bits`), plus the interesting values, those of both
+/// widths and the `$extra` ones.
+macro_rules! finite_or_infinite {
+    ($name:ident, $float:ident, $bits:ty, [$($extra:expr),* $(,)?]) => {
+        fn $name() -> impl Strategy<Value = $float> {
+            let special = vec![
+                0.0,
+                -0.0,
+                $float::INFINITY,
+                $float::NEG_INFINITY,
+                $float::MIN,
+                $float::MAX,
+                $float::MIN_POSITIVE,
+                $float::from_bits(1),
+                0.1,
+                $($extra),*
+            ];
+            prop_oneof![
+                4 => any::<$bits>().prop_map($float::from_bits),
+                1 => prop::sample::select(special),
+            ]
+            .prop_filter("NaN is refused by design", |x| !x.is_nan())
+        }
+    };
 }
 
-/// Any non-NaN `f32`.
-fn finite_or_infinite_f32() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        4 => any::<u32>().prop_map(f32::from_bits),
-        1 => prop::sample::select(vec![
-            0.0,
-            -0.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MIN,
-            f32::MAX,
-            f32::MIN_POSITIVE,
-            f32::from_bits(1),
-            0.1,
-        ]),
-    ]
-    .prop_filter("NaN is refused by design", |x| !x.is_nan())
+finite_or_infinite!(
+    finite_or_infinite_f64,
+    f64,
+    u64,
+    [f64::EPSILON, -f64::from_bits(1), 1e300]
+);
+finite_or_infinite!(finite_or_infinite_f32, f32, u32, []);
+
+/// A tuple of [`int`] strategies over the whole range of each type named.
+macro_rules! full_range {
+    ($($int:ty),*) => {
+        ($(int(<$int>::MIN, <$int>::MAX, 0),)*)
+    };
 }
 
 /// Any NaN bit pattern (quiet or signalling, either sign).
@@ -344,23 +363,8 @@ fn optional_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn everything() -> impl Strategy<Value = Everything> {
-    let text_and_signed = (
-        unicode_string(),
-        int(i8::MIN, i8::MAX, 0),
-        int(i16::MIN, i16::MAX, 0),
-        int(i32::MIN, i32::MAX, 0),
-        int(i64::MIN, i64::MAX, 0),
-        int(i128::MIN, i128::MAX, 0),
-        int(isize::MIN, isize::MAX, 0),
-    );
-    let unsigned = (
-        int(u8::MIN, u8::MAX, 0),
-        int(u16::MIN, u16::MAX, 0),
-        int(u32::MIN, u32::MAX, 0),
-        int(u64::MIN, u64::MAX, 0),
-        int(u128::MIN, u128::MAX, 0),
-        int(usize::MIN, usize::MAX, 0),
-    );
+    let signed = full_range!(i8, i16, i32, i64, i128, isize);
+    let unsigned = full_range!(u8, u16, u32, u64, u128, usize);
     let others = (
         finite_or_infinite_f32(),
         finite_or_infinite_f64(),
@@ -379,9 +383,10 @@ fn everything() -> impl Strategy<Value = Everything> {
         ),
         prop::option::of(nested()),
     );
-    (text_and_signed, unsigned, others, optional).prop_map(
+    (unicode_string(), signed, unsigned, others, optional).prop_map(
         |(
-            (text, n_i8, n_i16, n_i32, n_i64, n_i128, n_isize),
+            text,
+            (n_i8, n_i16, n_i32, n_i64, n_i128, n_isize),
             (n_u8, n_u16, n_u32, n_u64, n_u128, n_usize),
             (x_f32, x_f64, flag, bytes, at, color),
             (note, count, table, nested),
@@ -544,13 +549,12 @@ proptest! {
     #[test]
     fn every_type_round_trips(record in everything()) {
         let written = encode(&record).expect("encodes");
-        let mut seen: Vec<&str> = written.pairs.iter().map(|(n, _)| *n).collect();
-        seen.extend(&written.absent);
+        let mut seen = written.names();
         seen.sort_unstable();
         let mut all = FIELDS.to_vec();
         all.sort_unstable();
         prop_assert_eq!(seen, all);
-        for name in &written.absent {
+        for name in &written.absent_names() {
             prop_assert!(OPTIONAL.contains(name), "{} written absent", name);
         }
         let back = decode(&written.raw()).expect("decodes");
@@ -567,12 +571,12 @@ proptest! {
         empty.note = Some(String::new());
 
         let written = encode(&none).expect("encodes");
-        prop_assert!(written.absent.contains(&"note"));
+        prop_assert!(written.absent_names().contains(&"note"));
         prop_assert_eq!(written.get("note"), None);
         prop_assert_eq!(decode(&written.raw()).expect("decodes").note, None);
 
         let written = encode(&empty).expect("encodes");
-        prop_assert!(!written.absent.contains(&"note"));
+        prop_assert!(!written.absent_names().contains(&"note"));
         prop_assert_eq!(written.get("note"), Some(&b""[..]));
         prop_assert_eq!(decode(&written.raw()).expect("decodes").note, Some(String::new()));
     }
@@ -849,17 +853,9 @@ fn special_floats_round_trip_by_bits() {
 #[test]
 fn system_time_at_i64_min_millis_encodes() {
     let stored = i64::MIN.to_string();
-    let mut pairs = encode(&sample()).expect("encodes").pairs;
-    for (name, value) in &mut pairs {
-        if *name == "at" {
-            *value = stored.clone().into_bytes();
-        }
-    }
-    let raw: Vec<(&[u8], &[u8])> = pairs
-        .iter()
-        .map(|(n, v)| (n.as_bytes(), v.as_slice()))
-        .collect();
-    let record = decode(&raw).expect("i64::MIN ms decodes");
+    let mut written = encode(&sample()).expect("encodes");
+    written.replace("at", stored.as_bytes());
+    let record = decode(&written.raw()).expect("i64::MIN ms decodes");
     assert_eq!(record.at, time_at(i64::MIN, 0));
     let written = encode(&record).expect("what decodes must encode");
     assert_eq!(written.get("at"), Some(stored.as_bytes()));

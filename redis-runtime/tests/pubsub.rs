@@ -1,13 +1,13 @@
 //! Typed pub/sub against a real, private `redis-server`: round trips, bad
 //! messages, surviving a server restart, clean end on drop.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::Value;
 use redis_runtime::pubsub::Channel;
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Context, Json};
+use redis_runtime::testing::{RedisServer, eventually, raw_query};
+use redis_runtime::{Client, Json, Subscription};
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -27,42 +27,15 @@ fn update(status: &str) -> Json<JobUpdate> {
     })
 }
 
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
+/// How many subscribers the server counts on `channel`.
 async fn numsub(client: &Client, channel: &str) -> i64 {
-    let channel = channel.to_string();
-    let reply: Value = client
-        .run(Context::new("test.numsub", ""), |mut conn| async move {
-            Ok(redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(&channel)
-                .query_async(&mut conn)
-                .await?)
-        })
-        .await
-        .expect("numsub");
-    match reply {
-        Value::Array(items) => match items.get(1) {
-            Some(Value::Int(n)) => *n,
-            other => panic!("{other:?}"),
-        },
-        Value::Map(items) => match items.first() {
-            Some((_, Value::Int(n))) => *n,
-            other => panic!("{other:?}"),
-        },
-        other => panic!("{other:?}"),
-    }
+    let counts: BTreeMap<String, i64> = raw_query(client, &["PUBSUB", "NUMSUB", channel]).await;
+    counts[channel]
 }
 
-async fn next_within<T>(
-    sub: &mut redis_runtime::Subscription<T>,
-    limit: Duration,
-) -> redis_runtime::Result<T> {
-    tokio::time::timeout(limit, sub.next())
+/// The next message, which must come within 5 s.
+async fn next<T>(sub: &mut Subscription<T>) -> redis_runtime::Result<T> {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await
         .expect("a message in time")
         .expect("subscription open")
@@ -70,7 +43,7 @@ async fn next_within<T>(
 
 #[tokio::test]
 async fn typed_publish_and_subscribe() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let updates = Channel::<Json<JobUpdate>>::new(&client, "job_updates");
     assert_eq!(
         updates.publish(&update("QUEUED")).await.expect("publish"),
@@ -88,12 +61,7 @@ async fn typed_publish_and_subscribe() {
         .publish(&update("COMPLETED"))
         .await
         .expect("publish");
-    assert_eq!(
-        next_within(&mut sub, Duration::from_secs(5))
-            .await
-            .expect("ok"),
-        update("RUNNING")
-    );
+    assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
     // It is also a Stream.
     let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await
@@ -102,7 +70,7 @@ async fn typed_publish_and_subscribe() {
         .expect("decodes");
     assert_eq!(next, update("COMPLETED"));
 
-    // The wire format is the seed's JSON.
+    // The wire format is plain JSON, with camelCase field names.
     let mut raw_sub = client
         .redis_client()
         .get_async_pubsub()
@@ -122,7 +90,7 @@ async fn typed_publish_and_subscribe() {
 
 #[tokio::test]
 async fn a_bad_message_is_a_decode_error_and_the_subscription_goes_on() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let channel = Channel::<Json<JobUpdate>>::new(&client, "job_updates");
     let mut sub = channel.subscribe().await.expect("subscribe");
     let raw = Channel::<String>::new(&client, "job_updates");
@@ -130,87 +98,69 @@ async fn a_bad_message_is_a_decode_error_and_the_subscription_goes_on() {
         .await
         .expect("publish");
     channel.publish(&update("RUNNING")).await.expect("publish");
-    let err = next_within(&mut sub, Duration::from_secs(5))
-        .await
-        .expect_err("bad");
+    let err = next(&mut sub).await.expect_err("bad");
     assert_eq!(err.code(), "DECODE");
     assert!(err.to_string().contains("job_updates"), "{err}");
-    assert_eq!(
-        next_within(&mut sub, Duration::from_secs(5))
-            .await
-            .expect("ok"),
-        update("RUNNING")
-    );
+    assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
 }
 
 #[tokio::test]
 async fn a_subscription_survives_a_server_restart() {
-    let (mut server, client) = setup().await;
+    let (mut server, client) = RedisServer::start_with_client().await;
     let channel = Channel::<String>::new(&client, "status");
     let mut sub = channel.subscribe().await.expect("subscribe");
     channel
         .publish(&"before".to_string())
         .await
         .expect("publish");
-    assert_eq!(
-        next_within(&mut sub, Duration::from_secs(5))
-            .await
-            .expect("ok"),
-        "before"
-    );
+    assert_eq!(next(&mut sub).await.expect("ok"), "before");
 
     server.restart();
     // Wait until the subscription is back (it says so), then publish once.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while sub.resubscriptions() == 0 {
-        assert!(Instant::now() < deadline, "never resubscribed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let receivers = loop {
-        // The shared connection may need a moment of its own to come back.
+    let limit = Duration::from_secs(15);
+    eventually(limit, "the resubscription", async || {
+        sub.resubscriptions() > 0
+    })
+    .await;
+    let mut receivers = None;
+    // The shared connection may need a moment of its own to come back.
+    eventually(limit, "publish to recover", async || {
         match channel.publish(&"after".to_string()).await {
-            Ok(n) => break n,
-            Err(e) => {
-                assert!(e.is_transient(), "{e:?}");
-                assert!(Instant::now() < deadline, "publish never recovered: {e}");
-            }
+            Ok(n) => receivers = Some(n),
+            Err(e) => assert!(e.is_transient(), "{e:?}"),
         }
-    };
-    assert_eq!(receivers, 1, "the restarted server knows the subscriber");
+        receivers.is_some()
+    })
+    .await;
     assert_eq!(
-        next_within(&mut sub, Duration::from_secs(5))
-            .await
-            .expect("ok"),
-        "after"
+        receivers,
+        Some(1),
+        "the restarted server knows the subscriber"
     );
+    assert_eq!(next(&mut sub).await.expect("ok"), "after");
     assert_eq!(sub.resubscriptions(), 1);
 }
 
 #[tokio::test]
 async fn dropping_the_subscription_ends_it_on_the_server() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let channel = Channel::<String>::new(&client, "status");
     let sub = channel.subscribe().await.expect("subscribe");
     assert_eq!(numsub(&client, "status").await, 1);
     drop(sub);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while numsub(&client, "status").await != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the subscription outlived its handle"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the subscription to end",
+        async || numsub(&client, "status").await == 0,
+    )
+    .await;
     assert_eq!(channel.publish(&"x".to_string()).await.expect("publish"), 0);
 }
 
 #[tokio::test]
 async fn subscribing_to_an_unreachable_server_fails_fast_with_a_typed_error() {
-    let mut server = RedisServer::start();
-    let config = server.config();
-    server.stop();
-    let client = Client::connect(config).await.expect("lazy connect");
+    let server = RedisServer::start_stopped();
+    let client = server.client().await;
     let started = Instant::now();
     let err = Channel::<String>::new(&client, "status")
         .subscribe()
@@ -226,7 +176,7 @@ async fn subscribing_to_an_unreachable_server_fails_fast_with_a_typed_error() {
 
 #[tokio::test]
 async fn a_client_shutdown_ends_the_subscription() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let mut sub = Channel::<String>::new(&client, "status")
         .subscribe()
         .await

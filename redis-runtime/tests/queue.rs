@@ -1,34 +1,29 @@
-//! List queues (seed 003) and the reliable variant against a real, private
-//! `redis-server`.
+//! List queues (`LPUSH` in, `RPOP` out) and the reliable variant against a
+//! real, private `redis-server`.
 
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redis_runtime::queue::ListQueue;
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Config, Json, RedisValue};
+use redis_runtime::queue::{Held, ListQueue, ReliableQueue};
+use redis_runtime::testing::{RedisServer, blocked_clients, eventually, raw_command, raw_query};
+use redis_runtime::{Client, Json, RedisValue};
 
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
-async fn raw(client: &Client, args: &[&str]) -> Value {
-    redis_runtime::testing::raw_command(client, args).await
-}
-
+/// The list at `key`, head first.
 async fn list(client: &Client, key: &str) -> Vec<String> {
-    match raw(client, &["LRANGE", key, "0", "-1"]).await {
-        Value::Array(items) => items
-            .iter()
-            .map(|v| match v {
-                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                other => panic!("{other:?}"),
-            })
-            .collect(),
-        other => panic!("{other:?}"),
-    }
+    raw_query(client, &["LRANGE", key, "0", "-1"]).await
+}
+
+/// Pops from `consumer`, waiting up to `wait` for an item, which must be
+/// `expected`.
+async fn pop_blocking(
+    consumer: &ReliableQueue<String>,
+    wait: Duration,
+    expected: &str,
+) -> Held<String> {
+    let popped = consumer.pop_blocking(wait).await.expect("pop");
+    let held = popped.unwrap_or_else(|| panic!("no item within {wait:?}, expected {expected}"));
+    assert_eq!(held.item, expected);
+    held
 }
 
 fn ids(range: std::ops::Range<u32>) -> Vec<String> {
@@ -36,8 +31,8 @@ fn ids(range: std::ops::Range<u32>) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn push_pop_is_fifo_with_the_seeds_layout() {
-    let (_server, client) = setup().await;
+async fn push_pop_is_fifo_with_the_job_queue_layout() {
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<String>::new(&client, "job_queue");
     assert_eq!(queue.push(&"job-0".to_string()).await.expect("push"), 1);
     assert_eq!(queue.push_many(&ids(1..4)).await.expect("push many"), 4);
@@ -58,14 +53,14 @@ async fn push_pop_is_fifo_with_the_seeds_layout() {
     assert!(queue.pop_many(10).await.expect("empty").items.is_empty());
     assert!(queue.is_empty().await.expect("empty"));
 
-    // Items pushed by another client (the seed's `LPUSH job_queue id`) pop too.
-    raw(&client, &["LPUSH", "job_queue", "from-cli"]).await;
+    // Items pushed by another client (a plain `LPUSH job_queue id`) pop too.
+    raw_command(&client, &["LPUSH", "job_queue", "from-cli"]).await;
     assert_eq!(queue.pop().await.expect("pop").as_deref(), Some("from-cli"));
 }
 
 #[tokio::test]
 async fn clear_empties_the_queue_and_reports_how_many() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<u64>::new(&client, "numbers");
     queue.push_many(&[1, 2, 3]).await.expect("push");
     assert_eq!(queue.clear().await.expect("clear"), 3);
@@ -87,7 +82,7 @@ struct JobRef {
 
 #[tokio::test]
 async fn typed_items_use_the_field_codec() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let priorities = ListQueue::<Priority>::new(&client, "priorities");
     priorities
         .push_many(&[Priority::High, Priority::Low])
@@ -108,9 +103,9 @@ async fn typed_items_use_the_field_codec() {
 
 #[tokio::test]
 async fn undecodable_items_are_parked_not_lost() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<u32>::new(&client, "counts");
-    raw(&client, &["LPUSH", "counts", "1", "two", "3", "-4"]).await;
+    raw_command(&client, &["LPUSH", "counts", "1", "two", "3", "-4"]).await;
     let batch = queue.pop_many(3).await.expect("pop many");
     assert_eq!(batch.items, [1, 3]);
     assert_eq!(batch.failures.len(), 1);
@@ -125,11 +120,10 @@ async fn undecodable_items_are_parked_not_lost() {
 #[tokio::test]
 async fn blocking_pop_waits_on_its_own_connection() {
     let server = RedisServer::start();
-    let config = Config::builder(server.url())
-        .response_timeout(Duration::from_millis(200))
-        .build()
-        .expect("config");
-    let client = Client::connect(config).await.expect("connect");
+    let response_timeout = Duration::from_millis(200);
+    let client = server
+        .client_with(|c| c.response_timeout(response_timeout))
+        .await;
     let queue = ListQueue::<String>::new(&client, "job_queue");
 
     // Times out with None, after the timeout, though it exceeds the
@@ -149,19 +143,10 @@ async fn blocking_pop_waits_on_its_own_connection() {
         let queue = queue.clone();
         tokio::spawn(async move { queue.pop_blocking(Duration::from_secs(10)).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let info = match raw(&client, &["INFO", "clients"]).await {
-            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-            Value::VerbatimString { text, .. } => text,
-            other => panic!("{other:?}"),
-        };
-        if info.contains("blocked_clients:1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the pop never blocked");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), "the pop to block", async || {
+        blocked_clients(&client).await == 1
+    })
+    .await;
     // The shared connection is free meanwhile.
     assert!(client.health().await.ok);
     let pushed_at = Instant::now();
@@ -176,7 +161,7 @@ async fn blocking_pop_waits_on_its_own_connection() {
 
 #[tokio::test]
 async fn reliable_pop_holds_the_item_until_ack() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<String>::new(&client, "jobs");
     queue.push_many(&ids(0..3)).await.expect("push");
     let consumer = queue
@@ -199,12 +184,7 @@ async fn reliable_pop_holds_the_item_until_ack() {
     assert_eq!(consumer.held_count().await.expect("held"), 0);
 
     // Give one back: it goes to the back of the queue.
-    let held = consumer
-        .pop_blocking(Duration::from_secs(1))
-        .await
-        .expect("pop")
-        .expect("an item");
-    assert_eq!(held.item, "job-1");
+    let held = pop_blocking(&consumer, Duration::from_secs(1), "job-1").await;
     assert!(consumer.requeue(&held).await.expect("requeue"));
     assert_eq!(list(&client, "jobs").await, ["job-1", "job-2"]);
     assert_eq!(consumer.held_count().await.expect("held"), 0);
@@ -214,14 +194,14 @@ async fn reliable_pop_holds_the_item_until_ack() {
     assert_eq!(consumer.close().await.expect("close"), 1);
     assert_eq!(list(&client, "jobs").await, ["job-1", "job-2"]);
     assert_eq!(
-        raw(&client, &["ZSCORE", "jobs:consumers", "worker-1"]).await,
+        raw_command(&client, &["ZSCORE", "jobs:consumers", "worker-1"]).await,
         Value::Nil
     );
 }
 
 #[tokio::test]
 async fn a_consumer_that_dies_holding_an_item_gets_it_requeued() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<String>::new(&client, "jobs");
     queue.push_many(&ids(0..2)).await.expect("push");
     let lease = Duration::from_millis(300);
@@ -242,12 +222,7 @@ async fn a_consumer_that_dies_holding_an_item_gets_it_requeued() {
     survivor.ack(&first).await.expect("ack");
 
     // The survivor's keepalive requeues job-0 once doomed's lease expired.
-    let again = survivor
-        .pop_blocking(Duration::from_secs(5))
-        .await
-        .expect("pop")
-        .expect("the dead consumer's item comes back");
-    assert_eq!(again.item, "job-0");
+    let again = pop_blocking(&survivor, Duration::from_secs(5), "job-0").await;
     assert!(died_at.elapsed() >= lease - Duration::from_millis(50));
     assert!(survivor.ack(&again).await.expect("ack"));
     assert!(list(&client, "jobs:processing:doomed").await.is_empty());
@@ -256,7 +231,7 @@ async fn a_consumer_that_dies_holding_an_item_gets_it_requeued() {
 
 #[tokio::test]
 async fn a_live_consumer_keeps_its_items_past_the_lease() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<String>::new(&client, "jobs");
     queue.push(&"job-0".to_string()).await.expect("push");
     let lease = Duration::from_millis(150);
@@ -275,9 +250,9 @@ async fn a_live_consumer_keeps_its_items_past_the_lease() {
 
 #[tokio::test]
 async fn undecodable_reliable_items_move_to_the_dead_list() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<u8>::new(&client, "bytes");
-    raw(&client, &["LPUSH", "bytes", "300"]).await;
+    raw_command(&client, &["LPUSH", "bytes", "300"]).await;
     let consumer = queue
         .reliable_as("c1", Duration::from_secs(30))
         .await
@@ -290,7 +265,7 @@ async fn undecodable_reliable_items_move_to_the_dead_list() {
 
 #[tokio::test]
 async fn consumer_names_are_key_safe() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let queue = ListQueue::<String>::new(&client, "jobs");
     let err = queue
         .reliable_as("a:b", Duration::from_secs(1))

@@ -1,23 +1,24 @@
-//! Streams against a real, private `redis-server`: the eleven success
-//! criteria of seed 002 (one test each, named after its number), decode
-//! failures, claiming with and without XAUTOCLAIM, blocking reads on their
-//! own connection, and the entity outbox.
+//! Streams against a real, private `redis-server`: eleven numbered success
+//! criteria of event ingestion (one test each, named after its number),
+//! decode failures, claiming with and without XAUTOCLAIM, blocking reads on
+//! their own connection, and the entity outbox.
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::Value;
 use redis_runtime::stream::{
-    ClaimStrategy, DecodePolicy, FailureAction, GroupStart, Stream, default_consumer_name,
+    ClaimStrategy, ConsumerGroup, DecodePolicy, FailureAction, GroupStart, Stream,
+    default_consumer_name,
 };
-use redis_runtime::testing::RedisServer;
-use redis_runtime::{Client, Config, Context, RedisEntity, RedisRecord};
+use redis_runtime::testing::{RedisServer, blocked_clients, eventually, raw_command, raw_query};
+use redis_runtime::{Client, Context, Entry, RedisEntity, RedisRecord};
 
-/// The seed's event, as a stream message that is not a stored entity.
+use common::{PASSWORD, SecretLogin, secret_login};
+
+/// An incoming event, as a stream message that is not a stored entity.
 #[derive(RedisRecord, Debug, Clone, PartialEq)]
 struct Event {
     id: String,
@@ -42,25 +43,30 @@ fn event(n: usize) -> Event {
 const EVENTS: &str = "events:incoming";
 const GROUP: &str = "event-processors";
 
-async fn setup() -> (RedisServer, Client) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
-    (server, client)
-}
-
 fn events(client: &Client) -> Stream<Event> {
     Stream::new(client, EVENTS)
 }
 
-async fn raw(client: &Client, args: &[&str]) -> Value {
-    redis_runtime::testing::raw_command(client, args).await
+/// A server, a client, the events stream and its group, created (from `$`).
+async fn with_group() -> (RedisServer, Client, Stream<Event>, ConsumerGroup<Event>) {
+    let (server, client) = RedisServer::start_with_client().await;
+    let stream = events(&client);
+    let group = stream.group(GROUP);
+    group.ensure().await.expect("ensure");
+    (server, client, stream, group)
+}
+
+/// Publishes `event(n)` for each `n`, one at a time; their stream ids.
+async fn publish_events(stream: &Stream<Event>, ns: std::ops::Range<usize>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in ns {
+        ids.push(stream.publish(&event(n)).await.expect("publish"));
+    }
+    ids
 }
 
 async fn raw_int(client: &Client, args: &[&str]) -> i64 {
-    match raw(client, args).await {
-        Value::Int(n) => n,
-        other => panic!("expected an integer from {args:?}, got {other:?}"),
-    }
+    raw_query(client, args).await
 }
 
 fn text(value: &Value) -> String {
@@ -73,7 +79,7 @@ fn text(value: &Value) -> String {
 
 /// The ids on a stream, oldest first.
 async fn stream_ids(client: &Client, key: &str) -> Vec<String> {
-    match raw(client, &["XRANGE", key, "-", "+"]).await {
+    match raw_command(client, &["XRANGE", key, "-", "+"]).await {
         Value::Array(entries) => entries
             .iter()
             .map(|e| match e {
@@ -86,7 +92,7 @@ async fn stream_ids(client: &Client, key: &str) -> Vec<String> {
 }
 
 async fn pending_count(client: &Client) -> i64 {
-    match raw(client, &["XPENDING", EVENTS, GROUP]).await {
+    match raw_command(client, &["XPENDING", EVENTS, GROUP]).await {
         Value::Array(parts) => match &parts[0] {
             Value::Int(n) => *n,
             other => panic!("bad count {other:?}"),
@@ -97,7 +103,7 @@ async fn pending_count(client: &Client) -> i64 {
 
 #[tokio::test]
 async fn criterion_01_publish_adds_one_entry_to_events_incoming() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
     assert_eq!(raw_int(&client, &["XLEN", EVENTS]).await, 0);
     let id = stream.publish(&event(1)).await.expect("publish");
@@ -106,7 +112,7 @@ async fn criterion_01_publish_adds_one_entry_to_events_incoming() {
     assert_eq!(stream_ids(&client, EVENTS).await, vec![id.clone()]);
 
     // Stored as the record's fields, with the documented codec.
-    let fields = match raw(&client, &["XRANGE", EVENTS, &id, &id]).await {
+    let fields = match raw_command(&client, &["XRANGE", EVENTS, &id, &id]).await {
         Value::Array(entries) => match &entries[0] {
             Value::Array(parts) => match &parts[1] {
                 Value::Array(items) => items.iter().map(text).collect::<Vec<_>>(),
@@ -135,7 +141,7 @@ async fn criterion_01_publish_adds_one_entry_to_events_incoming() {
 
 #[tokio::test]
 async fn criterion_02_batch_of_five_produces_five_entries() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
     let batch: Vec<Event> = (0..5).map(event).collect();
     let before = client.round_trips();
@@ -157,14 +163,9 @@ async fn criterion_02_batch_of_five_produces_five_entries() {
 
 #[tokio::test]
 async fn criterion_03_read_returns_the_published_events_with_their_stream_ids() {
-    let (_server, client) = setup().await;
-    let stream = events(&client);
-    let group = stream.group(GROUP);
-    group.ensure().await.expect("ensure");
-    let mut published = Vec::new();
-    for n in 0..3 {
-        published.push((stream.publish(&event(n)).await.expect("publish"), event(n)));
-    }
+    let (_server, _client, stream, group) = with_group().await;
+    let ids = publish_events(&stream, 0..3).await;
+    let published: Vec<(String, Event)> = ids.into_iter().zip((0..3).map(event)).collect();
     let batch = group
         .read(10, Some(Duration::from_secs(1)))
         .await
@@ -194,13 +195,8 @@ async fn criterion_03_read_returns_the_published_events_with_their_stream_ids() 
 
 #[tokio::test]
 async fn criterion_04_ack_removes_the_entry_from_the_pending_list() {
-    let (_server, client) = setup().await;
-    let stream = events(&client);
-    let group = stream.group(GROUP);
-    group.ensure().await.expect("ensure");
-    for n in 0..3 {
-        stream.publish(&event(n)).await.expect("publish");
-    }
+    let (_server, client, stream, group) = with_group().await;
+    publish_events(&stream, 0..3).await;
     let batch = group.read(10, None).await.expect("read");
     assert_eq!(batch.entries.len(), 3);
     assert_eq!(pending_count(&client).await, 3);
@@ -220,7 +216,7 @@ async fn criterion_04_ack_removes_the_entry_from_the_pending_list() {
 
 #[tokio::test]
 async fn criterion_05_ensure_consumer_group_twice_does_not_error() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let group = events(&client).group(GROUP);
     assert!(
         group.ensure().await.expect("first"),
@@ -239,12 +235,12 @@ async fn criterion_05_ensure_consumer_group_twice_does_not_error() {
     // MKSTREAM: the stream exists, empty, with exactly one group.
     assert_eq!(raw_int(&client, &["EXISTS", EVENTS]).await, 1);
     assert_eq!(raw_int(&client, &["XLEN", EVENTS]).await, 0);
-    match raw(&client, &["XINFO", "GROUPS", EVENTS]).await {
+    match raw_command(&client, &["XINFO", "GROUPS", EVENTS]).await {
         Value::Array(groups) => assert_eq!(groups.len(), 1),
         other => panic!("{other:?}"),
     }
     // Other errors are not swallowed: a key of the wrong type.
-    raw(&client, &["SET", "not-a-stream", "x"]).await;
+    raw_command(&client, &["SET", "not-a-stream", "x"]).await;
     let err = Stream::<Event>::new(&client, "not-a-stream")
         .group(GROUP)
         .ensure()
@@ -255,10 +251,8 @@ async fn criterion_05_ensure_consumer_group_twice_does_not_error() {
 
 #[tokio::test]
 async fn criterion_06_publish_to_unreachable_server_fails_within_5s() {
-    let mut server = RedisServer::start();
-    let config = server.config();
-    server.stop();
-    let client = Client::connect(config).await.expect("lazy connect");
+    let server = RedisServer::start_stopped();
+    let client = server.client().await;
     let started = Instant::now();
     let err = events(&client)
         .publish(&event(1))
@@ -288,7 +282,7 @@ async fn criterion_06_publish_to_unreachable_server_fails_within_5s() {
 
 #[tokio::test]
 async fn criterion_07_health_reports_not_ok_when_redis_is_down() {
-    let (mut server, client) = setup().await;
+    let (mut server, client) = RedisServer::start_with_client().await;
     assert!(client.health().await.ok);
     server.stop();
     let started = Instant::now();
@@ -300,7 +294,7 @@ async fn criterion_07_health_reports_not_ok_when_redis_is_down() {
 
 #[tokio::test]
 async fn criterion_08_batch_with_one_malformed_event_publishes_the_others_and_reports_it() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
     let mut batch: Vec<Event> = (0..5).map(event).collect();
     batch[2].amount = f64::NAN; // cannot be encoded
@@ -334,7 +328,7 @@ async fn criterion_08_batch_with_one_malformed_event_publishes_the_others_and_re
     );
 
     // Per-item server errors are reported per item too.
-    raw(&client, &["SET", "string-key", "x"]).await;
+    raw_command(&client, &["SET", "string-key", "x"]).await;
     let report = Stream::<Event>::new(&client, "string-key")
         .publish_batch(batch[..2].iter().map(|e| (e.id.clone(), e)))
         .await
@@ -351,14 +345,12 @@ async fn criterion_08_batch_with_one_malformed_event_publishes_the_others_and_re
 
 #[tokio::test]
 async fn criterion_09_claim_reclaims_entries_idle_longer_than_n_ms() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
     let crashed = stream.group(GROUP).with_consumer("crashed");
     let survivor = stream.group(GROUP).with_consumer("survivor");
     crashed.ensure().await.expect("ensure");
-    for n in 0..2 {
-        stream.publish(&event(n)).await.expect("publish");
-    }
+    publish_events(&stream, 0..2).await;
     let taken = crashed.read(10, None).await.expect("read");
     assert_eq!(taken.entries.len(), 2);
     let started = Instant::now();
@@ -409,62 +401,12 @@ async fn criterion_09_claim_reclaims_entries_idle_longer_than_n_ms() {
     );
 }
 
-/// A `redis-server` without XAUTOCLAIM (renamed away), like Redis < 6.2.
-struct OldServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl OldServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(["--rename-command", "XAUTOCLAIM", ""])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        server
-    }
-
-    fn config(&self) -> Config {
-        Config::builder(format!("redis://127.0.0.1:{}", self.port))
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .expect("config")
-    }
-}
-
-impl Drop for OldServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn criterion_09_claim_falls_back_to_xpending_and_xclaim_without_xautoclaim() {
-    let server = OldServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    // A server without XAUTOCLAIM (renamed away), like Redis < 6.2.
+    let no_autoclaim = ["--rename-command", "XAUTOCLAIM", ""].map(String::from);
+    let server = RedisServer::start_with_args(&no_autoclaim);
+    let client = server.client().await;
     let err = client
         .run(Context::new("probe", ""), |mut conn| async move {
             Ok(redis::cmd("XAUTOCLAIM")
@@ -480,9 +422,7 @@ async fn criterion_09_claim_falls_back_to_xpending_and_xclaim_without_xautoclaim
     let crashed = stream.group(GROUP).with_consumer("crashed");
     let survivor = stream.group(GROUP).with_consumer("survivor"); // ClaimStrategy::Auto
     crashed.ensure().await.expect("ensure");
-    for n in 0..25 {
-        stream.publish(&event(n)).await.expect("publish");
-    }
+    publish_events(&stream, 0..25).await;
     let taken = crashed.read(25, None).await.expect("read");
     assert_eq!(taken.entries.len(), 25);
     let min_idle = Duration::from_millis(200);
@@ -521,25 +461,21 @@ async fn criterion_09_claim_falls_back_to_xpending_and_xclaim_without_xautoclaim
 
 #[tokio::test]
 async fn pending_then_claim_strategy_skips_entries_that_are_not_idle() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
-    let busy = stream.group(GROUP).with_consumer("busy");
-    let crashed = stream.group(GROUP).with_consumer("crashed");
     let survivor = stream
         .group(GROUP)
         .with_consumer("survivor")
         .with_claim_strategy(ClaimStrategy::PendingThenClaim);
+    let busy = stream.group(GROUP).with_consumer("busy");
+    let crashed = stream.group(GROUP).with_consumer("crashed");
     busy.ensure().await.expect("ensure");
-    for n in 0..3 {
-        stream.publish(&event(n)).await.expect("publish");
-    }
+    publish_events(&stream, 0..3).await;
     let old = crashed.read(3, None).await.expect("read");
     // Wait for them to go idle, then make fresh pending entries after them.
     let min_idle = Duration::from_millis(150);
     tokio::time::sleep(min_idle + Duration::from_millis(50)).await;
-    for n in 3..6 {
-        stream.publish(&event(n)).await.expect("publish");
-    }
+    publish_events(&stream, 3..6).await;
     assert_eq!(busy.read(3, None).await.expect("read").entries.len(), 3);
     let claimed = survivor.claim_idle(min_idle, 10).await.expect("claim");
     assert_eq!(claimed.ids(), old.ids());
@@ -548,7 +484,7 @@ async fn pending_then_claim_strategy_skips_entries_that_are_not_idle() {
 
 #[tokio::test]
 async fn criterion_10_consumer_name_holds_hostname_and_pid() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let host = hostname::get()
         .expect("hostname")
         .to_string_lossy()
@@ -564,7 +500,7 @@ async fn criterion_10_consumer_name_holds_hostname_and_pid() {
     stream.publish(&event(1)).await.expect("publish");
     group.read(1, None).await.expect("read");
     // The server knows the consumer by that name.
-    let consumers = raw(&client, &["XINFO", "CONSUMERS", EVENTS, GROUP]).await;
+    let consumers = raw_command(&client, &["XINFO", "CONSUMERS", EVENTS, GROUP]).await;
     let names: Vec<String> = match consumers {
         Value::Array(list) => list
             .iter()
@@ -579,52 +515,22 @@ async fn criterion_10_consumer_name_holds_hostname_and_pid() {
     assert_eq!(names, [name]);
 }
 
-/// Collects everything `tracing` writes, to search it for secrets.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn criterion_11_the_url_is_never_logged() {
-    let mut server = RedisServer::start();
-    let admin = Client::connect(server.config()).await.expect("admin");
-    raw(
-        &admin,
-        &[
-            "ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all",
-        ],
-    )
-    .await;
-    let url = format!("redis://app:s3cret@127.0.0.1:{}/0", server.port());
-
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let config = Config::builder(url.clone())
-        .lazy_connect(false)
-        .build()
-        .expect("config");
-    let client = Client::connect(config).await.expect("connect");
+    let SecretLogin {
+        mut server,
+        url,
+        client,
+        logs,
+        _admin,
+        _guard,
+        ..
+    } = secret_login().await;
     let stream = events(&client);
     let group = stream.group(GROUP);
     group.ensure().await.expect("ensure");
     stream.publish(&event(1)).await.expect("publish");
-    raw(&client, &["XADD", EVENTS, "*", "id", "bad"]).await; // undecodable
+    raw_command(&client, &["XADD", EVENTS, "*", "id", "bad"]).await; // undecodable
     let batch = group
         .read(10, Some(Duration::from_millis(100)))
         .await
@@ -636,21 +542,13 @@ async fn criterion_11_the_url_is_never_logged() {
     stream.publish(&event(3)).await.expect("publish");
     let stop = tokio_util::sync::CancellationToken::new();
     let done = stop.clone();
-    let report = group
-        .worker()
-        .block(Duration::from_millis(50))
-        .run(
-            move |_entry| {
-                let done = done.clone();
-                async move {
-                    done.cancel();
-                    Ok::<(), String>(())
-                }
-            },
-            stop,
-        )
-        .await
-        .expect("worker");
+    // The handler stops the worker after its first entry.
+    let handle_once = move |_entry: Entry<Event>| {
+        done.cancel();
+        std::future::ready(Ok::<(), String>(()))
+    };
+    let worker = group.worker().block(Duration::from_millis(50));
+    let report = worker.run(handle_once, stop).await.expect("worker");
     assert_eq!(report.handled, 1);
 
     // Provoke errors on the shared and on the dedicated connection.
@@ -666,25 +564,22 @@ async fn criterion_11_the_url_is_never_logged() {
     texts.push(format!("{stream:?} {group:?} {client:?}"));
     server.restart();
 
-    texts.push(String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned());
+    texts.push(logs.text());
     let all = texts.join("\n");
     assert!(all.contains("redis connected"), "{all}");
     assert!(all.contains("undecodable stream entry"), "{all}");
     assert!(all.contains("redis error"), "{all}");
-    assert!(!all.contains("s3cret"), "a password leaked:\n{all}");
+    assert!(!all.contains(PASSWORD), "a password leaked:\n{all}");
     assert!(!all.contains(&url), "the URL leaked:\n{all}");
     assert!(!all.contains("redis://"), "a URL leaked:\n{all}");
 }
 
 #[tokio::test]
 async fn undecodable_entries_are_dead_lettered_and_the_rest_of_the_batch_returned() {
-    let (_server, client) = setup().await;
-    let stream = events(&client);
-    let group = stream.group(GROUP);
-    group.ensure().await.expect("ensure");
+    let (_server, client, stream, group) = with_group().await;
     let good1 = stream.publish(&event(1)).await.expect("publish");
     let bad_amount = text(
-        &raw(
+        &raw_command(
             &client,
             &[
                 "XADD",
@@ -704,7 +599,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_of_the_batch_returne
         )
         .await,
     );
-    let missing = text(&raw(&client, &["XADD", EVENTS, "*", "id", "y"]).await);
+    let missing = text(&raw_command(&client, &["XADD", EVENTS, "*", "id", "y"]).await);
     let good2 = stream.publish(&event(2)).await.expect("publish");
 
     let batch = group
@@ -749,7 +644,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_of_the_batch_returne
 
 #[tokio::test]
 async fn decode_policies_acknowledge_or_leave_pending() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
     let acking = stream
         .group("acking")
@@ -759,7 +654,7 @@ async fn decode_policies_acknowledge_or_leave_pending() {
         .with_decode_policy(DecodePolicy::LeavePending);
     acking.ensure().await.expect("ensure");
     leaving.ensure().await.expect("ensure");
-    raw(&client, &["XADD", EVENTS, "*", "garbage", "1"]).await;
+    raw_command(&client, &["XADD", EVENTS, "*", "garbage", "1"]).await;
 
     let batch = acking.read(10, None).await.expect("read");
     assert_eq!(batch.failures[0].action, FailureAction::Acknowledged);
@@ -777,11 +672,9 @@ async fn decode_policies_acknowledge_or_leave_pending() {
 #[tokio::test]
 async fn a_blocking_read_uses_its_own_connection_and_outlives_the_response_timeout() {
     let server = RedisServer::start();
-    let config = Config::builder(server.url())
-        .response_timeout(Duration::from_millis(200))
-        .build()
-        .expect("config");
-    let client = Client::connect(config).await.expect("connect");
+    let client = server
+        .client_with(|c| c.response_timeout(Duration::from_millis(200)))
+        .await;
     let stream = events(&client);
     let group = stream.group(GROUP);
     group.ensure().await.expect("ensure");
@@ -804,11 +697,10 @@ async fn a_blocking_read_uses_its_own_connection_and_outlives_the_response_timeo
     // A blocked read wakes up when an entry arrives.
     let reader = group.clone();
     let woken = tokio::spawn(async move { reader.read(5, Some(Duration::from_secs(10))).await });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !text(&raw(&client, &["INFO", "clients"]).await).contains("blocked_clients:1") {
-        assert!(Instant::now() < deadline, "the read never blocked");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), "the read to block", async || {
+        blocked_clients(&client).await == 1
+    })
+    .await;
     let started = Instant::now();
     let id = stream.publish(&event(1)).await.expect("publish");
     let batch = woken.await.expect("join").expect("read");
@@ -818,9 +710,7 @@ async fn a_blocking_read_uses_its_own_connection_and_outlives_the_response_timeo
 
 #[tokio::test]
 async fn a_blocking_read_reconnects_after_a_server_restart() {
-    let (mut server, client) = setup().await;
-    let group = events(&client).group(GROUP);
-    group.ensure().await.expect("ensure");
+    let (mut server, _client, _stream, group) = with_group().await;
     group
         .read(1, Some(Duration::from_millis(10)))
         .await
@@ -828,28 +718,31 @@ async fn a_blocking_read_reconnects_after_a_server_restart() {
     server.restart();
     // The data went with the restart; recreate the group once the shared
     // connection is back (its first command may see the broken pipe).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(e) = group.ensure().await {
-        assert!(e.is_transient(), "{e:?}");
-        assert!(Instant::now() < deadline, "never recovered: {e}");
-    }
-    loop {
-        match group.read(1, Some(Duration::from_millis(10))).await {
-            Ok(batch) => {
-                assert!(batch.is_empty());
-                break;
-            }
-            Err(e) => {
-                assert!(e.is_transient(), "{e:?}");
-                assert!(Instant::now() < deadline, "never recovered: {e}");
-            }
+    let limit = Duration::from_secs(10);
+    let recovered = |result: redis_runtime::Result<bool>| match result {
+        Ok(done) => done,
+        Err(e) => {
+            assert!(e.is_transient(), "{e:?}");
+            false
         }
-    }
+    };
+    eventually(limit, "the group to be recreated", async || {
+        recovered(group.ensure().await.map(|_| true))
+    })
+    .await;
+    eventually(limit, "the blocking read to recover", async || {
+        let read = group.read(1, Some(Duration::from_millis(10))).await;
+        recovered(read.map(|batch| {
+            assert!(batch.is_empty());
+            true
+        }))
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn read_count_zero_is_refused_rather_than_unbounded() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let group = events(&client).group(GROUP);
     let err = group.read(0, None).await.expect_err("zero");
     assert_eq!(err.code(), "STORAGE_CONFIG");
@@ -857,15 +750,9 @@ async fn read_count_zero_is_refused_rather_than_unbounded() {
 
 #[tokio::test]
 async fn range_reads_outside_any_group() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
-    let ids: Vec<String> = {
-        let mut ids = Vec::new();
-        for n in 0..4 {
-            ids.push(stream.publish(&event(n)).await.expect("publish"));
-        }
-        ids
-    };
+    let ids = publish_events(&stream, 0..4).await;
     let batch = stream.range("-", "+", 3).await.expect("range");
     assert_eq!(
         batch.ids(),
@@ -904,7 +791,7 @@ fn job(id: &str) -> Job {
 
 #[tokio::test]
 async fn outbox_create_enqueues_the_entity_in_the_same_step() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     let jobs = Stream::<Job>::of_entity(&client).expect("declared stream");
     assert_eq!(jobs.key(), "jobs:stream");
     // Warm up: the first call of a script loads it.
@@ -938,7 +825,7 @@ struct Ping2 {
 
 #[tokio::test]
 async fn outbox_a_failed_create_adds_no_stream_entry() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     job("j1").create(&client).await.expect("create");
     assert_eq!(raw_int(&client, &["XLEN", "jobs:stream"]).await, 1);
 
@@ -974,7 +861,7 @@ async fn outbox_a_failed_create_adds_no_stream_entry() {
 
 #[tokio::test]
 async fn outbox_trims_the_stream_to_about_maxlen() {
-    let (_server, client) = setup().await;
+    let (_server, client) = RedisServer::start_with_client().await;
     for id in 0..600u32 {
         Ping { id }.create(&client).await.expect("create");
     }

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis_runtime::stream::{ConsumerGroup, GroupStart, Stream};
-use redis_runtime::testing::RedisServer;
+use redis_runtime::testing::{RedisServer, blocked_clients, eventually, raw_command};
 use redis_runtime::worker::WorkerReport;
-use redis_runtime::{Client, Context, RedisRecord};
+use redis_runtime::{Client, Entry, RedisRecord, Worker};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 #[derive(RedisRecord, Debug, Clone, PartialEq)]
@@ -26,9 +27,10 @@ fn msg(seq: u32) -> Msg {
     }
 }
 
-async fn setup(key: &str) -> (RedisServer, Client, Stream<Msg>, ConsumerGroup<Msg>) {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+/// A server, a client, the stream at `key` and its group `g`, created
+/// from the beginning of the stream.
+async fn with_group(key: &str) -> (RedisServer, Client, Stream<Msg>, ConsumerGroup<Msg>) {
+    let (server, client) = RedisServer::start_with_client().await;
     let stream = Stream::<Msg>::new(&client, key);
     let group = stream.group("g");
     group
@@ -48,20 +50,34 @@ async fn publish_all(stream: &Stream<Msg>, messages: &[Msg]) {
     }
 }
 
-/// Polls `done` every 20 ms until it holds, failing after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut done: F)
+/// Runs `worker` in a task until `stop` is cancelled; `handler` gets its
+/// own clone of `state` with each entry (counters, logs, signals).
+fn spawn_worker<S, F, Fut, E>(
+    worker: Worker<Msg>,
+    stop: &CancellationToken,
+    state: S,
+    handler: F,
+) -> JoinHandle<redis_runtime::Result<WorkerReport>>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, Entry<Msg>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
 {
-    let deadline = Instant::now() + limit;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::spawn(worker.run(move |entry| handler(state.clone(), entry), stop.clone()))
 }
 
-/// A small deterministic PRNG; the seed is printed so a failure can be replayed.
+/// The report of a worker run that must end within `limit`.
+async fn report_within(
+    limit: Duration,
+    run: JoinHandle<redis_runtime::Result<WorkerReport>>,
+) -> WorkerReport {
+    let joined = tokio::time::timeout(limit, run).await;
+    joined.expect("stops in time").expect("join").expect("run")
+}
+
+/// A small deterministic PRNG; its seed (`CRASH_SEED`) is printed so a
+/// failure can be replayed.
 struct XorShift(u64);
 
 impl XorShift {
@@ -79,7 +95,7 @@ impl XorShift {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_message_is_lost_when_consumers_crash_mid_batch() {
     const N: u32 = 10_000;
-    let (_server, _client, stream, group) = setup("crash:stream").await;
+    let (_server, _client, stream, group) = with_group("crash:stream").await;
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -124,23 +140,23 @@ async fn no_message_is_lost_when_consumers_crash_mid_batch() {
             .claim_min_idle(Duration::from_millis(400))
             .claim_interval(Duration::from_millis(100))
             .max_deliveries(1000);
-        let (seen, total) = (seen.clone(), total.clone());
+        let counters = (seen.clone(), total.clone());
         let jitter = seed.wrapping_add(i as u64);
-        handles.push(tokio::spawn(worker.run(
-            move |entry| {
-                let (seen, total) = (seen.clone(), total.clone());
-                async move {
-                    // Uneven handler times, so kills land mid-batch.
-                    if (u64::from(entry.message.seq) ^ jitter).is_multiple_of(7) {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    seen[entry.message.seq as usize].fetch_add(1, Ordering::Relaxed);
-                    total.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), String>(())
+        let run = spawn_worker(
+            worker,
+            &stop,
+            counters,
+            move |(seen, total), entry| async move {
+                // Uneven handler times, so kills land mid-batch.
+                if (u64::from(entry.message.seq) ^ jitter).is_multiple_of(7) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+                seen[entry.message.seq as usize].fetch_add(1, Ordering::Relaxed);
+                total.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), String>(())
             },
-            stop.clone(),
-        )));
+        );
+        handles.push(run);
     }
 
     // Kill workers (abort: no ack, no goodbye) as the handled count passes
@@ -158,20 +174,12 @@ async fn no_message_is_lost_when_consumers_crash_mid_batch() {
     }
     producer.await.expect("producer");
 
-    let all_seen = || {
-        let seen = seen.clone();
-        let group = group.clone();
-        async move {
-            seen.iter().all(|c| c.load(Ordering::Relaxed) > 0)
-                && group.pending_count().await.expect("pending") == 0
-        }
+    let all_seen = async || {
+        seen.iter().all(|c| c.load(Ordering::Relaxed) > 0)
+            && group.pending_count().await.expect("pending") == 0
     };
-    eventually(
-        Duration::from_secs(40),
-        "every message handled and acked",
-        all_seen,
-    )
-    .await;
+    let limit = Duration::from_secs(40);
+    eventually(limit, "every message handled and acked", all_seen).await;
     stop.cancel();
     let mut survivors = WorkerReport::default();
     for (i, handle) in handles.into_iter().enumerate() {
@@ -213,7 +221,7 @@ type Attempts = HashMap<u32, Vec<(u64, Instant)>>;
 
 #[tokio::test]
 async fn a_poison_message_lands_in_the_dead_letter_stream_after_n_attempts() {
-    let (_server, _client, stream, group) = setup("poison:stream").await;
+    let (_server, _client, stream, group) = with_group("poison:stream").await;
     let mut messages: Vec<Msg> = (0..5).map(msg).collect();
     messages.push(Msg {
         seq: 99,
@@ -239,33 +247,22 @@ async fn a_poison_message_lands_in_the_dead_letter_stream_after_n_attempts() {
         .claim_min_idle(Duration::from_millis(500))
         .claim_interval(Duration::from_millis(20))
         .block(Duration::from_millis(100));
-    let log = attempts.clone();
-    let run = tokio::spawn(worker.run(
-        move |entry| {
-            let log = log.clone();
-            async move {
-                log.lock()
-                    .expect("lock")
-                    .entry(entry.message.seq)
-                    .or_default()
-                    .push((entry.deliveries, Instant::now()));
-                if entry.message.kind == "poison" {
-                    Err(format!("boom: cannot process {}", entry.message.seq))
-                } else {
-                    Ok(())
-                }
-            }
-        },
-        stop.clone(),
-    ));
-
-    let dead_group = group.clone();
-    eventually(Duration::from_secs(10), "the dead letter", || {
-        let group = dead_group.clone();
-        async move {
-            group.dead_letters(10).await.expect("dead").len() == 1
-                && group.pending_count().await.expect("pending") == 0
+    let run = spawn_worker(worker, &stop, attempts.clone(), |log, entry| async move {
+        log.lock()
+            .expect("lock")
+            .entry(entry.message.seq)
+            .or_default()
+            .push((entry.deliveries, Instant::now()));
+        if entry.message.kind == "poison" {
+            Err(format!("boom: cannot process {}", entry.message.seq))
+        } else {
+            Ok(())
         }
+    });
+
+    eventually(Duration::from_secs(10), "the dead letter", async || {
+        group.dead_letters(10).await.expect("dead").len() == 1
+            && group.pending_count().await.expect("pending") == 0
     })
     .await;
     stop.cancel();
@@ -306,43 +303,27 @@ async fn a_poison_message_lands_in_the_dead_letter_stream_after_n_attempts() {
 
 #[tokio::test]
 async fn a_failed_or_panicking_handler_is_retried_until_it_succeeds() {
-    let (_server, _client, stream, group) = setup("retry:stream").await;
+    let (_server, _client, stream, group) = with_group("retry:stream").await;
     publish_all(&stream, &[msg(1), msg(2)]).await;
     let calls: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
     let stop = CancellationToken::new();
-    let log = calls.clone();
-    let run = tokio::spawn(
-        group
-            .worker()
-            .retry_backoff(Duration::from_millis(20))
-            .claim_min_idle(Duration::from_millis(300))
-            .claim_interval(Duration::from_millis(20))
-            .block(Duration::from_millis(100))
-            .run(
-                move |entry| {
-                    let log = log.clone();
-                    async move {
-                        log.lock()
-                            .expect("lock")
-                            .push((entry.message.seq, entry.deliveries));
-                        match (entry.message.seq, entry.deliveries) {
-                            (1, d) if d < 3 => Err("not yet"),
-                            (2, 1) => panic!("handler bug"),
-                            _ => Ok(()),
-                        }
-                    }
-                },
-                stop.clone(),
-            ),
-    );
-    let pending_group = group.clone();
-    eventually(Duration::from_secs(10), "both handled", || {
-        let calls = calls.clone();
-        let group = pending_group.clone();
-        async move {
-            calls.lock().expect("lock").len() == 5
-                && group.pending_count().await.expect("pending") == 0
+    let worker = group
+        .worker()
+        .retry_backoff(Duration::from_millis(20))
+        .claim_min_idle(Duration::from_millis(300))
+        .claim_interval(Duration::from_millis(20))
+        .block(Duration::from_millis(100));
+    let run = spawn_worker(worker, &stop, calls.clone(), |log, entry| async move {
+        let (seq, deliveries) = (entry.message.seq, entry.deliveries);
+        log.lock().expect("lock").push((seq, deliveries));
+        match (seq, deliveries) {
+            (1, d) if d < 3 => Err("not yet"),
+            (2, 1) => panic!("handler bug"),
+            _ => Ok(()),
         }
+    });
+    eventually(Duration::from_secs(10), "both handled", async || {
+        calls.lock().expect("lock").len() == 5 && group.pending_count().await.expect("pending") == 0
     })
     .await;
     stop.cancel();
@@ -358,38 +339,29 @@ async fn a_failed_or_panicking_handler_is_retried_until_it_succeeds() {
 
 #[tokio::test]
 async fn concurrency_is_bounded() {
-    let (_server, _client, stream, group) = setup("bounded:stream").await;
+    let (_server, _client, stream, group) = with_group("bounded:stream").await;
     let all: Vec<Msg> = (0..60).map(msg).collect();
     publish_all(&stream, &all).await;
     let current = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
-    let (c, p, d) = (current.clone(), peak.clone(), done.clone());
-    let run = tokio::spawn(
-        group
-            .worker()
-            .concurrency(4)
-            .batch_size(10)
-            .block(Duration::from_millis(100))
-            .run(
-                move |_entry| {
-                    let (c, p, d) = (c.clone(), p.clone(), d.clone());
-                    async move {
-                        let now = c.fetch_add(1, Ordering::SeqCst) + 1;
-                        p.fetch_max(now, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        c.fetch_sub(1, Ordering::SeqCst);
-                        d.fetch_add(1, Ordering::SeqCst);
-                        Ok::<(), String>(())
-                    }
-                },
-                stop.clone(),
-            ),
-    );
-    eventually(Duration::from_secs(20), "all handled", || {
-        let done = done.clone();
-        async move { done.load(Ordering::SeqCst) == 60 }
+    let counters = (current.clone(), peak.clone(), done.clone());
+    let worker = group
+        .worker()
+        .concurrency(4)
+        .batch_size(10)
+        .block(Duration::from_millis(100));
+    let run = spawn_worker(worker, &stop, counters, |(c, p, d), _entry| async move {
+        let now = c.fetch_add(1, Ordering::SeqCst) + 1;
+        p.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        c.fetch_sub(1, Ordering::SeqCst);
+        d.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), String>(())
+    });
+    eventually(Duration::from_secs(20), "all handled", async || {
+        done.load(Ordering::SeqCst) == 60
     })
     .await;
     stop.cancel();
@@ -405,32 +377,24 @@ async fn concurrency_is_bounded() {
 
 #[tokio::test]
 async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
-    let (_server, client, stream, group) = setup("shutdown:stream").await;
+    let (_server, client, stream, group) = with_group("shutdown:stream").await;
     let stop = CancellationToken::new();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started_tx = Arc::new(Mutex::new(Some(started_tx)));
     let finished = Arc::new(AtomicUsize::new(0));
-    let f = finished.clone();
-    let run = tokio::spawn(
-        group
-            .worker()
-            .block(Duration::from_secs(30)) // shutdown must not wait for this
-            .shutdown_grace(Duration::from_secs(10))
-            .run(
-                move |_entry| {
-                    let (started_tx, f) = (started_tx.clone(), f.clone());
-                    async move {
-                        if let Some(tx) = started_tx.lock().expect("lock").take() {
-                            let _ = tx.send(());
-                        }
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        f.fetch_add(1, Ordering::SeqCst);
-                        Ok::<(), String>(())
-                    }
-                },
-                stop.clone(),
-            ),
-    );
+    let worker = group
+        .worker()
+        .block(Duration::from_secs(30)) // shutdown must not wait for this
+        .shutdown_grace(Duration::from_secs(10));
+    let state = (started_tx, finished.clone());
+    let run = spawn_worker(worker, &stop, state, |(started_tx, f), _entry| async move {
+        if let Some(tx) = started_tx.lock().expect("lock").take() {
+            let _ = tx.send(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        f.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), String>(())
+    });
     stream.publish(&msg(1)).await.expect("publish");
     started_rx.await.expect("handler started");
     let cancelled_at = Instant::now();
@@ -467,20 +431,10 @@ async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
             .run(|_entry| async { Ok::<(), String>(()) }, stop.clone()),
     );
     // Wait until the worker is blocked in XREADGROUP on the server.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let info = redis_runtime::testing::raw_command(&client, &["INFO", "clients"]).await;
-        let text = match info {
-            redis::Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            redis::Value::VerbatimString { text, .. } => text,
-            other => panic!("unexpected INFO reply {other:?}"),
-        };
-        if text.lines().any(|l| l.trim() == "blocked_clients:1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the worker never blocked");
-        tokio::task::yield_now().await;
-    }
+    eventually(Duration::from_secs(5), "the worker to block", async || {
+        blocked_clients(&client).await == 1
+    })
+    .await;
     let cancelled_at = Instant::now();
     stop.cancel();
     run.await.expect("join").expect("run");
@@ -489,29 +443,20 @@ async fn shutdown_interrupts_the_blocked_read_and_finishes_in_flight_work() {
 
 #[tokio::test]
 async fn work_still_running_after_the_grace_is_released_to_other_consumers() {
-    let (_server, _client, stream, group) = setup("grace:stream").await;
+    let (_server, _client, stream, group) = with_group("grace:stream").await;
     let stop = CancellationToken::new();
     let started = Arc::new(tokio::sync::Notify::new());
-    let s = started.clone();
-    let run = tokio::spawn(
-        group
-            .clone()
-            .with_consumer("stuck")
-            .worker()
-            .block(Duration::from_millis(100))
-            .shutdown_grace(Duration::from_millis(200))
-            .run(
-                move |_entry| {
-                    let s = s.clone();
-                    async move {
-                        s.notify_one();
-                        std::future::pending::<()>().await;
-                        Ok::<(), String>(())
-                    }
-                },
-                stop.clone(),
-            ),
-    );
+    let worker = group
+        .clone()
+        .with_consumer("stuck")
+        .worker()
+        .block(Duration::from_millis(100))
+        .shutdown_grace(Duration::from_millis(200));
+    let run = spawn_worker(worker, &stop, started.clone(), |s, _entry| async move {
+        s.notify_one();
+        std::future::pending::<()>().await;
+        Ok::<(), String>(())
+    });
     let id = stream.publish(&msg(1)).await.expect("publish");
     started.notified().await;
     stop.cancel();
@@ -529,43 +474,34 @@ async fn work_still_running_after_the_grace_is_released_to_other_consumers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_slow_handler_is_not_reclaimed_by_other_workers() {
-    let (_server, _client, stream, group) = setup("slow:stream").await;
+    let (_server, _client, stream, group) = with_group("slow:stream").await;
     let runs = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     let mut handles = Vec::new();
     for name in ["a", "b"] {
-        let runs = runs.clone();
-        handles.push(tokio::spawn(
-            group
-                .clone()
-                .with_consumer(name)
-                .worker()
-                .block(Duration::from_millis(100))
-                .claim_min_idle(Duration::from_millis(300))
-                .claim_interval(Duration::from_millis(30))
-                .run(
-                    move |_entry| {
-                        let runs = runs.clone();
-                        async move {
-                            runs.fetch_add(1, Ordering::SeqCst);
-                            // Four times the claim threshold.
-                            tokio::time::sleep(Duration::from_millis(1200)).await;
-                            Ok::<(), String>(())
-                        }
-                    },
-                    stop.clone(),
-                ),
-        ));
+        let worker = group
+            .clone()
+            .with_consumer(name)
+            .worker()
+            .block(Duration::from_millis(100))
+            .claim_min_idle(Duration::from_millis(300))
+            .claim_interval(Duration::from_millis(30));
+        let run = spawn_worker(worker, &stop, runs.clone(), |runs, _entry| async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            // Four times the claim threshold.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok::<(), String>(())
+        });
+        handles.push(run);
     }
     stream.publish(&msg(1)).await.expect("publish");
-    let g = group.clone();
-    eventually(Duration::from_secs(10), "the slow entry acked", || {
-        let g = g.clone();
-        let runs = runs.clone();
-        async move {
-            runs.load(Ordering::SeqCst) >= 1 && g.pending_count().await.expect("pending") == 0
-        }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the slow entry acked",
+        async || {
+            runs.load(Ordering::SeqCst) >= 1 && group.pending_count().await.expect("pending") == 0
+        },
+    )
     .await;
     stop.cancel();
     for handle in handles {
@@ -580,35 +516,28 @@ async fn a_live_slow_handler_is_not_reclaimed_by_other_workers() {
 
 #[tokio::test]
 async fn an_entry_that_keeps_killing_its_consumers_is_dead_lettered() {
-    let (_server, _client, stream, group) = setup("killer:stream").await;
+    let (_server, _client, stream, group) = with_group("killer:stream").await;
     let id = stream.publish(&msg(13)).await.expect("publish");
     let runs = Arc::new(AtomicUsize::new(0));
     // Each worker "crashes" (is aborted) as soon as its handler starts.
     for round in 0..3 {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let runs = runs.clone();
-        let handle = tokio::spawn(
-            group
-                .clone()
-                .with_consumer(format!("victim{round}"))
-                .worker()
-                .max_deliveries(2)
-                .block(Duration::from_millis(50))
-                .claim_min_idle(Duration::from_millis(200))
-                .claim_interval(Duration::from_millis(20))
-                .run(
-                    move |_entry| {
-                        let (tx, runs) = (tx.clone(), runs.clone());
-                        async move {
-                            runs.fetch_add(1, Ordering::SeqCst);
-                            let _ = tx.send(());
-                            std::future::pending::<()>().await;
-                            Ok::<(), String>(())
-                        }
-                    },
-                    CancellationToken::new(),
-                ),
-        );
+        let worker = group
+            .clone()
+            .with_consumer(format!("victim{round}"))
+            .worker()
+            .max_deliveries(2)
+            .block(Duration::from_millis(50))
+            .claim_min_idle(Duration::from_millis(200))
+            .claim_interval(Duration::from_millis(20));
+        let never = CancellationToken::new();
+        let state = (tx, runs.clone());
+        let handle = spawn_worker(worker, &never, state, |(tx, runs), _entry| async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(());
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        });
         if round < 2 {
             tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
@@ -618,10 +547,8 @@ async fn an_entry_that_keeps_killing_its_consumers_is_dead_lettered() {
             let _ = handle.await;
         } else {
             // The third delivery exceeds the limit: parked without running.
-            let g = group.clone();
-            eventually(Duration::from_secs(5), "the dead letter", || {
-                let g = g.clone();
-                async move { g.dead_letters(10).await.expect("dead").len() == 1 }
+            eventually(Duration::from_secs(5), "the dead letter", async || {
+                group.dead_letters(10).await.expect("dead").len() == 1
             })
             .await;
             handle.abort();
@@ -641,40 +568,30 @@ async fn an_entry_that_keeps_killing_its_consumers_is_dead_lettered() {
 
 #[tokio::test]
 async fn undecodable_entries_never_reach_the_handler() {
-    let (_server, client, stream, group) = setup("decode:stream").await;
+    let (_server, client, stream, group) = with_group("decode:stream").await;
     stream.publish(&msg(1)).await.expect("publish");
-    client
-        .run(Context::new("test.xadd", ""), |mut conn| async move {
-            let _: String = redis::cmd("XADD")
-                .arg(&["decode:stream", "*", "seq", "minus one", "kind", "x"])
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await
-        .expect("raw xadd");
+    let xadd = [
+        "XADD",
+        "decode:stream",
+        "*",
+        "seq",
+        "minus one",
+        "kind",
+        "x",
+    ];
+    raw_command(&client, &xadd).await;
     stream.publish(&msg(2)).await.expect("publish");
     let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
     let stop = CancellationToken::new();
-    let s = seen.clone();
-    let run = tokio::spawn(group.worker().block(Duration::from_millis(50)).run(
-        move |entry| {
-            let s = s.clone();
-            async move {
-                s.lock().expect("lock").push(entry.message.seq);
-                Ok::<(), String>(())
-            }
-        },
-        stop.clone(),
-    ));
-    let g = group.clone();
-    eventually(Duration::from_secs(5), "two handled, one parked", || {
-        let (seen, g) = (seen.clone(), g.clone());
-        async move {
-            seen.lock().expect("lock").len() == 2 && g.pending_count().await.expect("pending") == 0
-        }
-    })
-    .await;
+    let worker = group.worker().block(Duration::from_millis(50));
+    let run = spawn_worker(worker, &stop, seen.clone(), |s, entry| async move {
+        s.lock().expect("lock").push(entry.message.seq);
+        Ok::<(), String>(())
+    });
+    let parked = async || {
+        seen.lock().expect("lock").len() == 2 && group.pending_count().await.expect("pending") == 0
+    };
+    eventually(Duration::from_secs(5), "two handled, one parked", parked).await;
     stop.cancel();
     let report = run.await.expect("join").expect("run");
     assert_eq!(*seen.lock().expect("lock"), [1, 2]);
@@ -686,112 +603,73 @@ async fn undecodable_entries_never_reach_the_handler() {
 
 #[tokio::test]
 async fn a_missing_group_ends_the_run_with_a_typed_error() {
-    let server = RedisServer::start();
-    let client = Client::connect(server.config()).await.expect("connect");
+    let (_server, client) = RedisServer::start_with_client().await;
     let group = Stream::<Msg>::new(&client, "nogroup:stream").group("absent");
+    let nothing = |_entry: Entry<Msg>| async { Ok::<(), String>(()) };
     let started = Instant::now();
-    let err = group
-        .worker()
-        .run(
-            |_entry| async { Ok::<(), String>(()) },
-            CancellationToken::new(),
-        )
-        .await
-        .expect_err("no such group");
+    let err = group.worker().run(nothing, CancellationToken::new()).await;
+    let err = err.expect_err("no such group");
     assert_eq!(err.code(), "STORAGE_COMMAND");
     assert!(err.to_string().contains("NOGROUP"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let err = group
-        .worker()
-        .concurrency(0)
-        .run(
-            |_entry| async { Ok::<(), String>(()) },
-            CancellationToken::new(),
-        )
-        .await
-        .expect_err("bad settings");
+    let worker = group.worker().concurrency(0);
+    let err = worker.run(nothing, CancellationToken::new()).await;
+    let err = err.expect_err("bad settings");
     assert_eq!(err.code(), "STORAGE_CONFIG");
 }
 
 #[tokio::test]
 async fn a_client_shutdown_stops_the_worker_promptly() {
-    let (_server, client, stream, group) = setup("closing:stream").await;
+    let (_server, client, stream, group) = with_group("closing:stream").await;
     stream.publish(&msg(1)).await.expect("publish");
     let handled = Arc::new(AtomicUsize::new(0));
-    let h = handled.clone();
-    let run = tokio::spawn(group.worker().block(Duration::from_secs(30)).run(
-        move |_entry| {
-            let h = h.clone();
-            async move {
-                h.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), String>(())
-            }
-        },
-        CancellationToken::new(), // never cancelled: the client's shutdown stops it
-    ));
-    let g = group.clone();
-    eventually(
-        Duration::from_secs(5),
-        "the entry handled and acked",
-        || {
-            let (g, handled) = (g.clone(), handled.clone());
-            async move {
-                handled.load(Ordering::SeqCst) == 1
-                    && g.pending_count().await.expect("pending") == 0
-            }
-        },
-    )
-    .await;
+    let worker = group.worker().block(Duration::from_secs(30));
+    // Never cancelled: the client's shutdown stops it.
+    let never = CancellationToken::new();
+    let run = spawn_worker(worker, &never, handled.clone(), |h, _entry| async move {
+        h.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), String>(())
+    });
+    let acked = async || {
+        handled.load(Ordering::SeqCst) == 1 && group.pending_count().await.expect("pending") == 0
+    };
+    eventually(Duration::from_secs(5), "the entry handled and acked", acked).await;
     let started = Instant::now();
     client.shutdown().await;
-    let report = tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("stops without waiting for its 30 s block")
-        .expect("join")
-        .expect("run");
+    // It stops without waiting for its 30 s block.
+    let report = report_within(Duration::from_secs(5), run).await;
     assert_eq!(report.handled, 1);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
 async fn handlers_keep_running_while_redis_is_down() {
-    let (mut server, _client, stream, group) = setup("outage:stream").await;
+    let (mut server, _client, stream, group) = with_group("outage:stream").await;
     stream.publish(&msg(1)).await.expect("publish");
     let ticks: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let started = Arc::new(tokio::sync::Notify::new());
     let stop = CancellationToken::new();
-    let (t, s) = (ticks.clone(), started.clone());
-    let run = tokio::spawn(
-        group
-            .worker()
-            .block(Duration::from_millis(50))
-            // Claims every 20 ms: with Redis gone each one hangs until the
-            // operation timeout; the handler must not hang with them.
-            .claim_interval(Duration::from_millis(20))
-            .claim_min_idle(Duration::from_secs(3))
-            .run(
-                move |_entry| {
-                    let (t, s) = (t.clone(), s.clone());
-                    async move {
-                        s.notify_one();
-                        for _ in 0..60 {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            t.lock().expect("lock").push(Instant::now());
-                        }
-                        Ok::<(), String>(())
-                    }
-                },
-                stop.clone(),
-            ),
-    );
+    let worker = group
+        .worker()
+        .block(Duration::from_millis(50))
+        // Claims every 20 ms: with Redis gone each one hangs until the
+        // operation timeout; the handler must not hang with them.
+        .claim_interval(Duration::from_millis(20))
+        .claim_min_idle(Duration::from_secs(3));
+    let state = (ticks.clone(), started.clone());
+    let run = spawn_worker(worker, &stop, state, |(t, s), _entry| async move {
+        s.notify_one();
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            t.lock().expect("lock").push(Instant::now());
+        }
+        Ok::<(), String>(())
+    });
     started.notified().await;
     server.stop();
-    eventually(Duration::from_secs(10), "the handler to finish", || {
-        let ticks = ticks.clone();
-        async move { ticks.lock().expect("lock").len() == 60 }
-    })
-    .await;
+    let finished = async || ticks.lock().expect("lock").len() == 60;
+    eventually(Duration::from_secs(10), "the handler to finish", finished).await;
     let ticks = ticks.lock().expect("lock").clone();
     let longest = ticks
         .windows(2)
@@ -804,10 +682,6 @@ async fn handlers_keep_running_while_redis_is_down() {
     );
     server.restart();
     stop.cancel();
-    let report = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("stops")
-        .expect("join")
-        .expect("run");
+    let report = report_within(Duration::from_secs(20), run).await;
     assert_eq!(report.handled, 1);
 }
