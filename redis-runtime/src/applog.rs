@@ -38,6 +38,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use derive_where::derive_where;
 use redis::Value;
 use redis_schema::KeyPattern;
 
@@ -48,25 +49,13 @@ use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, duration_ms, encode_value};
 
 /// A list per entity at `pattern`, lines of `T`; see the [module docs](self).
+#[derive_where(Clone)]
 pub struct AppendLog<T> {
     client: Client,
     pattern: Arc<KeyPattern>,
     ttl: Option<Duration>,
     max_len: Option<u64>,
     _line: PhantomData<fn() -> T>,
-}
-
-// By hand: a derive would demand `T: Clone`, which a handle does not need.
-impl<T> Clone for AppendLog<T> {
-    fn clone(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            pattern: self.pattern.clone(),
-            ttl: self.ttl,
-            max_len: self.max_len,
-            _line: PhantomData,
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for AppendLog<T> {

@@ -93,25 +93,33 @@ pub struct Config {
     pub(crate) tls_root_cert: Option<Vec<u8>>,
 }
 
+/// Adds to the `Debug` output `$out` the settings that [`Config`] and
+/// [`ConfigBuilder`] both hold (same field names), in one order; the
+/// certificate only as whether it is set.
+macro_rules! debug_settings {
+    ($out:ident, $settings:expr) => {
+        $out.field("connect_timeout", &$settings.connect_timeout)
+            .field("response_timeout", &$settings.response_timeout)
+            .field("operation_timeout", &$settings.operation_timeout)
+            .field("retry", &$settings.retry)
+            .field("lazy_connect", &$settings.lazy_connect)
+            .field(
+                "tls_root_cert",
+                &$settings.tls_root_cert.as_ref().map(|_| "<set>"),
+            )
+    };
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let settings = self.connection_info.redis_settings();
-        f.debug_struct("Config")
-            .field("endpoint", &self.endpoint)
+        let mut out = f.debug_struct("Config");
+        out.field("endpoint", &self.endpoint)
             .field("tls", &self.tls)
             .field("database", &settings.db())
             .field("username", &settings.username().map(|_| "<set>"))
-            .field("password", &settings.password().map(|_| "<redacted>"))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .field("retry", &self.retry)
-            .field("lazy_connect", &self.lazy_connect)
-            .field(
-                "tls_root_cert",
-                &self.tls_root_cert.as_ref().map(|_| "<set>"),
-            )
-            .finish()
+            .field("password", &settings.password().map(|_| "<redacted>"));
+        debug_settings!(out, self).finish()
     }
 }
 
@@ -228,18 +236,9 @@ pub struct ConfigBuilder {
 
 impl std::fmt::Debug for ConfigBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigBuilder")
-            .field("url", &"<redacted>")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("operation_timeout", &self.operation_timeout)
-            .field("retry", &self.retry)
-            .field("lazy_connect", &self.lazy_connect)
-            .field(
-                "tls_root_cert",
-                &self.tls_root_cert.as_ref().map(|_| "<set>"),
-            )
-            .finish()
+        let mut out = f.debug_struct("ConfigBuilder");
+        out.field("url", &"<redacted>");
+        debug_settings!(out, self).finish()
     }
 }
 
@@ -391,6 +390,11 @@ mod tests {
         }
     }
 
+    /// The config error for `url` with one more variable, `name` = `value`.
+    fn var_error(url: &str, name: &str, value: &str) -> String {
+        config_error(from_vars(&[(ENV_URL, url), (name, value)]))
+    }
+
     #[test]
     fn missing_or_empty_url_has_stable_code() {
         for vars in [&[][..], &[(ENV_URL, "")][..], &[(ENV_URL, "   ")][..]] {
@@ -451,20 +455,11 @@ mod tests {
 
     #[test]
     fn bad_env_values_name_the_variable() {
-        let msg = config_error(from_vars(&[
-            (ENV_URL, "redis://localhost"),
-            (ENV_CONNECT_TIMEOUT, "soon"),
-        ]));
+        let msg = var_error("redis://localhost", ENV_CONNECT_TIMEOUT, "soon");
         assert!(msg.contains(ENV_CONNECT_TIMEOUT), "{msg}");
-        let msg = config_error(from_vars(&[
-            (ENV_URL, "redis://localhost"),
-            (ENV_MAX_RETRIES, "-1"),
-        ]));
+        let msg = var_error("redis://localhost", ENV_MAX_RETRIES, "-1");
         assert!(msg.contains(ENV_MAX_RETRIES), "{msg}");
-        let msg = config_error(from_vars(&[
-            (ENV_URL, "redis://localhost"),
-            (ENV_LAZY_CONNECT, "maybe"),
-        ]));
+        let msg = var_error("redis://localhost", ENV_LAZY_CONNECT, "maybe");
         assert!(msg.contains(ENV_LAZY_CONNECT), "{msg}");
     }
 
@@ -509,10 +504,7 @@ mod tests {
                 .build(),
         );
         assert!(msg.contains("rediss://"), "{msg}");
-        let msg = config_error(from_vars(&[
-            (ENV_URL, "rediss://localhost"),
-            (ENV_TLS_CA_FILE, "/nonexistent/ca.pem"),
-        ]));
+        let msg = var_error("rediss://localhost", ENV_TLS_CA_FILE, "/nonexistent/ca.pem");
         assert!(msg.contains(ENV_TLS_CA_FILE), "{msg}");
     }
 

@@ -48,6 +48,27 @@ impl std::fmt::Display for Context {
     }
 }
 
+/// The context `$error` (an `&Error` or an `&mut Error`) carries, borrowed
+/// the same way: the one list of the variants that have one, for
+/// [`Error::context`] and `Error::context_mut`.
+macro_rules! context_of {
+    ($error:expr) => {
+        match $error {
+            Error::UrlMissing | Error::Config(_) => None,
+            Error::Unavailable { context, .. }
+            | Error::Timeout { context, .. }
+            | Error::Command { context, .. }
+            | Error::NotFound { context, .. }
+            | Error::AlreadyExists { context, .. }
+            | Error::UniqueViolation { context, .. }
+            | Error::Decode { context, .. }
+            | Error::Encode { context, .. }
+            | Error::InvalidKey { context, .. }
+            | Error::Shutdown { context } => Some(context),
+        }
+    };
+}
+
 /// Every failure the runtime reports.
 ///
 /// Match on the variant, or on [`Error::code`] when the error crosses a
@@ -185,19 +206,7 @@ impl Error {
 
     /// The context this error carries, if any.
     pub fn context(&self) -> Option<&Context> {
-        match self {
-            Error::UrlMissing | Error::Config(_) => None,
-            Error::Unavailable { context, .. }
-            | Error::Timeout { context, .. }
-            | Error::Command { context, .. }
-            | Error::NotFound { context, .. }
-            | Error::AlreadyExists { context, .. }
-            | Error::UniqueViolation { context, .. }
-            | Error::Decode { context, .. }
-            | Error::Encode { context, .. }
-            | Error::InvalidKey { context, .. }
-            | Error::Shutdown { context } => Some(context),
-        }
+        context_of!(self)
     }
 
     /// True for errors that a retry may fix (unavailable, timeout).
@@ -241,19 +250,7 @@ impl Error {
     }
 
     fn context_mut(&mut self) -> Option<&mut Context> {
-        match self {
-            Error::UrlMissing | Error::Config(_) => None,
-            Error::Unavailable { context, .. }
-            | Error::Timeout { context, .. }
-            | Error::Command { context, .. }
-            | Error::NotFound { context, .. }
-            | Error::AlreadyExists { context, .. }
-            | Error::UniqueViolation { context, .. }
-            | Error::Decode { context, .. }
-            | Error::Encode { context, .. }
-            | Error::InvalidKey { context, .. }
-            | Error::Shutdown { context } => Some(context),
-        }
+        context_of!(self)
     }
 }
 

@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use derive_where::derive_where;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
@@ -62,21 +63,11 @@ const PING_INTERVAL: Duration = Duration::from_secs(15);
 const BUFFER: usize = 1024;
 
 /// A pub/sub channel carrying `T` messages; see the [module docs](self).
+#[derive_where(Clone)]
 pub struct Channel<T> {
     client: Client,
     name: Arc<str>,
     _message: PhantomData<fn() -> T>,
-}
-
-// By hand: a derive would demand `T: Clone`, which a handle does not need.
-impl<T> Clone for Channel<T> {
-    fn clone(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            name: self.name.clone(),
-            _message: PhantomData,
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for Channel<T> {

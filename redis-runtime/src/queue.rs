@@ -55,13 +55,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use derive_where::derive_where;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
-use crate::reply::{as_bytes, block_ms, duration_ms, encode_value, shape_error};
+use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};
 use crate::stream::{blocking_query, default_consumer_name};
 
 static POP_SCRIPT: std::sync::LazyLock<redis::Script> =
@@ -78,23 +79,12 @@ static SETTLE_SCRIPT: std::sync::LazyLock<redis::Script> =
 /// Cheap to clone; clones share the dedicated connection that blocking pops
 /// use (so concurrent blocking pops on clones wait for each other: give
 /// each consumer task its own `ListQueue::new`).
+#[derive_where(Clone)]
 pub struct ListQueue<T> {
     client: Client,
     key: Arc<str>,
     blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     _item: PhantomData<fn() -> T>,
-}
-
-// By hand: a derive would demand `T: Clone`, which a handle does not need.
-impl<T> Clone for ListQueue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            key: self.key.clone(),
-            blocking: self.blocking.clone(),
-            _item: PhantomData,
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for ListQueue<T> {
@@ -450,23 +440,12 @@ pub struct Held<T> {
 /// and requeues the items of consumers whose lease expired. Drop it (or
 /// crash) without acking and its items go back on the queue once the lease
 /// expires; [`ReliableQueue::close`] gives them back at once.
+#[derive_where(Clone)]
 pub struct ReliableQueue<T> {
     queue: ListQueue<T>,
     keys: ReliableKeys,
     blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
     keepalive: Arc<AbortOnDrop>,
-}
-
-// By hand: a derive would demand `T: Clone`, which a handle does not need.
-impl<T> Clone for ReliableQueue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            queue: self.queue.clone(),
-            keys: self.keys.clone(),
-            blocking: self.blocking.clone(),
-            keepalive: self.keepalive.clone(),
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for ReliableQueue<T> {
@@ -569,11 +548,8 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
     async fn settle(&self, raw: &[u8], to: &str) -> Result<bool> {
         let mut invocation = SETTLE_SCRIPT.prepare_invoke();
         invocation.key(&*self.keys.processing).key(to).arg(raw);
-        let moved: i64 = self
-            .queue
-            .client
-            .invoke(self.keys.context("queue.settle"), &invocation)
-            .await?;
+        let ctx = self.keys.context("queue.settle");
+        let moved: i64 = self.queue.client.invoke(ctx, &invocation).await?;
         Ok(moved == 1)
     }
 
@@ -583,11 +559,8 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
     pub async fn ack(&self, held: &Held<T>) -> Result<bool> {
         let mut cmd = redis::cmd("LREM");
         cmd.arg(&*self.keys.processing).arg(1).arg(&held.raw);
-        let removed: i64 = self
-            .queue
-            .client
-            .query(self.keys.context("queue.ack"), &cmd)
-            .await?;
+        let ctx = self.keys.context("queue.ack");
+        let removed: i64 = self.queue.client.query(ctx, &cmd).await?;
         Ok(removed == 1)
     }
 
@@ -638,21 +611,9 @@ fn decode_item<T: FieldValue>(key: &str, value: &Value) -> Result<T> {
     })
 }
 
-/// A blocking command's timeout in (fractional) seconds, at least 1 ms:
-/// `0` would mean "wait forever".
-fn block_secs(timeout: Duration) -> f64 {
-    (block_ms(timeout) as f64) / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn block_secs_never_means_forever() {
-        assert_eq!(block_secs(Duration::ZERO), 0.001);
-        assert_eq!(block_secs(Duration::from_millis(1500)), 1.5);
-    }
 
     #[test]
     fn odd_items_are_decode_errors() {

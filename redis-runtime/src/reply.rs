@@ -53,6 +53,13 @@ pub(crate) fn block_ms(wait: Duration) -> u64 {
     duration_ms(wait).max(1)
 }
 
+/// A blocking command's timeout in (fractional) seconds, at least 1 ms, for
+/// the commands that take seconds (`BRPOP`, `BLMOVE`): `0` would mean "wait
+/// forever".
+pub(crate) fn block_secs(timeout: Duration) -> f64 {
+    (block_ms(timeout) as f64) / 1000.0
+}
+
 /// The `DECODE` error for a reply of the wrong shape: `what` was expected
 /// for `field` of `key`, and `found` came back.
 pub(crate) fn shape_error(key: &str, field: &str, what: &str, found: &Value) -> Error {
@@ -79,13 +86,15 @@ pub(crate) fn encode_value<T: FieldValue>(value: &T, field: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// A bulk-string reply holding `s`, for the unit tests of reply parsing.
+#[cfg(test)]
+pub(crate) fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
 
     #[test]
     fn every_string_shape_gives_its_bytes() {
@@ -121,6 +130,8 @@ mod tests {
     fn block_is_never_zero() {
         assert_eq!(block_ms(Duration::ZERO), 1);
         assert_eq!(block_ms(Duration::from_millis(250)), 250);
+        assert_eq!(block_secs(Duration::ZERO), 0.001);
+        assert_eq!(block_secs(Duration::from_millis(1500)), 1.5);
     }
 
     #[test]

@@ -47,6 +47,16 @@ pub struct PendingEntry {
     pub deliveries: u64,
 }
 
+/// One page of claiming, as [`ConsumerGroup::claim_page`] hands it to
+/// either way of claiming: from `cursor`, entries idle at least `min_idle`,
+/// at most `count` (at least 1).
+#[derive(Clone, Copy)]
+struct Page<'a> {
+    cursor: &'a str,
+    min_idle: Duration,
+    count: usize,
+}
+
 impl<M: Record> ConsumerGroup<M> {
     /// Number of entries delivered and not yet acknowledged, all consumers.
     pub async fn pending_count(&self) -> Result<u64> {
@@ -123,11 +133,15 @@ impl<M: Record> ConsumerGroup<M> {
         min_idle: Duration,
         count: usize,
     ) -> Result<(ReadBatch<M>, String)> {
-        let count = count.max(1);
+        let page = Page {
+            cursor,
+            min_idle,
+            count: count.max(1),
+        };
         let use_autoclaim = self.claim_strategy == ClaimStrategy::Auto
             && !self.no_autoclaim.load(Ordering::Relaxed);
         if use_autoclaim {
-            match self.autoclaim_page(cursor, min_idle, count).await {
+            match self.autoclaim_page(page).await {
                 Err(Error::Command { message, .. }) if is_unknown_command(&message) => {
                     tracing::info!(target: TRACE_TARGET, stream = %self.stream.key, "XAUTOCLAIM is not available; claiming with XPENDING + XCLAIM");
                     self.no_autoclaim.store(true, Ordering::Relaxed);
@@ -135,24 +149,19 @@ impl<M: Record> ConsumerGroup<M> {
                 other => return other,
             }
         }
-        self.pending_claim_page(cursor, min_idle, count).await
+        self.pending_claim_page(page).await
     }
 
-    async fn autoclaim_page(
-        &self,
-        cursor: &str,
-        min_idle: Duration,
-        count: usize,
-    ) -> Result<(ReadBatch<M>, String)> {
+    async fn autoclaim_page(&self, page: Page<'_>) -> Result<(ReadBatch<M>, String)> {
         let ctx = self.context("stream.claim");
         let mut invocation = CLAIM_SCRIPT.prepare_invoke();
         invocation
             .key(&*self.stream.key)
             .arg(&*self.name)
             .arg(&*self.consumer)
-            .arg(duration_ms(min_idle))
-            .arg(cursor)
-            .arg(count);
+            .arg(duration_ms(page.min_idle))
+            .arg(page.cursor)
+            .arg(page.count);
         let reply: Value = self.client().invoke(ctx.clone(), &invocation).await?;
         let key = &self.stream.key;
         let parts = match &reply {
@@ -177,32 +186,30 @@ impl<M: Record> ConsumerGroup<M> {
     /// The fallback for servers without XAUTOCLAIM: list a page of the
     /// pending list, keep the entries idle long enough, and XCLAIM them
     /// (which re-checks the idle time, so racing claimers cannot both win).
-    // The same signature as `autoclaim_page`: the two are interchangeable.
-    async fn pending_claim_page(
-        &self,
-        cursor: &str,
-        min_idle: Duration,
-        count: usize,
-    ) -> Result<(ReadBatch<M>, String)> {
+    async fn pending_claim_page(&self, page: Page<'_>) -> Result<(ReadBatch<M>, String)> {
         let ctx = self.context("stream.claim");
         // XAUTOCLAIM scans ten entries per wanted one; do the same.
-        let scan = count.saturating_mul(10);
-        let start = if cursor == "0-0" { "-" } else { cursor };
+        let scan = page.count.saturating_mul(10);
+        let start = if page.cursor == "0-0" {
+            "-"
+        } else {
+            page.cursor
+        };
         let pending = self.pending_from(start, scan).await?;
         let exhausted = pending.len() < scan;
         let mut chosen: Vec<&PendingEntry> = Vec::new();
         let mut last_seen = None;
         for entry in &pending {
             last_seen = Some(entry.id.as_str());
-            if entry.idle >= min_idle {
+            if entry.idle >= page.min_idle {
                 chosen.push(entry);
-                if chosen.len() == count {
+                if chosen.len() == page.count {
                     break;
                 }
             }
         }
         let next = match last_seen {
-            Some(id) if !(exhausted && chosen.len() < count) => next_id(id),
+            Some(id) if !(exhausted && chosen.len() < page.count) => next_id(id),
             _ => "0-0".to_string(),
         };
         if chosen.is_empty() {
@@ -217,7 +224,7 @@ impl<M: Record> ConsumerGroup<M> {
         cmd.arg(&*self.stream.key)
             .arg(&*self.name)
             .arg(&*self.consumer)
-            .arg(duration_ms(min_idle))
+            .arg(duration_ms(page.min_idle))
             .arg(&ids);
         let reply: Value = self.client().query(ctx.clone(), &cmd).await?;
         // Older servers answer nil for entries deleted meanwhile; skip those
@@ -319,10 +326,7 @@ fn is_unknown_command(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
+    use crate::reply::bulk;
 
     #[test]
     fn pending_replies_are_checked() {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use derive_where::derive_where;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
@@ -76,6 +77,7 @@ pub struct DeadLetter<M> {
 /// Cheap to clone; clones share the dedicated connection used by blocking
 /// reads. Use one consumer name per worker: several workers in one process
 /// need distinct names ([`ConsumerGroup::with_consumer`]).
+#[derive_where(Clone)]
 pub struct ConsumerGroup<M> {
     pub(super) stream: Stream<M>,
     pub(super) name: Arc<str>,
@@ -88,22 +90,6 @@ pub struct ConsumerGroup<M> {
     /// The dedicated connection for `BLOCK` reads, opened on first use and
     /// dropped after a transport error (the next read reconnects).
     reader: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
-}
-
-// By hand: a derive would demand `M: Clone`, which a handle does not need.
-impl<M> Clone for ConsumerGroup<M> {
-    fn clone(&self) -> Self {
-        Self {
-            stream: self.stream.clone(),
-            name: self.name.clone(),
-            consumer: self.consumer.clone(),
-            dead_letter: self.dead_letter.clone(),
-            decode_policy: self.decode_policy,
-            claim_strategy: self.claim_strategy,
-            no_autoclaim: self.no_autoclaim.clone(),
-            reader: self.reader.clone(),
-        }
-    }
 }
 
 impl<M> std::fmt::Debug for ConsumerGroup<M> {

@@ -128,15 +128,12 @@ fn parse_entry<M: Record>(stream: &str, item: &Value) -> Parsed<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::bulk;
 
     /// A record with one required integer field `n`.
     #[derive(crate::RedisRecord, Debug, PartialEq)]
     struct N {
         n: i64,
-    }
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
     }
 
     fn entry(id: &str, fields: &[&str]) -> Value {

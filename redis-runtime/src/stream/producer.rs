@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use derive_where::derive_where;
 use redis::Value;
 
 use super::parse::{Parsed, deleted_error, entry_id, parse_entries};
@@ -16,23 +17,12 @@ use crate::error::{Context, Error, Result};
 /// A stream of `M` entries at one key; see the [module docs](crate::stream).
 ///
 /// Cheap to clone: a client handle and the key.
+#[derive_where(Clone)]
 pub struct Stream<M> {
     pub(super) client: Client,
     pub(super) key: Arc<str>,
     maxlen: Option<u64>,
     _message: PhantomData<fn() -> M>,
-}
-
-// By hand: a derive would demand `M: Clone`, which a handle does not need.
-impl<M> Clone for Stream<M> {
-    fn clone(&self) -> Self {
-        Self {
-            client: self.client.clone(),
-            key: self.key.clone(),
-            maxlen: self.maxlen,
-            _message: PhantomData,
-        }
-    }
 }
 
 impl<M> std::fmt::Debug for Stream<M> {

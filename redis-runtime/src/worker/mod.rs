@@ -86,6 +86,7 @@ mod run;
 use std::future::Future;
 use std::time::Duration;
 
+use derive_where::derive_where;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +97,7 @@ use crate::stream::{ConsumerGroup, Entry};
 use run::{HandlerFuture, Run};
 
 /// Runs a handler over a consumer group; see the [module docs](self).
+#[derive_where(Clone, Debug)]
 pub struct Worker<M> {
     group: ConsumerGroup<M>,
     concurrency: usize,
@@ -106,34 +108,6 @@ pub struct Worker<M> {
     claim_min_idle: Duration,
     claim_interval: Duration,
     shutdown_grace: Duration,
-}
-
-// By hand, like `Debug` below: derives would demand `M: Clone` / `M: Debug`
-// for no reason.
-impl<M> Clone for Worker<M> {
-    fn clone(&self) -> Self {
-        Self {
-            group: self.group.clone(),
-            ..*self
-        }
-    }
-}
-
-// Every setting, one line each: the repetition is the list of fields.
-impl<M> std::fmt::Debug for Worker<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("group", &self.group)
-            .field("concurrency", &self.concurrency)
-            .field("batch_size", &self.batch_size)
-            .field("block", &self.block)
-            .field("max_deliveries", &self.max_deliveries)
-            .field("retry_backoff", &self.retry_backoff)
-            .field("claim_min_idle", &self.claim_min_idle)
-            .field("claim_interval", &self.claim_interval)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish()
-    }
 }
 
 /// What a [`Worker::run`] did, returned when it stops.
