@@ -155,7 +155,7 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
         if let Some(ttl) = self.ttl {
             pipe.cmd("PEXPIRE").arg(&key).arg(duration_ms(ttl)).ignore();
         }
-        let (len,): (u64,) = self.client.query_pipeline(ctx, &pipe).await?;
+        let (len,): (u64,) = self.client.query(ctx, &pipe).await?;
         Ok(len)
     }
 

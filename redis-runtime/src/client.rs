@@ -163,8 +163,9 @@ impl Client {
             .await
     }
 
-    /// Sends one command and decodes its reply: [`Client::run`] for the
-    /// common case of a single command, with the same deadline, context,
+    /// Sends one [`Request`] (a command, a pipeline or a prepared script
+    /// call) and decodes its reply: [`Client::run`] for the
+    /// common case of a single round trip, with the same deadline, context,
     /// metrics and shutdown behaviour.
     ///
     /// ```no_run
@@ -178,39 +179,14 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn query<T: redis::FromRedisValue>(
+    pub async fn query<'r, T: redis::FromRedisValue>(
         &self,
         context: Context,
-        cmd: &redis::Cmd,
+        request: impl Into<Request<'r>>,
     ) -> Result<T> {
+        let request = request.into();
         self.run(context, |mut conn| async move {
-            Ok(cmd.query_async(&mut conn).await?)
-        })
-        .await
-    }
-
-    /// Sends a pipeline (one round trip) and decodes its replies, like
-    /// [`Client::query`].
-    pub async fn query_pipeline<T: redis::FromRedisValue>(
-        &self,
-        context: Context,
-        pipeline: &redis::Pipeline,
-    ) -> Result<T> {
-        self.run(context, |mut conn| async move {
-            Ok(pipeline.query_async(&mut conn).await?)
-        })
-        .await
-    }
-
-    /// Runs a prepared Lua script call (EVALSHA, loading the script on a
-    /// `NOSCRIPT` reply) and decodes its reply, like [`Client::query`].
-    pub async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        context: Context,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T> {
-        self.run(context, |mut conn| async move {
-            Ok(invocation.invoke_async(&mut conn).await?)
+            Ok(request.send(&mut conn).await?)
         })
         .await
     }
@@ -448,6 +424,48 @@ impl From<redis::RedisError> for Error {
     /// Classifies a redis-rs error; [`Client::run`] fills in the context.
     fn from(error: redis::RedisError) -> Self {
         Error::from_redis(&error, Context::default())
+    }
+}
+
+/// What [`Client::query`] sends in one round trip: a command, a pipeline
+/// or a prepared script call. Built with `.into()` (or implicitly by
+/// `query`) from `&redis::Cmd`, `&redis::Pipeline` and
+/// `&redis::ScriptInvocation`.
+#[derive(Clone, Copy)]
+pub enum Request<'r> {
+    /// One command.
+    Command(&'r redis::Cmd),
+    /// A pipeline: all its commands in one round trip.
+    Pipeline(&'r redis::Pipeline),
+    /// A Lua script call: EVALSHA, loading the script on `NOSCRIPT`.
+    Script(&'r redis::ScriptInvocation<'r>),
+}
+
+impl Request<'_> {
+    async fn send<T: redis::FromRedisValue>(self, conn: &mut Connection) -> redis::RedisResult<T> {
+        match self {
+            Request::Command(cmd) => cmd.query_async(conn).await,
+            Request::Pipeline(pipeline) => pipeline.query_async(conn).await,
+            Request::Script(invocation) => invocation.invoke_async(conn).await,
+        }
+    }
+}
+
+impl<'r> From<&'r redis::Cmd> for Request<'r> {
+    fn from(cmd: &'r redis::Cmd) -> Self {
+        Request::Command(cmd)
+    }
+}
+
+impl<'r> From<&'r redis::Pipeline> for Request<'r> {
+    fn from(pipeline: &'r redis::Pipeline) -> Self {
+        Request::Pipeline(pipeline)
+    }
+}
+
+impl<'r> From<&'r redis::ScriptInvocation<'r>> for Request<'r> {
+    fn from(invocation: &'r redis::ScriptInvocation<'r>) -> Self {
+        Request::Script(invocation)
     }
 }
 

@@ -226,7 +226,7 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
-    let reply: (i64, Option<String>) = client.invoke(ctx.clone(), &invocation).await?;
+    let reply: (i64, Option<String>) = client.query(ctx.clone(), &invocation).await?;
     write_outcome(reply, ctx, key)
 }
 
@@ -250,16 +250,29 @@ fn ttl_for_change<E: Entity>(change: TtlChange, expires_at: Option<i64>) -> (&'s
     }
 }
 
-fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String, Fields)> {
+/// The key, the index-value check and the fields of a write, in that
+/// order of precedence, each error with the context of `E`'s `verb`.
+fn prepare<E: Entity>(
+    verb: &'static str,
+    key: Result<EntityKey>,
+    index_values: Result<()>,
+    write: impl FnOnce(&mut Fields) -> Result<()>,
+) -> Result<(EntityKey, Fields)> {
     let ctx = || context::<E>(verb);
-    let EntityKey { key, member } = entity.entity_key().map_err(|e| e.with_context(ctx()))?;
-    entity
-        .check_index_values()
-        .map_err(|e| e.with_context(ctx()))?;
+    let key = key.map_err(|e| e.with_context(ctx()))?;
+    index_values.map_err(|e| e.with_context(ctx()))?;
     let mut fields = Fields::default();
-    entity
-        .write_fields(&mut fields)
-        .map_err(|e| e.with_context(ctx()))?;
+    write(&mut fields).map_err(|e| e.with_context(ctx()))?;
+    Ok((key, fields))
+}
+
+fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String, Fields)> {
+    let (EntityKey { key, member }, mut fields) = prepare::<E>(
+        verb,
+        entity.entity_key(),
+        entity.check_index_values(),
+        |sink| entity.write_fields(sink),
+    )?;
     // A full replace deletes the old hash first, so absent fields need no HDEL.
     fields.removed.clear();
     Ok((key, member, fields))
@@ -305,16 +318,13 @@ pub async fn patch<P: Patch>(
     patch: &P,
     ttl: TtlChange,
 ) -> Result<()> {
-    let ctx = || context::<P::Entity>("patch");
-    let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx()))?;
-    patch
-        .check_index_values()
-        .map_err(|e| e.with_context(ctx()))?;
-    let mut fields = Fields::default();
-    patch
-        .write_patch(&mut fields)
-        .map_err(|e| e.with_context(ctx()))?;
-    let expires_at = patch.expires_at_ms().map_err(|e| e.with_context(ctx()))?;
+    let (EntityKey { key, member }, fields) =
+        prepare::<P::Entity>("patch", key, patch.check_index_values(), |sink| {
+            patch.write_patch(sink)
+        })?;
+    let expires_at = patch
+        .expires_at_ms()
+        .map_err(|e| e.with_context(context::<P::Entity>("patch")))?;
     let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
     write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
         .await
@@ -405,17 +415,17 @@ pub async fn get_many<E: Entity>(
 /// Whether the entity at `key` exists.
 pub async fn exists<E: Entity>(client: &Client, key: Result<String>) -> Result<bool> {
     let key = key.map_err(|e| e.with_context(context::<E>("exists")))?;
-    client
-        .query(context::<E>("exists"), redis::cmd("EXISTS").arg(&key))
-        .await
+    let mut cmd = redis::cmd("EXISTS");
+    cmd.arg(&key);
+    client.query(context::<E>("exists"), &cmd).await
 }
 
 /// The entity's remaining lifetime.
 pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl> {
     let key = key.map_err(|e| e.with_context(context::<E>("ttl")))?;
-    let ms: i64 = client
-        .query(context::<E>("ttl"), redis::cmd("PTTL").arg(&key))
-        .await?;
+    let mut cmd = redis::cmd("PTTL");
+    cmd.arg(&key);
+    let ms: i64 = client.query(context::<E>("ttl"), &cmd).await?;
     Ok(match ms {
         -2 => Ttl::Missing,
         -1 => Ttl::Persistent,
@@ -447,7 +457,7 @@ pub async fn expire<E: Entity>(
     };
     let mut invocation = script::for_entity(E::descriptor()).expire.prepare_invoke();
     invocation.key(&key).arg(ms).arg(&member);
-    let existed: i64 = client.invoke(context::<E>(verb), &invocation).await?;
+    let existed: i64 = client.query(context::<E>(verb), &invocation).await?;
     Ok(existed == 1)
 }
 
@@ -485,30 +495,41 @@ mod command_exact {
         }
     }
 
-    fn evalsha<E: Entity>() -> redis::Cmd {
+    /// The write script call of `User` with one key and these arguments
+    /// (numbers travel as their decimal text, as redis-rs sends them).
+    fn evalsha(args: &[&str]) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script::for_entity(E::descriptor()).write.get_hash())
-            .arg(1);
+        cmd.arg(script::for_entity(User::descriptor()).write.get_hash())
+            .arg(1)
+            .arg(args);
         cmd
+    }
+
+    /// A connection that expects exactly `expected` and answers the write
+    /// script's `{code, nil}`.
+    fn expecting(expected: redis::Cmd, code: i64) -> MockRedisConnection {
+        MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(code), Value::Nil])),
+        )])
     }
 
     /// The exact create of `ada()`: key, mode, TTL action and 7 days in
     /// ms, member, two fields (the `None` age is not sent), nothing removed.
     fn create_ada() -> redis::Cmd {
-        let mut expected = evalsha::<User>();
-        expected
-            .arg("user:u1")
-            .arg("c")
-            .arg("s")
-            .arg(604_800_000i64)
-            .arg("u1")
-            .arg(2)
-            .arg("id")
-            .arg("u1")
-            .arg("name")
-            .arg("Ada")
-            .arg(0);
-        expected
+        evalsha(&[
+            "user:u1",
+            "c",
+            "s",
+            "604800000",
+            "u1",
+            "2",
+            "id",
+            "u1",
+            "name",
+            "Ada",
+            "0",
+        ])
     }
 
     async fn send(
@@ -529,11 +550,7 @@ mod command_exact {
         let (key, member, fields) = collect(&user, "create").expect("collect");
         assert_eq!((key.as_str(), member.as_str()), ("user:u1", "u1"));
         let ttl = ttl_for_new(&user).expect("ttl");
-        let expected = create_ada();
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
-            expected,
-            Ok(Value::Array(vec![Value::Int(1), Value::Nil])),
-        )]);
+        let mut conn = expecting(create_ada(), 1);
         let outcome = send(Mode::Create, &key, &fields, ttl, &mut conn)
             .await
             .expect("create");
@@ -552,11 +569,7 @@ mod command_exact {
         let user = ada();
         let (key, _, fields) = collect(&user, "create").expect("collect");
         let ttl = ttl_for_new(&user).expect("ttl");
-        let expected = create_ada();
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
-            expected,
-            Ok(Value::Array(vec![Value::Int(0), Value::Nil])),
-        )]);
+        let mut conn = expecting(create_ada(), 0);
         let err = send(Mode::Create, &key, &fields, ttl, &mut conn)
             .await
             .expect_err("exists");
@@ -570,25 +583,10 @@ mod command_exact {
         let (key, _, fields) = collect(&user, "update").expect("collect");
         let ttl = ttl_for_change::<User>(TtlChange::Keep, None);
         assert_eq!(ttl, ("k", 0));
-        let mut expected = evalsha::<User>();
-        expected
-            .arg("user:u1")
-            .arg("u")
-            .arg("k")
-            .arg(0)
-            .arg("u1")
-            .arg(3)
-            .arg("id")
-            .arg("u1")
-            .arg("name")
-            .arg("Ada")
-            .arg("age")
-            .arg("36")
-            .arg(0);
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
-            expected,
-            Ok(Value::Array(vec![Value::Int(2), Value::Nil])),
-        )]);
+        let expected = evalsha(&[
+            "user:u1", "u", "k", "0", "u1", "3", "id", "u1", "name", "Ada", "age", "36", "0",
+        ]);
+        let mut conn = expecting(expected, 2);
         let outcome = send(Mode::Update, &key, &fields, ttl, &mut conn)
             .await
             .expect("update");
@@ -617,22 +615,10 @@ mod command_exact {
         };
         let mut fields = Fields::default();
         patch.write_patch(&mut fields).expect("patch fields");
-        let mut expected = evalsha::<User>();
-        expected
-            .arg("user:u1")
-            .arg("p")
-            .arg("k")
-            .arg(0)
-            .arg("u1")
-            .arg(1)
-            .arg("name")
-            .arg("Ada L.")
-            .arg(1)
-            .arg("age");
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
-            expected,
-            Ok(Value::Array(vec![Value::Int(-1), Value::Nil])),
-        )]);
+        let expected = evalsha(&[
+            "user:u1", "p", "k", "0", "u1", "1", "name", "Ada L.", "1", "age",
+        ]);
+        let mut conn = expecting(expected, -1);
         let err = send(Mode::Patch, "user:u1", &fields, ("k", 0), &mut conn)
             .await
             .expect_err("missing");

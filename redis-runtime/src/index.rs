@@ -202,7 +202,7 @@ async fn query<E: Entity>(
     let position = position::<E>(index)?;
     let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
     invocation.key(&index_key).arg(verb).arg(position).arg(args);
-    let reply = client.invoke(ctx, &invocation).await?;
+    let reply = client.query(ctx, &invocation).await?;
     Ok((index_key, reply))
 }
 
@@ -299,6 +299,8 @@ pub async fn page<E: Entity>(
 }
 
 /// Ids of a page of a sorted index, within a score range; one round trip.
+// The same parameters as `page` on purpose: the generated `by_x` and
+// `by_x_ids` methods pass the same arguments to one or the other.
 pub async fn page_ids<E: Entity>(
     client: &Client,
     index: &'static IndexDescriptor,
@@ -381,7 +383,7 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
     invocation.key(registry).arg(budget.max(1));
     let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
-    client.invoke(ctx, &invocation).await
+    client.query(ctx, &invocation).await
 }
 
 async fn sweep_all<E: Entity>(client: &Client) -> Result<()> {
@@ -725,7 +727,7 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
                     format!("{}.rebuild", descriptor.name),
                     descriptor.key_pattern,
                 );
-                let removed: i64 = client.invoke(ctx, &invocation).await?;
+                let removed: i64 = client.query(ctx, &invocation).await?;
                 report.removed += u64::from(removed > 0);
             }
         }

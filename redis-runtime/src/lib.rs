@@ -29,7 +29,7 @@ pub mod testing;
 pub mod worker;
 
 pub use applog::AppendLog;
-pub use client::{Client, Connection, Health};
+pub use client::{Client, Connection, Health, Request};
 pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
 pub use entity::{Entity, Patch, Ttl, TtlChange, WriteOutcome};

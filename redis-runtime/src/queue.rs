@@ -255,7 +255,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
             .arg(&*self.key);
         let (len, _): (u64, u64) = self
             .client
-            .query_pipeline(self.context("queue.clear"), &pipe)
+            .query(self.context("queue.clear"), &pipe)
             .await?;
         Ok(len)
     }
@@ -368,7 +368,7 @@ impl ReliableKeys {
             .arg(&*self.consumer)
             .arg(duration_ms(self.lease));
         let _: Value = client
-            .invoke(self.context("queue.renew_lease"), &invocation)
+            .query(self.context("queue.renew_lease"), &invocation)
             .await?;
         Ok(())
     }
@@ -383,7 +383,7 @@ impl ReliableKeys {
             .arg(prefix)
             .arg(consumer);
         client
-            .invoke(self.context("queue.requeue"), &invocation)
+            .query(self.context("queue.requeue"), &invocation)
             .await
     }
 }
@@ -495,7 +495,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
             .key(&*self.keys.registry)
             .arg(&*self.keys.consumer)
             .arg(duration_ms(self.keys.lease));
-        let reply: Value = self.queue.client.invoke(ctx.clone(), &invocation).await?;
+        let reply: Value = self.queue.client.query(ctx.clone(), &invocation).await?;
         self.held(reply, &ctx).await
     }
 
@@ -549,7 +549,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
         let mut invocation = SETTLE_SCRIPT.prepare_invoke();
         invocation.key(&*self.keys.processing).key(to).arg(raw);
         let ctx = self.keys.context("queue.settle");
-        let moved: i64 = self.queue.client.invoke(ctx, &invocation).await?;
+        let moved: i64 = self.queue.client.query(ctx, &invocation).await?;
         Ok(moved == 1)
     }
 

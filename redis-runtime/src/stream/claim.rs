@@ -162,7 +162,7 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(duration_ms(page.min_idle))
             .arg(page.cursor)
             .arg(page.count);
-        let reply: Value = self.client().invoke(ctx.clone(), &invocation).await?;
+        let reply: Value = self.client().query(ctx.clone(), &invocation).await?;
         let key = &self.stream.key;
         let parts = match &reply {
             Value::Array(parts) if parts.len() == 4 => parts,
@@ -260,7 +260,7 @@ impl<M: Record> ConsumerGroup<M> {
             invocation.arg(id).arg(duration_ms(*idle));
         }
         self.client()
-            .invoke(self.context("stream.set_idle"), &invocation)
+            .query(self.context("stream.set_idle"), &invocation)
             .await
     }
 
