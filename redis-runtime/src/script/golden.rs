@@ -1,10 +1,11 @@
 //! Golden tests: the generated scripts of three representative entity
-//! types are checked in under `src/script/golden/` and compared exactly, so
-//! a reviewer sees every change to the generated Lua in the diff.
+//! types are checked in under `src/script/golden/` (as `.lua.snap`) and
+//! compared exactly, so a reviewer sees every change to the generated Lua in
+//! the diff.
 //!
 //! After an intended change, re-bless with
 //! `BLESS=1 cargo test -p redis-runtime --lib script::golden`
-//! and review the `.lua` diff.
+//! and review the diff.
 
 use std::num::NonZeroU64;
 use std::path::PathBuf;
@@ -26,11 +27,29 @@ const fn field(hash_name: &'static str, is_key: bool) -> FieldDescriptor {
     }
 }
 
+const fn index(
+    kind: IndexKind,
+    name: &'static str,
+    key_pattern: &'static str,
+    key: &'static [PatternPart],
+    score_field: Option<&'static str>,
+) -> IndexDescriptor {
+    IndexDescriptor {
+        kind,
+        name,
+        key_pattern,
+        key,
+        score_field,
+    }
+}
+
+use PatternPart::{Field, Literal};
+
 /// A job: sorted and set indexes, an outbox stream, no TTL.
 pub(super) static JOB: EntityDescriptor = EntityDescriptor {
     name: "Job",
     key_pattern: "job:{id}",
-    key: &[PatternPart::Literal("job:"), PatternPart::Field(0)],
+    key: &[Literal("job:"), Field(0)],
     ttl_ms: None,
     fields: &[
         field("id", true),
@@ -39,20 +58,20 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
         field("created_at", false),
     ],
     indexes: &[
-        IndexDescriptor {
-            kind: IndexKind::Sorted,
-            name: "by_user_id",
-            key_pattern: "jobs:user:{user_id}",
-            key: &[PatternPart::Literal("jobs:user:"), PatternPart::Field(1)],
-            score_field: Some("created_at"),
-        },
-        IndexDescriptor {
-            kind: IndexKind::Set,
-            name: "by_status",
-            key_pattern: "jobs:status:{status}",
-            key: &[PatternPart::Literal("jobs:status:"), PatternPart::Field(2)],
-            score_field: None,
-        },
+        index(
+            IndexKind::Sorted,
+            "by_user_id",
+            "jobs:user:{user_id}",
+            &[Literal("jobs:user:"), Field(1)],
+            Some("created_at"),
+        ),
+        index(
+            IndexKind::Set,
+            "by_status",
+            "jobs:status:{status}",
+            &[Literal("jobs:status:"), Field(2)],
+            None,
+        ),
     ],
     stream: Some(StreamDescriptor {
         key: "jobs:stream",
@@ -66,25 +85,20 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
 static MEMBER: EntityDescriptor = EntityDescriptor {
     name: "Member",
     key_pattern: "member:{org}:{user}",
-    key: &[
-        PatternPart::Literal("member:"),
-        PatternPart::Field(0),
-        PatternPart::Literal(":"),
-        PatternPart::Field(1),
-    ],
+    key: &[Literal("member:"), Field(0), Literal(":"), Field(1)],
     ttl_ms: Some(86_400_000),
     fields: &[
         field("org", true),
         field("user", true),
         field("email", false),
     ],
-    indexes: &[IndexDescriptor {
-        kind: IndexKind::Unique,
-        name: "by_email",
-        key_pattern: "members:by_email",
-        key: &[PatternPart::Literal("members:by_email")],
-        score_field: Some("email"),
-    }],
+    indexes: &[index(
+        IndexKind::Unique,
+        "by_email",
+        "members:by_email",
+        &[Literal("members:by_email")],
+        Some("email"),
+    )],
     stream: None,
     ttl_registry: Some("member:{org}:{user}:__ttl"),
 };
@@ -93,7 +107,7 @@ static MEMBER: EntityDescriptor = EntityDescriptor {
 static SESSION: EntityDescriptor = EntityDescriptor {
     name: "Session",
     key_pattern: "session:{id}",
-    key: &[PatternPart::Literal("session:"), PatternPart::Field(0)],
+    key: &[Literal("session:"), Field(0)],
     ttl_ms: Some(604_800_000),
     fields: &[field("id", true), field("user_id", false)],
     indexes: &[],
@@ -104,7 +118,7 @@ static SESSION: EntityDescriptor = EntityDescriptor {
 fn check(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("src/script/golden")
-        .join(format!("{name}.lua"));
+        .join(format!("{name}.lua.snap"));
     if std::env::var_os("BLESS").is_some() {
         std::fs::write(&path, actual).expect("write golden file");
         return;

@@ -93,6 +93,12 @@ impl<'d> Writer<'d> {
         needs
     }
 
+    /// `render(hash_name, number)` for every indexed field, in order.
+    fn per_field(&self, render: impl Fn(&str, usize) -> String) -> Vec<String> {
+        let numbered = self.fields.iter().enumerate();
+        numbered.map(|(i, name)| render(name, i + 1)).collect()
+    }
+
     /// The Lua number (1-based) of an indexed field.
     fn number(&self, hash_name: &str) -> usize {
         self.fields
@@ -163,18 +169,17 @@ impl<'d> Writer<'d> {
 
     /// `o<n>` from the stored hash, `n<n>` as they will be after the write.
     fn indexed_values(&mut self) {
-        let count = self.fields.len();
-        let olds: Vec<String> = (1..=count).map(|i| format!("o{i}")).collect();
-        let news: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
+        let olds = self.per_field(|_, n| format!("o{n}"));
+        let news = self.per_field(|_, n| format!("n{n}"));
         self.line(format!("local {}", olds.join(", ")));
         self.line(format!("local {}", news.join(", ")));
-        let names: Vec<String> = self.fields.iter().map(|f| lua_str(f)).collect();
+        let names = self.per_field(|name, _| lua_str(name));
         self.line("if exists then");
         self.line(format!(
             "  local v = redis.call('HMGET', key, {})",
             names.join(", ")
         ));
-        for i in 1..=count {
+        for i in 1..=self.fields.len() {
             self.line(format!("  o{i} = v[{i}] or nil"));
         }
         self.line("end");
@@ -192,12 +197,8 @@ impl<'d> Writer<'d> {
         ] {
             self.line(format!("  for j = {from}, {to} do"));
             self.line("    local f = ARGV[j]");
-            let arms: Vec<String> = self
-                .fields
-                .iter()
-                .enumerate()
-                .map(|(i, name)| format!("f == {} then n{} = {value}", lua_str(name), i + 1))
-                .collect();
+            let arms =
+                self.per_field(|name, n| format!("f == {} then n{n} = {value}", lua_str(name)));
             self.line(format!("    if {} end", arms.join(" elseif ")));
             self.line("  end");
         }
@@ -373,12 +374,7 @@ impl<'d> Writer<'d> {
         };
         let reg = lua_str(registry);
         let reg_fields = lua_str(&format!("{registry}:fields"));
-        let snapshot: Vec<String> = self
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, name)| format!("[{}] = n{}", lua_str(name), i + 1))
-            .collect();
+        let snapshot = self.per_field(|name, n| format!("[{}] = n{n}", lua_str(name)));
         self.line("local left = -1");
         self.line("if mode ~= 'd' and (ttl_action == 's' or ttl_action == 'a' or pttl > 0 or mode == 'p' or mode == 'x') then");
         self.line("  left = redis.call('PTTL', key)");

@@ -34,30 +34,23 @@ local function drop(m)
   end
 end
 
--- Appends {id, fields} for each live member; drops dead ones.
-local function load(members, out)
+-- Appends each live member, followed by its {field, value, ...} when
+-- `with_fields`; drops dead ones from the index.
+local function collect(members, out, with_fields)
   for _, m in ipairs(members) do
     local key = key_of_member(m)
-    local fields = {}
-    if key then fields = redis.call('HGETALL', key) end
-    if #fields > 0 then
-      out[#out + 1] = m
-      out[#out + 1] = fields
-    else
-      drop(m)
+    local fields = false
+    if key and with_fields then
+      fields = redis.call('HGETALL', key)
+      if #fields == 0 then fields = false end
+    elseif key then
+      fields = redis.call('EXISTS', key) == 1
     end
-  end
-  return out
-end
-
--- Appends the ids whose hash still exists; drops the others.
-local function live(members, out)
-  for _, m in ipairs(members) do
-    local key = key_of_member(m)
-    if key and redis.call('EXISTS', key) == 1 then
-      out[#out + 1] = m
-    else
+    if not fields then
       drop(m)
+    else
+      out[#out + 1] = m
+      if with_fields then out[#out + 1] = fields end
     end
   end
   return out
@@ -75,36 +68,28 @@ if op == 'count' then
   if idx.kind == 'zset' then return redis.call('ZCARD', index_key) end
   if idx.kind == 'set' then return redis.call('SCARD', index_key) end
   return redis.call('HLEN', index_key)
-elseif op == 'ids' then
+elseif op == 'ids' or op == 'page' then
   local offset, limit = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  local out = {}
-  while true do
-    local before = #out
-    local ids = zrange(offset + before, limit - before)
-    live(ids, out)
-    if #ids < limit - before or #out >= limit then break end
-  end
-  return out
-elseif op == 'page' then
-  local offset, limit = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local with_fields = op == 'page'
+  local per = with_fields and 2 or 1
   local out = {}
   -- Dead ids are removed from the index as they are met, so refilling
   -- always makes progress and ends: at the latest when the index runs out.
   while true do
-    local before = #out / 2
+    local before = #out / per
     local ids = zrange(offset + before, limit - before)
-    load(ids, out)
-    if #ids < limit - before or #out / 2 >= limit then break end
+    collect(ids, out, with_fields)
+    if #ids < limit - before or #out / per >= limit then break end
   end
   return out
 elseif op == 'sids' then
-  return live(redis.call('SMEMBERS', index_key), {})
+  return collect(redis.call('SMEMBERS', index_key), {}, false)
 elseif op == 'members' then
-  return load(redis.call('SMEMBERS', index_key), {})
+  return collect(redis.call('SMEMBERS', index_key), {}, true)
 elseif op == 'unique' then
   local m = redis.call('HGET', index_key, ARGV[i])
   if not m then return {} end
-  local out = load({ m }, {})
+  local out = collect({ m }, {}, true)
   if #out == 0 then redis.call('HDEL', index_key, ARGV[i]) end
   return out
 end
