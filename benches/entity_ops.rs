@@ -264,97 +264,58 @@ async fn server_usec_per_call(conn: &mut ConnectionManager) -> f64 {
 
 type Op = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-fn op<F, Fut>(f: F) -> Op
+/// A workload: `f` gets its own clone of `conn` (a client or a
+/// connection) and the iteration number on every call.
+fn op<C, F, Fut>(conn: &C, f: F) -> Op
 where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    C: Clone + Send + Sync + 'static,
+    F: Fn(C, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    Arc::new(move |i| Box::pin(f(i)))
+    let conn = conn.clone();
+    Arc::new(move |i| Box::pin(f(conn.clone(), i)))
 }
 
 /// The four workloads on our generated code.
 fn ours(client: &Client) -> Vec<Op> {
-    let (c1, c2, c3, c4) = (
-        client.clone(),
-        client.clone(),
-        client.clone(),
-        client.clone(),
-    );
     vec![
-        op(move |i| {
-            let c = c1.clone();
-            async move {
-                job(i, Status::Queued).create(&c).await.expect("create");
-            }
+        op(client, |c, i| async move {
+            job(i, Status::Queued).create(&c).await.expect("create");
         }),
-        op(move |i| {
-            let c = c2.clone();
-            async move {
-                Job::get(&c, &format!("j{i}"))
-                    .await
-                    .expect("get")
-                    .expect("present");
-            }
+        op(client, |c, i| async move {
+            let found = Job::get(&c, &format!("j{i}")).await.expect("get");
+            found.expect("present");
         }),
-        op(move |i| {
-            let c = c3.clone();
-            async move {
-                job(i, Status::Running).update(&c).await.expect("update");
-            }
+        op(client, |c, i| async move {
+            job(i, Status::Running).update(&c).await.expect("update");
         }),
-        op(move |i| {
-            let c = c4.clone();
-            async move {
-                let page = Job::by_user_id(&c, &format!("u{}", i % 10), Page::newest_first(20))
-                    .await
-                    .expect("page");
-                assert_eq!(page.len(), 20);
-            }
+        op(client, |c, i| async move {
+            let user = format!("u{}", i % 10);
+            let page = Job::by_user_id(&c, &user, Page::newest_first(20)).await;
+            assert_eq!(page.expect("page").len(), 20);
         }),
     ]
 }
 
 /// The same four workloads, hand-written.
 fn handwritten(conn: &ConnectionManager) -> Vec<Op> {
-    let (c1, c2, c3, c4) = (conn.clone(), conn.clone(), conn.clone(), conn.clone());
     vec![
-        op(move |i| {
-            let mut c = c1.clone();
-            async move {
-                assert!(
-                    hand::create(&mut c, &job(i, Status::Queued))
-                        .await
-                        .expect("create")
-                );
-            }
+        op(conn, |mut c, i| async move {
+            let created = hand::create(&mut c, &job(i, Status::Queued)).await;
+            assert!(created.expect("create"));
         }),
-        op(move |i| {
-            let mut c = c2.clone();
-            async move {
-                hand::get(&mut c, &format!("j{i}"))
-                    .await
-                    .expect("get")
-                    .expect("present");
-            }
+        op(conn, |mut c, i| async move {
+            let found = hand::get(&mut c, &format!("j{i}")).await.expect("get");
+            found.expect("present");
         }),
-        op(move |i| {
-            let mut c = c3.clone();
-            async move {
-                assert!(
-                    hand::update(&mut c, &job(i, Status::Running))
-                        .await
-                        .expect("update")
-                );
-            }
+        op(conn, |mut c, i| async move {
+            let updated = hand::update(&mut c, &job(i, Status::Running)).await;
+            assert!(updated.expect("update"));
         }),
-        op(move |i| {
-            let mut c = c4.clone();
-            async move {
-                let page = hand::page(&mut c, &format!("u{}", i % 10), 20)
-                    .await
-                    .expect("page");
-                assert_eq!(page.len(), 20);
-            }
+        op(conn, |mut c, i| async move {
+            let user = format!("u{}", i % 10);
+            let page = hand::page(&mut c, &user, 20).await;
+            assert_eq!(page.expect("page").len(), 20);
         }),
     ]
 }

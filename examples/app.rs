@@ -254,40 +254,30 @@ async fn main() -> Result<(), AnyError> {
             let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
             async move {
                 let job = entry.message;
-                let publish = |status, error: Option<String>| {
+                // Record the new status, then tell the web app about it.
+                let set_status = |status| {
+                    let (client, updates) = (client.clone(), updates.clone());
                     let update = JobUpdate {
                         tenant_id: job.user_id.clone(),
                         job_id: job.id.clone(),
                         status,
-                        error,
+                        error: None,
                     };
-                    let updates = updates.clone();
-                    async move { updates.publish(&Json(update)).await }
+                    async move {
+                        let patch = JobPatch {
+                            status: Some(status),
+                            ..Default::default()
+                        };
+                        Job::patch(&client, &update.job_id, &patch).await?;
+                        updates.publish(&Json(update)).await
+                    }
                 };
-                Job::patch(
-                    &client,
-                    &job.id,
-                    &JobPatch {
-                        status: Some(JobStatus::Running),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                publish(JobStatus::Running, None).await?;
+                set_status(JobStatus::Running).await?;
                 output
                     .append(&job.id, &format!("$ {}", job.command))
                     .await?;
                 output.append(&job.id, &"ok: finished".to_string()).await?;
-                Job::patch(
-                    &client,
-                    &job.id,
-                    &JobPatch {
-                        status: Some(JobStatus::Completed),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                publish(JobStatus::Completed, None).await?;
+                set_status(JobStatus::Completed).await?;
                 Ok::<(), redis_runtime::Error>(())
             }
         };

@@ -38,20 +38,15 @@ pub(crate) fn record(m: &Model<'_>) -> TokenStream {
 }
 
 pub(crate) fn entity(m: &Model<'_>) -> TokenStream {
-    let record = record(m);
-    let entity_impl = entity_impl(m);
-    let inherent = inherent(m);
-    let queries = queries(m);
-    let patch = patch(m);
-    let checks = type_checks(m);
-    quote! {
-        #record
-        #entity_impl
-        #inherent
-        #queries
-        #patch
-        #checks
-    }
+    let items = [
+        record(m),
+        entity_impl(m),
+        inherent(m),
+        queries(m),
+        patch(m),
+        type_checks(m),
+    ];
+    quote!(#(#items)*)
 }
 
 fn private(m: &Model<'_>) -> TokenStream {

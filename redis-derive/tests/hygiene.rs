@@ -231,6 +231,13 @@ impl redis_runtime::codec::FieldSink for Sink {
 }
 
 impl Sink {
+    /// What `record` writes, as text.
+    fn of(record: &impl Record) -> Self {
+        let mut sink = Sink::default();
+        record.write_fields(&mut sink).expect("write");
+        sink
+    }
+
     fn text(&self) -> Vec<(&'static str, Option<String>)> {
         self.0
             .iter()
@@ -349,8 +356,7 @@ fn keys_are_built_and_checked() {
 #[test]
 fn entity_fields_round_trip_through_the_codec() {
     let t = thing();
-    let mut sink = Sink::default();
-    t.write_fields(&mut sink).expect("write");
+    let sink = Sink::of(&t);
     assert_eq!(
         sink.text(),
         [
@@ -445,10 +451,8 @@ fn record_descriptor_and_codec() {
         payload: vec!["a".into()],
         local: 3,
     };
-    let mut sink = Sink::default();
-    event.write_fields(&mut sink).expect("write");
     assert_eq!(
-        sink.text(),
+        Sink::of(&event).text(),
         [
             ("THING_ID", Some("7".into())),
             ("PHASE", Some("not-started".into())),

@@ -847,19 +847,15 @@ mod tests {
 
     #[test]
     fn error_unclosed() {
-        assert_eq!(
-            KeyPattern::parse("user:{id"),
-            Err(PatternError::UnclosedBrace { at: 5 })
-        );
-        assert_eq!(
-            KeyPattern::parse("{"),
-            Err(PatternError::UnclosedBrace { at: 0 })
-        );
-        // The first brace never closed; the `}` belongs to the second one.
-        assert_eq!(
-            KeyPattern::parse("a:{id:{x}"),
-            Err(PatternError::UnclosedBrace { at: 2 })
-        );
+        // In "a:{id:{x}" the first brace never closed; the `}` belongs to
+        // the second one.
+        for (pattern, at) in [("user:{id", 5), ("{", 0), ("a:{id:{x}", 2)] {
+            assert_eq!(
+                KeyPattern::parse(pattern),
+                Err(PatternError::UnclosedBrace { at }),
+                "{pattern}"
+            );
+        }
         let message = PatternError::UnclosedBrace { at: 5 }.message();
         assert_eq!(
             message,
@@ -869,18 +865,13 @@ mod tests {
 
     #[test]
     fn error_stray_closing_brace() {
-        assert_eq!(
-            KeyPattern::parse("user:}"),
-            Err(PatternError::StrayClosingBrace { at: 5 })
-        );
-        assert_eq!(
-            KeyPattern::parse("a:{id}}"),
-            Err(PatternError::StrayClosingBrace { at: 6 })
-        );
-        assert_eq!(
-            KeyPattern::parse("}}}"),
-            Err(PatternError::StrayClosingBrace { at: 2 })
-        );
+        for (pattern, at) in [("user:}", 5), ("a:{id}}", 6), ("}}}", 2)] {
+            assert_eq!(
+                KeyPattern::parse(pattern),
+                Err(PatternError::StrayClosingBrace { at }),
+                "{pattern}"
+            );
+        }
         let message = PatternError::StrayClosingBrace { at: 5 }.message();
         assert!(
             message.contains("write `}}` for a literal brace"),
