@@ -82,6 +82,9 @@ pub(crate) struct IndexAttr {
 }
 
 /// One `log(...)` attribute: a per-entity append log.
+// Like every attribute struct here, it keeps the literals as written
+// (`Option<Lit…>`, `None` when absent) for `valid.rs` to check with spans,
+// so the structs share a shape.
 pub(crate) struct LogAttr {
     /// The attribute's path, for errors about the whole log.
     pub(crate) path: syn::Path,

@@ -568,6 +568,8 @@ fn log_model(
 
 /// A log's key pattern: exactly one placeholder, naming a key field, so the
 /// log is addressed by the entity's id.
+// Checks of a literal share the parameter shape (errors, the literal, the
+// fields it may name, what it is for) and differ in their rules.
 fn log_key(
     cx: &Ctxt,
     lit: &syn::LitStr,
