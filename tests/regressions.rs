@@ -1,7 +1,7 @@
-//! Findings of an adversarial review against the runtime's invariants
-//! (1: a write is all or nothing; 2: the indexes match the stored
-//! entities; 3: no query returns or counts an expired entity), each
-//! against a real, private `redis-server`.
+//! Findings of an adversarial review against the guarantees listed in
+//! ARCHITECTURE.md (1: atomic writes, all or nothing; 2: no index drift,
+//! the indexes match the stored entities; 3: honest TTL, no query returns or
+//! counts an expired entity), each against a real, private `redis-server`.
 //!
 //! Every test is labelled in its doc comment:
 //! - **Regression**: a scenario that violated an invariant before it was

@@ -11,6 +11,7 @@
 extern crate self as redis_runtime;
 
 pub mod applog;
+mod blocking;
 pub mod client;
 pub mod codec;
 pub mod config;

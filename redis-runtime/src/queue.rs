@@ -59,11 +59,12 @@ use derive_where::derive_where;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use crate::blocking::blocking_query;
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};
-use crate::stream::{blocking_query, default_consumer_name};
+use crate::stream::default_consumer_name;
 
 static POP_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/queue_pop.lua")));

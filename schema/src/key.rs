@@ -13,8 +13,8 @@
 //! Values put into a pattern are never escaped, only checked
 //! ([`validate_key_value`]): a value that could change the shape of the key
 //! (a `:`, a glob metacharacter, a brace, whitespace, ...) is rejected. This is
-//! what makes the "no key injection" invariant hold: every key rendered from a
-//! pattern can only be a key of that pattern.
+//! what makes the "no key injection" guarantee (ARCHITECTURE.md) hold: every
+//! key rendered from a pattern can only be a key of that pattern.
 //!
 //! ```
 //! use redis_schema::KeyPattern;

@@ -5,8 +5,9 @@
 //! atomic and one round trip. Each entity type gets its own copy of each
 //! script, assembled from three pieces:
 //!
-//! 1. a **layout literal**, `local layout = { ... }`, rendered from the
-//!    type's [`EntityDescriptor`] (key parts, indexes, TTL registry);
+//! 1. a **layout literal**, the function `layout()` returning a table
+//!    rendered from the type's [`EntityDescriptor`] (key parts, indexes,
+//!    TTL registry), built on first use;
 //! 2. the **helpers** it needs from `scripts/prelude.lua`, the one copy of
 //!    the key rules and TTL sweeping in Lua;
 //! 3. a **body**: a fixed one from `scripts/` (query, sweep, unindex,
@@ -105,12 +106,15 @@ pub(crate) fn assemble(
     out
 }
 
-/// `local layout = { ... }`: the layout table `scripts/prelude.lua`
-/// describes, for this entity type.
+/// `layout()`: the layout table `scripts/prelude.lua` describes, for this
+/// entity type, built on its first call (a table costs time on every call
+/// of a script that builds it, and a write rarely needs it).
 pub(crate) fn layout_literal(descriptor: &EntityDescriptor) -> String {
-    let mut out = String::from("local layout = {\n");
-    let _ = writeln!(out, "  key = {},", parts(descriptor, descriptor.key));
-    out.push_str("  indexes = {\n");
+    let mut out = String::from("local layout_table\nlocal function layout()\n");
+    out.push_str("  if layout_table then return layout_table end\n");
+    out.push_str("  layout_table = {\n");
+    let _ = writeln!(out, "    key = {},", parts(descriptor, descriptor.key));
+    out.push_str("    indexes = {\n");
     for index in descriptor.indexes {
         let value = index
             .score_field
@@ -118,17 +122,17 @@ pub(crate) fn layout_literal(descriptor: &EntityDescriptor) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "    {{ kind = '{}', name = {}, key = {}{value} }},",
+            "      {{ kind = '{}', name = {}, key = {}{value} }},",
             index.kind.redis_type(),
             lua_str(index.name),
             parts(descriptor, index.key),
         );
     }
-    out.push_str("  },\n");
+    out.push_str("    },\n");
     if let Some(registry) = descriptor.ttl_registry {
-        let _ = writeln!(out, "  registry = {},", lua_str(registry));
+        let _ = writeln!(out, "    registry = {},", lua_str(registry));
     }
-    out.push_str("}\n");
+    out.push_str("  }\n  return layout_table\nend\n");
     out
 }
 
@@ -186,10 +190,10 @@ mod tests {
     #[test]
     fn fixed_scripts_take_only_the_helpers_they_name() {
         let sweep = assemble_fixed(&golden::JOB, "sweep", include_str!("../scripts/sweep.lua"));
-        assert!(sweep.contains("local layout = {"));
+        assert!(sweep.contains("local function layout()"));
         assert!(sweep.contains("local function sweep(budget)"));
         assert!(
-            sweep.contains("local function forget_expired(m)"),
+            sweep.contains("local function forget_expired(registry, m)"),
             "a dependency"
         );
         assert!(!sweep.contains("score_ok"), "not needed");

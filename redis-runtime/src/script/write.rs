@@ -15,7 +15,8 @@
 //! false), 2 written over an existing entity, 0 create found the key, -1
 //! the entity is missing, -2 unique violation (detail: the index name).
 //!
-//! Why the steps are in this order: every check (existence, key-safe index
+//! Why the steps are in this order (the "atomic writes" and "no index drift"
+//! guarantees of ARCHITECTURE.md): every check (existence, key-safe index
 //! values, numeric scores, unique holders, key types) runs before the first
 //! write, because Redis does not roll back a script that fails midway.
 //! Index keys are derived inside the script from the hash as it was and as
@@ -264,8 +265,11 @@ impl<'d> Writer<'d> {
 
     /// A previous incarnation that expired may still have index entries.
     fn forget_earlier_incarnation(&mut self) {
-        if self.descriptor.ttl_registry.is_some() {
-            self.line("if not exists then forget_expired(member) end");
+        if let Some(registry) = self.descriptor.ttl_registry {
+            let registry = lua_str(registry);
+            self.line(format!(
+                "if not exists then forget_expired({registry}, member) end"
+            ));
         }
     }
 

@@ -6,13 +6,13 @@
 -- Returns 1 if the entity exists.
 local key, ms, member = KEYS[1], tonumber(ARGV[1]), ARGV[2]
 if redis.call('EXISTS', key) == 0 then return 0 end
-local registry = layout.registry
+local registry = layout().registry
 if ms > 0 then
   redis.call('PEXPIRE', key, ms)
   if registry then
     redis.call('ZADD', registry, now_ms() + ms, member)
     local names = {}
-    for _, idx in ipairs(layout.indexes) do fields_of(idx, names) end
+    for _, idx in ipairs(layout().indexes) do fields_of(idx, names) end
     redis.call('HSET', registry .. ':fields', member, cjson.encode(stored_values(key, names)))
   end
 else

@@ -1,8 +1,9 @@
 -- The Lua helpers every entity script is built from: the one copy of them.
 --
 -- An entity script is assembled by redis-runtime's `script` module as
---   1. `local layout = { ... }`: the entity type's layout, generated from
---      its descriptor (only when a helper below reads it);
+--   1. `layout()`: the entity type's layout table, generated from its
+--      descriptor (only when a helper below reads it), built on first call
+--      so that a write that never needs it does not pay for it;
 --   2. the helpers the script needs, in the order of this file;
 --   3. the script's own body (`query.lua`, `sweep.lua`, ... or the write
 --      body generated per type).
@@ -10,7 +11,7 @@
 -- takes a helper together with everything it depends on, and nothing else,
 -- because defining a function costs time on every call.
 --
--- The layout table:
+-- The layout table, `layout()`:
 --   key        the entity key pattern as alternating parts: literal text at
 --              odd positions, hash field names at even ones
 --              ({ 'job:', 'id' } for `job:{id}`)
@@ -79,7 +80,7 @@ end
 -- The entity key of an index member (the key's placeholder values joined by
 -- ':'), or nil if the member does not fit the key pattern.
 local function key_of_member(m)
-  local parts = layout.key
+  local parts = layout().key
   local slots = math.floor(#parts / 2)
   if slots == 1 then
     if not safe(m) then return nil end
@@ -124,7 +125,7 @@ end
 -- Removes member `m`'s entries from every index, given the field values
 -- they were built from.
 local function unindex(m, values)
-  for _, idx in ipairs(layout.indexes) do
+  for _, idx in ipairs(layout().indexes) do
     local k = build(idx.key, values)
     if k then
       if idx.kind == 'set' then
@@ -139,16 +140,15 @@ local function unindex(m, values)
   end
 end
 
---- forget_expired: layout unindex
--- Forgets an expired incarnation of `m`: removes the index entries recorded
--- in the registry. Returns true if there was one.
-local function forget_expired(m)
-  if not layout.registry then return false end
-  local encoded = redis.call('HGET', layout.registry .. ':fields', m)
+--- forget_expired: unindex
+-- Forgets an expired incarnation of `m` listed in TTL registry `registry`:
+-- removes the index entries recorded there. Returns true if there was one.
+local function forget_expired(registry, m)
+  local encoded = redis.call('HGET', registry .. ':fields', m)
   if not encoded then return false end
   unindex(m, cjson.decode(encoded))
-  redis.call('ZREM', layout.registry, m)
-  redis.call('HDEL', layout.registry .. ':fields', m)
+  redis.call('ZREM', registry, m)
+  redis.call('HDEL', registry .. ':fields', m)
   return true
 end
 
@@ -158,20 +158,21 @@ end
 -- whose TTL was changed behind our back get their registry entry corrected
 -- instead.
 local function sweep(budget)
-  if not layout.registry then return 0 end
+  local registry = layout().registry
+  if not registry then return 0 end
   local now = now_ms()
-  local due = redis.call('ZRANGEBYSCORE', layout.registry, '-inf', now, 'LIMIT', 0, budget)
+  local due = redis.call('ZRANGEBYSCORE', registry, '-inf', now, 'LIMIT', 0, budget)
   for _, m in ipairs(due) do
     local key = key_of_member(m)
     local left = -2
     if key then left = redis.call('PTTL', key) end
     if left > 0 then
-      redis.call('ZADD', layout.registry, now + left, m)
+      redis.call('ZADD', registry, now + left, m)
     elseif left == -1 then
-      redis.call('ZREM', layout.registry, m)
-      redis.call('HDEL', layout.registry .. ':fields', m)
+      redis.call('ZREM', registry, m)
+      redis.call('HDEL', registry .. ':fields', m)
     else
-      forget_expired(m)
+      forget_expired(registry, m)
     end
   end
   return #due

@@ -19,7 +19,7 @@
 
 local index_key = KEYS[1]
 local op = ARGV[1]
-local idx = layout.indexes[tonumber(ARGV[2])]
+local idx = layout().indexes[tonumber(ARGV[2])]
 local i = 3
 
 -- Sweep until nothing is due, so counts and id lists are exact; the work

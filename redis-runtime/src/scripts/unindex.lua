@@ -6,7 +6,7 @@
 -- KEYS[1] the index key. ARGV: the index position (1-based), the member,
 -- and for unique indexes the value. Returns 1 if the entry was removed.
 local index_key = KEYS[1]
-local idx = layout.indexes[tonumber(ARGV[1])]
+local idx = layout().indexes[tonumber(ARGV[1])]
 local m, value = ARGV[2], ARGV[3]
 
 local key = key_of_member(m)

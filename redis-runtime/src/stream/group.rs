@@ -9,7 +9,6 @@ use derive_where::derive_where;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use super::blocking::blocking_query;
 use super::parse::{
     Parsed, deleted_error, entry_id, entry_key, entry_parts, parse_entries, read_reply_entries,
     shape_error,
@@ -18,6 +17,7 @@ use super::producer::xrange_cmd;
 use super::{
     ClaimStrategy, DecodeFailure, Entry, FailureAction, ReadBatch, Stream, default_consumer_name,
 };
+use crate::blocking::blocking_query;
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{Record, reply_pairs};
 use crate::error::{Context, Error, Result};

@@ -63,9 +63,9 @@
 //! `producer` holds [`Stream`] (publishing, ranges), `group` holds
 //! [`ConsumerGroup`] (creating, reading, acknowledging, dead letters),
 //! `claim` the pending list and taking over idle entries, `parse` the reply
-//! decoding they share and `blocking` the reads on a dedicated connection.
+//! decoding they share; the blocking reads run on a dedicated connection
+//! through `crate::blocking`.
 
-mod blocking;
 mod claim;
 mod group;
 mod parse;
@@ -75,7 +75,6 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-pub(crate) use blocking::blocking_query;
 pub use claim::{ClaimStrategy, PendingEntry};
 pub use group::{ConsumerGroup, DeadLetter, DecodePolicy, GroupStart};
 pub use producer::{BatchReport, PublishFailure, Published, Stream};

@@ -11,10 +11,11 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use crate::blocking::blocking_query;
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::Record;
 use crate::error::{Context, Result};
-use crate::stream::{ConsumerGroup, ReadBatch, blocking_query};
+use crate::stream::{ConsumerGroup, ReadBatch};
 
 /// The read in flight: owns the dedicated connection and gives it back.
 pub(super) type ReadFuture<M> =

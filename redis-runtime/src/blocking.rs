@@ -1,5 +1,8 @@
-//! Blocking reads on a dedicated connection, shared with the list queues'
-//! blocking pops and the worker's reads.
+//! Blocking reads on a dedicated connection: stream reads (`XREADGROUP
+//! BLOCK`), the list queues' blocking pops and the worker's reads. They
+//! never share the multiplexed connection, so a long block cannot trip its
+//! response timeout or stall other operations ("blocking reads on their own
+//! connection" in ARCHITECTURE.md).
 
 use std::time::Duration;
 
