@@ -7,8 +7,10 @@
 //!   (`[A-Za-z_][A-Za-z0-9_]*`), normally the field it is filled from.
 //! * `{{` and `}}` are a literal `{` and `}`, as in [`format!`]. This keeps
 //!   Redis Cluster hash tags expressible: `user:{{{id}}}` renders `user:{42}`.
-//! * Literal text may contain anything except whitespace and control
-//!   characters.
+//! * Literal text may contain anything except whitespace, control
+//!   characters and the glob characters `*` `?` `[` `]` `\` ([`GLOB_CHARS`]).
+//! * `:` separates segments, and no segment may be empty: a pattern neither
+//!   starts nor ends with `:` and has no `::`.
 //!
 //! Values put into a pattern are never escaped, only checked
 //! ([`validate_key_value`]): a value that could change the shape of the key
@@ -43,6 +45,12 @@ pub const MAX_KEY_VALUE_LEN: usize = 512;
 /// syntax, and `{` `}` delimit Redis Cluster hash tags. Any of them inside a
 /// value could make the key mean something its pattern does not.
 pub const RESERVED_CHARS: &[char] = &[':', '*', '?', '[', ']', '{', '}', '\\'];
+
+/// The `SCAN MATCH` glob metacharacters, which may not appear anywhere in a
+/// key: not in values (they are among [`RESERVED_CHARS`]) and not in a
+/// pattern's literal text either, where they would make the pattern read like
+/// a glob and its `SCAN MATCH` glob need escaping.
+pub const GLOB_CHARS: &[char] = &['*', '?', '[', ']', '\\'];
 
 /// One piece of a parsed [`KeyPattern`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +98,8 @@ impl KeyPattern {
     ///
     /// Returns a [`PatternError`] naming the byte offset of the first problem:
     /// an empty pattern, an unclosed `{`, a stray `}`, an empty or non-identifier
-    /// placeholder, a repeated placeholder, two adjacent placeholders, or
+    /// placeholder, a repeated placeholder, two adjacent placeholders, an empty
+    /// segment (a leading or trailing `:`, or `::`), or a glob character,
     /// whitespace or a control character in literal text.
     ///
     /// ```
@@ -100,6 +109,14 @@ impl KeyPattern {
     /// assert_eq!(
     ///     KeyPattern::parse("session:{id"),
     ///     Err(PatternError::UnclosedBrace { at: 8 })
+    /// );
+    /// assert_eq!(
+    ///     KeyPattern::parse("session:{id}:"),
+    ///     Err(PatternError::EmptySegment { at: 12 })
+    /// );
+    /// assert_eq!(
+    ///     KeyPattern::parse("session*:{id}"),
+    ///     Err(PatternError::GlobChar { at: 7, ch: '*' })
     /// );
     /// ```
     pub fn parse(source: &str) -> Result<KeyPattern, PatternError> {
@@ -169,6 +186,14 @@ impl KeyPattern {
                     pos += 1;
                 }
                 '}' => return Err(PatternError::StrayClosingBrace { at }),
+                // A `:` outside a placeholder is literal, so `::`, a leading `:`
+                // or a trailing `:` would give every key an empty segment.
+                ':' if at == 0 || rest.is_empty() || rest.starts_with(':') => {
+                    return Err(PatternError::EmptySegment { at });
+                }
+                c if GLOB_CHARS.contains(&c) => {
+                    return Err(PatternError::GlobChar { at, ch: c });
+                }
                 c if c.is_whitespace() || c.is_control() => {
                     return Err(PatternError::InvalidLiteralChar { at, ch: c });
                 }
@@ -234,7 +259,9 @@ impl KeyPattern {
     }
 
     /// A `SCAN MATCH` glob for keys of this pattern: each placeholder becomes
-    /// `*` and glob metacharacters in literal text are backslash-escaped.
+    /// `*` and literal text is copied as is. Literal text never holds a glob
+    /// metacharacter ([`parse`](Self::parse) rejects [`GLOB_CHARS`]), so nothing
+    /// needs escaping; braces are not glob syntax.
     ///
     /// A glob `*` also matches `:`, so `user:*` matches `user:1:sessions` too;
     /// filter scan results with [`parse_key`](Self::parse_key).
@@ -243,21 +270,15 @@ impl KeyPattern {
     /// use redis_schema::KeyPattern;
     ///
     /// assert_eq!(KeyPattern::parse("job:{id}:output")?.scan_glob(), "job:*:output");
-    /// assert_eq!(KeyPattern::parse("a*b[{{{id}}}]")?.scan_glob(), r"a\*b\[{*}\]");
+    /// // A Redis Cluster hash tag: the braces are literal, in the key and the glob.
+    /// assert_eq!(KeyPattern::parse("user:{{{id}}}:cart")?.scan_glob(), "user:{*}:cart");
     /// # Ok::<(), redis_schema::PatternError>(())
     /// ```
     pub fn scan_glob(&self) -> String {
         let mut glob = String::with_capacity(self.source.len());
         for segment in &self.segments {
             match segment {
-                KeySegment::Literal(text) => {
-                    for ch in text.chars() {
-                        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
-                            glob.push('\\');
-                        }
-                        glob.push(ch);
-                    }
-                }
+                KeySegment::Literal(text) => glob.push_str(text),
                 KeySegment::Placeholder(_) => glob.push('*'),
             }
         }
@@ -608,6 +629,27 @@ pub enum PatternError {
         /// The second placeholder's name.
         name: String,
     },
+    /// A segment with nothing in it: the pattern starts or ends with `:`, or
+    /// has `::` in literal text, such as `job:{id}:` or `a::{id}`.
+    #[error(
+        "empty segment at byte {at} of key pattern: a key must not start or end with `:` or contain `::`; remove the extra `:`, e.g. write `job:{{id}}` rather than `job:{{id}}:`"
+    )]
+    EmptySegment {
+        /// Byte offset of the `:` that starts or ends the pattern, or of the
+        /// first `:` of a `::`.
+        at: usize,
+    },
+    /// A `SCAN MATCH` glob character ([`GLOB_CHARS`]) in literal text, such as
+    /// `user*:{id}`.
+    #[error(
+        "key pattern contains the glob character `{ch}` at byte {at}; `*` `?` `[` `]` `\\` are not allowed in keys because they break `SCAN MATCH` globs; use a letter, digit, `_`, `-` or `.` instead, and `{{id}}` for a value"
+    )]
+    GlobChar {
+        /// Byte offset of the character.
+        at: usize,
+        /// The glob character.
+        ch: char,
+    },
     /// Whitespace or a control character in literal text.
     #[error(
         "key pattern contains {ch:?} at byte {at}; keys must not contain whitespace or control characters"
@@ -631,6 +673,8 @@ impl PatternError {
             | PatternError::InvalidPlaceholder { at, .. }
             | PatternError::DuplicatePlaceholder { at, .. }
             | PatternError::AdjacentPlaceholders { at, .. }
+            | PatternError::EmptySegment { at }
+            | PatternError::GlobChar { at, .. }
             | PatternError::InvalidLiteralChar { at, .. } => *at,
         }
     }
@@ -822,19 +866,91 @@ mod tests {
     }
 
     #[test]
-    fn literal_may_hold_unicode_and_glob_chars() {
-        let p = pattern("ключ*?:{id}");
-        assert_eq!(p.literal_prefix(), "ключ*?:");
-        assert_eq!(p.scan_glob(), r"ключ\*\?:*");
-        assert_eq!(p.render(&["1"]), Ok("ключ*?:1".to_owned()));
-        assert_eq!(p.parse_key("ключ*?:1"), Some(strings(&["1"])));
+    fn literal_may_hold_unicode_and_punctuation() {
+        let p = pattern("ключ.v-2@:{id}");
+        assert_eq!(p.literal_prefix(), "ключ.v-2@:");
+        assert_eq!(p.scan_glob(), "ключ.v-2@:*");
+        assert_eq!(p.render(&["1"]), Ok("ключ.v-2@:1".to_owned()));
+        assert_eq!(p.parse_key("ключ.v-2@:1"), Some(strings(&["1"])));
     }
 
     #[test]
-    fn scan_glob_escapes_all_metacharacters() {
-        let p = pattern(r"a*b?c[d]e\f:{id}:g");
-        assert_eq!(p.scan_glob(), r"a\*b\?c\[d\]e\\f:*:g");
+    fn scan_glob_copies_literals_and_stars_placeholders() {
         assert_eq!(pattern("job:{id}:output").scan_glob(), "job:*:output");
+        assert_eq!(pattern("{{{t}}}:{id}:g").scan_glob(), "{*}:*:g");
+    }
+
+    #[test]
+    fn error_glob_char_in_literal() {
+        for (source, at, ch) in [
+            ("user*:{id}", 4, '*'),
+            ("user:{id}?", 9, '?'),
+            ("a[b]:{id}", 1, '['),
+            ("ab]:{id}", 2, ']'),
+            (r"a\b:{id}", 1, '\\'),
+            ("ключ*", 8, '*'),
+            ("*", 0, '*'),
+        ] {
+            assert_eq!(
+                KeyPattern::parse(source),
+                Err(PatternError::GlobChar { at, ch }),
+                "{source}"
+            );
+        }
+        let err = KeyPattern::parse("user*:{id}").unwrap_err();
+        assert_eq!(err.at(), 4);
+        assert_eq!(
+            err.message(),
+            "key pattern contains the glob character `*` at byte 4; `*` `?` `[` `]` `\\` are not allowed in keys because they break `SCAN MATCH` globs; use a letter, digit, `_`, `-` or `.` instead, and `{id}` for a value"
+        );
+        // Inside a placeholder it is a bad name, as before.
+        assert!(matches!(
+            KeyPattern::parse("user:{i*d}"),
+            Err(PatternError::InvalidPlaceholder { at: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn error_empty_segment() {
+        for (source, at) in [
+            ("m32:{id}:", 8),
+            (":a:{id}", 0),
+            ("a::{id}", 1),
+            ("{id}::x", 4),
+            ("a:{id}:::b", 6),
+            (":", 0),
+            ("::", 0),
+            ("config:", 6),
+            ("{{::}}", 2),
+        ] {
+            assert_eq!(
+                KeyPattern::parse(source),
+                Err(PatternError::EmptySegment { at }),
+                "{source}"
+            );
+        }
+        let err = KeyPattern::parse("m32:{id}:").unwrap_err();
+        assert_eq!(err.at(), 8);
+        assert_eq!(
+            err.message(),
+            "empty segment at byte 8 of key pattern: a key must not start or end with `:` or contain `::`; remove the extra `:`, e.g. write `job:{id}` rather than `job:{id}:`"
+        );
+    }
+
+    #[test]
+    fn colons_next_to_braces_and_placeholders_are_fine() {
+        // Literal braces make the segment non-empty; a placeholder never is.
+        for source in [
+            "{{:}}",
+            "{{}}:{id}",
+            "user:{{{id}}}",
+            "{{{id}}}:profile",
+            "{a}:{b}",
+            "{id}",
+            "a:{{:b",
+        ] {
+            assert!(KeyPattern::parse(source).is_ok(), "{source}");
+        }
     }
 
     #[test]

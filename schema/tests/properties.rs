@@ -1,7 +1,7 @@
 //! Property tests for the key-pattern grammar, key values and TTL literals.
 
 use proptest::prelude::*;
-use redis_schema::key::{MAX_KEY_VALUE_LEN, RESERVED_CHARS};
+use redis_schema::key::{GLOB_CHARS, MAX_KEY_VALUE_LEN, RESERVED_CHARS};
 use redis_schema::{KeyPattern, KeyValueError, parse_ttl, validate_key_value};
 
 /// Whether a value may contain `ch` (mirrors the documented rules, written out
@@ -30,28 +30,43 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Literal text for a pattern (unescaped): anything but whitespace/control.
+/// Literal text for a pattern (unescaped): anything but whitespace, control
+/// and glob characters, and no `::` (an empty segment). Where the literal
+/// starts or ends the pattern, [`pattern_source`] also drops a `:` there.
 fn literal() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[a-z:{}*?\\[\\]-]{0,6}",
+        "[a-z:{}.-]{0,6}",
         proptest::collection::vec(
-            any::<char>().prop_filter("no whitespace/control", |c| !c.is_whitespace()
-                && !c.is_control()),
+            any::<char>().prop_filter("allowed in literal text", |c| !c.is_whitespace()
+                && !c.is_control()
+                && !GLOB_CHARS.contains(c)),
             0..6
         )
         .prop_map(|chars| chars.into_iter().collect()),
     ]
+    .prop_map(|text| collapse_colons(&text))
+}
+
+/// `a::b` → `a:b`: literal text may not hold an empty segment.
+fn collapse_colons(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if !(ch == ':' && out.ends_with(':')) {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 /// A separator that pins the boundary between two placeholders: it holds a
-/// character values cannot contain.
+/// character values cannot contain and literal text can (`:`, `{`, `}`).
 fn separator() -> impl Strategy<Value = String> {
     (
         literal(),
-        proptest::sample::select(RESERVED_CHARS),
+        proptest::sample::select(&[':', '{', '}'][..]),
         literal(),
     )
-        .prop_map(|(before, ch, after)| format!("{before}{ch}{after}"))
+        .prop_map(|(before, ch, after)| collapse_colons(&format!("{before}{ch}{after}")))
 }
 
 fn escape(literal: &str) -> String {
@@ -61,13 +76,13 @@ fn escape(literal: &str) -> String {
 /// Builds a pattern source from a prefix, separators (one fewer than
 /// placeholders) and a suffix, naming placeholders `p0`, `p1`, ...
 fn pattern_source(prefix: &str, separators: &[String], suffix: &str) -> String {
-    let mut source = escape(prefix);
+    let mut source = escape(prefix.strip_prefix(':').unwrap_or(prefix));
     source.push_str("{p0}");
     for (index, separator) in separators.iter().enumerate() {
         source.push_str(&escape(separator));
         source.push_str(&format!("{{p{}}}", index + 1));
     }
-    source.push_str(&escape(suffix));
+    source.push_str(&escape(suffix.strip_suffix(':').unwrap_or(suffix)));
     source
 }
 
@@ -151,7 +166,7 @@ proptest! {
     }
 
     #[test]
-    fn brace_heavy_patterns_parse_consistently(source in "[{}a-z0-9_:* ]{0,24}", key in "[{}a-z0-9_:* ]{0,24}") {
+    fn brace_heavy_patterns_parse_consistently(source in "[{}a-z0-9_:*. ]{0,24}", key in "[{}a-z0-9_:* ]{0,24}") {
         if let Ok(pattern) = KeyPattern::parse(&source) {
             prop_assert_eq!(pattern.source(), source.as_str());
             let names: Vec<&str> = pattern.placeholders().collect();
@@ -162,6 +177,10 @@ proptest! {
 
             let values = vec!["v"; names.len()];
             let rendered = pattern.render(&values).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Every key of an accepted pattern has non-empty `:` segments and
+            // no glob characters.
+            prop_assert!(rendered.split(':').all(|segment| !segment.is_empty()), "{}", rendered);
+            prop_assert!(!rendered.contains(GLOB_CHARS), "{}", rendered);
             if pattern.is_unambiguous() {
                 prop_assert_eq!(
                     pattern.parse_key(&rendered),
