@@ -423,15 +423,75 @@ pub enum DriftKind {
     },
 }
 
+/// A key that [`verify`] or [`rebuild`] passed over instead of failing:
+/// it matches one of the entity type's key patterns but holds something
+/// the runtime did not write there (foreign data), or, for [`rebuild`], a
+/// repair Redis refused. Each key is listed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// The concrete key.
+    pub key: String,
+    /// Why it was passed over.
+    pub reason: SkipReason,
+}
+
+/// Why a key is in [`VerifyReport::skipped`] or [`RebuildReport::skipped`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The key fits the entity's key pattern but is not a hash (a counter
+    /// at `job:next_id`, a list at `job:42`). It is not counted as an
+    /// entity, never expected in an index, and never written to.
+    NotAHash {
+        /// The Redis type the key holds (`"string"`, `"list"`, ...).
+        found: String,
+    },
+    /// A hash at an entity key, or an index key of the right type, whose
+    /// contents do not decode: a required field is missing or a value is
+    /// malformed. A hash like this is not counted as an entity and not
+    /// expected in any index, so entries pointing at it are reported as
+    /// drift; [`rebuild`] removes them only once the hash no longer maps
+    /// to them.
+    Undecodable {
+        /// The field that failed (`"*"` when the whole reply was malformed).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An index key holds a Redis type other than the one its index uses
+    /// (a string at `jobs:status:queued`). Its entries are not compared, so
+    /// no drift is reported for it, and [`rebuild`] does not write to it.
+    WrongIndexType {
+        /// The index's name.
+        index: &'static str,
+        /// The Redis type the index uses: `"zset"`, `"set"` or `"hash"`.
+        expected: &'static str,
+        /// The Redis type the key holds.
+        found: String,
+    },
+    /// [`rebuild`] only: Redis refused to repair this entity's entries (or
+    /// to remove this stale entry) because of the data it met, e.g. one of
+    /// the entity's index keys holds a foreign type. Nothing was written
+    /// for it; the rest of the repair went ahead.
+    RepairRefused {
+        /// The server's or the codec's message.
+        reason: String,
+    },
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VerifyReport {
-    /// Entities scanned.
+    /// Entities scanned: hashes at entity keys that decode as the entity
+    /// type (foreign keys in `skipped` are not counted).
     pub entities: u64,
     /// Index entries scanned.
     pub entries: u64,
     /// Every mismatch; empty when the indexes are exact.
     pub drift: Vec<Drift>,
+    /// Keys passed over because they hold foreign data, sorted by key;
+    /// empty when every key matching the patterns is the runtime's own.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Expected entries: (index position, index key) -> member -> score (sorted)
@@ -462,10 +522,66 @@ fn parse_pattern(pattern: &'static str) -> Result<KeyPattern> {
         .map_err(|e| Error::Config(format!("bad key pattern {pattern:?}: {e}")))
 }
 
+/// The Redis type at `key` and what reading it with `read` gave, taken in
+/// one `MULTI` so the two agree. `read` failing (a foreign type) is not an
+/// error of the call: its reply is kept as a `Value::ServerError`.
+type Typed = (String, redis::Value);
+
+/// `TYPE` and one read command per key, atomically, in one round trip.
+async fn read_typed(
+    client: &Client,
+    ctx: &Context,
+    keys: &[String],
+    read: impl Fn(&mut redis::Pipeline, &str),
+) -> Result<Vec<Typed>> {
+    let mut pipe = redis::pipe();
+    pipe.atomic().ignore_errors();
+    for key in keys {
+        pipe.cmd("TYPE").arg(key);
+        read(&mut pipe, key);
+    }
+    let expected = keys.len() * 2;
+    let replies: Vec<redis::Value> = client.query(ctx.clone(), &pipe).await?;
+    if replies.len() != expected {
+        return Err(Error::Command {
+            context: ctx.clone(),
+            message: format!("expected {expected} replies, got {}", replies.len()),
+        });
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    let mut replies = replies.into_iter();
+    while let (Some(kind), Some(value)) = (replies.next(), replies.next()) {
+        let kind = match kind {
+            redis::Value::SimpleString(s) => s,
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            // `TYPE` cannot fail on an existing key; treat anything else as
+            // a type we do not know.
+            other => value_kind(&other).to_string(),
+        };
+        out.push((kind, value));
+    }
+    Ok(out)
+}
+
+/// The field and reason of a decoding error, for [`SkipReason::Undecodable`].
+fn undecodable(error: Error) -> SkipReason {
+    match error {
+        Error::Decode { field, reason, .. } => SkipReason::Undecodable { field, reason },
+        other => SkipReason::Undecodable {
+            field: "*".into(),
+            reason: other.to_string(),
+        },
+    }
+}
+
 /// Compares every index of `E` with its entities (SCAN-based, batched) and
 /// reports orphans, missing entries and wrong scores. Sweeps expired
 /// entries first. Read-only apart from that sweep; intended for tests,
 /// maintenance and a CLI, not hot paths.
+///
+/// Foreign data never aborts the scan: keys matching the entity pattern
+/// that are not hashes or do not decode, and index keys of the wrong Redis
+/// type, are listed in [`VerifyReport::skipped`] (see [`SkipReason`]).
 pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
     sweep_all::<E>(client).await?;
     let descriptor = E::descriptor();
@@ -487,36 +603,49 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
         .filter(|k| entity_pattern.parse_key(k).is_some())
         .collect();
     for batch in keys.chunks(500) {
-        let batch_for_query = batch.to_vec();
-        let names = indexed_fields.clone();
-        let rows: Vec<Vec<Option<String>>> = client
-            .run(ctx.clone(), |mut conn| async move {
-                let batch = batch_for_query;
-                let mut pipe = redis::pipe();
-                for key in &batch {
-                    if names.is_empty() {
-                        pipe.cmd("EXISTS").arg(key).ignore();
-                    } else {
-                        pipe.cmd("HMGET").arg(key).arg(&names);
-                    }
+        let stored = read_typed(client, &ctx, batch, |pipe, key| {
+            pipe.cmd("HGETALL").arg(key);
+        })
+        .await?;
+        for (key, (kind, reply)) in batch.iter().zip(&stored) {
+            match kind.as_str() {
+                "hash" => {}
+                // Gone since the SCAN (expired or deleted).
+                "none" => continue,
+                _ => {
+                    let reason = SkipReason::NotAHash {
+                        found: kind.clone(),
+                    };
+                    report.skipped.push(Skipped {
+                        key: key.clone(),
+                        reason,
+                    });
+                    continue;
                 }
-                if names.is_empty() {
-                    let _: () = pipe.query_async(&mut conn).await?;
-                    return Ok(vec![Vec::new(); batch.len()]);
+            }
+            let decoded = reply_pairs(key, reply)
+                .and_then(|pairs| E::read_fields(key, &pairs).map(|_| pairs));
+            let pairs = match decoded {
+                Ok(pairs) => pairs,
+                Err(e) => {
+                    report.skipped.push(Skipped {
+                        key: key.clone(),
+                        reason: undecodable(e),
+                    });
+                    continue;
                 }
-                Ok(pipe.query_async(&mut conn).await?)
-            })
-            .await?;
-        for (key, row) in batch.iter().zip(&rows) {
-            report.entities += 1;
+            };
             let Some(values_list) = entity_pattern.parse_key(key) else {
                 continue;
             };
+            report.entities += 1;
             let member = values_list.join(":");
             let values: BTreeMap<&str, String> = indexed_fields
                 .iter()
-                .zip(row)
-                .filter_map(|(name, v)| v.clone().map(|v| (*name, v)))
+                .filter_map(|name| {
+                    let (_, v) = pairs.iter().find(|(f, _)| *f == name.as_bytes())?;
+                    Some((*name, std::str::from_utf8(v).ok()?.to_owned()))
+                })
                 .collect();
             for (position, index) in descriptor.indexes.iter().enumerate() {
                 let value_of = |name: &str| values.get(name).map(String::as_str);
@@ -562,7 +691,16 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
             .chain(wanted.into_iter().cloned())
             .collect();
         for index_key in all_keys {
-            let actual = read_index(client, &ctx, index.kind, &index_key).await?;
+            let actual = match read_index(client, &ctx, index, &index_key).await? {
+                Ok(actual) => actual,
+                Err(reason) => {
+                    report.skipped.push(Skipped {
+                        key: index_key,
+                        reason,
+                    });
+                    continue;
+                }
+            };
             report.entries += actual.len() as u64;
             let want = expected
                 .get(&(position, index_key.clone()))
@@ -597,32 +735,68 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
             }
         }
     }
+    sort_skipped(&mut report.skipped);
     Ok(report)
 }
 
-/// member -> score (sorted) / "" (set); value -> member (unique).
+/// Sorts by key and drops repeats, so each key is listed once.
+fn sort_skipped(skipped: &mut Vec<Skipped>) {
+    skipped.sort_by(|a, b| a.key.cmp(&b.key));
+    skipped.dedup_by(|a, b| a.key == b.key);
+}
+
+/// The Redis type each kind of index keeps its entries in.
+fn redis_type(kind: IndexKind) -> &'static str {
+    match kind {
+        IndexKind::Sorted => "zset",
+        IndexKind::Set => "set",
+        IndexKind::Unique => "hash",
+    }
+}
+
+/// member -> score (sorted) / "" (set); value -> member (unique); or why
+/// the key was passed over (it holds a foreign type or undecodable data).
 async fn read_index(
     client: &Client,
     ctx: &Context,
-    kind: IndexKind,
+    index: &'static IndexDescriptor,
     key: &str,
-) -> Result<BTreeMap<String, String>> {
-    let key = key.to_string();
-    client
-        .run(ctx.clone(), |mut conn| async move {
-            Ok(match kind {
-                IndexKind::Sorted => {
-                    let rows: Vec<(String, f64)> = conn.zrange_withscores(&key, 0, -1).await?;
-                    rows.into_iter().map(|(m, s)| (m, s.to_string())).collect()
-                }
-                IndexKind::Set => {
-                    let rows: Vec<String> = conn.smembers(&key).await?;
-                    rows.into_iter().map(|m| (m, String::new())).collect()
-                }
-                IndexKind::Unique => conn.hgetall(&key).await?,
-            })
-        })
-        .await
+) -> Result<std::result::Result<BTreeMap<String, String>, SkipReason>> {
+    let expected = redis_type(index.kind);
+    let keys = [key.to_string()];
+    let read = read_typed(client, ctx, &keys, |pipe, key| match index.kind {
+        IndexKind::Sorted => {
+            pipe.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES");
+        }
+        IndexKind::Set => {
+            pipe.cmd("SMEMBERS").arg(key);
+        }
+        IndexKind::Unique => {
+            pipe.cmd("HGETALL").arg(key);
+        }
+    })
+    .await?;
+    let Some((kind, reply)) = read.into_iter().next() else {
+        return Ok(Ok(BTreeMap::new()));
+    };
+    if kind != expected && kind != "none" {
+        return Ok(Err(SkipReason::WrongIndexType {
+            index: index.name,
+            expected,
+            found: kind,
+        }));
+    }
+    let decoded = match index.kind {
+        IndexKind::Sorted => redis::from_redis_value::<Vec<(String, f64)>>(reply)
+            .map(|rows| rows.into_iter().map(|(m, s)| (m, s.to_string())).collect()),
+        IndexKind::Set => redis::from_redis_value::<Vec<String>>(reply)
+            .map(|rows| rows.into_iter().map(|m| (m, String::new())).collect()),
+        IndexKind::Unique => redis::from_redis_value::<BTreeMap<String, String>>(reply),
+    };
+    Ok(decoded.map_err(|e| SkipReason::Undecodable {
+        field: "*".into(),
+        reason: e.to_string(),
+    }))
 }
 
 fn compare(
@@ -691,6 +865,23 @@ pub struct RebuildReport {
     /// Drift left after the repair (normally empty; entries of unique
     /// indexes held by two entities stay reported here).
     pub remaining: Vec<Drift>,
+    /// Keys left untouched, sorted by key: foreign data found by the final
+    /// [`verify`], and repairs Redis refused
+    /// ([`SkipReason::RepairRefused`]).
+    pub skipped: Vec<Skipped>,
+}
+
+/// Whether a failed repair step was refused because of the data it met (a
+/// foreign type, an undecodable or unsafe value), rather than because
+/// Redis is unreachable: such a step is reported and the repair goes on.
+fn refused_for_data(error: &Error) -> bool {
+    match error {
+        Error::Decode { .. } | Error::InvalidKey { .. } => true,
+        Error::Command { message, .. } => ["WRONGTYPE", "DECODE", "INVALID_KEY"]
+            .iter()
+            .any(|code| message.contains(code)),
+        _ => false,
+    }
 }
 
 /// Repairs `E`'s indexes from its hashes: for use when an index is added to
@@ -698,10 +889,19 @@ pub struct RebuildReport {
 /// entries of affected entities (each an atomic reindex of one entity) and
 /// removes stale entries (each re-checked atomically against the entity's
 /// current values, so concurrent writers are never undone).
+///
+/// Foreign data is left untouched and reported in
+/// [`RebuildReport::skipped`]; a repair step refused because of it is
+/// reported there too, and the rest of the repair goes ahead.
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
     let found = verify::<E>(client).await?;
     let descriptor = E::descriptor();
+    let ctx = Context::new(
+        format!("{}.rebuild", descriptor.name),
+        descriptor.key_pattern,
+    );
     let mut report = RebuildReport::default();
+    let mut refused: Vec<Skipped> = Vec::new();
     let mut reindex_members: BTreeSet<String> = BTreeSet::new();
     for drift in &found.drift {
         match drift.problem {
@@ -723,12 +923,16 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
                     .arg(position + 1)
                     .arg(&drift.member)
                     .arg(value);
-                let ctx = Context::new(
-                    format!("{}.rebuild", descriptor.name),
-                    descriptor.key_pattern,
-                );
-                let removed: i64 = client.query(ctx, &invocation).await?;
-                report.removed += u64::from(removed > 0);
+                match client.query::<i64>(ctx.clone(), &invocation).await {
+                    Ok(removed) => report.removed += u64::from(removed > 0),
+                    Err(e) if refused_for_data(&e) => refused.push(Skipped {
+                        key: drift.index_key.clone(),
+                        reason: SkipReason::RepairRefused {
+                            reason: e.to_string(),
+                        },
+                    }),
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
@@ -736,16 +940,28 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
         let Some(key) = descriptor.key_of_member(&member) else {
             continue;
         };
-        match reindex::<E>(client, key, member).await {
+        match reindex::<E>(client, key.clone(), member).await {
             Ok(true) => report.reindexed += 1,
             Ok(false) => {}
             // Two entities claim one unique value: nothing is written for
             // this one, and the conflict stays in `remaining` for a human.
             Err(Error::UniqueViolation { .. }) => {}
+            Err(e) if refused_for_data(&e) => refused.push(Skipped {
+                key,
+                reason: SkipReason::RepairRefused {
+                    reason: e.to_string(),
+                },
+            }),
             Err(e) => return Err(e),
         }
     }
-    report.remaining = verify::<E>(client).await?.drift;
+    let after = verify::<E>(client).await?;
+    report.remaining = after.drift;
+    // A refusal says more than the foreign data behind it: it goes first,
+    // so it is the one kept for its key.
+    refused.extend(after.skipped);
+    report.skipped = refused;
+    sort_skipped(&mut report.skipped);
     Ok(report)
 }
 

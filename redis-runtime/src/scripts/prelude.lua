@@ -121,13 +121,14 @@ local function stored_values(key, names)
   return values
 end
 
---- unindex: layout build
+--- unindex: layout kind_ok build
 -- Removes member `m`'s entries from every index, given the field values
--- they were built from.
+-- they were built from. An index key holding foreign data has no entry to
+-- remove and is left alone.
 local function unindex(m, values)
   for _, idx in ipairs(layout().indexes) do
     local k = build(idx.key, values)
-    if k then
+    if k and kind_ok(k, idx.kind) then
       if idx.kind == 'set' then
         redis.call('SREM', k, m)
       elseif idx.kind == 'zset' then
@@ -156,7 +157,7 @@ end
 -- Removes index entries of entities whose TTL ran out, at most `budget`
 -- of them, and returns how many registry entries it looked at. Entities
 -- whose TTL was changed behind our back get their registry entry corrected
--- instead.
+-- instead. A key that now holds another type is not the entity: forgotten.
 local function sweep(budget)
   local registry = layout().registry
   if not registry then return 0 end
@@ -165,7 +166,7 @@ local function sweep(budget)
   for _, m in ipairs(due) do
     local key = key_of_member(m)
     local left = -2
-    if key then left = redis.call('PTTL', key) end
+    if key and redis.call('TYPE', key).ok == 'hash' then left = redis.call('PTTL', key) end
     if left > 0 then
       redis.call('ZADD', registry, now + left, m)
     elseif left == -1 then

@@ -10,7 +10,7 @@ local idx = layout().indexes[tonumber(ARGV[1])]
 local m, value = ARGV[2], ARGV[3]
 
 local key = key_of_member(m)
-if key and redis.call('EXISTS', key) == 1 then
+if key and redis.call('TYPE', key).ok == 'hash' then
   local values = stored_values(key, fields_of(idx, {}))
   if build(idx.key, values) == index_key and (idx.kind ~= 'hash' or values[idx.value] == value) then
     return 0
