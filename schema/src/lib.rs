@@ -15,6 +15,7 @@
 //! | module | concept |
 //! | --- | --- |
 //! | [`key`] | key patterns such as `user:{id}`, and the rules for values placed in them |
+//! | [`overlap`](mod@overlap) | whether two key patterns can produce the same key, with a witness |
 //! | [`duration`] | TTL literals such as `"7d"` |
 //! | [`case`] | rename rules such as `camelCase` |
 //! | [`descriptor`] | static descriptors the generated code fills in |
@@ -33,6 +34,7 @@ pub mod case;
 pub mod descriptor;
 pub mod duration;
 pub mod key;
+pub mod overlap;
 
 pub use case::RenameRule;
 pub use descriptor::{
@@ -41,3 +43,4 @@ pub use descriptor::{
 };
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
+pub use overlap::{Overlap, first_overlap, overlap};
