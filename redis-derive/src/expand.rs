@@ -140,14 +140,19 @@ fn lit(s: &str) -> syn::LitStr {
     syn::LitStr::new(s, proc_macro2::Span::call_site())
 }
 
+/// `Some(n)` / `None` as a `u64` option literal.
+fn optional_u64(value: Option<u64>) -> TokenStream {
+    match value {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
 fn descriptor(m: &Model<'_>) -> TokenStream {
     let p = private(m);
     let name = lit(&m.ident.to_string());
     let key_pattern = lit(m.key.as_ref().map(|k| k.source.as_str()).unwrap_or(""));
-    let ttl = match m.ttl_ms {
-        Some(ms) => quote!(::core::option::Option::Some(#ms)),
-        None => quote!(::core::option::Option::None),
-    };
+    let ttl = optional_u64(m.ttl_ms);
     let fields = stored(m).map(|(_, f)| {
         let rust_name = lit(&unraw(f.ident));
         let hash_name = lit(&f.hash_name);
@@ -198,11 +203,22 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
     };
     let ttl_registry = match &m.key {
         Some(key) if !m.indexes.is_empty() => {
-            let registry = lit(&redis_schema::ttl_registry_key(&key.source));
+            // `valid.rs` parsed this pattern already, so parsing cannot fail.
+            let registry = redis_schema::KeyPattern::parse(&key.source)
+                .map(|pattern| redis_schema::ttl_registry_key(&pattern))
+                .unwrap_or_else(|_| redis_schema::legacy_ttl_registry_key(&key.source));
+            let registry = lit(&registry);
             quote!(::core::option::Option::Some(#registry))
         }
         _ => quote!(::core::option::Option::None),
     };
+    let logs = m.logs.iter().map(|log| {
+        let name = lit(&log.name);
+        let key_pattern = lit(&log.key);
+        let ttl = optional_u64(log.ttl_ms);
+        let max_len = optional_u64(log.max_len);
+        quote!(#p::LogDescriptor { name: #name, key_pattern: #key_pattern, ttl_ms: #ttl, max_len: #max_len })
+    });
     quote! {
         static DESCRIPTOR: #p::EntityDescriptor = #p::EntityDescriptor {
             name: #name,
@@ -213,6 +229,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             indexes: &[#(#indexes),*],
             stream: #stream,
             ttl_registry: #ttl_registry,
+            logs: &[#(#logs),*],
         };
         &DESCRIPTOR
     }

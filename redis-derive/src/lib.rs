@@ -12,6 +12,7 @@
 
 mod ast;
 mod ctxt;
+mod disjoint;
 mod expand;
 mod fallback;
 mod symbol;

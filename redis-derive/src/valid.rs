@@ -12,6 +12,7 @@ use redis_schema::{KeyPattern, KeySegment, RenameRule};
 
 use crate::ast::{self, Container, Derive, IndexKind, option_inner};
 use crate::ctxt::Ctxt;
+use crate::disjoint;
 use crate::symbol::{
     CRATE, DEFAULT, EXPIRES_AT, FIELD, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, RENAME, RENAME_ALL,
     SCORE, SKIP, STREAM, STREAM_MAXLEN, Symbol, TTL,
@@ -104,6 +105,11 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     let stream = stream_model(cx, c);
     let patch_ident = patch_ident(cx, c);
     let logs = log_models(cx, c, &fields, key.as_ref());
+    if cx.has_errors() {
+        return None;
+    }
+    // Only a layout whose every part is valid can be checked as a whole.
+    disjoint::check(cx, c, key.as_ref(), &indexes, stream.as_ref(), &logs);
     if cx.has_errors() {
         return None;
     }
@@ -418,13 +424,27 @@ fn stream_model(cx: &Ctxt, c: &Container<'_>) -> Option<(String, u64)> {
         }
         return None;
     };
-    let name = lit.value();
-    if name.is_empty() || name.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-        cx.error_spanned_by(
-            lit,
-            format!("a stream name must be non-empty and free of whitespace, e.g. {STREAM} = \"jobs:stream\""),
-        );
-    }
+    // A stream is one fixed key shared by every entity of the type: it is
+    // parsed as a key pattern (so the same literal rules hold), and a
+    // placeholder, which nothing would fill in, is refused.
+    let pattern = parse_pattern(cx, lit, "stream key");
+    let name = match pattern
+        .as_ref()
+        .map(|p| (p.placeholders().next(), p.literal_prefix()))
+    {
+        Some((None, text)) => text.to_owned(),
+        Some((Some(placeholder), _)) => {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "a stream is one key for all entities of this type, so `{{{placeholder}}}` would never be filled in; \
+                     name a fixed stream, e.g. {STREAM} = \"jobs:stream\", and put `{placeholder}` in the entry's fields instead"
+                ),
+            );
+            lit.value()
+        }
+        None => lit.value(),
+    };
     let maxlen = c
         .stream_maxlen
         .as_ref()

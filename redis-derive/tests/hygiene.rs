@@ -328,7 +328,7 @@ fn entity_descriptor_names_every_stored_field() {
         d.indexes[0].key,
         [PatternPart::Literal("things:phase:"), PatternPart::Field(4)]
     );
-    assert_eq!(d.ttl_registry, Some("thing:{tenant}:{id}:__ttl"));
+    assert_eq!(d.ttl_registry, Some("__ttl:thing:tenant:id"));
 }
 
 #[test]

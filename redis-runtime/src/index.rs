@@ -5,8 +5,9 @@
 //! an index holds exactly the live entities that belong in it.
 //!
 //! **TTL strategy.** An entity with indexes and a TTL is also recorded in a
-//! *TTL registry*: a sorted set (`<key pattern>:__ttl`) scoring each id by its
-//! expiry time, and a companion hash (`…:__ttl:fields`) holding the values its
+//! *TTL registry*: a sorted set (`__ttl:session:id` for `session:{id}`, see
+//! `redis_schema::ttl_registry_key`) scoring each id by its expiry time, and
+//! a companion hash (`…:fields`) holding the values its
 //! index entries were built from. Every index query first sweeps registry
 //! entries that are due (all of them, 1,000 per step) and removes their index
 //! entries, so counts and pages never include an expired entity. No keyspace
@@ -869,6 +870,9 @@ pub struct RebuildReport {
     /// [`verify`], and repairs Redis refused
     /// ([`SkipReason::RepairRefused`]).
     pub skipped: Vec<Skipped>,
+    /// TTL registry entries moved over from the name versions before 0.2
+    /// used ([`crate::migrate::move_legacy_ttl_registry`]).
+    pub registry_entries_moved: u64,
 }
 
 /// Whether a failed repair step was refused because of the data it met (a
@@ -890,17 +894,23 @@ fn refused_for_data(error: &Error) -> bool {
 /// removes stale entries (each re-checked atomically against the entity's
 /// current values, so concurrent writers are never undone).
 ///
-/// Foreign data is left untouched and reported in
+/// It first moves a TTL registry kept under the name older versions used
+/// ([`crate::migrate`]). Foreign data is left untouched and reported in
 /// [`RebuildReport::skipped`]; a repair step refused because of it is
 /// reported there too, and the rest of the repair goes ahead.
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
+    // First, so that entities an older version registered are swept too.
+    let registry_entries_moved = crate::migrate::move_legacy_ttl_registry::<E>(client).await?;
     let found = verify::<E>(client).await?;
     let descriptor = E::descriptor();
     let ctx = Context::new(
         format!("{}.rebuild", descriptor.name),
         descriptor.key_pattern,
     );
-    let mut report = RebuildReport::default();
+    let mut report = RebuildReport {
+        registry_entries_moved,
+        ..RebuildReport::default()
+    };
     let mut refused: Vec<Skipped> = Vec::new();
     let mut reindex_members: BTreeSet<String> = BTreeSet::new();
     for drift in &found.drift {

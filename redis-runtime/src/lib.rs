@@ -20,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod json;
 pub mod metrics;
+pub mod migrate;
 pub mod pubsub;
 pub mod queue;
 mod reply;
@@ -62,8 +63,8 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::index::{self, Page, ScoreRange};
     pub use redis_schema::{
-        EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, PatternPart,
-        StreamDescriptor,
+        EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, LogDescriptor,
+        PatternPart, StreamDescriptor,
     };
     pub use std::borrow::Cow;
     pub use std::num::NonZeroU64;

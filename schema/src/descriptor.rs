@@ -41,6 +41,7 @@
 //!     indexes: &[],
 //!     stream: None,
 //!     ttl_registry: None,
+//!     logs: &[],
 //! };
 //!
 //! assert_eq!(SESSION.field("createdAt").map(|f| f.rust_name), Some("created_at"));
@@ -51,7 +52,7 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use crate::key::validate_key_value;
+use crate::key::{KeyPattern, KeySegment, validate_key_value};
 
 /// One piece of a key pattern, as the runtime renders keys from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,15 +64,45 @@ pub enum PatternPart {
     Field(usize),
 }
 
-/// The TTL registry key of an entity type with key pattern `entity_pattern`:
-/// a sorted set scoring each entity's id by its expiry, kept so that index
-/// entries of expired entities can be removed (its companion hash, holding
-/// the values each entity was indexed under, is this key plus `:fields`).
+/// The TTL registry key of an entity type: a sorted set scoring each
+/// entity's id by its expiry, kept so that index entries of expired
+/// entities can be removed. Its companion hash, holding the values each
+/// entity was indexed under, is this key plus `:fields`.
+///
+/// The name is `__ttl:` followed by the entity's key pattern with each
+/// placeholder written as its bare name and literal braces left out, so it
+/// carries no Redis Cluster hash tag and does not read like a template:
 ///
 /// ```
-/// assert_eq!(redis_schema::ttl_registry_key("session:{id}"), "session:{id}:__ttl");
+/// use redis_schema::{KeyPattern, ttl_registry_key};
+///
+/// let pattern = KeyPattern::parse("session:{id}")?;
+/// assert_eq!(ttl_registry_key(&pattern), "__ttl:session:id");
+/// let tagged = KeyPattern::parse("member:{{{org}}}:{user}")?;
+/// assert_eq!(ttl_registry_key(&tagged), "__ttl:member:org:user");
+/// # Ok::<(), redis_schema::PatternError>(())
 /// ```
-pub fn ttl_registry_key(entity_pattern: &str) -> String {
+pub fn ttl_registry_key(entity_pattern: &KeyPattern) -> String {
+    let mut key = String::from("__ttl:");
+    for segment in entity_pattern.segments() {
+        match segment {
+            KeySegment::Literal(text) => {
+                key.extend(text.chars().filter(|c| !matches!(c, '{' | '}')))
+            }
+            KeySegment::Placeholder(name) => key.push_str(name),
+        }
+    }
+    key
+}
+
+/// The TTL registry key versions before 0.2 used: the entity's key pattern
+/// source plus `:__ttl` (`session:{id}:__ttl`). Kept so that
+/// `index::rebuild` can move such a registry to [`ttl_registry_key`].
+///
+/// ```
+/// assert_eq!(redis_schema::legacy_ttl_registry_key("session:{id}"), "session:{id}:__ttl");
+/// ```
+pub fn legacy_ttl_registry_key(entity_pattern: &str) -> String {
     format!("{entity_pattern}:__ttl")
 }
 
@@ -95,6 +126,8 @@ pub struct EntityDescriptor {
     /// The TTL registry ([`ttl_registry_key`]) for entity types with
     /// indexes, whose entries must not outlive an expiring entity.
     pub ttl_registry: Option<&'static str>,
+    /// Append logs declared on the entity (`#[redis(log(...))]`).
+    pub logs: &'static [LogDescriptor],
 }
 
 impl EntityDescriptor {
@@ -278,6 +311,20 @@ pub struct IndexDescriptor {
     pub score_field: Option<&'static str>,
 }
 
+/// A per-entity append log declared with `#[redis(log(...))]`: a Redis list
+/// at a key pattern with one placeholder, the entity's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogDescriptor {
+    /// The log's name; its accessor is `<name>_log()`.
+    pub name: &'static str,
+    /// The key pattern source, e.g. `"job:{id}:output"`.
+    pub key_pattern: &'static str,
+    /// Time to live in milliseconds, refreshed on every append, if any.
+    pub ttl_ms: Option<u64>,
+    /// The most lines kept (`LTRIM`), if bounded.
+    pub max_len: Option<u64>,
+}
+
 /// The stream an entity is appended to when created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamDescriptor {
@@ -351,6 +398,7 @@ mod tests {
             maxlen: NonZeroU64::new(10_000),
         }),
         ttl_registry: None,
+        logs: &[],
     };
 
     #[test]

@@ -78,6 +78,7 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
         maxlen: NonZeroU64::new(10_000),
     }),
     ttl_registry: None,
+    logs: &[],
 };
 
 /// A membership: a two-part key, a unique index and a TTL, so the TTL
@@ -100,7 +101,8 @@ static MEMBER: EntityDescriptor = EntityDescriptor {
         Some("email"),
     )],
     stream: None,
-    ttl_registry: Some("member:{org}:{user}:__ttl"),
+    ttl_registry: Some("__ttl:member:org:user"),
+    logs: &[],
 };
 
 /// A session: a TTL and nothing else.
@@ -113,6 +115,7 @@ static SESSION: EntityDescriptor = EntityDescriptor {
     indexes: &[],
     stream: None,
     ttl_registry: None,
+    logs: &[],
 };
 
 fn check(name: &str, actual: &str) {

@@ -19,75 +19,14 @@ use redis_runtime::pubsub::Channel;
 use redis_runtime::stream::{GroupStart, Stream};
 use redis_runtime::testing::RedisServer;
 use redis_runtime::worker::Worker;
-use redis_runtime::{Client, Config, Json, Page, RedisEntity, RedisValue, Ttl};
-use serde::{Deserialize, Serialize};
+use redis_runtime::{Client, Config, Json, Page, Ttl};
 use tokio_util::sync::CancellationToken;
 
+mod model;
+
+use model::{GitProvider, Job, JobPatch, JobStatus, JobUpdate, Session, User, UserPatch};
+
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "user:{id}")]
-#[redis(unique(key = "users:by_email", field = "email"))]
-struct User {
-    id: String,
-    email: String,
-    display_name: String,
-    created_at: i64,
-    last_login_at: Option<i64>,
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "session:{id}", ttl = "7d")]
-struct Session {
-    id: String,
-    user_id: String,
-    created_at: i64,
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "git_provider:{id}")]
-#[redis(index(key = "git_providers:{user_id}"))]
-struct GitProvider {
-    id: String,
-    user_id: String,
-    kind: String,
-    #[redis(rename = "access_token_ref")]
-    token_ref: String,
-}
-
-#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum JobStatus {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "job:{id}", stream = "jobs:stream", stream_maxlen = 10000)]
-#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
-#[redis(index(key = "jobs:status:{status}"))]
-#[redis(log(name = "output", key = "job:{id}:output", ttl = "24h"))]
-struct Job {
-    id: String,
-    user_id: String,
-    repo: String,
-    command: String,
-    status: JobStatus,
-    created_at: i64,
-    error: Option<String>,
-}
-
-/// What the worker publishes on `job_updates`: the camelCase JSON shape the
-/// TypeScript web app sharing this keyspace subscribes to.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-#[serde(rename_all = "camelCase")]
-struct JobUpdate {
-    tenant_id: String,
-    job_id: String,
-    status: JobStatus,
-    error: Option<String>,
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

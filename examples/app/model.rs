@@ -1,0 +1,70 @@
+//! The main example's data model: the entity types a job-running web
+//! application stores, and the status message its worker publishes. Kept in
+//! its own file so that the keyspace test can check exactly these types.
+
+use redis_runtime::{RedisEntity, RedisValue};
+use serde::{Deserialize, Serialize};
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "user:{id}")]
+#[redis(unique(key = "users:by_email", field = "email"))]
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) email: String,
+    pub(crate) display_name: String,
+    pub(crate) created_at: i64,
+    pub(crate) last_login_at: Option<i64>,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "session:{id}", ttl = "7d")]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) created_at: i64,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "git_provider:{id}")]
+#[redis(index(key = "git_providers:{user_id}"))]
+pub(crate) struct GitProvider {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) kind: String,
+    #[redis(rename = "access_token_ref")]
+    pub(crate) token_ref: String,
+}
+
+#[derive(RedisValue, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "job:{id}", stream = "jobs:stream", stream_maxlen = 10000)]
+#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:status:{status}"))]
+#[redis(log(name = "output", key = "job:{id}:output", ttl = "24h"))]
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) repo: String,
+    pub(crate) command: String,
+    pub(crate) status: JobStatus,
+    pub(crate) created_at: i64,
+    pub(crate) error: Option<String>,
+}
+
+/// What the worker publishes on `job_updates`: the camelCase JSON shape the
+/// TypeScript web app sharing this keyspace subscribes to.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobUpdate {
+    pub(crate) tenant_id: String,
+    pub(crate) job_id: String,
+    pub(crate) status: JobStatus,
+    pub(crate) error: Option<String>,
+}
