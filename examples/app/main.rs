@@ -44,6 +44,14 @@ async fn main() -> Result<(), AnyError> {
         )
         .init();
 
+    // Every key these types can touch, checked once at start-up: two
+    // patterns that could produce the same key stop the program here.
+    let keyspace = redis_runtime::keyspace!(User, Session, GitProvider, Job)?;
+    println!(
+        "keyspace: {} entity types, no two keys can collide",
+        keyspace.entities().len()
+    );
+
     // Keep the throwaway server alive until the end of main.
     let (config, _server) = match std::env::var("REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => (Config::from_env()?, None),

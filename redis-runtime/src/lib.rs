@@ -19,6 +19,7 @@ pub mod entity;
 pub mod error;
 pub mod index;
 pub mod json;
+pub mod keyspace;
 pub mod metrics;
 pub mod migrate;
 pub mod pubsub;

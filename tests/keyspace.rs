@@ -1,0 +1,116 @@
+//! The main example's keyspace: it builds (no two of its keys can collide)
+//! and its manifest, which services in other languages read, matches the
+//! checked-in snapshot. After an intended change, re-bless with
+//! `BLESS=1 cargo test --test keyspace` and review the diff.
+
+#[allow(dead_code)]
+#[path = "../examples/app/model.rs"]
+mod model;
+
+use std::path::PathBuf;
+
+use model::{GitProvider, Job, Session, User};
+use redis_runtime::keyspace;
+use redis_runtime::keyspace::{KeyRole, Keyspace, KeyspaceError};
+
+fn snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with BLESS=1", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs; if intended, re-bless with BLESS=1 cargo test --test keyspace\n{actual}",
+        path.display()
+    );
+}
+
+fn app() -> Keyspace {
+    keyspace!(User, Session, GitProvider, Job).expect("the example's keys never collide")
+}
+
+#[test]
+fn the_example_manifest_matches_its_snapshot() {
+    let keyspace = app();
+    snapshot("app_keyspace.json", &keyspace.to_json());
+    snapshot("app_keyspace.md", &keyspace.to_markdown());
+}
+
+#[test]
+fn the_manifest_lists_every_key_a_job_touches() {
+    let manifest = app().manifest();
+    let job = manifest
+        .entities
+        .iter()
+        .find(|e| e.name == "Job")
+        .expect("Job");
+    let patterns: Vec<&str> = job.keys.iter().map(|k| k.pattern.as_str()).collect();
+    assert_eq!(
+        patterns,
+        [
+            "job:{id}",
+            "jobs:user:{user_id}",
+            "jobs:status:{status}",
+            "__ttl:job:id",
+            "__ttl:job:id:fields",
+            "jobs:stream",
+            "job:{id}:output",
+        ]
+    );
+    assert!(
+        !job.write_touches.contains(&"job:{id}:output".to_owned()),
+        "the log is written by appends, not by entity writes"
+    );
+    let stream = job.stream.as_ref().expect("a stream");
+    assert_eq!((stream.key, stream.max_len), ("jobs:stream", Some(10_000)));
+}
+
+mod clash {
+    use redis_runtime::RedisEntity;
+
+    #[derive(RedisEntity)]
+    #[redis(key = "user:{id}")]
+    pub(crate) struct User {
+        pub(crate) id: String,
+    }
+
+    /// A second type whose unique index lives where a `User` could.
+    #[derive(RedisEntity)]
+    #[redis(key = "account:{id}")]
+    #[redis(unique(key = "user:by_login", field = "login"))]
+    pub(crate) struct Account {
+        pub(crate) id: String,
+        pub(crate) login: String,
+    }
+}
+
+#[test]
+fn keys_of_two_types_that_can_collide_are_refused_with_a_witness() {
+    let err = keyspace!(clash::User, clash::Account).expect_err("user:{id} holds user:by_login");
+    assert_eq!(err.code(), "KEYSPACE_OVERLAP");
+    let KeyspaceError::Overlap {
+        first,
+        second,
+        witness,
+    } = &err
+    else {
+        panic!("an overlap: {err}");
+    };
+    assert_eq!((first.entity, first.role), ("User", KeyRole::Entity));
+    assert_eq!(
+        (second.entity, second.role),
+        ("Account", KeyRole::Index("by_login"))
+    );
+    assert_eq!(witness, "user:by_login");
+    let message = err.to_string();
+    assert!(
+        message.contains("`user:{id}`") && message.contains("`user:by_login`"),
+        "{message}"
+    );
+}
