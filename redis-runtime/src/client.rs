@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::error::{Context, Error, Result};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
+use crate::server::{Feature, ServerInfo};
 
 /// How long [`Client::health`] waits for `PING`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -54,6 +55,8 @@ struct Inner {
     metrics: Arc<dyn Metrics>,
     in_flight: TaskTracker,
     closed: CancellationToken,
+    /// What `INFO server` said last: read on first need, again by `health`.
+    server: RwLock<Option<ServerInfo>>,
 }
 
 /// What the client has observed about its link, for tracing: redis-rs
@@ -83,6 +86,9 @@ pub struct Health {
     pub latency_ms: f64,
     /// Why it is not ok.
     pub error: Option<String>,
+    /// The server's name and version, read with the `PING` (`None` when
+    /// not ok).
+    pub server: Option<ServerInfo>,
 }
 
 impl Client {
@@ -138,6 +144,7 @@ impl Client {
                 metrics: Arc::new(metrics),
                 in_flight: TaskTracker::new(),
                 closed: CancellationToken::new(),
+                server: RwLock::new(None),
             }),
         })
     }
@@ -237,33 +244,98 @@ impl Client {
     /// a server that is down, slow or gone gives `ok: false` and the reason.
     pub async fn health(&self) -> Health {
         let started = Instant::now();
+        // PING and INFO server in one round trip: the server may have
+        // changed (a restart, a failover) since it was last read.
         let result = self
             .run_with_deadline(
                 Context::new("health", ""),
                 HEALTH_TIMEOUT,
                 |mut conn| async move {
-                    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
-                    Ok(pong)
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("PING").cmd("INFO").arg("server");
+                    let reply: (String, String) = pipe.query_async(&mut conn).await?;
+                    Ok(reply)
                 },
             )
             .await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let unhealthy = |error: String| Health {
+            ok: false,
+            latency_ms,
+            error: Some(error),
+            server: None,
+        };
         match result {
-            Ok(pong) if pong == "PONG" => Health {
-                ok: true,
-                latency_ms,
-                error: None,
-            },
-            Ok(other) => Health {
-                ok: false,
-                latency_ms,
-                error: Some(format!("unexpected PING reply {other:?}")),
-            },
-            Err(e) => Health {
-                ok: false,
-                latency_ms,
-                error: Some(e.to_string()),
-            },
+            Ok((pong, info)) if pong == "PONG" => {
+                let server = ServerInfo::from_info(&info);
+                self.remember_server(server.clone());
+                Health {
+                    ok: true,
+                    latency_ms,
+                    error: None,
+                    server,
+                }
+            }
+            Ok((other, _)) => unhealthy(format!("unexpected PING reply {other:?}")),
+            Err(e) => unhealthy(e.to_string()),
+        }
+    }
+
+    /// The server this client talks to, from `INFO server`: read on first
+    /// use and kept ([`Client::health`] reads it again).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+    /// let server = client.server_info().await?;
+    /// println!("connected to {server}"); // e.g. "redis 7.0.15"
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn server_info(&self) -> Result<ServerInfo> {
+        let known = self
+            .inner
+            .server
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(info) = known {
+            return Ok(info);
+        }
+        let ctx = Context::new("server_info", "");
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("server");
+        let text: String = self.query(ctx.clone(), &cmd).await?;
+        let info = ServerInfo::from_info(&text).ok_or_else(|| Error::Command {
+            context: ctx,
+            message: "INFO server named no redis_version".into(),
+        })?;
+        self.remember_server(Some(info.clone()));
+        Ok(info)
+    }
+
+    /// Fails with `STORAGE_UNSUPPORTED`, naming the feature and the version
+    /// it needs, unless the server has `feature`; reads the server's version
+    /// once (see [`Client::server_info`]).
+    pub async fn require(&self, feature: Feature, context: &Context) -> Result<()> {
+        let info = self.server_info().await?;
+        info.require(feature).map_err(|missing| Error::Unsupported {
+            context: context.clone(),
+            feature: feature.describe(),
+            required: missing.required.to_string(),
+            server: missing.server,
+        })
+    }
+
+    /// Makes the client believe the server reported `info` until the next
+    /// [`Client::health`]: for testing version checks against a real server.
+    #[cfg(feature = "testing")]
+    pub fn assume_server(&self, info: ServerInfo) {
+        self.remember_server(Some(info));
+    }
+
+    fn remember_server(&self, info: Option<ServerInfo>) {
+        if info.is_some() {
+            *self.inner.server.write().unwrap_or_else(|e| e.into_inner()) = info;
         }
     }
 

@@ -64,7 +64,8 @@ macro_rules! context_of {
             | Error::Decode { context, .. }
             | Error::Encode { context, .. }
             | Error::InvalidKey { context, .. }
-            | Error::Shutdown { context } => Some(context),
+            | Error::Shutdown { context }
+            | Error::Unsupported { context, .. } => Some(context),
         }
     };
 }
@@ -179,6 +180,20 @@ pub enum Error {
         /// Where it happened.
         context: Context,
     },
+
+    /// The server is too old for a feature the operation needs; nothing was
+    /// sent that it would have rejected.
+    #[error("{feature} needs Redis {required} or later, but the server is {server}{context}")]
+    Unsupported {
+        /// Where it happened.
+        context: Context,
+        /// The feature, e.g. `LMOVE/BLMOVE (reliable queues)`.
+        feature: &'static str,
+        /// The Redis version it needs, e.g. `6.2.0`.
+        required: String,
+        /// The server, e.g. `redis 6.0.16`.
+        server: String,
+    },
 }
 
 impl Error {
@@ -201,6 +216,7 @@ impl Error {
             Error::Encode { .. } => "ENCODE",
             Error::InvalidKey { .. } => "INVALID_KEY",
             Error::Shutdown { .. } => "STORAGE_SHUTDOWN",
+            Error::Unsupported { .. } => "STORAGE_UNSUPPORTED",
         }
     }
 

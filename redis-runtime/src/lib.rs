@@ -26,6 +26,7 @@ pub mod pubsub;
 pub mod queue;
 mod reply;
 mod script;
+pub mod server;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;

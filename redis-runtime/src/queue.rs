@@ -48,7 +48,9 @@
 //! | `<queue>:consumers` | zset | consumer → lease expiry (server time, ms) |
 //! | `<queue>:dead` | list | items that did not decode |
 //!
-//! Requires Redis 6.2 or later (`LMOVE`, `BLMOVE`, `RPOP` with a count).
+//! Requires Redis 6.2 or later (`LMOVE`, `BLMOVE`, `RPOP` with a count):
+//! on an older server, [`ListQueue::reliable`] and [`ListQueue::pop_many`]
+//! fail with `STORAGE_UNSUPPORTED` before sending anything.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -64,6 +66,7 @@ use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};
+use crate::server::Feature;
 use crate::stream::default_consumer_name;
 
 static POP_SCRIPT: std::sync::LazyLock<redis::Script> =
@@ -201,6 +204,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         if max == 0 {
             return Ok(batch);
         }
+        self.client.require(Feature::PopCount, &ctx).await?;
         let mut cmd = redis::cmd("RPOP");
         cmd.arg(&*self.key).arg(max);
         let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
@@ -299,6 +303,8 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
                 "a reliable queue lease must be at least 3 ms".into(),
             ));
         }
+        // Every operation of a reliable queue moves items with LMOVE/BLMOVE.
+        self.client.require(Feature::ListMove, &ctx).await?;
         let keys = ReliableKeys {
             queue: self.key.clone(),
             processing: Arc::from(format!("{}:processing:{consumer}", self.key)),

@@ -196,3 +196,45 @@ async fn metrics_hook_sees_operation_pattern_duration_and_outcome() {
         ]
     );
 }
+
+/// What the configured server binary says of itself: `("redis", "7.0.15")`
+/// from `Redis server v=7.0.15 …`, `("valkey", "8.1.8")` from Valkey.
+fn binary_version() -> (String, String) {
+    let bin = std::env::var(redis_runtime::testing::ENV_SERVER_BIN)
+        .unwrap_or_else(|_| "redis-server".to_owned());
+    let out = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{bin} --version: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    let version = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("v="))
+        .unwrap_or_else(|| panic!("no v= in {text:?}"))
+        .to_owned();
+    (name, version)
+}
+
+#[tokio::test]
+async fn server_info_and_health_name_the_real_server_and_its_version() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let (name, version) = binary_version();
+    let info = client.server_info().await.expect("server info");
+    assert_eq!(
+        (info.name.as_str(), info.version.to_string()),
+        (name.as_str(), version)
+    );
+    let health = client.health().await;
+    assert_eq!(health.server.as_ref(), Some(&info));
+    // The queues' commands exist on every server the suite runs on.
+    let ctx = Context::new("queue.reliable", "jobs:queue");
+    client
+        .require(redis_runtime::server::Feature::ListMove, &ctx)
+        .await
+        .expect("LMOVE is there");
+}

@@ -282,3 +282,27 @@ async fn consumer_names_are_key_safe() {
             .ends_with(&format!("-{}", std::process::id()))
     );
 }
+
+#[tokio::test]
+async fn an_older_server_is_refused_by_name_before_any_command_is_sent() {
+    use redis_runtime::server::ServerInfo;
+    let (_server, client) = RedisServer::start_with_client().await;
+    let old = ServerInfo::from_info("# Server\r\nredis_version:6.0.16\r\n").expect("info");
+    client.assume_server(old);
+    let queue = ListQueue::<String>::new(&client, "jobs:queue");
+    let sent = client.round_trips();
+
+    let err = queue
+        .reliable(Duration::from_secs(5))
+        .await
+        .expect_err("LMOVE needs 6.2");
+    assert_eq!(err.code(), "STORAGE_UNSUPPORTED");
+    let message = err.to_string();
+    assert!(
+        message.contains("LMOVE") && message.contains("6.2.0") && message.contains("redis 6.0.16"),
+        "{message}"
+    );
+    let err = queue.pop_many(10).await.expect_err("RPOP count needs 6.2");
+    assert_eq!(err.code(), "STORAGE_UNSUPPORTED");
+    assert_eq!(client.round_trips(), sent, "nothing was sent");
+}
