@@ -17,6 +17,8 @@ pub mod codec;
 pub mod config;
 pub mod entity;
 pub mod error;
+#[cfg(any(doc, test))]
+pub mod example_generated;
 pub mod index;
 pub mod json;
 pub mod keyspace;
