@@ -16,11 +16,10 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use redis_runtime::pubsub::Channel;
-use redis_runtime::stream::{GroupStart, Stream};
+use redis_runtime::stream::Stream;
 use redis_runtime::testing::RedisServer;
-use redis_runtime::worker::Worker;
+use redis_runtime::worker::{CancellationToken, Worker};
 use redis_runtime::{Client, Config, Json, Page, Ttl};
-use tokio_util::sync::CancellationToken;
 
 mod model;
 
@@ -148,7 +147,9 @@ async fn main() -> Result<(), AnyError> {
     // --- Jobs: created and enqueued on jobs:stream in one step ------------
     let jobs = Stream::<Job>::of_entity(&client)?;
     let group = jobs.group("runners");
-    group.ensure_from(GroupStart::Beginning).await?;
+    // A new group reads from the beginning: jobs enqueued before it existed
+    // are not skipped.
+    group.ensure().await?;
     let started = now_ms();
     let mut job_ids = Vec::new();
     for (n, command) in ["cargo build", "cargo test", "cargo clippy"]
@@ -223,7 +224,7 @@ async fn main() -> Result<(), AnyError> {
                 output
                     .append(&job.id, &format!("$ {}", job.command))
                     .await?;
-                output.append(&job.id, &"ok: finished".to_string()).await?;
+                output.append(&job.id, "ok: finished").await?;
                 set_status(JobStatus::Completed).await?;
                 Ok::<(), redis_runtime::Error>(())
             }

@@ -7,7 +7,9 @@
 //! expires under its writer, and one that went quiet disappears on its own.
 //!
 //! Lines are one value each in the [`FieldValue`] codec: `String` lines, or
-//! [`Json<T>`](crate::Json) records.
+//! [`Json<T>`](crate::Json) records. A `String` log takes `&str` lines as
+//! they are (no `.to_string()`), and ids are any key part: `&str`,
+//! `&String`, integers (see [`AppendLine`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -15,9 +17,11 @@
 //!
 //! # async fn demo(client: &Client) -> redis_runtime::Result<()> {
 //! let output = AppendLog::<String>::new(client, "job:{id}:output", Some(Duration::from_secs(24 * 3600)))?;
-//! output.append("42", &"cloning repository".to_string()).await?;
-//! output.append("42", &"build ok".to_string()).await?;
-//! assert_eq!(output.len("42").await?, 2);
+//! output.append("42", "cloning repository").await?;
+//! let step = 2;
+//! output.append("42", &format!("step {step}: build ok")).await?;
+//! output.append_many("42", &["test a ok", "test b ok"]).await?;
+//! assert_eq!(output.len("42").await?, 4);
 //! let last_100 = output.range("42", -100, -1).await?;
 //! # let _ = last_100; Ok(()) }
 //! ```
@@ -46,7 +50,53 @@ use crate::client::Client;
 use crate::codec::{FieldValue, KeyPart, value_kind};
 use crate::entity::Ttl;
 use crate::error::{Context, Error, Result};
-use crate::reply::{as_bytes, duration_ms, encode_value};
+use crate::reply::{as_bytes, duration_ms};
+
+/// What [`AppendLog<T>::append`] takes as a line: any `T`, and for `String`
+/// logs also `str` and `&str`, encoded as the `T` they stand for.
+///
+/// ```no_run
+/// # async fn demo(log: redis_runtime::AppendLog<String>, counts: redis_runtime::AppendLog<u64>) -> redis_runtime::Result<()> {
+/// log.append("42", "a &str line").await?;
+/// log.append("42", &String::from("a String line")).await?;
+/// log.append_many("42", &["one", "two"]).await?;
+/// counts.append("42", &7).await?;
+/// # Ok(()) }
+/// ```
+pub trait AppendLine<T> {
+    /// Appends the stored form of the line to `out`, as `T` would.
+    fn encode_line(&self, out: &mut Vec<u8>) -> std::result::Result<(), String>;
+}
+
+impl<T: FieldValue> AppendLine<T> for T {
+    fn encode_line(&self, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        self.encode_value(out)
+    }
+}
+
+impl AppendLine<String> for str {
+    fn encode_line(&self, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        // The `String` codec stores the text as it is.
+        out.extend_from_slice(self.as_bytes());
+        Ok(())
+    }
+}
+
+impl AppendLine<String> for &str {
+    fn encode_line(&self, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        <str as AppendLine<String>>::encode_line(self, out)
+    }
+}
+
+fn encode_line<T, L: AppendLine<T> + ?Sized>(line: &L) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    line.encode_line(&mut out).map_err(|reason| Error::Encode {
+        context: Context::default(),
+        field: "line".to_string(),
+        reason,
+    })?;
+    Ok(out)
+}
 
 /// A list per entity at `pattern`, lines of `T`; see the [module docs](self).
 #[derive_where(Clone)]
@@ -129,18 +179,36 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
     }
 
     /// Appends one line; returns the log's length. Refreshes the TTL.
-    pub async fn append(&self, id: &(impl KeyPart + ?Sized), line: &T) -> Result<u64> {
-        self.append_many(id, std::slice::from_ref(line)).await
+    ///
+    /// `id` is any key part (`"42"`, `&job.id`, `42u64`); `line` a `&T`, or
+    /// for a `String` log a `&str` too ([`AppendLine`]).
+    pub async fn append<L>(&self, id: &(impl KeyPart + ?Sized), line: &L) -> Result<u64>
+    where
+        L: AppendLine<T> + ?Sized,
+    {
+        self.append_encoded(id, vec![encode_line(line)]).await
     }
 
     /// Appends lines in order, trims to `max_len` and refreshes the TTL, in
     /// one atomic step (`MULTI`); returns the log's length before trimming.
-    pub async fn append_many(&self, id: &(impl KeyPart + ?Sized), lines: &[T]) -> Result<u64> {
+    /// `lines` are `T`s, or for a `String` log `&str`s too.
+    pub async fn append_many<L>(&self, id: &(impl KeyPart + ?Sized), lines: &[L]) -> Result<u64>
+    where
+        L: AppendLine<T>,
+    {
+        self.append_encoded(id, lines.iter().map(encode_line).collect())
+            .await
+    }
+
+    async fn append_encoded(
+        &self,
+        id: &(impl KeyPart + ?Sized),
+        encoded: Vec<Result<Vec<u8>>>,
+    ) -> Result<u64> {
         let ctx = self.context("applog.append");
         let key = self.key(id)?;
-        let encoded = lines
-            .iter()
-            .map(|line| encode_value(line, "line"))
+        let encoded = encoded
+            .into_iter()
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.with_context(ctx.clone()))?;
         if encoded.is_empty() {

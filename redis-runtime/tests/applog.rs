@@ -59,11 +59,11 @@ async fn every_append_refreshes_the_ttl_in_the_same_step() {
     let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     assert_eq!(output.ttl("1").await.expect("ttl"), Ttl::Missing);
-    output.append("1", &"a".to_string()).await.expect("append");
+    output.append("1", "a").await.expect("append");
     // Shorten it by hand, as if most of the day had passed...
     raw_command(&client, &["PEXPIRE", "job:1:output", "60000"]).await;
     let before = client.round_trips();
-    output.append("1", &"b".to_string()).await.expect("append");
+    output.append("1", "b").await.expect("append");
     assert_eq!(
         client.round_trips() - before,
         1,
@@ -76,7 +76,7 @@ async fn every_append_refreshes_the_ttl_in_the_same_step() {
     }
 
     let forever = AppendLog::<String>::new(&client, "audit:{id}", None).expect("log");
-    forever.append("1", &"x".to_string()).await.expect("append");
+    forever.append("1", "x").await.expect("append");
     assert_eq!(forever.ttl("1").await.expect("ttl"), Ttl::Persistent);
 }
 
@@ -86,7 +86,7 @@ async fn a_log_expires_when_it_goes_quiet() {
     let output =
         AppendLog::<String>::new(&client, "job:{id}:output", Some(Duration::from_millis(100)))
             .expect("log");
-    output.append("1", &"x".to_string()).await.expect("append");
+    output.append("1", "x").await.expect("append");
     eventually(Duration::from_secs(5), "the log to expire", async || {
         output.len("1").await.expect("len") == 0
     })
@@ -139,10 +139,7 @@ async fn ids_cannot_escape_the_pattern_and_patterns_are_checked() {
     let (_server, client) = RedisServer::start_with_client().await;
     let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
     for hostile in ["", "1:admin", "*", "a b", "x{y}"] {
-        let err = output
-            .append(hostile, &"x".to_string())
-            .await
-            .expect_err("rejected");
+        let err = output.append(hostile, "x").await.expect_err("rejected");
         assert_eq!(err.code(), "INVALID_KEY", "{hostile:?}");
     }
     for bad in ["job:{id", "job:output", "tenant:{t}:job:{id}"] {
@@ -152,4 +149,35 @@ async fn ids_cannot_escape_the_pattern_and_patterns_are_checked() {
     let err =
         AppendLog::<String>::new(&client, "job:{id}", Some(Duration::ZERO)).expect_err("zero ttl");
     assert_eq!(err.code(), "STORAGE_CONFIG");
+}
+
+#[tokio::test]
+async fn string_logs_take_str_lines_and_str_ids() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let output = AppendLog::<String>::new(&client, "job:{id}:output", Some(DAY)).expect("log");
+    let id: &str = "7";
+    let owned_id = String::from("7");
+    let borrowed: &str = "from a &str";
+    assert_eq!(output.append(id, borrowed).await.expect("str line"), 1);
+    assert_eq!(output.append(id, &"a &&str").await.expect("&&str"), 2);
+    let formatted = format!("step {}", 3);
+    assert_eq!(
+        output.append(&owned_id, &formatted).await.expect("String"),
+        3
+    );
+    assert_eq!(
+        output
+            .append_many(id, &["many", "lines"])
+            .await
+            .expect("&str slice"),
+        5
+    );
+    let no_lines: [&str; 0] = [];
+    assert_eq!(output.append_many(id, &no_lines).await.expect("none"), 5);
+    assert_eq!(
+        output.all(&owned_id).await.expect("all"),
+        lines(&["from a &str", "a &&str", "step 3", "many", "lines"])
+    );
+    let err = output.append("a b", "x").await.expect_err("bad id");
+    assert_eq!(err.code(), "INVALID_KEY");
 }

@@ -47,7 +47,8 @@ fn events(client: &Client) -> Stream<Event> {
     Stream::new(client, EVENTS)
 }
 
-/// A server, a client, the events stream and its group, created (from `$`).
+/// A server, a client, the events stream and its group, created (on the
+/// empty stream, from the beginning: the default).
 async fn with_group() -> (RedisServer, Client, Stream<Event>, ConsumerGroup<Event>) {
     let (server, client) = RedisServer::start_with_client().await;
     let stream = events(&client);
@@ -247,6 +248,43 @@ async fn criterion_05_ensure_consumer_group_twice_does_not_error() {
         .await
         .expect_err("wrong type");
     assert_eq!(err.code(), "STORAGE_COMMAND");
+}
+
+#[tokio::test]
+async fn a_new_group_starts_at_the_beginning_unless_told_otherwise_and_is_never_moved() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let stream = events(&client);
+    let early = publish_events(&stream, 0..2).await;
+
+    // The default: entries from before the group existed are delivered.
+    let jobs = stream.group("jobs");
+    assert!(jobs.ensure().await.expect("ensure"));
+    assert_eq!(jobs.read(10, None).await.expect("read").ids(), early);
+
+    // Only new entries, on request.
+    let live = stream.group("live");
+    assert!(
+        live.ensure_from(GroupStart::NewEntriesOnly)
+            .await
+            .expect("ensure")
+    );
+    assert!(live.read(10, None).await.expect("read").is_empty());
+    // An existing group is never moved, whatever is asked.
+    assert!(!live.ensure().await.expect("again"));
+    assert!(
+        live.read(10, None).await.expect("read").is_empty(),
+        "not rewound"
+    );
+    assert!(
+        !jobs
+            .ensure_from(GroupStart::NewEntriesOnly)
+            .await
+            .expect("again")
+    );
+    let late = publish_events(&stream, 2..3).await;
+    assert_eq!(live.read(10, None).await.expect("read").ids(), late);
+    assert_eq!(jobs.read(10, None).await.expect("read").ids(), late);
+    assert_eq!(GroupStart::default(), GroupStart::Beginning);
 }
 
 #[tokio::test]
@@ -797,7 +835,10 @@ async fn outbox_create_enqueues_the_entity_in_the_same_step() {
     // Warm up: the first call of a script loads it.
     job("j0").create(&client).await.expect("create");
     let group = jobs.group("runners");
-    group.ensure().await.expect("ensure"); // from `$`: after j0
+    group
+        .ensure_from(GroupStart::NewEntriesOnly)
+        .await
+        .expect("ensure"); // from `$`: after j0
 
     let before = client.round_trips();
     let outcome = job("j1").create(&client).await.expect("create");

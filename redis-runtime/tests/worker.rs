@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis_runtime::stream::{ConsumerGroup, GroupStart, Stream};
+use redis_runtime::stream::{ConsumerGroup, Stream};
 use redis_runtime::testing::{RedisServer, blocked_clients, eventually, raw_command};
-use redis_runtime::worker::WorkerReport;
+// The re-export: applications need no `tokio-util` dependency of their own.
+use redis_runtime::worker::{CancellationToken, DeadLettering, WorkerReport};
 use redis_runtime::{Client, Entry, RedisRecord, Worker};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 #[derive(RedisRecord, Debug, Clone, PartialEq)]
 struct Msg {
@@ -28,15 +28,12 @@ fn msg(seq: u32) -> Msg {
 }
 
 /// A server, a client, the stream at `key` and its group `g`, created
-/// from the beginning of the stream.
+/// (from the beginning of the stream, the default).
 async fn with_group(key: &str) -> (RedisServer, Client, Stream<Msg>, ConsumerGroup<Msg>) {
     let (server, client) = RedisServer::start_with_client().await;
     let stream = Stream::<Msg>::new(&client, key);
     let group = stream.group("g");
-    group
-        .ensure_from(GroupStart::Beginning)
-        .await
-        .expect("ensure");
+    group.ensure().await.expect("ensure");
     (server, client, stream, group)
 }
 
@@ -684,4 +681,184 @@ async fn handlers_keep_running_while_redis_is_down() {
     stop.cancel();
     let report = report_within(Duration::from_secs(20), run).await;
     assert_eq!(report.handled, 1);
+}
+
+#[tokio::test]
+async fn jobs_enqueued_before_the_group_existed_are_delivered_to_the_worker() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let stream = Stream::<Msg>::new(&client, "early:stream");
+    // Enqueued while no group (and no worker) exists yet.
+    publish_all(&stream, &[msg(1), msg(2), msg(3)]).await;
+    let group = stream.group("g");
+    assert!(group.ensure().await.expect("ensure"), "created now");
+    let seen: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let worker = group.worker().block(Duration::from_millis(100));
+    let run = spawn_worker(worker, &stop, seen.clone(), |log, entry| async move {
+        log.lock()
+            .expect("lock")
+            .push((entry.message.seq, entry.deliveries));
+        Ok::<(), String>(())
+    });
+    eventually(Duration::from_secs(5), "the early jobs", async || {
+        seen.lock().expect("lock").len() == 3 && group.pending_count().await.expect("pending") == 0
+    })
+    .await;
+    // Ensuring again does not move the group back: nothing is redelivered.
+    assert!(!group.ensure().await.expect("again"));
+    stream.publish(&msg(4)).await.expect("publish");
+    eventually(Duration::from_secs(5), "the later job", async || {
+        seen.lock().expect("lock").len() == 4 && group.pending_count().await.expect("pending") == 0
+    })
+    .await;
+    stop.cancel();
+    let report = report_within(Duration::from_secs(5), run).await;
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(1, 1), (2, 1), (3, 1), (4, 1)],
+        "each once, first attempt"
+    );
+    assert_eq!(report.handled, 4);
+}
+
+/// What the dead-letter hook saw on one call.
+#[derive(Debug, Clone)]
+struct HookCall {
+    dead: DeadLettering<Msg>,
+    /// Pending entries of the group when the hook ran.
+    pending: u64,
+    /// Entries on the dead-letter stream when the hook ran.
+    parked: usize,
+}
+
+#[tokio::test]
+async fn the_dead_letter_hook_runs_before_the_entry_is_parked_and_a_failing_hook_keeps_it_pending()
+{
+    let (_server, _client, stream, group) = with_group("hooked:stream").await;
+    publish_all(&stream, &[msg(1)]).await;
+    let poison_id = stream
+        .publish(&Msg {
+            seq: 99,
+            kind: "poison".into(),
+        })
+        .await
+        .expect("publish");
+    let calls: Arc<Mutex<Vec<HookCall>>> = Arc::default();
+    let stop = CancellationToken::new();
+    let hook = {
+        let (calls, group) = (calls.clone(), group.clone());
+        move |dead: DeadLettering<Msg>| {
+            let (calls, group) = (calls.clone(), group.clone());
+            async move {
+                let pending = group.pending_count().await.expect("pending");
+                let parked = group.dead_letters(10).await.expect("dead").len();
+                let mut calls = calls.lock().expect("lock");
+                calls.push(HookCall {
+                    dead,
+                    pending,
+                    parked,
+                });
+                // The job store is down the first time.
+                if calls.len() == 1 {
+                    Err("job store unavailable")
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    };
+    let worker = group
+        .worker()
+        .max_deliveries(2)
+        .retry_backoff(Duration::from_millis(20))
+        .claim_min_idle(Duration::from_millis(300))
+        .claim_interval(Duration::from_millis(20))
+        .block(Duration::from_millis(100))
+        .on_dead_letter(hook);
+    let run = spawn_worker(worker, &stop, (), |(), entry| async move {
+        if entry.message.kind == "poison" {
+            Err(format!("boom on attempt {}", entry.deliveries))
+        } else {
+            Ok(())
+        }
+    });
+    eventually(Duration::from_secs(10), "the dead letter", async || {
+        group.dead_letters(10).await.expect("dead").len() == 1
+            && group.pending_count().await.expect("pending") == 0
+    })
+    .await;
+    stop.cancel();
+    let report = report_within(Duration::from_secs(5), run).await;
+
+    let calls = calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for call in &calls {
+        assert_eq!(call.dead.id, poison_id);
+        assert_eq!(call.dead.message.seq, 99, "the decoded job is handed over");
+        assert_eq!(
+            call.pending, 1,
+            "still pending (not acked) when the hook runs"
+        );
+        assert_eq!(call.parked, 0, "not dead-lettered yet when the hook runs");
+    }
+    // First: the handler's last failure, with its error.
+    assert_eq!(calls[0].dead.deliveries, 2);
+    assert!(
+        calls[0].dead.error.contains("boom on attempt 2")
+            && calls[0].dead.error.contains("delivery 2 of 2"),
+        "{}",
+        calls[0].dead.error
+    );
+    // The hook failed: the entry stayed pending, a claim brought it back.
+    assert_eq!(calls[1].dead.deliveries, 3);
+    assert!(
+        calls[1].dead.error.contains("dead-letter hook failed"),
+        "{}",
+        calls[1].dead.error
+    );
+    assert_eq!(report.dead_letter_hook_failures, 1);
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(report.handled, 1);
+    let dead = group.dead_letters(10).await.expect("dead");
+    assert_eq!(dead[0].source_id, poison_id);
+    assert_eq!(
+        dead[0].error, calls[1].dead.error,
+        "the hook saw the parked reason"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_dead_letter_hook_is_reported_and_the_entry_kept() {
+    let (_server, _client, stream, group) = with_group("panicky:stream").await;
+    stream.publish(&msg(7)).await.expect("publish");
+    let hook_runs = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let runs = hook_runs.clone();
+    let worker = group
+        .worker()
+        .max_deliveries(1)
+        .block(Duration::from_millis(50))
+        // No claim in this test's lifetime: the entry must stay put.
+        .claim_min_idle(Duration::from_secs(60))
+        .on_dead_letter(move |_dead: DeadLettering<Msg>| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async { panic!("hook bug") as Result<(), String> }
+        });
+    let run = spawn_worker(worker, &stop, (), |(), _entry| async { Err("nope") });
+    eventually(Duration::from_secs(5), "the hook to run", async || {
+        hook_runs.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    stop.cancel();
+    let report = report_within(Duration::from_secs(5), run).await;
+    assert_eq!(report.dead_letter_hook_failures, 1);
+    assert_eq!(report.dead_lettered, 0);
+    assert_eq!(
+        group.pending_count().await.expect("pending"),
+        1,
+        "kept, not lost"
+    );
+    assert!(group.dead_letters(1).await.expect("dead").is_empty());
 }

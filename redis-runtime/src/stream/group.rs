@@ -41,14 +41,18 @@ pub enum DecodePolicy {
     LeavePending,
 }
 
-/// Where a new group starts reading; see [`ConsumerGroup::ensure_from`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a *new* group starts reading; see [`ConsumerGroup::ensure_from`].
+/// An existing group is never moved, whatever is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum GroupStart {
-    /// Only entries added after the group is created (`$`): what
-    /// [`ConsumerGroup::ensure`] asks for.
-    NewEntries,
-    /// Every entry already on the stream (`0`).
+    /// Every entry already on the stream (`0`), then new ones: what
+    /// [`ConsumerGroup::ensure`] asks for, so jobs enqueued before the
+    /// group (or the first worker) existed are still delivered.
+    #[default]
     Beginning,
+    /// Only entries added after the group is created (`$`): for fan-out
+    /// consumers that must not replay history (notifications, caches).
+    NewEntriesOnly,
     /// Entries after this id.
     After(String),
 }
@@ -176,18 +180,24 @@ impl<M: Record> ConsumerGroup<M> {
         self.stream.context(operation)
     }
 
-    /// Creates the group (and the stream, `MKSTREAM`) reading only new
-    /// entries (`$`). Idempotent: a group that exists
-    /// (`BUSYGROUP`) is success. Returns whether it was created now.
+    /// Creates the group (and the stream, `MKSTREAM`) if it does not exist,
+    /// reading from the **beginning** of the stream ([`GroupStart::Beginning`]):
+    /// entries added before the group existed are delivered too, as a job
+    /// queue needs. Idempotent: a group that exists (`BUSYGROUP`) is
+    /// success and is never moved. Returns whether it was created now.
+    ///
+    /// For a group that must see only entries added from now on, use
+    /// [`ensure_from(GroupStart::NewEntriesOnly)`](ConsumerGroup::ensure_from).
     pub async fn ensure(&self) -> Result<bool> {
-        self.ensure_from(GroupStart::NewEntries).await
+        self.ensure_from(GroupStart::Beginning).await
     }
 
     /// Like [`ConsumerGroup::ensure`], choosing where a *new* group starts.
-    /// An existing group keeps its position.
+    /// An existing group keeps its position (use `XGROUP SETID` yourself to
+    /// move one on purpose).
     pub async fn ensure_from(&self, start: GroupStart) -> Result<bool> {
         let start = match start {
-            GroupStart::NewEntries => "$".to_string(),
+            GroupStart::NewEntriesOnly => "$".to_string(),
             GroupStart::Beginning => "0".to_string(),
             GroupStart::After(id) => id,
         };

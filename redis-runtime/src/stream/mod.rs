@@ -21,7 +21,7 @@
 //!     .await?;
 //!
 //! let group = events.group("event-processors"); // consumer: hostname-pid
-//! group.ensure().await?; // idempotent; creates the stream if needed
+//! group.ensure().await?; // idempotent; new groups read from the beginning
 //! let batch = group.read(10, Some(Duration::from_secs(5))).await?;
 //! for entry in &batch.entries {
 //!     println!("{} {:?}", entry.id, entry.message);
@@ -106,9 +106,21 @@ pub struct Entry<M> {
     pub id: String,
     /// The decoded message.
     pub message: M,
-    /// How many times the group has delivered this entry, this delivery
-    /// included: 1 for a fresh read, more once it was reclaimed; 0 for
-    /// [`Stream::range`], which reads outside any group.
+    /// The attempt number: how many times the group has delivered this
+    /// entry, this delivery included (Redis's delivery counter).
+    ///
+    /// * **1** on its first delivery ([`ConsumerGroup::read`], `XREADGROUP >`).
+    /// * It grows by one each time the entry is delivered again by a claim
+    ///   ([`ConsumerGroup::claim_idle`], `XCLAIM`/`XAUTOCLAIM`): after its
+    ///   consumer crashed, or, in a [`Worker`](crate::worker::Worker), for
+    ///   each retry after a failure (retries are claims). So in a handler,
+    ///   `deliveries == n` means this is attempt `n`, and with
+    ///   [`Worker::max_deliveries(n)`](crate::worker::Worker::max_deliveries)
+    ///   it is the last one.
+    /// * It does not grow when a worker keeps an entry fresh, schedules its
+    ///   retry or releases it ([`ConsumerGroup::release`]): those set the
+    ///   idle time only (`XCLAIM … JUSTID`).
+    /// * **0** for [`Stream::range`], which reads outside any group.
     pub deliveries: u64,
 }
 

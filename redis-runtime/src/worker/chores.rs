@@ -7,10 +7,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::future::FutureExt;
 use tokio::time::Instant;
 
-use super::after;
-use super::run::Run;
+use super::run::{Failed, Run};
+use super::{DeadLetterHook, DeadLettering, after};
 use crate::client::TRACE_TARGET;
 use crate::codec::Record;
 use crate::stream::{ConsumerGroup, Entry, RELEASE_IDLE};
@@ -31,12 +32,52 @@ pub(super) enum Chore<M> {
         next_cursor: String,
         reclaimed: u64,
         skipped: u64,
-        dead_lettered: u64,
+        given_up: GivenUp,
     },
     /// Failures deferred or dead-lettered; releases done.
-    Settled { dead_lettered: u64 },
+    Settled { given_up: GivenUp },
     /// Long-running entries kept fresh.
     Refreshed,
+}
+
+/// What became of the entries a chore gave up on.
+#[derive(Default)]
+pub(super) struct GivenUp {
+    dead_lettered: u64,
+    hook_failures: u64,
+}
+
+impl GivenUp {
+    /// Runs the dead-letter hook (if any), then dead-letters the entry.
+    async fn give_up<M: Record>(
+        &mut self,
+        group: &ConsumerGroup<M>,
+        hook: Option<(&DeadLetterHook<M>, DeadLettering<M>)>,
+        id: &str,
+        reason: &str,
+    ) {
+        if let Some((hook, dead)) = hook {
+            let outcome = std::panic::AssertUnwindSafe(hook.call(dead))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| {
+                    Err(format!(
+                        "dead-letter hook panicked: {}",
+                        super::run::panic_text(&*payload)
+                    ))
+                });
+            if let Err(e) = outcome {
+                // Not dead-lettered: it stays pending and a claim brings it
+                // back to the hook (see `Worker::on_dead_letter`).
+                self.hook_failures += 1;
+                tracing::warn!(target: TRACE_TARGET, stream = group.stream().key(), id, "dead-letter hook failed; the entry stays pending and the hook will run again: {e}");
+                return;
+            }
+        }
+        if dead_letter(group, id, reason).await {
+            self.dead_lettered += 1;
+        }
+    }
 }
 
 /// The chore side of a run: the chore in flight and when the periodic ones
@@ -95,14 +136,26 @@ impl<M: Record> Run<'_, M> {
     pub(super) fn start_settle(&mut self) -> ChoreFuture<M> {
         let w = self.worker;
         let mut idle_updates: Vec<(String, Duration)> = Vec::new();
-        let mut dead: Vec<(String, String)> = Vec::new();
-        for (id, deliveries, error) in std::mem::take(&mut self.failed) {
+        let mut dead: Vec<(String, String, Option<DeadLettering<M>>)> = Vec::new();
+        for failed in std::mem::take(&mut self.failed) {
+            let Failed {
+                id,
+                deliveries,
+                error,
+                kept,
+            } = failed;
             if deliveries >= w.max_deliveries {
                 let reason = format!(
                     "failed on delivery {deliveries} of {}: {error}",
                     w.max_deliveries
                 );
-                dead.push((id, reason));
+                let hooked = kept.map(|message| DeadLettering {
+                    id: id.clone(),
+                    message,
+                    deliveries,
+                    error: reason.clone(),
+                });
+                dead.push((id, reason, hooked));
             } else {
                 self.report.retried += 1;
                 let delay = w.backoff(deliveries);
@@ -114,19 +167,18 @@ impl<M: Record> Run<'_, M> {
             self.report.released += 1;
             idle_updates.push((id, RELEASE_IDLE));
         }
-        let group = w.group.clone();
+        let (group, hook) = (w.group.clone(), w.dead_letter_hook.clone());
         Box::pin(async move {
             if let Err(e) = group.set_idle(&idle_updates).await {
                 // Still pending: they come back after `claim_min_idle` instead.
                 tracing::warn!(target: TRACE_TARGET, stream = group.stream().key(), count = idle_updates.len(), code = e.code(), "worker could not schedule retries: {e}");
             }
-            let mut dead_lettered = 0;
-            for (id, reason) in dead {
-                if dead_letter(&group, &id, &reason).await {
-                    dead_lettered += 1;
-                }
+            let mut given_up = GivenUp::default();
+            for (id, reason, hooked) in dead {
+                let hooked = hook.as_ref().zip(hooked);
+                given_up.give_up(&group, hooked, &id, &reason).await;
             }
-            Chore::Settled { dead_lettered }
+            Chore::Settled { given_up }
         })
     }
 
@@ -135,9 +187,11 @@ impl<M: Record> Run<'_, M> {
         let w = self.worker;
         let (group, min_idle, max_deliveries) =
             (w.group.clone(), w.claim_min_idle, w.max_deliveries);
+        let hook = w.dead_letter_hook.clone();
         Box::pin(async move {
             let mut entries = Vec::new();
-            let (mut reclaimed, mut skipped, mut dead_lettered) = (0, 0, 0);
+            let (mut reclaimed, mut skipped) = (0, 0);
+            let mut given_up = GivenUp::default();
             for _ in 0..CLAIM_PAGES_PER_TICK {
                 if room == 0 {
                     break;
@@ -149,12 +203,24 @@ impl<M: Record> Run<'_, M> {
                             reclaimed += 1;
                             if entry.deliveries > max_deliveries {
                                 let reason = format!(
-                                    "delivered {} times without an acknowledgement (limit {max_deliveries}): its consumers crashed or timed out",
-                                    entry.deliveries
+                                    "delivered {} times without an acknowledgement (limit {max_deliveries}): its consumers crashed or timed out{}",
+                                    entry.deliveries,
+                                    if hook.is_some() {
+                                        ", or the dead-letter hook failed"
+                                    } else {
+                                        ""
+                                    }
                                 );
-                                if dead_letter(&group, &entry.id, &reason).await {
-                                    dead_lettered += 1;
-                                }
+                                let hooked = hook.as_ref().map(|hook| {
+                                    let dead = DeadLettering {
+                                        id: entry.id.clone(),
+                                        message: entry.message,
+                                        deliveries: entry.deliveries,
+                                        error: reason.clone(),
+                                    };
+                                    (hook, dead)
+                                });
+                                given_up.give_up(&group, hooked, &entry.id, &reason).await;
                             } else {
                                 room = room.saturating_sub(1);
                                 entries.push(entry);
@@ -178,7 +244,7 @@ impl<M: Record> Run<'_, M> {
                 next_cursor: cursor,
                 reclaimed,
                 skipped,
-                dead_lettered,
+                given_up,
             }
         })
     }
@@ -217,12 +283,12 @@ impl<M: Record> Run<'_, M> {
                 next_cursor,
                 reclaimed,
                 skipped,
-                dead_lettered,
+                given_up,
             } => {
                 self.chores.claim_cursor = next_cursor;
                 self.report.reclaimed += reclaimed;
                 self.report.skipped += skipped;
-                self.report.dead_lettered += dead_lettered;
+                self.took_in(&given_up);
                 for entry in entries {
                     if stopping {
                         self.release.push(entry.id);
@@ -231,9 +297,14 @@ impl<M: Record> Run<'_, M> {
                     }
                 }
             }
-            Chore::Settled { dead_lettered } => self.report.dead_lettered += dead_lettered,
+            Chore::Settled { given_up } => self.took_in(&given_up),
             Chore::Refreshed => {}
         }
+    }
+
+    fn took_in(&mut self, given_up: &GivenUp) {
+        self.report.dead_lettered += given_up.dead_lettered;
+        self.report.dead_letter_hook_failures += given_up.hook_failures;
     }
 }
 

@@ -13,7 +13,10 @@
 //!   `max_deliveries` times without success it is moved to the dead-letter
 //!   stream with the last error, and acknowledged, atomically. An entry that
 //!   keeps killing its consumers (so no error is ever reported) goes there
-//!   too, once a claim sees it delivered more than `max_deliveries` times;
+//!   too, once a claim sees it delivered more than `max_deliveries` times.
+//!   A [dead-letter hook](Worker::on_dead_letter) runs first, so the
+//!   application can record the failure (mark the job failed) before the
+//!   entry leaves the pending list;
 //! * **crashed consumers**: every `claim_interval` the worker claims entries
 //!   that have been pending with any consumer for `claim_min_idle` or more,
 //!   so the work of a consumer that died is finished by the survivors;
@@ -38,8 +41,20 @@
 //! CPU-heavy or blocking work in `tokio::task::spawn_blocking`. To use more
 //! cores, run several workers, each with its own consumer name.
 //!
+//! # Where a group starts
+//!
+//! [`ConsumerGroup::ensure`] creates a missing group reading from the
+//! **beginning** of the stream, so jobs enqueued before the group (or the
+//! first worker) existed are delivered too; an existing group is never
+//! moved. A group that should only see entries added from now on is made
+//! with [`ensure_from(GroupStart::NewEntriesOnly)`](ConsumerGroup::ensure_from).
+//! The worker itself does not create the group: [`Worker::run`] on a
+//! missing group fails at once with `NOGROUP`.
+//!
 //! # Shutdown
 //!
+//! The worker stops when a [`CancellationToken`] (re-exported here from
+//! `tokio-util`, so no extra dependency is needed) is cancelled.
 //! When the token is cancelled the worker stops reading (a blocked
 //! `XREADGROUP` is interrupted with `CLIENT UNBLOCK`), lets in-flight
 //! handlers finish for up to `shutdown_grace`, acknowledges what succeeded,
@@ -52,21 +67,24 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use redis_runtime::stream::{GroupStart, Stream};
-//! use redis_runtime::worker::Worker;
+//! use redis_runtime::stream::Stream;
+//! use redis_runtime::worker::{CancellationToken, Worker};
 //! use redis_runtime::{Client, RedisRecord};
-//! use tokio_util::sync::CancellationToken;
 //!
 //! #[derive(RedisRecord, Debug, Clone)]
 //! struct Event { id: String, kind: String }
 //!
 //! # async fn demo(client: Client) -> redis_runtime::Result<()> {
 //! let group = Stream::<Event>::new(&client, "events:incoming").group("event-processors");
-//! group.ensure_from(GroupStart::Beginning).await?;
+//! group.ensure().await?; // from the beginning: earlier events are not skipped
 //! let stop = CancellationToken::new();
 //! let report = Worker::new(group)
 //!     .concurrency(8)
 //!     .max_deliveries(5)
+//!     .on_dead_letter(|dead| async move {
+//!         eprintln!("event {} failed for good: {}", dead.message.id, dead.error);
+//!         Ok::<(), String>(())
+//!     })
 //!     .run(
 //!         |entry| async move {
 //!             println!("processing {}", entry.message.id);
@@ -84,14 +102,21 @@ mod reader;
 mod run;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use derive_where::derive_where;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+
+/// The token that stops a [`Worker::run`]: `tokio-util`'s, re-exported so
+/// applications need not depend on `tokio-util` themselves.
+pub use tokio_util::sync::CancellationToken;
 
 use crate::codec::Record;
 use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::stream::GroupStart;
 use crate::stream::{ConsumerGroup, Entry};
 
 use run::{HandlerFuture, Run};
@@ -108,6 +133,52 @@ pub struct Worker<M> {
     claim_min_idle: Duration,
     claim_interval: Duration,
     shutdown_grace: Duration,
+    dead_letter_hook: Option<DeadLetterHook<M>>,
+}
+
+/// An entry the worker is giving up on, handed to the
+/// [dead-letter hook](Worker::on_dead_letter) before it is dead-lettered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLettering<M> {
+    /// The stream entry id.
+    pub id: String,
+    /// The decoded message (e.g. the job to mark failed).
+    pub message: M,
+    /// How many times it was delivered (see [`Entry::deliveries`]).
+    pub deliveries: u64,
+    /// Why: the last handler error (or panic) and the attempt count, or
+    /// that its consumers kept crashing. The same text goes into the
+    /// dead-letter entry's `dead_letter.error`.
+    pub error: String,
+}
+
+/// A dead-letter hook call, its error rendered as text.
+type HookFuture = Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send>>;
+
+/// The hook and how to keep a copy of each message for it.
+#[derive_where(Clone)]
+pub(crate) struct DeadLetterHook<M> {
+    call: Arc<dyn Fn(DeadLettering<M>) -> HookFuture + Send + Sync>,
+    /// `M::clone`: a running entry's message is kept for the hook, since
+    /// the handler consumes the entry.
+    keep: fn(&M) -> M,
+}
+
+impl<M> std::fmt::Debug for DeadLetterHook<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeadLetterHook")
+    }
+}
+
+impl<M> DeadLetterHook<M> {
+    pub(crate) fn keep(&self, message: &M) -> M {
+        (self.keep)(message)
+    }
+
+    pub(crate) fn call(&self, dead: DeadLettering<M>) -> HookFuture {
+        (self.call)(dead)
+    }
 }
 
 /// What a [`Worker::run`] did, returned when it stops.
@@ -128,6 +199,10 @@ pub struct WorkerReport {
     /// Acknowledgements that could not be sent (those entries will be
     /// delivered again).
     pub ack_failures: u64,
+    /// Dead-letter hook calls that failed (or panicked): those entries were
+    /// *not* dead-lettered and stay pending, so the hook runs again for them
+    /// when a claim next takes them over.
+    pub dead_letter_hook_failures: u64,
 }
 
 impl<M: Record> ConsumerGroup<M> {
@@ -152,6 +227,7 @@ impl<M: Record> Worker<M> {
             claim_min_idle: Duration::from_secs(30),
             claim_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            dead_letter_hook: None,
         }
     }
 
@@ -176,7 +252,10 @@ impl<M: Record> Worker<M> {
         self
     }
 
-    /// Deliveries after which a failing entry is dead-lettered (at least 1).
+    /// Deliveries after which a failing entry is dead-lettered (at least 1):
+    /// the handler is tried at most `n` times ([`Entry::deliveries`] counts
+    /// the attempts, from 1); when attempt `n` fails the entry is
+    /// dead-lettered instead of retried.
     pub fn max_deliveries(mut self, n: u64) -> Self {
         self.max_deliveries = n;
         self
@@ -210,6 +289,49 @@ impl<M: Record> Worker<M> {
         self
     }
 
+    /// Runs `hook` on every entry the worker gives up on (too many failed
+    /// deliveries, or consumers that keep crashing on it), **before** the
+    /// entry is moved to the dead-letter stream and acknowledged: the place
+    /// to mark the job failed, with [`DeadLettering::error`] as the reason.
+    ///
+    /// * The hook succeeds: the entry is dead-lettered and acknowledged
+    ///   (one atomic step), and counted in [`WorkerReport::dead_lettered`].
+    /// * The hook fails or panics: the entry is **not** dead-lettered; it
+    ///   stays pending, the failure is logged and counted in
+    ///   [`WorkerReport::dead_letter_hook_failures`], and the hook runs
+    ///   again when a claim takes the entry over (after
+    ///   [`Worker::claim_min_idle`]). So a job is never parked without the
+    ///   application having recorded it.
+    ///
+    /// The hook and the dead-lettering are two steps, not one: if the
+    /// worker dies between them (or the dead-lettering fails) the hook runs
+    /// again later for the same entry. Make it idempotent (setting a status
+    /// is). Hook calls run one at a time on the worker's chore task, so keep
+    /// them short: claims and keep-alives wait meanwhile (handlers do not).
+    ///
+    /// The worker keeps a clone of each running entry's message for the
+    /// hook, hence `M: Clone`. Entries that do not decode never reach a
+    /// handler or this hook: they follow the group's
+    /// [`DecodePolicy`](crate::stream::DecodePolicy) and are counted in
+    /// [`WorkerReport::skipped`].
+    pub fn on_dead_letter<F, Fut, E>(mut self, hook: F) -> Self
+    where
+        M: Clone,
+        F: Fn(DeadLettering<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let call = move |dead: DeadLettering<M>| -> HookFuture {
+            let run = hook(dead);
+            Box::pin(async move { run.await.map_err(|e| e.to_string()) })
+        };
+        self.dead_letter_hook = Some(DeadLetterHook {
+            call: Arc::new(call),
+            keep: M::clone,
+        });
+        self
+    }
+
     /// The group this worker consumes.
     pub fn group(&self) -> &ConsumerGroup<M> {
         &self.group
@@ -218,7 +340,8 @@ impl<M: Record> Worker<M> {
     /// Runs until `shutdown` is cancelled, then winds down (see the
     /// [module docs](self#shutdown)) and returns what it did.
     ///
-    /// The group must exist ([`ConsumerGroup::ensure`]). Transport errors
+    /// The group must exist ([`ConsumerGroup::ensure`], which starts a new
+    /// group at the beginning of the stream). Transport errors
     /// are retried with the client's reconnect backoff; errors a retry
     /// cannot fix (the group or stream is gone, wrong key type) end the run
     /// with that error, after the same wind-down.

@@ -38,11 +38,22 @@ type AckFuture = Pin<Box<dyn Future<Output = (usize, Result<u64>)> + Send>>;
 const ACK_LINGER: Duration = Duration::from_millis(5);
 
 /// An entry whose handler is running.
-pub(super) struct Running {
+pub(super) struct Running<M> {
     pub(super) id: String,
     deliveries: u64,
+    /// A copy of the message for the dead-letter hook (only with a hook).
+    kept: Option<M>,
     /// When its idle time was last reset (or it started).
     pub(super) refreshed: Instant,
+}
+
+/// A failed handler call, not yet deferred or dead-lettered.
+pub(super) struct Failed<M> {
+    pub(super) id: String,
+    pub(super) deliveries: u64,
+    pub(super) error: String,
+    /// The message, kept for the dead-letter hook (only with a hook).
+    pub(super) kept: Option<M>,
 }
 
 /// The mutable state of one [`Worker::run`].
@@ -52,15 +63,15 @@ pub(super) struct Run<'w, M> {
     /// The handler calls in flight, polled by the worker's own task.
     tasks: FuturesUnordered<Slot>,
     next_slot: u64,
-    pub(super) running: HashMap<u64, Running>,
+    pub(super) running: HashMap<u64, Running<M>>,
     /// Succeeded, not yet acknowledged.
     acks: Vec<String>,
     oldest_ack: Option<Instant>,
     /// The XACK in flight: it runs on the shared connection while the next
     /// XREADGROUP runs on the dedicated one, so they overlap.
     ack: Option<AckFuture>,
-    /// Failed (entry, deliveries, error), not yet deferred or dead-lettered.
-    pub(super) failed: Vec<(String, u64, String)>,
+    /// Failed, not yet deferred or dead-lettered.
+    pub(super) failed: Vec<Failed<M>>,
     /// To give back unprocessed.
     pub(super) release: Vec<String>,
     reads: Reads<M>,
@@ -309,9 +320,11 @@ impl<'w, M: Record> Run<'w, M> {
     }
 
     pub(super) fn spawn_entry(&mut self, entry: Entry<M>) {
+        let kept = (self.worker.dead_letter_hook.as_ref()).map(|hook| hook.keep(&entry.message));
         let running = Running {
             id: entry.id.clone(),
             deliveries: entry.deliveries,
+            kept,
             refreshed: Instant::now(),
         };
         let slot = self.next_slot;
@@ -340,7 +353,12 @@ impl<'w, M: Record> Run<'w, M> {
                 self.oldest_ack.get_or_insert_with(Instant::now);
                 self.acks.push(entry.id);
             }
-            Err(error) => self.failed.push((entry.id, entry.deliveries, error)),
+            Err(error) => self.failed.push(Failed {
+                id: entry.id,
+                deliveries: entry.deliveries,
+                error,
+                kept: entry.kept,
+            }),
         }
     }
 
@@ -381,7 +399,7 @@ async fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>) -> F::Output {
     }
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = payload.downcast_ref::<String>() {
