@@ -752,17 +752,17 @@ fn queries(m: &Model<'_>) -> TokenStream {
         match index.kind {
             IndexKind::Sorted => {
                 let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
-                let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); one round trip. Never returns expired entities.");
+                let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); one round trip. Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).");
                 let doc_range = format!("Like `{}`, restricted to scores (`{score}`) in `range`.", index.name);
                 let doc_ids = format!("A page of ids from sorted index `{source}`.");
                 let doc_count = format!("How many entities sorted index `{source}` holds.");
                 quote! {
                     #[doc = #doc_page]
-                    #vis async fn #base(client: &#p::Client, #(#params)* page: #p::Page) -> #p::Result<::std::vec::Vec<Self>> {
+                    #vis async fn #base(client: &#p::Client, #(#params)* page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
                         #p::index::page::<Self>(client, #name, #key, &#p::ScoreRange::all(), page).await
                     }
                     #[doc = #doc_range]
-                    #vis async fn #in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<Self>> {
+                    #vis async fn #in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
                         #p::index::page::<Self>(client, #name, #key, range, page).await
                     }
                     #[doc = #doc_ids]
@@ -776,12 +776,12 @@ fn queries(m: &Model<'_>) -> TokenStream {
                 }
             }
             IndexKind::Set => {
-                let doc_all = format!("All entities in set index `{source}`, sorted by id; one round trip. Never returns expired entities.");
+                let doc_all = format!("All entities in set index `{source}`, sorted by id; one round trip. Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).");
                 let doc_ids = format!("All ids in set index `{source}`, sorted.");
                 let doc_count = format!("How many entities set index `{source}` holds.");
                 quote! {
                     #[doc = #doc_all]
-                    #vis async fn #base(client: &#p::Client, #(#params)*) -> #p::Result<::std::vec::Vec<Self>> {
+                    #vis async fn #base(client: &#p::Client, #(#params)*) -> #p::Result<#p::index::Listing<Self>> {
                         #p::index::members::<Self>(client, #name, #key).await
                     }
                     #[doc = #doc_ids]

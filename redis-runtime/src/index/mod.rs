@@ -1,0 +1,435 @@
+//! Reading through secondary indexes, and keeping them honest.
+//!
+//! Index entries are written by the entity write script in the same atomic
+//! step as the entity (see [`crate::entity`]), so for entities without a TTL
+//! an index holds exactly the live entities that belong in it.
+//!
+//! **TTL strategy.** An entity with indexes and a TTL is also recorded in a
+//! *TTL registry*: a sorted set (`__ttl:session:id` for `session:{id}`, see
+//! `redis_schema::ttl_registry_key`) scoring each id by its expiry time, and
+//! a companion hash (`…:fields`) holding the values its
+//! index entries were built from. Every index query first sweeps registry
+//! entries that are due (all of them, 1,000 per step) and removes their index
+//! entries, so counts and pages never include an expired entity. No keyspace
+//! notifications and no `CONFIG SET` are needed. As a second line of defence,
+//! a query that meets an id whose hash is gone (a TTL set behind the
+//! runtime's back) drops it from the index on the spot. [`sweep`] runs the
+//! same cleanup on demand, e.g. from a periodic task for indexes that are
+//! rarely read.
+//!
+//! Each query is one round trip: a Lua script (EVALSHA) that sweeps, reads
+//! the index and, for entity queries, the hashes of the page.
+
+use redis_schema::IndexDescriptor;
+
+use crate::client::{Client, TRACE_TARGET};
+use crate::codec::{reply_pairs, value_kind};
+use crate::entity::Entity;
+use crate::error::{Context, Error, Result};
+use crate::script;
+
+mod listing;
+mod repair;
+
+pub use listing::Listing;
+pub use repair::{
+    Drift, DriftKind, RebuildReport, SkipReason, Skipped, VerifyReport, rebuild, verify,
+};
+
+/// Registry entries swept per query.
+const SWEEP_BUDGET: u64 = 1000;
+
+/// Which end of a sorted index comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Highest score first: newest first for timestamps.
+    #[default]
+    Descending,
+    /// Lowest score first: oldest first for timestamps.
+    Ascending,
+}
+
+/// A page of a sorted index: skip `offset` entries, return at most `limit`.
+///
+/// ```
+/// use redis_runtime::index::{Order, Page};
+///
+/// let page = Page::newest_first(20).skip(40);
+/// assert_eq!((page.offset, page.limit, page.order), (40, 20, Order::Descending));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Entries to skip.
+    pub offset: u64,
+    /// Most entries to return.
+    pub limit: u64,
+    /// Which end comes first.
+    pub order: Order,
+}
+
+impl Page {
+    /// The first `limit` entries, highest score (newest) first.
+    pub fn newest_first(limit: u64) -> Self {
+        Self {
+            offset: 0,
+            limit,
+            order: Order::Descending,
+        }
+    }
+
+    /// The first `limit` entries, lowest score (oldest) first.
+    pub fn oldest_first(limit: u64) -> Self {
+        Self {
+            offset: 0,
+            limit,
+            order: Order::Ascending,
+        }
+    }
+
+    /// The same page size, starting `offset` entries in.
+    pub fn skip(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+}
+
+/// A range of scores, inclusive unless built with `after`/`before`.
+///
+/// ```
+/// use redis_runtime::index::ScoreRange;
+///
+/// let since = ScoreRange::at_least(1_700_000_000_000.0);
+/// let window = ScoreRange::between(10.0, 20.0);
+/// # let _ = (since, window);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRange {
+    min: String,
+    max: String,
+}
+
+impl ScoreRange {
+    /// Every score.
+    pub fn all() -> Self {
+        Self {
+            min: "-inf".into(),
+            max: "+inf".into(),
+        }
+    }
+
+    /// Scores `>= min` (e.g. jobs since a timestamp).
+    pub fn at_least(min: f64) -> Self {
+        Self {
+            min: bound(min),
+            max: "+inf".into(),
+        }
+    }
+
+    /// Scores `> min`.
+    pub fn after(min: f64) -> Self {
+        Self {
+            min: format!("({}", bound(min)),
+            max: "+inf".into(),
+        }
+    }
+
+    /// Scores `<= max`.
+    pub fn at_most(max: f64) -> Self {
+        Self {
+            min: "-inf".into(),
+            max: bound(max),
+        }
+    }
+
+    /// Scores `< max`.
+    pub fn before(max: f64) -> Self {
+        Self {
+            min: "-inf".into(),
+            max: format!("({}", bound(max)),
+        }
+    }
+
+    /// Scores in `min..=max`.
+    pub fn between(min: f64, max: f64) -> Self {
+        Self {
+            min: bound(min),
+            max: bound(max),
+        }
+    }
+}
+
+fn bound(value: f64) -> String {
+    if value.is_nan() {
+        // NaN matches nothing: an empty range.
+        return "(0".into();
+    }
+    if value == f64::INFINITY {
+        "+inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn context<E: Entity>(index: &IndexDescriptor, verb: &str) -> Context {
+    Context::new(
+        format!("{}.{}.{}", E::descriptor().name, index.name, verb),
+        index.key_pattern,
+    )
+}
+
+/// The 1-based position of `index` among `E`'s indexes, as the scripts'
+/// layout numbers them. Generated code passes `E`'s own descriptors, so a
+/// foreign one is a programming error reported as a configuration error.
+fn position<E: Entity>(index: &IndexDescriptor) -> Result<usize> {
+    E::descriptor()
+        .index_position(index)
+        .map(|p| p + 1)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "index {} is not one of {}'s indexes",
+                index.name,
+                E::descriptor().name
+            ))
+        })
+}
+
+/// Runs the query script for one index.
+async fn query<E: Entity>(
+    client: &Client,
+    index: &IndexDescriptor,
+    verb: &str,
+    index_key: Result<String>,
+    args: Vec<Vec<u8>>,
+) -> Result<(String, redis::Value)> {
+    let ctx = context::<E>(index, verb);
+    let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    let position = position::<E>(index)?;
+    let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
+    invocation.key(&index_key).arg(verb).arg(position).arg(args);
+    let reply = client.query(ctx, &invocation).await?;
+    Ok((index_key, reply))
+}
+
+fn range_args(range: &ScoreRange, page: Page) -> Vec<Vec<u8>> {
+    let rev = match page.order {
+        Order::Descending => "1",
+        Order::Ascending => "0",
+    };
+    vec![
+        rev.into(),
+        range.min.clone().into_bytes(),
+        range.max.clone().into_bytes(),
+        page.offset.to_string().into_bytes(),
+        page.limit.to_string().into_bytes(),
+    ]
+}
+
+fn decode_ids(index_key: &str, reply: &redis::Value) -> Result<Vec<String>> {
+    let shape = |what: String| Error::Decode {
+        context: Context::default(),
+        key: index_key.to_string(),
+        field: "*".into(),
+        reason: what,
+    };
+    match reply {
+        redis::Value::Array(items) | redis::Value::Set(items) => items
+            .iter()
+            .map(|item| match item {
+                redis::Value::BulkString(b) => String::from_utf8(b.clone())
+                    .map_err(|_| shape("an id is not valid UTF-8".into())),
+                other => Err(shape(format!("expected ids, found {}", value_kind(other)))),
+            })
+            .collect(),
+        other => Err(shape(format!(
+            "expected an array of ids, found {}",
+            value_kind(other)
+        ))),
+    }
+}
+
+/// Decodes `[id, [field, value, ...], id, ...]` into entities, in order.
+/// An entity whose hash does not decode is passed over and reported in the
+/// listing (with a warning in the log); a malformed reply as a whole is an
+/// error.
+fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<Listing<E>> {
+    let redis::Value::Array(items) = reply else {
+        return Err(Error::Decode {
+            context: Context::default(),
+            key: index_key.to_string(),
+            field: "*".into(),
+            reason: format!("expected id/hash pairs, found {}", value_kind(reply)),
+        });
+    };
+    let descriptor = E::descriptor();
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut skipped = Vec::new();
+    for pair in items.chunks(2) {
+        let [id, fields] = pair else {
+            return Err(Error::Decode {
+                context: Context::default(),
+                key: index_key.to_string(),
+                field: "*".into(),
+                reason: "odd number of items in a page".into(),
+            });
+        };
+        let member = match id {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            other => {
+                return Err(Error::Decode {
+                    context: Context::default(),
+                    key: index_key.to_string(),
+                    field: "*".into(),
+                    reason: format!("expected an id, found {}", value_kind(other)),
+                });
+            }
+        };
+        let key = descriptor.key_of_member(&member).unwrap_or(member);
+        let decoded = reply_pairs(&key, fields).and_then(|pairs| E::read_fields(&key, &pairs));
+        match decoded {
+            Ok(entity) => out.push(entity),
+            Err(error) => {
+                tracing::warn!(
+                    target: TRACE_TARGET,
+                    entity = descriptor.name,
+                    key = %key,
+                    code = error.code(),
+                    "passed over an entity that does not decode: {error}"
+                );
+                skipped.push(Skipped {
+                    key,
+                    reason: repair::undecodable(error),
+                });
+            }
+        }
+    }
+    Ok(Listing::new(out, skipped))
+}
+
+/// Entities of a page of a sorted index, within a score range; one round
+/// trip. Entities that do not decode are passed over and reported in the
+/// [`Listing`].
+pub async fn page<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+    range: &ScoreRange,
+    page: Page,
+) -> Result<Listing<E>> {
+    if page.limit == 0 {
+        return Ok(Listing::new(Vec::new(), Vec::new()));
+    }
+    let (key, reply) =
+        query::<E>(client, index, "page", index_key, range_args(range, page)).await?;
+    decode_entities(&key, &reply).map_err(|e| e.with_context(context::<E>(index, "page")))
+}
+
+/// Ids of a page of a sorted index, within a score range; one round trip.
+// The same parameters as `page` on purpose: the generated `by_x` and
+// `by_x_ids` methods pass the same arguments to one or the other.
+pub async fn page_ids<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+    range: &ScoreRange,
+    page: Page,
+) -> Result<Vec<String>> {
+    if page.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (key, reply) = query::<E>(client, index, "ids", index_key, range_args(range, page)).await?;
+    decode_ids(&key, &reply)
+}
+
+/// How many live entities an index key holds.
+pub async fn count<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+) -> Result<u64> {
+    let (key, reply) = query::<E>(client, index, "count", index_key, Vec::new()).await?;
+    match reply {
+        redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),
+        other => Err(Error::Decode {
+            context: context::<E>(index, "count"),
+            key,
+            field: "*".into(),
+            reason: format!("expected a count, found {}", value_kind(&other)),
+        }),
+    }
+}
+
+/// All entities of a set index key, sorted by id; one round trip.
+/// Entities that do not decode are passed over and reported in the
+/// [`Listing`].
+pub async fn members<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+) -> Result<Listing<E>> {
+    let (key, reply) = query::<E>(client, index, "members", index_key, Vec::new()).await?;
+    let listing = decode_entities::<E>(&key, &reply)?;
+    let skipped = listing.skipped().to_vec();
+    let mut pairs = listing
+        .into_iter()
+        .map(|e| e.member().map(|m| (m, e)))
+        .collect::<Result<Vec<_>>>()?;
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Listing::new(pairs.into_iter().map(|(_, e)| e).collect(), skipped))
+}
+
+/// All ids of a set index key, sorted; one round trip.
+pub async fn member_ids<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+) -> Result<Vec<String>> {
+    let (key, reply) = query::<E>(client, index, "sids", index_key, Vec::new()).await?;
+    let mut ids = decode_ids(&key, &reply)?;
+    ids.sort();
+    Ok(ids)
+}
+
+/// The entity holding `value` in a unique index, if any; one round trip.
+pub async fn unique<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+    value: Result<Vec<u8>>,
+) -> Result<Option<E>> {
+    let value = value.map_err(|e| e.with_context(context::<E>(index, "get")))?;
+    let (key, reply) = query::<E>(client, index, "unique", index_key, vec![value]).await?;
+    // One entity: all or nothing.
+    let found = decode_entities::<E>(&key, &reply)?.strict()?;
+    Ok(found.into_iter().next())
+}
+
+/// Removes index entries of expired entities of type `E`, up to `budget`
+/// registry entries; returns how many were looked at (fewer than `budget`
+/// means none are left due).
+pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
+    let descriptor = E::descriptor();
+    let Some(registry) = descriptor.ttl_registry else {
+        return Ok(0);
+    };
+    let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
+    invocation.key(registry).arg(budget.max(1));
+    let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
+    client.query(ctx, &invocation).await
+}
+
+pub(super) async fn sweep_all<E: Entity>(client: &Client) -> Result<()> {
+    while sweep::<E>(client, SWEEP_BUDGET).await? >= SWEEP_BUDGET {}
+    Ok(())
+}
+
+/// Encodes a unique-index lookup value the way the field is stored.
+pub fn lookup_value<T: crate::codec::FieldValue>(
+    field: &'static str,
+    value: &T,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    crate::codec::encode_field(field, value, &mut out)?;
+    Ok(out)
+}
