@@ -266,15 +266,21 @@ fn prepare<E: Entity>(
     Ok((key, fields))
 }
 
-fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String, Fields)> {
+/// The key, member and fields of a whole-entity write (`create`, `save`,
+/// `update`). Save and update replace only the declared fields, leaving
+/// fields the type does not declare to whoever wrote them, so the declared
+/// fields that are `None` are sent for removal; a create writes a new hash,
+/// which has none to remove.
+fn collect<E: Entity>(entity: &E, mode: Mode) -> Result<(String, String, Fields)> {
     let (EntityKey { key, member }, mut fields) = prepare::<E>(
-        verb,
+        mode.verb(),
         entity.entity_key(),
         entity.check_index_values(),
         |sink| entity.write_fields(sink),
     )?;
-    // A full replace deletes the old hash first, so absent fields need no HDEL.
-    fields.removed.clear();
+    if mode == Mode::Create {
+        fields.removed.clear();
+    }
     Ok((key, member, fields))
 }
 
@@ -282,23 +288,28 @@ fn collect<E: Entity>(entity: &E, verb: &'static str) -> Result<(String, String,
 /// its key exists. Applies the TTL, adds index entries and, for entities
 /// with a stream, enqueues the entry, all in one step.
 pub async fn create<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome> {
-    let (key, member, fields) = collect(entity, "create")?;
+    let (key, member, fields) = collect(entity, Mode::Create)?;
     let ttl = ttl_for_new(entity).map_err(|e| e.with_context(context::<E>("create")))?;
     write::<E>(client, Mode::Create, key, member, fields, ttl).await
 }
 
-/// Creates or fully replaces the entity (upsert), restarting its TTL.
+/// Creates the entity or replaces the stored one (upsert), restarting its
+/// TTL: every field the type declares is written, and those that are
+/// `None` now are removed. Fields the type does not declare (stored by
+/// another service sharing the hash) are left as they are.
 pub async fn save<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome> {
-    let (key, member, fields) = collect(entity, "save")?;
+    let (key, member, fields) = collect(entity, Mode::Save)?;
     let ttl = ttl_for_new(entity).map_err(|e| e.with_context(context::<E>("save")))?;
     write::<E>(client, Mode::Save, key, member, fields, ttl).await
 }
 
-/// Fully replaces an existing entity: fields that are `None` now are
-/// removed, and so are fields the struct no longer has. Fails with
-/// `NOT_FOUND` when it does not exist.
+/// Replaces an existing entity's declared fields: every field the type
+/// declares is written, and those that are `None` now are removed. Fields
+/// the type does not declare (stored by another service sharing the hash)
+/// are left as they are. Keeps the remaining TTL unless `ttl` refreshes
+/// it. Fails with `NOT_FOUND` when it does not exist.
 pub async fn update<E: Entity>(client: &Client, entity: &E, ttl: TtlChange) -> Result<()> {
-    let (key, member, fields) = collect(entity, "update")?;
+    let (key, member, fields) = collect(entity, Mode::Update)?;
     let expires_at = entity
         .expires_at_ms()
         .map_err(|e| e.with_context(context::<E>("update")))?;
@@ -547,7 +558,7 @@ mod command_exact {
     #[tokio::test]
     async fn create_sends_one_evalsha_with_fields_and_ttl() {
         let user = ada();
-        let (key, member, fields) = collect(&user, "create").expect("collect");
+        let (key, member, fields) = collect(&user, Mode::Create).expect("collect");
         assert_eq!((key.as_str(), member.as_str()), ("user:u1", "u1"));
         let ttl = ttl_for_new(&user).expect("ttl");
         let mut conn = expecting(create_ada(), 1);
@@ -567,7 +578,7 @@ mod command_exact {
     #[tokio::test]
     async fn create_of_an_existing_key_maps_to_already_exists() {
         let user = ada();
-        let (key, _, fields) = collect(&user, "create").expect("collect");
+        let (key, _, fields) = collect(&user, Mode::Create).expect("collect");
         let ttl = ttl_for_new(&user).expect("ttl");
         let mut conn = expecting(create_ada(), 0);
         let err = send(Mode::Create, &key, &fields, ttl, &mut conn)
@@ -580,7 +591,7 @@ mod command_exact {
     async fn update_keeps_the_ttl_and_sends_present_fields_only() {
         let mut user = ada();
         user.age = Some(36);
-        let (key, _, fields) = collect(&user, "update").expect("collect");
+        let (key, _, fields) = collect(&user, Mode::Update).expect("collect");
         let ttl = ttl_for_change::<User>(TtlChange::Keep, None);
         assert_eq!(ttl, ("k", 0));
         let expected = evalsha(&[
@@ -592,6 +603,37 @@ mod command_exact {
             .expect("update");
         assert!(outcome.existed);
         assert!(conn.is_empty());
+    }
+
+    #[tokio::test]
+    async fn update_and_save_send_none_fields_for_removal() {
+        // Only declared fields are replaced, so the `None` age is named for
+        // HDEL (a create writes a new hash and names none).
+        let user = ada();
+        for (mode, ttl) in [(Mode::Update, ("k", 0)), (Mode::Save, ("s", 604_800_000))] {
+            let (key, _, fields) = collect(&user, mode).expect("collect");
+            let ttl_ms = ttl.1.to_string();
+            let expected = evalsha(&[
+                "user:u1",
+                mode.code(),
+                ttl.0,
+                &ttl_ms,
+                "u1",
+                "2",
+                "id",
+                "u1",
+                "name",
+                "Ada",
+                "1",
+                "age",
+            ]);
+            let mut conn = expecting(expected, 2);
+            let outcome = send(mode, &key, &fields, ttl, &mut conn)
+                .await
+                .expect("write");
+            assert!(outcome.existed);
+            assert!(conn.is_empty(), "exactly one command");
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,12 @@
 //!   absolute ms, `n` none), TTL ms, member id, `nset` and `nset`
 //!   field/value pairs, `ndel` and `ndel` field names.
 //!
+//! Create, save, update and patch write only the fields they send: the
+//! pairs are set and the names removed (for save and update, every declared
+//! field that is `None`). Fields the type does not declare, which another
+//! service may keep in the same hash, are left alone; only a delete removes
+//! the whole hash.
+//!
 //! It returns `{code, detail}`: 1 written (detail: the stream entry id or
 //! false), 2 written over an existing entity, 0 create found the key, -1
 //! the entity is missing, -2 unique violation (detail: the index name).
@@ -186,7 +192,8 @@ impl<'d> Writer<'d> {
         self.line("end");
         self.line("if mode ~= 'd' then");
         // A patch or reindex starts from the stored values; the others
-        // replace the whole hash.
+        // replace every declared field, and indexed fields are declared,
+        // so the new values are exactly the ones sent (nil if removed).
         self.line(format!(
             "  if mode == 'p' or mode == 'x' then {} = {} end",
             news.join(", "),
@@ -314,28 +321,26 @@ impl<'d> Writer<'d> {
         self.line("end");
     }
 
+    /// The hash and its TTL. A delete removes the whole hash (the entity is
+    /// gone); the other writes touch only the fields they send, so fields
+    /// another service keeps in the hash survive (see the module docs).
+    /// Writing fields keeps the hash's TTL, so keeping it (`k`) needs no
+    /// command, while a save with no TTL (`n`) makes an existing entity
+    /// persistent, as saving restarts the TTL.
     fn hash_and_ttl(&mut self) {
-        self.line("local pttl = -1");
         self.line("if mode == 'd' then");
         self.line("  redis.call('DEL', key)");
-        self.line("elseif mode == 'p' then");
+        self.line("elseif mode ~= 'x' then");
+        // Set before removing, so the hash (and its TTL) never goes away in
+        // between. Only a patch may send no field to set; a whole-entity
+        // write always sends at least its key fields.
         self.line(
-            "  if nset > 0 then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
+            "  if nset > 0 or mode ~= 'p' then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
         );
         self.line("  if ndel > 0 then redis.call('HDEL', key, unpack(ARGV, del_start, del_start + ndel - 1)) end");
-        self.line("elseif mode ~= 'x' then");
-        self.line("  if exists then");
-        self.line("    pttl = redis.call('PTTL', key)");
-        self.line("    redis.call('DEL', key)");
-        self.line("  end");
-        self.line("  redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1))");
-        self.line("end");
-        self.line("if mode ~= 'd' and mode ~= 'x' then");
         self.line("  if ttl_action == 's' then redis.call('PEXPIRE', key, ttl_ms)");
         self.line("  elseif ttl_action == 'a' then redis.call('PEXPIREAT', key, ttl_ms)");
-        self.line(
-            "  elseif ttl_action == 'k' and pttl > 0 then redis.call('PEXPIRE', key, pttl) end",
-        );
+        self.line("  elseif ttl_action == 'n' and exists and mode ~= 'p' then redis.call('PERSIST', key) end");
         self.line("end");
     }
 
@@ -379,8 +384,10 @@ impl<'d> Writer<'d> {
         let reg = lua_str(registry);
         let reg_fields = lua_str(&format!("{registry}:fields"));
         let snapshot = self.per_field(|name, n| format!("[{}] = n{n}", lua_str(name)));
+        // A new entity can only expire if this write gave it a TTL; an
+        // existing one may have had one before and may keep it.
         self.line("local left = -1");
-        self.line("if mode ~= 'd' and (ttl_action == 's' or ttl_action == 'a' or pttl > 0 or mode == 'p' or mode == 'x') then");
+        self.line("if mode ~= 'd' and (exists or ttl_action == 's' or ttl_action == 'a') then");
         self.line("  left = redis.call('PTTL', key)");
         self.line("end");
         self.line("if left > 0 then");
@@ -391,7 +398,7 @@ impl<'d> Writer<'d> {
             "  redis.call('HSET', {reg_fields}, member, cjson.encode({{ {} }}))",
             snapshot.join(", ")
         ));
-        self.line("elseif pttl > 0 or mode == 'd' or mode == 'p' then");
+        self.line("elseif exists or mode == 'd' then");
         self.line(format!("  redis.call('ZREM', {reg}, member)"));
         self.line(format!("  redis.call('HDEL', {reg_fields}, member)"));
         self.line("end");
