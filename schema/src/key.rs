@@ -46,6 +46,55 @@ pub const MAX_KEY_VALUE_LEN: usize = 512;
 /// value could make the key mean something its pattern does not.
 pub const RESERVED_CHARS: &[char] = &[':', '*', '?', '[', ']', '{', '}', '\\'];
 
+/// Invisible characters a key value (or a pattern's literal text) may never
+/// contain: zero-width and invisible formatting characters, and every
+/// bidirectional control character (Unicode's `Bidi_Control` property).
+///
+/// None of them is whitespace or a control character to Rust, yet each makes
+/// two different keys look identical in logs, `redis-cli` and dashboards
+/// (`user:42` and `user:4\u{200B}2`), or reorders how a key is displayed
+/// (Trojan Source). Rejected, like every other unsafe value, never stripped.
+pub const INVISIBLE_CHARS: &[(char, &str)] = &[
+    ('\u{00AD}', "soft hyphen"),
+    ('\u{061C}', "Arabic letter mark"),
+    ('\u{180E}', "Mongolian vowel separator"),
+    ('\u{200B}', "zero width space"),
+    ('\u{200C}', "zero width non-joiner"),
+    ('\u{200D}', "zero width joiner"),
+    ('\u{200E}', "left-to-right mark"),
+    ('\u{200F}', "right-to-left mark"),
+    ('\u{202A}', "left-to-right embedding"),
+    ('\u{202B}', "right-to-left embedding"),
+    ('\u{202C}', "pop directional formatting"),
+    ('\u{202D}', "left-to-right override"),
+    ('\u{202E}', "right-to-left override"),
+    ('\u{2060}', "word joiner"),
+    ('\u{2061}', "function application"),
+    ('\u{2062}', "invisible times"),
+    ('\u{2063}', "invisible separator"),
+    ('\u{2064}', "invisible plus"),
+    ('\u{2066}', "left-to-right isolate"),
+    ('\u{2067}', "right-to-left isolate"),
+    ('\u{2068}', "first strong isolate"),
+    ('\u{2069}', "pop directional isolate"),
+    ('\u{FEFF}', "zero width no-break space (byte order mark)"),
+];
+
+/// The name of `ch` if it is one of [`INVISIBLE_CHARS`].
+pub fn invisible_char_name(ch: char) -> Option<&'static str> {
+    INVISIBLE_CHARS
+        .iter()
+        .find(|(c, _)| *c == ch)
+        .map(|(_, name)| *name)
+}
+
+/// Whether `ch` may appear in a key value: the character rules of
+/// [`validate_key_value`] (not a reserved, whitespace, control or invisible
+/// character).
+pub fn is_key_value_char(ch: char) -> bool {
+    char_problem(ch).is_none()
+}
+
 /// The `SCAN MATCH` glob metacharacters, which may not appear anywhere in a
 /// key: not in values (they are among [`RESERVED_CHARS`]) and not in a
 /// pattern's literal text either, where they would make the pattern read like
@@ -194,7 +243,7 @@ impl KeyPattern {
                 c if GLOB_CHARS.contains(&c) => {
                     return Err(PatternError::GlobChar { at, ch: c });
                 }
-                c if c.is_whitespace() || c.is_control() => {
+                c if c.is_whitespace() || c.is_control() || invisible_char_name(c).is_some() => {
                     return Err(PatternError::InvalidLiteralChar { at, ch: c });
                 }
                 c => literal.push(c),
@@ -515,6 +564,8 @@ fn char_problem(ch: char) -> Option<fn(char, usize) -> KeyValueError> {
         Some(|ch, index| KeyValueError::Whitespace { ch, index })
     } else if ch.is_control() {
         Some(|ch, index| KeyValueError::Control { ch, index })
+    } else if invisible_char_name(ch).is_some() {
+        Some(|ch, index| KeyValueError::InvisibleChar { ch, index })
     } else {
         None
     }
@@ -525,7 +576,9 @@ fn char_problem(ch: char) -> Option<fn(char, usize) -> KeyValueError> {
 /// The policy is to reject, never to escape: escaping would make keys depend
 /// on an escaping scheme every other client of the database must know. A value
 /// is rejected if it is empty, longer than [`MAX_KEY_VALUE_LEN`] bytes, or
-/// contains any of [`RESERVED_CHARS`], whitespace or a control character.
+/// contains any of [`RESERVED_CHARS`], whitespace, a control character or
+/// one of [`INVISIBLE_CHARS`] (zero-width and bidirectional control
+/// characters, which would make different keys look the same).
 ///
 /// # Errors
 ///
@@ -543,6 +596,10 @@ fn char_problem(ch: char) -> Option<fn(char, usize) -> KeyValueError> {
 ///     Err(KeyValueError::ForbiddenChar { ch: ':', index: 1 })
 /// );
 /// assert_eq!(validate_key_value(""), Err(KeyValueError::Empty));
+/// assert_eq!(
+///     validate_key_value("4\u{200B}2"),
+///     Err(KeyValueError::InvisibleChar { ch: '\u{200B}', index: 1 })
+/// );
 /// ```
 pub fn validate_key_value(value: &str) -> Result<(), KeyValueError> {
     if value.is_empty() {
@@ -650,9 +707,10 @@ pub enum PatternError {
         /// The glob character.
         ch: char,
     },
-    /// Whitespace or a control character in literal text.
+    /// Whitespace, a control character or one of [`INVISIBLE_CHARS`] in
+    /// literal text.
     #[error(
-        "key pattern contains {ch:?} at byte {at}; keys must not contain whitespace or control characters"
+        "key pattern contains {ch:?} at byte {at}; keys must not contain whitespace, control or invisible characters"
     )]
     InvalidLiteralChar {
         /// Byte offset of the character.
@@ -740,6 +798,19 @@ pub enum KeyValueError {
     )]
     Control {
         /// The control character.
+        ch: char,
+        /// Its index, counted in chars.
+        index: usize,
+    },
+    /// The value contains one of [`INVISIBLE_CHARS`]: a zero-width,
+    /// invisible formatting or bidirectional control character.
+    #[error(
+        "key value contains invisible character U+{:04X} ({}) at char {index}; zero-width, invisible and bidirectional control characters are not allowed in key values because they make different keys look identical",
+        u32::from(*.ch),
+        invisible_char_name(*.ch).unwrap_or("invisible")
+    )]
+    InvisibleChar {
+        /// The invisible character.
         ch: char,
         /// Its index, counted in chars.
         index: usize,
@@ -1163,6 +1234,66 @@ mod tests {
                 Err(KeyValueError::Control { ch, index: 1 }),
                 "{ch:?}"
             );
+        }
+    }
+
+    #[test]
+    fn validate_rejects_invisible_and_bidi_characters() {
+        let required = [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{202A}', '\u{202B}',
+            '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ];
+        for ch in required {
+            assert!(invisible_char_name(ch).is_some(), "{ch:?} is listed");
+            // Not caught by the older rules: this rule is what rejects them.
+            assert!(!ch.is_whitespace() && !ch.is_control(), "{ch:?}");
+        }
+        for &(ch, name) in INVISIBLE_CHARS {
+            for (value, index) in [
+                (format!("{ch}"), 0),
+                (format!("user4{ch}2"), 5),
+                (format!("é{ch}"), 1),
+            ] {
+                assert_eq!(
+                    validate_key_value(&value),
+                    Err(KeyValueError::InvisibleChar { ch, index }),
+                    "{ch:?}"
+                );
+            }
+            let message = validate_key_value(&format!("a{ch}"))
+                .unwrap_err()
+                .to_string();
+            let code = format!("U+{:04X}", u32::from(ch));
+            assert!(
+                message.contains(&code) && message.contains(name),
+                "{message}"
+            );
+            assert!(!is_key_value_char(ch));
+            // The same rule in pattern literal text.
+            assert_eq!(
+                KeyPattern::parse(&format!("us{ch}er:{{id}}")),
+                Err(PatternError::InvalidLiteralChar { at: 2, ch })
+            );
+            // And in rendered keys.
+            let err = pattern("user:{id}")
+                .render(&[&format!("4{ch}2")])
+                .unwrap_err();
+            assert_eq!(err.rule(), &KeyValueError::InvisibleChar { ch, index: 1 });
+        }
+        assert_eq!(
+            validate_key_value("4\u{202E}2").unwrap_err().to_string(),
+            "key value contains invisible character U+202E (right-to-left override) at char 1; zero-width, invisible and bidirectional control characters are not allowed in key values because they make different keys look identical"
+        );
+        // Visible non-ASCII stays allowed, including joined-looking scripts.
+        for value in [
+            "ünïcödé",
+            "日本語",
+            "مرحبا",
+            "עברית",
+            "emoji🎉",
+            "a\u{0301}",
+        ] {
+            assert_eq!(validate_key_value(value), Ok(()), "{value}");
         }
     }
 

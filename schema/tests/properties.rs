@@ -1,18 +1,35 @@
 //! Property tests for the key-pattern grammar, key values and TTL literals.
 
 use proptest::prelude::*;
-use redis_schema::key::{GLOB_CHARS, MAX_KEY_VALUE_LEN, RESERVED_CHARS};
+use redis_schema::key::{GLOB_CHARS, INVISIBLE_CHARS, MAX_KEY_VALUE_LEN, RESERVED_CHARS};
 use redis_schema::{KeyPattern, KeyValueError, parse_ttl, validate_key_value};
 
 /// Whether a value may contain `ch` (mirrors the documented rules, written out
 /// independently of the implementation).
 fn allowed_in_value(ch: char) -> bool {
-    !RESERVED_CHARS.contains(&ch) && !ch.is_whitespace() && !ch.is_control()
+    !RESERVED_CHARS.contains(&ch)
+        && !ch.is_whitespace()
+        && !ch.is_control()
+        && !INVISIBLE_CHARS.iter().any(|(c, _)| *c == ch)
+}
+
+/// The invisible characters the issue names, written out independently.
+const NAMED_INVISIBLE: &[char] = &[
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{202A}', '\u{202B}', '\u{202C}',
+    '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
+fn invisible_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        proptest::sample::select(NAMED_INVISIBLE),
+        proptest::sample::select(INVISIBLE_CHARS).prop_map(|(c, _)| c),
+    ]
 }
 
 fn forbidden_char() -> impl Strategy<Value = char> {
     prop_oneof![
         proptest::sample::select(RESERVED_CHARS),
+        invisible_char(),
         any::<char>().prop_filter("whitespace or control", |c| c.is_whitespace()
             || c.is_control()),
     ]
@@ -30,8 +47,8 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Literal text for a pattern (unescaped): anything but whitespace, control
-/// and glob characters, and no `::` (an empty segment). Where the literal
+/// Literal text for a pattern (unescaped): anything but whitespace, control,
+/// invisible and glob characters, and no `::` (an empty segment). Where the literal
 /// starts or ends the pattern, [`pattern_source`] also drops a `:` there.
 fn literal() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -39,6 +56,7 @@ fn literal() -> impl Strategy<Value = String> {
         proptest::collection::vec(
             any::<char>().prop_filter("allowed in literal text", |c| !c.is_whitespace()
                 && !c.is_control()
+                && !INVISIBLE_CHARS.iter().any(|(i, _)| i == c)
                 && !GLOB_CHARS.contains(c)),
             0..6
         )
@@ -152,7 +170,8 @@ proptest! {
                 let reported = match err {
                     KeyValueError::ForbiddenChar { index, .. }
                     | KeyValueError::Whitespace { index, .. }
-                    | KeyValueError::Control { index, .. } => Some(index),
+                    | KeyValueError::Control { index, .. }
+                    | KeyValueError::InvisibleChar { index, .. } => Some(index),
                     _ => None,
                 };
                 prop_assert_eq!(reported, first_bad);
@@ -190,6 +209,64 @@ proptest! {
             let _ = pattern.parse_key(&key);
             let _ = pattern.scan_glob();
         }
+    }
+
+    #[test]
+    fn an_invisible_char_anywhere_is_rejected_by_name(
+        before in value(),
+        bad in invisible_char(),
+        after in value(),
+    ) {
+        let value = format!("{before}{bad}{after}");
+        prop_assume!(value.len() <= MAX_KEY_VALUE_LEN);
+        let index = before.chars().count();
+        prop_assert_eq!(
+            validate_key_value(&value),
+            Err(KeyValueError::InvisibleChar { ch: bad, index })
+        );
+        let shown = format!("U+{:04X}", u32::from(bad));
+        let message = validate_key_value(&value).err().map(|e| e.to_string()).unwrap_or_default();
+        prop_assert!(message.contains(&shown), "{}", message);
+        // The visible text on either side is fine on its own.
+        prop_assert_eq!(validate_key_value(&format!("{before}{after}")), Ok(()));
+    }
+
+    #[test]
+    fn ttl_terms_largest_first_in_any_case_sum_up(
+        terms in proptest::sample::subsequence(vec![("d", 86_400_000u64), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)], 1..=5),
+        numbers in proptest::collection::vec(1u64..100_000, 5),
+        upper in proptest::collection::vec(any::<bool>(), 5),
+        spaced in any::<bool>(),
+    ) {
+        let mut literal = String::new();
+        let mut expected = 0;
+        for (i, (unit, ms)) in terms.iter().enumerate() {
+            if spaced && i > 0 {
+                literal.push(' ');
+            }
+            let unit = if upper[i] { unit.to_uppercase() } else { (*unit).to_owned() };
+            literal.push_str(&format!("{}{unit}", numbers[i]));
+            expected += numbers[i] * ms;
+        }
+        prop_assert_eq!(parse_ttl(&literal), Ok(std::time::Duration::from_millis(expected)), "{}", literal);
+        // Out of order, or repeated, it is refused.
+        if terms.len() > 1 {
+            let reversed: Vec<String> = literal.split(' ').rev().map(str::to_owned).collect();
+            if spaced {
+                prop_assert!(parse_ttl(&reversed.join(" ")).is_err(), "{:?}", reversed);
+            }
+        }
+    }
+
+    #[test]
+    fn ttls_outside_the_grammar_are_refused(
+        n in 1u64..1000,
+        unit in "(w|wk|week|weeks|mo|month|months|y|yr|year|years|us|ns|sec|min|hr|hours|days|day)",
+    ) {
+        let other_unit = format!("{n}{unit}");
+        let fraction = format!("{n}.5s");
+        prop_assert!(parse_ttl(&other_unit).is_err(), "{}", other_unit);
+        prop_assert!(parse_ttl(&fraction).is_err(), "{}", fraction);
     }
 
     #[test]
