@@ -175,19 +175,42 @@ pub fn parse_ttl_millis(literal: &str) -> Result<u64, DurationError> {
     }
 }
 
-/// Formats a duration the way humantime writes it (`7days`, `1h 30m`,
-/// `500ms`), for documentation and messages. This is prose, not always a
-/// literal [`parse_ttl`] accepts (`7days` is written `7d` there).
+/// Formats a duration as the TTL literal [`parse_ttl`] reads back:
+/// whole units, largest first (`7d`, `1h 30m`, `500ms`; `0ms` for zero).
+/// Anything finer than a millisecond is dropped.
 ///
 /// ```
 /// use std::time::Duration;
-/// use redis_schema::duration::format_ttl;
+/// use redis_schema::{format_ttl, parse_ttl};
 ///
 /// assert_eq!(format_ttl(Duration::from_millis(500)), "500ms");
-/// assert_eq!(format_ttl(Duration::from_secs(7 * 86_400)), "7days");
+/// assert_eq!(format_ttl(Duration::from_secs(7 * 86_400)), "7d");
+/// assert_eq!(format_ttl(Duration::from_secs(5_400)), "1h 30m");
+/// let ttl = Duration::from_millis(90_061_001);
+/// assert_eq!(parse_ttl(&format_ttl(ttl))?, ttl);
+/// # Ok::<(), redis_schema::DurationError>(())
 /// ```
 pub fn format_ttl(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
+    const UNITS: [(u128, &str); 5] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+        (1, "ms"),
+    ];
+    let mut left = duration.as_millis();
+    let mut terms = Vec::new();
+    for (size, unit) in UNITS {
+        if left >= size {
+            terms.push(format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    if terms.is_empty() {
+        "0ms".to_owned()
+    } else {
+        terms.join(" ")
+    }
 }
 
 /// A TTL literal that cannot be used.
@@ -353,10 +376,15 @@ mod tests {
     }
 
     #[test]
-    fn formats_like_humantime() {
+    fn formats_as_literals_the_parser_reads_back() {
         assert_eq!(format_ttl(Duration::from_secs(30)), "30s");
         assert_eq!(format_ttl(Duration::from_secs(5 * 60)), "5m");
-        assert_eq!(format_ttl(Duration::from_secs(24 * 3600)), "1day");
+        assert_eq!(format_ttl(Duration::from_secs(24 * 3600)), "1d");
         assert_eq!(format_ttl(Duration::from_millis(1_500)), "1s 500ms");
+        assert_eq!(format_ttl(Duration::ZERO), "0ms");
+        for ms in [1, 999, 1_000, 61_001, 3_600_000, 90_061_001, 7 * 86_400_000] {
+            let ttl = Duration::from_millis(ms);
+            assert_eq!(parse_ttl(&format_ttl(ttl)), Ok(ttl), "{ms} ms");
+        }
     }
 }
