@@ -197,6 +197,7 @@ async fn main() -> Result<(), AnyError> {
     let output = Job::output_log(&client)?;
     let stop = CancellationToken::new();
     let worker = {
+        let hook_client = client.clone();
         let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
         let handler = move |entry: redis_runtime::stream::Entry<Job>| {
             let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
@@ -229,7 +230,20 @@ async fn main() -> Result<(), AnyError> {
                 Ok::<(), redis_runtime::Error>(())
             }
         };
-        tokio::spawn(Worker::new(group).concurrency(4).run(handler, stop.clone()))
+        // A job that keeps failing is parked on the dead-letter stream;
+        // first, mark it failed so the web app shows why.
+        let worker = Worker::new(group).concurrency(4).on_dead_letter(move |dead| {
+            let client = hook_client.clone();
+            async move {
+                let patch = JobPatch {
+                    status: Some(JobStatus::Failed),
+                    error: Some(Some(dead.error)),
+                    ..Default::default()
+                };
+                Job::patch(&client, &dead.message.id, &patch).await
+            }
+        });
+        tokio::spawn(worker.run(handler, stop.clone()))
     };
 
     // Wait (with a deadline) until every job of this run has completed.
