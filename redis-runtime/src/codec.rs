@@ -8,18 +8,39 @@
 //! | `String` | its UTF-8 bytes, unchanged |
 //! | `i8`..`i128`, `u8`..`u128`, `isize`, `usize` | decimal ASCII (`-42`) |
 //! | `f32`, `f64` | shortest decimal that round-trips, never in exponent form (`0.1`, `-2.5`, `1` followed by 300 zeros for `1e300`), or `inf` / `-inf`; **NaN is refused** on write and on read, since it never equals itself and breaks score ranges |
-//! | `bool` | `true` / `false` (reads also accept `1` / `0`) |
+//! | `bool` | `true` / `false` (reads also accept `1`/`0`, `yes`/`no`, `on`/`off`, in any case) |
 //! | `Vec<u8>` | the raw bytes |
 //! | `std::time::SystemTime` | integer milliseconds since the Unix epoch (sub-millisecond precision is dropped) |
 //! | `chrono::DateTime<Utc>` (feature `chrono`) | integer milliseconds since the epoch |
 //! | `time::OffsetDateTime` (feature `time`) | integer milliseconds since the epoch, read back as UTC |
 //! | `uuid::Uuid` (feature `uuid`) | lowercase hyphenated text |
-//! | unit enums with `#[derive(RedisValue)]` | the variant name in snake_case (or its `rename`) |
+//! | unit enums with `#[derive(RedisValue)]` | the variant name in snake_case (or its `rename`); reads ignore ASCII case and also accept each `#[redis(alias = "...")]` |
 //! | `#[redis(json)]` fields | compact JSON (serde_json) |
 //! | `Option<T>` | `T`'s encoding when `Some`; **no field at all** when `None` |
 //!
 //! An empty string is a value (`Some(String::new())` stores an empty field),
 //! distinct from `None` (no field).
+//!
+//! # Reading what other clients wrote
+//!
+//! Writes are always in the canonical form above; reads are tolerant, so
+//! keys shared with other clients (ioredis, go-redis, scripts) decode:
+//!
+//! - **An empty value of an `Option` field** (and of a `#[redis(default)]`
+//!   field) reads as `None` (the default) when the empty string is not a
+//!   value of the type: numbers, `bool`, timestamps, UUIDs, enums, JSON.
+//!   ioredis' `hset(key, obj)` stores `null` as `""`. Where `""` *is* a value
+//!   (`String`, `Vec<u8>`, a custom type that decodes it) it stays
+//!   `Some("")`. Per field, `#[redis(empty_is_none)]` makes `""` read as
+//!   `None` for those types too, and `#[redis(empty_is_some)]` decodes `""`
+//!   as a value for every type (so a number's `""` is a `DECODE` error, the
+//!   strict behaviour).
+//! - **Booleans** accept `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off` in
+//!   any ASCII case.
+//! - **Enums** match their stored names ignoring ASCII case, plus the
+//!   spellings listed with `#[redis(alias = "...")]` on a variant.
+//! - **Renamed fields**: `#[redis(alias = "oldName")]` on a field reads the
+//!   old hash field when the canonical one is absent.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +57,8 @@ pub use redis_schema::{EntityDescriptor, FieldDescriptor, FieldEncoding};
     message = "`{Self}` cannot be stored as a Redis hash field",
     label = "unsupported field type",
     note = "supported: String, integers, floats, bool, Vec<u8>, SystemTime, unit enums with #[derive(RedisValue)], Option of those",
-    note = "for maps, vectors and nested structs add `#[redis(json)]` to the field (needs serde)"
+    note = "for maps, vectors and nested structs add `#[redis(json)]` to the field (needs serde)",
+    note = "chrono::DateTime<Utc>, time::OffsetDateTime and uuid::Uuid need the matching feature of redis-runtime: `chrono`, `time` or `uuid` (in Cargo.toml: `features = [\"chrono\"]`)"
 )]
 pub trait FieldValue: Sized {
     /// How this type is stored, for descriptors.
@@ -130,11 +152,20 @@ impl FieldValue for bool {
         out.extend_from_slice(if *self { b"true" } else { b"false" });
         Ok(())
     }
+    /// Accepts the spellings other clients write: `true`/`false`, `1`/`0`,
+    /// `yes`/`no`, `on`/`off`, in any ASCII case.
     fn decode_value(raw: &[u8]) -> Result<Self, String> {
-        match raw {
-            b"true" | b"1" => Ok(true),
-            b"false" | b"0" => Ok(false),
-            _ => Err(format!("expected true or false, found {}", preview(raw))),
+        const TRUE: [&[u8]; 4] = [b"true", b"1", b"yes", b"on"];
+        const FALSE: [&[u8]; 4] = [b"false", b"0", b"no", b"off"];
+        if TRUE.iter().any(|t| raw.eq_ignore_ascii_case(t)) {
+            Ok(true)
+        } else if FALSE.iter().any(|f| raw.eq_ignore_ascii_case(f)) {
+            Ok(false)
+        } else {
+            Err(format!(
+                "expected true or false (or 1/0, yes/no, on/off), found {}",
+                preview(raw)
+            ))
         }
     }
 }
@@ -505,18 +536,62 @@ impl<T> FieldCodec<T> {
         (self.decode)(raw).map_err(|reason| decode_error(key, field, reason))
     }
 
-    /// Decodes an optional field; missing means `None`.
+    /// Decodes an optional field; missing means `None`, and so does an
+    /// empty value that is not a value of `T` (`""` for a number, a bool,
+    /// a timestamp, an enum, JSON: how ioredis stores `null`). Where `""`
+    /// decodes (`String`, `Vec<u8>`), it is `Some` of it.
     pub fn decode_optional(&self, key: &str, field: &str, raw: Option<&[u8]>) -> Result<Option<T>> {
+        match raw {
+            Some([]) => Ok((self.decode)(&[]).ok()),
+            _ => self.decode_optional_strict(key, field, raw),
+        }
+    }
+
+    /// Decodes an optional field; missing means `None`, and an empty value
+    /// is decoded like any other (`#[redis(empty_is_some)]`): `Some("")` for
+    /// text, a `DECODE` error for a number.
+    pub fn decode_optional_strict(
+        &self,
+        key: &str,
+        field: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<Option<T>> {
         raw.map(|raw| (self.decode)(raw).map_err(|reason| decode_error(key, field, reason)))
             .transpose()
     }
 
-    /// Decodes a `#[redis(default)]` field; missing means `Default::default()`.
+    /// Decodes an optional field; missing and empty both mean `None`
+    /// (`#[redis(empty_is_none)]`, e.g. an `Option<String>` that other
+    /// clients write as `""` for null).
+    pub fn decode_optional_empty_none(
+        &self,
+        key: &str,
+        field: &str,
+        raw: Option<&[u8]>,
+    ) -> Result<Option<T>> {
+        match raw {
+            Some([]) => Ok(None),
+            _ => self.decode_optional_strict(key, field, raw),
+        }
+    }
+
+    /// Decodes a `#[redis(default)]` field; missing means `Default::default()`,
+    /// and so does an empty value that is not a value of `T` (as in
+    /// [`decode_optional`](Self::decode_optional)).
     pub fn decode_or_default(&self, key: &str, field: &str, raw: Option<&[u8]>) -> Result<T>
     where
         T: Default,
     {
         Ok(self.decode_optional(key, field, raw)?.unwrap_or_default())
+    }
+}
+
+impl FieldCodec<String> {
+    /// Encodes a text lookup value (a unique index on a `String` field
+    /// takes `&str`): the same bytes as encoding the `String`.
+    pub fn encode_str_to_vec(&self, field: &'static str, value: &str) -> Result<Vec<u8>> {
+        // Through the codec, so the stored form has one definition.
+        self.encode_to_vec(field, &value.to_owned())
     }
 }
 
@@ -694,10 +769,141 @@ mod tests {
         assert!(i64::decode_value(b"12x").is_err());
         assert!(u8::decode_value(b"256").is_err());
         assert!(String::decode_value(&[0xff, 0xfe]).is_err());
-        assert!(bool::decode_value(b"yes").is_err());
+        assert!(bool::decode_value(b"yess").is_err());
+        assert!(bool::decode_value(b"").is_err());
+        assert!(bool::decode_value(b"2").is_err());
         // Far-future millis must not panic whatever the platform's range.
         let _ = SystemTime::decode_value(i64::MAX.to_string().as_bytes());
         let _ = SystemTime::decode_value(i64::MIN.to_string().as_bytes());
+    }
+
+    #[test]
+    fn booleans_accept_the_common_spellings_and_write_true_false() {
+        for raw in [
+            "true", "TRUE", "True", "1", "yes", "YES", "Yes", "on", "ON", "On",
+        ] {
+            assert_eq!(bool::decode_value(raw.as_bytes()), Ok(true), "{raw}");
+        }
+        for raw in [
+            "false", "FALSE", "False", "0", "no", "NO", "No", "off", "OFF", "Off",
+        ] {
+            assert_eq!(bool::decode_value(raw.as_bytes()), Ok(false), "{raw}");
+        }
+        assert_eq!(encode(true), b"true");
+        assert_eq!(encode(false), b"false");
+        let err = bool::decode_value(b"maybe").expect_err("not a boolean");
+        assert!(err.contains("yes/no") && err.contains("\"maybe\""), "{err}");
+    }
+
+    #[test]
+    fn empty_optional_values_read_as_none_unless_empty_is_a_value() {
+        let some_empty: Option<&[u8]> = Some(b"");
+        // Not a value of the type: `None` (ioredis stores `null` as "").
+        assert_eq!(
+            field_codec::<i64>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        assert_eq!(
+            field_codec::<bool>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        assert_eq!(
+            field_codec::<f64>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        assert_eq!(
+            field_codec::<SystemTime>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        assert_eq!(
+            json_codec::<Vec<u32>>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        // A value of the type: kept.
+        assert_eq!(
+            field_codec::<String>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            Some(String::new())
+        );
+        assert_eq!(
+            field_codec::<Vec<u8>>()
+                .decode_optional("k", "f", some_empty)
+                .expect("decodes"),
+            Some(Vec::new())
+        );
+        // Present values and missing fields are unchanged.
+        assert_eq!(
+            field_codec::<i64>()
+                .decode_optional("k", "f", Some(b"7"))
+                .expect("decodes"),
+            Some(7)
+        );
+        assert_eq!(
+            field_codec::<i64>()
+                .decode_optional("k", "f", None)
+                .expect("decodes"),
+            None
+        );
+        let err = field_codec::<i64>()
+            .decode_optional("k", "f", Some(b"x"))
+            .expect_err("non-empty garbage is still an error");
+        assert_eq!(err.code(), "DECODE");
+        // `default` fields follow the same rule.
+        assert_eq!(
+            field_codec::<u32>()
+                .decode_or_default("k", "f", some_empty)
+                .expect("decodes"),
+            0
+        );
+    }
+
+    #[test]
+    fn empty_is_none_and_empty_is_some_override_the_rule() {
+        let some_empty: Option<&[u8]> = Some(b"");
+        assert_eq!(
+            field_codec::<String>()
+                .decode_optional_empty_none("k", "f", some_empty)
+                .expect("decodes"),
+            None
+        );
+        assert_eq!(
+            field_codec::<String>()
+                .decode_optional_empty_none("k", "f", Some(b"a"))
+                .expect("decodes"),
+            Some("a".into())
+        );
+        assert_eq!(
+            field_codec::<String>()
+                .decode_optional_strict("k", "f", some_empty)
+                .expect("decodes"),
+            Some(String::new())
+        );
+        let err = field_codec::<i64>()
+            .decode_optional_strict("k", "f", some_empty)
+            .expect_err("strict: an empty number is an error");
+        assert_eq!(err.code(), "DECODE");
+    }
+
+    #[test]
+    fn text_lookups_encode_like_the_string() {
+        let codec = field_codec::<String>();
+        assert_eq!(
+            codec.encode_str_to_vec("email", "a@b").expect("encodes"),
+            codec
+                .encode_to_vec("email", &"a@b".to_string())
+                .expect("encodes")
+        );
     }
 
     #[test]
