@@ -8,8 +8,9 @@ use syn::meta::ParseNestedMeta;
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    CRATE, DEFAULT, EXPIRES_AT, FIELD, INDEX, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME,
-    RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM, STREAM_MAXLEN, Symbol, TTL, UNIQUE,
+    ALIAS, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, INDEX, JSON, KEY, LOG,
+    MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM,
+    STREAM_MAXLEN, Symbol, TTL, UNIQUE,
 };
 
 /// What the derive is asked to produce.
@@ -102,6 +103,11 @@ pub(crate) struct Field<'a> {
     pub(crate) default: Option<syn::Path>,
     pub(crate) json: Option<syn::Path>,
     pub(crate) expires_at: Option<syn::Path>,
+    /// Other hash field names read when the canonical one is absent, in
+    /// order of preference (`alias` is repeatable).
+    pub(crate) aliases: Vec<syn::LitStr>,
+    pub(crate) empty_is_none: Option<syn::Path>,
+    pub(crate) empty_is_some: Option<syn::Path>,
 }
 
 pub(crate) struct Container<'a> {
@@ -141,7 +147,16 @@ const CONTAINER_ATTRS: &[Symbol] = &[
 ];
 /// On a `RedisRecord`: it has no key, so nothing that hangs off one.
 const RECORD_ATTRS: &[Symbol] = &[RENAME_ALL, CRATE];
-const FIELD_ATTRS: &[Symbol] = &[RENAME, SKIP, DEFAULT, JSON, EXPIRES_AT];
+const FIELD_ATTRS: &[Symbol] = &[
+    RENAME,
+    ALIAS,
+    SKIP,
+    DEFAULT,
+    JSON,
+    EXPIRES_AT,
+    EMPTY_IS_NONE,
+    EMPTY_IS_SOME,
+];
 const LOG_SETTINGS: &[Symbol] = &[NAME, KEY, TTL, MAX_LEN];
 
 impl<'a> Container<'a> {
@@ -324,10 +339,16 @@ impl<'a> Field<'a> {
             default: None,
             json: None,
             expires_at: None,
+            aliases: Vec::new(),
+            empty_is_none: None,
+            empty_is_some: None,
         };
         for_each_attr(cx, &field.attrs, |meta| {
             match Symbol::find(&meta.path, FIELD_ATTRS) {
                 Some(RENAME) => read_string(cx, meta, &mut out.rename, "\"createdAt\""),
+                Some(ALIAS) => read_repeated_string(cx, meta, &mut out.aliases, "\"oldName\""),
+                Some(EMPTY_IS_NONE) => read_flag(cx, meta, &mut out.empty_is_none),
+                Some(EMPTY_IS_SOME) => read_flag(cx, meta, &mut out.empty_is_some),
                 Some(SKIP) => read_flag(cx, meta, &mut out.skip),
                 Some(DEFAULT) => read_flag(cx, meta, &mut out.default),
                 Some(JSON) => read_flag(cx, meta, &mut out.json),
@@ -461,6 +482,18 @@ pub(crate) fn read_string(
         },
     );
     set_once(cx, meta, slot, value);
+}
+
+/// Reads one more `name = "..."` of a repeatable attribute into `all`.
+pub(crate) fn read_repeated_string(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    all: &mut Vec<syn::LitStr>,
+    example: &str,
+) {
+    let mut slot = None;
+    read_string(cx, meta, &mut slot, example);
+    all.extend(slot);
 }
 
 /// Reads `name = 123` into `slot`; `example` is a value to suggest.

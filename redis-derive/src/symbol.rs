@@ -32,8 +32,11 @@ pub(crate) const SCORE: Symbol = Symbol("score");
 pub(crate) const FIELD: Symbol = Symbol("field");
 pub(crate) const MAX_LEN: Symbol = Symbol("max_len");
 
-// On a field (`rename` also on an enum variant).
+// On a field (`rename` and `alias` also on an enum variant).
 pub(crate) const RENAME: Symbol = Symbol("rename");
+pub(crate) const ALIAS: Symbol = Symbol("alias");
+pub(crate) const EMPTY_IS_NONE: Symbol = Symbol("empty_is_none");
+pub(crate) const EMPTY_IS_SOME: Symbol = Symbol("empty_is_some");
 pub(crate) const SKIP: Symbol = Symbol("skip");
 pub(crate) const DEFAULT: Symbol = Symbol("default");
 pub(crate) const JSON: Symbol = Symbol("json");

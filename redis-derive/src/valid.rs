@@ -14,8 +14,8 @@ use crate::ast::{self, Container, Derive, IndexKind, option_inner};
 use crate::ctxt::Ctxt;
 use crate::disjoint;
 use crate::symbol::{
-    CRATE, DEFAULT, EXPIRES_AT, FIELD, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, RENAME, RENAME_ALL,
-    SCORE, SKIP, STREAM, STREAM_MAXLEN, Symbol, TTL,
+    ALIAS, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, JSON, KEY, LOG,
+    MAX_LEN, NAME, PATCH, RENAME, RENAME_ALL, SCORE, SKIP, STREAM, STREAM_MAXLEN, Symbol, TTL,
 };
 
 pub(crate) struct Model<'a> {
@@ -52,6 +52,23 @@ pub(crate) struct FieldModel<'a> {
     pub(crate) default: bool,
     pub(crate) json: bool,
     pub(crate) is_key: bool,
+    /// Other hash field names read when `hash_name` is absent, preferred
+    /// in this order (`alias`); writes use `hash_name` only.
+    pub(crate) aliases: Vec<String>,
+    /// How an empty stored value of an `Option` field reads.
+    pub(crate) empty: EmptyRule,
+}
+
+/// How an `Option` field reads an empty stored value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmptyRule {
+    /// `None` unless `""` decodes as a value of the type (`String`,
+    /// `Vec<u8>` keep `Some("")`): the default.
+    Auto,
+    /// Always `None` (`empty_is_none`).
+    None,
+    /// Always decoded as a value (`empty_is_some`): strict.
+    Some,
 }
 
 impl FieldModel<'_> {
@@ -185,7 +202,56 @@ fn field_models<'a>(
         .map(|f| field_model(cx, f, rule))
         .collect();
     check_hash_names(cx, c, &fields, ast_fields);
+    check_aliases(cx, &fields, ast_fields);
     fields
+}
+
+/// An alias is read as if it were the field, so it must not be any other
+/// stored field's name or alias (a hash field would fill two fields), nor
+/// repeat the field's own name.
+fn check_aliases(cx: &Ctxt, fields: &[FieldModel<'_>], ast_fields: &[ast::Field<'_>]) {
+    // Every stored name first, so an alias clashing with a later field's
+    // name is found too.
+    let mut claimed: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    for (i, model) in fields.iter().enumerate() {
+        if !model.skip {
+            claimed.entry(&model.hash_name).or_insert((i, false));
+        }
+    }
+    for (i, (model, field)) in fields.iter().zip(ast_fields).enumerate() {
+        if model.skip {
+            continue;
+        }
+        for (alias, lit) in model.aliases.iter().zip(&field.aliases) {
+            if alias.is_empty() {
+                cx.error_spanned_by(
+                    lit,
+                    format!("an {ALIAS} cannot be empty; write the old hash field name, e.g. {ALIAS} = \"oldName\""),
+                );
+                continue;
+            }
+            let Some(&(owner, is_alias)) = claimed.get(alias.as_str()) else {
+                claimed.insert(alias, (i, true));
+                continue;
+            };
+            let owner_ident = fields[owner].ident;
+            let message = match (owner == i, is_alias) {
+                (true, false) => format!(
+                    "{ALIAS} {alias:?} is the hash field name of `{owner_ident}` itself; remove it"
+                ),
+                (true, true) => format!("{ALIAS} {alias:?} is given twice; give it once"),
+                (false, false) => format!(
+                    "{ALIAS} {alias:?} of field `{}` is the hash field name of field `{owner_ident}`: both would read it; remove the {ALIAS} or rename `{owner_ident}`",
+                    model.ident
+                ),
+                (false, true) => format!(
+                    "{ALIAS} {alias:?} is claimed by fields `{owner_ident}` and `{}`: both would read it; keep it on one",
+                    model.ident
+                ),
+            };
+            cx.error_spanned_by(lit, message);
+        }
+    }
 }
 
 /// No two stored fields may share a hash field: they would overwrite each
@@ -242,16 +308,48 @@ fn field_model<'a>(cx: &Ctxt, field: &ast::Field<'a>, rule: RenameRule) -> Field
         None => rule.apply(&field.ident.to_string()),
     };
     check_skipped(cx, field);
+    let option_of = option_inner(field.ty);
     FieldModel {
         ident: field.ident,
         ty: field.ty,
-        option_of: option_inner(field.ty),
+        option_of,
         hash_name,
         skip: field.skip.is_some(),
         default: field.default.is_some(),
         json: field.json.is_some(),
         is_key: false,
+        aliases: field.aliases.iter().map(syn::LitStr::value).collect(),
+        empty: empty_rule(cx, field, option_of.is_some()),
     }
+}
+
+/// The `empty_is_none` / `empty_is_some` choice: one of them, and only on
+/// an `Option` field (a required field has no `None` to read `""` as).
+fn empty_rule(cx: &Ctxt, field: &ast::Field<'_>, optional: bool) -> EmptyRule {
+    let rule = match (&field.empty_is_none, &field.empty_is_some) {
+        (None, None) => return EmptyRule::Auto,
+        (Some(_), Some(some)) => {
+            cx.error_spanned_by(
+                some,
+                format!("`{EMPTY_IS_NONE}` and `{EMPTY_IS_SOME}` contradict each other; keep one"),
+            );
+            return EmptyRule::Auto;
+        }
+        (Some(path), None) => (EmptyRule::None, path),
+        (None, Some(path)) => (EmptyRule::Some, path),
+    };
+    if !optional {
+        cx.error_spanned_by(
+            rule.1,
+            format!(
+                "`{}` applies to `Option` fields: it says whether an empty stored value reads as `None`; make `{}` an Option or remove it",
+                ast::path_name(rule.1),
+                field.ident
+            ),
+        );
+        return EmptyRule::Auto;
+    }
+    rule.0
 }
 
 /// A skipped field is never stored, so flags about how it is stored are
@@ -270,6 +368,12 @@ fn check_skipped(cx: &Ctxt, field: &ast::Field<'_>) {
         cx.error_spanned_by(
             skip,
             format!("a skipped field is not stored; remove `{JSON}`/`{DEFAULT}` or `{SKIP}`"),
+        );
+    }
+    if !field.aliases.is_empty() || field.empty_is_none.is_some() || field.empty_is_some.is_some() {
+        cx.error_spanned_by(
+            skip,
+            format!("a skipped field is never read; remove `{ALIAS}`/`{EMPTY_IS_NONE}`/`{EMPTY_IS_SOME}` or `{SKIP}`"),
         );
     }
 }
@@ -378,6 +482,7 @@ fn index_models(cx: &Ctxt, c: &Container<'_>, fields: &[FieldModel<'_>]) -> Vec<
     // A key is taken even by an index then dropped for its name.
     let mut keys = BTreeSet::new();
     let mut names = BTreeSet::new();
+    let mut methods = MethodNames::new(c);
     for attr in &c.indexes {
         let Some(index) = index_model(cx, attr, fields) else {
             continue;
@@ -406,9 +511,97 @@ fn index_models(cx: &Ctxt, c: &Container<'_>, fields: &[FieldModel<'_>]) -> Vec<
             );
             continue;
         }
+        if !methods.claim(cx, attr, &index) {
+            continue;
+        }
         indexes.push(index);
     }
     indexes
+}
+
+/// Names that become method names: the inherent methods every entity gets,
+/// each log's accessor, and each index's query methods. Two equal names
+/// would be two definitions of one method, which rustc reports on the
+/// derive with no hint of which attribute to change.
+struct MethodNames {
+    /// Method name → what generates it, for the message.
+    taken: BTreeMap<String, String>,
+}
+
+/// The inherent methods `expand.rs` generates on every entity.
+const ENTITY_METHODS: &[&str] = &[
+    "key_for",
+    "create",
+    "save",
+    "update",
+    "update_refreshing_ttl",
+    "get",
+    "get_many",
+    "patch",
+    "patch_refreshing_ttl",
+    "delete",
+    "exists",
+    "ttl",
+    "expire",
+    "persist",
+];
+
+impl MethodNames {
+    fn new(c: &Container<'_>) -> Self {
+        let mut taken: BTreeMap<String, String> = ENTITY_METHODS
+            .iter()
+            .map(|m| (m.to_string(), "a method every entity has".to_string()))
+            .collect();
+        for log in &c.logs {
+            if let Some(name) = &log.name {
+                let method = format!("{}_log", name.value());
+                let what = format!("the accessor of log `{}`", name.value());
+                taken.insert(method, what);
+            }
+        }
+        MethodNames { taken }
+    }
+
+    /// The query methods of `index`, suffix and what each is.
+    fn of(index: &IndexModel) -> Vec<(String, &'static str)> {
+        let base = &index.name;
+        let mut out = vec![(base.clone(), "query")];
+        if index.kind != IndexKind::Unique {
+            out.push((format!("{base}_ids"), "ids query"));
+            out.push((format!("{base}_count"), "count query"));
+        }
+        if index.kind == IndexKind::Sorted {
+            out.push((format!("{base}_in_range"), "range query"));
+        }
+        out
+    }
+
+    /// Takes the query methods of `index`; `false` after reporting one
+    /// that is already taken.
+    fn claim(&mut self, cx: &Ctxt, attr: &ast::IndexAttr, index: &IndexModel) -> bool {
+        let methods = Self::of(index);
+        for (method, _) in &methods {
+            if let Some(owner) = self.taken.get(method) {
+                let blame: &dyn quote::ToTokens = match &attr.name {
+                    Some(lit) => lit,
+                    None => &attr.path,
+                };
+                cx.error_spanned_by(
+                    blame,
+                    format!(
+                        "index `{}` would generate method `{method}`, which is already {owner}; give the index another name with {NAME} = \"...\"",
+                        index.name
+                    ),
+                );
+                return false;
+            }
+        }
+        for (method, what) in methods {
+            let owner = format!("the {what} of index `{}`", index.name);
+            self.taken.insert(method, owner);
+        }
+        true
+    }
 }
 
 /// The stream entries are enqueued on, with its `MAXLEN` (0: untrimmed).

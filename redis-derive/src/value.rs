@@ -1,18 +1,27 @@
 //! `#[derive(RedisValue)]`: a unit-only enum stored in one field (and
 //! usable in keys) as its variant name in snake_case, or its `rename`.
+//! Reads ignore ASCII case (`"COMPLETED"` reads as `completed`) and accept
+//! each variant's `alias` spellings; writes are always the stored name.
 
 use proc_macro2::TokenStream;
 use quote::quote;
 use redis_schema::RenameRule;
 
-use crate::ast::{for_each_attr, read_string, unknown_attribute};
+use crate::ast::{for_each_attr, read_repeated_string, read_string, unknown_attribute};
 use crate::ctxt::Ctxt;
-use crate::symbol::{CRATE, JSON, RENAME, RENAME_ALL, Symbol};
+use crate::symbol::{ALIAS, CRATE, JSON, RENAME, RENAME_ALL, Symbol};
 use crate::valid::{checked_runtime_path, rename_rule};
 
 /// What `#[redis(...)]` accepts on the enum, and on one of its variants.
 const ENUM_ATTRS: &[Symbol] = &[RENAME_ALL, CRATE];
-const VARIANT_ATTRS: &[Symbol] = &[RENAME];
+const VARIANT_ATTRS: &[Symbol] = &[RENAME, ALIAS];
+
+/// A unit variant: its stored name and the other spellings it reads.
+struct Variant<'a> {
+    ident: &'a syn::Ident,
+    stored: String,
+    aliases: Vec<String>,
+}
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> Result<TokenStream, syn::Error> {
     let cx = Ctxt::default();
@@ -58,13 +67,10 @@ fn enum_attrs(cx: &Ctxt, input: &syn::DeriveInput) -> (RenameRule, TokenStream) 
 
 /// Each unit variant with the name it is stored as. A stored name also
 /// fills keys, so it must be valid in one; and two variants stored under
-/// one name could not be told apart when read back.
-fn stored_names<'a>(
-    cx: &Ctxt,
-    data: &'a syn::DataEnum,
-    rule: RenameRule,
-) -> Vec<(&'a syn::Ident, String)> {
-    let mut variants: Vec<(&syn::Ident, String)> = Vec::new();
+/// one name could not be told apart when read back, nor two whose names or
+/// aliases differ only in ASCII case (reads ignore case).
+fn stored_names<'a>(cx: &Ctxt, data: &'a syn::DataEnum, rule: RenameRule) -> Vec<Variant<'a>> {
+    let mut variants: Vec<Variant<'a>> = Vec::new();
     for variant in &data.variants {
         if !matches!(variant.fields, syn::Fields::Unit) {
             cx.error_spanned_by(
@@ -77,9 +83,11 @@ fn stored_names<'a>(
             continue;
         }
         let mut rename: Option<syn::LitStr> = None;
+        let mut alias_lits: Vec<syn::LitStr> = Vec::new();
         for_each_attr(cx, &variant.attrs, |meta| {
             match Symbol::find(&meta.path, VARIANT_ATTRS) {
                 Some(RENAME) => read_string(cx, meta, &mut rename, "\"done\""),
+                Some(ALIAS) => read_repeated_string(cx, meta, &mut alias_lits, "\"finished\""),
                 _ => unknown_attribute(cx, meta, "#[redis(...)] on a variant", VARIANT_ATTRS),
             }
         });
@@ -98,38 +106,96 @@ fn stored_names<'a>(
                 format!("stored name {stored:?} cannot be used in keys: {e}; rename the variant"),
             );
         }
-        if let Some((first, _)) = variants.iter().find(|(_, name)| *name == stored) {
+        if let Some(first) = variants.iter().find(|v| v.stored == stored) {
             cx.error_spanned_by(
                 blame,
                 format!(
-                    "variants `{first}` and `{}` are both stored as {stored:?}; give one a different #[redis({RENAME} = \"...\")]",
-                    variant.ident
+                    "variants `{}` and `{}` are both stored as {stored:?}; give one a different #[redis({RENAME} = \"...\")]",
+                    first.ident, variant.ident
+                ),
+            );
+        } else if let Some((first, name)) = read_as(&variants, &stored) {
+            cx.error_spanned_by(
+                blame,
+                format!(
+                    "variant `{}` is stored as {stored:?}, which reads as variant `{}` ({name:?}): reads ignore ASCII case; give one a different #[redis({RENAME} = \"...\")]",
+                    variant.ident, first.ident
                 ),
             );
         }
-        variants.push((&variant.ident, stored));
+        let mut aliases: Vec<String> = Vec::new();
+        for lit in &alias_lits {
+            let alias = lit.value();
+            let taken = if alias.is_empty() {
+                Some("an alias cannot be empty".to_string())
+            } else if alias.eq_ignore_ascii_case(&stored)
+                || aliases.iter().any(|a| a.eq_ignore_ascii_case(&alias))
+            {
+                Some(format!(
+                    "{ALIAS} {alias:?} repeats a name of `{}` (reads ignore ASCII case); remove it",
+                    variant.ident
+                ))
+            } else {
+                read_as(&variants, &alias).map(|(first, name)| {
+                    format!(
+                        "{ALIAS} {alias:?} of variant `{}` already reads as variant `{}` ({name:?}; reads ignore ASCII case); keep it on one",
+                        variant.ident, first.ident
+                    )
+                })
+            };
+            match taken {
+                Some(message) => cx.error_spanned_by(lit, message),
+                None => aliases.push(alias),
+            }
+        }
+        variants.push(Variant {
+            ident: &variant.ident,
+            stored,
+            aliases,
+        });
     }
     variants
 }
 
+/// The earlier variant that already reads `text`, with its matching name.
+fn read_as<'v, 'a>(variants: &'v [Variant<'a>], text: &str) -> Option<(&'v Variant<'a>, &'v str)> {
+    variants.iter().find_map(|v| {
+        std::iter::once(&v.stored)
+            .chain(&v.aliases)
+            .find(|name| name.eq_ignore_ascii_case(text))
+            .map(|name| (v, name.as_str()))
+    })
+}
+
 /// `FieldValue` and `KeyPart` for the enum, mapping each variant to its
 /// stored name and back.
-fn expand(
-    ident: &syn::Ident,
-    krate: &TokenStream,
-    variants: &[(&syn::Ident, String)],
-) -> TokenStream {
+fn expand(ident: &syn::Ident, krate: &TokenStream, variants: &[Variant<'_>]) -> TokenStream {
     let p = quote!(#krate::__private);
-    let to_str = variants
-        .iter()
-        .map(|(v, name)| quote!(#ident::#v => #name,));
-    let from_bytes = variants.iter().map(|(v, name)| {
-        let bytes = syn::LitByteStr::new(name.as_bytes(), proc_macro2::Span::call_site());
-        quote!(#bytes => ::core::result::Result::Ok(#ident::#v),)
+    let to_str = variants.iter().map(|v| {
+        let (variant, name) = (v.ident, &v.stored);
+        quote!(#ident::#variant => #name,)
+    });
+    // Exact stored names first (what this crate writes), then any spelling
+    // in any ASCII case.
+    let exact = variants.iter().map(|v| {
+        let variant = v.ident;
+        let bytes = syn::LitByteStr::new(v.stored.as_bytes(), proc_macro2::Span::call_site());
+        quote!(#bytes => return ::core::result::Result::Ok(#ident::#variant),)
+    });
+    let folded = variants.iter().map(|v| {
+        let variant = v.ident;
+        let names = std::iter::once(&v.stored)
+            .chain(&v.aliases)
+            .map(|name| syn::LitByteStr::new(name.as_bytes(), proc_macro2::Span::call_site()));
+        quote! {
+            if #(raw.eq_ignore_ascii_case(#names))||* {
+                return ::core::result::Result::Ok(#ident::#variant);
+            }
+        }
     });
     let expected = variants
         .iter()
-        .map(|(_, name)| name.as_str())
+        .map(|v| v.stored.as_str())
         .collect::<Vec<_>>()
         .join(", ");
     quote! {
@@ -143,9 +209,11 @@ fn expand(
             }
             fn decode_value(raw: &[::core::primitive::u8]) -> ::core::result::Result<Self, ::std::string::String> {
                 match raw {
-                    #(#from_bytes)*
-                    _ => ::core::result::Result::Err(#p::unknown_variant(raw, #expected)),
+                    #(#exact)*
+                    _ => {}
                 }
+                #(#folded)*
+                ::core::result::Result::Err(#p::unknown_variant(raw, #expected))
             }
         }
 

@@ -95,9 +95,28 @@ pub mod shadowed {
         NotStarted,
         /// Running.
         InProgress,
-        /// Finished, stored as `"done"`.
-        #[redis(rename = "done")]
+        /// Finished, stored as `"done"`; reads `"finished"` too.
+        #[redis(rename = "done", alias = "finished")]
         Finished,
+    }
+
+    /// A record whose fields other clients spell differently.
+    #[derive(redis_runtime::RedisRecord)]
+    #[redis(rename_all = "camelCase")]
+    pub struct Renamed {
+        /// Was `full_name`, and before that `name` (preferred in that order).
+        #[redis(alias = "full_name", alias = "name")]
+        pub display_name: ::std::string::String,
+        /// An empty value reads as `None`, although `""` is a `String`.
+        #[redis(empty_is_none)]
+        pub nickname: ::core::option::Option<::std::string::String>,
+        /// An empty value is a decode error.
+        #[redis(empty_is_some)]
+        pub score: ::core::option::Option<::core::primitive::i64>,
+        /// An empty value reads as `None` (the default for numbers).
+        pub level: ::core::option::Option<::core::primitive::i64>,
+        /// An empty value stays `Some("")` (the default for text).
+        pub motto: ::core::option::Option<::std::string::String>,
     }
 
     /// An entity that uses every container and field attribute.
@@ -215,7 +234,7 @@ pub mod shadowed_primitives {
 use std::collections::BTreeMap;
 
 use redis_runtime::{Entity, Record};
-use shadowed::{Event, Phase, Thing, ThingPatch, Token, TokenChanges};
+use shadowed::{Event, Phase, Renamed, Thing, ThingPatch, Token, TokenChanges};
 
 /// Collects written fields, `None` for an absent one.
 #[derive(Default)]
@@ -475,4 +494,57 @@ fn value_codec_and_key_part() {
     assert!(err.contains("go"), "{err}");
     assert_eq!(Light::Green.key_part(), "go");
     assert_eq!(Phase::InProgress.key_part(), "in-progress");
+}
+
+/// A unique lookup on a `String` field takes any `&str`-like value.
+#[allow(dead_code)]
+async fn unique_lookups_take_str(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+    let _ = Thing::by_slug(client, "first-thing").await?;
+    let _ = Thing::by_slug(client, &"first-thing".to_string()).await?;
+    let slug: &str = "first-thing";
+    let _ = Thing::by_slug(client, slug).await?;
+    Ok(())
+}
+
+#[test]
+fn reads_accept_aliases_case_and_empty_values() {
+    use redis_runtime::FieldValue;
+
+    let raw: Vec<(&[u8], &[u8])> = vec![
+        (b"name", b"Oldest"),
+        (b"full_name", b"Old"),
+        (b"nickname", b""),
+        (b"level", b""),
+        (b"motto", b""),
+    ];
+    let r = Renamed::read_fields("k", &raw).expect("read");
+    assert_eq!(r.display_name, "Old", "the first alias is preferred");
+    assert_eq!(r.nickname, None, "empty_is_none");
+    assert_eq!(r.score, None, "absent");
+    assert_eq!(r.level, None, "an empty number is None");
+    assert_eq!(r.motto, Some(String::new()), "an empty String is a value");
+
+    let raw: Vec<(&[u8], &[u8])> = vec![(b"full_name", b"Old"), (b"displayName", b"New")];
+    let r = Renamed::read_fields("k", &raw).expect("read");
+    assert_eq!(r.display_name, "New", "the canonical name wins");
+    let written: Vec<&str> = Sink::of(&r).0.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        written,
+        ["displayName", "nickname", "score", "level", "motto"]
+    );
+
+    let raw: Vec<(&[u8], &[u8])> = vec![(b"displayName", b"x"), (b"score", b"")];
+    let err = Renamed::read_fields("k", &raw).err();
+    assert_eq!(
+        err.map(|e| e.code()),
+        Some("DECODE"),
+        "empty_is_some is strict"
+    );
+
+    assert_eq!(Phase::decode_value(b"DONE"), Ok(Phase::Finished));
+    assert_eq!(Phase::decode_value(b"Finished"), Ok(Phase::Finished));
+    assert_eq!(Phase::decode_value(b"In-Progress"), Ok(Phase::InProgress));
+    let mut out = Vec::new();
+    Phase::Finished.encode_value(&mut out).expect("encode");
+    assert_eq!(out, b"done", "writes stay canonical");
 }
