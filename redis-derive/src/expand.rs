@@ -14,7 +14,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::IndexKind;
-use crate::valid::{FieldModel, KeyModel, Model, Segment, unraw};
+use crate::valid::{EmptyRule, FieldModel, KeyModel, Model, Segment, unraw};
 
 pub(crate) fn record(m: &Model<'_>) -> TokenStream {
     let ident = m.ident;
@@ -281,15 +281,39 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
         .enumerate()
         .map(|(i, _)| format_ident!("__field{}", i))
         .collect();
-    let declare = stored(m).map(|(i, _)| {
+    // One slot per stored name and per alias; an alias fills the field
+    // only when its canonical name is absent, earlier aliases first.
+    let alias_slots = |i: usize, f: &FieldModel<'_>| -> Vec<syn::Ident> {
+        (0..f.aliases.len())
+            .map(|j| format_ident!("__field{}_alias{}", i, j))
+            .collect()
+    };
+    let declare = stored(m).map(|(i, f)| {
         let slot = &slots[i];
-        quote!(let mut #slot: ::core::option::Option<&[::core::primitive::u8]> = ::core::option::Option::None;)
+        let aliases = alias_slots(i, f);
+        quote! {
+            let mut #slot: ::core::option::Option<&[::core::primitive::u8]> = ::core::option::Option::None;
+            #(let mut #aliases: ::core::option::Option<&[::core::primitive::u8]> = ::core::option::Option::None;)*
+        }
     });
-    let arms = stored(m).map(|(i, f)| {
-        let slot = &slots[i];
-        let bytes = syn::LitByteStr::new(f.hash_name.as_bytes(), proc_macro2::Span::call_site());
-        quote!(#bytes => #slot = ::core::option::Option::Some(value),)
+    let arms = stored(m).flat_map(|(i, f)| {
+        let names = std::iter::once(&f.hash_name).chain(&f.aliases);
+        let targets = std::iter::once(slots[i].clone()).chain(alias_slots(i, f));
+        names
+            .zip(targets)
+            .map(|(name, slot)| {
+                let bytes = syn::LitByteStr::new(name.as_bytes(), proc_macro2::Span::call_site());
+                quote!(#bytes => #slot = ::core::option::Option::Some(value),)
+            })
+            .collect::<Vec<_>>()
     });
+    let fallbacks = stored(m)
+        .filter(|(_, f)| !f.aliases.is_empty())
+        .map(|(i, f)| {
+            let slot = &slots[i];
+            let aliases = alias_slots(i, f);
+            quote!(let #slot = #slot #(.or(#aliases))*;)
+        });
     let inits = m.fields.iter().enumerate().map(|(i, f)| {
         let ident = f.ident;
         if f.skip {
@@ -300,7 +324,14 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
         let codec = codec_of(m, f);
         let ty = f.ty;
         let expr = match (f.option_of.is_some(), f.default) {
-            (true, _) => quote!(#codec.decode_optional(key, #name, #slot)?),
+            (true, _) => {
+                let decode = match f.empty {
+                    EmptyRule::Auto => quote!(decode_optional),
+                    EmptyRule::None => quote!(decode_optional_empty_none),
+                    EmptyRule::Some => quote!(decode_optional_strict),
+                };
+                quote!(#codec.#decode(key, #name, #slot)?)
+            }
             // `default` needs `T: Default`: report a missing impl on the field.
             (false, true) => {
                 let decode = quote_spanned!(ty.span()=> decode_or_default);
@@ -319,6 +350,7 @@ fn read_fields(m: &Model<'_>) -> TokenStream {
                     _ => {}
                 }
             }
+            #(#fallbacks)*
             let _ = key;
             ::core::result::Result::Ok(Self { #(#inits),* })
         }
@@ -528,12 +560,12 @@ fn inherent(m: &Model<'_>) -> TokenStream {
                 #p::entity::create(client, self).await
             }
 
-            /// Creates or fully replaces it (upsert), restarting its TTL.
+            /// Creates it, or replaces its declared fields (upsert), restarting its TTL; fields the type does not declare are left alone.
             #vis async fn save(&self, client: &#p::Client) -> #p::Result<#p::WriteOutcome> {
                 #p::entity::save(client, self).await
             }
 
-            /// Fully replaces the stored entity, removing fields that are now `None`; keeps the remaining TTL. `NOT_FOUND` if absent.
+            /// Replaces the stored entity's declared fields, removing those that are now `None` (fields the type does not declare are left alone); keeps the remaining TTL. `NOT_FOUND` if absent.
             #vis async fn update(&self, client: &#p::Client) -> #p::Result<()> {
                 #p::entity::update(client, self, #p::TtlChange::Keep).await
             }
@@ -802,10 +834,20 @@ fn queries(m: &Model<'_>) -> TokenStream {
                 let codec = codec_of(m, f);
                 let field_name = unraw(f.ident);
                 let doc = format!("The entity whose `{field_name}` is `value` (unique index `{source}`), if any; one round trip.");
+                // A text field is looked up by any `&str`-like value
+                // (`"a@b"`, `&String`), not only `&String`.
+                let (value_ty, encode) = if is_string(ty) {
+                    (
+                        quote!(&(impl ::core::convert::AsRef<::core::primitive::str> + ?::core::marker::Sized)),
+                        quote!(#codec.encode_str_to_vec(#hash, ::core::convert::AsRef::<::core::primitive::str>::as_ref(value))),
+                    )
+                } else {
+                    (quote!(&#ty), quote!(#codec.encode_to_vec(#hash, value)))
+                };
                 quote! {
                     #[doc = #doc]
-                    #vis async fn #base(client: &#p::Client, #(#params)* value: &#ty) -> #p::Result<::core::option::Option<Self>> {
-                        #p::index::unique::<Self>(client, #name, #key, #codec.encode_to_vec(#hash, value)).await
+                    #vis async fn #base(client: &#p::Client, #(#params)* value: #value_ty) -> #p::Result<::core::option::Option<Self>> {
+                        #p::index::unique::<Self>(client, #name, #key, #encode).await
                     }
                 }
             }
@@ -817,4 +859,25 @@ fn queries(m: &Model<'_>) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// Whether `ty` is spelled as the standard `String` (`String`,
+/// `std::string::String`, `::alloc::string::String`, ...). A local type named
+/// `String` would match too; its codec then has no `encode_str_to_vec`, so
+/// that is a compile error on the lookup, not a wrong encoding.
+fn is_string(ty: &syn::Type) -> bool {
+    let syn::Type::Path(syn::TypePath { qself: None, path }) = ty else {
+        return false;
+    };
+    let names: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let plain = path.segments.iter().all(|s| s.arguments.is_none());
+    plain
+        && matches!(
+            names
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice(),
+            ["String"] | ["std" | "alloc", "string", "String"]
+        )
 }
