@@ -46,7 +46,10 @@ fn redis_py() -> PathBuf {
     if dir.join("redis").is_dir() {
         return dir;
     }
-    let partial = cache.join(format!("redis-py-{REDIS_PY}.partial-{}", std::process::id()));
+    let partial = cache.join(format!(
+        "redis-py-{REDIS_PY}.partial-{}",
+        std::process::id()
+    ));
     let target = partial.display().to_string();
     let spec = format!("redis=={REDIS_PY}");
     let args = [
@@ -99,7 +102,10 @@ async fn a_python_service_and_the_derive_read_and_write_each_others_data() {
 
     // Python writes the way such services do; we read it.
     assert_eq!(python("write", &server.url())["ok"], true);
-    let py1 = Build::get(&client, "py1").await.expect("decodes").expect("present");
+    let py1 = Build::get(&client, "py1")
+        .await
+        .expect("decodes")
+        .expect("present");
     assert_eq!(
         py1,
         Build {
@@ -141,11 +147,19 @@ async fn a_python_service_and_the_derive_read_and_write_each_others_data() {
     let hash = &seen["hash"];
     assert_eq!(hash["status"], "queued", "written canonical");
     assert_eq!(hash["started_at"], "1700000100000");
-    assert!(hash.get("finished_at").is_none(), "None is no field: {hash}");
+    assert!(
+        hash.get("finished_at").is_none(),
+        "None is no field: {hash}"
+    );
     let index = seen["index"].as_array().expect("index");
     let members: Vec<(&str, f64)> = index
         .iter()
-        .map(|pair| (pair[0].as_str().expect("id"), pair[1].as_f64().expect("score")))
+        .map(|pair| {
+            (
+                pair[0].as_str().expect("id"),
+                pair[1].as_f64().expect("score"),
+            )
+        })
         .collect();
     assert_eq!(members, [("py1", 1.7e12), ("rs1", 1_700_000_100_000.0)]);
     let stream = seen["stream"].as_array().expect("stream");
@@ -156,5 +170,8 @@ async fn a_python_service_and_the_derive_read_and_write_each_others_data() {
     let py1 = &seen["py1"];
     assert_eq!(py1["status"], "passed");
     assert_eq!(py1["exit_code"], "0");
-    assert_eq!(py1["runner_host"], "ci-7", "our update left the service's field alone");
+    assert_eq!(
+        py1["runner_host"], "ci-7",
+        "our update left the service's field alone"
+    );
 }

@@ -232,17 +232,19 @@ async fn main() -> Result<(), AnyError> {
         };
         // A job that keeps failing is parked on the dead-letter stream;
         // first, mark it failed so the web app shows why.
-        let worker = Worker::new(group).concurrency(4).on_dead_letter(move |dead| {
-            let client = hook_client.clone();
-            async move {
-                let patch = JobPatch {
-                    status: Some(JobStatus::Failed),
-                    error: Some(Some(dead.error)),
-                    ..Default::default()
-                };
-                Job::patch(&client, &dead.message.id, &patch).await
-            }
-        });
+        let worker = Worker::new(group)
+            .concurrency(4)
+            .on_dead_letter(move |dead| {
+                let client = hook_client.clone();
+                async move {
+                    let patch = JobPatch {
+                        status: Some(JobStatus::Failed),
+                        error: Some(Some(dead.error)),
+                        ..Default::default()
+                    };
+                    Job::patch(&client, &dead.message.id, &patch).await
+                }
+            });
         tokio::spawn(worker.run(handler, stop.clone()))
     };
 

@@ -376,7 +376,10 @@ pub async fn members<E: Entity>(
         .map(|e| e.member().map(|m| (m, e)))
         .collect::<Result<Vec<_>>>()?;
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Listing::new(pairs.into_iter().map(|(_, e)| e).collect(), skipped))
+    Ok(Listing::new(
+        pairs.into_iter().map(|(_, e)| e).collect(),
+        skipped,
+    ))
 }
 
 /// All ids of a set index key, sorted; one round trip.

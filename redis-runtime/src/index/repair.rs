@@ -597,4 +597,3 @@ pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
     sort_skipped(&mut report.skipped);
     Ok(report)
 }
-
