@@ -126,7 +126,7 @@ async fn sorted_index_pages_newest_and_oldest_first_with_edges() {
         assert_eq!(ids(&found.expect("range")), expected);
     }
     let after = ScoreRange::after(103.0);
-    let found = Job::by_user_id_ids(&client, "u1", &after, Page::oldest_first(10)).await;
+    let found = Job::by_user_id_ids_in_range(&client, "u1", &after, Page::oldest_first(10)).await;
     assert_eq!(found.expect("ids"), ["e"]);
     assert_eq!(user_count(&client, "u1").await, 5);
     assert_eq!(user_count(&client, "nobody").await, 0);
@@ -182,7 +182,7 @@ async fn updates_and_patches_move_entries_and_delete_cleans_every_index() {
     assert_eq!(status_ids(&client, JobStatus::Running).await, ["j1"]);
     assert_eq!(user_count(&client, "u1").await, 0);
     let since_20 = ScoreRange::at_least(20.0);
-    let moved = Job::by_user_id_ids(&client, "u2", &since_20, Page::oldest_first(5)).await;
+    let moved = Job::by_user_id_ids_in_range(&client, "u2", &since_20, Page::oldest_first(5)).await;
     assert_eq!(moved.expect("ids"), ["j1"]);
     assert_eq!(slug_holder(&client, "slug-j1").await, None, "old slug");
     assert!(slug_holder(&client, "renamed").await.is_some(), "new slug");
@@ -198,7 +198,7 @@ async fn updates_and_patches_move_entries_and_delete_cleans_every_index() {
     assert_eq!(status_ids(&client, JobStatus::Failed).await, ["j1"]);
     assert!(status_ids(&client, JobStatus::Running).await.is_empty());
     let up_to_5 = ScoreRange::at_most(5.0);
-    let moved = Job::by_user_id_ids(&client, "u2", &up_to_5, Page::oldest_first(5)).await;
+    let moved = Job::by_user_id_ids_in_range(&client, "u2", &up_to_5, Page::oldest_first(5)).await;
     assert_eq!(moved.expect("ids"), ["j1"], "score moved");
     assert_no_drift::<Job>(&client).await;
 

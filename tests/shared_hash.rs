@@ -95,7 +95,7 @@ async fn order_ttl(client: &Client) -> Duration {
 /// Asserts every index holds `o1` exactly under `order`'s values, the TTL
 /// registry snapshot has them too, and `verify` finds no drift.
 async fn assert_indexed_as(client: &Client, order: &Order) {
-    let by_customer = Order::by_customer_id_ids(
+    let by_customer = Order::by_customer_id_ids_in_range(
         client,
         &order.customer_id,
         &ScoreRange::all(),

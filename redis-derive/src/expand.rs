@@ -765,6 +765,7 @@ fn queries(m: &Model<'_>) -> TokenStream {
         let ids = format_ident!("{}_ids", index.name);
         let count = format_ident!("{}_count", index.name);
         let in_range = format_ident!("{}_in_range", index.name);
+        let ids_in_range = format_ident!("{}_ids_in_range", index.name);
         let fields: Vec<&FieldModel<'_>> = index.key.field_indexes().map(|i| &m.fields[i]).collect();
         let params: Vec<TokenStream> = fields
             .iter()
@@ -786,8 +787,9 @@ fn queries(m: &Model<'_>) -> TokenStream {
                 let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
                 let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); one round trip. Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).");
                 let doc_range = format!("Like `{}`, restricted to scores (`{score}`) in `range`.", index.name);
-                let doc_ids = format!("A page of ids from sorted index `{source}`.");
+                let doc_ids = format!("A page of ids from sorted index `{source}`, restricted to scores (`{score}`) in `range`.");
                 let doc_count = format!("How many entities sorted index `{source}` holds.");
+                let renamed = format!("renamed to `{}_ids_in_range` (the names say which queries take a range); `{}_ids` will take only a page, like `{}`", index.name, index.name, index.name);
                 quote! {
                     #[doc = #doc_page]
                     #vis async fn #base(client: &#p::Client, #(#params)* page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
@@ -798,6 +800,11 @@ fn queries(m: &Model<'_>) -> TokenStream {
                         #p::index::page::<Self>(client, #name, #key, range, page).await
                     }
                     #[doc = #doc_ids]
+                    #vis async fn #ids_in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::page_ids::<Self>(client, #name, #key, range, page).await
+                    }
+                    #[doc = #doc_ids]
+                    #[deprecated(note = #renamed)]
                     #vis async fn #ids(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
                         #p::index::page_ids::<Self>(client, #name, #key, range, page).await
                     }

@@ -29,7 +29,7 @@ use proc_macro::TokenStream;
 /// | attribute | meaning |
 /// | --- | --- |
 /// | `key = "user:{id}"` | **required**: the key pattern; `{field}` placeholders name the key fields (not `Option`). Literal braces are written `{{` `}}` (room for cluster hash tags: `"user:{{{id}}}"`) |
-/// | `ttl = "7d"` | entities expire this long after create/save (`ms`, `s`, `m`, `h`, `d`, combinations like `"1h 30m"`) |
+/// | `ttl = "7d"` | entities expire this long after create/save: whole numbers with the units `ms`, `s`, `m`, `h`, `d` (any case), largest first, e.g. `"1h 30m"` |
 /// | `rename_all = "camelCase"` | hash field naming; default `snake_case` |
 /// | `crate = "path"` | path of the runtime crate if renamed; default `redis_runtime` |
 /// | `index(key = "jobs:status:{status}", name = "...")` | a set of ids per value |
@@ -48,6 +48,8 @@ use proc_macro::TokenStream;
 /// | `default` | a missing hash field reads as `Default::default()` instead of a `DECODE` error |
 /// | `json` | stored as JSON (maps, vectors, nested structs; needs serde) |
 /// | `expires_at` | the entity expires at this timestamp (`i64` epoch ms, `SystemTime`, …); a timestamp already past makes the write a delete |
+/// | `alias = "oldName"` | also read the field from this hash field when the canonical one is absent (repeatable); always written under the canonical name |
+/// | `empty_is_none` / `empty_is_some` | on an `Option` field: read `""` as `None` even for text, or never (by default `""` is `None` exactly when it is not a valid value of the type, so `Option<i64>` reads `""` as `None` and `Option<String>` as `Some("")`) |
 ///
 /// Field types without `json`: `String`, integers, floats, `bool`,
 /// `Vec<u8>`, `SystemTime` (and `chrono`/`time`/`uuid` types behind the
@@ -59,8 +61,11 @@ use proc_macro::TokenStream;
 /// `key_for`, `create`, `save`, `update`, `update_refreshing_ttl`, `get`,
 /// `get_many`, `patch`, `patch_refreshing_ttl`, `delete`, `exists`, `ttl`,
 /// `expire`, `persist`, a `<Type>Patch` struct, query methods per index
-/// (`by_<fields>`, `by_<fields>_ids`, `by_<fields>_count`,
-/// `by_<fields>_in_range` for sorted indexes) and `<name>_log` per log.
+/// (set indexes: `by_<name>`, `by_<name>_ids`, `by_<name>_count`; sorted
+/// indexes: `by_<name>(page)`, `by_<name>_in_range(range, page)`,
+/// `by_<name>_ids_in_range(range, page)`, `by_<name>_count`; unique
+/// indexes: `by_<name>(value)`) and `<name>_log` per log. The rustdoc of
+/// `redis_runtime::example_generated` shows them all on an example entity.
 ///
 /// ```
 /// use redis_runtime::{RedisEntity, RedisValue};
@@ -105,7 +110,9 @@ pub fn derive_redis_record(input: TokenStream) -> TokenStream {
 
 /// Derives storage for a unit-only enum as its variant name (snake_case by
 /// default; `#[redis(rename_all = "...")]` on the enum, `#[redis(rename =
-/// "...")]` on a variant). The value can also fill key placeholders.
+/// "...")]` on a variant). The value can also fill key placeholders. Reads
+/// match the stored name in any case, and each `#[redis(alias = "...")]`
+/// of a variant (repeatable); writes are always the stored name.
 ///
 /// ```
 /// #[derive(redis_runtime::RedisValue)]

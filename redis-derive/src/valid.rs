@@ -572,6 +572,7 @@ impl MethodNames {
         }
         if index.kind == IndexKind::Sorted {
             out.push((format!("{base}_in_range"), "range query"));
+            out.push((format!("{base}_ids_in_range"), "ids range query"));
         }
         out
     }

@@ -33,7 +33,7 @@
 //! | --- | --- |
 //! | `create`, `save`, `update`, `update_refreshing_ttl`, `delete`, `get`, `get_many`, `exists`, `ttl`, `expire`, `persist`, `key_for` | `key = "job:{id}"` |
 //! | `patch`, `patch_refreshing_ttl` and [`JobPatch`] | every entity |
-//! | `by_user_id`, `by_user_id_in_range`, `by_user_id_ids`, `by_user_id_count` | `sorted_index(key = "jobs:user:{user_id}", …)` |
+//! | `by_user_id`, `by_user_id_in_range`, `by_user_id_ids_in_range`, `by_user_id_count` (and `by_user_id_ids`, its deprecated old name) | `sorted_index(key = "jobs:user:{user_id}", …)` |
 //! | `by_status`, `by_status_ids`, `by_status_count` | `index(key = "jobs:status:{status}")` |
 //! | `by_slug` | `unique(key = "jobs:by_slug", field = "slug")` |
 //! | `output_log` | `log(name = "output", …)` |
