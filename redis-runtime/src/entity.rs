@@ -528,19 +528,16 @@ mod command_exact {
     /// The exact create of `ada()`: key, mode, TTL action and 7 days in
     /// ms, member, two fields (the `None` age is not sent), nothing removed.
     fn create_ada() -> redis::Cmd {
-        evalsha(&[
-            "user:u1",
-            "c",
-            "s",
-            "604800000",
-            "u1",
-            "2",
-            "id",
-            "u1",
-            "name",
-            "Ada",
-            "0",
-        ])
+        write_ada("c", ("s", "604800000"), &["0"])
+    }
+
+    /// A write of `ada()`'s two present fields in `mode` with `ttl`, then
+    /// `removed` (the count and names of fields to remove).
+    fn write_ada(mode: &str, ttl: (&str, &str), removed: &[&str]) -> redis::Cmd {
+        let mut args = vec!["user:u1", mode, ttl.0, ttl.1, "u1"];
+        args.extend(["2", "id", "u1", "name", "Ada"]);
+        args.extend(removed);
+        evalsha(&args)
     }
 
     async fn send(
@@ -613,20 +610,7 @@ mod command_exact {
         for (mode, ttl) in [(Mode::Update, ("k", 0)), (Mode::Save, ("s", 604_800_000))] {
             let (key, _, fields) = collect(&user, mode).expect("collect");
             let ttl_ms = ttl.1.to_string();
-            let expected = evalsha(&[
-                "user:u1",
-                mode.code(),
-                ttl.0,
-                &ttl_ms,
-                "u1",
-                "2",
-                "id",
-                "u1",
-                "name",
-                "Ada",
-                "1",
-                "age",
-            ]);
+            let expected = write_ada(mode.code(), (ttl.0, &ttl_ms), &["1", "age"]);
             let mut conn = expecting(expected, 2);
             let outcome = send(mode, &key, &fields, ttl, &mut conn)
                 .await
