@@ -32,6 +32,8 @@
 //! in another language needs to read and write the same data.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use redis_schema::{EntityDescriptor, FieldEncoding, IndexKind, KeyPattern, Overlap, overlap};
 use serde::Serialize;
@@ -46,6 +48,125 @@ macro_rules! keyspace {
             $(<$entity as $crate::Record>::descriptor()),+
         ])
     };
+}
+
+/// Builds a [`KeyspaceOps`] from entity types, for
+/// [`admin::main`](crate::admin) and other tools that work on every type of
+/// an application without naming it:
+/// `keyspace_ops!(User, Session)` is
+/// `KeyspaceOps::new([EntityOps::of::<User>(), EntityOps::of::<Session>()])`.
+///
+/// Unlike [`keyspace!`] it does not fail: the overlap check's outcome is
+/// kept in [`KeyspaceOps::keyspace`], for a `check` command to report.
+#[macro_export]
+macro_rules! keyspace_ops {
+    ($($entity:ty),+ $(,)?) => {
+        $crate::keyspace::KeyspaceOps::new([
+            $($crate::keyspace::EntityOps::of::<$entity>()),+
+        ])
+    };
+}
+
+/// A boxed future of an [`EntityOps`] operation.
+pub type OpFuture<'a, T> = Pin<Box<dyn Future<Output = crate::Result<T>> + Send + 'a>>;
+
+/// One entity type's maintenance operations without its type parameter:
+/// [`crate::index::verify`], [`crate::index::rebuild`] and
+/// [`crate::index::sweep`] for `E`, callable from a list of types.
+#[derive(Clone, Copy)]
+pub struct EntityOps {
+    /// The entity type's storage description.
+    pub descriptor: &'static EntityDescriptor,
+    verify: for<'a> fn(&'a crate::Client) -> OpFuture<'a, crate::index::VerifyReport>,
+    rebuild: for<'a> fn(&'a crate::Client) -> OpFuture<'a, crate::index::RebuildReport>,
+    sweep: for<'a> fn(&'a crate::Client, u64) -> OpFuture<'a, u64>,
+}
+
+impl fmt::Debug for EntityOps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityOps")
+            .field("entity", &self.descriptor.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EntityOps {
+    /// The operations of entity type `E`.
+    pub fn of<E: crate::Entity>() -> Self {
+        Self {
+            descriptor: E::descriptor(),
+            verify: |client| Box::pin(crate::index::verify::<E>(client)),
+            rebuild: |client| Box::pin(crate::index::rebuild::<E>(client)),
+            sweep: |client, budget| Box::pin(crate::index::sweep::<E>(client, budget)),
+        }
+    }
+
+    /// The entity type's name, e.g. `"User"`.
+    pub fn name(&self) -> &'static str {
+        self.descriptor.name
+    }
+
+    /// [`crate::index::verify`] for this type.
+    pub fn verify<'a>(
+        &self,
+        client: &'a crate::Client,
+    ) -> OpFuture<'a, crate::index::VerifyReport> {
+        (self.verify)(client)
+    }
+
+    /// [`crate::index::rebuild`] for this type.
+    pub fn rebuild<'a>(
+        &self,
+        client: &'a crate::Client,
+    ) -> OpFuture<'a, crate::index::RebuildReport> {
+        (self.rebuild)(client)
+    }
+
+    /// [`crate::index::sweep`] for this type: removes index entries of
+    /// expired entities, up to `budget` registry entries; returns how many
+    /// were looked at.
+    pub fn sweep<'a>(&self, client: &'a crate::Client, budget: u64) -> OpFuture<'a, u64> {
+        (self.sweep)(client, budget)
+    }
+}
+
+/// The entity types of an application with their operations
+/// ([`keyspace_ops!`]), and the outcome of checking their keys never
+/// collide.
+#[derive(Debug, Clone)]
+pub struct KeyspaceOps {
+    entities: Vec<EntityOps>,
+    keyspace: Result<Keyspace, KeyspaceError>,
+}
+
+impl KeyspaceOps {
+    /// Keeps the operations and runs the [`Keyspace`] overlap check.
+    pub fn new(entities: impl IntoIterator<Item = EntityOps>) -> Self {
+        let entities: Vec<EntityOps> = entities.into_iter().collect();
+        let keyspace = Keyspace::new(entities.iter().map(|e| e.descriptor));
+        Self { entities, keyspace }
+    }
+
+    /// The entity types' operations, in declaration order.
+    pub fn entities(&self) -> &[EntityOps] {
+        &self.entities
+    }
+
+    /// The checked keyspace, or why the check failed.
+    pub fn keyspace(&self) -> Result<&Keyspace, &KeyspaceError> {
+        self.keyspace.as_ref()
+    }
+
+    /// The manifest of these types, whether or not their keys collide (a
+    /// description is still useful to find out where they do).
+    pub fn manifest_keyspace(&self) -> Keyspace {
+        match &self.keyspace {
+            Ok(keyspace) => keyspace.clone(),
+            Err(_) => Keyspace {
+                entities: self.entities.iter().map(|e| e.descriptor).collect(),
+            },
+        }
+    }
 }
 
 /// The entity types of an application, checked to never share a key.

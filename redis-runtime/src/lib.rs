@@ -10,6 +10,8 @@
 // Lets the derives, which name `::redis_runtime`, be used in this crate's own tests.
 extern crate self as redis_runtime;
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod applog;
 mod blocking;
 pub mod client;
