@@ -14,21 +14,8 @@ use redis_runtime::keyspace;
 use redis_runtime::keyspace::{KeyRole, Keyspace, KeyspaceError};
 
 fn snapshot(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
-        std::fs::write(&path, actual).expect("write snapshot");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; create it with BLESS=1", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs; if intended, re-bless with BLESS=1 cargo test --test keyspace\n{actual}",
-        path.display()
-    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    redis_runtime::testing::assert_snapshot(&dir.join(name), actual);
 }
 
 fn app() -> Keyspace {

@@ -227,40 +227,68 @@ fn selected<'a>(ops: &'a KeyspaceOps, entity: Option<&str>) -> Result<Vec<&'a En
     }
 }
 
-async fn verify(ops: &KeyspaceOps, client: Client, args: &ReportArgs) -> Result<u8, Fatal> {
-    let mut drifted = false;
+/// How `verify` and `repair` run one report-producing operation over the
+/// selected entity types and print it.
+struct Reporting<R> {
+    /// Whether the report shows problems (exit code 1).
+    problems: fn(&R) -> bool,
+    json: fn(&str, &R, usize) -> Value,
+    text: fn(&str, &R, usize),
+}
+
+async fn report_each<R>(
+    ops: &KeyspaceOps,
+    args: &ReportArgs,
+    run: impl AsyncFn(&EntityOps) -> crate::Result<R>,
+    how: Reporting<R>,
+) -> Result<u8, Fatal> {
+    let mut problems = false;
     let mut out = Vec::new();
     for entity in selected(ops, args.entity.as_deref())? {
-        let report = entity.verify(&client).await?;
-        drifted |= !report.drift.is_empty();
+        let report = run(entity).await?;
+        problems |= (how.problems)(&report);
         if args.json {
-            out.push(verify_json(entity.name(), &report, args.examples));
+            out.push((how.json)(entity.name(), &report, args.examples));
         } else {
-            print_verify(entity.name(), &report, args.examples);
+            (how.text)(entity.name(), &report, args.examples);
         }
     }
     if args.json {
-        print_json(&json!({ "clean": !drifted, "entities": out }));
+        print_json(&json!({ "clean": !problems, "entities": out }));
     }
-    Ok(u8::from(drifted))
+    Ok(u8::from(problems))
+}
+
+const VERIFYING: Reporting<VerifyReport> = Reporting {
+    problems: |report| !report.drift.is_empty(),
+    json: verify_json,
+    text: print_verify,
+};
+
+const REPAIRING: Reporting<RebuildReport> = Reporting {
+    problems: |report| !report.remaining.is_empty(),
+    json: repair_json,
+    text: print_repair,
+};
+
+async fn verify(ops: &KeyspaceOps, client: Client, args: &ReportArgs) -> Result<u8, Fatal> {
+    report_each(
+        ops,
+        args,
+        async |e: &EntityOps| e.verify(&client).await,
+        VERIFYING,
+    )
+    .await
 }
 
 async fn repair(ops: &KeyspaceOps, client: Client, args: &ReportArgs) -> Result<u8, Fatal> {
-    let mut left = false;
-    let mut out = Vec::new();
-    for entity in selected(ops, args.entity.as_deref())? {
-        let report = entity.rebuild(&client).await?;
-        left |= !report.remaining.is_empty();
-        if args.json {
-            out.push(repair_json(entity.name(), &report, args.examples));
-        } else {
-            print_repair(entity.name(), &report, args.examples);
-        }
-    }
-    if args.json {
-        print_json(&json!({ "clean": !left, "entities": out }));
-    }
-    Ok(u8::from(left))
+    report_each(
+        ops,
+        args,
+        async |e: &EntityOps| e.rebuild(&client).await,
+        REPAIRING,
+    )
+    .await
 }
 
 async fn sweep(ops: &KeyspaceOps, client: Client, entity: Option<String>) -> Result<u8, Fatal> {

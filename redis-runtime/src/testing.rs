@@ -687,3 +687,41 @@ pub async fn eventually(limit: Duration, what: &str, mut done: impl AsyncFnMut()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The environment variable that makes [`assert_snapshot`] write the
+/// snapshot instead of comparing with it.
+pub const ENV_BLESS: &str = "BLESS";
+
+/// Compares `actual` with the checked-in snapshot file at `path`, or, with
+/// `BLESS=1` in the environment, writes `actual` there (creating the
+/// directory) so the change shows up in review as a diff of that file.
+///
+/// # Panics
+///
+/// When the snapshot is missing or differs, with the generated text and
+/// the command to re-bless.
+///
+/// ```no_run
+/// let manifest = "# Keyspace\n";
+/// redis_runtime::testing::assert_snapshot(
+///     std::path::Path::new("tests/snapshots/keyspace.md"),
+///     manifest,
+/// );
+/// ```
+pub fn assert_snapshot(path: &Path, actual: &str) {
+    if std::env::var_os(ENV_BLESS).is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        std::fs::write(path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}; create it with {ENV_BLESS}=1", path.display()));
+    assert!(
+        expected == actual,
+        "{} differs; if the change is intended, re-run the test with {ENV_BLESS}=1 and \
+         review the diff\n--- generated ---\n{actual}",
+        path.display()
+    );
+}
