@@ -364,13 +364,7 @@ async fn expired_entities_are_never_returned() {
 #[tokio::test]
 async fn expires_at_field_sets_an_absolute_expiry() {
     let (_server, client) = RedisServer::start_with_client().await;
-    let now_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("fits");
+    let now_ms = redis_runtime::testing::now_ms();
     let t = Token {
         id: "t1".into(),
         expires_at: now_ms + 60_000,

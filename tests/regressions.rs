@@ -11,10 +11,10 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis_runtime::index::{self, DriftKind};
-use redis_runtime::testing::{RedisServer, raw_command, raw_query};
+use redis_runtime::testing::{RedisServer, now_ms, raw_command, raw_query};
 use redis_runtime::{Client, Page, RedisEntity};
 
 use common::{
@@ -34,16 +34,6 @@ struct Grant {
     issued_at: i64,
     #[redis(expires_at)]
     expires_at: i64,
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("fits")
 }
 
 fn grant(expires_at: i64) -> Grant {

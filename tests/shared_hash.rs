@@ -5,7 +5,7 @@
 //! outbox behave exactly as for a hash only we write.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis_runtime::index;
 use redis_runtime::testing::{RedisServer, raw_command, raw_query};
@@ -262,13 +262,7 @@ async fn save_without_a_ttl_still_makes_the_entity_persistent() {
 #[tokio::test]
 async fn an_expiry_in_the_past_deletes_the_whole_hash() {
     let (_server, client) = RedisServer::start_with_client().await;
-    let now_ms = i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_millis(),
-    )
-    .expect("fits");
+    let now_ms = redis_runtime::testing::now_ms();
     let mut g = Grant {
         id: "g1".into(),
         expires_at: now_ms + 600_000,

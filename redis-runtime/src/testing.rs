@@ -725,3 +725,16 @@ pub fn assert_snapshot(path: &Path, actual: &str) {
         path.display()
     );
 }
+
+/// Now, in milliseconds since the Unix epoch: the unit of `expires_at`
+/// fields and timestamp scores, for tests that set expiries.
+///
+/// # Panics
+///
+/// If the clock is before 1970 or past the year 292 million.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
+}

@@ -65,6 +65,16 @@ where
 }
 
 /// The report of a worker run that must end within `limit`.
+/// Waits (up to 10 s) until exactly one entry is on the dead-letter stream
+/// and nothing is pending any more.
+async fn one_entry_parked(group: &ConsumerGroup<Msg>) {
+    eventually(Duration::from_secs(10), "the dead letter", async || {
+        group.dead_letters(10).await.expect("dead").len() == 1
+            && group.pending_count().await.expect("pending") == 0
+    })
+    .await;
+}
+
 async fn report_within(
     limit: Duration,
     run: JoinHandle<redis_runtime::Result<WorkerReport>>,
@@ -257,11 +267,7 @@ async fn a_poison_message_lands_in_the_dead_letter_stream_after_n_attempts() {
         }
     });
 
-    eventually(Duration::from_secs(10), "the dead letter", async || {
-        group.dead_letters(10).await.expect("dead").len() == 1
-            && group.pending_count().await.expect("pending") == 0
-    })
-    .await;
+    one_entry_parked(&group).await;
     stop.cancel();
     let report = run.await.expect("join").expect("run");
 
@@ -784,11 +790,7 @@ async fn the_dead_letter_hook_runs_before_the_entry_is_parked_and_a_failing_hook
             Ok(())
         }
     });
-    eventually(Duration::from_secs(10), "the dead letter", async || {
-        group.dead_letters(10).await.expect("dead").len() == 1
-            && group.pending_count().await.expect("pending") == 0
-    })
-    .await;
+    one_entry_parked(&group).await;
     stop.cancel();
     let report = report_within(Duration::from_secs(5), run).await;
 

@@ -1,6 +1,10 @@
 //! Property tests for `redis_schema::overlap`: its verdicts against a
 //! brute-force search, and its witnesses against `KeyPattern::render`.
 
+mod common;
+
+use common::collapse_colons;
+
 use proptest::prelude::*;
 use redis_schema::key::{MAX_KEY_VALUE_LEN, RESERVED_CHARS};
 use redis_schema::{KeyPattern, KeySegment, overlap, validate_key_value};
@@ -42,16 +46,6 @@ fn pattern() -> impl Strategy<Value = KeyPattern> {
             KeyPattern::parse(&source).ok()
         },
     )
-}
-
-fn collapse_colons(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if !(ch == ':' && out.ends_with(':')) {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// Small valid values for the brute force: every string over `a b x -` of

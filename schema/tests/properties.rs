@@ -1,5 +1,9 @@
 //! Property tests for the key-pattern grammar, key values and TTL literals.
 
+mod common;
+
+use common::collapse_colons;
+
 use proptest::prelude::*;
 use redis_schema::key::{GLOB_CHARS, INVISIBLE_CHARS, MAX_KEY_VALUE_LEN, RESERVED_CHARS};
 use redis_schema::{KeyPattern, KeyValueError, parse_ttl, validate_key_value};
@@ -63,17 +67,6 @@ fn literal() -> impl Strategy<Value = String> {
         .prop_map(|chars| chars.into_iter().collect()),
     ]
     .prop_map(|text| collapse_colons(&text))
-}
-
-/// `a::b` → `a:b`: literal text may not hold an empty segment.
-fn collapse_colons(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if !(ch == ':' && out.ends_with(':')) {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// A separator that pins the boundary between two placeholders: it holds a
