@@ -70,9 +70,19 @@ async fn one_round_trip<T>(
     what: &str,
     operation: impl Future<Output = redis_runtime::Result<T>>,
 ) -> T {
+    round_trips(client, what, 1, operation).await
+}
+
+/// Awaits `operation`, which must succeed in exactly `expected` round trips.
+async fn round_trips<T>(
+    client: &Client,
+    what: &str,
+    expected: u64,
+    operation: impl Future<Output = redis_runtime::Result<T>>,
+) -> T {
     let before = client.round_trips();
     let output = operation.await;
-    assert_eq!(client.round_trips() - before, 1, "{what}");
+    assert_eq!(client.round_trips() - before, expected, "{what}");
     output.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
@@ -507,7 +517,8 @@ async fn aborted_writes_leave_all_or_nothing() {
 }
 
 #[tokio::test]
-async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_one_round_trip() {
+async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_one_round_trip_listings_two()
+ {
     let (_server, client) = RedisServer::start_with_client().await;
     let ticket = |id: &str, status| Ticket {
         id: id.into(),
@@ -519,9 +530,9 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
     // Warm the script cache: the very first EVALSHA of a script loads it.
     create_all(&client, [ticket("warm", JobStatus::Queued)]).await;
     Ticket::delete(&client, "warm").await.expect("delete");
-    let _ = Ticket::by_user_id(&client, "u", Page::newest_first(1))
+    let _ = Ticket::by_user_id_count(&client, "u")
         .await
-        .expect("page");
+        .expect("count loads the query script");
     Ticket::expire(&client, "warm", Duration::from_secs(1))
         .await
         .expect("expire");
@@ -540,8 +551,12 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
     one_round_trip(&client, "patch", Ticket::patch(&client, "t1", &patch)).await;
 
     let page = Ticket::by_user_id(&client, "u1", Page::newest_first(20));
-    let page = one_round_trip(&client, "page of entities", page).await;
+    // Ids by ZRANGE, hashes by one pipeline.
+    let page = round_trips(&client, "page of entities", 2, page).await;
     assert_eq!(page.len(), 1, "page of entities");
+    let members = Ticket::by_status(&client, &JobStatus::Failed);
+    let members = round_trips(&client, "members of a set index", 2, members).await;
+    assert_eq!(members.len(), 1, "members of a set index");
     let slug = "slug-t1".to_string();
     let found = Ticket::by_slug(&client, &slug);
     assert!(
@@ -561,4 +576,67 @@ async fn every_operation_on_an_entity_with_three_indexes_a_ttl_and_a_stream_is_o
     let delete = Ticket::delete(&client, "t1");
     assert!(one_round_trip(&client, "delete", delete).await);
     assert_no_drift::<Ticket>(&client).await;
+}
+
+/// A page whose ids include an entity deleted behind the runtime's back
+/// (the listing's hashes are read after its ids) is read again atomically:
+/// the dead id is dropped from the index and the page is still full.
+#[tokio::test]
+async fn a_page_that_meets_a_dead_id_drops_it_and_stays_full() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let six = ["a", "b", "c", "d", "e", "f"].iter().enumerate();
+    create_all(
+        &client,
+        six.map(|(i, id)| job(id, "u1", JobStatus::Queued, 100 + i as i64)),
+    )
+    .await;
+    let _: () = raw_query(&client, &["DEL", "job:e"]).await;
+    user_count(&client, "nobody").await; // loads the query script
+
+    let page = Job::by_user_id(&client, "u1", Page::newest_first(3));
+    let page = round_trips(&client, "ids, hashes, then the atomic re-read", 3, page).await;
+    assert_eq!(ids(&page), ["f", "d", "c"], "full page without the dead id");
+    let left: Vec<String> = raw_query(&client, &["ZRANGE", "jobs:user:u1", "0", "-1"]).await;
+    assert_eq!(
+        left,
+        ["a", "b", "c", "d", "f"],
+        "the dead id left the index"
+    );
+
+    let page = Job::by_user_id(&client, "u1", Page::newest_first(3));
+    let page = round_trips(&client, "clean again: two round trips", 2, page).await;
+    assert_eq!(ids(&page), ["f", "d", "c"]);
+
+    // A set index member whose hash is gone, the same way.
+    let _: () = raw_query(&client, &["DEL", "job:a"]).await;
+    let queued = Job::by_status(&client, &JobStatus::Queued);
+    let queued = round_trips(&client, "members with a dead id", 3, queued).await;
+    assert_eq!(ids(&queued), ["b", "c", "d", "f"]);
+    let mut left: Vec<String> = raw_query(&client, &["SMEMBERS", "jobs:status:queued"]).await;
+    left.sort();
+    assert_eq!(left, ["b", "c", "d", "f"], "both dead ids left the set");
+}
+
+/// A hash whose key fields no longer render the index key it was listed
+/// under (here changed behind the runtime's back) is not trusted from the
+/// pipeline: the listing is re-read by the atomic script.
+#[tokio::test]
+async fn a_page_that_meets_a_moved_entity_rereads_atomically() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(
+        &client,
+        [
+            job("a", "u1", JobStatus::Queued, 1),
+            job("b", "u1", JobStatus::Queued, 2),
+        ],
+    )
+    .await;
+    let _: () = raw_query(&client, &["HSET", "job:b", "created_at", "50"]).await;
+    user_count(&client, "nobody").await; // loads the query script
+    let range = ScoreRange::at_most(10.0);
+    let page = Job::by_user_id_in_range(&client, "u1", &range, Page::newest_first(5));
+    round_trips(&client, "a score out of the range", 3, page).await;
+    let _: () = raw_query(&client, &["HSET", "job:b", "user_id", "u9"]).await;
+    let page = Job::by_user_id(&client, "u1", Page::newest_first(5));
+    round_trips(&client, "a key field that moved", 3, page).await;
 }

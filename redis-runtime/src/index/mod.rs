@@ -17,8 +17,11 @@
 //! same cleanup on demand, e.g. from a periodic task for indexes that are
 //! rarely read.
 //!
-//! Each query is one round trip: a Lua script (EVALSHA) that sweeps, reads
-//! the index and, for entity queries, the hashes of the page.
+//! Counts, id lists and unique lookups are one round trip each: a Lua
+//! script (EVALSHA) that sweeps and reads the index. Entity listings (pages
+//! and set members) read the members with one plain command and their
+//! hashes with one pipeline, checking each hash as it arrives and falling
+//! back to the atomic script when one is dead or has moved (see `fetch`).
 
 use redis_schema::IndexDescriptor;
 
@@ -28,8 +31,11 @@ use crate::entity::Entity;
 use crate::error::{Context, Error, Result};
 use crate::script;
 
+mod fetch;
 mod listing;
 mod repair;
+
+use fetch::Row;
 
 pub use listing::Listing;
 pub use repair::{
@@ -158,6 +164,29 @@ impl ScoreRange {
     }
 }
 
+impl ScoreRange {
+    /// Whether `score` is in the range, as `ZRANGE … BYSCORE` decides it.
+    fn contains(&self, score: f64) -> bool {
+        edge(&self.min).is_some_and(|(min, open)| if open { score > min } else { score >= min })
+            && edge(&self.max)
+                .is_some_and(|(max, open)| if open { score < max } else { score <= max })
+    }
+
+    /// The whole index, which a rank range reads without score lookups.
+    fn is_all(&self) -> bool {
+        self.min == "-inf" && self.max == "+inf"
+    }
+}
+
+/// A bound as sent to Redis (`5`, `(5`, `-inf`) as a number and whether
+/// it is exclusive.
+fn edge(bound: &str) -> Option<(f64, bool)> {
+    match bound.strip_prefix('(') {
+        Some(rest) => rest.parse().ok().map(|v| (v, true)),
+        None => bound.parse().ok().map(|v| (v, false)),
+    }
+}
+
 fn bound(value: f64) -> String {
     if value.is_nan() {
         // NaN matches nothing: an empty range.
@@ -249,44 +278,15 @@ fn decode_ids(index_key: &str, reply: &redis::Value) -> Result<Vec<String>> {
     }
 }
 
-/// Decodes `[id, [field, value, ...], id, ...]` into entities, in order.
-/// An entity whose hash does not decode is passed over and reported in the
-/// listing (with a warning in the log); a malformed reply as a whole is an
-/// error.
-fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<Listing<E>> {
-    let redis::Value::Array(items) = reply else {
-        return Err(Error::Decode {
-            context: Context::default(),
-            key: index_key.to_string(),
-            field: "*".into(),
-            reason: format!("expected id/hash pairs, found {}", value_kind(reply)),
-        });
-    };
+/// Decodes the rows of a listing into entities, in order. An entity whose
+/// hash does not decode is passed over and reported in the listing (with a
+/// warning in the log).
+fn decode_rows<E: Entity>(rows: &[Row]) -> Listing<E> {
     let descriptor = E::descriptor();
-    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut out = Vec::with_capacity(rows.len());
     let mut skipped = Vec::new();
-    for pair in items.chunks(2) {
-        let [id, fields] = pair else {
-            return Err(Error::Decode {
-                context: Context::default(),
-                key: index_key.to_string(),
-                field: "*".into(),
-                reason: "odd number of items in a page".into(),
-            });
-        };
-        let member = match id {
-            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            other => {
-                return Err(Error::Decode {
-                    context: Context::default(),
-                    key: index_key.to_string(),
-                    field: "*".into(),
-                    reason: format!("expected an id, found {}", value_kind(other)),
-                });
-            }
-        };
-        let key = descriptor.key_of_member(&member).unwrap_or(member);
-        let decoded = reply_pairs(&key, fields).and_then(|pairs| E::read_fields(&key, &pairs));
+    for Row { key, fields } in rows {
+        let decoded = reply_pairs(key, fields).and_then(|pairs| E::read_fields(key, &pairs));
         match decoded {
             Ok(entity) => out.push(entity),
             Err(error) => {
@@ -298,18 +298,65 @@ fn decode_entities<E: Entity>(index_key: &str, reply: &redis::Value) -> Result<L
                     "passed over an entity that does not decode: {error}"
                 );
                 skipped.push(Skipped {
-                    key,
+                    key: key.clone(),
                     reason: repair::undecodable(error),
                 });
             }
         }
     }
-    Ok(Listing::new(out, skipped))
+    Listing::new(out, skipped)
 }
 
-/// Entities of a page of a sorted index, within a score range; one round
-/// trip. Entities that do not decode are passed over and reported in the
-/// [`Listing`].
+/// Runs the query script's `verb` (`page`, `members`, `unique`): the atomic
+/// read, used directly for unique lookups and as the fallback of the
+/// pipelined listings.
+async fn script_listing<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    verb: &str,
+    index_key: String,
+    args: Vec<Vec<u8>>,
+) -> Result<Listing<E>> {
+    let (key, reply) = query::<E>(client, index, verb, Ok(index_key), args).await?;
+    let rows = fetch::script_rows(E::descriptor(), &key, reply)
+        .map_err(|e| e.with_context(context::<E>(index, verb)))?;
+    Ok(decode_rows(&rows))
+}
+
+/// The members of a page of a sorted index, by one `ZRANGE`.
+fn zrange(index_key: &str, range: &ScoreRange, page: Page) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZRANGE");
+    cmd.arg(index_key);
+    // Redis takes ranks and counts as signed 64-bit numbers.
+    let clamp = |n: u64| n.min(i64::MAX.unsigned_abs());
+    let (offset, limit) = (clamp(page.offset), clamp(page.limit));
+    let last = clamp(page.offset.saturating_add(page.limit - 1));
+    match (range.is_all(), page.order) {
+        (true, Order::Descending) => cmd.arg(offset).arg(last).arg("REV"),
+        (true, Order::Ascending) => cmd.arg(offset).arg(last),
+        (false, Order::Descending) => cmd
+            .arg(&range.max)
+            .arg(&range.min)
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(limit),
+        (false, Order::Ascending) => cmd
+            .arg(&range.min)
+            .arg(&range.max)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(offset)
+            .arg(limit),
+    };
+    cmd
+}
+
+/// Entities of a page of a sorted index, within a score range: the ids by
+/// one `ZRANGE`, the hashes by one pipeline (two round trips; a third when
+/// the page met a dead or moved entry, see `fetch`). Entities that do not
+/// decode are passed over and reported in the [`Listing`].
 pub async fn page<E: Entity>(
     client: &Client,
     index: &'static IndexDescriptor,
@@ -320,9 +367,18 @@ pub async fn page<E: Entity>(
     if page.limit == 0 {
         return Ok(Listing::new(Vec::new(), Vec::new()));
     }
-    let (key, reply) =
-        query::<E>(client, index, "page", index_key, range_args(range, page)).await?;
-    decode_entities(&key, &reply).map_err(|e| e.with_context(context::<E>(index, "page")))
+    let ctx = context::<E>(index, "page");
+    let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    let ids: Vec<String> = client
+        .query(ctx.clone(), &zrange(&index_key, range, page))
+        .await?;
+    let descriptor = E::descriptor();
+    let fetched =
+        fetch::live_rows(client, ctx, descriptor, index, &index_key, Some(range), ids).await?;
+    match fetched {
+        Some(rows) => Ok(decode_rows(&rows)),
+        None => script_listing(client, index, "page", index_key, range_args(range, page)).await,
+    }
 }
 
 /// Ids of a page of a sorted index, within a score range; one round trip.
@@ -360,16 +416,28 @@ pub async fn count<E: Entity>(
     }
 }
 
-/// All entities of a set index key, sorted by id; one round trip.
-/// Entities that do not decode are passed over and reported in the
-/// [`Listing`].
+/// All entities of a set index key, sorted by id: the ids by one
+/// `SMEMBERS`, the hashes by one pipeline (a third round trip when a member
+/// was dead or moved, see `fetch`). Entities that do not decode are passed
+/// over and reported in the [`Listing`].
 pub async fn members<E: Entity>(
     client: &Client,
     index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<Listing<E>> {
-    let (key, reply) = query::<E>(client, index, "members", index_key, Vec::new()).await?;
-    let listing = decode_entities::<E>(&key, &reply)?;
+    let ctx = context::<E>(index, "members");
+    let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    let mut smembers = redis::cmd("SMEMBERS");
+    smembers.arg(&index_key);
+    let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
+    ids.sort();
+    let descriptor = E::descriptor();
+    let fetched = fetch::live_rows(client, ctx, descriptor, index, &index_key, None, ids).await?;
+    let listing = match fetched {
+        Some(rows) => return Ok(decode_rows(&rows)),
+        None => script_listing::<E>(client, index, "members", index_key, Vec::new()).await?,
+    };
+    // The script returns members in set order.
     let skipped = listing.skipped().to_vec();
     let mut pairs = listing
         .into_iter()
@@ -402,9 +470,11 @@ pub async fn unique<E: Entity>(
     value: Result<Vec<u8>>,
 ) -> Result<Option<E>> {
     let value = value.map_err(|e| e.with_context(context::<E>(index, "get")))?;
-    let (key, reply) = query::<E>(client, index, "unique", index_key, vec![value]).await?;
+    let index_key = index_key.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     // One entity: all or nothing.
-    let found = decode_entities::<E>(&key, &reply)?.strict()?;
+    let found = script_listing::<E>(client, index, "unique", index_key, vec![value])
+        .await?
+        .strict()?;
     Ok(found.into_iter().next())
 }
 
