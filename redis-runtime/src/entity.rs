@@ -337,9 +337,36 @@ pub async fn patch<P: Patch>(
         .expires_at_ms()
         .map_err(|e| e.with_context(context::<P::Entity>("patch")))?;
     let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
+    let descriptor = P::Entity::descriptor();
+    if ttl.0 == "k" && !touches_index(descriptor, &fields) {
+        let ctx = context::<P::Entity>("patch");
+        let invocation = patch_fields_invocation(&key, &fields);
+        let code: i64 = client.query(ctx.clone(), &invocation).await?;
+        return write_outcome((code, None), ctx, key).map(drop);
+    }
     write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
         .await
         .map(drop)
+}
+
+/// Whether a write of `fields` changes a value some index (or unique hash,
+/// or the TTL registry's record of index values) is built from.
+fn touches_index(descriptor: &EntityDescriptor, fields: &Fields) -> bool {
+    let names = fields.set.iter().map(|(name, _)| name);
+    names
+        .chain(&fields.removed)
+        .any(|name| descriptor.is_indexed_field(name))
+}
+
+/// The call of the type-independent patch script (`scripts/patch_fields.lua`).
+fn patch_fields_invocation(key: &str, fields: &Fields) -> redis::ScriptInvocation<'static> {
+    let mut invocation = script::PATCH_FIELDS.prepare_invoke();
+    invocation.key(key).arg(fields.set.len());
+    for (name, value) in &fields.set {
+        invocation.arg(*name).arg(value.as_slice());
+    }
+    invocation.arg(&fields.removed);
+    invocation
 }
 
 /// Deletes the entity and all its index entries; returns whether it existed.
@@ -649,5 +676,32 @@ mod command_exact {
             .await
             .expect_err("missing");
         assert_eq!(err.code(), "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn a_patch_of_unindexed_fields_sends_the_shared_patch_script() {
+        // `User` has no index, so no patch touches one: the small
+        // type-independent script, with the same set/remove lists.
+        let patch = UserPatch {
+            name: Some("Ada L.".into()),
+            age: Some(None),
+        };
+        let mut fields = Fields::default();
+        patch.write_patch(&mut fields).expect("patch fields");
+        assert!(!touches_index(User::descriptor(), &fields));
+        let mut expected = redis::cmd("EVALSHA");
+        expected
+            .arg(script::PATCH_FIELDS.get_hash())
+            .arg(1)
+            .arg(&["user:u1", "1", "name", "Ada L.", "age"]);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(Value::Int(-1)))]);
+        let code: i64 = patch_fields_invocation("user:u1", &fields)
+            .invoke_async(&mut conn)
+            .await
+            .expect("sent");
+        let err = write_outcome((code, None), context::<User>("patch"), "user:u1".into())
+            .expect_err("missing");
+        assert_eq!(err.code(), "NOT_FOUND");
+        assert!(conn.is_empty(), "exactly one command");
     }
 }

@@ -173,6 +173,17 @@ impl EntityDescriptor {
         self.fields.get(field).map_or("", |f| f.hash_name)
     }
 
+    /// Whether an index key, score or unique value is built from the hash
+    /// field `hash_name` (a write that changes it must move index entries).
+    pub fn is_indexed_field(&self, hash_name: &str) -> bool {
+        self.indexes.iter().any(|index| {
+            index.score_field == Some(hash_name)
+                || index.key.iter().any(
+                    |part| matches!(part, PatternPart::Field(n) if self.hash_name(*n) == hash_name),
+                )
+        })
+    }
+
     /// The hash fields index keys, scores and unique values are built from,
     /// each once, in index order (key fields first, then the value field).
     pub fn indexed_fields(&self) -> Vec<&'static str> {
