@@ -381,3 +381,60 @@ async fn regression_foreign_key_types_refuse_the_write_without_writing() {
     let index_entry: i64 = raw_query(&client, &["EXISTS", "orders:state:new"]).await;
     assert_eq!(index_entry, 0, "no index entry either");
 }
+
+/// Foreign data at the *first* index's key is refused by the index write
+/// itself, which comes before every other write; at a later index's key by
+/// a type check before anything is written; at the key an entry moves
+/// *away* from it is left alone (there is no entry of ours to remove).
+/// Either way the hash and the other indexes are as they were.
+#[tokio::test]
+async fn foreign_types_at_each_index_key_leave_an_update_all_or_nothing() {
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[redis(key = "parcel:{id}")]
+    #[redis(sorted_index(key = "parcels:owner:{owner}", score = "weight"))]
+    #[redis(index(key = "parcels:state:{state}"))]
+    struct Parcel {
+        id: String,
+        owner: String,
+        state: String,
+        weight: i64,
+    }
+    let (_server, client) = RedisServer::start_with_client().await;
+    let stored = Parcel {
+        id: "p1".into(),
+        owner: "ann".into(),
+        state: "new".into(),
+        weight: 3,
+    };
+    stored.create(&client).await.expect("create");
+    let mut moved = stored.clone();
+    moved.owner = "bob".into();
+    moved.state = "sent".into();
+    for foreign in ["parcels:owner:bob", "parcels:state:sent"] {
+        raw_command(&client, &["SET", foreign, "foreign"]).await;
+        let err = moved
+            .update(&client)
+            .await
+            .expect_err("a key of another type");
+        assert!(err.to_string().contains("WRONGTYPE"), "{foreign}: {err}");
+        let now = Parcel::get(&client, "p1").await.expect("get");
+        assert_eq!(now.as_ref(), Some(&stored), "{foreign}: hash untouched");
+        let owners: Vec<String> =
+            raw_query(&client, &["ZRANGE", "parcels:owner:ann", "0", "-1"]).await;
+        assert_eq!(owners, ["p1"], "{foreign}: first index untouched");
+        let states: Vec<String> = raw_query(&client, &["SMEMBERS", "parcels:state:new"]).await;
+        assert_eq!(states, ["p1"], "{foreign}: second index untouched");
+        raw_command(&client, &["DEL", foreign]).await;
+    }
+    // Foreign data where the entry moves away from: the update goes ahead.
+    raw_command(&client, &["DEL", "parcels:owner:ann"]).await;
+    raw_command(&client, &["SET", "parcels:owner:ann", "foreign"]).await;
+    moved
+        .update(&client)
+        .await
+        .expect("the old key is only removed from");
+    let left: String = raw_query(&client, &["GET", "parcels:owner:ann"]).await;
+    assert_eq!(left, "foreign", "foreign data left alone");
+    let owners: Vec<String> = raw_query(&client, &["ZRANGE", "parcels:owner:bob", "0", "-1"]).await;
+    assert_eq!(owners, ["p1"]);
+}

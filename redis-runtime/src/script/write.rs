@@ -47,6 +47,7 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
     }
     w.key_type_checks();
     w.past_expiry_is_a_delete();
+    w.first_index_entry();
     w.hash_and_ttl();
     w.index_moves();
     w.registry();
@@ -91,7 +92,12 @@ impl<'d> Writer<'d> {
         if has(IndexKind::Unique) {
             needs.push("key_of_member");
         }
-        if !d.indexes.is_empty() || d.stream.is_some() {
+        let checked_index = d
+            .indexes
+            .iter()
+            .skip(1)
+            .any(|i| i.kind != IndexKind::Unique);
+        if checked_index || d.stream.is_some() {
             needs.push("kind_ok");
         }
         if d.ttl_registry.is_some() {
@@ -283,13 +289,23 @@ impl<'d> Writer<'d> {
     /// Keys of another Redis type (foreign data in our key space) would make
     /// an index or stream command fail after the hash was written: refuse
     /// before writing anything instead.
+    /// Refuses the write, before it writes anything, when a key it will add
+    /// to holds another Redis type: a command failing halfway through would
+    /// leave a half-applied write. Only keys that need it are checked:
+    /// * the first index's new key is written first (`first_index_entry`),
+    ///   so a wrong type there fails before anything else is written;
+    /// * a unique index's new key was already read with `HGET` by its
+    ///   check, which fails on a wrong type before any write;
+    /// * old keys are only removed from, with `redis.pcall`, and a key
+    ///   holding foreign data has no entry of ours to remove.
     fn key_type_checks(&mut self) {
-        for (i, index) in self.descriptor.indexes.iter().enumerate() {
+        for (i, index) in self.descriptor.indexes.iter().enumerate().skip(1) {
+            if index.kind == IndexKind::Unique {
+                continue;
+            }
             let i = i + 1;
             let t = index.kind.redis_type();
-            self.line(format!(
-                "if (new_k{i} and not kind_ok(new_k{i}, '{t}')) or (old_k{i} and old_k{i} ~= new_k{i} and not kind_ok(old_k{i}, '{t}')) then"
-            ));
+            self.line(format!("if new_k{i} and not kind_ok(new_k{i}, '{t}') then"));
             self.line(format!(
                 "  return redis.error_reply('WRONGTYPE an index key holds a value that is not a {t}; nothing was written')"
             ));
@@ -305,10 +321,6 @@ impl<'d> Writer<'d> {
         }
     }
 
-    /// An absolute expiry already in the past: the entity is gone as soon
-    /// as it is written, so the write is a delete (old entries out, nothing
-    /// added, no stream entry) rather than index entries for a hash Redis
-    /// removes at once.
     fn past_expiry_is_a_delete(&mut self) {
         self.line("if ttl_action == 'a' and mode ~= 'd' and mode ~= 'x' and tonumber(ttl_ms) <= now_ms() then");
         self.line("  mode = 'd'");
@@ -344,35 +356,51 @@ impl<'d> Writer<'d> {
         self.line("end");
     }
 
+    /// The first index's new entry, written before anything else so that
+    /// it needs no key-type check (see `key_type_checks`).
+    fn first_index_entry(&mut self) {
+        if let Some(index) = self.descriptor.indexes.first() {
+            self.index_add(1, index);
+        }
+    }
+
+    /// Moves each index entry: removes the old one where the key (or the
+    /// unique value) changed, and adds the new one (the first index's was
+    /// added by `first_index_entry`).
     fn index_moves(&mut self) {
         for (i, index) in self.descriptor.indexes.iter().enumerate() {
             let i = i + 1;
             match (index.kind, self.value_number(index)) {
-                (IndexKind::Set, _) => {
-                    self.line(format!("if old_k{i} and old_k{i} ~= new_k{i} then redis.call('SREM', old_k{i}, member) end"));
-                    self.line(format!(
-                        "if new_k{i} then redis.call('SADD', new_k{i}, member) end"
-                    ));
-                }
-                (IndexKind::Sorted, Some(v)) => {
-                    self.line(format!("if old_k{i} and old_k{i} ~= new_k{i} then redis.call('ZREM', old_k{i}, member) end"));
-                    self.line(format!(
-                        "if new_k{i} then redis.call('ZADD', new_k{i}, n{v}, member) end"
-                    ));
-                }
+                (IndexKind::Set, _) => self.line(format!(
+                    "if old_k{i} and old_k{i} ~= new_k{i} then redis.pcall('SREM', old_k{i}, member) end"
+                )),
+                (IndexKind::Sorted, Some(_)) => self.line(format!(
+                    "if old_k{i} and old_k{i} ~= new_k{i} then redis.pcall('ZREM', old_k{i}, member) end"
+                )),
                 (IndexKind::Unique, Some(v)) => {
                     self.line(format!(
                         "if old_k{i} and o{v} and (old_k{i} ~= new_k{i} or o{v} ~= n{v}) then"
                     ));
-                    self.line(format!("  if redis.call('HGET', old_k{i}, o{v}) == member then redis.call('HDEL', old_k{i}, o{v}) end"));
+                    self.line(format!("  if redis.pcall('HGET', old_k{i}, o{v}) == member then redis.call('HDEL', old_k{i}, o{v}) end"));
                     self.line("end");
-                    self.line(format!(
-                        "if new_k{i} then redis.call('HSET', new_k{i}, n{v}, member) end"
-                    ));
                 }
                 _ => {}
             }
+            if i > 1 {
+                self.index_add(i, index);
+            }
         }
+    }
+
+    /// Adds the new entry of index number `i`, if it has one.
+    fn index_add(&mut self, i: usize, index: &IndexDescriptor) {
+        let command = match (index.kind, self.value_number(index)) {
+            (IndexKind::Set, _) => format!("'SADD', new_k{i}, member"),
+            (IndexKind::Sorted, Some(v)) => format!("'ZADD', new_k{i}, n{v}, member"),
+            (IndexKind::Unique, Some(v)) => format!("'HSET', new_k{i}, n{v}, member"),
+            _ => return,
+        };
+        self.line(format!("if new_k{i} then redis.call({command}) end"));
     }
 
     /// Only entities that expire (now, or before this write) are listed in
