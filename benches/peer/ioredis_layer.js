@@ -5,7 +5,9 @@
 // (in the order below; each create workload flushes first, the others read what the last one made).
 // Output: one JSON line per workload: {"workload", "ops", "ns", "ops_per_sec"}.
 const Redis = require('ioredis');
-const url = process.env.REDIS_URL || 'redis://127.0.0.1:6390';
+// No default: it flushes the database, so the server must be named on purpose.
+const url = process.env.REDIS_URL;
+if (!url) { console.error('set REDIS_URL to a private server: this benchmark FLUSHes it'); process.exit(2); }
 const N = +(process.env.N || 20000);
 const redis = new Redis(url, { retryStrategy: t => Math.min(t * 50, 2000) });
 const toHash = o => { const h = {}; for (const [k, v] of Object.entries(o)) { if (v === undefined || v === null) continue; h[k.replace(/[A-Z]/g, c => '_' + c.toLowerCase())] = typeof v === 'boolean' ? (v ? '1' : '0') : String(v); } return h; };
