@@ -438,3 +438,63 @@ async fn foreign_types_at_each_index_key_leave_an_update_all_or_nothing() {
     let owners: Vec<String> = raw_query(&client, &["ZRANGE", "parcels:owner:bob", "0", "-1"]).await;
     assert_eq!(owners, ["p1"]);
 }
+
+/// **Regression**: `index::sweep(client, u64::MAX)` failed with "value is
+/// not an integer or out of range"; a NaN score bound silently became
+/// "every positive score"; `expire(Duration::ZERO)` was a configuration
+/// error. Now any budget works, NaN is refused with `ENCODE`, and a zero
+/// TTL expires the entity now (a delete, index entries included).
+#[tokio::test]
+async fn regression_extreme_arguments_have_defined_meanings() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(
+        &client,
+        [
+            job("a", "u1", JobStatus::Queued, 1),
+            job("b", "u1", JobStatus::Queued, 2),
+        ],
+    )
+    .await;
+    let swept = index::sweep::<Job>(&client, u64::MAX)
+        .await
+        .expect("any budget the type accepts");
+    assert_eq!(swept, 0, "nothing is due");
+
+    let nan = redis_runtime::ScoreRange::at_least(f64::NAN);
+    let page = Job::by_user_id_in_range(&client, "u1", &nan, Page::newest_first(5)).await;
+    assert_eq!(page.expect_err("NaN bound").code(), "ENCODE");
+    let ids = Job::by_user_id_ids_in_range(&client, "u1", &nan, Page::newest_first(5)).await;
+    assert_eq!(ids.expect_err("NaN bound").code(), "ENCODE");
+
+    let existed = Job::expire(&client, "a", Duration::ZERO)
+        .await
+        .expect("zero expires now");
+    assert!(existed);
+    assert_eq!(Job::get(&client, "a").await.expect("get"), None);
+    let left = Job::by_user_id_ids_in_range(
+        &client,
+        "u1",
+        &redis_runtime::ScoreRange::all(),
+        Page::newest_first(5),
+    )
+    .await
+    .expect("ids");
+    assert_eq!(left, ["b"], "its index entries went with it");
+    assert!(
+        !Job::expire(&client, "a", Duration::ZERO)
+            .await
+            .expect("again")
+    );
+
+    // Below a millisecond rounds up to one: it expires, it is not refused.
+    assert!(
+        Job::expire(&client, "b", Duration::from_micros(10))
+            .await
+            .expect("sub-millisecond")
+    );
+    redis_runtime::testing::eventually(Duration::from_secs(5), "b to expire", async || {
+        Job::get(&client, "b").await.expect("get").is_none()
+    })
+    .await;
+    assert_no_drift::<Job>(&client).await;
+}

@@ -473,26 +473,22 @@ pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl>
 
 /// Sets the entity to expire after `ttl` (extending or shortening it), or
 /// makes it persistent with `None`; keeps the TTL registry in step.
-/// Returns whether the entity exists.
+/// Returns whether the entity exists. `Duration::ZERO` expires it now: the
+/// same as [`delete`]. Below a millisecond, Redis's unit, it rounds up to
+/// one.
 pub async fn expire<E: Entity>(
     client: &Client,
     key: Result<EntityKey>,
     ttl: Option<Duration>,
 ) -> Result<bool> {
+    if ttl == Some(Duration::ZERO) {
+        return delete::<E>(client, key).await;
+    }
     let verb = if ttl.is_some() { "expire" } else { "persist" };
     let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>(verb)))?;
-    let ms = match ttl {
-        Some(ttl) => {
-            let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-            if ms <= 0 {
-                return Err(Error::Config(
-                    "a TTL must be at least one millisecond".to_string(),
-                ));
-            }
-            ms
-        }
-        None => 0,
-    };
+    let ms = ttl.map_or(0, |ttl| {
+        i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+    });
     let mut invocation = script::for_entity(E::descriptor()).expire.prepare_invoke();
     invocation.key(&key).arg(ms).arg(&member);
     let existed: i64 = client.query(context::<E>(verb), &invocation).await?;

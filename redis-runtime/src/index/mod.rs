@@ -45,6 +45,9 @@ pub use repair::{
 /// Registry entries swept per query.
 const SWEEP_BUDGET: u64 = 1000;
 
+/// The largest budget [`sweep`] passes on (see there).
+const MAX_SWEEP_BUDGET: u64 = 999_999_999;
+
 /// Which end of a sorted index comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -99,7 +102,8 @@ impl Page {
     }
 }
 
-/// A range of scores, inclusive unless built with `after`/`before`.
+/// A range of scores, inclusive unless built with `after`/`before`. A NaN
+/// bound orders nothing: queries with such a range fail with `ENCODE`.
 ///
 /// ```
 /// use redis_runtime::index::ScoreRange;
@@ -178,6 +182,24 @@ impl ScoreRange {
     }
 }
 
+/// What a NaN bound is kept as until a query refuses it.
+const NAN_BOUND: &str = "nan";
+
+/// A range with a NaN bound orders nothing: refused with an `ENCODE` error
+/// naming the score field, rather than guessed at.
+fn check_range(range: &ScoreRange, index: &IndexDescriptor, ctx: &Context) -> Result<()> {
+    if range.min.trim_start_matches('(') == NAN_BOUND
+        || range.max.trim_start_matches('(') == NAN_BOUND
+    {
+        return Err(Error::Encode {
+            context: ctx.clone(),
+            field: index.score_field.unwrap_or("score").to_string(),
+            reason: "a score range bound is NaN".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A bound as sent to Redis (`5`, `(5`, `-inf`) as a number and whether
 /// it is exclusive.
 fn edge(bound: &str) -> Option<(f64, bool)> {
@@ -189,8 +211,8 @@ fn edge(bound: &str) -> Option<(f64, bool)> {
 
 fn bound(value: f64) -> String {
     if value.is_nan() {
-        // NaN matches nothing: an empty range.
-        return "(0".into();
+        // Refused by `check_range` before any query is sent.
+        return NAN_BOUND.into();
     }
     if value == f64::INFINITY {
         "+inf".into()
@@ -369,6 +391,7 @@ pub async fn page<E: Entity>(
     }
     let ctx = context::<E>(index, "page");
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    check_range(range, index, &ctx)?;
     let ids: Vec<String> = client
         .query(ctx.clone(), &zrange(&index_key, range, page))
         .await?;
@@ -391,6 +414,7 @@ pub async fn page_ids<E: Entity>(
     range: &ScoreRange,
     page: Page,
 ) -> Result<Vec<String>> {
+    check_range(range, index, &context::<E>(index, "ids"))?;
     if page.limit == 0 {
         return Ok(Vec::new());
     }
@@ -487,7 +511,13 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
         return Ok(0);
     };
     let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
-    invocation.key(registry).arg(budget.max(1));
+    // Any budget the type accepts works. The script holds it as a Lua
+    // number, which the server prints back into the command; a number of
+    // all nines prints as plain digits in every formatter (a round one
+    // may come out as `1e+14`, which `LIMIT` refuses).
+    invocation
+        .key(registry)
+        .arg(budget.clamp(1, MAX_SWEEP_BUDGET));
     let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
     client.query(ctx, &invocation).await
 }
