@@ -55,7 +55,11 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
         field("id", true),
         field("user_id", false),
         field("status", false),
-        field("created_at", false),
+        // Numeric: the client's score needs no check in the script.
+        FieldDescriptor {
+            encoding: FieldEncoding::Integer,
+            ..field("created_at", false)
+        },
     ],
     indexes: &[
         index(

@@ -32,7 +32,7 @@
 //! the n-th indexed field ([`EntityDescriptor::indexed_fields`]), and
 //! `old_k<i>`/`new_k<i>` the old and new key of the i-th index.
 
-use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind, PatternPart};
+use redis_schema::{EntityDescriptor, FieldEncoding, IndexDescriptor, IndexKind, PatternPart};
 
 use super::{assemble, lua_str};
 
@@ -140,6 +140,35 @@ impl<'d> Writer<'d> {
     }
 
     /// `'jobs:user:' .. o1` for an index key.
+    /// `n1 and n2 …`: every key value of `index` is there.
+    fn all_present(&self, index: &IndexDescriptor, prefix: &str) -> String {
+        let present: Vec<String> = self
+            .key_field_numbers(index)
+            .map(|n| format!("{prefix}{n}"))
+            .collect();
+        if present.is_empty() {
+            "true".into()
+        } else {
+            present.join(" and ")
+        }
+    }
+
+    /// Whether the client always sends `index`'s score as a number `ZADD`
+    /// accepts: the field's encoding is numeric (the codec refuses NaN).
+    fn numeric_score(&self, index: &IndexDescriptor) -> bool {
+        let field = self
+            .descriptor
+            .fields
+            .iter()
+            .find(|f| Some(f.hash_name) == index.score_field);
+        field.is_some_and(|f| {
+            matches!(
+                f.encoding,
+                FieldEncoding::Integer | FieldEncoding::Float | FieldEncoding::TimestampMillis
+            )
+        })
+    }
+
     fn concat(&self, index: &IndexDescriptor, prefix: &str) -> String {
         let pieces: Vec<String> = index
             .key
@@ -220,7 +249,15 @@ impl<'d> Writer<'d> {
     }
 
     /// Old and new index keys, and every check on the new values.
+    ///
+    /// New values sent by the client were already checked in Rust (key
+    /// values against the full key rule, scores encoded from a number), so
+    /// for those only their presence is checked here; the full checks run
+    /// on values that come from the stored hash (`stored`: a patch keeps
+    /// unpatched values, a reindex uses them all), and on scores whose
+    /// field type does not encode as a number.
     fn index_checks(&mut self) {
+        self.line("local stored = mode == 'p' or mode == 'x'");
         for (i, index) in self.descriptor.indexes.iter().enumerate() {
             let i = i + 1;
             let name = index.name;
@@ -232,7 +269,8 @@ impl<'d> Writer<'d> {
             ));
             self.line("if mode ~= 'd' then");
             self.line(format!(
-                "  if not ({}) then return redis.error_reply({}) end",
+                "  if not ({}) or (stored and not ({})) then return redis.error_reply({}) end",
+                self.all_present(index, "n"),
                 self.all_safe(index, "n"),
                 lua_str(&format!(
                     "INVALID_KEY a value of index {name} cannot be part of a key"
@@ -240,10 +278,17 @@ impl<'d> Writer<'d> {
             ));
             self.line(format!("  new_k{i} = {}", self.concat(index, "n")));
             match (index.kind, self.value_number(index)) {
-                (IndexKind::Sorted, Some(v)) => self.line(format!(
-                    "  if not score_ok(n{v}) then return redis.error_reply({}) end",
-                    lua_str(&format!("DECODE the score of index {name} is not a number"))
-                )),
+                (IndexKind::Sorted, Some(v)) => {
+                    let when = if self.numeric_score(index) {
+                        format!("not n{v} or (stored and not score_ok(n{v}))")
+                    } else {
+                        format!("not score_ok(n{v})")
+                    };
+                    self.line(format!(
+                        "  if {when} then return redis.error_reply({}) end",
+                        lua_str(&format!("DECODE the score of index {name} is not a number"))
+                    ));
+                }
                 (IndexKind::Unique, Some(v)) => self.unique_check(i, name, v),
                 _ => {}
             }
