@@ -663,6 +663,26 @@ fn breakdown(samples: &[Sample]) -> String {
     }
 }
 
+/// `PROFILE=<workload label>`: only ours, that workload ten times after
+/// the data it reads is created, for a profiler attached to the process
+/// (`perf record -g`); prints each repetition's rate.
+async fn profile(ours: &Layer, label: &str, n: u64, admin: &mut ConnectionManager) {
+    let Some(target) = WORKLOADS.iter().find(|w| w.label == label) else {
+        let labels: Vec<&str> = WORKLOADS.iter().map(|w| w.label).collect();
+        panic!("PROFILE={label:?}: expected one of {labels:?}");
+    };
+    flush(admin).await;
+    ours.drive(&WORKLOADS[0], n).await;
+    for _ in 0..10 {
+        if target.flush_first {
+            flush(admin).await;
+        }
+        let elapsed = ours.drive(target, n).await;
+        let rate = target.ops(n) as f64 / elapsed.as_secs_f64();
+        println!("{label}: {rate:.0} ops/s");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_u64("N", 20_000);
@@ -695,6 +715,12 @@ async fn main() {
         let version = info.lines().find_map(|l| l.strip_prefix("redis_version:"));
         version.unwrap_or("?").trim().to_string()
     };
+
+    if let Ok(label) = std::env::var("PROFILE") {
+        profile(&rust_layers[0], &label, n, &mut admin).await;
+        client.shutdown().await;
+        return;
+    }
 
     println!("N={n} ROUNDS={rounds} cargo bench --bench three_way");
     println!();
