@@ -506,6 +506,7 @@ fn inherent(m: &Model<'_>) -> TokenStream {
         })
         .collect();
     let args: Vec<&syn::Ident> = fields.iter().map(|f| f.ident).collect();
+    let counters = counters(m, &params, &args);
     let pattern = lit(&key.source);
     let build = key_builder_calls(m, key);
     let member_parts = fields.iter().map(|f| {
@@ -593,6 +594,13 @@ fn inherent(m: &Model<'_>) -> TokenStream {
             #vis async fn patch_refreshing_ttl(client: &#p::Client, #(#params,)* patch: &#patch_ident) -> #p::Result<()> {
                 #p::entity::patch(client, Self::__entity_key(#(#args),*), patch, #p::TtlChange::Refresh).await
             }
+
+            /// Applies `patch` only if the stored entity holds every value `expected` names (`Some(v)`: stored as `v`; `Some(None)` on an optional field: absent; `None`: not checked), in one atomic step. `Conditional::Failed` carries the entity as stored when a value did not hold; nothing is written then. `NOT_FOUND` if absent.
+            #vis async fn patch_if(client: &#p::Client, #(#params,)* expected: &#patch_ident, patch: &#patch_ident) -> #p::Result<#p::Conditional<Self>> {
+                #p::entity::patch_if(client, Self::__entity_key(#(#args),*), expected, patch, #p::TtlChange::Keep).await
+            }
+
+            #(#counters)*
 
             /// Deletes it and all its index entries; returns whether it existed.
             #vis async fn delete(client: &#p::Client, #(#params),*) -> #p::Result<::core::primitive::bool> {
@@ -866,6 +874,57 @@ fn queries(m: &Model<'_>) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// `incr_<field>` for every stored integer field that is not part of the
+/// key: an atomic server-side increment (see `entity::increment`).
+fn counters(m: &Model<'_>, params: &[TokenStream], args: &[&syn::Ident]) -> Vec<TokenStream> {
+    let p = private(m);
+    let vis = m.vis;
+    m.fields
+        .iter()
+        .filter(|f| !f.skip && !f.is_key && !f.json)
+        .filter_map(|f| {
+            let ty = f.option_of.unwrap_or(f.ty);
+            is_integer(ty).then_some((f, ty))
+        })
+        .map(|(f, ty)| {
+            let method = format_ident!("incr_{}", unraw(f.ident));
+            let hash = lit(&f.hash_name);
+            let doc = format!(
+                "Adds `by` (may be negative) to `{}` and returns the new value, in one atomic step in which index entries built from it move too; a missing value counts as 0. A result outside `{}`'s range is refused with `ENCODE` (nothing written). `NOT_FOUND` if absent.",
+                unraw(f.ident),
+                quote!(#ty)
+            );
+            quote! {
+                #[doc = #doc]
+                #vis async fn #method(client: &#p::Client, #(#params,)* by: ::core::primitive::i64) -> #p::Result<#ty> {
+                    let bounds = (<#ty>::MIN as ::core::primitive::i128, <#ty>::MAX as ::core::primitive::i128);
+                    let value = #p::entity::increment::<Self>(client, Self::__entity_key(#(#args),*), #hash, by, bounds).await?;
+                    <#ty as ::core::convert::TryFrom<::core::primitive::i64>>::try_from(value).map_err(|_| #p::Error::Encode {
+                        context: #p::Context::new("increment", ""),
+                        field: ::std::string::String::from(#hash),
+                        reason: ::std::format!("{value} is outside the field's type"),
+                    })
+                }
+            }
+        })
+        .collect()
+}
+
+/// Whether `ty` is a primitive integer type, spelled plainly (`u32`,
+/// `core::primitive::i64`, ...).
+fn is_integer(ty: &syn::Type) -> bool {
+    let syn::Type::Path(syn::TypePath { qself: None, path }) = ty else {
+        return false;
+    };
+    path.segments.last().is_some_and(|last| {
+        last.arguments.is_none()
+            && matches!(
+                last.ident.to_string().as_str(),
+                "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize"
+            )
+    })
 }
 
 /// Whether `ty` is spelled as the standard `String` (`String`,

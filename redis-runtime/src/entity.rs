@@ -106,6 +106,7 @@ enum Mode {
     Patch,
     Delete,
     Reindex,
+    Increment,
 }
 
 impl Mode {
@@ -117,6 +118,7 @@ impl Mode {
             Mode::Patch => "p",
             Mode::Delete => "d",
             Mode::Reindex => "x",
+            Mode::Increment => "i",
         }
     }
 
@@ -128,6 +130,7 @@ impl Mode {
             Mode::Patch => "patch",
             Mode::Delete => "delete",
             Mode::Reindex => "reindex",
+            Mode::Increment => "increment",
         }
     }
 }
@@ -192,22 +195,37 @@ fn write_invocation(
     invocation
 }
 
-/// Interprets the write script's `{code, detail}` reply.
-fn write_outcome(reply: (i64, Option<String>), ctx: Context, key: String) -> Result<WriteOutcome> {
+/// The write script's reply: a code, and a detail whose meaning depends on
+/// it (the stream entry id, a unique index's name, the current hash of a
+/// failed condition, a counter's new value).
+type WriteReply = (i64, redis::Value);
+
+/// The detail of a write reply as text, when it is text.
+fn detail_text(detail: &redis::Value) -> Option<String> {
+    match detail {
+        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        redis::Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// Interprets the write script's `{code, detail}` reply for the outcomes
+/// every write shares.
+fn write_outcome(reply: WriteReply, ctx: Context, key: String) -> Result<WriteOutcome> {
     match reply {
-        (1, stream_id) => Ok(WriteOutcome {
+        (1, detail) => Ok(WriteOutcome {
             existed: false,
-            stream_id,
+            stream_id: detail_text(&detail),
         }),
-        (2, stream_id) => Ok(WriteOutcome {
+        (2, detail) => Ok(WriteOutcome {
             existed: true,
-            stream_id,
+            stream_id: detail_text(&detail),
         }),
         (0, _) => Err(Error::AlreadyExists { context: ctx, key }),
         (-1, _) => Err(Error::NotFound { context: ctx, key }),
         (-2, index) => Err(Error::UniqueViolation {
             context: ctx,
-            index: index.unwrap_or_default(),
+            index: detail_text(&index).unwrap_or_default(),
         }),
         (code, _) => Err(Error::Command {
             context: ctx,
@@ -226,7 +244,7 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
-    let reply: (i64, Option<String>) = client.query(ctx.clone(), &invocation).await?;
+    let reply: WriteReply = client.query(ctx.clone(), &invocation).await?;
     write_outcome(reply, ctx, key)
 }
 
@@ -342,7 +360,7 @@ pub async fn patch<P: Patch>(
         let ctx = context::<P::Entity>("patch");
         let invocation = patch_fields_invocation(&key, &fields);
         let code: i64 = client.query(ctx.clone(), &invocation).await?;
-        return write_outcome((code, None), ctx, key).map(drop);
+        return write_outcome((code, redis::Value::Nil), ctx, key).map(drop);
     }
     write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
         .await
@@ -366,6 +384,139 @@ fn patch_fields_invocation(key: &str, fields: &Fields) -> redis::ScriptInvocatio
         invocation.arg(*name).arg(value.as_slice());
     }
     invocation.arg(&fields.removed);
+    invocation
+}
+
+/// What a conditional write ([`patch_if`]) did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conditional<E> {
+    /// Every expected value held, and the write was applied.
+    Applied,
+    /// A field did not hold its expected value: nothing was written.
+    /// `current` is the entity as it is stored now, read in the same step.
+    Failed {
+        /// The stored entity the condition was checked against.
+        current: E,
+    },
+}
+
+impl<E> Conditional<E> {
+    /// Whether the write was applied.
+    pub fn applied(&self) -> bool {
+        matches!(self, Conditional::Applied)
+    }
+}
+
+/// Applies `patch` only if the stored entity holds every value `expected`
+/// names (a field set to `Some(v)` must be stored as `v`, an optional field
+/// set to `Some(None)` must be absent; fields left `None` are not checked),
+/// all in one atomic step: e.g. move a job from `queued` to `running` only
+/// if it is still `queued`. `NOT_FOUND` when the entity does not exist.
+pub async fn patch_if<P: Patch>(
+    client: &Client,
+    key: Result<EntityKey>,
+    expected: &P,
+    patch: &P,
+    ttl: TtlChange,
+) -> Result<Conditional<P::Entity>> {
+    let (EntityKey { key, member }, fields) =
+        prepare::<P::Entity>("patch_if", key, patch.check_index_values(), |sink| {
+            patch.write_patch(sink)
+        })?;
+    let ctx = context::<P::Entity>("patch_if");
+    let mut conditions = Fields::default();
+    expected
+        .write_patch(&mut conditions)
+        .map_err(|e| e.with_context(ctx.clone()))?;
+    let expires_at = patch
+        .expires_at_ms()
+        .map_err(|e| e.with_context(ctx.clone()))?;
+    let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
+    let descriptor = P::Entity::descriptor();
+    let invocation = conditional_invocation(descriptor, &key, &member, &fields, &conditions, ttl);
+    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
+        (-3, hash) => match decode_hash::<P::Entity>(&key, &hash)? {
+            Some(current) => Ok(Conditional::Failed { current }),
+            None => Err(Error::NotFound { context: ctx, key }),
+        },
+        reply => write_outcome(reply, ctx, key).map(|_| Conditional::Applied),
+    }
+}
+
+/// Adds `by` (which may be negative) to the integer field `field` of an
+/// existing entity and returns the new value, in one atomic step in which
+/// index entries built from the field move too. A missing field counts as
+/// 0. `bounds` are the field type's limits: a result outside them, or
+/// beyond ±2^53 (the exact integers of a Lua number), is refused with
+/// `ENCODE` and nothing is written. `NOT_FOUND` when the entity does not
+/// exist.
+pub async fn increment<E: Entity>(
+    client: &Client,
+    key: Result<EntityKey>,
+    field: &'static str,
+    by: i64,
+    bounds: (i128, i128),
+) -> Result<i64> {
+    let ctx = context::<E>("increment");
+    let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
+    let invocation = increment_invocation(E::descriptor(), &key, &member, field, by, bounds);
+    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
+        (2, counted) => detail_text(&counted)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| Error::Command {
+                context: ctx,
+                message: format!("unexpected counter value {counted:?}"),
+            }),
+        (-4, current) => Err(Error::Encode {
+            context: ctx,
+            field: field.to_string(),
+            reason: format!(
+                "{} + {by} is outside {}..={} (the field's type, and at most 2^53 in magnitude)",
+                detail_text(&current).unwrap_or_default(),
+                bounds.0,
+                bounds.1
+            ),
+        }),
+        reply => write_outcome(reply, ctx, key).map(|_| 0),
+    }
+}
+
+/// The write script call of a conditional patch: the patch, then the
+/// expected values and the fields expected absent (see `script::write`).
+fn conditional_invocation(
+    descriptor: &'static EntityDescriptor,
+    key: &str,
+    member: &str,
+    fields: &Fields,
+    conditions: &Fields,
+    ttl: (&'static str, i64),
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = write_invocation(descriptor, Mode::Patch, key, member, fields, ttl);
+    invocation.arg(conditions.set.len());
+    for (name, value) in &conditions.set {
+        invocation.arg(*name).arg(value.as_slice());
+    }
+    invocation.arg(&conditions.removed);
+    invocation
+}
+
+/// The write script call of an increment: the field and the amount as
+/// the one field set, then the bounds of the field's type.
+fn increment_invocation(
+    descriptor: &'static EntityDescriptor,
+    key: &str,
+    member: &str,
+    field: &'static str,
+    by: i64,
+    bounds: (i128, i128),
+) -> redis::ScriptInvocation<'static> {
+    let mut fields = Fields::default();
+    fields.put(field, by.to_string().as_bytes());
+    let mut invocation =
+        write_invocation(descriptor, Mode::Increment, key, member, &fields, ("k", 0));
+    invocation
+        .arg(bounds.0.to_string())
+        .arg(bounds.1.to_string());
     invocation
 }
 
@@ -695,9 +846,89 @@ mod command_exact {
             .invoke_async(&mut conn)
             .await
             .expect("sent");
-        let err = write_outcome((code, None), context::<User>("patch"), "user:u1".into())
-            .expect_err("missing");
+        let err = write_outcome(
+            (code, Value::Nil),
+            context::<User>("patch"),
+            "user:u1".into(),
+        )
+        .expect_err("missing");
         assert_eq!(err.code(), "NOT_FOUND");
+        assert!(conn.is_empty(), "exactly one command");
+    }
+
+    #[tokio::test]
+    async fn an_increment_sends_the_field_the_amount_and_the_bounds() {
+        let expected = evalsha(&[
+            "user:u1",
+            "i",
+            "k",
+            "0",
+            "u1",
+            "1",
+            "age",
+            "5",
+            "0",
+            "0",
+            "4294967295",
+        ]);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![
+                Value::Int(2),
+                Value::BulkString(b"41".to_vec()),
+            ])),
+        )]);
+        let bounds = (0, i128::from(u32::MAX));
+        let invocation =
+            increment_invocation(User::descriptor(), "user:u1", "u1", "age", 5, bounds);
+        let reply: WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
+        assert_eq!(detail_text(&reply.1).as_deref(), Some("41"));
+        assert!(conn.is_empty(), "exactly one command");
+    }
+
+    #[tokio::test]
+    async fn a_conditional_patch_appends_expected_values_and_absent_fields() {
+        let patch = UserPatch {
+            name: Some("Ada L.".into()),
+            age: None,
+        };
+        let expected_values = UserPatch {
+            name: Some("Ada".into()),
+            age: Some(None),
+        };
+        let mut fields = Fields::default();
+        patch.write_patch(&mut fields).expect("patch");
+        let mut conditions = Fields::default();
+        expected_values
+            .write_patch(&mut conditions)
+            .expect("conditions");
+        // The patch (one field set, none removed), then one expected value
+        // and one field expected absent.
+        let expected = evalsha(&[
+            "user:u1", "p", "k", "0", "u1", "1", "name", "Ada L.", "0", "1", "name", "Ada", "age",
+        ]);
+        let current = Value::Array(
+            ["id", "u1", "name", "Grace"]
+                .iter()
+                .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                .collect(),
+        );
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::Int(-3), current])),
+        )]);
+        let invocation = conditional_invocation(
+            User::descriptor(),
+            "user:u1",
+            "u1",
+            &fields,
+            &conditions,
+            ("k", 0),
+        );
+        let (code, hash): WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
+        assert_eq!(code, -3);
+        let current = decode_hash::<User>("user:u1", &hash).expect("decode");
+        assert_eq!(current.map(|u| u.name).as_deref(), Some("Grace"));
         assert!(conn.is_empty(), "exactly one command");
     }
 }

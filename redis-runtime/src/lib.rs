@@ -40,7 +40,7 @@ pub use applog::AppendLog;
 pub use client::{Client, Connection, Health, Request};
 pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
-pub use entity::{Entity, Patch, Ttl, TtlChange, WriteOutcome};
+pub use entity::{Conditional, Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result};
 pub use index::{Order, Page, ScoreRange};
 pub use json::Json;
@@ -65,8 +65,10 @@ pub mod __private {
         ScoreValue, decode_json, decode_optional, decode_or_default, decode_required, encode_field,
         encode_json_field, expiry_of, field_codec, json_codec, missing_field, unknown_variant,
     };
-    pub use crate::entity::{self, Entity, IndexKind, Patch, Ttl, TtlChange, WriteOutcome};
-    pub use crate::error::{Error, Result};
+    pub use crate::entity::{
+        self, Conditional, Entity, IndexKind, Patch, Ttl, TtlChange, WriteOutcome,
+    };
+    pub use crate::error::{Context, Error, Result};
     pub use crate::index::{self, Page, ScoreRange};
     pub use redis_schema::{
         EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, LogDescriptor,

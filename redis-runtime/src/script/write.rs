@@ -52,6 +52,7 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
     w.index_moves();
     w.registry();
     w.outbox();
+    w.line("if mode == 'i' then return { 2, counted } end");
     w.line("if exists then return { 2, entry } end");
     w.line("return { 1, entry }");
     assemble(descriptor, "write", &w.needs(), &w.out)
@@ -207,6 +208,49 @@ impl<'d> Writer<'d> {
         self.line("local exists = redis.call('EXISTS', key) == 1");
         self.line("if mode == 'c' and exists then return { 0, false } end");
         self.line("if mode ~= 'c' and mode ~= 's' and not exists then return { -1, false } end");
+        self.conditions();
+        self.counter();
+    }
+
+    /// A conditional write (`patch_if`) carries, after the fields to
+    /// remove, the expected stored values (`n`, then name/value pairs)
+    /// and the fields expected absent. Any mismatch answers `{ -3, hash }`
+    /// before anything is written, so the caller sees the current values.
+    fn conditions(&mut self) {
+        self.line("local cond_at = del_start + ndel");
+        self.line("if mode ~= 'i' and #ARGV >= cond_at then");
+        self.line("  local ncond = tonumber(ARGV[cond_at])");
+        self.line("  local held = true");
+        self.line("  for j = cond_at + 1, cond_at + 2 * ncond, 2 do");
+        self.line("    if redis.call('HGET', key, ARGV[j]) ~= ARGV[j + 1] then held = false end");
+        self.line("  end");
+        self.line("  for j = cond_at + 2 * ncond + 1, #ARGV do");
+        self.line("    if redis.call('HEXISTS', key, ARGV[j]) == 1 then held = false end");
+        self.line("  end");
+        self.line("  if not held then return { -3, redis.call('HGETALL', key) } end");
+        self.line("end");
+    }
+
+    /// An increment (mode `i`) sends one field and the amount, then the
+    /// bounds of the field's Rust type. The new value replaces the amount
+    /// in ARGV, so from here on the increment is a patch of that field:
+    /// index entries built from it move in the same step. Lua numbers are
+    /// doubles, so results beyond 2^53 are refused rather than rounded.
+    fn counter(&mut self) {
+        self.line("local counted = false");
+        self.line("if mode == 'i' then");
+        self.line("  local f = ARGV[set_start]");
+        self.line("  local cur = redis.call('HGET', key, f) or '0'");
+        self.line("  if not string.match(cur, '^-?%d+$') then");
+        self.line("    return redis.error_reply('DECODE the stored value of ' .. f .. ' is not an integer; nothing was written')");
+        self.line("  end");
+        self.line("  local v = tonumber(cur) + tonumber(ARGV[set_start + 1])");
+        self.line("  if v < tonumber(ARGV[cond_at]) or v > tonumber(ARGV[cond_at + 1]) or math.abs(v) > 9007199254740991 then");
+        self.line("    return { -4, cur }");
+        self.line("  end");
+        self.line("  counted = string.format('%.0f', v)");
+        self.line("  ARGV[set_start + 1] = counted");
+        self.line("end");
     }
 
     /// `o<n>` from the stored hash, `n<n>` as they will be after the write.
@@ -230,7 +274,7 @@ impl<'d> Writer<'d> {
         // replace every declared field, and indexed fields are declared,
         // so the new values are exactly the ones sent (nil if removed).
         self.line(format!(
-            "  if mode == 'p' or mode == 'x' then {} = {} end",
+            "  if mode == 'p' or mode == 'x' or mode == 'i' then {} = {} end",
             news.join(", "),
             olds.join(", ")
         ));
@@ -257,7 +301,7 @@ impl<'d> Writer<'d> {
     /// unpatched values, a reindex uses them all), and on scores whose
     /// field type does not encode as a number.
     fn index_checks(&mut self) {
-        self.line("local stored = mode == 'p' or mode == 'x'");
+        self.line("local stored = mode == 'p' or mode == 'x' or mode == 'i'");
         for (i, index) in self.descriptor.indexes.iter().enumerate() {
             let i = i + 1;
             let name = index.name;
