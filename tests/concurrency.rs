@@ -213,3 +213,115 @@ async fn conditions_on_absent_fields_and_missing_entities() {
     assert!(!Job::exists(&client, "nobody").await.expect("exists"));
     assert_no_drift::<Job>(&client).await;
 }
+
+/// A user's jobs of one status, newest first: both strategies (reading
+/// from the smaller set, walking the sorted index) give the sorted index's
+/// order, the range is respected, and counts agree with the pages.
+#[tokio::test]
+async fn filtered_pages_combine_a_sorted_index_with_set_indexes() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    // u1: 300 jobs, every tenth running; u2: 50 jobs, all running. So for
+    // u1 the running set (80) is smaller than u1's index (300) and for u2
+    // it is larger than u2's index (50): each strategy is used.
+    let mut jobs = Vec::new();
+    for i in 0..300 {
+        let status = if i % 10 == 0 {
+            JobStatus::Running
+        } else {
+            JobStatus::Queued
+        };
+        jobs.push(job(&format!("a{i:03}"), "u1", status, i));
+    }
+    for i in 0..50 {
+        jobs.push(job(&format!("b{i:03}"), "u2", JobStatus::Running, i));
+    }
+    create_all(&client, jobs).await;
+    let running = common::JobFilter {
+        status: Some(JobStatus::Running),
+    };
+    let all = redis_runtime::ScoreRange::all();
+
+    let page = Job::by_user_id_where(&client, "u1", &running, &all, Page::newest_first(5))
+        .await
+        .expect("page");
+    let ids: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a290", "a280", "a270", "a260", "a250"]);
+    let later = Job::by_user_id_where(
+        &client,
+        "u1",
+        &running,
+        &all,
+        Page::newest_first(5).skip(28),
+    )
+    .await
+    .expect("last page");
+    let ids: Vec<&str> = later.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["a010", "a000"], "the last two of thirty");
+    let count = Job::by_user_id_where_count(&client, "u1", &running, &all).await;
+    assert_eq!(count.expect("count"), 30);
+
+    let range = redis_runtime::ScoreRange::between(10.0, 40.0);
+    let ranged = Job::by_user_id_where(&client, "u2", &running, &range, Page::oldest_first(100))
+        .await
+        .expect("walk");
+    assert_eq!(ranged.len(), 31, "scores 10..=40");
+    assert_eq!(ranged[0].id, "b010");
+    let count = Job::by_user_id_where_count(&client, "u2", &running, &range).await;
+    assert_eq!(count.expect("count"), 31);
+
+    // No filter: the plain page.
+    let none = common::JobFilter::default();
+    let plain = Job::by_user_id_where(&client, "u2", &none, &all, Page::newest_first(3))
+        .await
+        .expect("unfiltered");
+    assert_eq!(plain.len(), 3);
+    assert_eq!(plain[0].id, "b049");
+}
+
+/// A job moved out of the filter between the script and the pipeline, or
+/// deleted behind the runtime's back, is never returned: the listing is
+/// re-read atomically and stays full.
+#[tokio::test]
+async fn a_filtered_page_drops_dead_and_moved_entries() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    create_all(
+        &client,
+        (0..6).map(|i| job(&format!("j{i}"), "u1", JobStatus::Running, i)),
+    )
+    .await;
+    raw_command(&client, &["DEL", "job:j5"]).await;
+    let running = common::JobFilter {
+        status: Some(JobStatus::Running),
+    };
+    let all = redis_runtime::ScoreRange::all();
+    let page = Job::by_user_id_where(&client, "u1", &running, &all, Page::newest_first(3))
+        .await
+        .expect("page");
+    let ids: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["j4", "j3", "j2"], "full, without the dead job");
+
+    // Another service marks j4 completed without touching the indexes: the
+    // hash no longer matches the status key it was listed under.
+    // The pipelined read sees the mismatch and does not trust it: the page
+    // is read again by the atomic script (a third round trip), which lists
+    // what the indexes say; `verify` is what reports such drift.
+    raw_command(&client, &["HSET", "job:j4", "status", "completed"]).await;
+    let before = client.round_trips();
+    let page = Job::by_user_id_where(&client, "u1", &running, &all, Page::newest_first(3))
+        .await
+        .expect("page");
+    assert_eq!(
+        client.round_trips() - before,
+        3,
+        "filter, pipeline, atomic re-read"
+    );
+    assert_eq!(page.len(), 3);
+    let clean = Job::by_user_id_where(&client, "u1", &running, &all, Page::newest_first(3).skip(1));
+    let before = client.round_trips();
+    assert_eq!(clean.await.expect("page").len(), 3);
+    assert_eq!(
+        client.round_trips() - before,
+        2,
+        "a page of live, matching entries"
+    );
+}

@@ -43,6 +43,7 @@ pub(crate) fn entity(m: &Model<'_>) -> TokenStream {
         entity_impl(m),
         inherent(m),
         crate::queries::queries(m),
+        crate::filters::filters(m),
         patch(m),
         type_checks(m),
     ];

@@ -15,6 +15,7 @@ mod ctxt;
 mod disjoint;
 mod expand;
 mod fallback;
+mod filters;
 mod queries;
 mod symbol;
 mod valid;

@@ -47,6 +47,28 @@ pub(super) async fn live_rows(
     range: Option<&ScoreRange>,
     members: Vec<String>,
 ) -> Result<Option<Vec<Row>>> {
+    live_rows_in(
+        client,
+        ctx,
+        descriptor,
+        &[(index, index_key)],
+        range,
+        members,
+    )
+    .await
+}
+
+/// [`live_rows`] for a listing that came from several index keys at once
+/// (a filtered query): every hash must render each of `listed`'s keys;
+/// `range` applies to the sorted ones.
+pub(super) async fn live_rows_in(
+    client: &Client,
+    ctx: Context,
+    descriptor: &EntityDescriptor,
+    listed: &[(&IndexDescriptor, &str)],
+    range: Option<&ScoreRange>,
+    members: Vec<String>,
+) -> Result<Option<Vec<Row>>> {
     if members.is_empty() {
         return Ok(Some(Vec::new()));
     }
@@ -71,13 +93,10 @@ pub(super) async fn live_rows(
     }
     let mut rows = Vec::with_capacity(keys.len());
     for (key, fields) in keys.into_iter().zip(replies) {
-        let live = belongs(
-            descriptor,
-            index,
-            index_key,
-            range,
-            &reply_pairs(&key, &fields)?,
-        );
+        let pairs = reply_pairs(&key, &fields)?;
+        let live = listed
+            .iter()
+            .all(|(index, index_key)| belongs(descriptor, index, index_key, range, &pairs));
         if !live {
             return Ok(None);
         }

@@ -32,11 +32,13 @@ use crate::error::{Context, Error, Result};
 use crate::script;
 
 mod fetch;
+mod filter;
 mod listing;
 mod repair;
 
 use fetch::Row;
 
+pub use filter::{SetFilter, filtered_count, filtered_page};
 pub use listing::Listing;
 pub use repair::{
     Drift, DriftKind, RebuildReport, SkipReason, Skipped, VerifyReport, rebuild, verify,

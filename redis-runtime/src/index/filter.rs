@@ -1,0 +1,122 @@
+//! Filtered listings: a page of a sorted index (its order and score range)
+//! restricted to the entities that are also in given set index keys, e.g.
+//! a user's running jobs newest first. Evaluated in Redis by one script
+//! call (`filter` in `scripts/query.lua`), then read like any listing
+//! (`fetch`): the ids first, the hashes in one pipeline, each checked
+//! against every index key the query named.
+//!
+//! **Cost.** When the smallest set key is smaller than the sorted index
+//! key, the script reads that set and looks up each member's score
+//! (O(set size), plus a sort); otherwise it walks the sorted index in order
+//! in chunks of 200, checking set membership, until the page is full
+//! (O(entries up to the page), more when the filter matches rarely). A
+//! count reads all candidates.
+
+use redis_schema::IndexDescriptor;
+
+use super::{Listing, Page, ScoreRange, context, decode_rows, fetch, position, range_args};
+use crate::client::Client;
+use crate::codec::value_kind;
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::script;
+
+/// A set index key a filtered listing's entities must be in: the index and
+/// the key its wanted value selects (built by generated code).
+pub type SetFilter = (&'static IndexDescriptor, Result<String>);
+
+/// The script call of a filtered query: KEYS are the sorted index key,
+/// then the set keys.
+async fn call<E: Entity>(
+    client: &Client,
+    sorted: &'static IndexDescriptor,
+    keys: &[String],
+    verb: &str,
+    args: Vec<Vec<u8>>,
+) -> Result<redis::Value> {
+    let ctx = context::<E>(sorted, verb);
+    let position = position::<E>(sorted)?;
+    let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    invocation.arg(verb).arg(position).arg(args);
+    client.query(ctx, &invocation).await
+}
+
+/// The sorted index key, then each set key; the first key error wins.
+fn all_keys(
+    sorted_key: Result<String>,
+    sets: Vec<SetFilter>,
+) -> Result<(Vec<String>, Vec<&'static IndexDescriptor>)> {
+    let mut keys = vec![sorted_key?];
+    let mut indexes = Vec::with_capacity(sets.len());
+    for (index, key) in sets {
+        keys.push(key?);
+        indexes.push(index);
+    }
+    Ok((keys, indexes))
+}
+
+/// A page of the sorted index `sorted` at `sorted_key`, within `range`,
+/// holding only entities that are also members of every key in `sets`.
+/// Entities that do not decode are passed over and reported in the
+/// [`Listing`]. Two round trips; a third when an entry was dead or moved.
+pub async fn filtered_page<E: Entity>(
+    client: &Client,
+    sorted: &'static IndexDescriptor,
+    sorted_key: Result<String>,
+    sets: Vec<SetFilter>,
+    range: &ScoreRange,
+    page: Page,
+) -> Result<Listing<E>> {
+    let ctx = context::<E>(sorted, "filter");
+    super::check_range(range, sorted, &ctx)?;
+    if page.limit == 0 {
+        return Ok(Listing::new(Vec::new(), Vec::new()));
+    }
+    let (keys, set_indexes) =
+        all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
+    let reply = call::<E>(client, sorted, &keys, "filter", range_args(range, page)).await?;
+    let ids = super::decode_ids(&keys[0], &reply)?;
+    let mut listed = vec![(sorted, keys[0].as_str())];
+    listed.extend(
+        set_indexes
+            .iter()
+            .copied()
+            .zip(keys[1..].iter().map(String::as_str)),
+    );
+    let descriptor = E::descriptor();
+    match fetch::live_rows_in(client, ctx, descriptor, &listed, Some(range), ids).await? {
+        Some(rows) => Ok(decode_rows(&rows)),
+        None => {
+            let reply = call::<E>(client, sorted, &keys, "fpage", range_args(range, page)).await?;
+            let rows = fetch::script_rows(descriptor, &keys[0], reply)?;
+            Ok(decode_rows(&rows))
+        }
+    }
+}
+
+/// How many entities of the sorted index `sorted` at `sorted_key`, within
+/// `range`, are also members of every key in `sets`; one round trip.
+pub async fn filtered_count<E: Entity>(
+    client: &Client,
+    sorted: &'static IndexDescriptor,
+    sorted_key: Result<String>,
+    sets: Vec<SetFilter>,
+    range: &ScoreRange,
+) -> Result<u64> {
+    let ctx = context::<E>(sorted, "filter_count");
+    super::check_range(range, sorted, &ctx)?;
+    let (keys, _) = all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
+    let all = Page::oldest_first(1);
+    match call::<E>(client, sorted, &keys, "fcount", range_args(range, all)).await? {
+        redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),
+        other => Err(Error::Decode {
+            context: ctx,
+            key: keys[0].clone(),
+            field: "*".into(),
+            reason: format!("expected a count, found {}", value_kind(&other)),
+        }),
+    }
+}
