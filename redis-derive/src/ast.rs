@@ -10,7 +10,7 @@ use crate::ctxt::Ctxt;
 use crate::symbol::{
     ALIAS, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, INDEX, JSON, KEY, LOG,
     MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM,
-    STREAM_MAXLEN, Symbol, TTL, UNIQUE,
+    STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
 };
 
 /// What the derive is asked to produce.
@@ -103,6 +103,8 @@ pub(crate) struct Field<'a> {
     pub(crate) default: Option<syn::Path>,
     pub(crate) json: Option<syn::Path>,
     pub(crate) expires_at: Option<syn::Path>,
+    /// `#[redis(version)]`: the optimistic-concurrency version.
+    pub(crate) version: Option<syn::Path>,
     /// Other hash field names read when the canonical one is absent, in
     /// order of preference (`alias` is repeatable).
     pub(crate) aliases: Vec<syn::LitStr>,
@@ -154,6 +156,7 @@ const FIELD_ATTRS: &[Symbol] = &[
     DEFAULT,
     JSON,
     EXPIRES_AT,
+    VERSION,
     EMPTY_IS_NONE,
     EMPTY_IS_SOME,
 ];
@@ -339,6 +342,7 @@ impl<'a> Field<'a> {
             default: None,
             json: None,
             expires_at: None,
+            version: None,
             aliases: Vec::new(),
             empty_is_none: None,
             empty_is_some: None,
@@ -353,6 +357,7 @@ impl<'a> Field<'a> {
                 Some(DEFAULT) => read_flag(cx, meta, &mut out.default),
                 Some(JSON) => read_flag(cx, meta, &mut out.json),
                 Some(EXPIRES_AT) => read_flag(cx, meta, &mut out.expires_at),
+                Some(VERSION) => read_flag(cx, meta, &mut out.version),
                 _ => unknown_attribute(cx, meta, "#[redis(...)] on a field", FIELD_ATTRS),
             }
         });

@@ -14,7 +14,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::IndexKind;
-use crate::valid::{EmptyRule, FieldModel, KeyModel, Model, Segment, unraw};
+use crate::valid::{EmptyRule, FieldModel, KeyModel, Model, Segment, is_integer, unraw};
 
 pub(crate) fn record(m: &Model<'_>) -> TokenStream {
     let ident = m.ident;
@@ -213,6 +213,13 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         }
         _ => quote!(::core::option::Option::None),
     };
+    let version = match m.version {
+        Some(i) => {
+            let hash = lit(&m.fields[i].hash_name);
+            quote!(::core::option::Option::Some(#hash))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let logs = m.logs.iter().map(|log| {
         let name = lit(&log.name);
         let key_pattern = lit(&log.key);
@@ -231,6 +238,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             stream: #stream,
             ttl_registry: #ttl_registry,
             logs: &[#(#logs),*],
+            version: #version,
         };
         &DESCRIPTOR
     }
@@ -508,6 +516,7 @@ fn inherent(m: &Model<'_>) -> TokenStream {
         .collect();
     let args: Vec<&syn::Ident> = fields.iter().map(|f| f.ident).collect();
     let counters = counters(m, &params, &args);
+    let versioned = versioned(m, &params, &args);
     let pattern = lit(&key.source);
     let build = key_builder_calls(m, key);
     let member_parts = fields.iter().map(|f| {
@@ -603,6 +612,8 @@ fn inherent(m: &Model<'_>) -> TokenStream {
 
             #(#counters)*
 
+            #versioned
+
             /// Deletes it and all its index entries; returns whether it existed.
             #vis async fn delete(client: &#p::Client, #(#params),*) -> #p::Result<::core::primitive::bool> {
                 #p::entity::delete::<Self>(client, Self::__entity_key(#(#args),*)).await
@@ -636,8 +647,14 @@ fn patch(m: &Model<'_>) -> TokenStream {
     let ident = m.ident;
     let vis = m.vis;
     let patch_ident = &m.patch_ident;
-    let patchable: Vec<&FieldModel<'_>> =
-        m.fields.iter().filter(|f| !f.skip && !f.is_key).collect();
+    // The version is written by the server on every write, never by hand.
+    let patchable: Vec<&FieldModel<'_>> = m
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| !f.skip && !f.is_key && m.version != Some(*i))
+        .map(|(_, f)| f)
+        .collect();
     let decls = patchable.iter().map(|f| {
         let name = f.ident;
         let ty = f.ty;
@@ -760,6 +777,65 @@ fn type_checks(m: &Model<'_>) -> TokenStream {
 }
 
 /// Typed query methods named after each index.
+/// With a `#[redis(version)]` field: writes that require the stored
+/// version to match, and a read-modify-write loop built on them.
+fn versioned(m: &Model<'_>, params: &[TokenStream], args: &[&syn::Ident]) -> TokenStream {
+    let Some(i) = m.version else {
+        return TokenStream::new();
+    };
+    let p = private(m);
+    let vis = m.vis;
+    let patch_ident = &m.patch_ident;
+    let f = &m.fields[i];
+    let field = f.ident;
+    let ty = f.ty;
+    let hash = lit(&f.hash_name);
+    let name = unraw(field);
+    let doc_update = format!(
+        "Replaces the stored entity like `update`, only if its stored `{name}` still equals `self.{name}`; then `self.{name}` is the new version. `CONFLICT` (with the stored version) if another write came first; `NOT_FOUND` if absent."
+    );
+    let doc_patch = format!(
+        "Applies `patch` like `patch`, only if the stored `{name}` equals `version`; returns the new version. `CONFLICT` (with the stored version) if another write came first; `NOT_FOUND` if absent."
+    );
+    let doc_modify = format!(
+        "Read-modify-write with optimistic concurrency: reads the entity, applies `change` to it and writes it back with `update_if_{name}`, re-reading and re-applying when another write came first (at most `attempts` times, then `CONFLICT`). Returns the entity as written, or `None` if it does not exist. `change` may run more than once: keep it free of side effects."
+    );
+    let update_if = format_ident!("update_if_{}", name);
+    let patch_if = format_ident!("patch_if_{}", name);
+    quote! {
+        #[doc = #doc_update]
+        #vis async fn #update_if(&mut self, client: &#p::Client) -> #p::Result<()> {
+            let expected = ::std::string::ToString::to_string(&self.#field);
+            #p::entity::update_if_version(client, self, #hash, expected).await?;
+            self.#field += 1;
+            ::core::result::Result::Ok(())
+        }
+
+        #[doc = #doc_patch]
+        #vis async fn #patch_if(client: &#p::Client, #(#params,)* version: #ty, patch: &#patch_ident) -> #p::Result<#ty> {
+            let expected = ::std::string::ToString::to_string(&version);
+            #p::entity::patch_if_version(client, Self::__entity_key(#(#args),*), #hash, expected, patch).await?;
+            ::core::result::Result::Ok(version + 1)
+        }
+
+        #[doc = #doc_modify]
+        #vis async fn modify(client: &#p::Client, #(#params,)* attempts: ::core::primitive::u32, mut change: impl ::core::ops::FnMut(&mut Self)) -> #p::Result<::core::option::Option<Self>> {
+            let mut left = attempts.max(1);
+            loop {
+                let ::core::option::Option::Some(mut entity) = Self::get(client, #(#args),*).await? else {
+                    return ::core::result::Result::Ok(::core::option::Option::None);
+                };
+                change(&mut entity);
+                match entity.#update_if(client).await {
+                    ::core::result::Result::Ok(()) => return ::core::result::Result::Ok(::core::option::Option::Some(entity)),
+                    ::core::result::Result::Err(#p::Error::Conflict { .. }) if left > 1 => left -= 1,
+                    ::core::result::Result::Err(error) => return ::core::result::Result::Err(error),
+                }
+            }
+        }
+    }
+}
+
 /// `incr_<field>` for every stored integer field that is not part of the
 /// key: an atomic server-side increment (see `entity::increment`).
 fn counters(m: &Model<'_>, params: &[TokenStream], args: &[&syn::Ident]) -> Vec<TokenStream> {
@@ -767,8 +843,9 @@ fn counters(m: &Model<'_>, params: &[TokenStream], args: &[&syn::Ident]) -> Vec<
     let vis = m.vis;
     m.fields
         .iter()
-        .filter(|f| !f.skip && !f.is_key && !f.json)
-        .filter_map(|f| {
+        .enumerate()
+        .filter(|(i, f)| !f.skip && !f.is_key && !f.json && m.version != Some(*i))
+        .filter_map(|(_, f)| {
             let ty = f.option_of.unwrap_or(f.ty);
             is_integer(ty).then_some((f, ty))
         })
@@ -794,19 +871,4 @@ fn counters(m: &Model<'_>, params: &[TokenStream], args: &[&syn::Ident]) -> Vec<
             }
         })
         .collect()
-}
-
-/// Whether `ty` is a primitive integer type, spelled plainly (`u32`,
-/// `core::primitive::i64`, ...).
-fn is_integer(ty: &syn::Type) -> bool {
-    let syn::Type::Path(syn::TypePath { qself: None, path }) = ty else {
-        return false;
-    };
-    path.segments.last().is_some_and(|last| {
-        last.arguments.is_none()
-            && matches!(
-                last.ident.to_string().as_str(),
-                "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize"
-            )
-    })
 }

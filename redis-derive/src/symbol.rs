@@ -41,6 +41,7 @@ pub(crate) const SKIP: Symbol = Symbol("skip");
 pub(crate) const DEFAULT: Symbol = Symbol("default");
 pub(crate) const JSON: Symbol = Symbol("json");
 pub(crate) const EXPIRES_AT: Symbol = Symbol("expires_at");
+pub(crate) const VERSION: Symbol = Symbol("version");
 
 impl Symbol {
     /// The symbol among `accepted` that `path` spells, if any.

@@ -16,6 +16,7 @@ use crate::disjoint;
 use crate::symbol::{
     ALIAS, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, JSON, KEY, LOG,
     MAX_LEN, NAME, PATCH, RENAME, RENAME_ALL, SCORE, SKIP, STREAM, STREAM_MAXLEN, Symbol, TTL,
+    VERSION,
 };
 
 pub(crate) struct Model<'a> {
@@ -30,6 +31,8 @@ pub(crate) struct Model<'a> {
     pub(crate) stream: Option<(String, u64)>,
     pub(crate) patch_ident: syn::Ident,
     pub(crate) expires_at: Option<usize>,
+    /// The `#[redis(version)]` field.
+    pub(crate) version: Option<usize>,
     pub(crate) logs: Vec<LogModel>,
 }
 
@@ -118,6 +121,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     let key = entity_key(cx, c, derive, &mut fields, ast_fields);
     let ttl_ms = c.ttl.as_ref().and_then(|lit| ttl_literal(cx, lit));
     let expires_at = expires_at_field(cx, c, derive, &fields, ast_fields);
+    let version = version_field(cx, derive, &fields, ast_fields);
     let indexes = index_models(cx, c, &fields);
     let stream = stream_model(cx, c);
     let patch_ident = patch_ident(cx, c);
@@ -141,6 +145,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         stream,
         patch_ident,
         expires_at,
+        version,
         logs,
     })
 }
@@ -473,6 +478,71 @@ fn expires_at_field(
         }
     }
     expires_at
+}
+
+/// The one `version` field: stored, not part of the key, a plain (not
+/// optional) integer, since every write stores the previous value plus one.
+fn version_field(
+    cx: &Ctxt,
+    derive: Derive,
+    fields: &[FieldModel<'_>],
+    ast_fields: &[ast::Field<'_>],
+) -> Option<usize> {
+    let mut version = None;
+    for (i, field) in ast_fields.iter().enumerate() {
+        let Some(path) = &field.version else {
+            continue;
+        };
+        let f = &fields[i];
+        let ty = f.ty;
+        let type_name = quote::quote!(#ty).to_string().replace(' ', "");
+        if version.is_some() {
+            cx.error_spanned_by(path, format!("only one field can be `{VERSION}`"));
+        } else if derive == Derive::Record {
+            cx.error_spanned_by(
+                path,
+                format!("`{VERSION}` applies to stored entities: use #[derive(RedisEntity)]"),
+            );
+        } else if f.skip {
+            cx.error_spanned_by(
+                path,
+                format!("a skipped field cannot be `{VERSION}`: the version is stored"),
+            );
+        } else if f.is_key {
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "key field `{}` cannot be `{VERSION}`: a version changes on every write; add a separate field such as `version: u64`",
+                    f.ident
+                ),
+            );
+        } else if f.option_of.is_some() || !is_integer(ty) {
+            cx.error_spanned_by(
+                ty,
+                format!(
+                    "`{VERSION}` must be a plain integer type such as `u64`, found `{type_name}` (a new entity gets version 1)"
+                ),
+            );
+        } else {
+            version = Some(i);
+        }
+    }
+    version
+}
+
+/// Whether `ty` is a primitive integer type, spelled plainly (`u32`,
+/// `core::primitive::i64`, ...).
+pub(crate) fn is_integer(ty: &syn::Type) -> bool {
+    let syn::Type::Path(syn::TypePath { qself: None, path }) = ty else {
+        return false;
+    };
+    path.segments.last().is_some_and(|last| {
+        last.arguments.is_none()
+            && matches!(
+                last.ident.to_string().as_str(),
+                "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize"
+            )
+    })
 }
 
 /// Every index. Two indexes on one key pattern would write into the same

@@ -356,7 +356,8 @@ pub async fn patch<P: Patch>(
         .map_err(|e| e.with_context(context::<P::Entity>("patch")))?;
     let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
     let descriptor = P::Entity::descriptor();
-    if ttl.0 == "k" && !touches_index(descriptor, &fields) {
+    // A versioned type's every write stores a new version: not this path.
+    if ttl.0 == "k" && descriptor.version.is_none() && !touches_index(descriptor, &fields) {
         let ctx = context::<P::Entity>("patch");
         let invocation = patch_fields_invocation(&key, &fields);
         let code: i64 = client.query(ctx.clone(), &invocation).await?;
@@ -432,14 +433,130 @@ pub async fn patch_if<P: Patch>(
         .expires_at_ms()
         .map_err(|e| e.with_context(ctx.clone()))?;
     let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
-    let descriptor = P::Entity::descriptor();
-    let invocation = conditional_invocation(descriptor, &key, &member, &fields, &conditions, ttl);
-    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
-        (-3, hash) => match decode_hash::<P::Entity>(&key, &hash)? {
+    let write = Write {
+        mode: Mode::Patch,
+        key: &key,
+        member: &member,
+        fields: &fields,
+        ttl,
+    };
+    match conditional::<P::Entity>(client, &ctx, write, &conditions).await? {
+        None => Ok(Conditional::Applied),
+        Some(hash) => match decode_hash::<P::Entity>(&key, &hash)? {
             Some(current) => Ok(Conditional::Failed { current }),
             None => Err(Error::NotFound { context: ctx, key }),
         },
-        reply => write_outcome(reply, ctx, key).map(|_| Conditional::Applied),
+    }
+}
+
+/// One write script call, described.
+struct Write<'a> {
+    mode: Mode,
+    key: &'a str,
+    member: &'a str,
+    fields: &'a Fields,
+    ttl: (&'static str, i64),
+}
+
+/// Runs `write` only if the stored entity holds `conditions`; `None` when
+/// it was applied, else the stored hash (`HGETALL` reply) it was checked
+/// against.
+async fn conditional<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    write: Write<'_>,
+    conditions: &Fields,
+) -> Result<Option<redis::Value>> {
+    let invocation = conditional_invocation(E::descriptor(), &write, conditions);
+    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
+        (-3, hash) => Ok(Some(hash)),
+        reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
+    }
+}
+
+/// The `CONFLICT` error of a version check that failed against `hash`.
+fn conflict(ctx: Context, key: &str, field: &str, hash: &redis::Value) -> Error {
+    let current = reply_pairs(key, hash)
+        .ok()
+        .and_then(|pairs| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == field.as_bytes())
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        })
+        .unwrap_or_else(|| "none".to_string());
+    Error::Conflict {
+        context: ctx,
+        key: key.to_string(),
+        current,
+    }
+}
+
+/// Replaces the stored entity like [`update`] (keeping the TTL), only if
+/// its version field `field` is stored as `expected`; the script stores
+/// the next version. `CONFLICT` otherwise, `NOT_FOUND` when absent. Called
+/// by the generated `update_if_<version field>`.
+pub async fn update_if_version<E: Entity>(
+    client: &Client,
+    entity: &E,
+    field: &'static str,
+    expected: String,
+) -> Result<()> {
+    let ctx = context::<E>("update_if_version");
+    let (key, member, fields) = collect(entity, Mode::Update)?;
+    let expires_at = entity
+        .expires_at_ms()
+        .map_err(|e| e.with_context(ctx.clone()))?;
+    let ttl = ttl_for_change::<E>(TtlChange::Keep, expires_at);
+    let mut conditions = Fields::default();
+    conditions.put(field, expected.as_bytes());
+    let write = Write {
+        mode: Mode::Update,
+        key: &key,
+        member: &member,
+        fields: &fields,
+        ttl,
+    };
+    match conditional::<E>(client, &ctx, write, &conditions).await? {
+        None => Ok(()),
+        Some(hash) => Err(conflict(ctx, &key, field, &hash)),
+    }
+}
+
+/// Applies `patch` like [`patch`] (keeping the TTL), only if the version
+/// field `field` is stored as `expected`; the script stores the next
+/// version. `CONFLICT` otherwise, `NOT_FOUND` when absent. Called by the
+/// generated `patch_if_<version field>`.
+pub async fn patch_if_version<P: Patch>(
+    client: &Client,
+    key: Result<EntityKey>,
+    field: &'static str,
+    expected: String,
+    patch: &P,
+) -> Result<()> {
+    let (EntityKey { key, member }, fields) = prepare::<P::Entity>(
+        "patch_if_version",
+        key,
+        patch.check_index_values(),
+        |sink| patch.write_patch(sink),
+    )?;
+    let ctx = context::<P::Entity>("patch_if_version");
+    let expires_at = patch
+        .expires_at_ms()
+        .map_err(|e| e.with_context(ctx.clone()))?;
+    let ttl = ttl_for_change::<P::Entity>(TtlChange::Keep, expires_at);
+    let mut conditions = Fields::default();
+    conditions.put(field, expected.as_bytes());
+    let write = Write {
+        mode: Mode::Patch,
+        key: &key,
+        member: &member,
+        fields: &fields,
+        ttl,
+    };
+    match conditional::<P::Entity>(client, &ctx, write, &conditions).await? {
+        None => Ok(()),
+        Some(hash) => Err(conflict(ctx, &key, field, &hash)),
     }
 }
 
@@ -481,17 +598,21 @@ pub async fn increment<E: Entity>(
     }
 }
 
-/// The write script call of a conditional patch: the patch, then the
+/// The write script call of a conditional write: the write, then the
 /// expected values and the fields expected absent (see `script::write`).
 fn conditional_invocation(
     descriptor: &'static EntityDescriptor,
-    key: &str,
-    member: &str,
-    fields: &Fields,
+    write: &Write<'_>,
     conditions: &Fields,
-    ttl: (&'static str, i64),
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = write_invocation(descriptor, Mode::Patch, key, member, fields, ttl);
+    let mut invocation = write_invocation(
+        descriptor,
+        write.mode,
+        write.key,
+        write.member,
+        write.fields,
+        write.ttl,
+    );
     invocation.arg(conditions.set.len());
     for (name, value) in &conditions.set {
         invocation.arg(*name).arg(value.as_slice());
@@ -917,14 +1038,14 @@ mod command_exact {
             expected,
             Ok(Value::Array(vec![Value::Int(-3), current])),
         )]);
-        let invocation = conditional_invocation(
-            User::descriptor(),
-            "user:u1",
-            "u1",
-            &fields,
-            &conditions,
-            ("k", 0),
-        );
+        let write = Write {
+            mode: Mode::Patch,
+            key: "user:u1",
+            member: "u1",
+            fields: &fields,
+            ttl: ("k", 0),
+        };
+        let invocation = conditional_invocation(User::descriptor(), &write, &conditions);
         let (code, hash): WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(code, -3);
         let current = decode_hash::<User>("user:u1", &hash).expect("decode");

@@ -61,6 +61,7 @@ macro_rules! context_of {
             | Error::NotFound { context, .. }
             | Error::AlreadyExists { context, .. }
             | Error::UniqueViolation { context, .. }
+            | Error::Conflict { context, .. }
             | Error::Decode { context, .. }
             | Error::Encode { context, .. }
             | Error::InvalidKey { context, .. }
@@ -139,6 +140,18 @@ pub enum Error {
         index: String,
     },
 
+    /// A write required a stored version (`#[redis(version)]`) that another
+    /// write had already changed; nothing was written. Re-read and retry.
+    #[error("conflict: {key} is at version {current}{context}")]
+    Conflict {
+        /// Where it happened.
+        context: Context,
+        /// The entity's key.
+        key: String,
+        /// The version stored now.
+        current: String,
+    },
+
     /// Data read from Redis could not be decoded into the Rust type.
     #[error("cannot decode field `{field}` of {key}{context}: {reason}")]
     Decode {
@@ -212,6 +225,7 @@ impl Error {
             Error::NotFound { .. } => "NOT_FOUND",
             Error::AlreadyExists { .. } => "ALREADY_EXISTS",
             Error::UniqueViolation { .. } => "UNIQUE_VIOLATION",
+            Error::Conflict { .. } => "CONFLICT",
             Error::Decode { .. } => "DECODE",
             Error::Encode { .. } => "ENCODE",
             Error::InvalidKey { .. } => "INVALID_KEY",
@@ -303,6 +317,11 @@ mod tests {
             Error::UniqueViolation {
                 context: ctx.clone(),
                 index: "i".into(),
+            },
+            Error::Conflict {
+                context: ctx.clone(),
+                key: "k".into(),
+                current: "2".into(),
             },
             Error::Decode {
                 context: ctx.clone(),

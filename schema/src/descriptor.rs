@@ -42,6 +42,7 @@
 //!     stream: None,
 //!     ttl_registry: None,
 //!     logs: &[],
+//!     version: None,
 //! };
 //!
 //! assert_eq!(SESSION.field("createdAt").map(|f| f.rust_name), Some("created_at"));
@@ -128,6 +129,9 @@ pub struct EntityDescriptor {
     pub ttl_registry: Option<&'static str>,
     /// Append logs declared on the entity (`#[redis(log(...))]`).
     pub logs: &'static [LogDescriptor],
+    /// The hash field of the `#[redis(version)]` field, if any: every write
+    /// stores the previous version plus one (a new entity gets 1).
+    pub version: Option<&'static str>,
 }
 
 impl EntityDescriptor {
@@ -410,6 +414,7 @@ mod tests {
         }),
         ttl_registry: None,
         logs: &[],
+        version: None,
     };
 
     #[test]

@@ -83,10 +83,11 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
     }),
     ttl_registry: None,
     logs: &[],
+    version: None,
 };
 
-/// A membership: a two-part key, a unique index and a TTL, so the TTL
-/// registry and `key_of_member` come in.
+/// A membership: a two-part key, a unique index, a TTL and a version
+/// field, so the TTL registry, `key_of_member` and versioning come in.
 static MEMBER: EntityDescriptor = EntityDescriptor {
     name: "Member",
     key_pattern: "member:{org}:{user}",
@@ -96,6 +97,10 @@ static MEMBER: EntityDescriptor = EntityDescriptor {
         field("org", true),
         field("user", true),
         field("email", false),
+        FieldDescriptor {
+            encoding: FieldEncoding::Integer,
+            ..field("version", false)
+        },
     ],
     indexes: &[index(
         IndexKind::Unique,
@@ -107,6 +112,7 @@ static MEMBER: EntityDescriptor = EntityDescriptor {
     stream: None,
     ttl_registry: Some("__ttl:member:org:user"),
     logs: &[],
+    version: Some("version"),
 };
 
 /// A session: a TTL and nothing else.
@@ -120,6 +126,7 @@ static SESSION: EntityDescriptor = EntityDescriptor {
     stream: None,
     ttl_registry: None,
     logs: &[],
+    version: None,
 };
 
 fn check(name: &str, actual: &str) {

@@ -210,6 +210,37 @@ impl<'d> Writer<'d> {
         self.line("if mode ~= 'c' and mode ~= 's' and not exists then return { -1, false } end");
         self.conditions();
         self.counter();
+        self.version();
+    }
+
+    /// With a version field, every write but a delete or reindex stores
+    /// the stored version plus one (1 for a new entity): in the fields it
+    /// sends, so the outbox entry carries it too, and written again after
+    /// the hash for writes that do not send it (a patch).
+    fn version(&mut self) {
+        let Some(field) = self.descriptor.version else {
+            return;
+        };
+        let f = lua_str(field);
+        self.line("local version = false");
+        self.line("if mode ~= 'd' and mode ~= 'x' then");
+        self.line("  local now = '0'");
+        self.line(format!(
+            "  if exists then now = redis.call('HGET', key, {f}) or '0' end"
+        ));
+        self.line("  if not string.match(now, '^%d+$') then");
+        self.line(format!(
+            "    return redis.error_reply({})",
+            lua_str(&format!(
+                "DECODE the stored {field} is not a non-negative integer; nothing was written"
+            ))
+        ));
+        self.line("  end");
+        self.line("  version = string.format('%.0f', tonumber(now) + 1)");
+        self.line(format!(
+            "  for j = set_start, del_at - 1, 2 do if ARGV[j] == {f} then ARGV[j + 1] = version end end"
+        ));
+        self.line("end");
     }
 
     /// A conditional write (`patch_if`) carries, after the fields to
@@ -439,6 +470,12 @@ impl<'d> Writer<'d> {
             "  if nset > 0 or mode ~= 'p' then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
         );
         self.line("  if ndel > 0 then redis.call('HDEL', key, unpack(ARGV, del_start, del_start + ndel - 1)) end");
+        if let Some(field) = self.descriptor.version {
+            self.line(format!(
+                "  if version then redis.call('HSET', key, {}, version) end",
+                lua_str(field)
+            ));
+        }
         self.line("  if ttl_action == 's' then redis.call('PEXPIRE', key, ttl_ms)");
         self.line("  elseif ttl_action == 'a' then redis.call('PEXPIREAT', key, ttl_ms)");
         self.line("  elseif ttl_action == 'n' and exists and mode ~= 'p' then redis.call('PERSIST', key) end");
