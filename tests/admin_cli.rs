@@ -122,6 +122,7 @@ async fn seed(client: &Client) {
             command: "make".into(),
             status: JobStatus::Queued,
             created_at,
+            attempts: 0,
             error: None,
         }
         .create(client)

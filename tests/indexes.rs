@@ -446,7 +446,7 @@ async fn concurrent_writers_leave_zero_drift() {
                 let user = format!("u{}", next() % 5);
                 let mut j = job(&id, &user, status, (next() % 1000) as i64);
                 j.slug = format!("slug-{}", next() % 60);
-                let result = match next() % 4 {
+                let result = match next() % 7 {
                     0 => j.create(&client).await.map(drop),
                     1 => j.update(&client).await,
                     2 => {
@@ -457,6 +457,34 @@ async fn concurrent_writers_leave_zero_drift() {
                             ..Default::default()
                         };
                         Job::patch(&client, &id, &patch).await
+                    }
+                    // The counter moves the entry in the sorted index.
+                    3 => Job::incr_created_at(&client, &id, (next() % 7) as i64 - 3)
+                        .await
+                        .map(drop),
+                    // A claim: the status index moves only if it held.
+                    4 => {
+                        let expected = JobPatch {
+                            status: Some(statuses[(next() % 4) as usize]),
+                            ..Default::default()
+                        };
+                        let change = JobPatch {
+                            status: Some(status),
+                            ..Default::default()
+                        };
+                        Job::patch_if(&client, &id, &expected, &change)
+                            .await
+                            .map(drop)
+                    }
+                    // A filtered read racing the writers never fails.
+                    5 => {
+                        let filter = common::JobFilter {
+                            status: Some(status),
+                        };
+                        let all = ScoreRange::all();
+                        Job::by_user_id_where(&client, &user, &filter, &all, Page::newest_first(5))
+                            .await
+                            .map(drop)
                     }
                     _ => Job::delete(&client, &id).await.map(drop),
                 };

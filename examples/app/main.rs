@@ -19,11 +19,13 @@ use redis_runtime::pubsub::Channel;
 use redis_runtime::stream::Stream;
 use redis_runtime::testing::RedisServer;
 use redis_runtime::worker::{CancellationToken, Worker};
-use redis_runtime::{Client, Config, Json, Page, Ttl};
+use redis_runtime::{Client, Conditional, Config, Json, Page, ScoreRange, Ttl};
 
 mod model;
 
-use model::{GitProvider, Job, JobPatch, JobStatus, JobUpdate, Session, User, UserPatch};
+use model::{
+    GitProvider, Job, JobFilter, JobPatch, JobStatus, JobUpdate, Session, User, UserPatch,
+};
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -163,6 +165,7 @@ async fn main() -> Result<(), AnyError> {
             command: command.to_string(),
             status: JobStatus::Queued,
             created_at: started + n as i64,
+            attempts: 0,
             error: None,
         };
         let outcome = job.create(&client).await?;
@@ -179,6 +182,16 @@ async fn main() -> Result<(), AnyError> {
     for job in &history {
         println!("  {} {:<14} {:?}", job.id, job.command, job.status);
     }
+    // One query over two indexes, evaluated in Redis: this user's jobs
+    // that are still queued, newest first.
+    let queued = JobFilter {
+        status: Some(JobStatus::Queued),
+    };
+    let all = ScoreRange::all();
+    let waiting =
+        Job::by_user_id_where(&client, &user_id, &queued, &all, Page::newest_first(10)).await?;
+    let ids: Vec<&str> = waiting.iter().map(|j| j.id.as_str()).collect();
+    println!("queued jobs of {user_id}, newest first: {ids:?}");
 
     // --- Status updates: a subscriber on its own connection ---------------
     let updates = Channel::<Json<JobUpdate>>::new(&client, "job_updates");
@@ -203,6 +216,27 @@ async fn main() -> Result<(), AnyError> {
             let (client, output, updates) = (client.clone(), output.clone(), updates.clone());
             async move {
                 let job = entry.message;
+                // Claim it: queued -> running in one atomic step. A stream
+                // entry delivered again (after a worker crash) finds it
+                // claimed already and is acknowledged without running twice.
+                let claim = Job::patch_if(
+                    &client,
+                    &job.id,
+                    &JobPatch {
+                        status: Some(JobStatus::Queued),
+                        ..Default::default()
+                    },
+                    &JobPatch {
+                        status: Some(JobStatus::Running),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                if let Conditional::Failed { current } = claim {
+                    println!("  {} already {:?}: not run again", job.id, current.status);
+                    return Ok(());
+                }
+                let attempt = Job::incr_attempts(&client, &job.id, 1).await?;
                 // Record the new status, then tell the web app about it.
                 let set_status = |status| {
                     let (client, updates) = (client.clone(), updates.clone());
@@ -221,9 +255,16 @@ async fn main() -> Result<(), AnyError> {
                         updates.publish(&Json(update)).await
                     }
                 };
-                set_status(JobStatus::Running).await?;
+                updates
+                    .publish(&Json(JobUpdate {
+                        tenant_id: job.user_id.clone(),
+                        job_id: job.id.clone(),
+                        status: JobStatus::Running,
+                        error: None,
+                    }))
+                    .await?;
                 output
-                    .append(&job.id, &format!("$ {}", job.command))
+                    .append(&job.id, &format!("$ {} (attempt {attempt})", job.command))
                     .await?;
                 output.append(&job.id, "ok: finished").await?;
                 set_status(JobStatus::Completed).await?;

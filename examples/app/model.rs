@@ -55,6 +55,10 @@ pub(crate) struct Job {
     pub(crate) command: String,
     pub(crate) status: JobStatus,
     pub(crate) created_at: i64,
+    /// How many times a worker has started it (`Job::incr_attempts`);
+    /// hashes written before the field existed read as 0.
+    #[redis(default)]
+    pub(crate) attempts: u32,
     pub(crate) error: Option<String>,
 }
 
