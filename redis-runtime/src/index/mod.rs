@@ -40,6 +40,8 @@ use fetch::Row;
 
 pub use filter::{SetFilter, filtered_count, filtered_page};
 pub use listing::Listing;
+#[cfg(feature = "admin")]
+pub(crate) use repair::pass;
 pub use repair::{
     Drift, DriftKind, RebuildReport, SkipReason, Skipped, VerifyReport, rebuild, verify,
 };
