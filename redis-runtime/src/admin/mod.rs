@@ -10,26 +10,50 @@
 //! ```
 //!
 //! Subcommands: `describe` (the manifest), `check` (the static overlap
-//! check, no Redis), `verify` (index drift per entity type), `repair`
-//! (rebuilds drifted indexes; `--dry-run` only reports) and `sweep`
+//! check, no Redis), `stats` (counts, sampled memory and TTLs, index sizes,
+//! stream lag), `verify` (index drift per entity type), `repair` (rebuilds
+//! drifted indexes; `--dry-run` says what it would change) and `sweep`
 //! (removes index entries of expired entities now). The connection is
 //! configured like the library's: [`Config::from_env`] (`REDIS_URL` and
 //! the `REDIS_*` knobs). Only [`Config::endpoint`] is ever printed.
 //!
+//! The commands that read Redis are safe on a live keyspace: they walk it
+//! a `SCAN` step at a time (`--scan-count`, default 500), hold one batch
+//! in memory, and wait between batches so as to send at most
+//! `--max-ops-per-sec` commands per second (default 5000; 0 is unlimited).
+//! They show progress on stderr. Ctrl-C stops `verify` and `repair`
+//! between two batches, prints a resume token and exits 130; the same
+//! subcommand with `--resume TOKEN` continues where it stopped, with the
+//! counts of both runs.
+//!
 //! Exit codes: 0 clean or done, 1 problems found (drift, overlap, or drift
-//! left after a repair), 2 usage or connection error.
+//! left after a repair), 2 usage or connection error, 130 interrupted by
+//! Ctrl-C.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use serde_json::{Value, json};
 
-use crate::index::{Drift, DriftKind, RebuildReport, SkipReason, Skipped, VerifyReport};
 use crate::keyspace::{EntityOps, KeyspaceOps};
 use crate::{Client, Config};
 
-/// Registry entries looked at per sweep step.
-const SWEEP_BUDGET: u64 = 1000;
+mod interrupt;
+mod output;
+mod pace;
+mod progress;
+mod report;
+mod resume;
+mod session;
+mod stats;
+mod sweep;
+mod walk;
+
+use interrupt::EXIT_INTERRUPTED;
+use output::{Out, warn};
+use report::Mode;
+use session::Session;
+use walk::Ended;
 
 /// Inspect, check and repair the Redis keyspace of this application's
 /// entity types.
@@ -40,9 +64,15 @@ const SWEEP_BUDGET: u64 = 1000;
 /// REDIS_OPERATION_TIMEOUT, REDIS_MAX_RETRIES, REDIS_RETRY_MIN_DELAY,
 /// REDIS_RETRY_MAX_DELAY, REDIS_LAZY_CONNECT and REDIS_TLS_CA_FILE.
 ///
+/// Commands that read Redis walk the keyspace a SCAN step at a time,
+/// paced by --max-ops-per-sec (default 5000 commands per second, 0 for no
+/// limit), with progress on stderr. Ctrl-C stops verify and repair between
+/// two batches and prints a token: run the same subcommand with
+/// --resume TOKEN to continue.
+///
 /// Exit codes: 0 clean or done; 1 problems found (index drift, colliding
 /// key patterns, or drift left after a repair); 2 usage or connection
-/// error.
+/// error; 130 interrupted by Ctrl-C.
 #[derive(Debug, Parser)]
 #[command(disable_version_flag = true)]
 struct Cli {
@@ -62,23 +92,49 @@ enum Command {
     /// Check that no two key patterns of these entity types can be the same
     /// Redis key (no Redis needed). Exits 1 if two can.
     Check,
+    /// Per entity type: how many entities, memory and TTLs of a sample,
+    /// index keys and entries, stream length and consumer-group lag.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only this entity type (by its Rust name, e.g. Job).
+        #[arg(long, value_name = "NAME")]
+        entity: Option<String>,
+        /// Read the memory and TTL of up to N entities per type.
+        #[arg(long, value_name = "N", default_value_t = stats::DEFAULT_SAMPLE)]
+        sample: usize,
+        #[command(flatten)]
+        pace: PaceArgs,
+    },
     /// Compare every index with the entities' hashes and report drift:
     /// orphan entries, missing entries, wrong scores, and keys passed over
     /// because they hold foreign data. Exits 1 if there is drift.
     Verify {
         #[command(flatten)]
         report: ReportArgs,
+        #[command(flatten)]
+        pace: PaceArgs,
+        /// Continue an interrupted verify from the token it printed.
+        #[arg(long, value_name = "TOKEN")]
+        resume: Option<String>,
     },
     /// Rebuild drifted index entries from the entities' hashes and report
     /// what was fixed. Exits 1 if drift is left (e.g. two entities claim
     /// one unique value).
     Repair {
-        /// Only report what would be repaired (runs verify); write nothing.
-        /// Exits 1 if there is something to repair.
+        /// Only report what a repair would change, per drift entry (reindex
+        /// the entity, or remove the entry); write nothing. Exits 1 if
+        /// there is something to repair.
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
         report: ReportArgs,
+        #[command(flatten)]
+        pace: PaceArgs,
+        /// Continue an interrupted repair from the token it printed.
+        #[arg(long, value_name = "TOKEN")]
+        resume: Option<String>,
     },
     /// Remove the index entries of expired entities now, instead of on the
     /// next index query.
@@ -86,6 +142,8 @@ enum Command {
         /// Only this entity type (by its Rust name, e.g. Job).
         #[arg(long, value_name = "NAME")]
         entity: Option<String>,
+        #[command(flatten)]
+        pace: PaceArgs,
     },
 }
 
@@ -97,9 +155,26 @@ struct ReportArgs {
     /// Only this entity type (by its Rust name, e.g. Job).
     #[arg(long, value_name = "NAME")]
     entity: Option<String>,
-    /// Show at most N drift entries per entity type.
+    /// Show at most N drift entries (and skipped keys) per entity type;
+    /// all are counted.
     #[arg(long, value_name = "N", default_value_t = 10)]
     examples: usize,
+}
+
+/// How fast a command may read and write.
+#[derive(Debug, clap::Args)]
+struct PaceArgs {
+    /// Send at most N Redis commands per second, on average (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = pace::DEFAULT_MAX_OPS_PER_SEC)]
+    max_ops_per_sec: u64,
+    /// Keys per SCAN step and entries per index-scan step: the batch size.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::index::pass::DEFAULT_SCAN_COUNT as u64,
+        value_parser = clap::value_parser!(u64).range(1..=10_000),
+    )]
+    scan_count: u64,
 }
 
 /// The command's name: the file name it was run as, e.g. `keyspace`.
@@ -124,11 +199,18 @@ pub fn main(ops: KeyspaceOps) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    ExitCode::from(run(&ops, cli.command))
+    ExitCode::from(run(&ops, name, cli.command))
 }
 
 /// A failure that ends the command with exit code 2.
 struct Fatal(String);
+
+impl Fatal {
+    /// A usage error, as the message says it.
+    fn usage(message: String) -> Self {
+        Fatal(message)
+    }
+}
 
 impl From<crate::Error> for Fatal {
     fn from(e: crate::Error) -> Self {
@@ -136,33 +218,86 @@ impl From<crate::Error> for Fatal {
     }
 }
 
-fn run(ops: &KeyspaceOps, command: Command) -> u8 {
+fn run(ops: &KeyspaceOps, program: &'static str, command: Command) -> u8 {
+    let mut out = Out::default();
     let outcome = match command {
-        Command::Describe { json } => Ok(describe(ops, json)),
-        Command::Check => Ok(check(ops)),
-        Command::Verify { report } => online(|client| verify(ops, client, &report)),
-        Command::Repair { dry_run, report } => online(|client| async move {
-            if dry_run {
-                verify(ops, client, &report).await
-            } else {
-                repair(ops, client, &report).await
+        Command::Describe { json } => Ok(describe(ops, json, &mut out)),
+        Command::Check => Ok(check(ops, &mut out)),
+        Command::Stats {
+            json,
+            entity,
+            sample,
+            pace,
+        } => online(program, &pace, |session| {
+            let out = &mut out;
+            async move {
+                let entities = selected(ops, entity.as_deref())?;
+                let interrupted = stats::stats(&session, &entities, sample, json, out).await?;
+                Ok(if interrupted { EXIT_INTERRUPTED } else { 0 })
             }
         }),
-        Command::Sweep { entity } => online(|client| sweep(ops, client, entity)),
+        Command::Verify {
+            report,
+            pace,
+            resume,
+        } => online(program, &pace, |session| {
+            walk_command(ops, session, Mode::Verify, report, resume, &mut out)
+        }),
+        Command::Repair {
+            dry_run,
+            report,
+            pace,
+            resume,
+        } => {
+            let mode = if dry_run { Mode::DryRun } else { Mode::Repair };
+            online(program, &pace, |session| {
+                walk_command(ops, session, mode, report, resume, &mut out)
+            })
+        }
+        Command::Sweep { entity, pace } => online(program, &pace, |session| {
+            let out = &mut out;
+            async move {
+                let entities = selected(ops, entity.as_deref())?;
+                let interrupted = sweep::sweep(&session, &entities, out).await?;
+                session.finish();
+                out.line(session.summary());
+                if interrupted {
+                    warn("interrupted: run sweep again to continue (it has no position to keep)");
+                    return Ok(EXIT_INTERRUPTED);
+                }
+                Ok(0)
+            }
+        }),
     };
+    out.flush();
     match outcome {
         Ok(code) => code,
         Err(Fatal(message)) => {
-            eprintln!("error: {message}");
+            warn(format_args!("error: {message}"));
             2
         }
     }
 }
 
-/// Connects with [`Config::from_env`] on a new runtime and runs `f`.
-fn online<F, Fut>(f: F) -> Result<u8, Fatal>
+async fn walk_command(
+    ops: &KeyspaceOps,
+    session: Arc<Session>,
+    mode: Mode,
+    report: ReportArgs,
+    resume: Option<String>,
+    out: &mut Out,
+) -> Result<u8, Fatal> {
+    match walk::walk(ops, &session, mode, &report, resume.as_deref(), out).await? {
+        Ended::Finished { problems } => Ok(u8::from(problems)),
+        Ended::Interrupted => Ok(EXIT_INTERRUPTED),
+    }
+}
+
+/// Connects with [`Config::from_env`] on a new runtime, watches for
+/// Ctrl-C, and runs `f` with the session.
+fn online<F, Fut>(program: &'static str, pace: &PaceArgs, f: F) -> Result<u8, Fatal>
 where
-    F: FnOnce(Client) -> Fut,
+    F: FnOnce(Arc<Session>) -> Fut,
     Fut: std::future::Future<Output = Result<u8, Fatal>>,
 {
     let config = Config::from_env()?;
@@ -171,11 +306,23 @@ where
         .build()
         .map_err(|e| Fatal(format!("cannot start the async runtime: {e}")))?;
     let endpoint = config.endpoint().to_owned();
+    let scan_count =
+        usize::try_from(pace.scan_count).unwrap_or(crate::index::pass::DEFAULT_SCAN_COUNT);
+    let max_ops_per_sec = pace.max_ops_per_sec;
     runtime.block_on(async move {
+        let stop =
+            interrupt::watch().map_err(|e| Fatal(format!("cannot watch for Ctrl-C: {e}")))?;
         let client = Client::connect(config)
             .await
             .map_err(|e| with_endpoint(e.into(), &endpoint))?;
-        f(client).await.map_err(|e| with_endpoint(e, &endpoint))
+        let session = Arc::new(Session::new(
+            client,
+            program,
+            max_ops_per_sec,
+            scan_count,
+            stop,
+        ));
+        f(session).await.map_err(|e| with_endpoint(e, &endpoint))
     })
 }
 
@@ -183,27 +330,27 @@ fn with_endpoint(Fatal(message): Fatal, endpoint: &str) -> Fatal {
     Fatal(format!("{message} (Redis at {endpoint})"))
 }
 
-fn describe(ops: &KeyspaceOps, json: bool) -> u8 {
+fn describe(ops: &KeyspaceOps, json: bool, out: &mut Out) -> u8 {
     let keyspace = ops.manifest_keyspace();
     if json {
-        println!("{}", keyspace.to_json());
+        out.line(keyspace.to_json());
     } else {
-        print!("{}", keyspace.to_markdown());
+        out.text(&keyspace.to_markdown());
     }
     0
 }
 
-fn check(ops: &KeyspaceOps) -> u8 {
+fn check(ops: &KeyspaceOps, out: &mut Out) -> u8 {
     match ops.keyspace() {
         Ok(keyspace) => {
-            println!(
+            out.line(format_args!(
                 "ok: {} entity types, no two of their key patterns can be the same key",
                 keyspace.entities().len()
-            );
+            ));
             0
         }
         Err(e) => {
-            println!("{e}");
+            out.line(e);
             1
         }
     }
@@ -225,232 +372,4 @@ fn selected<'a>(ops: &'a KeyspaceOps, entity: Option<&str>) -> Result<Vec<&'a En
             )))
         }
     }
-}
-
-/// How `verify` and `repair` run one report-producing operation over the
-/// selected entity types and print it.
-struct Reporting<R> {
-    /// Whether the report shows problems (exit code 1).
-    problems: fn(&R) -> bool,
-    json: fn(&str, &R, usize) -> Value,
-    text: fn(&str, &R, usize),
-}
-
-async fn report_each<R>(
-    ops: &KeyspaceOps,
-    args: &ReportArgs,
-    run: impl AsyncFn(&EntityOps) -> crate::Result<R>,
-    how: Reporting<R>,
-) -> Result<u8, Fatal> {
-    let mut problems = false;
-    let mut out = Vec::new();
-    for entity in selected(ops, args.entity.as_deref())? {
-        let report = run(entity).await?;
-        problems |= (how.problems)(&report);
-        if args.json {
-            out.push((how.json)(entity.name(), &report, args.examples));
-        } else {
-            (how.text)(entity.name(), &report, args.examples);
-        }
-    }
-    if args.json {
-        print_json(&json!({ "clean": !problems, "entities": out }));
-    }
-    Ok(u8::from(problems))
-}
-
-const VERIFYING: Reporting<VerifyReport> = Reporting {
-    problems: |report| !report.drift.is_empty(),
-    json: verify_json,
-    text: print_verify,
-};
-
-const REPAIRING: Reporting<RebuildReport> = Reporting {
-    problems: |report| !report.remaining.is_empty(),
-    json: repair_json,
-    text: print_repair,
-};
-
-async fn verify(ops: &KeyspaceOps, client: Client, args: &ReportArgs) -> Result<u8, Fatal> {
-    report_each(
-        ops,
-        args,
-        async |e: &EntityOps| e.verify(&client).await,
-        VERIFYING,
-    )
-    .await
-}
-
-async fn repair(ops: &KeyspaceOps, client: Client, args: &ReportArgs) -> Result<u8, Fatal> {
-    report_each(
-        ops,
-        args,
-        async |e: &EntityOps| e.rebuild(&client).await,
-        REPAIRING,
-    )
-    .await
-}
-
-async fn sweep(ops: &KeyspaceOps, client: Client, entity: Option<String>) -> Result<u8, Fatal> {
-    for entity in selected(ops, entity.as_deref())? {
-        if entity.descriptor.ttl_registry.is_none() {
-            println!("{}: no TTL registry, nothing to sweep", entity.name());
-            continue;
-        }
-        let mut looked_at = 0;
-        loop {
-            let step = entity.sweep(&client, SWEEP_BUDGET).await?;
-            looked_at += step;
-            if step < SWEEP_BUDGET {
-                break;
-            }
-        }
-        println!(
-            "{}: swept {looked_at} expired registry entries",
-            entity.name()
-        );
-    }
-    Ok(0)
-}
-
-fn print_json(value: &Value) {
-    // Serializing a `Value` cannot fail.
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
-}
-
-fn problem_text(problem: &DriftKind) -> String {
-    match problem {
-        DriftKind::Orphan => "orphan entry".to_owned(),
-        DriftKind::Missing => "missing entry".to_owned(),
-        DriftKind::WrongScore { expected, actual } => {
-            format!("wrong score {actual} (expected {expected})")
-        }
-    }
-}
-
-fn drift_json(drift: &Drift) -> Value {
-    let mut entry = json!({
-        "index": drift.index,
-        "index_key": drift.index_key,
-        "member": drift.member,
-        "value": drift.value,
-    });
-    let problem = match &drift.problem {
-        DriftKind::Orphan => "orphan",
-        DriftKind::Missing => "missing",
-        DriftKind::WrongScore { expected, actual } => {
-            entry["expected"] = json!(expected);
-            entry["actual"] = json!(actual);
-            "wrong_score"
-        }
-    };
-    entry["problem"] = json!(problem);
-    entry
-}
-
-fn reason_text(reason: &SkipReason) -> String {
-    match reason {
-        SkipReason::NotAHash { found } => format!("not a hash (a {found})"),
-        SkipReason::Undecodable { field, reason } => {
-            format!("does not decode: field {field}: {reason}")
-        }
-        SkipReason::WrongIndexType {
-            index,
-            expected,
-            found,
-        } => format!("index {index} should be a {expected}, holds a {found}"),
-        SkipReason::RepairRefused { reason } => format!("repair refused: {reason}"),
-    }
-}
-
-fn skipped_json(skipped: &[Skipped]) -> Vec<Value> {
-    skipped
-        .iter()
-        .map(|s| json!({ "key": s.key, "reason": reason_text(&s.reason) }))
-        .collect()
-}
-
-fn print_drift(drift: &[Drift], examples: usize) {
-    for d in drift.iter().take(examples) {
-        let value = d
-            .value
-            .as_ref()
-            .map(|v| format!(" (value {v:?})"))
-            .unwrap_or_default();
-        println!(
-            "    {} `{}` member {}{value}: {}",
-            d.index,
-            d.index_key,
-            d.member,
-            problem_text(&d.problem)
-        );
-    }
-    if drift.len() > examples {
-        println!(
-            "    ... and {} more (--examples N shows more)",
-            drift.len() - examples
-        );
-    }
-}
-
-fn print_skipped(skipped: &[Skipped]) {
-    if skipped.is_empty() {
-        return;
-    }
-    println!("  skipped {} keys holding foreign data:", skipped.len());
-    for s in skipped {
-        println!("    `{}`: {}", s.key, reason_text(&s.reason));
-    }
-}
-
-fn verify_json(name: &str, report: &VerifyReport, examples: usize) -> Value {
-    json!({
-        "entity": name,
-        "entities": report.entities,
-        "entries": report.entries,
-        "drift_total": report.drift.len(),
-        "drift": report.drift.iter().take(examples).map(drift_json).collect::<Vec<_>>(),
-        "skipped": skipped_json(&report.skipped),
-    })
-}
-
-fn print_verify(name: &str, report: &VerifyReport, examples: usize) {
-    let status = if report.drift.is_empty() {
-        "ok".to_owned()
-    } else {
-        format!("{} drift entries", report.drift.len())
-    };
-    println!(
-        "{name}: {status} ({} entities, {} index entries)",
-        report.entities, report.entries
-    );
-    print_drift(&report.drift, examples);
-    print_skipped(&report.skipped);
-}
-
-fn repair_json(name: &str, report: &RebuildReport, examples: usize) -> Value {
-    json!({
-        "entity": name,
-        "reindexed": report.reindexed,
-        "removed": report.removed,
-        "registry_entries_moved": report.registry_entries_moved,
-        "remaining_total": report.remaining.len(),
-        "remaining": report.remaining.iter().take(examples).map(drift_json).collect::<Vec<_>>(),
-        "skipped": skipped_json(&report.skipped),
-    })
-}
-
-fn print_repair(name: &str, report: &RebuildReport, examples: usize) {
-    println!(
-        "{name}: reindexed {} entities, removed {} stale entries, moved {} legacy TTL registry entries",
-        report.reindexed, report.removed, report.registry_entries_moved
-    );
-    if !report.remaining.is_empty() {
-        println!("  {} drift entries left:", report.remaining.len());
-        print_drift(&report.remaining, examples);
-    }
-    print_skipped(&report.skipped);
 }
