@@ -52,6 +52,11 @@ pub(crate) struct EntityScripts {
 pub(crate) static PATCH_FIELDS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/patch_fields.lua")));
 
+/// An increment of a field no index is built from, on a type without a
+/// version field: one script for every type (`scripts/increment_field.lua`).
+pub(crate) static INCREMENT_FIELD: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("../scripts/increment_field.lua")));
+
 /// Scripts by the address of their type's `static` descriptor (unique per
 /// type).
 static CACHE: LazyLock<RwLock<HashMap<usize, &'static EntityScripts>>> =
