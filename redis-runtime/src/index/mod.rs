@@ -31,6 +31,8 @@ use crate::entity::Entity;
 use crate::error::{Context, Error, Result};
 use crate::script;
 
+pub(crate) mod bulk;
+mod cursor;
 mod fetch;
 mod filter;
 mod listing;
@@ -38,6 +40,10 @@ mod repair;
 
 use fetch::Row;
 
+pub use bulk::{BATCH, delete_all};
+pub use cursor::{
+    Cursor, CursorIds, CursorListing, CursorPage, ParseCursorError, ids_after, page_after,
+};
 pub use filter::{SetFilter, filtered_count, filtered_page};
 pub use listing::Listing;
 #[cfg(feature = "admin")]

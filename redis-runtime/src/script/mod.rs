@@ -44,6 +44,10 @@ pub(crate) struct EntityScripts {
     pub(crate) unindex: redis::Script,
     /// TTL changes that keep the registry in step (`scripts/expire.lua`).
     pub(crate) expire: redis::Script,
+    /// Cursor pages of sorted and set indexes (`scripts/cursor.lua`).
+    pub(crate) cursor: redis::Script,
+    /// Batches of deletes by index (`index::bulk`).
+    pub(crate) bulk_delete: redis::Script,
 }
 
 /// A patch of fields no index is built from, keeping the TTL: one script for
@@ -78,6 +82,8 @@ pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static Enti
             sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
             unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
             expire: fixed("expire", include_str!("../scripts/expire.lua")),
+            cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
+            bulk_delete: redis::Script::new(&crate::index::bulk::script_source(descriptor)),
         }))
     })
 }

@@ -1,0 +1,182 @@
+//! Bulk operations by index: deleting every entity an index key lists.
+//!
+//! **Batches.** [`delete_all`] deletes in batches of [`BATCH`] entities,
+//! each batch one call of `scripts/bulk_delete.lua` and so one atomic step:
+//! no reader sees an entity of a batch half-deleted, and each entity goes
+//! with all its index entries, unique entries and TTL-registry entries,
+//! exactly as [`entity::delete`](crate::entity::delete) removes them. The
+//! script does that by calling the type's own write script in its delete
+//! mode once per entity: the write script's source is wrapped as a Lua
+//! function (`write_one`) ahead of the batch loop, so there is one copy of
+//! the delete logic and a change to it reaches bulk deletes too.
+//!
+//! **Why batches.** One script for the whole index would block the server
+//! for as long as it runs; a pipeline of single deletes would not be atomic
+//! per batch and would cost a reply per entity. A batch of 100 keeps each
+//! step short while amortising the round trip.
+//!
+//! The whole operation is *not* atomic: other clients see the index shrink
+//! batch by batch, and an entity added to the index key while it runs is
+//! deleted too if a later batch meets it (the loop ends when a batch finds
+//! the key empty or short). Counting first is one call of the generated
+//! `by_<index>_count`.
+
+use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
+
+use super::{context, position};
+use crate::client::Client;
+use crate::codec::value_kind;
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::script;
+
+/// Entities deleted per script call.
+pub const BATCH: u64 = 100;
+
+/// The bulk delete script of an entity type: the layout and helpers its
+/// body needs, the type's write script wrapped as `write_one(KEYS, ARGV)`
+/// (the wrapper's parameters shadow the globals the write script reads, and
+/// its own helper copies stay local to it), then `scripts/bulk_delete.lua`.
+pub(crate) fn script_source(descriptor: &EntityDescriptor) -> String {
+    let body = include_str!("../scripts/bulk_delete.lua");
+    let needs: Vec<&str> = body
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("--- needs:"))
+        .map(|names| names.split_whitespace().collect())
+        .unwrap_or_default();
+    let wrapped = format!(
+        "local function write_one(KEYS, ARGV)\n{}end\n{body}",
+        script::write::compile(descriptor)
+    );
+    script::assemble(descriptor, "bulk delete", &needs, &wrapped)
+}
+
+/// The script call of one batch: the index key, the index's position in
+/// the layout and the batch size.
+fn invocation(
+    descriptor: &'static EntityDescriptor,
+    index_key: &str,
+    position: usize,
+    batch: u64,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = script::for_entity(descriptor).bulk_delete.prepare_invoke();
+    invocation.key(index_key).arg(position).arg(batch);
+    invocation
+}
+
+/// Deletes every entity set or sorted index key `index_key` lists, in
+/// batches of [`BATCH`], each batch atomic (see the module docs); returns
+/// how many entities were deleted. Entries naming no live entity that
+/// belongs to the key (expired, deleted, stale) are dropped and not
+/// counted. Not atomic as a whole: see the module docs.
+///
+/// # Errors
+///
+/// `CONFIG` for a unique index; the usual query errors. A batch that fails
+/// (e.g. `WRONGTYPE` at the index key) stops the loop; earlier batches stay
+/// deleted.
+pub async fn delete_all<E: Entity>(
+    client: &Client,
+    index: &'static IndexDescriptor,
+    index_key: Result<String>,
+) -> Result<u64> {
+    let ctx = context::<E>(index, "delete_all");
+    let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    if index.kind == IndexKind::Unique {
+        return Err(Error::Config(format!(
+            "index {} is a unique index: delete its one entity instead",
+            index.name
+        )));
+    }
+    let position = position::<E>(index)?;
+    let mut removed = 0;
+    loop {
+        let request = invocation(E::descriptor(), &index_key, position, BATCH);
+        let reply: redis::Value = client.query(ctx.clone(), &request).await?;
+        let (deleted, seen) = counts(reply).ok_or_else(|| Error::Decode {
+            context: ctx.clone(),
+            key: index_key.clone(),
+            field: "*".into(),
+            reason: "expected {removed, seen} from the bulk delete script".into(),
+        })?;
+        removed += deleted;
+        if seen < BATCH {
+            return Ok(removed);
+        }
+    }
+}
+
+/// The script's `{removed, seen}`.
+fn counts(reply: redis::Value) -> Option<(u64, u64)> {
+    let redis::Value::Array(items) = reply else {
+        tracing::debug!(
+            target: crate::client::TRACE_TARGET,
+            "bulk delete replied with {}",
+            value_kind(&reply)
+        );
+        return None;
+    };
+    match items.as_slice() {
+        [redis::Value::Int(removed), redis::Value::Int(seen)] => Some((
+            (*removed).max(0).unsigned_abs(),
+            (*seen).max(0).unsigned_abs(),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod command_exact {
+    use super::*;
+    use crate::codec::Record;
+    use redis::Value;
+    use redis_test::{MockCmd, MockRedisConnection};
+
+    use crate::index::cursor::tests::{Post, post_indexes};
+
+    #[test]
+    fn the_write_script_is_wrapped_whole_ahead_of_the_batch_loop() {
+        let source = script_source(Post::descriptor());
+        let write = script::write::compile(Post::descriptor());
+        let wrapped = format!("local function write_one(KEYS, ARGV)\n{write}end\n");
+        let at = source.find(&wrapped).expect("the write script, wrapped");
+        let body = source.find("local index_key = KEYS[1]").expect("the body");
+        assert!(at < body, "write_one is defined before the loop calls it");
+        assert!(source.contains("local function forget_expired(registry, m)"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_sends_the_index_key_its_position_and_the_batch_size() {
+        let (_, by_tag) = post_indexes();
+        let position = position::<Post>(by_tag).expect("position");
+        assert_eq!(position, 2);
+        let mut expected = redis::cmd("EVALSHA");
+        expected
+            .arg(
+                script::for_entity(Post::descriptor())
+                    .bulk_delete
+                    .get_hash(),
+            )
+            .arg(1)
+            .arg(&["posts:tag:rust", "2", "100"]);
+        let reply = Value::Array(vec![Value::Int(100), Value::Int(100)]);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
+        let reply: Value = invocation(Post::descriptor(), "posts:tag:rust", position, BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .expect("sent");
+        assert_eq!(counts(reply), Some((100, 100)));
+        assert!(conn.is_empty(), "exactly one command");
+    }
+
+    #[test]
+    fn malformed_replies_are_refused() {
+        assert_eq!(counts(Value::Int(3)), None);
+        assert_eq!(counts(Value::Array(vec![Value::Int(1)])), None);
+        assert_eq!(
+            counts(Value::Array(vec![Value::Int(-1), Value::Int(0)])),
+            Some((0, 0))
+        );
+    }
+}
