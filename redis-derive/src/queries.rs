@@ -1,5 +1,6 @@
 //! The generated index queries: for each index of an entity, the methods
-//! that read it (`by_<index>`, its ids, counts, ranges, unique lookups).
+//! that read it (`by_<index>`, its ids, counts, ranges, unique lookups,
+//! cursor pages) and delete by it (`delete_<index>`).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -40,6 +41,12 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
             })()
         };
         let source = &index.key.source;
+        let walk = Walk {
+            index: &index.name,
+            source,
+            sorted: index.kind == IndexKind::Sorted,
+        };
+        let cursor_and_bulk = walk.methods(&p, vis, &name, &params, &key);
         match index.kind {
             IndexKind::Sorted => {
                 let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
@@ -70,6 +77,7 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                     #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
                         #p::index::count::<Self>(client, #name, #key).await
                     }
+                    #cursor_and_bulk
                 }
             }
             IndexKind::Set => {
@@ -89,6 +97,7 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                     #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
                         #p::index::count::<Self>(client, #name, #key).await
                     }
+                    #cursor_and_bulk
                 }
             }
             IndexKind::Unique => {
@@ -122,6 +131,67 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
         #[automatically_derived]
         impl #ident {
             #(#methods)*
+        }
+    }
+}
+
+/// The cursor pages and the bulk delete of one set or sorted index:
+/// `<index>_after`, `<index>_ids_after` and `delete_<index>`.
+struct Walk<'a> {
+    index: &'a str,
+    source: &'a str,
+    sorted: bool,
+}
+
+impl Walk<'_> {
+    fn methods(
+        &self,
+        p: &TokenStream,
+        vis: &syn::Visibility,
+        name: &TokenStream,
+        params: &[TokenStream],
+        key: &TokenStream,
+    ) -> TokenStream {
+        let index = self.index;
+        let source = self.source;
+        let after = format_ident!("{index}_after");
+        let ids_after = format_ident!("{index}_ids_after");
+        let delete = format_ident!("delete_{index}");
+        let (kind, order, cost) = if self.sorted {
+            (
+                "sorted",
+                "by score, equal scores by id",
+                "two round trips (ids, then the hashes in one pipeline)",
+            )
+        } else {
+            (
+                "set",
+                "by id (`CursorPage::by_id`; `Order::Descending` walks from the greatest id)",
+                "two round trips (a script picks the page's ids from the members, then the hashes in one pipeline); the script costs O(N) server time per page for N members",
+            )
+        };
+        let doc_after = format!(
+            "The entities of {kind} index `{source}` after `page.after`, {order}: at most `page.limit`, and the cursor to continue after (`None` at the end); {cost}. Stable while others insert and delete: an entity in the index for the whole walk is returned exactly once, and none twice. Never returns expired entities; entities that do not decode are reported in the listing."
+        );
+        let doc_ids = format!(
+            "The ids of {kind} index `{source}` after `page.after`, {order}, and the cursor to continue after; one round trip. Stable like `{index}_after`."
+        );
+        let doc_delete = format!(
+            "Deletes every entity {kind} index `{source}` lists, each exactly as `delete` does (with all its index, unique and TTL-registry entries), in atomic batches of 100; returns how many were deleted. Not atomic as a whole: other clients see the index shrink batch by batch (`{index}_count` counts it first)."
+        );
+        quote! {
+            #[doc = #doc_after]
+            #vis async fn #after(client: &#p::Client, #(#params)* page: &#p::index::CursorPage) -> #p::Result<#p::index::CursorListing<Self>> {
+                #p::index::page_after::<Self>(client, #name, #key, page).await
+            }
+            #[doc = #doc_ids]
+            #vis async fn #ids_after(client: &#p::Client, #(#params)* page: &#p::index::CursorPage) -> #p::Result<#p::index::CursorIds> {
+                #p::index::ids_after::<Self>(client, #name, #key, page).await
+            }
+            #[doc = #doc_delete]
+            #vis async fn #delete(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
+                #p::index::delete_all::<Self>(client, #name, #key).await
+            }
         }
     }
 }
