@@ -498,3 +498,56 @@ async fn regression_extreme_arguments_have_defined_meanings() {
     .await;
     assert_no_drift::<Job>(&client).await;
 }
+
+/// **Regression**: index key fields named like the generated methods'
+/// own parameters (`page`, `range`, `client`, `filter`) made the derive
+/// emit duplicate parameter names. Those parameters now take a trailing
+/// `_` for such an index, and every query still works.
+#[tokio::test]
+async fn key_fields_named_like_query_parameters() {
+    #[derive(RedisEntity, Debug, Clone, PartialEq)]
+    #[redis(key = "visit:{id}")]
+    #[redis(sorted_index(key = "visits:page:{page}:{range}", score = "at"))]
+    #[redis(index(key = "visits:client:{client}"))]
+    #[redis(index(key = "visits:filter:{filter}"))]
+    struct Visit {
+        id: String,
+        page: String,
+        range: String,
+        client: String,
+        filter: String,
+        at: i64,
+    }
+    let (_server, client) = RedisServer::start_with_client().await;
+    let visit = Visit {
+        id: "v1".into(),
+        page: "home".into(),
+        range: "eu".into(),
+        client: "web".into(),
+        filter: "none".into(),
+        at: 5,
+    };
+    visit.create(&client).await.expect("create");
+    let all = redis_runtime::ScoreRange::all();
+    let page = Visit::by_page_and_range(&client, "home", "eu", Page::newest_first(5));
+    assert_eq!(page.await.expect("page").len(), 1);
+    let ranged =
+        Visit::by_page_and_range_in_range(&client, "home", "eu", &all, Page::newest_first(5));
+    assert_eq!(ranged.await.expect("range").len(), 1);
+    let web = VisitFilter {
+        client: Some("web".into()),
+        ..Default::default()
+    };
+    let filtered =
+        Visit::by_page_and_range_where(&client, "home", "eu", &web, &all, Page::newest_first(5));
+    assert_eq!(filtered.await.expect("filtered").len(), 1);
+    let first = redis_runtime::index::CursorPage::by_id(5);
+    let walk = Visit::by_client_after(&client, "web", &first).await;
+    assert_eq!(walk.expect("cursor page").len(), 1);
+    assert_eq!(
+        Visit::by_filter_count(&client, "none")
+            .await
+            .expect("count"),
+        1
+    );
+}

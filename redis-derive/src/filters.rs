@@ -8,6 +8,7 @@ use quote::{format_ident, quote};
 
 use crate::ast::IndexKind;
 use crate::expand::{key_builder_calls, lit, private};
+use crate::queries::fixed_param;
 use crate::valid::{FieldModel, IndexModel, Model, unraw};
 
 /// The set indexes a filter can use (keyed by exactly one field), with
@@ -57,14 +58,14 @@ pub(crate) fn filters(m: &Model<'_>) -> TokenStream {
         quote!(#name: ::core::option::Option::None)
     });
     // Each wanted value selects one set index key.
-    let pushes: Vec<TokenStream> = sets
-        .iter()
+    let pushes = |filter_p: &syn::Ident| -> Vec<TokenStream> {
+        sets.iter()
         .map(|(position, index, f)| {
             let name = f.ident;
             let pattern = lit(&index.key.source);
             let build = key_builder_calls(m, &index.key);
             quote! {
-                if let ::core::option::Option::Some(#name) = &filter.#name {
+                if let ::core::option::Option::Some(#name) = &#filter_p.#name {
                     let key = (|| -> #p::Result<::std::string::String> {
                         ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())
                     })();
@@ -72,7 +73,8 @@ pub(crate) fn filters(m: &Model<'_>) -> TokenStream {
                 }
             }
         })
-        .collect();
+        .collect()
+    };
     let methods = m
         .indexes
         .iter()
@@ -91,6 +93,11 @@ pub(crate) fn filters(m: &Model<'_>) -> TokenStream {
                     quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
                 })
                 .collect();
+            let client_p = fixed_param(&fields, "client");
+            let filter_p = fixed_param(&fields, "filter");
+            let range_p = fixed_param(&fields, "range");
+            let page_p = fixed_param(&fields, "page");
+            let pushes = pushes(&filter_p);
             let pattern = lit(&index.key.source);
             let build = key_builder_calls(m, &index.key);
             let key = quote! {
@@ -107,16 +114,16 @@ pub(crate) fn filters(m: &Model<'_>) -> TokenStream {
                 format!("How many entities of sorted index `{source}` within `range` `filter` keeps.");
             quote! {
                 #[doc = #doc_page]
-                #vis async fn #base(client: &#p::Client, #(#params)* filter: &#filter_ident, range: &#p::ScoreRange, page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
+                #vis async fn #base(#client_p: &#p::Client, #(#params)* #filter_p: &#filter_ident, #range_p: &#p::ScoreRange, #page_p: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
                     let mut sets: ::std::vec::Vec<#p::index::SetFilter> = ::std::vec::Vec::new();
                     #(#pushes)*
-                    #p::index::filtered_page::<Self>(client, #sorted, #key, sets, range, page).await
+                    #p::index::filtered_page::<Self>(#client_p, #sorted, #key, sets, #range_p, #page_p).await
                 }
                 #[doc = #doc_count]
-                #vis async fn #count(client: &#p::Client, #(#params)* filter: &#filter_ident, range: &#p::ScoreRange) -> #p::Result<::core::primitive::u64> {
+                #vis async fn #count(#client_p: &#p::Client, #(#params)* #filter_p: &#filter_ident, #range_p: &#p::ScoreRange) -> #p::Result<::core::primitive::u64> {
                     let mut sets: ::std::vec::Vec<#p::index::SetFilter> = ::std::vec::Vec::new();
                     #(#pushes)*
-                    #p::index::filtered_count::<Self>(client, #sorted, #key, sets, range).await
+                    #p::index::filtered_count::<Self>(#client_p, #sorted, #key, sets, #range_p).await
                 }
             }
         });

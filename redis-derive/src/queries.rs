@@ -33,6 +33,12 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
             })
             .collect();
+        // The fixed parameters, renamed with a trailing `_` where a key
+        // field of this index has the same name.
+        let client_p = fixed_param(&fields, "client");
+        let page_p = fixed_param(&fields, "page");
+        let range_p = fixed_param(&fields, "range");
+        let value_p = fixed_param(&fields, "value");
         let pattern = lit(&index.key.source);
         let build = key_builder_calls(m, &index.key);
         let key = quote! {
@@ -46,7 +52,7 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
             source,
             sorted: index.kind == IndexKind::Sorted,
         };
-        let cursor_and_bulk = walk.methods(&p, vis, &name, &params, &key);
+        let cursor_and_bulk = walk.methods(&p, vis, &name, &params, &key, [&client_p, &page_p]);
         match index.kind {
             IndexKind::Sorted => {
                 let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
@@ -57,25 +63,25 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 let renamed = format!("renamed to `{}_ids_in_range` (the names say which queries take a range); `{}_ids` will take only a page, like `{}`", index.name, index.name, index.name);
                 quote! {
                     #[doc = #doc_page]
-                    #vis async fn #base(client: &#p::Client, #(#params)* page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
-                        #p::index::page::<Self>(client, #name, #key, &#p::ScoreRange::all(), page).await
+                    #vis async fn #base(#client_p: &#p::Client, #(#params)* #page_p: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
+                        #p::index::page::<Self>(#client_p, #name, #key, &#p::ScoreRange::all(), #page_p).await
                     }
                     #[doc = #doc_range]
-                    #vis async fn #in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
-                        #p::index::page::<Self>(client, #name, #key, range, page).await
+                    #vis async fn #in_range(#client_p: &#p::Client, #(#params)* #range_p: &#p::ScoreRange, #page_p: #p::Page) -> #p::Result<#p::index::Listing<Self>> {
+                        #p::index::page::<Self>(#client_p, #name, #key, #range_p, #page_p).await
                     }
                     #[doc = #doc_ids]
-                    #vis async fn #ids_in_range(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
-                        #p::index::page_ids::<Self>(client, #name, #key, range, page).await
+                    #vis async fn #ids_in_range(#client_p: &#p::Client, #(#params)* #range_p: &#p::ScoreRange, #page_p: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::page_ids::<Self>(#client_p, #name, #key, #range_p, #page_p).await
                     }
                     #[doc = #doc_ids]
                     #[deprecated(note = #renamed)]
-                    #vis async fn #ids(client: &#p::Client, #(#params)* range: &#p::ScoreRange, page: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
-                        #p::index::page_ids::<Self>(client, #name, #key, range, page).await
+                    #vis async fn #ids(#client_p: &#p::Client, #(#params)* #range_p: &#p::ScoreRange, #page_p: #p::Page) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::page_ids::<Self>(#client_p, #name, #key, #range_p, #page_p).await
                     }
                     #[doc = #doc_count]
-                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
-                        #p::index::count::<Self>(client, #name, #key).await
+                    #vis async fn #count(#client_p: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
+                        #p::index::count::<Self>(#client_p, #name, #key).await
                     }
                     #cursor_and_bulk
                 }
@@ -86,16 +92,16 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 let doc_count = format!("How many entities set index `{source}` holds.");
                 quote! {
                     #[doc = #doc_all]
-                    #vis async fn #base(client: &#p::Client, #(#params)*) -> #p::Result<#p::index::Listing<Self>> {
-                        #p::index::members::<Self>(client, #name, #key).await
+                    #vis async fn #base(#client_p: &#p::Client, #(#params)*) -> #p::Result<#p::index::Listing<Self>> {
+                        #p::index::members::<Self>(#client_p, #name, #key).await
                     }
                     #[doc = #doc_ids]
-                    #vis async fn #ids(client: &#p::Client, #(#params)*) -> #p::Result<::std::vec::Vec<::std::string::String>> {
-                        #p::index::member_ids::<Self>(client, #name, #key).await
+                    #vis async fn #ids(#client_p: &#p::Client, #(#params)*) -> #p::Result<::std::vec::Vec<::std::string::String>> {
+                        #p::index::member_ids::<Self>(#client_p, #name, #key).await
                     }
                     #[doc = #doc_count]
-                    #vis async fn #count(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
-                        #p::index::count::<Self>(client, #name, #key).await
+                    #vis async fn #count(#client_p: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
+                        #p::index::count::<Self>(#client_p, #name, #key).await
                     }
                     #cursor_and_bulk
                 }
@@ -113,15 +119,15 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 let (value_ty, encode) = if is_string(ty) {
                     (
                         quote!(&(impl ::core::convert::AsRef<::core::primitive::str> + ?::core::marker::Sized)),
-                        quote!(#codec.encode_str_to_vec(#hash, ::core::convert::AsRef::<::core::primitive::str>::as_ref(value))),
+                        quote!(#codec.encode_str_to_vec(#hash, ::core::convert::AsRef::<::core::primitive::str>::as_ref(#value_p))),
                     )
                 } else {
-                    (quote!(&#ty), quote!(#codec.encode_to_vec(#hash, value)))
+                    (quote!(&#ty), quote!(#codec.encode_to_vec(#hash, #value_p)))
                 };
                 quote! {
                     #[doc = #doc]
-                    #vis async fn #base(client: &#p::Client, #(#params)* value: #value_ty) -> #p::Result<::core::option::Option<Self>> {
-                        #p::index::unique::<Self>(client, #name, #key, #encode).await
+                    #vis async fn #base(#client_p: &#p::Client, #(#params)* #value_p: #value_ty) -> #p::Result<::core::option::Option<Self>> {
+                        #p::index::unique::<Self>(#client_p, #name, #key, #encode).await
                     }
                 }
             }
@@ -151,6 +157,7 @@ impl Walk<'_> {
         name: &TokenStream,
         params: &[TokenStream],
         key: &TokenStream,
+        [client_p, page_p]: [&syn::Ident; 2],
     ) -> TokenStream {
         let index = self.index;
         let source = self.source;
@@ -181,18 +188,29 @@ impl Walk<'_> {
         );
         quote! {
             #[doc = #doc_after]
-            #vis async fn #after(client: &#p::Client, #(#params)* page: &#p::index::CursorPage) -> #p::Result<#p::index::CursorListing<Self>> {
-                #p::index::page_after::<Self>(client, #name, #key, page).await
+            #vis async fn #after(#client_p: &#p::Client, #(#params)* #page_p: &#p::index::CursorPage) -> #p::Result<#p::index::CursorListing<Self>> {
+                #p::index::page_after::<Self>(#client_p, #name, #key, #page_p).await
             }
             #[doc = #doc_ids]
-            #vis async fn #ids_after(client: &#p::Client, #(#params)* page: &#p::index::CursorPage) -> #p::Result<#p::index::CursorIds> {
-                #p::index::ids_after::<Self>(client, #name, #key, page).await
+            #vis async fn #ids_after(#client_p: &#p::Client, #(#params)* #page_p: &#p::index::CursorPage) -> #p::Result<#p::index::CursorIds> {
+                #p::index::ids_after::<Self>(#client_p, #name, #key, #page_p).await
             }
             #[doc = #doc_delete]
-            #vis async fn #delete(client: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
-                #p::index::delete_all::<Self>(client, #name, #key).await
+            #vis async fn #delete(#client_p: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
+                #p::index::delete_all::<Self>(#client_p, #name, #key).await
             }
         }
+    }
+}
+
+/// The name of a fixed parameter of a generated query (`page`, `range`,
+/// ...): `name`, or `name_` when a key field of the index is called that,
+/// so the two never clash.
+pub(crate) fn fixed_param(fields: &[&FieldModel<'_>], name: &str) -> syn::Ident {
+    if fields.iter().any(|f| unraw(f.ident) == name) {
+        format_ident!("{name}_")
+    } else {
+        format_ident!("{name}")
     }
 }
 

@@ -518,15 +518,26 @@ impl<'d> Writer<'d> {
         }
     }
 
-    /// Adds the new entry of index number `i`, if it has one.
+    /// Adds the new entry of index number `i`, if it has one and it differs
+    /// from the old one (same key, and for sorted and unique indexes the
+    /// same value): an unchanged entry is already there. A reindex always
+    /// writes it, since repairing a missing entry is its purpose.
     fn index_add(&mut self, i: usize, index: &IndexDescriptor) {
-        let command = match (index.kind, self.value_number(index)) {
-            (IndexKind::Set, _) => format!("'SADD', new_k{i}, member"),
-            (IndexKind::Sorted, Some(v)) => format!("'ZADD', new_k{i}, n{v}, member"),
-            (IndexKind::Unique, Some(v)) => format!("'HSET', new_k{i}, n{v}, member"),
+        let (command, same_value) = match (index.kind, self.value_number(index)) {
+            (IndexKind::Set, _) => (format!("'SADD', new_k{i}, member"), String::new()),
+            (IndexKind::Sorted, Some(v)) => (
+                format!("'ZADD', new_k{i}, n{v}, member"),
+                format!(" and o{v} == n{v}"),
+            ),
+            (IndexKind::Unique, Some(v)) => (
+                format!("'HSET', new_k{i}, n{v}, member"),
+                format!(" and o{v} == n{v}"),
+            ),
             _ => return,
         };
-        self.line(format!("if new_k{i} then redis.call({command}) end"));
+        self.line(format!(
+            "if new_k{i} and (mode == 'x' or not (old_k{i} == new_k{i}{same_value})) then redis.call({command}) end"
+        ));
     }
 
     /// Only entities that expire (now, or before this write) are listed in
@@ -552,7 +563,10 @@ impl<'d> Writer<'d> {
             "  redis.call('HSET', {reg_fields}, member, cjson.encode({{ {} }}))",
             snapshot.join(", ")
         ));
-        self.line("elseif exists or mode == 'd' then");
+        // A write that kept the TTL of an entity that has none leaves it
+        // unlisted as it was (the sweep drops entries of entities made
+        // persistent behind our back), so it skips the two removals.
+        self.line("elseif mode == 'd' or (exists and ttl_action ~= 'k') then");
         self.line(format!("  redis.call('ZREM', {reg}, member)"));
         self.line(format!("  redis.call('HDEL', {reg_fields}, member)"));
         self.line("end");

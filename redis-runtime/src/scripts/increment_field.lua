@@ -10,8 +10,12 @@
 -- result beyond 2^53 is refused rather than rounded. Nothing is written
 -- unless every check passed.
 local key, field = KEYS[1], ARGV[1]
-if redis.call('EXISTS', key) == 0 then return { -1, false } end
-local cur = redis.call('HGET', key, field) or '0'
+-- The field's value answers existence too, except when it is absent.
+local cur = redis.call('HGET', key, field)
+if not cur then
+  if redis.call('EXISTS', key) == 0 then return { -1, false } end
+  cur = '0'
+end
 if not string.match(cur, '^-?%d+$') then
   return redis.error_reply('DECODE the stored value of ' .. field .. ' is not an integer; nothing was written')
 end

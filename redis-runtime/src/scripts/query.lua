@@ -130,14 +130,18 @@ local function filtered(all, offset, limit)
       found[n] = pair[1]
     end
   else
-    local chunk, pos = 200, 0
+    -- Chunks start at twice what is wanted and grow, so a selective
+    -- filter does not cost one round of calls per few entries.
+    local chunk, pos = all and 500 or math.min(500, math.max(20, 2 * wanted)), 0
     while true do
       local ids = zrange(pos, chunk)
       for _, m in ipairs(ids) do
+        if not all and #found >= wanted then break end
         if in_sets(m) then found[#found + 1] = m end
       end
       if #ids < chunk or (not all and #found >= wanted) then break end
       pos = pos + chunk
+      chunk = math.min(1000, chunk * 2)
     end
   end
   return found
