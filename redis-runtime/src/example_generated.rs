@@ -25,16 +25,22 @@
 //!     pub slug: String,
 //!     pub status: JobStatus,
 //!     pub created_at: i64,
+//!     pub attempts: u32,
 //!     pub error: Option<String>,
+//!     #[redis(version)]
+//!     pub version: u64,
 //! }
 //! ```
 //!
 //! | generated | from |
 //! | --- | --- |
 //! | `create`, `save`, `update`, `update_refreshing_ttl`, `delete`, `get`, `get_many`, `exists`, `ttl`, `expire`, `persist`, `key_for` | `key = "job:{id}"` |
-//! | `patch`, `patch_refreshing_ttl` and [`JobPatch`] | every entity |
-//! | `by_user_id`, `by_user_id_in_range`, `by_user_id_ids_in_range`, `by_user_id_count` (and `by_user_id_ids`, its deprecated old name) | `sorted_index(key = "jobs:user:{user_id}", …)` |
-//! | `by_status`, `by_status_ids`, `by_status_count` | `index(key = "jobs:status:{status}")` |
+//! | `patch`, `patch_refreshing_ttl`, `patch_if` and [`JobPatch`] | every entity |
+//! | `incr_created_at`, `incr_attempts` | every integer field outside the key (not the version) |
+//! | `update_if_version`, `patch_if_version`, `modify` | `#[redis(version)]` |
+//! | `by_user_id`, `by_user_id_in_range`, `by_user_id_ids_in_range`, `by_user_id_count` (and `by_user_id_ids`, its deprecated old name); cursor pages `by_user_id_after`, `by_user_id_ids_after`; `delete_by_user_id` | `sorted_index(key = "jobs:user:{user_id}", …)` |
+//! | `by_status`, `by_status_ids`, `by_status_count`; cursor pages `by_status_after`, `by_status_ids_after`; `delete_by_status` | `index(key = "jobs:status:{status}")` |
+//! | `by_user_id_where`, `by_user_id_where_count` and [`JobFilter`] | a sorted index and set indexes keyed by one field |
 //! | `by_slug` | `unique(key = "jobs:by_slug", field = "slug")` |
 //! | `output_log` | `log(name = "output", …)` |
 
@@ -71,6 +77,11 @@ pub struct Job {
     pub status: JobStatus,
     /// Epoch milliseconds: the sorted index's score.
     pub created_at: i64,
+    /// How many times a worker started it: a counter (`incr_attempts`).
+    pub attempts: u32,
     /// Why it failed; `None` is no hash field.
     pub error: Option<String>,
+    /// Stored version, plus one on every write: optimistic concurrency.
+    #[redis(version)]
+    pub version: u64,
 }
