@@ -609,6 +609,7 @@ const ENTITY_METHODS: &[&str] = &[
     "get_many",
     "patch",
     "patch_refreshing_ttl",
+    "patch_if",
     "delete",
     "exists",
     "ttl",
@@ -639,10 +640,15 @@ impl MethodNames {
         if index.kind != IndexKind::Unique {
             out.push((format!("{base}_ids"), "ids query"));
             out.push((format!("{base}_count"), "count query"));
+            out.push((format!("{base}_after"), "cursor page"));
+            out.push((format!("{base}_ids_after"), "ids cursor page"));
+            out.push((format!("delete_{base}"), "bulk delete"));
         }
         if index.kind == IndexKind::Sorted {
             out.push((format!("{base}_in_range"), "range query"));
             out.push((format!("{base}_ids_in_range"), "ids range query"));
+            out.push((format!("{base}_where"), "filtered query"));
+            out.push((format!("{base}_where_count"), "filtered count"));
         }
         out
     }
