@@ -2,6 +2,8 @@
 //! the operations a job runner needs so that concurrent workers never lose
 //! an update or run a job twice.
 
+// Shared with the index suites; this one uses only part of it.
+#[allow(dead_code)]
 mod common;
 
 use redis_runtime::testing::{RedisServer, raw_command, raw_query};
