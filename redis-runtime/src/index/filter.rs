@@ -36,12 +36,25 @@ async fn call<E: Entity>(
 ) -> Result<redis::Value> {
     let ctx = context::<E>(sorted, verb);
     let position = position::<E>(sorted)?;
-    let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
+    let invocation = invocation(E::descriptor(), position, keys, verb, args);
+    client.query(ctx, &invocation).await
+}
+
+/// The query script call of a filtered query: the sorted index key, then
+/// the set keys; the verb, the sorted index's position, the range and page.
+fn invocation(
+    descriptor: &'static redis_schema::EntityDescriptor,
+    position: usize,
+    keys: &[String],
+    verb: &str,
+    args: Vec<Vec<u8>>,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = script::for_entity(descriptor).query.prepare_invoke();
     for key in keys {
         invocation.key(key);
     }
     invocation.arg(verb).arg(position).arg(args);
-    client.query(ctx, &invocation).await
+    invocation
 }
 
 /// The sorted index key, then each set key; the first key error wins.
@@ -118,5 +131,56 @@ pub async fn filtered_count<E: Entity>(
             field: "*".into(),
             reason: format!("expected a count, found {}", value_kind(&other)),
         }),
+    }
+}
+
+/// Command-exact: the bytes a filtered page sends, checked against
+/// `redis_test::MockRedisConnection` (no server involved).
+#[cfg(test)]
+mod command_exact {
+    use redis::Value;
+    use redis_test::{MockCmd, MockRedisConnection};
+
+    use super::*;
+    use crate::{Order, Record};
+
+    #[derive(crate::RedisEntity, Debug, Clone, PartialEq)]
+    #[redis(key = "task:{id}")]
+    #[redis(sorted_index(key = "tasks:owner:{owner}", score = "at"))]
+    #[redis(index(key = "tasks:state:{state}"))]
+    struct Task {
+        id: String,
+        owner: String,
+        state: String,
+        at: i64,
+    }
+
+    #[tokio::test]
+    async fn a_filtered_page_names_every_key_and_the_sorted_index() {
+        let descriptor = Task::descriptor();
+        let keys = vec![
+            "tasks:owner:ann".to_string(),
+            "tasks:state:open".to_string(),
+        ];
+        let page = Page {
+            offset: 20,
+            limit: 10,
+            order: Order::Descending,
+        };
+        let args = range_args(&ScoreRange::at_least(5.0), page);
+        let mut expected = redis::cmd("EVALSHA");
+        expected
+            .arg(script::for_entity(descriptor).query.get_hash())
+            .arg(2)
+            .arg(&keys)
+            .arg(&["filter", "1", "1", "5", "+inf", "20", "10"]);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(
+            expected,
+            Ok(Value::Array(vec![Value::BulkString(b"t1".to_vec())])),
+        )]);
+        let call = invocation(descriptor, 1, &keys, "filter", args);
+        let ids: Vec<String> = call.invoke_async(&mut conn).await.expect("sent");
+        assert_eq!(ids, ["t1"]);
+        assert!(conn.is_empty(), "exactly one command");
     }
 }
