@@ -566,6 +566,67 @@ fn count_before(line: &str, what: &str) -> Option<u64> {
         .ok()
 }
 
+/// Waits (up to a minute) for a progress line of a `repair` of `Job` in
+/// its entities phase that has already reindexed some.
+fn wait_for_repairs(lines: &mpsc::Receiver<String>) {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no progress with repairs ({e}): {seen:#?}"));
+        let repaired = line.starts_with("progress: repair Job: entities")
+            && count_before(&line, "reindexed").is_some_and(|n| n > 0);
+        seen.push(line);
+        if repaired {
+            return;
+        }
+    }
+}
+
+/// A repair cut off by a lost connection exits 2 with the error and a
+/// resume token for the work not done (and no password).
+#[tokio::test]
+async fn a_repair_that_loses_its_server_says_where_to_resume() {
+    let (mut server, client) = RedisServer::start_with_client().await;
+    let url = server
+        .url()
+        .replace("redis://", "redis://default:hunter2-secret@");
+    raw_command(&client, &["CONFIG", "SET", "requirepass", "hunter2-secret"]).await;
+    // This connection authenticated before the password was set.
+    seed_raw_jobs(&client, 20_000).await;
+    let mut child = keyspace_command(
+        &url,
+        &[
+            "repair",
+            "--entity",
+            "Job",
+            "--max-ops-per-sec",
+            "3000",
+            "--scan-count",
+            "100",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("starts");
+    let lines = progress_lines(&mut child);
+    wait_for_repairs(&lines);
+    server.stop();
+    let output = child.wait_with_output().expect("exits");
+    let stderr: Vec<String> = lines.iter().collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: STORAGE_"), "{stderr}");
+    assert!(
+        stderr.contains("stopped by the error below; resume with: keyspace repair --resume ks1."),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
+}
+
 /// Ctrl-C in the middle of a repair stops it between batches with a resume
 /// token; resuming finishes the work, and every entity is counted and
 /// repaired exactly once across the two runs.
@@ -600,21 +661,7 @@ async fn an_interrupted_repair_resumes_and_repairs_each_entity_once() {
     .spawn()
     .expect("starts");
     let lines = progress_lines(&mut child);
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Wait until it reports entities already repaired.
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("no progress with repairs ({e}): {seen:#?}"));
-        let repaired = line.starts_with("progress: repair Job: entities")
-            && count_before(&line, "reindexed").is_some_and(|n| n > 0);
-        seen.push(line);
-        if repaired {
-            break;
-        }
-    }
+    wait_for_repairs(&lines);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

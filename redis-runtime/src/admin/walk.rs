@@ -78,13 +78,14 @@ pub(super) async fn walk(
         let (result, next) = walk_entity(session, entity, mode, args.examples, start, base)
             .await
             .map_err(|(e, at)| {
-                // What was done is done: say where to pick it up.
+                // What was done is done: say where to pick it up (on a
+                // line of its own, so the token copies cleanly).
                 state.at = Some(at);
-                Fatal(format!(
-                    "{}: {e}\n{}",
-                    e.code(),
+                warn(format_args!(
+                    "stopped by the error below; {}",
                     resume_hint(session.program, mode, &state.token())
-                ))
+                ));
+                Fatal::from(e)
             })?;
         match next {
             None => {
