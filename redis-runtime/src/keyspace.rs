@@ -80,6 +80,13 @@ pub struct EntityOps {
     verify: for<'a> fn(&'a crate::Client) -> OpFuture<'a, crate::index::VerifyReport>,
     rebuild: for<'a> fn(&'a crate::Client) -> OpFuture<'a, crate::index::RebuildReport>,
     sweep: for<'a> fn(&'a crate::Client, u64) -> OpFuture<'a, u64>,
+    /// The paced, resumable verify or repair pass the admin command drives.
+    #[cfg(feature = "admin")]
+    pass: for<'a> fn(
+        &'a crate::Client,
+        bool,
+        &'a dyn crate::index::pass::Control,
+    ) -> OpFuture<'a, crate::index::pass::Tally>,
 }
 
 impl fmt::Debug for EntityOps {
@@ -98,6 +105,10 @@ impl EntityOps {
             verify: |client| Box::pin(crate::index::verify::<E>(client)),
             rebuild: |client| Box::pin(crate::index::rebuild::<E>(client)),
             sweep: |client, budget| Box::pin(crate::index::sweep::<E>(client, budget)),
+            #[cfg(feature = "admin")]
+            pass: |client, repair, control| {
+                Box::pin(crate::index::pass::run::<E>(client, repair, control))
+            },
         }
     }
 
@@ -127,6 +138,18 @@ impl EntityOps {
     /// were looked at.
     pub fn sweep<'a>(&self, client: &'a crate::Client, budget: u64) -> OpFuture<'a, u64> {
         (self.sweep)(client, budget)
+    }
+
+    /// The verify (or, with `repair`, rebuild) pass of this type under
+    /// `control`, which receives what it finds and paces it.
+    #[cfg(feature = "admin")]
+    pub(crate) fn pass<'a>(
+        &self,
+        client: &'a crate::Client,
+        repair: bool,
+        control: &'a dyn crate::index::pass::Control,
+    ) -> OpFuture<'a, crate::index::pass::Tally> {
+        (self.pass)(client, repair, control)
     }
 }
 

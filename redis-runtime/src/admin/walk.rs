@@ -193,13 +193,8 @@ async fn walk_entity(
         }),
     });
     let client = &session.client;
-    let outcome = pass::under(control.clone(), async {
-        match mode {
-            Mode::Verify | Mode::DryRun => entity.verify(client).await.map(drop),
-            Mode::Repair => entity.rebuild(client).await.map(drop),
-        }
-    })
-    .await;
+    let repair = matches!(mode, Mode::Repair);
+    let outcome = entity.pass(client, repair, &*control).await.map(drop);
     let record = std::mem::take(
         &mut *control
             .record

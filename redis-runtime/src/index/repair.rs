@@ -139,15 +139,6 @@ pub(crate) fn undecodable(error: Error) -> SkipReason {
 /// that are not hashes or do not decode, and index keys of the wrong Redis
 /// type, are listed in [`VerifyReport::skipped`] (see [`SkipReason`]).
 pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
-    if let Some(control) = pass::ambient() {
-        // The admin command's pass: the items went to its control.
-        let tally = pass::run::<E>(client, false, &*control).await?;
-        return Ok(VerifyReport {
-            entities: tally.entities,
-            entries: tally.entries,
-            ..VerifyReport::default()
-        });
-    }
     let collected = Collect::default();
     let tally = pass::run::<E>(client, false, &collected).await?;
     let Collect { found, skipped, .. } = collected;
@@ -256,16 +247,6 @@ pub(crate) fn refused_for_data(error: &Error) -> bool {
 /// [`RebuildReport::skipped`]; a repair step refused because of it is
 /// reported there too, and the rest of the repair goes ahead.
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
-    if let Some(control) = pass::ambient() {
-        // The admin command's pass: the items went to its control.
-        let tally = pass::run::<E>(client, true, &*control).await?;
-        return Ok(RebuildReport {
-            reindexed: tally.reindexed,
-            removed: tally.removed,
-            registry_entries_moved: tally.registry_entries_moved,
-            ..RebuildReport::default()
-        });
-    }
     let collected = Collect::default();
     let tally = pass::run::<E>(client, true, &collected).await?;
     let Collect {

@@ -30,7 +30,6 @@ use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use redis_schema::{EntityDescriptor, IndexDescriptor, KeyPattern};
 use serde::{Deserialize, Serialize};
@@ -195,28 +194,6 @@ pub(crate) trait Control: Send + Sync {
     /// After each batch: wait as long as the pace requires, then say
     /// whether to go on.
     fn step<'a>(&'a self, step: Step<'a>) -> Pause<'a>;
-}
-
-tokio::task_local! {
-    /// The control of the admin command's pass, for the pass started by
-    /// [`super::verify`]/[`super::rebuild`] within [`under`].
-    ///
-    /// Why a task-local: the admin command reaches the entity types only
-    /// through `keyspace::EntityOps`, whose function pointers call the
-    /// plain `verify::<E>`/`rebuild::<E>`. Passing the control this way
-    /// gives those a paced, resumable pass without a second set of
-    /// pointers per type.
-    static AMBIENT: Arc<dyn Control>;
-}
-
-/// Runs `f` with `control` as the control of the passes it starts.
-pub(crate) async fn under<F: Future>(control: Arc<dyn Control>, f: F) -> F::Output {
-    AMBIENT.scope(control, f).await
-}
-
-/// The control set by [`under`], if any.
-pub(crate) fn ambient() -> Option<Arc<dyn Control>> {
-    AMBIENT.try_with(Arc::clone).ok()
 }
 
 /// Runs the pass of `E` from `control.start()` to the end or to a stop.
