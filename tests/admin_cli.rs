@@ -265,6 +265,14 @@ async fn verify_repair_and_sweep_against_a_real_server() {
     ] {
         assert!(said.contains(line), "{line:?} in {said}");
     }
+    // `reindex` is the same subcommand (after adding an index).
+    let output = keyspace(&url, &["reindex", "--dry-run", "--entity", "Job"]);
+    expect_code(&output, 1);
+    assert!(
+        text(&output).contains("Job: would reindex 2 entities"),
+        "{}",
+        text(&output)
+    );
     let output = keyspace(&url, &["repair", "--dry-run", "--json"]);
     expect_code(&output, 1);
     let dry = json(&output);

@@ -120,8 +120,10 @@ enum Command {
         resume: Option<String>,
     },
     /// Rebuild drifted index entries from the entities' hashes and report
-    /// what was fixed. Exits 1 if drift is left (e.g. two entities claim
-    /// one unique value).
+    /// what was fixed; also builds a new index for existing data (its
+    /// entries are all missing). Exits 1 if drift is left (e.g. two
+    /// entities claim one unique value).
+    #[command(visible_alias = "reindex")]
     Repair {
         /// Only report what a repair would change, per drift entry (reindex
         /// the entity, or remove the entry); write nothing. Exits 1 if
