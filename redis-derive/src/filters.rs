@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 
 use crate::ast::IndexKind;
 use crate::expand::{key_builder_calls, lit, private};
-use crate::queries::fixed_param;
+use crate::queries::{IndexArgs, fixed_param};
 use crate::valid::{FieldModel, IndexModel, Model, unraw};
 
 /// The set indexes a filter can use (keyed by exactly one field), with
@@ -84,27 +84,12 @@ pub(crate) fn filters(m: &Model<'_>) -> TokenStream {
             let sorted = quote!(&<Self as #p::Record>::descriptor().indexes[#position]);
             let base = format_ident!("{}_where", index.name);
             let count = format_ident!("{}_where_count", index.name);
-            let fields: Vec<&FieldModel<'_>> =
-                index.key.field_indexes().map(|i| &m.fields[i]).collect();
-            let params: Vec<TokenStream> = fields
-                .iter()
-                .map(|f| {
-                    let ident = f.ident;
-                    quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
-                })
-                .collect();
+            let IndexArgs { fields, params, key } = IndexArgs::of(m, index);
             let client_p = fixed_param(&fields, "client");
             let filter_p = fixed_param(&fields, "filter");
             let range_p = fixed_param(&fields, "range");
             let page_p = fixed_param(&fields, "page");
             let pushes = pushes(&filter_p);
-            let pattern = lit(&index.key.source);
-            let build = key_builder_calls(m, &index.key);
-            let key = quote! {
-                (|| -> #p::Result<::std::string::String> {
-                    ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())
-                })()
-            };
             let source = &index.key.source;
             let doc_page = format!(
                 "A page of sorted index `{source}` (its order and `range`) holding only the entities `filter` keeps, evaluated in Redis in one step, then read like `{}`. Never returns expired entities or entities whose values no longer match.",

@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 
 use crate::ast::IndexKind;
 use crate::expand::{codec_of, key_builder_calls, lit, private};
-use crate::valid::{FieldModel, Model, unraw};
+use crate::valid::{FieldModel, IndexModel, Model, unraw};
 
 /// The `impl` block of `m`'s index queries (empty without indexes).
 pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
@@ -25,27 +25,13 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
         let count = format_ident!("{}_count", index.name);
         let in_range = format_ident!("{}_in_range", index.name);
         let ids_in_range = format_ident!("{}_ids_in_range", index.name);
-        let fields: Vec<&FieldModel<'_>> = index.key.field_indexes().map(|i| &m.fields[i]).collect();
-        let params: Vec<TokenStream> = fields
-            .iter()
-            .map(|f| {
-                let ident = f.ident;
-                quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
-            })
-            .collect();
+        let IndexArgs { fields, params, key } = IndexArgs::of(m, index);
         // The fixed parameters, renamed with a trailing `_` where a key
         // field of this index has the same name.
         let client_p = fixed_param(&fields, "client");
         let page_p = fixed_param(&fields, "page");
         let range_p = fixed_param(&fields, "range");
         let value_p = fixed_param(&fields, "value");
-        let pattern = lit(&index.key.source);
-        let build = key_builder_calls(m, &index.key);
-        let key = quote! {
-            (|| -> #p::Result<::std::string::String> {
-                ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())
-            })()
-        };
         let source = &index.key.source;
         let walk = Walk {
             index: &index.name,
@@ -199,6 +185,45 @@ impl Walk<'_> {
             #vis async fn #delete(#client_p: &#p::Client, #(#params)*) -> #p::Result<::core::primitive::u64> {
                 #p::index::delete_all::<Self>(#client_p, #name, #key).await
             }
+        }
+    }
+}
+
+/// What every generated method of one index takes and builds: the key
+/// fields (one `&impl KeyPart` parameter each, named after the field) and
+/// the expression that renders the index key from them.
+pub(crate) struct IndexArgs<'m, 'a> {
+    /// The fields filling the index key's placeholders, in order.
+    pub(crate) fields: Vec<&'m FieldModel<'a>>,
+    /// `field: &(impl KeyPart + ?Sized),` per key field.
+    pub(crate) params: Vec<TokenStream>,
+    /// A `Result<String>` expression: the index key.
+    pub(crate) key: TokenStream,
+}
+
+impl<'m, 'a> IndexArgs<'m, 'a> {
+    pub(crate) fn of(m: &'m Model<'a>, index: &IndexModel) -> Self {
+        let p = private(m);
+        let fields: Vec<&FieldModel<'_>> =
+            index.key.field_indexes().map(|i| &m.fields[i]).collect();
+        let params = fields
+            .iter()
+            .map(|f| {
+                let ident = f.ident;
+                quote!(#ident: &(impl #p::KeyPart + ?::core::marker::Sized),)
+            })
+            .collect();
+        let pattern = lit(&index.key.source);
+        let build = key_builder_calls(m, &index.key);
+        let key = quote! {
+            (|| -> #p::Result<::std::string::String> {
+                ::core::result::Result::Ok(#p::KeyBuilder::new(#pattern) #(#build)* .finish())
+            })()
+        };
+        Self {
+            fields,
+            params,
+            key,
         }
     }
 }
