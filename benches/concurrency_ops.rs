@@ -21,11 +21,11 @@
 //! cargo bench --bench concurrency_ops
 //! ```
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
+mod common;
 
+use std::collections::HashMap;
+
+use common::{Op, measure, median, op};
 use redis::aio::ConnectionManager;
 use redis_runtime::testing::RedisServer;
 use redis_runtime::{Client, Conditional, Page, RedisEntity, RedisValue, ScoreRange};
@@ -179,32 +179,6 @@ mod hand {
     }
 }
 
-/// Runs `op(i)` for `i` in `0..total`: sequentially, or spread over `tasks` tasks.
-async fn measure<F, Fut>(tasks: u64, total: u64, op: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut i = t;
-                while i < total {
-                    op(i).await;
-                    i += tasks;
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.await.expect("bench task");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
-
 /// Sends `args` as one command on `conn`.
 async fn raw(conn: &mut ConnectionManager, args: &[&str]) -> redis::Value {
     redis::cmd(args[0])
@@ -233,18 +207,6 @@ async fn server_usec_per_op(conn: &mut ConnectionManager, ops: u64) -> f64 {
         })
         .sum();
     usec / ops as f64
-}
-
-type Op = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-fn op<C, F, Fut>(conn: &C, f: F) -> Op
-where
-    C: Clone + Send + Sync + 'static,
-    F: Fn(C, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let conn = conn.clone();
-    Arc::new(move |i| Box::pin(f(conn.clone(), i)))
 }
 
 fn ours(client: &Client) -> [Op; 3] {
@@ -293,12 +255,6 @@ fn handwritten(conn: &ConnectionManager) -> [Op; 3] {
             assert_eq!(page.expect("page").len(), 20);
         }),
     ]
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 const WORKLOADS: [&str; 3] = [

@@ -10,11 +10,11 @@
 //! cargo bench --bench entity_ops
 //! ```
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
+mod common;
 
+use std::collections::HashMap;
+
+use common::{Op, measure, median, op};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis_runtime::testing::RedisServer;
@@ -190,31 +190,6 @@ const SEQUENTIAL_OPS: u64 = 6_000;
 const CONCURRENT_TASKS: u64 = 64;
 const CONCURRENT_OPS: u64 = 20_000;
 
-/// Runs `op(i)` for `i` in `0..total`: sequentially, or spread over `tasks` tasks.
-async fn measure<F, Fut>(tasks: u64, total: u64, op: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let op = op.clone();
-        handles.push(tokio::spawn(async move {
-            let mut i = t;
-            while i < total {
-                op(i).await;
-                i += tasks;
-            }
-        }));
-    }
-    for h in handles {
-        h.await.expect("bench task");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
-
 async fn flush(conn: &mut ConnectionManager) {
     let _: () = redis::cmd("FLUSHALL")
         .query_async(conn)
@@ -262,20 +237,6 @@ async fn server_usec_per_call(conn: &mut ConnectionManager) -> f64 {
     busiest.1
 }
 
-type Op = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// A workload: `f` gets its own clone of `conn` (a client or a
-/// connection) and the iteration number on every call.
-fn op<C, F, Fut>(conn: &C, f: F) -> Op
-where
-    C: Clone + Send + Sync + 'static,
-    F: Fn(C, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let conn = conn.clone();
-    Arc::new(move |i| Box::pin(f(conn.clone(), i)))
-}
-
 /// The four workloads on our generated code.
 fn ours(client: &Client) -> Vec<Op> {
     vec![
@@ -318,12 +279,6 @@ fn handwritten(conn: &ConnectionManager) -> Vec<Op> {
             assert_eq!(page.expect("page").len(), 20);
         }),
     ]
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 const WORKLOADS: [&str; 4] = ["create", "get", "update (indexed field)", "page of 20"];

@@ -44,12 +44,17 @@
 //! on first use into `~/.cache/redis-entity/node-ioredis5` (or under
 //! `$XDG_CACHE_HOME`), the cache root the interop test uses for redis-py.
 
+// Only the median is shared: this bench drives its workloads itself.
+#[allow(dead_code)]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::median;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis_runtime::testing::RedisServer;
@@ -608,16 +613,6 @@ impl Sample {
 }
 
 const SIDES: [&str; 3] = ["TS ioredis", "ours", "hand-written"];
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        len if len % 2 == 1 => values[len / 2],
-        len => (values[len / 2 - 1] + values[len / 2]) / 2.0,
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
