@@ -44,6 +44,8 @@ pub(crate) async fn blocking_query(
             Err(_) => Error::Timeout {
                 context: ctx.clone(),
                 elapsed_ms: duration_ms(limit),
+                // A blocking pop may have taken an item before the deadline.
+                outcome_unknown: true,
             },
         };
         if outcome.is_transient() {

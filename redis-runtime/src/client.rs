@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, Result, Unavailability};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
 use crate::server::{Feature, ServerInfo};
 
@@ -130,6 +130,7 @@ impl Client {
                     return Err(Error::Timeout {
                         context,
                         elapsed_ms: duration_ms(config.operation_timeout),
+                        outcome_unknown: false,
                     });
                 }
             }
@@ -175,6 +176,18 @@ impl Client {
     /// common case of a single round trip, with the same deadline, context,
     /// metrics and shutdown behaviour.
     ///
+    /// Unlike [`Client::run`] it waits out transient server states: a reply
+    /// that proves the server did not run the request (`LOADING`, `BUSY`,
+    /// `MASTERDOWN`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, `NOSCRIPT`, a
+    /// refused connection) sends it again after a backoff
+    /// ([`Config::retry`](crate::Config) bounds: 50 ms doubling up to 2 s by
+    /// default) for as long as the operation deadline allows, then fails
+    /// with `STORAGE_UNAVAILABLE` naming the state. A dropped connection or
+    /// a reply timeout leaves the outcome unknown, so it is retried only
+    /// by [`Client::query_repeatable`]; here a write fails at once with
+    /// [`Error::outcome_unknown`] set, so the caller re-reads instead of
+    /// repeating a `create`.
+    ///
     /// ```no_run
     /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
     /// use redis_runtime::Context;
@@ -192,10 +205,99 @@ impl Client {
         request: impl Into<Request<'r>>,
     ) -> Result<T> {
         let request = request.into();
-        self.run(context, |mut conn| async move {
+        let deadline = self.inner.config.operation_timeout;
+        self.run_retrying(context, deadline, false, |mut conn| async move {
             Ok(request.send(&mut conn).await?)
         })
         .await
+    }
+
+    /// [`Client::query`] for a request that is harmless to send twice: a
+    /// read, or a write whose repetition changes nothing (`SET` to a fixed
+    /// value). Besides the states `query` waits out, it is also sent again
+    /// after the connection dropped or a reply timed out, within the same
+    /// deadline.
+    pub async fn query_repeatable<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        request: impl Into<Request<'r>>,
+    ) -> Result<T> {
+        let request = request.into();
+        let deadline = self.inner.config.operation_timeout;
+        self.run_retrying(context, deadline, true, |mut conn| async move {
+            Ok(request.send(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Runs `op` like [`Client::run`], and runs it again (on the same
+    /// shared connection, which reconnects by itself) after a backoff while
+    /// it fails with an error that makes that safe (see [`Client::query`]),
+    /// within `deadline` in all: the one retry loop, used by `query` and by
+    /// reads that decode as they go. `repeatable`: sending `op` twice is
+    /// harmless (a read), so it is also retried after a dropped connection.
+    pub(crate) async fn run_retrying<T, F, Fut>(
+        &self,
+        context: Context,
+        deadline: Duration,
+        repeatable: bool,
+        mut op: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let started = Instant::now();
+        let result = match self.shared_connection() {
+            None => Err(Error::Shutdown {
+                context: context.clone(),
+            }),
+            Some(manager) => {
+                self.note_attempt();
+                let conn = Connection {
+                    manager,
+                    round_trips: self.inner.round_trips.clone(),
+                };
+                let policy = self.inner.config.retry;
+                let context = &context;
+                let attempts = async move {
+                    let mut delay = policy.min_delay;
+                    let mut retried = false;
+                    loop {
+                        let error = match op(conn.clone()).await {
+                            Ok(value) => return Ok(value),
+                            Err(e) => e.with_context(context.clone()),
+                        };
+                        let elapsed = started.elapsed();
+                        // Sleeping past the deadline would only turn what
+                        // the server said into a bare timeout.
+                        if !error.retry_safe(repeatable) || elapsed + delay >= deadline {
+                            return Err(if retried {
+                                error.after_waiting(duration_ms(elapsed))
+                            } else {
+                                error
+                            });
+                        }
+                        tracing::debug!(target: TRACE_TARGET, operation = %context.operation, delay_ms = duration_ms(delay), "redis not ready, retrying: {error}");
+                        retried = true;
+                        tokio::time::sleep(delay).await;
+                        delay = delay.saturating_mul(2).min(policy.max_delay);
+                    }
+                };
+                let tracked = self.inner.in_flight.track_future(attempts);
+                match tokio::time::timeout(deadline, tracked).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Error::Timeout {
+                        context: context.clone(),
+                        elapsed_ms: duration_ms(deadline),
+                        // The request in flight may have been applied.
+                        outcome_unknown: !repeatable,
+                    }),
+                }
+            }
+        };
+        self.observe(&context, started.elapsed(), &result);
+        result
     }
 
     pub(crate) async fn run_with_deadline<T, F, Fut>(
@@ -225,6 +327,8 @@ impl Client {
                     Err(_) => Err(Error::Timeout {
                         context: context.clone(),
                         elapsed_ms: duration_ms(deadline),
+                        // The operation in flight may have been applied.
+                        outcome_unknown: true,
                     }),
                 }
             }
@@ -304,7 +408,7 @@ impl Client {
         let ctx = Context::new("server_info", "");
         let mut cmd = redis::cmd("INFO");
         cmd.arg("server");
-        let text: String = self.query(ctx.clone(), &cmd).await?;
+        let text: String = self.query_repeatable(ctx.clone(), &cmd).await?;
         let info = ServerInfo::from_info(&text).ok_or_else(|| Error::Command {
             context: ctx,
             message: "INFO server named no redis_version".into(),
@@ -360,6 +464,7 @@ impl Client {
             Err(_) => Err(Error::Timeout {
                 context,
                 elapsed_ms: duration_ms(self.inner.config.operation_timeout),
+                outcome_unknown: false,
             }),
         }
     }
@@ -450,7 +555,7 @@ impl Client {
                 Outcome::Success
             }
             Err(err) => {
-                if err.is_transient() {
+                if link_failed(err) {
                     if link.down.swap(true, Ordering::AcqRel) {
                         // A reconnect attempt (an operation while down) failed.
                         link.failed_attempts.fetch_add(1, Ordering::AcqRel);
@@ -486,6 +591,18 @@ fn open_client(config: &Config) -> Result<redis::Client> {
             .map_err(|e| Error::Config(format!("the TLS root certificate was rejected: {e}")));
     }
     redis::Client::open(config.connection_info.clone()).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Whether `err` says the link itself failed (for link tracing), rather
+/// than a server state such as `LOADING` reached over a working link.
+fn link_failed(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Unavailable {
+            reason: Unavailability::Connection,
+            ..
+        } | Error::Timeout { .. }
+    )
 }
 
 fn duration_ms(d: Duration) -> u64 {

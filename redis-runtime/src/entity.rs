@@ -683,13 +683,15 @@ pub fn decode_hash<E: Record>(key: &str, reply: &redis::Value) -> Result<Option<
 pub async fn get<E: Entity>(client: &Client, key: Result<String>) -> Result<Option<E>> {
     let ctx = context::<E>("get");
     let key = key.map_err(|e| e.with_context(ctx.clone()))?;
+    let key = &key;
+    let deadline = client.config().operation_timeout;
     client
-        .run(ctx, |mut conn| async move {
+        .run_retrying(ctx, deadline, true, |mut conn| async move {
             let reply: redis::Value = redis::cmd("HGETALL")
-                .arg(&key)
+                .arg(key)
                 .query_async(&mut conn)
                 .await?;
-            decode_hash::<E>(&key, &reply)
+            decode_hash::<E>(key, &reply)
         })
         .await
 }
@@ -708,10 +710,12 @@ pub async fn get_many<E: Entity>(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let keys = &keys;
+    let deadline = client.config().operation_timeout;
     client
-        .run(ctx, |mut conn| async move {
+        .run_retrying(ctx, deadline, true, |mut conn| async move {
             let mut pipe = redis::pipe();
-            for key in &keys {
+            for key in keys {
                 pipe.cmd("HGETALL").arg(key);
             }
             let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
@@ -734,7 +738,7 @@ pub async fn exists<E: Entity>(client: &Client, key: Result<String>) -> Result<b
     let key = key.map_err(|e| e.with_context(context::<E>("exists")))?;
     let mut cmd = redis::cmd("EXISTS");
     cmd.arg(&key);
-    client.query(context::<E>("exists"), &cmd).await
+    client.query_repeatable(context::<E>("exists"), &cmd).await
 }
 
 /// The entity's remaining lifetime.
@@ -742,7 +746,7 @@ pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl>
     let key = key.map_err(|e| e.with_context(context::<E>("ttl")))?;
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(&key);
-    let ms: i64 = client.query(context::<E>("ttl"), &cmd).await?;
+    let ms: i64 = client.query_repeatable(context::<E>("ttl"), &cmd).await?;
     Ok(match ms {
         -2 => Ttl::Missing,
         -1 => Ttl::Persistent,

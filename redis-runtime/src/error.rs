@@ -7,6 +7,11 @@
 
 use std::borrow::Cow;
 
+mod classify;
+
+pub use classify::Unavailability;
+use classify::{Class, Classified, classify};
+
 /// Result alias used throughout the runtime.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -58,6 +63,9 @@ macro_rules! context_of {
             Error::Unavailable { context, .. }
             | Error::Timeout { context, .. }
             | Error::Command { context, .. }
+            | Error::OutOfMemory { context, .. }
+            | Error::Auth { context, .. }
+            | Error::PermissionDenied { context, .. }
             | Error::NotFound { context, .. }
             | Error::AlreadyExists { context, .. }
             | Error::UniqueViolation { context, .. }
@@ -86,30 +94,83 @@ pub enum Error {
     #[error("invalid Redis configuration: {0}")]
     Config(String),
 
-    /// The server could not be reached, or the connection broke.
-    #[error("Redis is unavailable{context}: {message}")]
+    /// The server could not be reached, the connection broke, or the
+    /// server was in a state that refuses commands for a while (`LOADING`,
+    /// `BUSY`, `MASTERDOWN`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`) for
+    /// longer than the operation's deadline.
+    #[error(
+        "Redis is unavailable{context}: {}: {message}{}{}",
+        reason.describe(),
+        waited_note(*waited_ms),
+        outcome_note(*outcome_unknown)
+    )]
     Unavailable {
         /// Where it happened.
         context: Context,
-        /// What the transport reported (no addresses with credentials).
+        /// Which state made it unavailable.
+        reason: Unavailability,
+        /// What the server or the transport said (no addresses with
+        /// credentials), never empty.
         message: String,
+        /// How long the operation waited for the state to pass (0 when it
+        /// was not retried).
+        waited_ms: u64,
+        /// The request may have been applied (the connection dropped after
+        /// it was sent): re-read before retrying a write.
+        outcome_unknown: bool,
     },
 
     /// The operation did not complete within its deadline.
-    #[error("Redis operation timed out after {elapsed_ms} ms{context}")]
+    #[error(
+        "Redis operation timed out after {elapsed_ms} ms{context}{}",
+        outcome_note(*outcome_unknown)
+    )]
     Timeout {
         /// Where it happened.
         context: Context,
         /// How long it waited.
         elapsed_ms: u64,
+        /// The request may have been applied (it was sent, no reply came):
+        /// re-read before retrying a write.
+        outcome_unknown: bool,
     },
 
-    /// The server answered with an error reply (e.g. `WRONGTYPE`, `NOSCRIPT`).
+    /// The server answered with an error reply (e.g. `WRONGTYPE`, or a
+    /// `NOSCRIPT` that loading the script did not cure).
     #[error("Redis replied with an error{context}: {message}")]
     Command {
         /// Where it happened.
         context: Context,
         /// The server's error text.
+        message: String,
+    },
+
+    /// `OOM`: the server reached `maxmemory` with the `noeviction` policy
+    /// and refused a command that could grow memory; it was not run.
+    #[error("Redis is out of memory and refused the command{context}: {message}")]
+    OutOfMemory {
+        /// Where it happened.
+        context: Context,
+        /// What the server said.
+        message: String,
+    },
+
+    /// `NOAUTH`, `WRONGPASS`, or a refused `AUTH` at connect: the
+    /// credentials are missing or wrong.
+    #[error("Redis refused the credentials{context}: {message}")]
+    Auth {
+        /// Where it happened.
+        context: Context,
+        /// What the server or client said (never the password).
+        message: String,
+    },
+
+    /// `NOPERM`: the ACL user may not run the command or touch the key.
+    #[error("Redis ACL denied the command{context}: {message}")]
+    PermissionDenied {
+        /// Where it happened.
+        context: Context,
+        /// What the server said (names the command or key pattern refused).
         message: String,
     },
 
@@ -222,6 +283,9 @@ impl Error {
             Error::Unavailable { .. } => "STORAGE_UNAVAILABLE",
             Error::Timeout { .. } => "STORAGE_TIMEOUT",
             Error::Command { .. } => "STORAGE_COMMAND",
+            Error::OutOfMemory { .. } => "STORAGE_OOM",
+            Error::Auth { .. } => "STORAGE_AUTH",
+            Error::PermissionDenied { .. } => "STORAGE_NOPERM",
             Error::NotFound { .. } => "NOT_FOUND",
             Error::AlreadyExists { .. } => "ALREADY_EXISTS",
             Error::UniqueViolation { .. } => "UNIQUE_VIOLATION",
@@ -244,25 +308,99 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::Timeout { .. })
     }
 
-    /// Converts a redis-rs error, classifying it into our kinds.
+    /// Whether the failed operation may nevertheless have been applied by
+    /// the server: the connection dropped or the reply timed out after the
+    /// request was sent. Re-read (or make the write conditional) before
+    /// retrying, rather than repeating a `create` blindly.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable {
+                outcome_unknown: true,
+                ..
+            } | Error::Timeout {
+                outcome_unknown: true,
+                ..
+            }
+        )
+    }
+
+    /// Converts a redis-rs error, classifying it into our kinds (see
+    /// `error/classify.rs`, the one place server error codes are read).
     ///
     /// redis-rs error text holds no credentials (its connection info redacts
     /// passwords), so it is kept as the message.
     pub fn from_redis(error: &redis::RedisError, context: Context) -> Self {
-        let message = error.to_string();
-        if error.is_timeout() {
-            Error::Timeout {
-                context,
-                elapsed_ms: 0,
+        Self::from_classified(classify(error), context, 0)
+    }
+
+    /// Whether sending the failed request again is safe: when the server
+    /// did not run it (a transient state, a refused connection), or when it
+    /// may have but sending it twice is harmless (`repeatable`: a read).
+    pub(crate) fn retry_safe(&self, repeatable: bool) -> bool {
+        match self {
+            Error::Unavailable {
+                outcome_unknown, ..
             }
-        } else if error.is_io_error()
-            || error.is_connection_refusal()
-            || error.is_connection_dropped()
-            || error.is_unrecoverable_error()
-        {
-            Error::Unavailable { context, message }
-        } else {
-            Error::Command { context, message }
+            | Error::Timeout {
+                outcome_unknown, ..
+            } => !outcome_unknown || repeatable,
+            _ => false,
+        }
+    }
+
+    /// Records that the operation waited `waited_ms` for a transient state
+    /// to pass before failing with this error.
+    pub(crate) fn after_waiting(mut self, waited_ms: u64) -> Self {
+        match &mut self {
+            Error::Unavailable { waited_ms: w, .. } => *w = waited_ms,
+            Error::Timeout { elapsed_ms, .. } if *elapsed_ms == 0 => *elapsed_ms = waited_ms,
+            _ => {}
+        }
+        self
+    }
+
+    /// The error a classified redis-rs error becomes, after `waited_ms` of
+    /// retrying a transient state.
+    fn from_classified(classified: Classified, context: Context, waited_ms: u64) -> Self {
+        let Classified { class, said } = classified;
+        let outcome_unknown = class.outcome_unknown();
+        match class {
+            Class::NotRun(reason) => Error::Unavailable {
+                context,
+                reason,
+                message: said,
+                waited_ms,
+                outcome_unknown,
+            },
+            Class::Dropped => Error::Unavailable {
+                context,
+                reason: Unavailability::Connection,
+                message: said,
+                waited_ms,
+                outcome_unknown,
+            },
+            Class::TimedOut => Error::Timeout {
+                context,
+                elapsed_ms: waited_ms,
+                outcome_unknown,
+            },
+            Class::OutOfMemory => Error::OutOfMemory {
+                context,
+                message: said,
+            },
+            Class::Auth => Error::Auth {
+                context,
+                message: said,
+            },
+            Class::NoPerm => Error::PermissionDenied {
+                context,
+                message: said,
+            },
+            Class::Command => Error::Command {
+                context,
+                message: said,
+            },
         }
     }
 
@@ -284,6 +422,24 @@ impl Error {
     }
 }
 
+/// `; waited N ms for it to pass` when the operation retried.
+fn waited_note(waited_ms: u64) -> String {
+    if waited_ms == 0 {
+        String::new()
+    } else {
+        format!("; still so after waiting {waited_ms} ms")
+    }
+}
+
+/// Tells the caller to re-read when the server may have applied the request.
+fn outcome_note(outcome_unknown: bool) -> &'static str {
+    if outcome_unknown {
+        "; the outcome is unknown: the server may have applied it, re-read before retrying"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,13 +452,29 @@ mod tests {
             Error::Config("x".into()),
             Error::Unavailable {
                 context: ctx.clone(),
+                reason: Unavailability::Loading,
                 message: "m".into(),
+                waited_ms: 0,
+                outcome_unknown: false,
             },
             Error::Timeout {
                 context: ctx.clone(),
                 elapsed_ms: 1,
+                outcome_unknown: false,
             },
             Error::Command {
+                context: ctx.clone(),
+                message: "m".into(),
+            },
+            Error::OutOfMemory {
+                context: ctx.clone(),
+                message: "m".into(),
+            },
+            Error::Auth {
+                context: ctx.clone(),
+                message: "m".into(),
+            },
+            Error::PermissionDenied {
                 context: ctx.clone(),
                 message: "m".into(),
             },
@@ -339,12 +511,165 @@ mod tests {
                 field: "f".into(),
                 reason: "r".into(),
             },
-            Error::Shutdown { context: ctx },
+            Error::Shutdown {
+                context: ctx.clone(),
+            },
+            Error::Unsupported {
+                context: ctx,
+                feature: "f",
+                required: "6.2.0".into(),
+                server: "redis 6.0.16".into(),
+            },
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(Error::code).collect();
         assert_eq!(codes.len(), all.len());
         assert!(codes.contains("STORAGE_REDIS_URL_MISSING"));
         assert!(codes.contains("NOT_FOUND"));
+        // The codes are an API: changing one breaks callers' matches.
+        let expected = [
+            "STORAGE_REDIS_URL_MISSING",
+            "STORAGE_CONFIG",
+            "STORAGE_UNAVAILABLE",
+            "STORAGE_TIMEOUT",
+            "STORAGE_COMMAND",
+            "STORAGE_OOM",
+            "STORAGE_AUTH",
+            "STORAGE_NOPERM",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "UNIQUE_VIOLATION",
+            "CONFLICT",
+            "DECODE",
+            "ENCODE",
+            "INVALID_KEY",
+            "STORAGE_SHUTDOWN",
+            "STORAGE_UNSUPPORTED",
+        ];
+        assert_eq!(codes, expected.into_iter().collect());
+    }
+
+    /// The error a server reply `-<line>` becomes in `ctx`.
+    fn from_reply(line: &str, ctx: Context) -> Error {
+        let error = redis::parse_redis_value(format!("-{line}\r\n").as_bytes())
+            .expect("parses")
+            .extract_error()
+            .expect_err("an error reply");
+        Error::from_redis(&error, ctx)
+    }
+
+    #[test]
+    fn each_server_state_has_its_code_and_a_message_naming_operation_pattern_and_reply() {
+        let cases = [
+            (
+                "LOADING Redis is loading the dataset in memory",
+                "STORAGE_UNAVAILABLE",
+            ),
+            (
+                "BUSY Redis is busy running a script.",
+                "STORAGE_UNAVAILABLE",
+            ),
+            ("MASTERDOWN Link with MASTER is down", "STORAGE_UNAVAILABLE"),
+            (
+                "READONLY You can't write against a read only replica.",
+                "STORAGE_UNAVAILABLE",
+            ),
+            (
+                "TRYAGAIN Multiple keys request during rehashing",
+                "STORAGE_UNAVAILABLE",
+            ),
+            ("CLUSTERDOWN The cluster is down", "STORAGE_UNAVAILABLE"),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                "STORAGE_OOM",
+            ),
+            ("NOAUTH Authentication required.", "STORAGE_AUTH"),
+            ("WRONGPASS invalid username-password pair", "STORAGE_AUTH"),
+            (
+                "NOPERM this user has no permissions to run the 'set' command",
+                "STORAGE_NOPERM",
+            ),
+            ("NOSCRIPT No matching script.", "STORAGE_COMMAND"),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                "STORAGE_COMMAND",
+            ),
+        ];
+        for (line, code) in cases {
+            let err = from_reply(line, Context::new("job.create", "job:{id}"));
+            assert_eq!(err.code(), code, "{line}");
+            let text = err.to_string();
+            for part in ["job.create", "job:{id}", line] {
+                assert!(text.contains(part), "{line}: {text:?} lacks {part:?}");
+            }
+            assert!(!err.outcome_unknown(), "{line}: refused, so not applied");
+        }
+    }
+
+    #[test]
+    fn a_dropped_connection_says_the_outcome_is_unknown() {
+        let error =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let err = Error::from_redis(&error, Context::new("job.create", "job:{id}"));
+        assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
+        assert!(err.outcome_unknown());
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("outcome is unknown"), "{err}");
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let err = Error::from_redis(&refused, Context::new("job.create", "job:{id}"));
+        assert!(!err.outcome_unknown(), "nothing was sent: {err}");
+    }
+
+    #[test]
+    fn only_requests_the_server_did_not_run_are_resent_for_a_write() {
+        let ctx = || Context::new("job.create", "job:{id}");
+        let io =
+            |kind| Error::from_redis(&redis::RedisError::from(std::io::Error::from(kind)), ctx());
+        let states = [
+            "LOADING x",
+            "BUSY x",
+            "MASTERDOWN x",
+            "READONLY x",
+            "TRYAGAIN x",
+            "CLUSTERDOWN x",
+        ];
+        for line in states {
+            assert!(from_reply(line, ctx()).retry_safe(false), "{line}");
+        }
+        assert!(io(std::io::ErrorKind::ConnectionRefused).retry_safe(false));
+        let dropped = io(std::io::ErrorKind::ConnectionReset);
+        assert!(!dropped.retry_safe(false), "a write may have been applied");
+        assert!(dropped.retry_safe(true), "a read may be sent again");
+        let timed_out = io(std::io::ErrorKind::TimedOut);
+        assert_eq!(timed_out.code(), "STORAGE_TIMEOUT");
+        assert!(!timed_out.retry_safe(false) && timed_out.outcome_unknown());
+        for line in [
+            "OOM x",
+            "NOAUTH x",
+            "WRONGPASS x",
+            "NOPERM x",
+            "NOSCRIPT x",
+            "WRONGTYPE x",
+        ] {
+            assert!(!from_reply(line, ctx()).retry_safe(true), "{line}");
+        }
+        let waited = from_reply("BUSY x", ctx()).after_waiting(1500);
+        assert!(
+            waited.to_string().contains("after waiting 1500 ms"),
+            "{waited}"
+        );
+    }
+
+    #[test]
+    fn an_error_without_text_still_has_a_message() {
+        let error =
+            redis::RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm), ""));
+        let err = Error::from_redis(&error, Context::new("op", "k:{id}"));
+        assert_eq!(err.code(), "STORAGE_NOPERM");
+        let Error::PermissionDenied { message, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(!message.trim().is_empty(), "{err:?}");
     }
 
     #[test]

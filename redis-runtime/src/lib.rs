@@ -41,7 +41,7 @@ pub use client::{Client, Connection, Health, Request};
 pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, RetryPolicy};
 pub use entity::{Conditional, Entity, Patch, Ttl, TtlChange, WriteOutcome};
-pub use error::{Context, Error, Result};
+pub use error::{Context, Error, Result, Unavailability};
 pub use index::{Order, Page, ScoreRange};
 pub use json::Json;
 pub use pubsub::{Channel, Subscription};

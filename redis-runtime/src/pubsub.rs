@@ -210,6 +210,8 @@ async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubSt
         Err(_) => Err(Error::Timeout {
             context: ctx,
             elapsed_ms: duration_ms(limit),
+            // SUBSCRIBE changes nothing on the server.
+            outcome_unknown: false,
         }),
     }
 }
