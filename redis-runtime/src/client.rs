@@ -167,7 +167,7 @@ impl Client {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run_with_deadline(context, self.inner.config.operation_timeout, op)
+        self.run_with_deadline(context, self.inner.config.operation_timeout, false, op)
             .await
     }
 
@@ -300,10 +300,13 @@ impl Client {
         result
     }
 
+    /// Runs `op` once within `deadline`. `read_only`: `op` changes nothing,
+    /// so a timeout leaves no write of unknown outcome behind.
     pub(crate) async fn run_with_deadline<T, F, Fut>(
         &self,
         context: Context,
         deadline: Duration,
+        read_only: bool,
         op: F,
     ) -> Result<T>
     where
@@ -327,8 +330,8 @@ impl Client {
                     Err(_) => Err(Error::Timeout {
                         context: context.clone(),
                         elapsed_ms: duration_ms(deadline),
-                        // The operation in flight may have been applied.
-                        outcome_unknown: true,
+                        // A write in flight may have been applied.
+                        outcome_unknown: !read_only,
                     }),
                 }
             }
@@ -354,6 +357,7 @@ impl Client {
             .run_with_deadline(
                 Context::new("health", ""),
                 HEALTH_TIMEOUT,
+                true,
                 |mut conn| async move {
                     let mut pipe = redis::pipe();
                     pipe.cmd("PING").cmd("INFO").arg("server");
