@@ -508,8 +508,6 @@ pub async fn update_if_version<E: Entity>(
         .expires_at_ms()
         .map_err(|e| e.with_context(ctx.clone()))?;
     let ttl = ttl_for_change::<E>(TtlChange::Keep, expires_at);
-    let mut conditions = Fields::default();
-    conditions.put(field, expected.as_bytes());
     let write = Write {
         mode: Mode::Update,
         key: &key,
@@ -517,10 +515,7 @@ pub async fn update_if_version<E: Entity>(
         fields: &fields,
         ttl,
     };
-    match conditional::<E>(client, &ctx, write, &conditions).await? {
-        None => Ok(()),
-        Some(hash) => Err(conflict(ctx, &key, field, &hash)),
-    }
+    version_checked::<E>(client, ctx, write, field, &expected).await
 }
 
 /// Applies `patch` like [`patch`] (keeping the TTL), only if the version
@@ -545,8 +540,6 @@ pub async fn patch_if_version<P: Patch>(
         .expires_at_ms()
         .map_err(|e| e.with_context(ctx.clone()))?;
     let ttl = ttl_for_change::<P::Entity>(TtlChange::Keep, expires_at);
-    let mut conditions = Fields::default();
-    conditions.put(field, expected.as_bytes());
     let write = Write {
         mode: Mode::Patch,
         key: &key,
@@ -554,9 +547,24 @@ pub async fn patch_if_version<P: Patch>(
         fields: &fields,
         ttl,
     };
-    match conditional::<P::Entity>(client, &ctx, write, &conditions).await? {
+    version_checked::<P::Entity>(client, ctx, write, field, &expected).await
+}
+
+/// Runs `write` only if the version field `field` is stored as
+/// `expected`; `CONFLICT` with the stored version otherwise.
+async fn version_checked<E: Entity>(
+    client: &Client,
+    ctx: Context,
+    write: Write<'_>,
+    field: &'static str,
+    expected: &str,
+) -> Result<()> {
+    let key = write.key;
+    let mut conditions = Fields::default();
+    conditions.put(field, expected.as_bytes());
+    match conditional::<E>(client, &ctx, write, &conditions).await? {
         None => Ok(()),
-        Some(hash) => Err(conflict(ctx, &key, field, &hash)),
+        Some(hash) => Err(conflict(ctx, key, field, &hash)),
     }
 }
 
