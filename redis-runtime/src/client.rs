@@ -57,6 +57,8 @@ struct Inner {
     closed: CancellationToken,
     /// What `INFO server` said last: read on first need, again by `health`.
     server: RwLock<Option<ServerInfo>>,
+    /// Whether `health` has logged an eviction-policy warning already.
+    eviction_warned: AtomicBool,
 }
 
 /// What the client has observed about its link, for tracing: redis-rs
@@ -89,6 +91,25 @@ pub struct Health {
     /// The server's name and version, read with the `PING` (`None` when
     /// not ok).
     pub server: Option<ServerInfo>,
+    /// The server's `maxmemory-policy` (from `INFO memory`), when it
+    /// answered.
+    pub eviction_policy: Option<String>,
+    /// What about the server's configuration can lose data this library
+    /// keeps consistent, e.g. an eviction policy that may drop an index key
+    /// or an entity hash on its own. Empty when nothing is wrong.
+    pub warnings: Vec<String>,
+}
+
+/// The warning for a `maxmemory-policy` under which Redis may evict keys:
+/// an index key or an entity hash can then disappear on its own, and the
+/// indexes no longer match the entities (`noeviction` makes a full server
+/// refuse writes instead: `STORAGE_OOM`, nothing half-written).
+fn eviction_warning(policy: &str) -> Option<String> {
+    (policy.starts_with("allkeys-") || policy.starts_with("volatile-")).then(|| {
+        format!(
+            "maxmemory-policy is {policy}: when memory is full Redis may evict an index key or an entity hash on its own, leaving the indexes out of step with the entities; use noeviction (full memory then fails writes with STORAGE_OOM), or keep this data on a server that never evicts"
+        )
+    })
 }
 
 impl Client {
@@ -146,6 +167,7 @@ impl Client {
                 in_flight: TaskTracker::new(),
                 closed: CancellationToken::new(),
                 server: RwLock::new(None),
+                eviction_warned: AtomicBool::new(false),
             }),
         })
     }
@@ -360,8 +382,12 @@ impl Client {
                 true,
                 |mut conn| async move {
                     let mut pipe = redis::pipe();
-                    pipe.cmd("PING").cmd("INFO").arg("server");
-                    let reply: (String, String) = pipe.query_async(&mut conn).await?;
+                    pipe.cmd("PING")
+                        .cmd("INFO")
+                        .arg("server")
+                        .cmd("INFO")
+                        .arg("memory");
+                    let reply: (String, String, String) = pipe.query_async(&mut conn).await?;
                     Ok(reply)
                 },
             )
@@ -372,19 +398,38 @@ impl Client {
             latency_ms,
             error: Some(error),
             server: None,
+            eviction_policy: None,
+            warnings: Vec::new(),
         };
         match result {
-            Ok((pong, info)) if pong == "PONG" => {
+            Ok((pong, info, memory)) if pong == "PONG" => {
                 let server = ServerInfo::from_info(&info);
                 self.remember_server(server.clone());
+                let eviction_policy = memory
+                    .lines()
+                    .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+                    .map(|policy| policy.trim().to_string());
+                let warnings: Vec<String> = eviction_policy
+                    .as_deref()
+                    .and_then(eviction_warning)
+                    .into_iter()
+                    .collect();
+                for warning in &warnings {
+                    // Once per client: health checks run periodically.
+                    if !self.inner.eviction_warned.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "{warning}");
+                    }
+                }
                 Health {
                     ok: true,
                     latency_ms,
                     error: None,
                     server,
+                    eviction_policy,
+                    warnings,
                 }
             }
-            Ok((other, _)) => unhealthy(format!("unexpected PING reply {other:?}")),
+            Ok((other, _, _)) => unhealthy(format!("unexpected PING reply {other:?}")),
             Err(e) => unhealthy(e.to_string()),
         }
     }

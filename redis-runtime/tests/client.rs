@@ -28,6 +28,33 @@ async fn eager_connect_reaches_the_server() {
     assert!(client.health().await.ok);
 }
 
+/// An eviction policy can drop an index key or an entity hash on its own:
+/// health names the policy and warns about it; `noeviction` (the default)
+/// gives no warning.
+#[tokio::test]
+async fn health_warns_about_an_evicting_server() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let health = client.health().await;
+    assert_eq!(health.eviction_policy.as_deref(), Some("noeviction"));
+    assert!(health.warnings.is_empty(), "{health:?}");
+
+    redis_runtime::testing::raw_command(
+        &client,
+        &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
+    let health = client.health().await;
+    assert!(health.ok);
+    assert_eq!(health.eviction_policy.as_deref(), Some("allkeys-lru"));
+    assert_eq!(health.warnings.len(), 1, "{health:?}");
+    assert!(
+        health.warnings[0].contains("allkeys-lru"),
+        "{:?}",
+        health.warnings
+    );
+    assert!(health.warnings[0].contains("noeviction"), "names the fix");
+}
+
 #[tokio::test]
 async fn health_reports_ok_then_not_ok_when_the_server_stops() {
     let (mut server, client) = RedisServer::start_with_client().await;
