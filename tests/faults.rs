@@ -133,3 +133,207 @@ async fn a_killed_server_restarted_from_its_aof_leaves_zero_drift() {
     );
     assert_no_drift::<Job>(&client).await;
 }
+
+/// A TCP proxy between the client and the server that can pass bytes,
+/// hold them (a stalled network) or cut every connection (a reset).
+mod proxy {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    pub(super) struct Proxy {
+        pub(super) port: u16,
+        stalled: Arc<AtomicBool>,
+        links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+        accept: JoinHandle<()>,
+    }
+
+    impl Proxy {
+        /// Listens on a free loopback port and forwards to `target`.
+        pub(super) async fn start(target: u16) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let stalled = Arc::new(AtomicBool::new(false));
+            let links = Arc::new(Mutex::new(Vec::new()));
+            let accept = tokio::spawn({
+                let (stalled, links) = (stalled.clone(), links.clone());
+                async move {
+                    while let Ok((inbound, _)) = listener.accept().await {
+                        let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+                            continue;
+                        };
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        let mut links = links.lock().expect("links");
+                        links.push(tokio::spawn(pump(in_read, out_write, stalled.clone())));
+                        links.push(tokio::spawn(pump(out_read, in_write, stalled.clone())));
+                    }
+                }
+            });
+            Self {
+                port,
+                stalled,
+                links,
+                accept,
+            }
+        }
+
+        /// Holds every byte from now on (both ways) until `resume`.
+        pub(super) fn stall(&self) {
+            self.stalled.store(true, Ordering::SeqCst);
+        }
+
+        pub(super) fn resume(&self) {
+            self.stalled.store(false, Ordering::SeqCst);
+        }
+
+        /// Drops every open connection, mid-command or not.
+        pub(super) fn cut(&self) {
+            for link in self.links.lock().expect("links").drain(..) {
+                link.abort();
+            }
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.cut();
+            self.accept.abort();
+        }
+    }
+
+    /// Copies bytes from `from` to `to`, holding each chunk while stalled.
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        stalled: Arc<AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            while stalled.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Writers behind a network that stalls for longer than the operation
+/// deadline and then cuts every connection: no operation outlives its
+/// deadline, every failure has a documented code, and the indexes are
+/// exact afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_then_cut_network_never_hangs_an_operation_or_leaves_drift() {
+    let server = RedisServer::start();
+    let proxy = proxy::Proxy::start(server.port()).await;
+    let deadline = Duration::from_millis(800);
+    let config = redis_runtime::Config::builder(format!("redis://127.0.0.1:{}", proxy.port))
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .operation_timeout(deadline)
+        .build()
+        .expect("config");
+    let client = redis_runtime::Client::connect(config)
+        .await
+        .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
+    let writers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Seen::default();
+                let mut slowest = Duration::ZERO;
+                let mut n = w + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let id = format!("j{}", (n >> 33) % 100);
+                    let status = statuses[((n >> 20) % 3) as usize];
+                    let started = Instant::now();
+                    let result = match (n >> 40) % 3 {
+                        0 => job(&id, "u1", status, (n % 1000) as i64)
+                            .create(&client)
+                            .await
+                            .map(drop),
+                        1 => {
+                            let patch = JobPatch {
+                                status: Some(status),
+                                ..Default::default()
+                            };
+                            Job::patch(&client, &id, &patch).await
+                        }
+                        _ => Job::delete(&client, &id).await.map(drop),
+                    };
+                    slowest = slowest.max(started.elapsed());
+                    match result {
+                        Ok(()) => seen.ok += 1,
+                        Err(e) => *seen.failed.entry(e.code()).or_default() += 1,
+                    }
+                }
+                (seen, slowest)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.stall();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.resume();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut ok = 0;
+    let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut slowest = Duration::ZERO;
+    for writer in writers {
+        let (seen, writer_slowest) = writer.await.expect("a writer panicked");
+        ok += seen.ok;
+        slowest = slowest.max(writer_slowest);
+        for (code, count) in seen.failed {
+            *failed.entry(code).or_default() += count;
+        }
+    }
+    println!("slowest operation {slowest:?}; {ok} succeeded; failed: {failed:?}");
+    for code in failed.keys() {
+        assert!(
+            matches!(
+                *code,
+                "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT" | "ALREADY_EXISTS" | "NOT_FOUND"
+            ),
+            "undocumented failure {code}: {failed:?}"
+        );
+    }
+    assert!(
+        failed.contains_key("STORAGE_TIMEOUT") || failed.contains_key("STORAGE_UNAVAILABLE"),
+        "the stall must have failed some operations: {failed:?}"
+    );
+    // The deadline bounds every operation, with scheduling slack.
+    assert!(
+        slowest < deadline + Duration::from_millis(400),
+        "an operation took {slowest:?}"
+    );
+    // Service came back after the cut.
+    let probe = job("probe", "u9", JobStatus::Queued, 1);
+    redis_runtime::testing::eventually(
+        Duration::from_secs(5),
+        "a write after the cut",
+        async || probe.save(&client).await.is_ok(),
+    )
+    .await;
+    let direct = server.client().await;
+    assert_no_drift::<Job>(&direct).await;
+}
