@@ -1,4 +1,4 @@
---- needs: sweep key_of_member
+--- needs: sweep key_of_member live
 -- Cursor pages of a sorted or set index in one atomic step: the first
 -- `limit` live entries strictly after a position, and whether a live entry
 -- follows them. Used for ids-only cursor pages, and as the fallback of
@@ -57,14 +57,7 @@ local out, n = { 0 }, 0
 -- Appends member `m` (and `score`, and its hash) if its entity is live;
 -- drops it from the index if not. Returns whether it was live.
 local function take(m, score)
-  local key = key_of_member(m)
-  local fields = false
-  if key and with_fields then
-    fields = redis.call('HGETALL', key)
-    if #fields == 0 then fields = false end
-  elseif key then
-    fields = redis.call('EXISTS', key) == 1
-  end
+  local fields = live(m, with_fields)
   if not fields then
     drop(m)
     return false

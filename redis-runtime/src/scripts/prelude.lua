@@ -99,6 +99,18 @@ local function key_of_member(m)
   return build(parts, values)
 end
 
+--- live: key_of_member
+-- Whether index member `m`'s entity is live: with `with_fields`, its hash
+-- as a field/value list (false when gone), else true or false.
+local function live(m, with_fields)
+  local key = key_of_member(m)
+  if not key then return false end
+  if not with_fields then return redis.call('EXISTS', key) == 1 end
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then return false end
+  return fields
+end
+
 --- fields_of
 -- Appends to `names` the fields index `idx` is built from.
 local function fields_of(idx, names)

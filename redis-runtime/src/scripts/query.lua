@@ -1,4 +1,4 @@
---- needs: sweep key_of_member
+--- needs: sweep live
 -- Reads through a secondary index, in one round trip, never returning an
 -- entity that has expired.
 --
@@ -41,14 +41,7 @@ end
 -- `with_fields`; drops dead ones from the index.
 local function collect(members, out, with_fields)
   for _, m in ipairs(members) do
-    local key = key_of_member(m)
-    local fields = false
-    if key and with_fields then
-      fields = redis.call('HGETALL', key)
-      if #fields == 0 then fields = false end
-    elseif key then
-      fields = redis.call('EXISTS', key) == 1
-    end
+    local fields = live(m, with_fields)
     if not fields then
       drop(m)
     else
