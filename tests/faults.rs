@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use redis_runtime::Client;
 use redis_runtime::testing::RedisServer;
+use tokio::task::JoinHandle;
 
 use common::{Job, JobPatch, JobStatus, assert_no_drift, job};
 
@@ -20,6 +22,86 @@ use common::{Job, JobPatch, JobStatus, assert_no_drift, job};
 struct Seen {
     ok: u64,
     failed: BTreeMap<&'static str, u64>,
+    /// The longest any one operation took.
+    slowest: Duration,
+}
+
+impl Seen {
+    fn add(&mut self, other: Seen) {
+        self.ok += other.ok;
+        self.slowest = self.slowest.max(other.slowest);
+        for (code, count) in other.failed {
+            *self.failed.entry(code).or_default() += count;
+        }
+    }
+
+    /// Every failure is a documented transient code or an ordinary outcome
+    /// of the random operation.
+    fn assert_documented(&self) {
+        for code in self.failed.keys() {
+            assert!(
+                matches!(
+                    *code,
+                    "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT" | "ALREADY_EXISTS" | "NOT_FOUND"
+                ),
+                "undocumented failure {code}: {:?}",
+                self.failed
+            );
+        }
+    }
+}
+
+/// `count` writers doing random creates, patches, increments and deletes
+/// on 200 jobs until `stop` is set.
+fn spawn_writers(client: &Client, stop: &Arc<AtomicBool>, count: u64) -> Vec<JoinHandle<Seen>> {
+    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
+    (0..count)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Seen::default();
+                let mut n = w + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let id = format!("j{}", (n >> 33) % 200);
+                    let status = statuses[((n >> 20) % 3) as usize];
+                    let started = Instant::now();
+                    let result = match (n >> 40) % 4 {
+                        0 => job(&id, "u1", status, (n % 1000) as i64)
+                            .create(&client)
+                            .await
+                            .map(drop),
+                        1 => {
+                            let patch = JobPatch {
+                                status: Some(status),
+                                ..Default::default()
+                            };
+                            Job::patch(&client, &id, &patch).await
+                        }
+                        2 => Job::incr_created_at(&client, &id, 1).await.map(drop),
+                        _ => Job::delete(&client, &id).await.map(drop),
+                    };
+                    seen.slowest = seen.slowest.max(started.elapsed());
+                    match result {
+                        Ok(()) => seen.ok += 1,
+                        Err(e) => *seen.failed.entry(e.code()).or_default() += 1,
+                    }
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+/// What all `writers` saw, once they stopped.
+async fn total(writers: Vec<JoinHandle<Seen>>) -> Seen {
+    let mut all = Seen::default();
+    for writer in writers {
+        all.add(writer.await.expect("a writer panicked"));
+    }
+    all
 }
 
 /// SIGKILL of the server mid-load and a restart that reloads the
@@ -39,43 +121,7 @@ async fn a_killed_server_restarted_from_its_aof_leaves_zero_drift() {
         .await
         .expect("create before the load");
     let stop = Arc::new(AtomicBool::new(false));
-    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
-    let writers: Vec<_> = (0..16u64)
-        .map(|w| {
-            let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seen = Seen::default();
-                let mut n = w;
-                while !stop.load(Ordering::Relaxed) {
-                    n = n
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let id = format!("j{}", (n >> 33) % 200);
-                    let status = statuses[((n >> 20) % 3) as usize];
-                    let result = match (n >> 40) % 4 {
-                        0 => job(&id, "u1", status, (n % 1000) as i64)
-                            .create(&client)
-                            .await
-                            .map(drop),
-                        1 => {
-                            let patch = JobPatch {
-                                status: Some(status),
-                                ..Default::default()
-                            };
-                            Job::patch(&client, &id, &patch).await
-                        }
-                        2 => Job::incr_created_at(&client, &id, 1).await.map(drop),
-                        _ => Job::delete(&client, &id).await.map(drop),
-                    };
-                    match result {
-                        Ok(()) => seen.ok += 1,
-                        Err(e) => *seen.failed.entry(e.code()).or_default() += 1,
-                    }
-                }
-                seen
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&client, &stop, 16);
 
     // Let the load run, then kill and restart the server in place.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -100,26 +146,13 @@ async fn a_killed_server_restarted_from_its_aof_leaves_zero_drift() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
 
-    let mut ok = 0;
-    let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for writer in writers {
-        let seen = writer.await.expect("writer");
-        ok += seen.ok;
-        for (code, count) in seen.failed {
-            *failed.entry(code).or_default() += count;
-        }
-    }
-    println!("recovered after {recovered:?}; {ok} operations succeeded; failed: {failed:?}");
-    for code in failed.keys() {
-        assert!(
-            matches!(
-                *code,
-                "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT" | "ALREADY_EXISTS" | "NOT_FOUND"
-            ),
-            "undocumented failure {code}: {failed:?}"
-        );
-    }
-    assert!(ok > 100, "the load ran: {ok} operations");
+    let seen = total(writers).await;
+    println!(
+        "recovered after {recovered:?}; {} operations succeeded; failed: {:?}",
+        seen.ok, seen.failed
+    );
+    seen.assert_documented();
+    assert!(seen.ok > 100, "the load ran: {} operations", seen.ok);
     assert!(
         recovered < Duration::from_secs(5),
         "service resumed after {recovered:?}"
@@ -247,45 +280,7 @@ async fn a_stalled_then_cut_network_never_hangs_an_operation_or_leaves_drift() {
         .await
         .expect("client");
     let stop = Arc::new(AtomicBool::new(false));
-    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
-    let writers: Vec<_> = (0..8u64)
-        .map(|w| {
-            let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seen = Seen::default();
-                let mut slowest = Duration::ZERO;
-                let mut n = w + 1;
-                while !stop.load(Ordering::Relaxed) {
-                    n = n
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let id = format!("j{}", (n >> 33) % 100);
-                    let status = statuses[((n >> 20) % 3) as usize];
-                    let started = Instant::now();
-                    let result = match (n >> 40) % 3 {
-                        0 => job(&id, "u1", status, (n % 1000) as i64)
-                            .create(&client)
-                            .await
-                            .map(drop),
-                        1 => {
-                            let patch = JobPatch {
-                                status: Some(status),
-                                ..Default::default()
-                            };
-                            Job::patch(&client, &id, &patch).await
-                        }
-                        _ => Job::delete(&client, &id).await.map(drop),
-                    };
-                    slowest = slowest.max(started.elapsed());
-                    match result {
-                        Ok(()) => seen.ok += 1,
-                        Err(e) => *seen.failed.entry(e.code()).or_default() += 1,
-                    }
-                }
-                (seen, slowest)
-            })
-        })
-        .collect();
+    let writers = spawn_writers(&client, &stop, 8);
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.stall();
@@ -296,27 +291,13 @@ async fn a_stalled_then_cut_network_never_hangs_an_operation_or_leaves_drift() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, Ordering::Relaxed);
 
-    let mut ok = 0;
-    let mut failed: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut slowest = Duration::ZERO;
-    for writer in writers {
-        let (seen, writer_slowest) = writer.await.expect("a writer panicked");
-        ok += seen.ok;
-        slowest = slowest.max(writer_slowest);
-        for (code, count) in seen.failed {
-            *failed.entry(code).or_default() += count;
-        }
-    }
-    println!("slowest operation {slowest:?}; {ok} succeeded; failed: {failed:?}");
-    for code in failed.keys() {
-        assert!(
-            matches!(
-                *code,
-                "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT" | "ALREADY_EXISTS" | "NOT_FOUND"
-            ),
-            "undocumented failure {code}: {failed:?}"
-        );
-    }
+    let seen = total(writers).await;
+    let (slowest, failed) = (seen.slowest, &seen.failed);
+    println!(
+        "slowest operation {slowest:?}; {} succeeded; failed: {failed:?}",
+        seen.ok
+    );
+    seen.assert_documented();
     assert!(
         failed.contains_key("STORAGE_TIMEOUT") || failed.contains_key("STORAGE_UNAVAILABLE"),
         "the stall must have failed some operations: {failed:?}"

@@ -226,12 +226,7 @@ impl Client {
         context: Context,
         request: impl Into<Request<'r>>,
     ) -> Result<T> {
-        let request = request.into();
-        let deadline = self.inner.config.operation_timeout;
-        self.run_retrying(context, deadline, false, |mut conn| async move {
-            Ok(request.send(&mut conn).await?)
-        })
-        .await
+        self.send(context, request.into(), false).await
     }
 
     /// [`Client::query`] for a request that is harmless to send twice: a
@@ -244,9 +239,18 @@ impl Client {
         context: Context,
         request: impl Into<Request<'r>>,
     ) -> Result<T> {
-        let request = request.into();
+        self.send(context, request.into(), true).await
+    }
+
+    /// One request through the retry loop, within the operation deadline.
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        request: Request<'_>,
+        repeatable: bool,
+    ) -> Result<T> {
         let deadline = self.inner.config.operation_timeout;
-        self.run_retrying(context, deadline, true, |mut conn| async move {
+        self.run_retrying(context, deadline, repeatable, |mut conn| async move {
             Ok(request.send(&mut conn).await?)
         })
         .await
