@@ -101,3 +101,47 @@ fn keys_of_two_types_that_can_collide_are_refused_with_a_witness() {
         "{message}"
     );
 }
+
+/// A tenant's carts co-located by a `{user_id}` hash tag: the manifest says
+/// which keys share the entity's Redis Cluster slot. The per-user index
+/// does; the status index (no tag), the TTL registry (one key per type)
+/// and the stream do not.
+#[test]
+fn the_manifest_says_which_keys_share_the_entity_slot() {
+    use redis_runtime::{RedisEntity, RedisValue};
+
+    #[derive(RedisValue, Debug, Clone, Copy, PartialEq)]
+    enum CartState {
+        Open,
+        Paid,
+    }
+
+    #[derive(RedisEntity, Debug, Clone)]
+    #[redis(key = "cart:{{{user_id}}}:{id}", stream = "carts:{{events}}")]
+    #[redis(sorted_index(key = "carts:{{{user_id}}}:by_time", score = "at"))]
+    #[redis(index(key = "carts:by_state:{state}"))]
+    struct Cart {
+        id: String,
+        user_id: String,
+        state: CartState,
+        at: i64,
+    }
+
+    let manifest = keyspace!(Cart).expect("keys").manifest();
+    let slots: Vec<(&str, &str, bool)> = manifest.entities[0]
+        .keys
+        .iter()
+        .map(|k| (k.pattern.as_str(), k.slot.as_str(), k.in_entity_slot))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            ("cart:{{{user_id}}}:{id}", "hash tag `{user_id}`", true),
+            ("carts:{{{user_id}}}:by_time", "hash tag `{user_id}`", true),
+            ("carts:by_state:{state}", "the whole key", false),
+            ("__ttl:cart:user_id:id", "the whole key", false),
+            ("__ttl:cart:user_id:id:fields", "the whole key", false),
+            ("carts:{events}", "hash tag `events`", false),
+        ]
+    );
+}

@@ -505,6 +505,12 @@ pub struct OwnedKeyManifest {
     pub pattern: String,
     /// The Redis type stored there.
     pub redis_type: &'static str,
+    /// What Redis Cluster hashes for it: `the whole key` or its hash tag
+    /// (`hash tag `{user_id}``), see [`redis_schema::slot_source`].
+    pub slot: String,
+    /// Whether it is always in the hash slot of the entity it belongs to
+    /// (so a write touching both stays on one cluster node).
+    pub in_entity_slot: bool,
 }
 
 /// One hash field in a [`Manifest`].
@@ -559,6 +565,14 @@ pub struct EncodingManifest {
 impl EntityManifest {
     fn of(entity: &'static EntityDescriptor) -> Self {
         let keys = owned_keys(entity);
+        // Owned keys' patterns parse (the keyspace check reads them the
+        // same way); a key that did not would be reported as hashing whole.
+        let slot_of = |key: &OwnedKey| {
+            pattern_of(key)
+                .map(|pattern| redis_schema::slot_source(&pattern))
+                .unwrap_or(redis_schema::SlotSource::WholeKey)
+        };
+        let entity_slot = keys.first().map(slot_of);
         let write_touches = keys
             .iter()
             .filter(|k| !matches!(k.role, KeyRole::Log(_)))
@@ -568,10 +582,19 @@ impl EntityManifest {
             name: entity.name,
             keys: keys
                 .into_iter()
-                .map(|k| OwnedKeyManifest {
-                    role: k.role,
-                    pattern: k.pattern,
-                    redis_type: k.redis_type,
+                .map(|k| {
+                    let slot = slot_of(&k);
+                    let in_entity_slot = k.role == KeyRole::Entity
+                        || entity_slot
+                            .as_ref()
+                            .is_some_and(|e| e.shares_slot_with(&slot));
+                    OwnedKeyManifest {
+                        role: k.role,
+                        pattern: k.pattern,
+                        redis_type: k.redis_type,
+                        slot: slot.to_string(),
+                        in_entity_slot,
+                    }
                 })
                 .collect(),
             ttl_ms: entity.ttl_ms,
@@ -669,6 +692,21 @@ fn render_markdown(manifest: &Manifest) -> String {
             .map(|k| format!("`{k}`"))
             .collect();
         notes.push(format!("A write touches {}.", touched.join(", ")));
+        let elsewhere: Vec<String> = entity
+            .keys
+            .iter()
+            .filter(|k| !k.in_entity_slot)
+            .map(|k| format!("`{}`", k.pattern))
+            .collect();
+        let entity_slot = entity.keys.first().map_or("", |k| k.slot.as_str());
+        notes.push(if elsewhere.is_empty() {
+            format!("Redis Cluster: every key shares the entity's slot ({entity_slot}).")
+        } else {
+            format!(
+                "Redis Cluster: the entity hashes {entity_slot}; not always in its slot: {}.",
+                elsewhere.join(", ")
+            )
+        });
         let _ = writeln!(out, "\n{}", notes.join("\n\n"));
     }
     out.push_str("\n## Encodings\n\n| name | stored as |\n| --- | --- |\n");

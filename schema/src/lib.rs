@@ -35,6 +35,7 @@ pub mod descriptor;
 pub mod duration;
 pub mod key;
 pub mod overlap;
+pub mod slot;
 
 pub use case::RenameRule;
 pub use descriptor::{
@@ -44,3 +45,4 @@ pub use descriptor::{
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
 pub use overlap::{Overlap, first_overlap, overlap};
+pub use slot::{SlotSource, TagPart, slot_source};

@@ -1,0 +1,216 @@
+//! What decides the Redis Cluster hash slot of a pattern's keys, read from
+//! the pattern alone.
+//!
+//! Redis Cluster hashes a key's *hash tag*, the text between its first `{`
+//! and the first `}` after it, when that text is not empty; otherwise the
+//! whole key. Key values may not contain braces
+//! ([`crate::validate_key_value`]), so in every key a pattern renders the
+//! first `{` and the next `}` are literal braces of the pattern (`{{` and
+//! `}}` in its source): which text a key hashes is fixed by the pattern.
+//! Two patterns whose tags are the same sequence of literal text and
+//! placeholders put the keys rendered from one entity's values in the same
+//! slot, always; that is what keeps a multi-key write atomic on a cluster.
+//!
+//! ```
+//! use redis_schema::{KeyPattern, slot_source};
+//!
+//! let job = slot_source(&KeyPattern::parse("job:{{{user_id}}}:{id}")?);
+//! let by_status = slot_source(&KeyPattern::parse("jobs:{{{user_id}}}:status:{status}")?);
+//! let all_jobs = slot_source(&KeyPattern::parse("jobs:by_status:{status}")?);
+//! assert!(job.shares_slot_with(&by_status));
+//! assert!(!job.shares_slot_with(&all_jobs));
+//! assert_eq!(job.to_string(), "hash tag `{user_id}`");
+//! # Ok::<(), redis_schema::PatternError>(())
+//! ```
+
+use std::fmt;
+
+use crate::key::{KeyPattern, KeySegment};
+
+/// One piece of a hash tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagPart {
+    /// Fixed text.
+    Literal(String),
+    /// The value of the named placeholder.
+    Field(String),
+}
+
+/// What Redis Cluster hashes for the keys of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotSource {
+    /// No hash tag (or an empty one): the whole key is hashed.
+    WholeKey,
+    /// The hash tag: literal text and placeholder values, in order.
+    Tag(Vec<TagPart>),
+}
+
+/// The [`SlotSource`] of `pattern`'s keys.
+pub fn slot_source(pattern: &KeyPattern) -> SlotSource {
+    // The pattern's keys as literal characters and placeholders, looking
+    // for the first literal `{` and then the first literal `}`.
+    let mut tag: Option<Vec<TagPart>> = None;
+    for segment in pattern.segments() {
+        match segment {
+            KeySegment::Literal(text) => {
+                for ch in text.chars() {
+                    match (&mut tag, ch) {
+                        (None, '{') => tag = Some(Vec::new()),
+                        (None, _) => {}
+                        (Some(parts), '}') => {
+                            return if parts.is_empty() {
+                                SlotSource::WholeKey
+                            } else {
+                                SlotSource::Tag(std::mem::take(parts))
+                            };
+                        }
+                        (Some(parts), ch) => match parts.last_mut() {
+                            Some(TagPart::Literal(text)) => text.push(ch),
+                            _ => parts.push(TagPart::Literal(ch.to_string())),
+                        },
+                    }
+                }
+            }
+            KeySegment::Placeholder(name) => {
+                if let Some(parts) = &mut tag {
+                    parts.push(TagPart::Field(name.clone()));
+                }
+            }
+        }
+    }
+    // An opening brace without a closing one is no tag.
+    SlotSource::WholeKey
+}
+
+impl SlotSource {
+    /// Whether the keys of two patterns rendered from the same entity's
+    /// values are always in one hash slot: both hash the same non-empty
+    /// tag. Two patterns that hash their whole key are not (unless they are
+    /// one pattern, which the caller can see).
+    pub fn shares_slot_with(&self, other: &SlotSource) -> bool {
+        matches!((self, other), (SlotSource::Tag(a), SlotSource::Tag(b)) if a == b)
+    }
+
+    /// Whether every key of the pattern is in one slot: the tag is fixed
+    /// text (a type pinned to one shard).
+    pub fn is_fixed(&self) -> bool {
+        matches!(self, SlotSource::Tag(parts) if parts.iter().all(|p| matches!(p, TagPart::Literal(_))))
+    }
+}
+
+impl fmt::Display for SlotSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotSource::WholeKey => f.write_str("the whole key"),
+            SlotSource::Tag(parts) => {
+                f.write_str("hash tag `")?;
+                for part in parts {
+                    match part {
+                        TagPart::Literal(text) => f.write_str(text)?,
+                        TagPart::Field(name) => write!(f, "{{{name}}}")?,
+                    }
+                }
+                f.write_str("`")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(pattern: &str) -> SlotSource {
+        slot_source(&KeyPattern::parse(pattern).expect("pattern"))
+    }
+
+    fn field(name: &str) -> TagPart {
+        TagPart::Field(name.into())
+    }
+
+    #[test]
+    fn tags_are_read_from_the_literal_braces() {
+        assert_eq!(source("user:{id}"), SlotSource::WholeKey);
+        assert_eq!(source("user:{{{id}}}"), SlotSource::Tag(vec![field("id")]));
+        assert_eq!(
+            source("jobs:{{tenant-{tenant}}}:{id}"),
+            SlotSource::Tag(vec![TagPart::Literal("tenant-".into()), field("tenant")])
+        );
+        assert_eq!(
+            source("jobs:{{all}}:{id}"),
+            SlotSource::Tag(vec![TagPart::Literal("all".into())])
+        );
+        // Only the first tag counts; an empty or unclosed one is none.
+        assert_eq!(
+            source("a:{{{x}}}:{{{y}}}"),
+            SlotSource::Tag(vec![field("x")])
+        );
+        assert_eq!(source("a:{{}}:{{{y}}}"), SlotSource::WholeKey);
+        assert_eq!(source("a:{{:{y}"), SlotSource::WholeKey);
+    }
+
+    #[test]
+    fn slots_are_shared_only_by_equal_tags() {
+        let job = source("job:{{{user_id}}}:{id}");
+        assert!(job.shares_slot_with(&source("jobs:{{{user_id}}}:by_status:{status}")));
+        assert!(!job.shares_slot_with(&source("jobs:{{{status}}}:{user_id}")));
+        assert!(!job.shares_slot_with(&source("jobs:{user_id}")));
+        assert!(!source("job:{id}").shares_slot_with(&source("job:{id}:log")));
+        assert!(source("job:{{jobs}}:{id}").is_fixed());
+        assert!(!job.is_fixed());
+        assert_eq!(source("job:{{jobs}}:{id}").to_string(), "hash tag `jobs`");
+        assert_eq!(source("job:{id}").to_string(), "the whole key");
+    }
+
+    /// Redis's own rule on a rendered key: the text hashed.
+    fn hashed(key: &str) -> &str {
+        if let Some(open) = key.find('{')
+            && let Some(len) = key[open + 1..].find('}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
+    }
+
+    #[test]
+    fn shared_slots_hold_for_rendered_keys() {
+        let patterns = [
+            "job:{{{user_id}}}:{id}",
+            "jobs:{{{user_id}}}:status:{status}",
+            "x:{{u-{user_id}}}:{id}",
+            "y:{{u-{user_id}}}",
+            "z:{{jobs}}:{id}",
+            "w:{{jobs}}:{status}",
+            "v:{id}",
+        ];
+        let values = [
+            ("user_id", ["u1", "u2"]),
+            ("id", ["7", "8"]),
+            ("status", ["q", "r"]),
+        ];
+        for a in patterns {
+            for b in patterns {
+                let (pa, pb) = (KeyPattern::parse(a).unwrap(), KeyPattern::parse(b).unwrap());
+                if !slot_source(&pa).shares_slot_with(&slot_source(&pb)) {
+                    continue;
+                }
+                for pick in 0..2 {
+                    let value = |name: &str| {
+                        values
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v[pick])
+                            .unwrap()
+                    };
+                    let render = |p: &KeyPattern| {
+                        let vals: Vec<&str> = p.placeholders().map(value).collect();
+                        p.render(&vals).unwrap()
+                    };
+                    let (ka, kb) = (render(&pa), render(&pb));
+                    assert_eq!(hashed(&ka), hashed(&kb), "{a} and {b}: {ka} / {kb}");
+                }
+            }
+        }
+    }
+}
