@@ -97,7 +97,19 @@ fn describe_and_check_need_no_redis() {
 
     let output = keyspace(url, &["check"]);
     expect_code(&output, 0);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("4 entity types"));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("4 entity types"));
+    // The Redis Cluster slot plan, per entity type.
+    assert!(
+        said.contains("cluster: Session keeps every key in its slot"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "cluster: Job hashes the whole key; not always in its slot: jobs:user:{user_id}"
+        ),
+        "{said}"
+    );
 }
 
 #[test]

@@ -349,6 +349,29 @@ fn check(ops: &KeyspaceOps, out: &mut Out) -> u8 {
                 "ok: {} entity types, no two of their key patterns can be the same key",
                 keyspace.entities().len()
             ));
+            // The Redis Cluster slot plan: informational until the client
+            // runs on a cluster, so it does not change the exit code.
+            for entity in keyspace.manifest().entities {
+                let elsewhere: Vec<&str> = entity
+                    .keys
+                    .iter()
+                    .filter(|k| !k.in_entity_slot)
+                    .map(|k| k.pattern.as_str())
+                    .collect();
+                let hashed = entity.keys.first().map_or("", |k| k.slot.as_str());
+                if elsewhere.is_empty() {
+                    out.line(format_args!(
+                        "cluster: {} keeps every key in its slot ({hashed})",
+                        entity.name
+                    ));
+                } else {
+                    out.line(format_args!(
+                        "cluster: {} hashes {hashed}; not always in its slot: {}",
+                        entity.name,
+                        elsewhere.join(", ")
+                    ));
+                }
+            }
             0
         }
         Err(e) => {
