@@ -191,7 +191,10 @@ mod tests {
         ];
         for a in patterns {
             for b in patterns {
-                let (pa, pb) = (KeyPattern::parse(a).unwrap(), KeyPattern::parse(b).unwrap());
+                let (pa, pb) = (
+                    KeyPattern::parse(a).expect("pattern a"),
+                    KeyPattern::parse(b).expect("pattern b"),
+                );
                 if !slot_source(&pa).shares_slot_with(&slot_source(&pb)) {
                     continue;
                 }
@@ -201,11 +204,11 @@ mod tests {
                             .iter()
                             .find(|(n, _)| *n == name)
                             .map(|(_, v)| v[pick])
-                            .unwrap()
+                            .expect("a value for every placeholder")
                     };
                     let render = |p: &KeyPattern| {
                         let vals: Vec<&str> = p.placeholders().map(value).collect();
-                        p.render(&vals).unwrap()
+                        p.render(&vals).expect("safe values render")
                     };
                     let (ka, kb) = (render(&pa), render(&pb));
                     assert_eq!(hashed(&ka), hashed(&kb), "{a} and {b}: {ka} / {kb}");
