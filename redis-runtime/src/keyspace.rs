@@ -50,8 +50,8 @@ macro_rules! keyspace {
     };
 }
 
-/// Builds a [`KeyspaceOps`] from entity types, for
-/// [`admin::main`](crate::admin) and other tools that work on every type of
+/// Builds a [`KeyspaceOps`] from entity types, for `admin::main` (the
+/// `admin` feature's operator command) and other tools that work on every type of
 /// an application without naming it:
 /// `keyspace_ops!(User, Session)` is
 /// `KeyspaceOps::new([EntityOps::of::<User>(), EntityOps::of::<Session>()])`.
