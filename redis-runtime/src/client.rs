@@ -273,57 +273,34 @@ impl Client {
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let policy = self.inner.config.retry;
         let started = Instant::now();
-        let result = match self.shared_connection() {
-            None => Err(Error::Shutdown {
-                context: context.clone(),
-            }),
-            Some(manager) => {
-                self.note_attempt();
-                let conn = Connection {
-                    manager,
-                    round_trips: self.inner.round_trips.clone(),
+        let ctx = context.clone();
+        self.run_with_deadline(context, deadline, repeatable, move |conn| async move {
+            let mut delay = policy.min_delay;
+            let mut retried = false;
+            loop {
+                let error = match op(conn.clone()).await {
+                    Ok(value) => return Ok(value),
+                    Err(e) => e.with_context(ctx.clone()),
                 };
-                let policy = self.inner.config.retry;
-                let context = &context;
-                let attempts = async move {
-                    let mut delay = policy.min_delay;
-                    let mut retried = false;
-                    loop {
-                        let error = match op(conn.clone()).await {
-                            Ok(value) => return Ok(value),
-                            Err(e) => e.with_context(context.clone()),
-                        };
-                        let elapsed = started.elapsed();
-                        // Sleeping past the deadline would only turn what
-                        // the server said into a bare timeout.
-                        if !error.retry_safe(repeatable) || elapsed + delay >= deadline {
-                            return Err(if retried {
-                                error.after_waiting(duration_ms(elapsed))
-                            } else {
-                                error
-                            });
-                        }
-                        tracing::debug!(target: TRACE_TARGET, operation = %context.operation, delay_ms = duration_ms(delay), "redis not ready, retrying: {error}");
-                        retried = true;
-                        tokio::time::sleep(delay).await;
-                        delay = delay.saturating_mul(2).min(policy.max_delay);
-                    }
-                };
-                let tracked = self.inner.in_flight.track_future(attempts);
-                match tokio::time::timeout(deadline, tracked).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Error::Timeout {
-                        context: context.clone(),
-                        elapsed_ms: duration_ms(deadline),
-                        // The request in flight may have been applied.
-                        outcome_unknown: !repeatable,
-                    }),
+                let elapsed = started.elapsed();
+                // Sleeping past the deadline would only turn what the
+                // server said into a bare timeout.
+                if !error.retry_safe(repeatable) || elapsed + delay >= deadline {
+                    return Err(if retried {
+                        error.after_waiting(duration_ms(elapsed))
+                    } else {
+                        error
+                    });
                 }
+                tracing::debug!(target: TRACE_TARGET, operation = %ctx.operation, delay_ms = duration_ms(delay), "redis not ready, retrying: {error}");
+                retried = true;
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(policy.max_delay);
             }
-        };
-        self.observe(&context, started.elapsed(), &result);
-        result
+        })
+        .await
     }
 
     /// Runs `op` once within `deadline`. `read_only`: `op` changes nothing,
