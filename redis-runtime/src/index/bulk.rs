@@ -39,12 +39,7 @@ pub const BATCH: u64 = 100;
 /// its own helper copies stay local to it), then `scripts/bulk_delete.lua`.
 pub(crate) fn script_source(descriptor: &EntityDescriptor) -> String {
     let body = include_str!("../scripts/bulk_delete.lua");
-    let needs: Vec<&str> = body
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("--- needs:"))
-        .map(|names| names.split_whitespace().collect())
-        .unwrap_or_default();
+    let needs = script::needs_of(body);
     let wrapped = format!(
         "local function write_one(KEYS, ARGV)\n{}end\n{body}",
         script::write::compile(descriptor)

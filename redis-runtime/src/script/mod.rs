@@ -88,16 +88,19 @@ pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static Enti
     })
 }
 
-/// A fixed body from `scripts/`: its first line, `--- needs: a b`, names
-/// the helpers it calls.
+/// A fixed body from `scripts/`, with the helpers it names ([`needs_of`]).
 fn assemble_fixed(descriptor: &EntityDescriptor, what: &str, body: &str) -> String {
-    let needs: Vec<&str> = body
-        .lines()
+    assemble(descriptor, what, &needs_of(body), body)
+}
+
+/// The prelude helpers a body from `scripts/` calls: its first line,
+/// `--- needs: a b`, names them.
+pub(crate) fn needs_of(body: &str) -> Vec<&str> {
+    body.lines()
         .next()
         .and_then(|line| line.strip_prefix("--- needs:"))
         .map(|names| names.split_whitespace().collect())
-        .unwrap_or_default();
-    assemble(descriptor, what, &needs, body)
+        .unwrap_or_default()
 }
 
 /// Layout literal (if a needed helper reads it), then the needed helpers
