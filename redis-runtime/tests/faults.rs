@@ -1,13 +1,17 @@
 //! Server states produced for real on private servers, and what an
 //! operation gets: out of memory, ACL refusals, wrong credentials, a
-//! read-only replica and a busy script. The classifier's other cases
-//! (`LOADING`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`) are unit tests in
-//! `src/error/classify.rs`, on the replies redis-rs parses.
+//! read-only replica, a busy script, a replica whose primary is down
+//! (`MASTERDOWN`) and a blocking pop ended by a failover (`UNBLOCKED`). The
+//! classifier's other cases (`LOADING`, `TRYAGAIN`, `CLUSTERDOWN`) are unit
+//! tests in `src/error/classify.rs`, on the replies redis-rs parses.
 
 use std::time::{Duration, Instant};
 
-use redis_runtime::testing::{RedisServer, create_acl_user, eventually, raw_command, raw_query};
-use redis_runtime::{Client, Error, RedisEntity, Unavailability};
+use redis_runtime::queue::ListQueue;
+use redis_runtime::testing::{
+    RedisServer, blocked_clients, create_acl_user, eventually, raw_command, raw_query,
+};
+use redis_runtime::{Client, Context, Error, RedisEntity, Unavailability};
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(key = "job:{id}")]
@@ -315,4 +319,251 @@ async fn a_server_busy_past_the_deadline_fails_unavailable_naming_busy() {
     );
     assert_names_everything(&err, "get", "BUSY");
     assert!(Job::get(&client, "j1").await.is_ok(), "served again");
+}
+
+/// A server meant to be a primary that sends its replicas the dataset at
+/// once, instead of after the default 5 s wait for more replicas
+/// (`repl-diskless-sync-delay`): tests wait for the sync.
+fn start_primary() -> RedisServer {
+    RedisServer::start_with_args(&["--repl-diskless-sync-delay".into(), "0".into()])
+}
+
+/// `master_link_status` from `INFO replication` on a replica: `up` or
+/// `down`. `INFO` is served even while a replica refuses stale reads.
+async fn master_link(replica: &Client) -> String {
+    let info: String = raw_query(replica, &["INFO", "replication"]).await;
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix("master_link_status:"))
+        .unwrap_or_else(|| panic!("no master_link_status in INFO replication: {info}"))
+        .to_owned()
+}
+
+/// Spawns `pop_blocking(block)` on a reliable consumer of `jobs` and waits
+/// until the server counts it as blocked.
+async fn blocked_reliable_pop(
+    admin: &Client,
+    client: &Client,
+    block: Duration,
+) -> tokio::task::JoinHandle<(redis_runtime::Result<Option<String>>, Duration)> {
+    let consumer = ListQueue::<String>::new(client, "jobs")
+        .reliable_as("w1", Duration::from_secs(30))
+        .await
+        .expect("consumer registered");
+    let pop = tokio::spawn(async move {
+        let started = Instant::now();
+        let popped = consumer.pop_blocking(block).await;
+        (popped.map(|held| held.map(|h| h.item)), started.elapsed())
+    });
+    eventually(
+        Duration::from_secs(5),
+        "the BLMOVE to block on the server",
+        async || blocked_clients(admin).await == 1,
+    )
+    .await;
+    pop
+}
+
+#[tokio::test]
+async fn a_blocking_pop_ended_by_a_failover_fails_unavailable_unblocked_and_takes_nothing() {
+    let (old_primary, admin) = RedisServer::start_with_client().await;
+    let client = old_primary.client().await;
+    let new_primary = start_primary();
+    let new_admin = new_primary.client().await;
+    // The new primary holds a job: the demoted server copies it when it
+    // syncs, which a pop still blocked there could then take.
+    ListQueue::<String>::new(&new_admin, "jobs")
+        .push(&"j1".to_owned())
+        .await
+        .expect("pushed");
+
+    let block = Duration::from_secs(10);
+    let pop = blocked_reliable_pop(&admin, &client, block).await;
+    let port = new_primary.port().to_string();
+    raw_command(&admin, &["REPLICAOF", "127.0.0.1", &port]).await;
+
+    let (popped, took) = tokio::time::timeout(Duration::from_secs(3), pop)
+        .await
+        .expect("the pop returned well before its 10 s block")
+        .expect("the pop task did not panic");
+    let err = popped.expect_err("the failover ended the pop");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(err.code(), "STORAGE_UNAVAILABLE", "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailability::Unblocked,
+                outcome_unknown: false,
+                waited_ms: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.is_transient(),
+        "the worker issues the read again: {err}"
+    );
+    let text = err.to_string();
+    for part in [
+        "queue.reliable_pop_blocking",
+        "UNBLOCKED",
+        "master -> replica",
+    ] {
+        assert!(text.contains(part), "{text:?} lacks {part:?}");
+    }
+    assert_eq!(blocked_clients(&admin).await, 0);
+
+    // Nothing was taken: once the demoted server has synced, the job is
+    // still queued on both and no consumer holds it.
+    eventually(
+        Duration::from_secs(10),
+        "the demoted server to sync with the new primary",
+        async || master_link(&admin).await == "up",
+    )
+    .await;
+    for server in [&new_admin, &admin] {
+        let queued: Vec<String> = raw_query(server, &["LRANGE", "jobs", "0", "-1"]).await;
+        assert_eq!(queued, ["j1"]);
+        let held: i64 = raw_query(server, &["LLEN", "jobs:processing:w1"]).await;
+        assert_eq!(held, 0, "the unblocked pop moved nothing");
+    }
+}
+
+#[tokio::test]
+async fn a_blocking_pop_ended_by_client_unblock_error_is_unblocked_too() {
+    let (server, admin) = RedisServer::start_with_client().await;
+    let client = server.client().await;
+    let pop = blocked_reliable_pop(&admin, &client, Duration::from_secs(10)).await;
+    let clients: String = raw_query(&admin, &["CLIENT", "LIST"]).await;
+    let id = clients
+        .lines()
+        .find(|line| line.contains("cmd=blmove"))
+        .and_then(|line| line.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no blocked BLMOVE in CLIENT LIST: {clients}"))
+        .to_owned();
+    let unblocked: i64 = raw_query(&admin, &["CLIENT", "UNBLOCK", &id, "ERROR"]).await;
+    assert_eq!(unblocked, 1);
+
+    let (popped, took) = tokio::time::timeout(Duration::from_secs(3), pop)
+        .await
+        .expect("the pop returned well before its 10 s block")
+        .expect("the pop task did not panic");
+    let err = popped.expect_err("unblocked with an error");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailability::Unblocked,
+                outcome_unknown: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("CLIENT UNBLOCK"), "{err}");
+}
+
+#[tokio::test]
+async fn a_read_from_a_replica_whose_primary_died_fails_masterdown_then_succeeds_once_relinked() {
+    let mut primary = start_primary();
+    let primary_admin = primary.client().await;
+    let replica = RedisServer::start_with_args(&["--replica-serve-stale-data".into(), "no".into()]);
+    let replica_admin = replica.client().await;
+    let primary_port = primary.port().to_string();
+    raw_command(&replica_admin, &["REPLICAOF", "127.0.0.1", &primary_port]).await;
+    job("j1").create(&primary_admin).await.expect("created");
+    let client = replica
+        .client_with(|c| c.operation_timeout(Duration::from_millis(600)))
+        .await;
+    let status = || {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg("job:j1").arg("status");
+        cmd
+    };
+    let status_ctx = || Context::new("job.status", "job:{id}");
+    eventually(
+        Duration::from_secs(10),
+        "the replica to copy j1",
+        async || matches!(Job::get(&client, "j1").await, Ok(Some(_))),
+    )
+    .await;
+
+    primary.stop();
+    eventually(
+        Duration::from_secs(5),
+        "the replica to see its link down",
+        async || master_link(&replica_admin).await == "down",
+    )
+    .await;
+
+    let started = Instant::now();
+    let err = Job::get(&client, "j1")
+        .await
+        .expect_err("stale reads refused");
+    let took = started.elapsed();
+    assert_eq!(err.code(), "STORAGE_UNAVAILABLE", "{err}");
+    let Error::Unavailable {
+        reason: Unavailability::MasterDown,
+        waited_ms,
+        outcome_unknown: false,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(waited_ms > 0, "it waited for the link: {err}");
+    assert_names_everything(&err, "get", "MASTERDOWN");
+    assert!(err.to_string().contains("after waiting"), "{err}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "it retried within the 600 ms deadline: {took:?}"
+    );
+
+    let err = client
+        .query_repeatable::<Option<String>>(status_ctx(), &status())
+        .await
+        .expect_err("stale reads refused");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailability::MasterDown,
+                waited_ms: 1..,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    for part in ["job.status", "MASTERDOWN", "replica-serve-stale-data"] {
+        assert!(err.to_string().contains(part), "{err} lacks {part:?}");
+    }
+
+    // The primary comes back empty (no persistence): j1 is written again
+    // (by a fresh client: the old one's connection died with the process,
+    // and its first write would fail with the outcome unknown) and reaches
+    // the replica once the link is up.
+    primary.restart();
+    let primary_admin = primary.client().await;
+    job("j1")
+        .create(&primary_admin)
+        .await
+        .expect("created again");
+    eventually(
+        Duration::from_secs(15),
+        "the replica to serve reads again",
+        async || matches!(Job::get(&client, "j1").await, Ok(Some(_))),
+    )
+    .await;
+    assert_eq!(master_link(&replica_admin).await, "up");
+    assert_eq!(
+        Job::get(&client, "j1").await.expect("served"),
+        Some(job("j1"))
+    );
+    let served = client
+        .query_repeatable::<Option<String>>(status_ctx(), &status())
+        .await
+        .expect("served");
+    assert_eq!(served.as_deref(), Some("queued"));
 }

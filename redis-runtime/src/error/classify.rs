@@ -33,6 +33,15 @@ pub enum Unavailability {
     TryAgain,
     /// `CLUSTERDOWN`: the cluster cannot serve the slot.
     ClusterDown,
+    /// No Sentinel names a live master (a failover is in progress, or
+    /// every Sentinel is out of reach).
+    NoMaster,
+    /// `UNBLOCKED`: a blocking command (`BLMOVE`, `BRPOP`, `XREADGROUP
+    /// BLOCK`, …) was ended by the server before it took anything: the
+    /// primary was turned into a replica (a failover, `REPLICAOF`), or
+    /// `CLIENT UNBLOCK … ERROR` was sent. Issue the read again (on the new
+    /// primary, once it is known).
+    Unblocked,
 }
 
 impl Unavailability {
@@ -46,6 +55,10 @@ impl Unavailability {
             Unavailability::ReadOnly => "the server is a read-only replica",
             Unavailability::TryAgain => "the cluster asked to try again (slot migration)",
             Unavailability::ClusterDown => "the cluster is down",
+            Unavailability::NoMaster => "no live master is known to the Sentinels",
+            Unavailability::Unblocked => {
+                "the server ended the blocking command before it took anything (failover or CLIENT UNBLOCK)"
+            }
         }
     }
 }
@@ -113,6 +126,9 @@ fn class_of_reply(code: &str) -> Class {
         "READONLY" => Class::NotRun(Unavailability::ReadOnly),
         "TRYAGAIN" => Class::NotRun(Unavailability::TryAgain),
         "CLUSTERDOWN" => Class::NotRun(Unavailability::ClusterDown),
+        // A blocking command the server ended while it waited, before it
+        // popped or moved anything; redis-rs has no kind for it.
+        "UNBLOCKED" => Class::NotRun(Unavailability::Unblocked),
         // redis-rs answers NOSCRIPT itself (it loads the script and sends
         // the call again); one that still surfaces is not a passing state.
         "OOM" => Class::OutOfMemory,
@@ -222,12 +238,52 @@ mod tests {
                 "CLUSTERDOWN The cluster is down",
                 Unavailability::ClusterDown,
             ),
+            (
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+                Unavailability::Unblocked,
+            ),
+            (
+                "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+                Unavailability::Unblocked,
+            ),
         ];
         for (line, state) in cases {
             let classified = classify(&reply(line));
             assert_eq!(classified.class, Class::NotRun(state), "{line}");
             assert_eq!(classified.said, line);
             assert!(!classified.class.outcome_unknown(), "{line}");
+        }
+    }
+
+    #[test]
+    fn an_unblocked_blocking_read_is_a_transient_error_that_took_nothing() {
+        for line in [
+            "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+            "UNBLOCKED client unblocked via CLIENT UNBLOCK",
+        ] {
+            let ctx = crate::error::Context::new("queue.reliable_pop_blocking", "jobs");
+            let err = crate::Error::from_redis(&reply(line), ctx);
+            assert_eq!(err.code(), "STORAGE_UNAVAILABLE", "{err}");
+            assert!(
+                matches!(
+                    err,
+                    crate::Error::Unavailable {
+                        reason: Unavailability::Unblocked,
+                        outcome_unknown: false,
+                        waited_ms: 0,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            // The blocking-read path drops its connection on a transient
+            // error and the caller (the worker) issues the read again.
+            assert!(err.is_transient(), "{err}");
+            assert!(err.retry_safe(false), "nothing was taken: {err}");
+            let text = err.to_string();
+            for part in ["queue.reliable_pop_blocking", line, "blocking command"] {
+                assert!(text.contains(part), "{text:?} lacks {part:?}");
+            }
         }
     }
 
