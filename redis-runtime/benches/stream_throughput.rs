@@ -138,11 +138,15 @@ fn hand_decode(fields: &std::collections::HashMap<String, redis::Value>) -> Opti
 async fn hand_consume(client: &Client, key: &str, batch: usize) {
     let mut conn = client
         .redis_client()
+        .await
+        .expect("redis client")
         .get_multiplexed_async_connection()
         .await
         .expect("connection");
     let mut reader = client
         .redis_client()
+        .await
+        .expect("redis client")
         .get_multiplexed_async_connection_with_config(
             &redis::AsyncConnectionConfig::new().set_response_timeout(None),
         )
@@ -220,6 +224,8 @@ async fn measure(
 ) -> f64 {
     let mut conn = client
         .redis_client()
+        .await
+        .expect("redis client")
         .get_multiplexed_async_connection()
         .await
         .expect("connection");

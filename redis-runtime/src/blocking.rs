@@ -50,6 +50,9 @@ pub(crate) async fn blocking_query(
         };
         if outcome.is_transient() {
             *slot = None;
+            // With Sentinel, the master may have moved (a demoted master
+            // ends blocked reads with UNBLOCKED, then refuses with READONLY).
+            client.suspect_master(&outcome, started);
         }
         tracing::warn!(target: TRACE_TARGET, endpoint = client.config().endpoint(), code = outcome.code(), "redis error on a blocking read: {outcome}");
         Err(outcome)

@@ -11,9 +11,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, Topology};
 use crate::error::{Context, Error, Result, Unavailability};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
+use crate::sentinel::MasterLookup;
 use crate::server::{Feature, ServerInfo};
 
 /// How long [`Client::health`] waits for `PING`.
@@ -47,10 +48,15 @@ pub struct Client {
 
 struct Inner {
     config: Config,
-    redis_client: redis::Client,
-    /// `None` once shut down; dropping the last manager closes the socket.
-    manager: RwLock<Option<ConnectionManager>>,
-    link: LinkState,
+    /// Where connections go.
+    source: Source,
+    /// The link every shared operation uses.
+    link: RwLock<Slot>,
+    /// Held while the master is looked up again, so one lookup runs at a
+    /// time; holds when the last one finished, so operations that failed
+    /// before it do not each look again.
+    refreshed: tokio::sync::Mutex<Option<Instant>>,
+    link_state: LinkState,
     round_trips: Arc<AtomicU64>,
     metrics: Arc<dyn Metrics>,
     in_flight: TaskTracker,
@@ -59,6 +65,33 @@ struct Inner {
     server: RwLock<Option<ServerInfo>>,
     /// Whether `health` has logged an eviction-policy warning already.
     eviction_warned: AtomicBool,
+}
+
+/// Where the client's connections go.
+enum Source {
+    /// The configured address; redis-rs reconnects to it by itself.
+    Fixed,
+    /// Whichever node the Sentinels name as the master: looked up at
+    /// first use, and again when an operation fails in a way a failover
+    /// explains or a Sentinel announces a new master.
+    Sentinel(Arc<MasterLookup>),
+}
+
+/// The shared link's state.
+enum Slot {
+    /// Connected (or connecting lazily) to a known server.
+    Ready(Box<Link>),
+    /// A Sentinel configuration whose master has not been looked up yet.
+    Unresolved,
+    /// After [`Client::shutdown`].
+    Closed,
+}
+
+/// A server and the shared connection to it.
+#[derive(Clone)]
+struct Link {
+    client: redis::Client,
+    manager: ConnectionManager,
 }
 
 /// What the client has observed about its link, for tracing: redis-rs
@@ -123,45 +156,24 @@ impl Client {
 
     /// Like [`Client::connect`], reporting every operation to `metrics`.
     pub async fn connect_with_metrics(config: Config, metrics: impl Metrics) -> Result<Self> {
-        let redis_client = open_client(&config)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_min_delay(config.retry.min_delay)
-            .set_max_delay(config.retry.max_delay)
-            .set_exponent_base(2.0)
-            .set_number_of_retries(config.retry.max_retries);
-        let context = Context::new("connect", "");
-        let manager = if config.lazy_connect {
-            ConnectionManager::new_lazy_with_config(redis_client.clone(), manager_config)
-                .map_err(|e| Error::from_redis(&e, context))?
-        } else {
-            let attempt = ConnectionManager::new_with_config(redis_client.clone(), manager_config);
-            match tokio::time::timeout(config.operation_timeout, attempt).await {
-                Ok(Ok(manager)) => {
-                    tracing::info!(target: TRACE_TARGET, endpoint = config.endpoint(), "redis connected");
-                    manager
-                }
-                Ok(Err(e)) => {
-                    let err = Error::from_redis(&e, context);
-                    tracing::error!(target: TRACE_TARGET, endpoint = config.endpoint(), code = err.code(), "redis error: {err}");
-                    return Err(err);
-                }
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        context,
-                        elapsed_ms: duration_ms(config.operation_timeout),
-                        outcome_unknown: false,
-                    });
-                }
+        let (source, slot) = match &config.topology {
+            Topology::Standalone => {
+                let client = open_client(config.connection_info.clone(), &config)?;
+                let manager = standalone_manager(&config, client.clone()).await?;
+                (Source::Fixed, Slot::Ready(Box::new(Link { client, manager })))
+            }
+            Topology::Sentinel(settings) => {
+                let lookup = MasterLookup::new(settings, config.connection_info.redis_settings())?;
+                (Source::Sentinel(Arc::new(lookup)), Slot::Unresolved)
             }
         };
-        Ok(Self {
+        let client = Self {
             inner: Arc::new(Inner {
                 config,
-                redis_client,
-                manager: RwLock::new(Some(manager)),
-                link: LinkState::default(),
+                source,
+                link: RwLock::new(slot),
+                refreshed: tokio::sync::Mutex::new(None),
+                link_state: LinkState::default(),
                 round_trips: Arc::default(),
                 metrics: Arc::new(metrics),
                 in_flight: TaskTracker::new(),
@@ -169,7 +181,264 @@ impl Client {
                 server: RwLock::new(None),
                 eviction_warned: AtomicBool::new(false),
             }),
+        };
+        let config = &client.inner.config;
+        if let Source::Sentinel(lookup) = &client.inner.source {
+            client.watch_master_switches(lookup.clone());
+            if !config.lazy_connect || config.refuse_evicting_server {
+                let context = Context::new("connect", "");
+                let found = tokio::time::timeout(
+                    config.operation_timeout,
+                    client.refresh_master(None, None),
+                )
+                .await;
+                match found {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        client.inner.closed.cancel();
+                        return Err(e.with_context(context));
+                    }
+                    Err(_) => {
+                        client.inner.closed.cancel();
+                        return Err(Error::Timeout {
+                            context,
+                            elapsed_ms: duration_ms(config.operation_timeout),
+                            outcome_unknown: false,
+                        });
+                    }
+                }
+            }
+        }
+        if config.refuse_evicting_server
+            && let Err(e) = client.refuse_if_evicting().await
+        {
+            client.shutdown().await;
+            return Err(e);
+        }
+        Ok(client)
+    }
+
+    /// Fails with `STORAGE_CONFIG` when the server's `maxmemory-policy` may
+    /// evict keys ([`ConfigBuilder::refuse_evicting_server`]).
+    ///
+    /// [`ConfigBuilder::refuse_evicting_server`]: crate::ConfigBuilder::refuse_evicting_server
+    async fn refuse_if_evicting(&self) -> Result<()> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("memory");
+        let memory: String = self
+            .query_repeatable(Context::new("connect", ""), &cmd)
+            .await?;
+        match eviction_policy(&memory)
+            .as_deref()
+            .and_then(eviction_warning)
+        {
+            Some(warning) => Err(Error::Config(format!(
+                "refusing the server at {}: {warning}",
+                self.inner.config.endpoint()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Follows the Sentinels' `+switch-master` notices for as long as the
+    /// client lives: each one moves the shared link to the new master.
+    fn watch_master_switches(&self, lookup: Arc<MasterLookup>) {
+        let owner = Arc::downgrade(&self.inner);
+        let stop = self.inner.closed.clone();
+        tokio::spawn(lookup.watch_switches(owner, stop, |inner, notice| {
+            let client = Client { inner };
+            // "<name> <old ip> <old port> <new ip> <new port>"
+            let mut words = notice.split(' ').skip(3);
+            let hint = match (words.next(), words.next().and_then(|p| p.parse().ok())) {
+                (Some(host), Some(port)) => Some((host.to_string(), port)),
+                _ => None,
+            };
+            tokio::spawn(async move {
+                let _ = client.refresh_master(Some(Instant::now()), hint).await;
+            });
+        }));
+    }
+
+    /// Looks the master up again (Sentinel only; a no-op otherwise) and
+    /// moves the shared link to it if it moved. `failed_at`: when the
+    /// failure that prompted this happened; a lookup that finished since
+    /// then already answered it. `hint`: the address a `+switch-master`
+    /// notice named, tried first.
+    async fn refresh_master(
+        &self,
+        failed_at: Option<Instant>,
+        hint: Option<(String, u16)>,
+    ) -> Result<()> {
+        let Source::Sentinel(lookup) = &self.inner.source else {
+            return Ok(());
+        };
+        let mut refreshed = self.inner.refreshed.lock().await;
+        if let (Some(done), Some(failed)) = (*refreshed, failed_at)
+            && done >= failed
+        {
+            return Ok(());
+        }
+        let config = &self.inner.config;
+        let found = tokio::time::timeout(config.operation_timeout, async {
+            if let Some((host, port)) = &hint
+                && let Ok(info) = lookup.confirm(host, *port, config.connect_timeout).await
+            {
+                return Ok(info);
+            }
+            lookup.master().await
         })
+        .await;
+        *refreshed = Some(Instant::now());
+        let info = match found {
+            Ok(found) => found?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    context: Context::new(
+                        "sentinel.master",
+                        std::borrow::Cow::Owned(format!("sentinel/{}", lookup.master_name())),
+                    ),
+                    elapsed_ms: duration_ms(config.operation_timeout),
+                    outcome_unknown: false,
+                });
+            }
+        };
+        self.install_master(info)
+    }
+
+    /// Points the shared link at `master` unless it already is.
+    fn install_master(&self, master: redis::ConnectionInfo) -> Result<()> {
+        let mut slot = self.inner.link.write().unwrap_or_else(|e| e.into_inner());
+        let previous = match &*slot {
+            Slot::Closed => {
+                return Err(Error::Shutdown {
+                    context: Context::new("sentinel.master", ""),
+                });
+            }
+            Slot::Ready(link) if link.client.get_connection_info().addr() == master.addr() => {
+                return Ok(());
+            }
+            Slot::Ready(link) => Some(link.client.get_connection_info().addr().to_string()),
+            Slot::Unresolved => None,
+        };
+        let address = master.addr().to_string();
+        let client = open_client(master, &self.inner.config)?;
+        let manager = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            manager_config(&self.inner.config),
+        )
+        .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
+        *slot = Slot::Ready(Box::new(Link { client, manager }));
+        let endpoint = self.inner.config.endpoint();
+        match previous {
+            Some(previous) => {
+                tracing::warn!(target: TRACE_TARGET, endpoint, from = %previous, to = %address, "redis master changed; the shared connection moved to the new master");
+            }
+            None => {
+                tracing::info!(target: TRACE_TARGET, endpoint, master = %address, "redis master found")
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a lookup of the master in the background after `error`
+    /// (Sentinel only), when a failover could explain it: for failures
+    /// outside the retry loop (a write whose outcome is unknown, a blocking
+    /// read, a subscription).
+    pub(crate) fn suspect_master(&self, error: &Error, failed_at: Instant) {
+        if !matches!(self.inner.source, Source::Sentinel(_)) || !error.is_transient() {
+            return;
+        }
+        if self.is_shut_down() {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            let _ = client.refresh_master(Some(failed_at), None).await;
+        });
+    }
+
+    /// The shared link, looking the master up first if it is not known yet.
+    async fn link(&self, context: &Context) -> Result<Link> {
+        for _ in 0..2 {
+            let current = match &*self.inner.link.read().unwrap_or_else(|e| e.into_inner()) {
+                Slot::Ready(link) => Some(Link::clone(link)),
+                Slot::Closed => {
+                    return Err(Error::Shutdown {
+                        context: context.clone(),
+                    });
+                }
+                Slot::Unresolved => None,
+            };
+            match current {
+                Some(link) => return Ok(link),
+                None => self.refresh_master(None, None).await?,
+            }
+        }
+        Err(Error::Shutdown {
+            context: context.clone(),
+        })
+    }
+
+    /// A handle on the shared connection for one attempt.
+    async fn connection(&self, context: &Context) -> Result<Connection> {
+        let link = self.link(context).await?;
+        Ok(Connection {
+            manager: link.manager,
+            round_trips: self.inner.round_trips.clone(),
+        })
+    }
+
+    /// After a write on `conn`: with [`Config::replica_acks`] set, waits
+    /// for that many replicas to acknowledge it (`WAIT`). Any failure here
+    /// leaves the write's outcome unknown: it already ran on the primary.
+    async fn acknowledge(&self, conn: &Connection, context: &Context) -> Result<()> {
+        let Some(acks) = self.inner.config.replica_acks else {
+            return Ok(());
+        };
+        let timeout_ms = duration_ms(acks.timeout);
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(acks.replicas).arg(timeout_ms);
+        match cmd.query_async::<u64>(&mut conn.clone()).await {
+            Ok(acknowledged) if acknowledged >= u64::from(acks.replicas) => Ok(()),
+            Ok(acknowledged) => Err(Error::NotReplicated {
+                context: context.clone(),
+                acknowledged,
+                required: acks.replicas,
+                timeout_ms,
+            }),
+            Err(e) => Err(match Error::from_redis(&e, context.clone()) {
+                Error::Unavailable {
+                    context,
+                    reason,
+                    message,
+                    waited_ms,
+                    ..
+                } => Error::Unavailable {
+                    context,
+                    reason,
+                    message: format!("waiting for replica acknowledgements: {message}"),
+                    waited_ms,
+                    outcome_unknown: true,
+                },
+                Error::Timeout {
+                    context,
+                    elapsed_ms,
+                    ..
+                } => Error::Timeout {
+                    context,
+                    elapsed_ms,
+                    outcome_unknown: true,
+                },
+                // The write ran; only the wait was refused (e.g. on a replica).
+                Error::Command { context, message } => Error::Command {
+                    context,
+                    message: format!(
+                        "the write ran, but waiting for replica acknowledgements failed: {message}"
+                    ),
+                },
+                other => other,
+            }),
+        }
     }
 
     /// The configuration this client was built from.
@@ -276,11 +545,20 @@ impl Client {
         let policy = self.inner.config.retry;
         let started = Instant::now();
         let ctx = context.clone();
-        self.run_with_deadline(context, deadline, repeatable, move |conn| async move {
+        let work = async move {
             let mut delay = policy.min_delay;
             let mut retried = false;
             loop {
-                let error = match op(conn.clone()).await {
+                let attempt_at = Instant::now();
+                let attempt = async {
+                    let conn = self.connection(&ctx).await?;
+                    let value = op(conn.clone()).await?;
+                    if !repeatable {
+                        self.acknowledge(&conn, &ctx).await?;
+                    }
+                    Ok::<T, Error>(value)
+                };
+                let error = match attempt.await {
                     Ok(value) => return Ok(value),
                     Err(e) => e.with_context(ctx.clone()),
                 };
@@ -296,15 +574,21 @@ impl Client {
                 }
                 tracing::debug!(target: TRACE_TARGET, operation = %ctx.operation, delay_ms = duration_ms(delay), "redis not ready, retrying: {error}");
                 retried = true;
+                // A failover explains this as well as a restart does: with
+                // Sentinel, the next attempt goes wherever the master is now.
+                if matches!(self.inner.source, Source::Sentinel(_)) {
+                    let _ = self.refresh_master(Some(attempt_at), None).await;
+                }
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2).min(policy.max_delay);
             }
-        })
-        .await
+        };
+        self.bounded(context, deadline, repeatable, work).await
     }
 
-    /// Runs `op` once within `deadline`. `read_only`: `op` changes nothing,
-    /// so a timeout leaves no write of unknown outcome behind.
+    /// Runs `op` once on the shared connection within `deadline`.
+    /// `read_only`: `op` changes nothing, so a timeout leaves no write of
+    /// unknown outcome behind and no replica acknowledgement is awaited.
     pub(crate) async fn run_with_deadline<T, F, Fut>(
         &self,
         context: Context,
@@ -316,29 +600,49 @@ impl Client {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let ctx = context.clone();
+        let work = async move {
+            let conn = self.connection(&ctx).await?;
+            let value = op(conn.clone()).await?;
+            if !read_only {
+                self.acknowledge(&conn, &ctx).await?;
+            }
+            Ok(value)
+        };
+        self.bounded(context, deadline, read_only, work).await
+    }
+
+    /// The frame of every operation on the shared connection: refuses work
+    /// after shutdown, tracks it for graceful shutdown, bounds it by
+    /// `deadline`, fills in `context`, reports to metrics and tracing.
+    async fn bounded<T>(
+        &self,
+        context: Context,
+        deadline: Duration,
+        read_only: bool,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let started = Instant::now();
-        let result = match self.shared_connection() {
-            None => Err(Error::Shutdown {
+        let result = if self.is_shut_down() {
+            Err(Error::Shutdown {
                 context: context.clone(),
-            }),
-            Some(manager) => {
-                self.note_attempt();
-                let connection = Connection {
-                    manager,
-                    round_trips: self.inner.round_trips.clone(),
-                };
-                let tracked = self.inner.in_flight.track_future(op(connection));
-                match tokio::time::timeout(deadline, tracked).await {
-                    Ok(result) => result.map_err(|e| e.with_context(context.clone())),
-                    Err(_) => Err(Error::Timeout {
-                        context: context.clone(),
-                        elapsed_ms: duration_ms(deadline),
-                        // A write in flight may have been applied.
-                        outcome_unknown: !read_only,
-                    }),
-                }
+            })
+        } else {
+            self.note_attempt();
+            let tracked = self.inner.in_flight.track_future(work);
+            match tokio::time::timeout(deadline, tracked).await {
+                Ok(result) => result.map_err(|e| e.with_context(context.clone())),
+                Err(_) => Err(Error::Timeout {
+                    context: context.clone(),
+                    elapsed_ms: duration_ms(deadline),
+                    // A write in flight may have been applied.
+                    outcome_unknown: !read_only,
+                }),
             }
         };
+        if let Err(error) = &result {
+            self.suspect_master(error, started);
+        }
         self.observe(&context, started.elapsed(), &result);
         result
     }
@@ -386,10 +690,7 @@ impl Client {
             Ok((pong, info, memory)) if pong == "PONG" => {
                 let server = ServerInfo::from_info(&info);
                 self.remember_server(server.clone());
-                let eviction_policy = memory
-                    .lines()
-                    .find_map(|line| line.strip_prefix("maxmemory_policy:"))
-                    .map(|policy| policy.trim().to_string());
+                let eviction_policy = eviction_policy(&memory);
                 let warnings: Vec<String> = eviction_policy
                     .as_deref()
                     .and_then(eviction_warning)
@@ -484,13 +785,16 @@ impl Client {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.inner.config.connect_timeout))
             .set_response_timeout(None);
-        let attempt = self
-            .inner
-            .redis_client
-            .get_multiplexed_async_connection_with_config(&config);
+        let attempt = async {
+            let link = self.link(&context).await?;
+            link.client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(|e| Error::from_redis(&e, context.clone()))
+        };
         match tokio::time::timeout(self.inner.config.operation_timeout, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(Error::from_redis(&e, context)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Timeout {
                 context,
                 elapsed_ms: duration_ms(self.inner.config.operation_timeout),
@@ -499,10 +803,12 @@ impl Client {
         }
     }
 
-    /// The underlying redis-rs client, for connections the runtime does not
-    /// manage (e.g. pub/sub).
-    pub fn redis_client(&self) -> &redis::Client {
-        &self.inner.redis_client
+    /// The underlying redis-rs client for the current server (with
+    /// Sentinel, the current master, looked up first if not known yet),
+    /// for connections the runtime does not manage (e.g. pub/sub).
+    pub async fn redis_client(&self) -> Result<redis::Client> {
+        let link = self.link(&Context::new("redis_client", "")).await?;
+        Ok(link.client)
     }
 
     /// Cancelled when [`Client::shutdown`] starts; long-running loops
@@ -526,26 +832,16 @@ impl Client {
         self.inner.closed.cancel();
         self.inner.in_flight.close();
         self.inner.in_flight.wait().await;
-        let manager = match self.inner.manager.write() {
-            Ok(mut guard) => guard.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        drop(manager);
+        let link = std::mem::replace(
+            &mut *self.inner.link.write().unwrap_or_else(|e| e.into_inner()),
+            Slot::Closed,
+        );
+        drop(link);
         tracing::info!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "redis connection closed (shutdown)");
     }
 
-    fn shared_connection(&self) -> Option<ConnectionManager> {
-        if self.inner.closed.is_cancelled() {
-            return None;
-        }
-        match self.inner.manager.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
     fn note_attempt(&self) {
-        let link = &self.inner.link;
+        let link = &self.inner.link_state;
         if link.down.load(Ordering::Acquire) {
             let attempt = link.failed_attempts.load(Ordering::Acquire) + 1;
             tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), attempt, "redis reconnecting (attempt {attempt})");
@@ -574,7 +870,7 @@ impl Client {
     }
 
     fn observe<T>(&self, context: &Context, elapsed: Duration, result: &Result<T>) {
-        let link = &self.inner.link;
+        let link = &self.inner.link_state;
         let endpoint = self.inner.config.endpoint();
         let outcome = match result {
             Ok(_) => {
@@ -609,18 +905,67 @@ impl Client {
     }
 }
 
-/// The redis-rs client for `config`, trusting its private TLS root if any.
-fn open_client(config: &Config) -> Result<redis::Client> {
+/// The redis-rs client for `info`, trusting the configured private TLS
+/// root if any.
+fn open_client(info: redis::ConnectionInfo, config: &Config) -> Result<redis::Client> {
     #[cfg(feature = "tls")]
     if let Some(pem) = &config.tls_root_cert {
         let certificates = redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(pem.clone()),
         };
-        return redis::Client::build_with_tls(config.connection_info.clone(), certificates)
+        return redis::Client::build_with_tls(info, certificates)
             .map_err(|e| Error::Config(format!("the TLS root certificate was rejected: {e}")));
     }
-    redis::Client::open(config.connection_info.clone()).map_err(|e| Error::Config(e.to_string()))
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    redis::Client::open(info).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// How the shared connection reconnects: the configured timeouts and backoff.
+fn manager_config(config: &Config) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.response_timeout))
+        .set_min_delay(config.retry.min_delay)
+        .set_max_delay(config.retry.max_delay)
+        .set_exponent_base(2.0)
+        .set_number_of_retries(config.retry.max_retries)
+}
+
+/// The shared connection to a single server: made now, or on first use
+/// with [`Config::lazy_connect`].
+async fn standalone_manager(config: &Config, client: redis::Client) -> Result<ConnectionManager> {
+    let context = Context::new("connect", "");
+    if config.lazy_connect && !config.refuse_evicting_server {
+        return ConnectionManager::new_lazy_with_config(client, manager_config(config))
+            .map_err(|e| Error::from_redis(&e, context));
+    }
+    let attempt = ConnectionManager::new_with_config(client, manager_config(config));
+    match tokio::time::timeout(config.operation_timeout, attempt).await {
+        Ok(Ok(manager)) => {
+            tracing::info!(target: TRACE_TARGET, endpoint = config.endpoint(), "redis connected");
+            Ok(manager)
+        }
+        Ok(Err(e)) => {
+            let err = Error::from_redis(&e, context);
+            tracing::error!(target: TRACE_TARGET, endpoint = config.endpoint(), code = err.code(), "redis error: {err}");
+            Err(err)
+        }
+        Err(_) => Err(Error::Timeout {
+            context,
+            elapsed_ms: duration_ms(config.operation_timeout),
+            outcome_unknown: false,
+        }),
+    }
+}
+
+/// The `maxmemory_policy` line of an `INFO memory` reply.
+fn eviction_policy(info_memory: &str) -> Option<String> {
+    info_memory
+        .lines()
+        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+        .map(|policy| policy.trim().to_string())
 }
 
 /// Whether `err` says the link itself failed (for link tracing), rather

@@ -31,6 +31,23 @@ pub const ENV_RETRY_MAX_DELAY: &str = "REDIS_RETRY_MAX_DELAY";
 pub const ENV_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
 /// Environment variable: `true` to connect on first use, `false` to connect in `Client::connect`.
 pub const ENV_LAZY_CONNECT: &str = "REDIS_LAZY_CONNECT";
+/// Environment variable: user name for the Sentinels of a
+/// `redis+sentinel://` URL (the URL's own credentials are the data nodes').
+pub const ENV_SENTINEL_USERNAME: &str = "REDIS_SENTINEL_USERNAME";
+/// Environment variable: password for the Sentinels of a `redis+sentinel://` URL.
+pub const ENV_SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
+/// Environment variable: every write waits until this many replicas
+/// acknowledged it (`WAIT`); see [`ReplicaAcks`].
+pub const ENV_WAIT_REPLICAS: &str = "REDIS_WAIT_REPLICAS";
+/// Environment variable: how long a write waits for its replica
+/// acknowledgements, e.g. `500ms` (default 1 s).
+pub const ENV_WAIT_TIMEOUT: &str = "REDIS_WAIT_TIMEOUT";
+/// Environment variable: `true` to refuse a server whose `maxmemory-policy`
+/// may evict keys (see [`ConfigBuilder::refuse_evicting_server`]).
+pub const ENV_REFUSE_EVICTION: &str = "REDIS_REFUSE_EVICTION";
+
+/// The port a Sentinel listens on when a `redis+sentinel://` URL names none.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 /// How reconnects back off: exponential from `min_delay`, doubling, capped at
 /// `max_delay`, with jitter; after `max_retries` failed attempts the waiting
@@ -56,6 +73,48 @@ impl Default for RetryPolicy {
             max_retries: 6,
         }
     }
+}
+
+/// Durability on request: after every write the client sends `WAIT
+/// replicas timeout` and the write fails with `STORAGE_NOT_REPLICATED`
+/// unless at least `replicas` replicas acknowledged it in time.
+///
+/// What it promises: a write that succeeded had reached `replicas`
+/// replicas, so a failover to one of them keeps it. What it does not: the
+/// write is not undone when too few replicas answered (it is on the
+/// primary, and may or may not survive a failover: re-read it), and a
+/// failover may still promote a replica that had not acknowledged it when
+/// `replicas` is less than the number of replicas. Redis stays
+/// asynchronously replicated; this narrows, not closes, the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaAcks {
+    /// How many replicas must acknowledge each write (at least 1).
+    pub replicas: u32,
+    /// How long a write waits for them (below the response timeout).
+    pub timeout: Duration,
+}
+
+/// Where the data lives: one address, or whichever node the Sentinels
+/// name as the master.
+#[derive(Clone, PartialEq)]
+pub(crate) enum Topology {
+    /// The URL's host (or socket).
+    Standalone,
+    /// The master the Sentinels name; `connection_info` then holds only
+    /// the data nodes' credentials and database.
+    Sentinel(SentinelSettings),
+}
+
+/// A `redis+sentinel://` URL, parsed.
+#[derive(Clone, PartialEq)]
+pub(crate) struct SentinelSettings {
+    /// The name the Sentinels monitor the master under.
+    pub(crate) master_name: String,
+    /// The Sentinels' addresses, asked in this order.
+    pub(crate) sentinels: Vec<(String, u16)>,
+    /// Credentials for the Sentinels themselves (`REDIS_SENTINEL_*`).
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
 }
 
 /// Validated client configuration. Build one with [`Config::from_url`],
@@ -91,6 +150,11 @@ pub struct Config {
     /// PEM root certificate(s) to trust for `rediss://` instead of the
     /// system store (a private CA).
     pub(crate) tls_root_cert: Option<Vec<u8>>,
+    /// Writes wait for replica acknowledgements (`None`: they do not).
+    pub replica_acks: Option<ReplicaAcks>,
+    /// `Client::connect` fails when the server may evict keys.
+    pub refuse_evicting_server: bool,
+    pub(crate) topology: Topology,
 }
 
 /// Adds to the `Debug` output `$out` the settings that [`Config`] and
@@ -103,6 +167,8 @@ macro_rules! debug_settings {
             .field("operation_timeout", &$settings.operation_timeout)
             .field("retry", &$settings.retry)
             .field("lazy_connect", &$settings.lazy_connect)
+            .field("replica_acks", &$settings.replica_acks)
+            .field("refuse_evicting_server", &$settings.refuse_evicting_server)
             .field(
                 "tls_root_cert",
                 &$settings.tls_root_cert.as_ref().map(|_| "<set>"),
@@ -115,8 +181,19 @@ impl std::fmt::Debug for Config {
         let settings = self.connection_info.redis_settings();
         let mut out = f.debug_struct("Config");
         out.field("endpoint", &self.endpoint)
-            .field("tls", &self.tls)
-            .field("database", &settings.db())
+            .field("tls", &self.tls);
+        if let Topology::Sentinel(sentinel) = &self.topology {
+            out.field("sentinel_master", &sentinel.master_name)
+                .field(
+                    "sentinel_username",
+                    &sentinel.username.as_ref().map(|_| "<set>"),
+                )
+                .field(
+                    "sentinel_password",
+                    &sentinel.password.as_ref().map(|_| "<redacted>"),
+                );
+        }
+        out.field("database", &settings.db())
             .field("username", &settings.username().map(|_| "<set>"))
             .field("password", &settings.password().map(|_| "<redacted>"));
         debug_settings!(out, self).finish()
@@ -167,21 +244,40 @@ impl Config {
         }
         builder = builder.retry(retry);
         if let Some(v) = lookup(ENV_LAZY_CONNECT) {
-            let lazy = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(Error::Config(format!(
-                        "{ENV_LAZY_CONNECT} must be true or false, got {v:?}"
-                    )));
-                }
-            };
-            builder = builder.lazy_connect(lazy);
+            builder = builder.lazy_connect(parse_bool_var(ENV_LAZY_CONNECT, &v)?);
         }
         if let Some(path) = lookup(ENV_TLS_CA_FILE) {
             let pem = std::fs::read(path.trim())
                 .map_err(|e| Error::Config(format!("{ENV_TLS_CA_FILE} could not be read: {e}")))?;
             builder = builder.tls_root_cert_pem(pem);
+        }
+        if let Some(v) = lookup(ENV_SENTINEL_PASSWORD) {
+            builder = builder.sentinel_credentials(lookup(ENV_SENTINEL_USERNAME), v);
+        } else if lookup(ENV_SENTINEL_USERNAME).is_some() {
+            return Err(Error::Config(format!(
+                "{ENV_SENTINEL_USERNAME} is set without {ENV_SENTINEL_PASSWORD}"
+            )));
+        }
+        if let Some(v) = lookup(ENV_WAIT_REPLICAS) {
+            let replicas: u32 = v.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "{ENV_WAIT_REPLICAS} must be a whole number of replicas, got {v:?}"
+                ))
+            })?;
+            let timeout = match lookup(ENV_WAIT_TIMEOUT) {
+                Some(t) => parse_duration_var(ENV_WAIT_TIMEOUT, &t)?,
+                None => DEFAULT_WAIT_TIMEOUT,
+            };
+            if replicas > 0 {
+                builder = builder.wait_for_replicas(replicas, timeout);
+            }
+        } else if lookup(ENV_WAIT_TIMEOUT).is_some() {
+            return Err(Error::Config(format!(
+                "{ENV_WAIT_TIMEOUT} is set without {ENV_WAIT_REPLICAS}"
+            )));
+        }
+        if let Some(v) = lookup(ENV_REFUSE_EVICTION) {
+            builder = builder.refuse_evicting_server(parse_bool_var(ENV_REFUSE_EVICTION, &v)?);
         }
         builder.build()
     }
@@ -196,10 +292,14 @@ impl Config {
             retry: RetryPolicy::default(),
             lazy_connect: true,
             tls_root_cert: None,
+            sentinel_credentials: None,
+            replica_acks: None,
+            refuse_evicting_server: false,
         }
     }
 
-    /// `host:port` (or the socket path): safe to log, unlike the URL.
+    /// `host:port` (or the socket path; for Sentinel, the master's name and
+    /// the Sentinels' addresses): safe to log, unlike the URL.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -218,6 +318,15 @@ impl Config {
     pub fn has_password(&self) -> bool {
         self.connection_info.redis_settings().password().is_some()
     }
+
+    /// The master name of a `redis+sentinel://` configuration (`None` for
+    /// a single server).
+    pub fn sentinel_master(&self) -> Option<&str> {
+        match &self.topology {
+            Topology::Sentinel(sentinel) => Some(&sentinel.master_name),
+            Topology::Standalone => None,
+        }
+    }
 }
 
 /// Builder for [`Config`]; see [`Config::builder`].
@@ -232,6 +341,10 @@ pub struct ConfigBuilder {
     retry: RetryPolicy,
     lazy_connect: bool,
     tls_root_cert: Option<Vec<u8>>,
+    /// (username, password) for the Sentinels.
+    sentinel_credentials: Option<(Option<String>, String)>,
+    replica_acks: Option<ReplicaAcks>,
+    refuse_evicting_server: bool,
 }
 
 impl std::fmt::Debug for ConfigBuilder {
@@ -282,15 +395,86 @@ impl ConfigBuilder {
         self
     }
 
+    /// Credentials for the Sentinels of a `redis+sentinel://` URL, when
+    /// they require a password (`requirepass` or an ACL user); the URL's
+    /// own credentials are for the data nodes.
+    pub fn sentinel_credentials(
+        mut self,
+        username: Option<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_credentials = Some((username, password.into()));
+        self
+    }
+
+    /// Makes every write wait until `replicas` replicas acknowledged it, for
+    /// at most `timeout` (see [`ReplicaAcks`] for what that does and does
+    /// not promise). A write that got fewer acknowledgements fails with
+    /// `STORAGE_NOT_REPLICATED`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redis_runtime::Config;
+    ///
+    /// let config = Config::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .wait_for_replicas(1, Duration::from_millis(500))
+    ///     .build()?;
+    /// assert_eq!(config.sentinel_master(), Some("mymaster"));
+    /// assert_eq!(config.replica_acks.map(|acks| acks.replicas), Some(1));
+    /// # Ok::<(), redis_runtime::Error>(())
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = Some(ReplicaAcks { replicas, timeout });
+        self
+    }
+
+    /// With `true`, `Client::connect` connects at once and fails with
+    /// `STORAGE_CONFIG` when the server's `maxmemory-policy` may evict keys
+    /// (`allkeys-*`, `volatile-*`): eviction can drop an index key or an
+    /// entity hash on its own. Default `false`: `Client::health` reports it
+    /// in `warnings` and the client logs it once.
+    pub fn refuse_evicting_server(mut self, refuse: bool) -> Self {
+        self.refuse_evicting_server = refuse;
+        self
+    }
+
     /// Validates everything and produces the [`Config`].
     ///
     /// Errors: [`Error::UrlMissing`] for an empty URL; [`Error::Config`] for
     /// a malformed URL, an unsupported scheme, a bad database number, `rediss://`
-    /// without the `tls` feature, or a zero timeout.
+    /// without the `tls` feature, a zero timeout, a Sentinel URL without a
+    /// master name, or replica acknowledgements that could never complete.
+    ///
+    /// A Sentinel URL has the form
+    /// `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/master_name[/db]`:
+    /// the hosts are the Sentinels (port 26379 unless given), the
+    /// credentials and database are the data nodes'.
+    ///
+    /// ```
+    /// use redis_runtime::Config;
+    ///
+    /// let config = Config::from_url("redis+sentinel://:pw@10.0.0.1,10.0.0.2:26380/orders/2")?;
+    /// assert_eq!(config.sentinel_master(), Some("orders"));
+    /// assert_eq!(config.endpoint(), "sentinel/orders (10.0.0.1:26379,10.0.0.2:26380)");
+    /// assert_eq!(config.database(), 2);
+    /// assert!(config.has_password());
+    /// # Ok::<(), redis_runtime::Error>(())
+    /// ```
     pub fn build(self) -> Result<Config> {
         let url = self.url.trim();
         if url.is_empty() {
             return Err(Error::UrlMissing);
+        }
+        self.check_settings()?;
+        if let Some(rest) = sentinel_url_rest(url)? {
+            let rest = rest.to_string();
+            return self.build_sentinel(&rest);
+        }
+        if self.sentinel_credentials.is_some() {
+            return Err(Error::Config(
+                "Sentinel credentials were given for a URL without Sentinel: use redis+sentinel://"
+                    .into(),
+            ));
         }
         let parsed = url::Url::parse(url)
             .map_err(|e| Error::Config(format!("the Redis URL is malformed: {e}")))?;
@@ -306,7 +490,7 @@ impl ConfigBuilder {
             "unix" | "redis+unix" => (parsed.path().to_string(), false),
             other => {
                 return Err(Error::Config(format!(
-                    "unsupported URL scheme `{other}`: use redis://, rediss:// (TLS) or unix://"
+                    "unsupported URL scheme `{other}`: use redis://, rediss:// (TLS), redis+sentinel:// or unix://"
                 )));
             }
         };
@@ -328,6 +512,15 @@ impl ConfigBuilder {
                 )));
             }
         }
+        // redis-rs error text for a URL names the problem, never the URL.
+        let connection_info = parsed
+            .into_connection_info()
+            .map_err(|e| Error::Config(format!("the Redis URL was rejected: {e}")))?;
+        Ok(self.into_config(connection_info, endpoint, tls, Topology::Standalone))
+    }
+
+    /// The settings every topology shares: timeouts, backoff, acknowledgements.
+    fn check_settings(&self) -> Result<()> {
         for (name, value) in [
             ("connect timeout", self.connect_timeout),
             ("response timeout", self.response_timeout),
@@ -344,11 +537,77 @@ impl ConfigBuilder {
                 "the retry min delay must not exceed the retry max delay".into(),
             ));
         }
-        // redis-rs error text for a URL names the problem, never the URL.
-        let connection_info = parsed
-            .into_connection_info()
-            .map_err(|e| Error::Config(format!("the Redis URL was rejected: {e}")))?;
-        Ok(Config {
+        if let Some(acks) = self.replica_acks {
+            if acks.replicas == 0 {
+                return Err(Error::Config(
+                    "waiting for 0 replicas waits for nothing: leave replica acknowledgements off instead".into(),
+                ));
+            }
+            // WAIT 0 would block forever; a wait the response timeout cuts
+            // short would report a dropped link instead of the count.
+            if acks.timeout.is_zero() || acks.timeout >= self.response_timeout {
+                return Err(Error::Config(format!(
+                    "the replica acknowledgement timeout must be above zero and below the response timeout ({} ms), got {} ms",
+                    self.response_timeout.as_millis(),
+                    acks.timeout.as_millis()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `redis+sentinel://` configuration from the URL after its scheme.
+    fn build_sentinel(self, rest: &str) -> Result<Config> {
+        if self.tls_root_cert.is_some() {
+            return Err(Error::Config(
+                "a TLS root certificate was given for a Sentinel URL, and TLS through Sentinel is not supported yet".into(),
+            ));
+        }
+        let parsed = SentinelUrl::parse(rest)?;
+        // The node credentials and database go through redis-rs's own URL
+        // parsing (percent-decoding included); the address is a placeholder
+        // the master's replaces once the Sentinels name it.
+        let node_url = format!(
+            "redis://{}127.0.0.1/{}",
+            parsed.userinfo.map(|u| format!("{u}@")).unwrap_or_default(),
+            parsed.database
+        );
+        let connection_info = node_url.as_str().into_connection_info().map_err(|e| {
+            Error::Config(format!(
+                "the credentials in the Sentinel URL were rejected: {e}"
+            ))
+        })?;
+        let endpoint = format!(
+            "sentinel/{} ({})",
+            parsed.master_name,
+            parsed
+                .sentinels
+                .iter()
+                .map(|(host, port)| format!("{host}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (username, password) = match self.sentinel_credentials.clone() {
+            Some((username, password)) => (username, Some(password)),
+            None => (None, None),
+        };
+        let topology = Topology::Sentinel(SentinelSettings {
+            master_name: parsed.master_name,
+            sentinels: parsed.sentinels,
+            username,
+            password,
+        });
+        Ok(self.into_config(connection_info, endpoint, false, topology))
+    }
+
+    fn into_config(
+        self,
+        connection_info: redis::ConnectionInfo,
+        endpoint: String,
+        tls: bool,
+        topology: Topology,
+    ) -> Config {
+        Config {
             connection_info,
             endpoint,
             tls,
@@ -358,7 +617,126 @@ impl ConfigBuilder {
             retry: self.retry,
             lazy_connect: self.lazy_connect,
             tls_root_cert: self.tls_root_cert,
+            replica_acks: self.replica_acks,
+            refuse_evicting_server: self.refuse_evicting_server,
+            topology,
+        }
+    }
+}
+
+/// How long a write waits for replica acknowledgements when
+/// `REDIS_WAIT_REPLICAS` is set without `REDIS_WAIT_TIMEOUT`.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The part after `redis+sentinel://`, if `url` is a Sentinel URL.
+fn sentinel_url_rest(url: &str) -> Result<Option<&str>> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(None);
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "redis+sentinel" | "valkey+sentinel" => Ok(Some(rest)),
+        "rediss+sentinel" | "valkeys+sentinel" => Err(Error::Config(
+            "TLS through Sentinel is not supported yet: use redis+sentinel:// on a private network, or rediss:// to one server".into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `[[user]:password@]host[:port][,host[:port]…]/master_name[/db]`: the
+/// form of a `redis+sentinel://` URL after its scheme.
+struct SentinelUrl<'u> {
+    /// The data nodes' credentials, still percent-encoded.
+    userinfo: Option<&'u str>,
+    sentinels: Vec<(String, u16)>,
+    master_name: String,
+    database: u32,
+}
+
+impl<'u> SentinelUrl<'u> {
+    const FORM: &'static str =
+        "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master_name[/db]";
+
+    fn parse(rest: &'u str) -> Result<Self> {
+        let bad = |why: String| Error::Config(format!("{why}; the form is {}", Self::FORM));
+        if rest.contains(['?', '#']) {
+            return Err(bad(format!(
+                "a Sentinel URL takes no query or fragment (Sentinel credentials come from {ENV_SENTINEL_USERNAME} and {ENV_SENTINEL_PASSWORD})"
+            )));
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let sentinels = hosts
+            .split(',')
+            .map(|host| parse_host_port(host.trim()).ok_or(host))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|host| bad(format!("the Sentinel address {host:?} is not host[:port]")))?;
+        let mut segments = path.split('/');
+        let master_name = segments.next().unwrap_or_default();
+        if master_name.is_empty()
+            || !master_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(bad(format!(
+                "the Sentinel URL must name the master (letters, digits, - _ .), got {master_name:?}"
+            )));
+        }
+        let database = match segments.next() {
+            None | Some("") => 0,
+            Some(db) => db.parse().map_err(|_| {
+                bad(format!(
+                    "the database in the Sentinel URL must be a number, got {db:?}"
+                ))
+            })?,
+        };
+        if segments.any(|s| !s.is_empty()) {
+            return Err(bad("the Sentinel URL has extra path segments".into()));
+        }
+        Ok(Self {
+            userinfo,
+            sentinels,
+            master_name: master_name.to_string(),
+            database,
         })
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to
+/// [`DEFAULT_SENTINEL_PORT`].
+fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if host.is_empty() || host.contains(['@', '/', ' ']) {
+        return None;
+    }
+    let port = match port {
+        None => DEFAULT_SENTINEL_PORT,
+        Some(port) => port.parse().ok().filter(|p| *p != 0)?,
+    };
+    Some((host.to_string(), port))
+}
+
+/// A boolean setting: true/false, 1/0, yes/no, on/off.
+fn parse_bool_var(name: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config(format!(
+            "{name} must be true or false, got {value:?}"
+        ))),
     }
 }
 
@@ -517,5 +895,133 @@ mod tests {
         let err = Config::from_url("redis://user:s3cret@127.0.0.1:6379/xyz").expect_err("bad db");
         assert!(!err.to_string().contains("s3cret"));
         assert!(!format!("{err:?}").contains("s3cret"));
+    }
+
+    fn sentinel_settings(config: &Config) -> &SentinelSettings {
+        match &config.topology {
+            Topology::Sentinel(settings) => settings,
+            Topology::Standalone => panic!("expected a Sentinel configuration"),
+        }
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_master_and_the_node_credentials() {
+        let config = Config::from_url(
+            "redis+sentinel://app:p%40ss@10.0.0.1:26380,sentinel-b,[::1]:26381/orders-main/3",
+        )
+        .expect("valid");
+        let settings = sentinel_settings(&config);
+        assert_eq!(settings.master_name, "orders-main");
+        assert_eq!(
+            settings.sentinels,
+            vec![
+                ("10.0.0.1".to_string(), 26380),
+                ("sentinel-b".to_string(), DEFAULT_SENTINEL_PORT),
+                ("::1".to_string(), 26381),
+            ]
+        );
+        let node = config.connection_info.redis_settings();
+        assert_eq!(node.username(), Some("app"));
+        assert_eq!(node.password(), Some("p@ss"), "percent-decoded");
+        assert_eq!(config.database(), 3);
+        assert_eq!(config.sentinel_master(), Some("orders-main"));
+        assert!(!format!("{config:?}").contains("p@ss"));
+        assert!(!format!("{config:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn sentinel_credentials_come_from_the_environment_and_stay_secret() {
+        let config = from_vars(&[
+            (ENV_URL, "redis+sentinel://127.0.0.1/mymaster"),
+            (ENV_SENTINEL_USERNAME, "watcher"),
+            (ENV_SENTINEL_PASSWORD, "sentinel-s3cret"),
+        ])
+        .expect("valid");
+        let settings = sentinel_settings(&config);
+        assert_eq!(settings.username.as_deref(), Some("watcher"));
+        assert_eq!(settings.password.as_deref(), Some("sentinel-s3cret"));
+        assert!(!format!("{config:?}").contains("sentinel-s3cret"));
+        let msg = var_error("redis://localhost", ENV_SENTINEL_PASSWORD, "x");
+        assert!(msg.contains("redis+sentinel://"), "{msg}");
+        let msg = var_error("redis+sentinel://h/m", ENV_SENTINEL_USERNAME, "watcher");
+        assert!(msg.contains(ENV_SENTINEL_PASSWORD), "{msg}");
+    }
+
+    #[test]
+    fn bad_sentinel_urls_say_what_is_wrong_and_show_the_form() {
+        for (url, expected) in [
+            ("redis+sentinel://127.0.0.1:26379", "must name the master"),
+            ("redis+sentinel://127.0.0.1:26379/", "must name the master"),
+            (
+                "redis+sentinel://127.0.0.1:26379/my master",
+                "must name the master",
+            ),
+            ("redis+sentinel://127.0.0.1:99999/m", "is not host[:port]"),
+            ("redis+sentinel://a,,b/m", "is not host[:port]"),
+            ("redis+sentinel://h/m/zero", "must be a number"),
+            ("redis+sentinel://h/m/0/extra", "extra path"),
+            ("redis+sentinel://h/m?sentinel_password=x", "no query"),
+            ("rediss+sentinel://h/m", "TLS through Sentinel"),
+        ] {
+            let msg = config_error(Config::from_url(url));
+            assert!(msg.contains(expected), "{url}: {msg}");
+            if !url.starts_with("rediss") {
+                assert!(
+                    msg.contains("redis+sentinel://[[user]:password@]"),
+                    "{url}: {msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replica_acknowledgements_are_validated() {
+        let config = from_vars(&[
+            (ENV_URL, "redis://localhost"),
+            (ENV_WAIT_REPLICAS, "2"),
+            (ENV_WAIT_TIMEOUT, "250ms"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.replica_acks,
+            Some(ReplicaAcks {
+                replicas: 2,
+                timeout: Duration::from_millis(250)
+            })
+        );
+        let defaulted =
+            from_vars(&[(ENV_URL, "redis://localhost"), (ENV_WAIT_REPLICAS, "1")]).expect("valid");
+        assert_eq!(
+            defaulted.replica_acks.map(|acks| acks.timeout),
+            Some(DEFAULT_WAIT_TIMEOUT)
+        );
+        let off =
+            from_vars(&[(ENV_URL, "redis://localhost"), (ENV_WAIT_REPLICAS, "0")]).expect("valid");
+        assert_eq!(off.replica_acks, None);
+        let msg = var_error("redis://localhost", ENV_WAIT_REPLICAS, "some");
+        assert!(msg.contains(ENV_WAIT_REPLICAS), "{msg}");
+        let msg = var_error("redis://localhost", ENV_WAIT_TIMEOUT, "1s");
+        assert!(msg.contains(ENV_WAIT_REPLICAS), "{msg}");
+        let msg = config_error(
+            Config::builder("redis://localhost")
+                .wait_for_replicas(1, Duration::from_secs(5))
+                .build(),
+        );
+        assert!(msg.contains("below the response timeout"), "{msg}");
+        let msg = config_error(
+            Config::builder("redis://localhost")
+                .wait_for_replicas(0, Duration::from_millis(100))
+                .build(),
+        );
+        assert!(msg.contains("0 replicas"), "{msg}");
+    }
+
+    #[test]
+    fn refusing_evicting_servers_is_a_boolean_setting() {
+        let config = from_vars(&[(ENV_URL, "redis://localhost"), (ENV_REFUSE_EVICTION, "yes")])
+            .expect("valid");
+        assert!(config.refuse_evicting_server);
+        let msg = var_error("redis://localhost", ENV_REFUSE_EVICTION, "perhaps");
+        assert!(msg.contains(ENV_REFUSE_EVICTION), "{msg}");
     }
 }

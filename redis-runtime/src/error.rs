@@ -62,6 +62,7 @@ macro_rules! context_of {
             Error::UrlMissing | Error::Config(_) => None,
             Error::Unavailable { context, .. }
             | Error::Timeout { context, .. }
+            | Error::NotReplicated { context, .. }
             | Error::Command { context, .. }
             | Error::OutOfMemory { context, .. }
             | Error::Auth { context, .. }
@@ -133,6 +134,24 @@ pub enum Error {
         /// The request may have been applied (it was sent, no reply came):
         /// re-read before retrying a write.
         outcome_unknown: bool,
+    },
+
+    /// A write was applied on the primary, but fewer replicas than
+    /// [`Config::replica_acks`](crate::Config) asks for acknowledged it in
+    /// time: it may be lost if the primary fails over now. Re-read before
+    /// retrying; the outcome counts as unknown.
+    #[error(
+        "Redis write not replicated{context}: {acknowledged} of {required} replicas acknowledged it within {timeout_ms} ms; it is on the primary but may be lost if the primary fails over: re-read before retrying"
+    )]
+    NotReplicated {
+        /// Where it happened.
+        context: Context,
+        /// How many replicas acknowledged the write.
+        acknowledged: u64,
+        /// How many were required.
+        required: u32,
+        /// How long the write waited for them.
+        timeout_ms: u64,
     },
 
     /// The server answered with an error reply (e.g. `WRONGTYPE`, or a
@@ -282,6 +301,7 @@ impl Error {
             Error::Config(_) => "STORAGE_CONFIG",
             Error::Unavailable { .. } => "STORAGE_UNAVAILABLE",
             Error::Timeout { .. } => "STORAGE_TIMEOUT",
+            Error::NotReplicated { .. } => "STORAGE_NOT_REPLICATED",
             Error::Command { .. } => "STORAGE_COMMAND",
             Error::OutOfMemory { .. } => "STORAGE_OOM",
             Error::Auth { .. } => "STORAGE_AUTH",
@@ -321,7 +341,7 @@ impl Error {
             } | Error::Timeout {
                 outcome_unknown: true,
                 ..
-            }
+            } | Error::NotReplicated { .. }
         )
     }
 
@@ -461,6 +481,12 @@ mod tests {
                 context: ctx.clone(),
                 elapsed_ms: 1,
                 outcome_unknown: false,
+            },
+            Error::NotReplicated {
+                context: ctx.clone(),
+                acknowledged: 0,
+                required: 1,
+                timeout_ms: 100,
             },
             Error::Command {
                 context: ctx.clone(),

@@ -30,6 +30,7 @@ pub mod pubsub;
 pub mod queue;
 mod reply;
 mod script;
+mod sentinel;
 pub mod server;
 pub mod stream;
 #[cfg(feature = "testing")]
@@ -39,7 +40,7 @@ pub mod worker;
 pub use applog::AppendLog;
 pub use client::{Client, Connection, Health, Request};
 pub use codec::{FieldValue, KeyPart, Record};
-pub use config::{Config, ConfigBuilder, RetryPolicy};
+pub use config::{Config, ConfigBuilder, ReplicaAcks, RetryPolicy};
 pub use entity::{Conditional, Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result, Unavailability};
 pub use index::{Order, Page, ScoreRange};

@@ -199,14 +199,25 @@ impl<T> futures_util::Stream for Subscription<T> {
 async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubStream)> {
     let ctx = Context::new("pubsub.subscribe", Cow::Owned(channel.to_string()));
     let limit = client.config().operation_timeout;
+    let started = std::time::Instant::now();
     let attempt = async {
-        let mut pubsub = client.redis_client().get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub.split())
+        let redis_client = client.redis_client().await?;
+        let subscribed = async {
+            let mut pubsub = redis_client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub.split())
+        };
+        subscribed
+            .await
+            .map_err(|e| Error::from_redis(&e, ctx.clone()))
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(Error::from_redis(&e, ctx)),
+        Ok(Err(e)) => {
+            // With Sentinel, the master may have moved.
+            client.suspect_master(&e, started);
+            Err(e.with_context(ctx))
+        }
         Err(_) => Err(Error::Timeout {
             context: ctx,
             elapsed_ms: duration_ms(limit),

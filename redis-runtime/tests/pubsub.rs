@@ -73,6 +73,8 @@ async fn typed_publish_and_subscribe() {
     // The wire format is plain JSON, with camelCase field names.
     let mut raw_sub = client
         .redis_client()
+        .await
+        .expect("redis client")
         .get_async_pubsub()
         .await
         .expect("pubsub");
