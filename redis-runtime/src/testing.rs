@@ -39,6 +39,9 @@ use crate::client::Client;
 use crate::config::{Config, ConfigBuilder};
 use crate::error::Context;
 
+mod sentinel;
+pub use sentinel::{SentinelOptions, SentinelTopology};
+
 /// Environment variable naming the `redis-server` binary to run.
 pub const ENV_SERVER_BIN: &str = "REDIS_SERVER_BIN";
 

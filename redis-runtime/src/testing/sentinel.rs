@@ -1,0 +1,924 @@
+//! A throwaway Redis Sentinel topology: one master, one replica and three
+//! sentinels, each its own process on a free loopback port, in one
+//! temporary directory, all killed when the [`SentinelTopology`] is
+//! dropped.
+//!
+//! Failover tests drive it: [`SentinelTopology::failover`] asks the
+//! sentinels for a manual failover and waits until it is complete;
+//! [`SentinelTopology::kill_master`] crashes the master and
+//! [`SentinelTopology::wait_for_new_master`] waits for the automatic
+//! failover; [`SentinelTopology::restart_node`] brings a killed node back
+//! for the sentinels to turn into a replica.
+//!
+//! Every wait polls with a deadline and panics, naming what it waited for,
+//! what it last saw and the tail of every process's log, rather than hang
+//! or guess a sleep. The sentinels are fast on purpose: a master is down
+//! after 1 s without an answer, and the quorum is 2 of 3.
+//!
+//! ```no_run
+//! use redis_runtime::testing::SentinelTopology;
+//!
+//! let mut topology = SentinelTopology::start("mymaster");
+//! let first = topology.master_port();
+//! let second = topology.failover();
+//! assert_ne!(first, second);
+//! let killed = topology.kill_master();
+//! assert_eq!(topology.wait_for_new_master(killed), first);
+//! topology.restart_node(killed);
+//! ```
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin};
+
+/// How many sentinels watch the master.
+const SENTINELS: usize = 3;
+/// How many of them must agree that the master is down.
+const QUORUM: usize = 2;
+/// Milliseconds without a valid answer before a sentinel calls a node down.
+const DOWN_AFTER_MS: u64 = 1000;
+/// Milliseconds a sentinel gives a failover before trying again.
+const FAILOVER_TIMEOUT_MS: u64 = 4000;
+/// How long the topology gets to come together (replica synced, sentinels
+/// aware of each other and of the replica).
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a failover (manual or after a crash) gets to complete.
+const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+/// How long a node gets to become a replica every sentinel knows as one:
+/// a sentinel corrects a node's role some 8 s after it sees it wrong, and
+/// each looks at a replica only every 10 s.
+const REPLICA_WAIT: Duration = Duration::from_secs(30);
+/// How often the waits look again.
+const POLL: Duration = Duration::from_millis(50);
+/// Connect, read and write timeout of every inspection.
+const IO_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What [`SentinelTopology::start_with`] protects with passwords. The
+/// default protects nothing.
+///
+/// ```no_run
+/// use redis_runtime::testing::{SentinelOptions, SentinelTopology};
+///
+/// let topology = SentinelTopology::start_with(
+///     "mymaster",
+///     SentinelOptions {
+///         node_password: Some("node secret".into()),
+///         ..SentinelOptions::default()
+///     },
+/// );
+/// // redis+sentinel://:node%20secret@127.0.0.1:…/mymaster
+/// # drop(topology.url());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentinelOptions {
+    /// The data nodes' `requirepass` (and `masterauth`, since either node
+    /// may become a replica); the sentinels log in with it (`sentinel
+    /// auth-pass`). `None`: no password.
+    pub node_password: Option<String>,
+    /// The sentinels' own `requirepass`; they log in to each other with it
+    /// (`sentinel sentinel-pass`). `None`: no password.
+    pub sentinel_password: Option<String>,
+}
+
+/// One master, one replica and three sentinels on free loopback ports;
+/// see the module docs. Every process is killed on drop.
+///
+/// The two data nodes keep their ports for the topology's life, in the
+/// order [`node_ports`](Self::node_ports) gives them; which one is the
+/// master is whatever the sentinels say ([`master_port`](Self::master_port)).
+/// Persistence is off: a node that is killed and restarted comes back
+/// empty.
+#[derive(Debug)]
+pub struct SentinelTopology {
+    master_name: String,
+    options: SentinelOptions,
+    /// The data nodes, in a fixed order (the first was the first master).
+    nodes: [Process; 2],
+    sentinels: Vec<Process>,
+    /// Dropped after the processes (fields drop in order), so they never
+    /// run in a deleted directory.
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelTopology {
+    /// Starts a topology without passwords, panicking with an actionable
+    /// message if it cannot; see [`SentinelTopology::start_with`].
+    pub fn start(master_name: &str) -> Self {
+        Self::start_with(master_name, SentinelOptions::default())
+    }
+
+    /// Starts the master, its replica and three sentinels monitoring it as
+    /// `master_name` (letters, digits, `.`, `_` and `-`), and returns once
+    /// the replica is in sync and every sentinel knows the two other
+    /// sentinels and the replica. Panics with an actionable message if the
+    /// binary is missing, a process does not start, or the topology does
+    /// not come together within 20 s.
+    pub fn start_with(master_name: &str, options: SentinelOptions) -> Self {
+        assert!(
+            !master_name.is_empty()
+                && master_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
+            "the master name {master_name:?} must be made of letters, digits, `.`, `_` and `-`"
+        );
+        match Self::try_start_with(master_name, options) {
+            Ok(topology) => topology,
+            Err(e) => panic!("cannot start a Sentinel topology: {e}"),
+        }
+    }
+
+    fn try_start_with(master_name: &str, options: SentinelOptions) -> Result<Self, HarnessError> {
+        let bin = server_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("redis-runtime-sentinel-")
+            .tempdir()?;
+        let password = options.node_password.as_deref();
+        let master = Process::start_data_node(&bin, &dir.path().join("node-0"), password, None)?;
+        let replica = Process::start_data_node(
+            &bin,
+            &dir.path().join("node-1"),
+            password,
+            Some(master.port),
+        )?;
+        let mut sentinels = Vec::with_capacity(SENTINELS);
+        for i in 0..SENTINELS {
+            sentinels.push(Process::start_sentinel(
+                &bin,
+                &dir.path().join(format!("sentinel-{i}")),
+                master_name,
+                master.port,
+                &options,
+            )?);
+        }
+        let topology = Self {
+            master_name: master_name.to_string(),
+            options,
+            nodes: [master, replica],
+            sentinels,
+            _dir: dir,
+        };
+        topology.wait_until(CONVERGE_TIMEOUT, "the topology to come together", || {
+            topology.converged()
+        });
+        Ok(topology)
+    }
+
+    /// The name the sentinels monitor the master as.
+    pub fn master_name(&self) -> &str {
+        &self.master_name
+    }
+
+    /// The sentinels' addresses, `127.0.0.1:<port>` each.
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|sentinel| format!("127.0.0.1:{}", sentinel.port))
+            .collect()
+    }
+
+    /// `redis+sentinel://127.0.0.1:<p1>,127.0.0.1:<p2>,127.0.0.1:<p3>/<master name>`,
+    /// with `:<node password>@` (percent-encoded) after the `//` when the
+    /// nodes have one. The sentinels' own password is not in it.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://{}{}/{}",
+            self.userinfo(),
+            self.sentinel_addrs().join(","),
+            self.master_name
+        )
+    }
+
+    /// The two data nodes' ports, always in the same order; the first was
+    /// the master at start.
+    pub fn node_ports(&self) -> [u16; 2] {
+        [self.nodes[0].port, self.nodes[1].port]
+    }
+
+    /// The master's port as the first sentinel that answers reports it
+    /// (`SENTINEL GET-MASTER-ADDR-BY-NAME`): the sentinels' view, which
+    /// lags a crash by the time they take to fail over. Panics if no
+    /// sentinel answers.
+    pub fn master_port(&self) -> u16 {
+        let mut seen = Vec::new();
+        for sentinel in &self.sentinels {
+            match self.reported_master(sentinel) {
+                Ok(port) => return port,
+                Err(e) => seen.push(format!("127.0.0.1:{}: {e}", sentinel.port)),
+            }
+        }
+        panic!(
+            "no sentinel reports the master {:?}: {}",
+            self.master_name,
+            seen.join("; ")
+        )
+    }
+
+    /// `redis://127.0.0.1:<port>`, with `:<node password>@` (percent-encoded)
+    /// when the nodes have one: for inspecting a data node directly.
+    pub fn node_url(&self, port: u16) -> String {
+        format!("redis://{}127.0.0.1:{port}", self.userinfo())
+    }
+
+    /// Fails over by hand (`SENTINEL FAILOVER`) and waits until it is
+    /// complete: every sentinel that answers reports the other data node as
+    /// the master, that node's `ROLE` is `master`, and the old master's is
+    /// `slave`, replicating from it with `master_link_status:up`. Returns
+    /// the new master's port.
+    ///
+    /// It first waits (up to 30 s) until the other node replicates from
+    /// the master with its link up and every sentinel that answers has seen
+    /// it as such a replica (`SENTINEL REPLICAS`): just after
+    /// [`restart_node`](Self::restart_node) (or another failover) the
+    /// sentinels would otherwise promote a still empty node, or one of them
+    /// would turn the promoted node back into a replica. Then the request
+    /// is repeated for up to 20 s while the sentinels refuse
+    /// (`NOGOODSLAVE`, `INPROG`), and the failover gets 20 s. The old master only becomes a replica when the
+    /// sentinels reconfigure it, about 10 s after the switch on Redis 7.0
+    /// (they wait 8 s before correcting a node's role), so a failover takes
+    /// about 11 s. Panics on timeout.
+    pub fn failover(&self) -> u16 {
+        let old = self.master_port();
+        let new = self.other_node(old);
+        // The sentinels would promote a restarted, still empty node they
+        // list as a replica, and one that has not yet seen it replicate
+        // would then turn it back into a replica: wait until it replicates
+        // and every sentinel has seen it do so.
+        let what = format!("port {new} to be a replica of port {old} that every sentinel sees");
+        self.wait_until(REPLICA_WAIT, &what, || {
+            self.expect_replica_of(new, old)?;
+            self.sentinels_see_replica(new, old)
+        });
+        self.wait_until(
+            FAILOVER_WAIT,
+            "the sentinels to accept SENTINEL FAILOVER",
+            || self.request_failover(),
+        );
+        let what = format!("the failover from port {old} to port {new}");
+        self.wait_until(FAILOVER_WAIT, &what, || {
+            self.all_sentinels_report(new)?;
+            self.expect_role(new, "master")?;
+            self.expect_replica_of(old, new)
+        });
+        new
+    }
+
+    /// Kills the current master's process (SIGKILL, like a crash), as the
+    /// sentinels report it, and returns its port. Does not wait for
+    /// anything: see [`wait_for_new_master`](Self::wait_for_new_master).
+    pub fn kill_master(&mut self) -> u16 {
+        let port = self.master_port();
+        self.node_mut(port).stop();
+        port
+    }
+
+    /// Waits until every sentinel that answers reports a master other than
+    /// `old_port`, and that node's `ROLE` is `master`; returns its port.
+    /// Panics after 20 s.
+    pub fn wait_for_new_master(&self, old_port: u16) -> u16 {
+        let what = format!("the sentinels to promote a master other than port {old_port}");
+        self.wait_until(FAILOVER_WAIT, &what, || {
+            let new = self.agreed_master()?;
+            if new == old_port {
+                return Err(format!("the sentinels still report port {old_port}"));
+            }
+            if !self.node_ports().contains(&new) {
+                return Err(format!("the sentinels report port {new}, not a data node"));
+            }
+            self.expect_role(new, "master")?;
+            Ok(new)
+        })
+    }
+
+    /// Starts the data node on `port` again (killing it first if it runs),
+    /// on the same port with the same password, and waits until it answers.
+    /// It comes back empty and as a master, like a crashed node without
+    /// persistence; the sentinels notice and make it a replica of the
+    /// current master, which takes them some seconds. Panics if `port` is
+    /// not a data node or the node does not start.
+    pub fn restart_node(&mut self, port: u16) {
+        let password = self.options.node_password.clone();
+        let node = self.node_mut(port);
+        node.stop();
+        node.args = data_node_args(port, &node.dir, password.as_deref(), None);
+        if let Err(e) = node.spawn_and_wait() {
+            panic!("cannot restart the data node on port {port}: {e}");
+        }
+    }
+
+    /// `:<percent-encoded node password>@`, or nothing.
+    fn userinfo(&self) -> String {
+        match &self.options.node_password {
+            Some(password) => format!(":{}@", percent_encode(password)),
+            None => String::new(),
+        }
+    }
+
+    fn node_mut(&mut self, port: u16) -> &mut Process {
+        let ports = self.node_ports();
+        match self.nodes.iter_mut().find(|node| node.port == port) {
+            Some(node) => node,
+            None => panic!("port {port} is not a data node of this topology ({ports:?})"),
+        }
+    }
+
+    /// The data node that is not on `port`.
+    fn other_node(&self, port: u16) -> u16 {
+        match self.node_ports() {
+            [a, b] if a == port => b,
+            [a, b] if b == port => a,
+            ports => panic!("the sentinels report port {port}, not a data node ({ports:?})"),
+        }
+    }
+
+    /// Start's condition: the replica is in sync, and every sentinel sees
+    /// the master up, the two other sentinels and the replica.
+    fn converged(&self) -> Result<(), String> {
+        let replica = self.nodes[1].port;
+        self.expect_replica_of(replica, self.nodes[0].port)?;
+        for sentinel in &self.sentinels {
+            let fields: HashMap<String, String> = self
+                .sentinel_query(sentinel, &["SENTINEL", "MASTER", &self.master_name])
+                .map_err(|e| format!("sentinel on port {}: {e}", sentinel.port))?;
+            let field = |name: &str| fields.get(name).map_or("?", String::as_str);
+            let replicas = fields
+                .get("num-slaves")
+                .or_else(|| fields.get("num-replicas"))
+                .map_or("?", String::as_str);
+            let others = field("num-other-sentinels");
+            let expected_others = (SENTINELS - 1).to_string();
+            if field("flags") != "master" || others != expected_others || replicas != "1" {
+                return Err(format!(
+                    "sentinel on port {} sees flags={}, num-other-sentinels={others}, \
+                     replicas={replicas}",
+                    sentinel.port,
+                    field("flags"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the first sentinel that answers to fail over.
+    fn request_failover(&self) -> Result<(), String> {
+        let mut seen = Vec::new();
+        for sentinel in &self.sentinels {
+            let reply: Result<redis::Value, Unanswered> =
+                self.sentinel_query(sentinel, &["SENTINEL", "FAILOVER", &self.master_name]);
+            match reply {
+                Ok(_) => return Ok(()),
+                Err(e) => seen.push(format!("sentinel on port {}: {e}", sentinel.port)),
+            }
+        }
+        Err(seen.join("; "))
+    }
+
+    /// The master every sentinel that answers reports, if they agree (and
+    /// at least one answers).
+    fn agreed_master(&self) -> Result<u16, String> {
+        let mut agreed = None;
+        let mut unreachable = Vec::new();
+        for sentinel in &self.sentinels {
+            let port = match self.reported_master(sentinel) {
+                Ok(port) => port,
+                Err(Unanswered::Unreachable(e)) => {
+                    unreachable.push(format!("port {}: {e}", sentinel.port));
+                    continue;
+                }
+                Err(Unanswered::Refused(e)) => {
+                    return Err(format!("sentinel on port {}: {e}", sentinel.port));
+                }
+            };
+            match agreed {
+                None => agreed = Some(port),
+                Some(other) if other == port => {}
+                Some(other) => {
+                    return Err(format!(
+                        "the sentinels disagree: port {other}, and port {port} for the sentinel \
+                         on port {}",
+                        sentinel.port
+                    ));
+                }
+            }
+        }
+        agreed.ok_or_else(|| format!("no sentinel answers: {}", unreachable.join("; ")))
+    }
+
+    /// Every sentinel that answers (at least one) lists the node on `port`
+    /// as a healthy replica of the node on `master`, and last saw it say so
+    /// itself (`role-reported`): none will still "correct" its role.
+    fn sentinels_see_replica(&self, port: u16, master: u16) -> Result<(), String> {
+        let mut answered = false;
+        for sentinel in &self.sentinels {
+            let args = ["SENTINEL", "REPLICAS", &self.master_name];
+            let replicas: Vec<HashMap<String, String>> = match self.sentinel_query(sentinel, &args)
+            {
+                Ok(replicas) => replicas,
+                Err(Unanswered::Unreachable(_)) => continue,
+                Err(e) => return Err(format!("sentinel on port {}: {e}", sentinel.port)),
+            };
+            answered = true;
+            let port_text = port.to_string();
+            let Some(fields) = replicas
+                .iter()
+                .find(|fields| fields.get("port") == Some(&port_text))
+            else {
+                return Err(format!(
+                    "the sentinel on port {} does not list port {port} as a replica",
+                    sentinel.port
+                ));
+            };
+            let field = |name: &str| fields.get(name).map_or("?", String::as_str);
+            let flags = field("flags");
+            let healthy = !flags
+                .split(',')
+                .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"));
+            if !healthy
+                || !matches!(field("role-reported"), "slave" | "replica")
+                || field("master-port") != master.to_string()
+                || field("master-link-status") != "ok"
+            {
+                return Err(format!(
+                    "the sentinel on port {} sees port {port} with flags={flags}, \
+                     role-reported={}, master-port={}, master-link-status={}",
+                    sentinel.port,
+                    field("role-reported"),
+                    field("master-port"),
+                    field("master-link-status"),
+                ));
+            }
+        }
+        if answered {
+            Ok(())
+        } else {
+            Err("no sentinel answers".to_string())
+        }
+    }
+
+    fn all_sentinels_report(&self, port: u16) -> Result<(), String> {
+        match self.agreed_master()? {
+            reported if reported == port => Ok(()),
+            reported => Err(format!("the sentinels report port {reported}")),
+        }
+    }
+
+    /// What `sentinel` reports as the master's port.
+    fn reported_master(&self, sentinel: &Process) -> Result<u16, Unanswered> {
+        let reply: Option<Vec<String>> = self.sentinel_query(
+            sentinel,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.master_name],
+        )?;
+        match reply.as_deref() {
+            Some([_host, port]) => port
+                .parse()
+                .map_err(|_| Unanswered::Refused(format!("not a port: {port:?}"))),
+            other => Err(Unanswered::Refused(format!(
+                "unexpected reply to GET-MASTER-ADDR-BY-NAME: {other:?}"
+            ))),
+        }
+    }
+
+    fn sentinel_query<T: redis::FromRedisValue>(
+        &self,
+        sentinel: &Process,
+        args: &[&str],
+    ) -> Result<T, Unanswered> {
+        let mut conn = connect(&self.sentinel_url(sentinel)).map_err(Unanswered::Unreachable)?;
+        let (name, rest) = args.split_first().expect("a command has a name");
+        redis::cmd(name)
+            .arg(rest)
+            .query(&mut conn)
+            .map_err(|e| Unanswered::Refused(e.to_string()))
+    }
+
+    fn sentinel_url(&self, sentinel: &Process) -> String {
+        match &self.options.sentinel_password {
+            Some(password) => format!(
+                "redis://:{}@127.0.0.1:{}",
+                percent_encode(password),
+                sentinel.port
+            ),
+            None => format!("redis://127.0.0.1:{}", sentinel.port),
+        }
+    }
+
+    /// The first word of the data node's `ROLE` reply.
+    fn role(&self, port: u16) -> Result<String, String> {
+        let mut conn =
+            connect(&self.node_url(port)).map_err(|e| format!("node on port {port}: {e}"))?;
+        let reply: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut conn)
+            .map_err(|e| format!("ROLE on port {port}: {e}"))?;
+        let first = reply.into_iter().next().unwrap_or(redis::Value::Nil);
+        redis::from_redis_value(first).map_err(|e| format!("ROLE on port {port}: {e}"))
+    }
+
+    fn expect_role(&self, port: u16, expected: &str) -> Result<(), String> {
+        match self.role(port)?.as_str() {
+            role if role == expected => Ok(()),
+            // Valkey may say `replica` where Redis says `slave`.
+            "replica" if expected == "slave" => Ok(()),
+            role => Err(format!("the node on port {port} is a {role}")),
+        }
+    }
+
+    /// The node on `port` replicates from the node on `master`, with its
+    /// link up (`INFO replication`).
+    fn expect_replica_of(&self, port: u16, master: u16) -> Result<(), String> {
+        let mut conn =
+            connect(&self.node_url(port)).map_err(|e| format!("node on port {port}: {e}"))?;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut conn)
+            .map_err(|e| format!("INFO replication on port {port}: {e}"))?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+                .unwrap_or("?")
+        };
+        let role = field("role");
+        let master_port = field("master_port");
+        let link = field("master_link_status");
+        if matches!(role, "slave" | "replica") && master_port == master.to_string() && link == "up"
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "the node on port {port} has role:{role}, master_port:{master_port}, \
+                 master_link_status:{link} (waiting for a replica of port {master}, link up)"
+            ))
+        }
+    }
+
+    /// Polls `check` until it succeeds, panicking after `limit` with `what`,
+    /// the last thing `check` saw and every process's log tail.
+    fn wait_until<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = match check() {
+                Ok(value) => return value,
+                Err(seen) => seen,
+            };
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what} (master {:?}); last seen: \
+                     {seen}; logs: {}",
+                    self.master_name,
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for (kind, process) in self
+            .nodes
+            .iter()
+            .map(|node| ("node", node))
+            .chain(self.sentinels.iter().map(|sentinel| ("sentinel", sentinel)))
+        {
+            let _ = write!(
+                out,
+                "\n  {kind} on port {}: {}",
+                process.port,
+                log_tail(&[&process.log_path(), &process.stderr_path()])
+            );
+        }
+        out
+    }
+}
+
+/// Why a sentinel gave no master.
+enum Unanswered {
+    /// No connection: the sentinel is not live.
+    Unreachable(String),
+    /// It answered, but not with a master.
+    Refused(String),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Unanswered::Refused(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A sync connection with short timeouts, errors as text.
+fn connect(url: &str) -> Result<redis::Connection, String> {
+    let open = || -> redis::RedisResult<redis::Connection> {
+        let conn = redis::Client::open(url)?.get_connection_with_timeout(IO_TIMEOUT)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(conn)
+    };
+    open().map_err(|e| e.to_string())
+}
+
+/// One `redis-server` process of the topology: a data node or a sentinel.
+#[derive(Debug)]
+struct Process {
+    bin: String,
+    port: u16,
+    /// Its own directory: working directory, log, sentinel config.
+    dir: PathBuf,
+    /// Everything after the binary.
+    args: Vec<OsString>,
+    /// Where readiness `PING`s go, with the password if any.
+    ping_url: String,
+    child: Option<Child>,
+}
+
+impl Process {
+    /// Starts a data node on a fresh port in `dir`, replicating from
+    /// `replica_of` if given, retrying on fresh ports if the bind fails.
+    fn start_data_node(
+        bin: &str,
+        dir: &Path,
+        password: Option<&str>,
+        replica_of: Option<u16>,
+    ) -> Result<Self, HarnessError> {
+        Self::start_on_free_port(bin, dir, password, |port| {
+            Ok(data_node_args(port, dir, password, replica_of))
+        })
+    }
+
+    /// Starts a sentinel on a fresh port in `dir`, with its own config
+    /// file there (sentinels rewrite it, so it is theirs).
+    fn start_sentinel(
+        bin: &str,
+        dir: &Path,
+        master_name: &str,
+        master_port: u16,
+        options: &SentinelOptions,
+    ) -> Result<Self, HarnessError> {
+        let password = options.sentinel_password.as_deref();
+        Self::start_on_free_port(bin, dir, password, |port| {
+            let config = dir.join("sentinel.conf");
+            std::fs::write(
+                &config,
+                sentinel_config(port, dir, master_name, master_port, options),
+            )?;
+            Ok(vec![config.into_os_string(), "--sentinel".into()])
+        })
+    }
+
+    fn start_on_free_port(
+        bin: &str,
+        dir: &Path,
+        password: Option<&str>,
+        args: impl Fn(u16) -> Result<Vec<OsString>, HarnessError>,
+    ) -> Result<Self, HarnessError> {
+        std::fs::create_dir_all(dir)?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let mut process = Self {
+                bin: bin.to_string(),
+                port,
+                dir: dir.to_path_buf(),
+                args: args(port)?,
+                ping_url: match password {
+                    Some(password) => {
+                        format!("redis://:{}@127.0.0.1:{port}", percent_encode(password))
+                    }
+                    None => format!("redis://127.0.0.1:{port}"),
+                },
+                child: None,
+            };
+            match process.spawn_and_wait() {
+                Ok(()) => return Ok(process),
+                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
+            port: 0,
+            reason: "no attempt was made".into(),
+        }))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// Errors before the config is loaded (a refused directive) go here.
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.join("stderr.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())?;
+        let spawned = Command::new(&self.bin)
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(HarnessError::NotInstalled {
+                    bin: self.bin.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let answer = connect(&self.ping_url).and_then(|mut conn| {
+                redis::cmd("PING")
+                    .query::<String>(&mut conn)
+                    .map_err(|e| e.to_string())
+            });
+            if answer.is_ok() {
+                return Ok(());
+            }
+            if !self.is_running() {
+                self.child = None;
+                return Err(self.did_not_start("the process exited"));
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(self.did_not_start(&format!(
+                    "it did not answer PING within {READY_TIMEOUT:?} (last: {})",
+                    answer.err().unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, then wait for the process to be gone. Idempotent.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn did_not_start(&self, what: &str) -> HarnessError {
+        HarnessError::DidNotStart {
+            port: self.port,
+            reason: format!(
+                "{what}; log tail: {}",
+                log_tail(&[&self.log_path(), &self.stderr_path()])
+            ),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A data node's arguments, like [`super::RedisServer`]'s (loopback,
+/// persistence off) plus the password on both sides of replication, since
+/// either node may become a replica.
+fn data_node_args(
+    port: u16,
+    dir: &Path,
+    password: Option<&str>,
+    replica_of: Option<u16>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--port".into(), port.to_string().into()];
+    for arg in ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] {
+        args.push(arg.into());
+    }
+    for arg in ["--daemonize", "no", "--protected-mode", "yes"] {
+        args.push(arg.into());
+    }
+    // Start a full sync at once instead of waiting 5 s for more replicas.
+    for arg in ["--repl-diskless-sync-delay", "0"] {
+        args.push(arg.into());
+    }
+    args.push("--dir".into());
+    args.push(dir.into());
+    args.push("--logfile".into());
+    args.push(dir.join("redis.log").into());
+    if let Some(password) = password {
+        for arg in ["--requirepass", password, "--masterauth", password] {
+            args.push(arg.into());
+        }
+    }
+    if let Some(master) = replica_of {
+        for arg in ["--replicaof", "127.0.0.1", &master.to_string()] {
+            args.push(arg.into());
+        }
+    }
+    args
+}
+
+/// A sentinel's config file. Only directives Redis 7.0 and Valkey 8 both
+/// accept; `sentinel sentinel-pass` needs Redis 6.2.
+fn sentinel_config(
+    port: u16,
+    dir: &Path,
+    master_name: &str,
+    master_port: u16,
+    options: &SentinelOptions,
+) -> String {
+    let name = master_name;
+    let mut config = format!(
+        "port {port}\n\
+         bind 127.0.0.1\n\
+         daemonize no\n\
+         dir {}\n\
+         logfile {}\n\
+         sentinel monitor {name} 127.0.0.1 {master_port} {QUORUM}\n\
+         sentinel down-after-milliseconds {name} {DOWN_AFTER_MS}\n\
+         sentinel failover-timeout {name} {FAILOVER_TIMEOUT_MS}\n\
+         sentinel parallel-syncs {name} 1\n",
+        config_quote(&dir.to_string_lossy()),
+        config_quote(&dir.join("redis.log").to_string_lossy()),
+    );
+    if let Some(password) = &options.node_password {
+        let _ = writeln!(
+            config,
+            "sentinel auth-pass {name} {}",
+            config_quote(password)
+        );
+    }
+    if let Some(password) = &options.sentinel_password {
+        let password = config_quote(password);
+        let _ = writeln!(config, "requirepass {password}");
+        let _ = writeln!(config, "sentinel sentinel-pass {password}");
+    }
+    config
+}
+
+/// `text` as one double-quoted config-file argument.
+fn config_quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for b in text.bytes() {
+        match b {
+            b'"' | b'\\' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b' '..=b'~' => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a
+/// password in a URL's userinfo.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_percent_encoded() {
+        assert_eq!(percent_encode("a b:c@d/é"), "a%20b%3Ac%40d%2F%C3%A9");
+        assert_eq!(percent_encode("plain-1.2_3~"), "plain-1.2_3~");
+    }
+
+    #[test]
+    fn config_arguments_are_quoted() {
+        assert_eq!(config_quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(config_quote("x\ny"), r#""x\x0ay""#);
+    }
+}
