@@ -292,11 +292,9 @@ impl Client {
         let info = match found {
             Ok(found) => found?,
             Err(_) => {
+                // The operation that needed the master fills in the context.
                 return Err(Error::Timeout {
-                    context: Context::new(
-                        "sentinel.master",
-                        std::borrow::Cow::Owned(format!("sentinel/{}", lookup.master_name())),
-                    ),
+                    context: Context::default(),
                     elapsed_ms: duration_ms(config.operation_timeout),
                     outcome_unknown: false,
                 });
@@ -1017,6 +1015,14 @@ impl Request<'_> {
 
 impl<'r> From<&'r redis::Cmd> for Request<'r> {
     fn from(cmd: &'r redis::Cmd) -> Self {
+        Request::Command(cmd)
+    }
+}
+
+/// So a command built in place works too:
+/// `client.query(ctx, redis::cmd("GET").arg(key))`.
+impl<'r> From<&'r mut redis::Cmd> for Request<'r> {
+    fn from(cmd: &'r mut redis::Cmd) -> Self {
         Request::Command(cmd)
     }
 }

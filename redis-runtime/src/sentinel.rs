@@ -10,7 +10,6 @@
 //! bounces off the demoted node. Swapping connections is the client's job
 //! (`client.rs`).
 
-use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -73,11 +72,6 @@ impl MasterLookup {
         })
     }
 
-    /// The name the Sentinels monitor the master under.
-    pub(crate) fn master_name(&self) -> &str {
-        &self.master_name
-    }
-
     /// The current master's connection info: named by the first Sentinel
     /// that knows a master not flagged down, and confirmed by the node's
     /// own `ROLE`. Fails with `STORAGE_UNAVAILABLE` while no Sentinel
@@ -100,10 +94,7 @@ impl MasterLookup {
         port: u16,
         connect_timeout: Duration,
     ) -> Result<ConnectionInfo> {
-        let context = Context::new(
-            "sentinel.confirm_master",
-            Cow::Owned(format!("sentinel/{}", self.master_name)),
-        );
+        let context = Context::default();
         let info = ConnectionAddr::Tcp(host.to_string(), port)
             .into_connection_info()
             .map_err(|e| Error::from_redis(&e, context.clone()))?
@@ -137,10 +128,9 @@ impl MasterLookup {
     /// A failed lookup in our kinds: a Sentinel that names no live master
     /// is a passing state (a failover in progress), not a bad request.
     fn lookup_error(&self, error: &redis::RedisError) -> Error {
-        let context = Context::new(
-            "sentinel.master",
-            Cow::Owned(format!("sentinel/{}", self.master_name)),
-        );
+        // Left blank for the operation that needed the master to fill in;
+        // the message names the master.
+        let context = Context::default();
         match error.kind() {
             redis::ErrorKind::MasterNameNotFoundBySentinel
             | redis::ErrorKind::NoValidReplicasFoundBySentinel => Error::Unavailable {
