@@ -55,6 +55,37 @@ async fn health_warns_about_an_evicting_server() {
     assert!(health.warnings[0].contains("noeviction"), "names the fix");
 }
 
+/// With `refuse_evicting_server`, connecting to a server that may evict
+/// keys fails with `STORAGE_CONFIG` naming the policy and the fix (even
+/// with lazy connect, the default); `noeviction` connects.
+#[tokio::test]
+async fn refuse_evicting_server_turns_the_warning_into_a_refusal() {
+    let server =
+        RedisServer::start_with_args(&["--maxmemory-policy", "volatile-lru"].map(String::from));
+    let err = redis_runtime::Client::connect(
+        redis_runtime::Config::builder(server.url())
+            .refuse_evicting_server(true)
+            .build()
+            .expect("config"),
+    )
+    .await
+    .expect_err("an evicting server is refused");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("volatile-lru") && text.contains("noeviction"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{}", server.port())),
+        "names the server: {text}"
+    );
+
+    let (plain, _client) = RedisServer::start_with_client().await;
+    let accepted = plain.client_with(|c| c.refuse_evicting_server(true)).await;
+    assert!(accepted.health().await.ok);
+}
+
 #[tokio::test]
 async fn health_reports_ok_then_not_ok_when_the_server_stops() {
     let (mut server, client) = RedisServer::start_with_client().await;
