@@ -59,10 +59,13 @@ use walk::Ended;
 /// entity types.
 ///
 /// The connection is read from the environment like the application's
-/// own: REDIS_URL (e.g. redis://user:password@host:6379/0) and the
+/// own: REDIS_URL (e.g. redis://user:password@host:6379/0, or
+/// redis+sentinel://:password@sentinel1,sentinel2/mymaster/0) and the
 /// optional REDIS_CONNECT_TIMEOUT, REDIS_RESPONSE_TIMEOUT,
 /// REDIS_OPERATION_TIMEOUT, REDIS_MAX_RETRIES, REDIS_RETRY_MIN_DELAY,
-/// REDIS_RETRY_MAX_DELAY, REDIS_LAZY_CONNECT and REDIS_TLS_CA_FILE.
+/// REDIS_RETRY_MAX_DELAY, REDIS_LAZY_CONNECT, REDIS_TLS_CA_FILE,
+/// REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD, REDIS_WAIT_REPLICAS,
+/// REDIS_WAIT_TIMEOUT and REDIS_REFUSE_EVICTION.
 ///
 /// Commands that read Redis walk the keyspace a SCAN step at a time,
 /// paced by --max-ops-per-sec (default 5000 commands per second, 0 for no
