@@ -124,6 +124,11 @@ pub struct Health {
     /// The server's name and version, read with the `PING` (`None` when
     /// not ok).
     pub server: Option<ServerInfo>,
+    /// The server's replication role (`master`, or `slave` for a replica,
+    /// from `INFO replication`), when it answered. Connected to a replica
+    /// through Sentinel, `ok` is false (the master moved and the client is
+    /// looking it up again); connected to one directly, `warnings` says so.
+    pub role: Option<String>,
     /// The server's `maxmemory-policy` (from `INFO memory`), when it
     /// answered.
     pub eviction_policy: Option<String>,
@@ -160,7 +165,10 @@ impl Client {
             Topology::Standalone => {
                 let client = open_client(config.connection_info.clone(), &config)?;
                 let manager = standalone_manager(&config, client.clone()).await?;
-                (Source::Fixed, Slot::Ready(Box::new(Link { client, manager })))
+                (
+                    Source::Fixed,
+                    Slot::Ready(Box::new(Link { client, manager })),
+                )
             }
             Topology::Sentinel(settings) => {
                 let lookup = MasterLookup::new(settings, config.connection_info.redis_settings())?;
@@ -228,7 +236,7 @@ impl Client {
         let memory: String = self
             .query_repeatable(Context::new("connect", ""), &cmd)
             .await?;
-        match eviction_policy(&memory)
+        match info_field(&memory, "maxmemory_policy")
             .as_deref()
             .and_then(eviction_warning)
         {
@@ -656,8 +664,8 @@ impl Client {
     /// a server that is down, slow or gone gives `ok: false` and the reason.
     pub async fn health(&self) -> Health {
         let started = Instant::now();
-        // PING and INFO server in one round trip: the server may have
-        // changed (a restart, a failover) since it was last read.
+        // PING and INFO in one round trip: the server may have changed (a
+        // restart, a failover) since it was last read.
         let result = self
             .run_with_deadline(
                 Context::new("health", ""),
@@ -669,8 +677,11 @@ impl Client {
                         .cmd("INFO")
                         .arg("server")
                         .cmd("INFO")
-                        .arg("memory");
-                    let reply: (String, String, String) = pipe.query_async(&mut conn).await?;
+                        .arg("memory")
+                        .cmd("INFO")
+                        .arg("replication");
+                    let reply: (String, String, String, String) =
+                        pipe.query_async(&mut conn).await?;
                     Ok(reply)
                 },
             )
@@ -681,15 +692,17 @@ impl Client {
             latency_ms,
             error: Some(error),
             server: None,
+            role: None,
             eviction_policy: None,
             warnings: Vec::new(),
         };
         match result {
-            Ok((pong, info, memory)) if pong == "PONG" => {
+            Ok((pong, info, memory, replication)) if pong == "PONG" => {
                 let server = ServerInfo::from_info(&info);
                 self.remember_server(server.clone());
-                let eviction_policy = eviction_policy(&memory);
-                let warnings: Vec<String> = eviction_policy
+                let role = info_field(&replication, "role");
+                let eviction_policy = info_field(&memory, "maxmemory_policy");
+                let mut warnings: Vec<String> = eviction_policy
                     .as_deref()
                     .and_then(eviction_warning)
                     .into_iter()
@@ -700,16 +713,40 @@ impl Client {
                         tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "{warning}");
                     }
                 }
+                let replica = role.as_deref().is_some_and(|role| role != "master");
+                if replica && matches!(self.inner.source, Source::Sentinel(_)) {
+                    // The master moved and nothing told us yet: look again.
+                    let client = self.clone();
+                    tokio::spawn(async move {
+                        let _ = client.refresh_master(Some(Instant::now()), None).await;
+                    });
+                    return Health {
+                        error: Some(
+                            "connected to a replica: the master moved; looking it up again".into(),
+                        ),
+                        server,
+                        role,
+                        eviction_policy,
+                        warnings,
+                        ..unhealthy(String::new())
+                    };
+                }
+                if replica {
+                    warnings.push(
+                        "the server is a replica: reads may be stale and writes fail with READONLY; point REDIS_URL at the primary (or use redis+sentinel://)".into(),
+                    );
+                }
                 Health {
                     ok: true,
                     latency_ms,
                     error: None,
                     server,
+                    role,
                     eviction_policy,
                     warnings,
                 }
             }
-            Ok((other, _, _)) => unhealthy(format!("unexpected PING reply {other:?}")),
+            Ok((other, ..)) => unhealthy(format!("unexpected PING reply {other:?}")),
             Err(e) => unhealthy(e.to_string()),
         }
     }
@@ -958,12 +995,11 @@ async fn standalone_manager(config: &Config, client: redis::Client) -> Result<Co
     }
 }
 
-/// The `maxmemory_policy` line of an `INFO memory` reply.
-fn eviction_policy(info_memory: &str) -> Option<String> {
-    info_memory
-        .lines()
-        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
-        .map(|policy| policy.trim().to_string())
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
 }
 
 /// Whether `err` says the link itself failed (for link tracing), rather

@@ -55,6 +55,34 @@ async fn health_warns_about_an_evicting_server() {
     assert!(health.warnings[0].contains("noeviction"), "names the fix");
 }
 
+/// Health names the server's replication role; connected straight to a
+/// replica, it warns that writes will fail and names the fix.
+#[tokio::test]
+async fn health_reports_the_role_and_warns_about_a_replica() {
+    let (primary, primary_client) = RedisServer::start_with_client().await;
+    assert_eq!(
+        primary_client.health().await.role.as_deref(),
+        Some("master")
+    );
+    let (_replica, replica_client) = RedisServer::start_with_client().await;
+    redis_runtime::testing::raw_command(
+        &replica_client,
+        &["REPLICAOF", "127.0.0.1", &primary.port().to_string()],
+    )
+    .await;
+    let health = replica_client.health().await;
+    assert!(health.ok, "{health:?}");
+    assert_eq!(health.role.as_deref(), Some("slave"));
+    assert!(
+        health
+            .warnings
+            .iter()
+            .any(|w| w.contains("READONLY") && w.contains("redis+sentinel://")),
+        "{:?}",
+        health.warnings
+    );
+}
+
 /// With `refuse_evicting_server`, connecting to a server that may evict
 /// keys fails with `STORAGE_CONFIG` naming the policy and the fix (even
 /// with lazy connect, the default); `noeviction` connects.

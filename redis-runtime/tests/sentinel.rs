@@ -227,6 +227,9 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
             .expect("write after the failover");
     }
     assert_eq!(get(&new_master, "after").await.as_deref(), Some("1"));
+    let health = client.health().await;
+    assert!(health.ok, "{health:?}");
+    assert_eq!(health.role.as_deref(), Some("master"));
 
     // 2. The new master crashes and the first node is promoted again. It is
     // not restarted: a node without persistence that comes back empty
