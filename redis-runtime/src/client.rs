@@ -697,6 +697,15 @@ impl Client {
             warnings: Vec::new(),
         };
         match result {
+            Ok((_, info, _, _))
+                if info_field(&info, "redis_mode").as_deref() == Some("sentinel") =>
+            {
+                unhealthy(format!(
+                    "{} is a Sentinel, not a data node: use redis+sentinel://{}/<master name>",
+                    self.inner.config.endpoint(),
+                    self.inner.config.endpoint()
+                ))
+            }
             Ok((pong, info, memory, replication)) if pong == "PONG" => {
                 let server = ServerInfo::from_info(&info);
                 self.remember_server(server.clone());

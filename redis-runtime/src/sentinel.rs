@@ -19,7 +19,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 use tokio_util::sync::CancellationToken;
 
 use crate::client::TRACE_TARGET;
-use crate::config::SentinelSettings;
+use crate::config::{DEFAULT_SENTINEL_PORT, SentinelSettings};
 use crate::error::{Context, Error, Result, Unavailability};
 
 /// The Sentinel channel announcing a completed failover.
@@ -143,6 +143,11 @@ impl MasterLookup {
                 waited_ms: 0,
                 outcome_unknown: false,
             },
+            // redis-rs checks each address answers ROLE as a Sentinel.
+            redis::ErrorKind::InvalidClientConfig => Error::Config(format!(
+                "the Sentinel lookup for {:?} failed: {error}; list the Sentinels' addresses (port {DEFAULT_SENTINEL_PORT} unless given), not the data nodes'",
+                self.master_name
+            )),
             _ => Error::from_redis(error, context),
         }
     }

@@ -291,11 +291,14 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     unacked.shutdown().await;
 }
 
-/// A master name the Sentinels do not monitor: connecting fails with
-/// `STORAGE_UNAVAILABLE` (no live master), naming the master, within the
-/// operation deadline; a lazy client fails the same way at first use.
+/// The mistakes of a first Sentinel setup, each with a message that says
+/// what to fix: a master name the Sentinels do not monitor fails with
+/// `STORAGE_UNAVAILABLE` (no live master) naming it, within the operation
+/// deadline, at connect or (lazily) at first use; a data node listed as a
+/// Sentinel is `STORAGE_CONFIG`; a Sentinel given as a plain `redis://` URL
+/// is unhealthy, naming the `redis+sentinel://` form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_master_name_fails_unavailable_and_names_it() {
+async fn misdirected_sentinel_urls_fail_with_messages_that_say_what_to_fix() {
     let topology = SentinelTopology::start("known");
     let url = topology.url().replace("/known", "/unknown");
     let limit = Duration::from_millis(800);
@@ -339,6 +342,33 @@ async fn an_unknown_master_name_fails_unavailable_and_names_it() {
     assert!(
         err.to_string().contains("test.set"),
         "names the operation: {err}"
+    );
+
+    let data_node = format!(
+        "redis+sentinel://127.0.0.1:{}/known",
+        topology.node_ports()[0]
+    );
+    let err = Client::connect(
+        Config::builder(&data_node)
+            .lazy_connect(false)
+            .build()
+            .expect("config"),
+    )
+    .await
+    .expect_err("a data node is not a Sentinel");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    assert!(err.to_string().contains("not the data nodes'"), "{err}");
+
+    let sentinel = &topology.sentinel_addrs()[0];
+    let plain = Client::connect(Config::from_url(&format!("redis://{sentinel}")).expect("config"))
+        .await
+        .expect("connects lazily");
+    let health = plain.health().await;
+    assert!(!health.ok, "{health:?}");
+    let said = health.error.unwrap_or_default();
+    assert!(
+        said.contains("is a Sentinel") && said.contains("redis+sentinel://"),
+        "{said}"
     );
 }
 
