@@ -13,29 +13,57 @@ use crate::client::{Client, TRACE_TARGET};
 use crate::error::{Context, Error, Result};
 use crate::reply::duration_ms;
 
+/// A dedicated connection, and which of the client's links it was opened
+/// beside: when the link moves (a Sentinel failover), the connection still
+/// points at the old master and is reopened before its next read.
+pub(crate) struct Dedicated {
+    pub(crate) conn: MultiplexedConnection,
+    link: u64,
+}
+
+impl Dedicated {
+    /// A new dedicated connection to the server the client uses now.
+    pub(crate) async fn open(client: &Client) -> Result<Self> {
+        let link = client.link_generation();
+        Ok(Self {
+            conn: client.dedicated_connection().await?,
+            link,
+        })
+    }
+
+    /// Whether the client still uses the server this connection goes to.
+    pub(crate) fn is_current(&self, client: &Client) -> bool {
+        self.link == client.link_generation()
+    }
+}
+
 /// Runs one blocking command on the dedicated connection in `slot`,
-/// opening it if needed and dropping it after a transport failure.
+/// opening it if needed (again if the client's server moved) and dropping
+/// it after a transport failure.
 ///
 /// There is no response timeout on this connection (a `BLOCK` must not trip
 /// one), so the wait is bounded here instead: the block time plus the
 /// configured operation timeout.
 pub(crate) async fn blocking_query(
     client: &Client,
-    slot: &mut Option<MultiplexedConnection>,
+    slot: &mut Option<Dedicated>,
     cmd: &redis::Cmd,
     block: Duration,
     ctx: Context,
 ) -> Result<Value> {
     let started = std::time::Instant::now();
     let result = async {
+        if slot.as_ref().is_some_and(|open| !open.is_current(client)) {
+            *slot = None;
+        }
         let conn = match slot {
-            Some(conn) => conn,
-            None => slot.insert(
-                client
-                    .dedicated_connection()
+            Some(open) => &mut open.conn,
+            None => {
+                let opened = Dedicated::open(client)
                     .await
-                    .map_err(|e| e.with_context(ctx.clone()))?,
-            ),
+                    .map_err(|e| e.with_context(ctx.clone()))?;
+                &mut slot.insert(opened).conn
+            }
         };
         let limit = block.saturating_add(client.config().operation_timeout);
         let outcome = match tokio::time::timeout(limit, cmd.query_async::<Value>(conn)).await {

@@ -57,6 +57,9 @@ struct Inner {
     /// before it do not each look again.
     refreshed: tokio::sync::Mutex<Option<Instant>>,
     link_state: LinkState,
+    /// Counts the times the shared link moved to another server, so
+    /// dedicated connections can tell they point at the old one.
+    link_generation: AtomicU64,
     round_trips: Arc<AtomicU64>,
     metrics: Arc<dyn Metrics>,
     in_flight: TaskTracker,
@@ -182,6 +185,7 @@ impl Client {
                 link: RwLock::new(slot),
                 refreshed: tokio::sync::Mutex::new(None),
                 link_state: LinkState::default(),
+                link_generation: AtomicU64::new(0),
                 round_trips: Arc::default(),
                 metrics: Arc::new(metrics),
                 in_flight: TaskTracker::new(),
@@ -334,6 +338,7 @@ impl Client {
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Box::new(Link { client, manager }));
+        self.inner.link_generation.fetch_add(1, Ordering::AcqRel);
         let endpoint = self.inner.config.endpoint();
         match previous {
             Some(previous) => {
@@ -383,6 +388,13 @@ impl Client {
         Err(Error::Shutdown {
             context: context.clone(),
         })
+    }
+
+    /// How many times the shared link moved to another server (Sentinel):
+    /// a dedicated connection opened under an older count goes to a server
+    /// the client no longer uses.
+    pub(crate) fn link_generation(&self) -> u64 {
+        self.inner.link_generation.load(Ordering::Acquire)
     }
 
     /// A handle on the shared connection for one attempt.

@@ -59,9 +59,8 @@ use std::time::Duration;
 
 use derive_where::derive_where;
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 
-use crate::blocking::blocking_query;
+use crate::blocking::{Dedicated, blocking_query};
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
@@ -87,7 +86,7 @@ static SETTLE_SCRIPT: std::sync::LazyLock<redis::Script> =
 pub struct ListQueue<T> {
     client: Client,
     key: Arc<str>,
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<Dedicated>>>,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -451,7 +450,7 @@ pub struct Held<T> {
 pub struct ReliableQueue<T> {
     queue: ListQueue<T>,
     keys: ReliableKeys,
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<Dedicated>>>,
     keepalive: Arc<AbortOnDrop>,
 }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis_runtime::testing::{SentinelOptions, SentinelTopology};
+use redis_runtime::queue::ListQueue;
+use redis_runtime::testing::{SentinelOptions, SentinelTopology, eventually};
 use redis_runtime::{Client, Config, ConfigBuilder, Context, Error, Unavailability};
 
 /// A client for `topology` through its Sentinels, with `tweak` applied.
@@ -109,6 +110,24 @@ fn spawn_writer(
     })
 }
 
+/// A consumer popping `queue` (1 s blocking pops) until `stop`; what it
+/// popped.
+fn spawn_consumer(
+    queue: &ListQueue<String>,
+    stop: &Arc<AtomicBool>,
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let popped = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (queue, stop, out) = (queue.clone(), stop.clone(), popped.clone());
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(Some(item)) = queue.pop_blocking(Duration::from_secs(1)).await {
+                out.lock().expect("popped").push(item);
+            }
+        }
+    });
+    popped
+}
+
 /// Which of `writes`' acknowledged keys the node behind `client` lacks,
 /// with when they were acknowledged.
 async fn missing(client: &Client, writes: &Writes) -> Vec<(String, Instant)> {
@@ -184,8 +203,65 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     let stop = Arc::new(AtomicBool::new(false));
     let acked_writer = spawn_writer(&client, "acked", &stop);
     let unacked_writer = spawn_writer(&unacked, "unacked", &stop);
+    // A blocking consumer (1 s pops on its own connection) must move with
+    // the client, not keep popping the old master until it is demoted.
+    let queue = ListQueue::<String>::new(&unacked, "handoff");
+    let popped = spawn_consumer(&queue, &stop);
+    let second_url = topology.node_url(second);
     let clock = Instant::now();
-    let (topology, promoted) = off_runtime(topology, |t| t.failover()).await;
+    let failover = off_runtime(topology, |t| t.failover());
+    let handoff = async {
+        let second_node = Client::connect(Config::from_url(&second_url).expect("URL"))
+            .await
+            .expect("node client");
+        // Once promoted, the new master no longer replicates the old one:
+        // a fresh value there was written there.
+        let mut attempt = 0u64;
+        eventually(
+            Duration::from_secs(10),
+            "the client to move to the new master",
+            async || {
+                // Promoted first, written after: only a write to it counts.
+                if role(&second_node).await != "master" {
+                    return false;
+                }
+                attempt += 1;
+                let value = attempt.to_string();
+                let _ = unacked
+                    .query::<()>(Context::new("test.set", "k:{n}"), &set("moved", &value))
+                    .await;
+                get(&second_node, "moved").await.as_deref() == Some(value.as_str())
+            },
+        )
+        .await;
+        let moved = clock.elapsed();
+        queue
+            .push(&"after-switch".to_string())
+            .await
+            .expect("push to the new master");
+        let pushed = Instant::now();
+        eventually(
+            Duration::from_secs(8),
+            "the consumer to pop from the new master",
+            async || {
+                popped
+                    .lock()
+                    .expect("popped")
+                    .iter()
+                    .any(|item| item == "after-switch")
+            },
+        )
+        .await;
+        (moved, pushed.elapsed())
+    };
+    let ((topology, promoted), (moved, handoff_took)) = tokio::join!(failover, handoff);
+    println!(
+        "the client moved {moved:?} after the failover started; a blocking consumer popped from the new master {handoff_took:?} after the push"
+    );
+    assert!(
+        handoff_took < Duration::from_secs(3),
+        "the blocking consumer kept reading the old master for {handoff_took:?}"
+    );
     assert_eq!(promoted, second);
     let failover_took = clock.elapsed();
     let new_master = node(&topology, second).await;

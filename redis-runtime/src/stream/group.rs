@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use derive_where::derive_where;
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 
 use super::parse::{
     Parsed, deleted_error, entry_id, entry_key, entry_parts, parse_entries, read_reply_entries,
@@ -17,7 +16,7 @@ use super::producer::xrange_cmd;
 use super::{
     ClaimStrategy, DecodeFailure, Entry, FailureAction, ReadBatch, Stream, default_consumer_name,
 };
-use crate::blocking::blocking_query;
+use crate::blocking::{Dedicated, blocking_query};
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{Record, reply_pairs};
 use crate::error::{Context, Error, Result};
@@ -93,7 +92,7 @@ pub struct ConsumerGroup<M> {
     pub(super) no_autoclaim: Arc<AtomicBool>,
     /// The dedicated connection for `BLOCK` reads, opened on first use and
     /// dropped after a transport error (the next read reconnects).
-    reader: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    reader: Arc<tokio::sync::Mutex<Option<Dedicated>>>,
 }
 
 impl<M> std::fmt::Debug for ConsumerGroup<M> {

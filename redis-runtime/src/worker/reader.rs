@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
-use crate::blocking::blocking_query;
+use crate::blocking::{Dedicated, blocking_query};
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::Record;
 use crate::error::{Context, Result};
@@ -23,7 +22,7 @@ pub(super) type ReadFuture<M> =
 
 /// The worker's dedicated connection for `XREADGROUP BLOCK`.
 pub(super) struct Reader {
-    conn: MultiplexedConnection,
+    conn: Dedicated,
     client_id: i64,
 }
 
@@ -31,10 +30,12 @@ impl Reader {
     /// Opens the connection and learns its server-side client id (kept in
     /// `id_slot` too), so a shutdown can interrupt its block.
     async fn open(client: &Client, id_slot: &AtomicI64) -> Result<Self> {
-        let mut conn = client.dedicated_connection().await?;
+        let mut conn = Dedicated::open(client).await?;
         let id = tokio::time::timeout(
             client.config().operation_timeout,
-            redis::cmd("CLIENT").arg("ID").query_async::<i64>(&mut conn),
+            redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<i64>(&mut conn.conn),
         )
         .await;
         // Without the id (0) a shutdown just waits for the block to end.
@@ -152,7 +153,9 @@ fn read_batch<M: Record>(
 ) -> ReadFuture<M> {
     Box::pin(async move {
         let client = group.client().clone();
-        let reader = match reader {
+        // A reader opened before the client's server moved (a failover)
+        // would read the old master: open a new one.
+        let reader = match reader.filter(|reader| reader.conn.is_current(&client)) {
             Some(reader) => reader,
             None => match Reader::open(&client, &reader_id).await {
                 Ok(reader) => reader,
