@@ -59,7 +59,7 @@ struct Inner {
     link_state: LinkState,
     /// Counts the times the shared link moved to another server, so
     /// dedicated connections can tell they point at the old one.
-    link_generation: AtomicU64,
+    link_generation: tokio::sync::watch::Sender<u64>,
     round_trips: Arc<AtomicU64>,
     metrics: Arc<dyn Metrics>,
     in_flight: TaskTracker,
@@ -185,7 +185,7 @@ impl Client {
                 link: RwLock::new(slot),
                 refreshed: tokio::sync::Mutex::new(None),
                 link_state: LinkState::default(),
-                link_generation: AtomicU64::new(0),
+                link_generation: tokio::sync::watch::Sender::new(0),
                 round_trips: Arc::default(),
                 metrics: Arc::new(metrics),
                 in_flight: TaskTracker::new(),
@@ -338,7 +338,7 @@ impl Client {
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Box::new(Link { client, manager }));
-        self.inner.link_generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.link_generation.send_modify(|moves| *moves += 1);
         let endpoint = self.inner.config.endpoint();
         match previous {
             Some(previous) => {
@@ -394,7 +394,13 @@ impl Client {
     /// a dedicated connection opened under an older count goes to a server
     /// the client no longer uses.
     pub(crate) fn link_generation(&self) -> u64 {
-        self.inner.link_generation.load(Ordering::Acquire)
+        *self.inner.link_generation.borrow()
+    }
+
+    /// Changes when the shared link moves to another server: long-lived
+    /// connections of their own (subscriptions) wait on it to move too.
+    pub(crate) fn link_moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.link_generation.subscribe()
     }
 
     /// A handle on the shared connection for one attempt.

@@ -242,6 +242,10 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
     let mut ready = Some(ready);
     let mut failures = 0u32;
     loop {
+        // Marked seen before connecting: a move during the connect
+        // resubscribes at once.
+        let mut moves = client.link_moves();
+        moves.mark_unchanged();
         match connect(&client, &channel).await {
             Ok((mut sink, mut messages)) => {
                 match ready.take() {
@@ -274,6 +278,12 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
                             if tx.send(item).await.is_err() {
                                 return;
                             }
+                        }
+                        Ok(()) = moves.changed() => {
+                            // A failover: the server this connection goes to
+                            // is no longer the one the client uses.
+                            tracing::info!(target: TRACE_TARGET, endpoint, channel = %channel, "redis master moved; resubscribing there");
+                            break;
                         }
                         _ = ping.tick() => {
                             let alive = tokio::time::timeout(

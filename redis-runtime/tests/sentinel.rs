@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use redis_runtime::pubsub::{Channel, Subscription};
 use redis_runtime::queue::ListQueue;
 use redis_runtime::testing::{SentinelOptions, SentinelTopology, eventually};
 use redis_runtime::{Client, Config, ConfigBuilder, Context, Error, Unavailability};
@@ -128,6 +129,20 @@ fn spawn_consumer(
     popped
 }
 
+/// Collects what `subscription` receives.
+fn spawn_listener(mut subscription: Subscription<String>) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = heard.clone();
+    tokio::spawn(async move {
+        while let Some(message) = subscription.next().await {
+            if let Ok(message) = message {
+                out.lock().expect("heard").push(message);
+            }
+        }
+    });
+    heard
+}
+
 /// Which of `writes`' acknowledged keys the node behind `client` lacks,
 /// with when they were acknowledged.
 async fn missing(client: &Client, writes: &Writes) -> Vec<(String, Instant)> {
@@ -207,6 +222,10 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     // the client, not keep popping the old master until it is demoted.
     let queue = ListQueue::<String>::new(&unacked, "handoff");
     let popped = spawn_consumer(&queue, &stop);
+    // So must a subscription: publishes on the new master do not reach the
+    // old one until it is demoted to its replica.
+    let events = Channel::<String>::new(&unacked, "events");
+    let heard = spawn_listener(events.subscribe().await.expect("subscribe"));
     let second_url = topology.node_url(second);
     let clock = Instant::now();
     let failover = off_runtime(topology, |t| t.failover());
@@ -252,9 +271,32 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
             },
         )
         .await;
-        (moved, pushed.elapsed())
+        let handoff_took = pushed.elapsed();
+        let published = Instant::now();
+        eventually(
+            Duration::from_secs(8),
+            "the subscriber to hear the new master",
+            async || {
+                events
+                    .publish(&"after-switch".to_string())
+                    .await
+                    .expect("publish on the new master");
+                heard
+                    .lock()
+                    .expect("heard")
+                    .iter()
+                    .any(|m| m == "after-switch")
+            },
+        )
+        .await;
+        (moved, handoff_took, published.elapsed())
     };
-    let ((topology, promoted), (moved, handoff_took)) = tokio::join!(failover, handoff);
+    let ((topology, promoted), (moved, handoff_took, heard_took)) = tokio::join!(failover, handoff);
+    println!("a subscriber heard the new master {heard_took:?} after the first publish there");
+    assert!(
+        heard_took < Duration::from_secs(3),
+        "the subscription stayed on the old master for {heard_took:?}"
+    );
     println!(
         "the client moved {moved:?} after the failover started; a blocking consumer popped from the new master {handoff_took:?} after the push"
     );
