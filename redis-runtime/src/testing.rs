@@ -263,7 +263,8 @@ impl RedisServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let spawned = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -273,20 +274,8 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.log_path())
             .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HarnessError::NotInstalled {
-                    bin: self.bin.clone(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.child = Some(child);
+            .stderr(Stdio::null());
+        self.child = Some(spawn_server(&mut command, &self.bin)?);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if answers_ping(self.port) {
@@ -606,6 +595,19 @@ fn answers_ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// Starts `command` (a server binary, `bin`) with no input or output
+/// beyond what the caller set up: a missing binary is
+/// [`HarnessError::NotInstalled`], naming the install command.
+pub(crate) fn spawn_server(command: &mut Command, bin: &str) -> Result<Child, HarnessError> {
+    match command.stdin(Stdio::null()).stdout(Stdio::null()).spawn() {
+        Ok(child) => Ok(child),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HarnessError::NotInstalled {
+            bin: bin.to_string(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Sends one raw command (`&["HSET", "user:1", "age", "x"]`) on `client`'s

@@ -166,6 +166,34 @@ async fn missing(client: &Client, writes: &Writes) -> Vec<(String, Instant)> {
     missing
 }
 
+/// After a failover `step`: prints what both writers saw, asserts every
+/// failure is documented and every write a replica acknowledged is on
+/// `master`; returns the writes without acknowledgement that were lost.
+async fn check_step(
+    step: &str,
+    master: &Client,
+    acked: &Writes,
+    plain: &Writes,
+) -> Vec<(String, Instant)> {
+    let lost = missing(master, plain).await;
+    println!(
+        "{step}: with WAIT, {} writes acknowledged, failed {:?}; without, {} acknowledged, {} of them lost, failed {:?}, longest gap {:?}",
+        acked.acknowledged.len(),
+        acked.failed,
+        plain.acknowledged.len(),
+        lost.len(),
+        plain.failed,
+        plain.longest_gap
+    );
+    acked.assert_documented();
+    plain.assert_documented();
+    assert!(
+        missing(master, acked).await.is_empty(),
+        "{step}: every write acknowledged by a replica is on the master"
+    );
+    lost
+}
+
 /// The harness's blocking calls (failover, kill, restart) run off the
 /// async workers, so the writer keeps writing meanwhile.
 async fn off_runtime<T: Send + 'static>(
@@ -310,24 +338,12 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     stop.store(true, Ordering::Relaxed);
     let acked = acked_writer.await.expect("writer");
     let plain = unacked_writer.await.expect("writer");
-    let lost = missing(&new_master, &plain).await;
+    let lost = check_step("manual failover", &new_master, &acked, &plain).await;
     let lost_window = lost.iter().map(|(_, at)| at.duration_since(clock)).max();
     println!(
-        "manual failover (complete after {failover_took:?}): with WAIT, {} writes acknowledged, failed {:?}; without, {} acknowledged, {} of them lost (the last acknowledged {lost_window:?} after the failover started), failed {:?}, longest gap {:?}",
-        acked.acknowledged.len(),
-        acked.failed,
-        plain.acknowledged.len(),
-        lost.len(),
-        plain.failed,
-        plain.longest_gap
+        "manual failover complete after {failover_took:?}; the last lost write was acknowledged {lost_window:?} after it started"
     );
-    acked.assert_documented();
-    plain.assert_documented();
     assert!(acked.acknowledged.len() > 20, "the load ran: {acked:?}");
-    assert!(
-        missing(&new_master, &acked).await.is_empty(),
-        "every write acknowledged by a replica is on the new master"
-    );
     // The notice comes about a second after the promotion; the old master
     // is demoted some 10 s later. Writes it took before the notice are the
     // price of running without WAIT.
@@ -384,22 +400,8 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     stop.store(true, Ordering::Relaxed);
     let acked = acked_writer.await.expect("writer");
     let plain = plain_writer.await.expect("writer");
-    let lost = missing(&survivor, &plain).await;
-    println!(
-        "master crash: writes land on the promoted node {recovered:?} after the kill; with WAIT, {} acknowledged, failed {:?}; without, {} acknowledged, {} lost, failed {:?}, longest gap {:?}",
-        acked.acknowledged.len(),
-        acked.failed,
-        plain.acknowledged.len(),
-        lost.len(),
-        plain.failed,
-        plain.longest_gap
-    );
-    acked.assert_documented();
-    plain.assert_documented();
-    assert!(
-        missing(&survivor, &acked).await.is_empty(),
-        "every write acknowledged by a replica is on the surviving master"
-    );
+    check_step("master crash", &survivor, &acked, &plain).await;
+    println!("master crash: writes land on the promoted node {recovered:?} after the kill");
     assert!(
         recovered < Duration::from_secs(8),
         "recovery took {recovered:?}"

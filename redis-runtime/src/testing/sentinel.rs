@@ -31,10 +31,12 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::{HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin};
+use super::{
+    HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin, spawn_server,
+};
 
 /// How many sentinels watch the master.
 const SENTINELS: usize = 3;
@@ -724,23 +726,12 @@ impl Process {
             .create(true)
             .append(true)
             .open(self.stderr_path())?;
-        let spawned = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(&self.args)
             .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(HarnessError::NotInstalled {
-                    bin: self.bin.clone(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.child = Some(child);
+            .stderr(stderr);
+        self.child = Some(spawn_server(&mut command, &self.bin)?);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let answer = connect(&self.ping_url).and_then(|mut conn| {
