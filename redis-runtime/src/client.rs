@@ -572,6 +572,9 @@ impl Client {
         let work = async move {
             let mut delay = policy.min_delay;
             let mut retried = false;
+            // A failover that completes during a backoff ends it early.
+            let mut moves = self.link_moves();
+            moves.mark_unchanged();
             loop {
                 let attempt_at = Instant::now();
                 let attempt = async {
@@ -603,7 +606,10 @@ impl Client {
                 if matches!(self.inner.source, Source::Sentinel(_)) {
                     let _ = self.refresh_master(Some(attempt_at), None).await;
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    Ok(()) = moves.changed() => {}
+                }
                 delay = delay.saturating_mul(2).min(policy.max_delay);
             }
         };
@@ -985,14 +991,25 @@ fn open_client(info: redis::ConnectionInfo, config: &Config) -> Result<redis::Cl
 }
 
 /// How the shared connection reconnects: the configured timeouts and backoff.
+///
+/// With Sentinel, one attempt: a request waiting inside redis-rs's
+/// reconnect loop to a dead master would wait there until its deadline,
+/// while the retry loop in [`Client::run_retrying`] would have looked the
+/// master up and moved on (measured: writes resumed 4.8 s after a master
+/// crash with the full loop, at the deadline, against 2.3 s for the
+/// failover itself).
 fn manager_config(config: &Config) -> ConnectionManagerConfig {
+    let retries = match config.topology {
+        Topology::Standalone => config.retry.max_retries,
+        Topology::Sentinel(_) => 1,
+    };
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.response_timeout))
         .set_min_delay(config.retry.min_delay)
         .set_max_delay(config.retry.max_delay)
         .set_exponent_base(2.0)
-        .set_number_of_retries(config.retry.max_retries)
+        .set_number_of_retries(retries)
 }
 
 /// The shared connection to a single server: made now, or on first use

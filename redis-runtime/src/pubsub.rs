@@ -241,10 +241,10 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
     let endpoint = client.config().endpoint().to_string();
     let mut ready = Some(ready);
     let mut failures = 0u32;
+    let mut moves = client.link_moves();
     loop {
         // Marked seen before connecting: a move during the connect
         // resubscribes at once.
-        let mut moves = client.link_moves();
         moves.mark_unchanged();
         match connect(&client, &channel).await {
             Ok((mut sink, mut messages)) => {
@@ -317,6 +317,8 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
             () = tx.closed() => return,
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
+            // A failover completed: the new master is worth trying now.
+            Ok(()) = moves.changed() => {}
         }
     }
 }
