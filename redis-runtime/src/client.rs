@@ -83,15 +83,15 @@ enum Source {
 /// The shared link's state.
 enum Slot {
     /// Connected (or connecting lazily) to a known server.
-    Ready(Box<Link>),
+    Ready(Arc<Link>),
     /// A Sentinel configuration whose master has not been looked up yet.
     Unresolved,
     /// After [`Client::shutdown`].
     Closed,
 }
 
-/// A server and the shared connection to it.
-#[derive(Clone)]
+/// A server and the shared connection to it, shared by every operation
+/// that took it (an `Arc`: taking it on the hot path copies nothing).
 struct Link {
     client: redis::Client,
     manager: ConnectionManager,
@@ -170,7 +170,7 @@ impl Client {
                 let manager = standalone_manager(&config, client.clone()).await?;
                 (
                     Source::Fixed,
-                    Slot::Ready(Box::new(Link { client, manager })),
+                    Slot::Ready(Arc::new(Link { client, manager })),
                 )
             }
             Topology::Sentinel(settings) => {
@@ -337,7 +337,7 @@ impl Client {
             manager_config(&self.inner.config),
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
-        *slot = Slot::Ready(Box::new(Link { client, manager }));
+        *slot = Slot::Ready(Arc::new(Link { client, manager }));
         self.inner.link_generation.send_modify(|moves| *moves += 1);
         let endpoint = self.inner.config.endpoint();
         match previous {
@@ -369,10 +369,10 @@ impl Client {
     }
 
     /// The shared link, looking the master up first if it is not known yet.
-    async fn link(&self, context: &Context) -> Result<Link> {
+    async fn link(&self, context: &Context) -> Result<Arc<Link>> {
         for _ in 0..2 {
             let current = match &*self.inner.link.read().unwrap_or_else(|e| e.into_inner()) {
-                Slot::Ready(link) => Some(Link::clone(link)),
+                Slot::Ready(link) => Some(Arc::clone(link)),
                 Slot::Closed => {
                     return Err(Error::Shutdown {
                         context: context.clone(),
@@ -407,7 +407,7 @@ impl Client {
     async fn connection(&self, context: &Context) -> Result<Connection> {
         let link = self.link(context).await?;
         Ok(Connection {
-            manager: link.manager,
+            manager: link.manager.clone(),
             round_trips: self.inner.round_trips.clone(),
         })
     }
@@ -572,9 +572,9 @@ impl Client {
         let work = async move {
             let mut delay = policy.min_delay;
             let mut retried = false;
-            // A failover that completes during a backoff ends it early.
-            let mut moves = self.link_moves();
-            moves.mark_unchanged();
+            // Watched from the first failure on (not on the hot path): a
+            // failover that completes during a backoff ends it early.
+            let mut moves: Option<tokio::sync::watch::Receiver<u64>> = None;
             loop {
                 let attempt_at = Instant::now();
                 let attempt = async {
@@ -601,6 +601,11 @@ impl Client {
                 }
                 tracing::debug!(target: TRACE_TARGET, operation = %ctx.operation, delay_ms = duration_ms(delay), "redis not ready, retrying: {error}");
                 retried = true;
+                let moves = moves.get_or_insert_with(|| {
+                    let mut moves = self.link_moves();
+                    moves.mark_unchanged();
+                    moves
+                });
                 // A failover explains this as well as a restart does: with
                 // Sentinel, the next attempt goes wherever the master is now.
                 if matches!(self.inner.source, Source::Sentinel(_)) {
@@ -876,7 +881,7 @@ impl Client {
     /// for connections the runtime does not manage (e.g. pub/sub).
     pub async fn redis_client(&self) -> Result<redis::Client> {
         let link = self.link(&Context::new("redis_client", "")).await?;
-        Ok(link.client)
+        Ok(link.client.clone())
     }
 
     /// Cancelled when [`Client::shutdown`] starts; long-running loops
