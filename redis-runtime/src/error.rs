@@ -557,6 +557,7 @@ mod tests {
             "STORAGE_CONFIG",
             "STORAGE_UNAVAILABLE",
             "STORAGE_TIMEOUT",
+            "STORAGE_NOT_REPLICATED",
             "STORAGE_COMMAND",
             "STORAGE_OOM",
             "STORAGE_AUTH",
