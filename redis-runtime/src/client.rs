@@ -726,8 +726,12 @@ impl Client {
             warnings: Vec::new(),
         };
         match result {
+            // `redis_mode` on Redis, `server_mode` on Valkey.
             Ok((_, info, _, _))
-                if info_field(&info, "redis_mode").as_deref() == Some("sentinel") =>
+                if info_field(&info, "redis_mode")
+                    .or_else(|| info_field(&info, "server_mode"))
+                    .as_deref()
+                    == Some("sentinel") =>
             {
                 unhealthy(format!(
                     "{} is a Sentinel, not a data node: use redis+sentinel://{}/<master name>",
