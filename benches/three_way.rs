@@ -13,8 +13,9 @@
 //!   entry), `get`, `patch` of the status (refuses a missing job) and
 //!   `by_user_id` newest first.
 //! * **hand-written**: redis-rs written by hand with ours' guarantees:
-//!   create is one Lua script (EXISTS refuses, HSET, ZADD, XADD of the same
-//!   fields ours enqueues), get is HGETALL decoded by hand, the status
+//!   create is one Lua script that checks before it writes (EXISTS refuses,
+//!   TYPE of the stream key, then ZADD, HSET, XADD of the same fields ours
+//!   enqueues), get is HGETALL decoded by hand, the status
 //!   update is a Lua script that refuses a missing job, and a page is
 //!   `ZRANGE … BYSCORE REV LIMIT 0 20` then one pipeline of HGETALL,
 //!   dropping empty hashes.
@@ -109,15 +110,22 @@ mod hand {
     use super::*;
 
     /// KEYS: job hash, user index, stream. ARGV: id, score, field/value
-    /// pairs. Everything is checked before the first write, so a refused
-    /// create writes nothing; the stream entry carries the job's fields, as
-    /// ours' outbox entry does.
+    /// pairs. Everything is checked before the first write, as ours does,
+    /// so a refused create writes nothing: an existing job refuses it, a
+    /// foreign type at the stream key is found by TYPE, and ZADD, the one
+    /// write a foreign type at the index key could still fail, goes first
+    /// (HSET cannot fail on a key EXISTS found free). The stream entry
+    /// carries the job's fields, as ours' outbox entry does.
     static CREATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"
             if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-            redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+            local t = redis.call('TYPE', KEYS[3]).ok
+            if t ~= 'none' and t ~= 'stream' then
+              return redis.error_reply('WRONGTYPE the stream key holds another type')
+            end
             redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+            redis.call('HSET', KEYS[1], unpack(ARGV, 3))
             redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3))
             return 1",
         )
