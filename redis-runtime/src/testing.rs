@@ -39,7 +39,9 @@ use crate::client::Client;
 use crate::config::{Config, ConfigBuilder};
 use crate::error::Context;
 
+mod cluster;
 mod sentinel;
+pub use cluster::ClusterTopology;
 pub use sentinel::{SentinelOptions, SentinelTopology};
 
 /// Environment variable naming the `redis-server` binary to run.

@@ -1,0 +1,1104 @@
+//! A throwaway Redis Cluster: three masters and three replicas, each its
+//! own cluster-enabled `redis-server` process on a free loopback port
+//! (whose cluster bus port, 10000 higher, is free too), in its own
+//! directory of one temporary directory, all killed when the
+//! [`ClusterTopology`] is dropped.
+//!
+//! The harness forms the cluster itself over redis-rs, as `redis-cli
+//! --cluster create --cluster-replicas 1` would but without the CLI or its
+//! one-second sleeps: distinct config epochs (`CLUSTER SET-CONFIG-EPOCH`),
+//! `CLUSTER ADDSLOTSRANGE` on the masters, `CLUSTER MEET`, then `CLUSTER
+//! REPLICATE`. Only the server binary is needed ([`server_bin`], so
+//! `REDIS_SERVER_BIN` may name a Valkey binary).
+//!
+//! Tests move a slot by hand ([`ClusterTopology::migrate_slot`]), fail over
+//! by hand ([`ClusterTopology::failover`]) and crash a master
+//! ([`ClusterTopology::kill_master`]); each returns once the cluster
+//! agrees. Every wait polls with a deadline and panics, naming what it
+//! waited for, what it last saw and the tail of every node's log, rather
+//! than hang or guess a sleep. The nodes are fast on purpose: a node is
+//! failing after 1 s without an answer (`cluster-node-timeout 1000`).
+//!
+//! ```no_run
+//! use redis_runtime::testing::ClusterTopology;
+//!
+//! let mut topology = ClusterTopology::start();
+//! let masters = topology.masters();
+//! assert_eq!(masters.len(), 3);
+//! let slot = 0;
+//! let owner = topology.master_of_slot(slot);
+//! let other = masters.iter().copied().find(|&port| port != owner).expect("3 masters");
+//! topology.migrate_slot(slot, other);
+//! let promoted = topology.failover(other);
+//! let survivor = topology.kill_master(promoted);
+//! assert_eq!(topology.master_of_slot(slot), survivor);
+//! ```
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use super::{
+    HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin, spawn_server,
+};
+
+/// How many masters share the slots; each has one replica.
+const MASTERS: usize = 3;
+/// Masters and replicas.
+const NODES: usize = 2 * MASTERS;
+/// Redis Cluster's hash slots.
+const SLOTS: u16 = 16384;
+/// A node's cluster bus listens this much above its port.
+const BUS_PORT_OFFSET: u16 = 10000;
+/// Milliseconds without an answer before a node calls another failing.
+const NODE_TIMEOUT_MS: u64 = 1000;
+/// Free ports tried for one whose bus port is free as well.
+const PORT_ATTEMPTS: usize = 50;
+/// How long the cluster gets to come together (nodes meet, replicas sync,
+/// every node `cluster_state:ok`). A master stays `fail` for its first
+/// 2 s whatever happens.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the live nodes get to agree (on a slot's master, the masters,
+/// a moved slot).
+const AGREE_WAIT: Duration = Duration::from_secs(10);
+/// How long a master's replica gets to be in sync before a failover.
+const REPLICA_WAIT: Duration = Duration::from_secs(20);
+/// How long a failover (manual or after a crash) gets to complete.
+const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+/// A manual failover the server has not completed after this long has
+/// timed out (the server gives it 5 s) and is asked for again.
+const MANUAL_FAILOVER_RETRY: Duration = Duration::from_secs(6);
+/// Keys moved per `MIGRATE`.
+const MIGRATE_BATCH: usize = 100;
+/// `MIGRATE`'s own timeout, in milliseconds.
+const MIGRATE_TIMEOUT_MS: u64 = 5000;
+/// How often the waits look again.
+const POLL: Duration = Duration::from_millis(25);
+/// Connect, read and write timeout of every inspection.
+const IO_TIMEOUT: Duration = Duration::from_millis(500);
+/// Read timeout of a `MIGRATE`, which waits for the target.
+const MIGRATE_IO_TIMEOUT: Duration = Duration::from_millis(MIGRATE_TIMEOUT_MS + 1000);
+
+/// Three masters and three replicas on free loopback ports, cluster-enabled;
+/// see the module docs. Every process is killed on drop.
+///
+/// The six nodes keep their ports for the topology's life, in the order
+/// [`seed_ports`](Self::seed_ports) gives them: the first three were the
+/// masters at start (serving slots 0-5460, 5461-10922 and 10923-16383),
+/// the fourth to sixth their replicas, in the same order. Which nodes are
+/// masters now is whatever the cluster says ([`masters`](Self::masters)).
+/// Persistence is off.
+#[derive(Debug)]
+pub struct ClusterTopology {
+    /// The nodes, in a fixed order (see the type's docs).
+    nodes: Vec<Process>,
+    /// Dropped after the processes (fields drop in order), so they never
+    /// run in a deleted directory.
+    _dir: tempfile::TempDir,
+}
+
+impl ClusterTopology {
+    /// Starts six nodes and forms the cluster, returning once every node
+    /// reports `cluster_state:ok` with all 16384 slots served, every node
+    /// sees the three masters with their slots and the three replicas with
+    /// their masters, and every replica is in sync (`master_link_status:up`).
+    /// Panics with an actionable message if the binary is missing, a node
+    /// does not start, or the cluster does not come together within 20 s.
+    /// It takes about 2 s: a new master stays `fail` for its first 2 s.
+    pub fn start() -> Self {
+        match Self::try_start() {
+            Ok(topology) => topology,
+            Err(e) => panic!("cannot start a Redis Cluster topology: {e}"),
+        }
+    }
+
+    fn try_start() -> Result<Self, HarnessError> {
+        let bin = server_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("redis-runtime-cluster-")
+            .tempdir()?;
+        let mut nodes = Vec::with_capacity(NODES);
+        for i in 0..NODES {
+            nodes.push(Process::start_node(
+                &bin,
+                &dir.path().join(format!("node-{i}")),
+            )?);
+        }
+        let topology = Self { nodes, _dir: dir };
+        topology.form();
+        Ok(topology)
+    }
+
+    /// All six nodes' ports, always in the same order (see the type's
+    /// docs), killed nodes included.
+    pub fn seed_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// `redis+cluster://127.0.0.1:<p1>,127.0.0.1:<p2>,…`: all six nodes, in
+    /// [`seed_ports`](Self::seed_ports) order, killed nodes included.
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self
+            .seed_ports()
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis+cluster://{}", addrs.join(","))
+    }
+
+    /// `redis://127.0.0.1:<port>`: for talking to one node directly.
+    pub fn node_url(&self, port: u16) -> String {
+        format!("redis://127.0.0.1:{port}")
+    }
+
+    /// The port of the master serving `slot` now: the live master every
+    /// live node's `CLUSTER NODES` names for it. Waits up to 10 s for them
+    /// to agree (and for a crashed master's slot to be taken over), then
+    /// panics. Panics if `slot` is not below 16384.
+    pub fn master_of_slot(&self, slot: u16) -> u16 {
+        check_slot(slot);
+        let what = format!("the live nodes to agree on the master of slot {slot}");
+        self.wait_until(AGREE_WAIT, &what, || self.agreed_master_of(slot))
+    }
+
+    /// The live masters every live node agrees on, ordered by the first
+    /// slot they serve (masters without slots last). Waits up to 10 s for
+    /// the nodes to agree, then panics.
+    pub fn masters(&self) -> Vec<u16> {
+        self.wait_until(AGREE_WAIT, "the live nodes to agree on the masters", || {
+            self.agreed_masters()
+        })
+    }
+
+    /// Moves `slot` and its keys to the master on `to`, by hand: `CLUSTER
+    /// SETSLOT … IMPORTING` on `to`, `… MIGRATING` on the slot's master,
+    /// `MIGRATE` of its keys in batches of 100, then `CLUSTER SETSLOT …
+    /// NODE` on `to`, the old master and every other master. Returns once
+    /// every live master sees `to` serving the slot and none has it open
+    /// for migration. Does nothing if `to` serves it already. Panics if
+    /// `to` is not a master, a step is refused, or the masters do not agree
+    /// within 10 s.
+    pub fn migrate_slot(&self, slot: u16, to: u16) {
+        check_slot(slot);
+        let from = self.master_of_slot(slot);
+        if from == to {
+            return;
+        }
+        let masters = self.masters();
+        if !masters.contains(&to) {
+            self.fail(&format!(
+                "cannot move slot {slot} to port {to}: it is not a live master ({masters:?})"
+            ));
+        }
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let slot_arg = slot.to_string();
+        self.command::<()>(
+            to,
+            &["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id],
+        );
+        self.command::<()>(
+            from,
+            &["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id],
+        );
+        let batch = MIGRATE_BATCH.to_string();
+        loop {
+            let keys: Vec<Vec<u8>> =
+                self.command(from, &["CLUSTER", "GETKEYSINSLOT", &slot_arg, &batch]);
+            if keys.is_empty() {
+                break;
+            }
+            self.migrate_keys(from, to, &keys);
+        }
+        // The target first, then the source: so the slot never has no
+        // owner that accepts it (what the Redis docs prescribe).
+        let mut order = vec![to, from];
+        order.extend(masters.iter().filter(|&&port| port != to && port != from));
+        for port in order {
+            self.command::<()>(port, &["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        }
+        let what = format!("every master to see port {to} serving slot {slot}");
+        self.wait_until(AGREE_WAIT, &what, || {
+            for &port in &self.live_ports() {
+                let view = self.view(port)?;
+                let Some(me) = view.iter().find(|entry| entry.has_flag("myself")) else {
+                    return Err(format!("port {port} does not list itself"));
+                };
+                if !me.has_flag("master") {
+                    continue;
+                }
+                if me.open_slots.contains(&slot) {
+                    return Err(format!("port {port} still has slot {slot} open"));
+                }
+                match view.iter().find(|entry| entry.serves(slot)) {
+                    Some(entry) if entry.id == to_id => {}
+                    Some(entry) => {
+                        return Err(format!(
+                            "port {port} sees port {} serving slot {slot}",
+                            entry.port
+                        ));
+                    }
+                    None => return Err(format!("port {port} sees nobody serving slot {slot}")),
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// Fails the master on `master_port` over to its replica by hand
+    /// (`CLUSTER FAILOVER` on the replica) and waits until it is complete:
+    /// the replica's role is master, every live node sees it as a master
+    /// serving the old master's slots and the old master as its replica,
+    /// and the old master replicates from it with `master_link_status:up`.
+    /// Returns the new master's port.
+    ///
+    /// It first waits (up to 20 s) for a replica in sync with the master;
+    /// the request is repeated if the server's own 5 s for a manual
+    /// failover run out. Panics if `master_port` is not a master serving
+    /// slots, or on timeout (20 s).
+    pub fn failover(&self, master_port: u16) -> u16 {
+        let (master_id, slots) = self.serving_master(master_port);
+        let what = format!("a replica of port {master_port} in sync with it");
+        let replica = self.wait_until(REPLICA_WAIT, &what, || self.synced_replica_of(master_port));
+        let replica_id = self.node_id(replica);
+        let mut requested: Option<Instant> = None;
+        let what = format!("the manual failover from port {master_port} to port {replica}");
+        self.wait_until(FAILOVER_WAIT, &what, || {
+            let due = requested.is_none_or(|at| at.elapsed() > MANUAL_FAILOVER_RETRY);
+            if due && self.expect_role(replica, "master").is_err() {
+                self.query::<()>(replica, &["CLUSTER", "FAILOVER"])?;
+                requested = Some(Instant::now());
+            }
+            self.expect_role(replica, "master")?;
+            for &port in &self.live_ports() {
+                let view = self.view(port)?;
+                expect_serving(&view, port, &replica_id, replica, &slots)?;
+                expect_replica_entry(&view, port, &master_id, master_port, &replica_id)?;
+            }
+            self.expect_replica_of(master_port, replica)
+        });
+        replica
+    }
+
+    /// Kills the master on `port` (SIGKILL, like a crash), then waits until
+    /// one of its replicas serves its slots as a master and every live node
+    /// agrees: each reports `cluster_state:ok`, flags the killed node
+    /// `fail`, and sees the promoted node serving the killed one's slots.
+    /// Returns the promoted node's port. The killed node stays down (its
+    /// port stays in [`seed_ports`](Self::seed_ports)).
+    ///
+    /// Panics if `port` is not a live master serving slots, has no replica,
+    /// or no replica takes over within 20 s (failure detection takes the
+    /// 1 s node timeout, the election about 1 s more).
+    pub fn kill_master(&mut self, port: u16) -> u16 {
+        let (id, slots) = self.serving_master(port);
+        let candidates = self.replicas_of(port);
+        if candidates.is_empty() {
+            self.fail(&format!(
+                "cannot kill the master on port {port}: no live node replicates from it, so \
+                 none would take over"
+            ));
+        }
+        self.node_mut(port).stop();
+        let what = format!(
+            "a replica of the killed master on port {port} (one of {candidates:?}) to take over"
+        );
+        self.wait_until(FAILOVER_WAIT, &what, || {
+            let (first, _) = slots[0];
+            let promoted = self.agreed_master_of(first)?;
+            if !candidates.contains(&promoted) {
+                return Err(format!("port {promoted} serves slot {first}"));
+            }
+            self.expect_role(promoted, "master")?;
+            let promoted_id = self.node_id_checked(promoted)?;
+            for &live in &self.live_ports() {
+                let info: String = self.query(live, &["CLUSTER", "INFO"])?;
+                let state = info_field(&info, "cluster_state");
+                if state != "ok" {
+                    return Err(format!("port {live} has cluster_state:{state}"));
+                }
+                let view = self.view(live)?;
+                match view.iter().find(|entry| entry.id == id) {
+                    Some(entry) if entry.has_flag("fail") => {}
+                    Some(entry) => {
+                        return Err(format!(
+                            "port {live} sees the killed node with flags {}",
+                            entry.flags.join(",")
+                        ));
+                    }
+                    None => return Err(format!("port {live} does not list the killed node")),
+                }
+                expect_serving(&view, live, &promoted_id, promoted, &slots)?;
+            }
+            Ok(promoted)
+        })
+    }
+
+    /// Start's work once the six nodes answer: config epochs, slots, meet,
+    /// replicate, then wait for all of it to settle.
+    fn form(&self) {
+        let ports = self.seed_ports();
+        let ids: Vec<String> = ports.iter().map(|&port| self.node_id(port)).collect();
+        for (i, &port) in ports.iter().enumerate() {
+            // Distinct epochs up front, as `redis-cli --cluster create`
+            // sets them: no collision for the nodes to resolve first.
+            let epoch = (i + 1).to_string();
+            self.command::<()>(port, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch]);
+        }
+        for (i, &port) in ports[..MASTERS].iter().enumerate() {
+            let (first, last) = master_slots(i);
+            let (first, last) = (first.to_string(), last.to_string());
+            self.command::<()>(port, &["CLUSTER", "ADDSLOTSRANGE", &first, &last]);
+        }
+        for &port in &ports[1..] {
+            let port = port.to_string();
+            self.command::<()>(ports[0], &["CLUSTER", "MEET", "127.0.0.1", &port]);
+        }
+        self.wait_until(CONVERGE_TIMEOUT, "every node to know every other", || {
+            self.all_met(&ids)
+        });
+        // A node must know its master before it can replicate from it.
+        for i in 0..MASTERS {
+            self.command::<()>(ports[MASTERS + i], &["CLUSTER", "REPLICATE", &ids[i]]);
+        }
+        self.wait_until(CONVERGE_TIMEOUT, "the cluster to come together", || {
+            self.formed(&ids)
+        });
+    }
+
+    /// Every node lists the six nodes, none of them half-met, and is
+    /// connected to each.
+    fn all_met(&self, ids: &[String]) -> Result<(), String> {
+        for port in self.seed_ports() {
+            let view = self.view(port)?;
+            let known: HashSet<&str> = view.iter().map(|entry| entry.id.as_str()).collect();
+            if let Some(missing) = ids.iter().find(|id| !known.contains(id.as_str())) {
+                return Err(format!("port {port} does not know node {missing} yet"));
+            }
+            for entry in &view {
+                if !ids.contains(&entry.id) {
+                    return Err(format!(
+                        "port {port} lists a node it is still meeting ({})",
+                        entry.flags.join(",")
+                    ));
+                }
+                if !entry.connected || entry.has_flag("handshake") || entry.has_flag("noaddr") {
+                    return Err(format!(
+                        "port {port} sees port {} with flags {} ({})",
+                        entry.port,
+                        entry.flags.join(","),
+                        if entry.connected {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start's condition; see [`ClusterTopology::start`].
+    fn formed(&self, ids: &[String]) -> Result<(), String> {
+        let ports = self.seed_ports();
+        for &port in &ports {
+            let info: String = self.query(port, &["CLUSTER", "INFO"])?;
+            let field = |name| info_field(&info, name);
+            let (state, slots_ok, known) = (
+                field("cluster_state"),
+                field("cluster_slots_ok"),
+                field("cluster_known_nodes"),
+            );
+            if state != "ok" || slots_ok != SLOTS.to_string() || known != NODES.to_string() {
+                return Err(format!(
+                    "port {port} has cluster_state:{state}, cluster_slots_ok:{slots_ok}, \
+                     cluster_known_nodes:{known}"
+                ));
+            }
+            let view = self.view(port)?;
+            for i in 0..MASTERS {
+                expect_serving(&view, port, &ids[i], ports[i], &[master_slots(i)])?;
+                let replica = MASTERS + i;
+                expect_replica_entry(&view, port, &ids[replica], ports[replica], &ids[i])?;
+            }
+        }
+        for i in 0..MASTERS {
+            self.expect_replica_of(ports[MASTERS + i], ports[i])?;
+        }
+        Ok(())
+    }
+
+    /// The live masters, if every live node sees the same ones.
+    fn agreed_masters(&self) -> Result<Vec<u16>, String> {
+        let live = self.live_ports();
+        let mut agreed: Option<(u16, Vec<u16>)> = None;
+        for &port in &live {
+            let view = self.view(port)?;
+            let mut masters: Vec<(u16, u16)> = view
+                .iter()
+                .filter(|entry| {
+                    entry.has_flag("master") && !entry.failing() && live.contains(&entry.port)
+                })
+                .map(|entry| {
+                    let first = entry.slots.iter().map(|&(first, _)| first).min();
+                    (first.unwrap_or(SLOTS), entry.port)
+                })
+                .collect();
+            masters.sort_unstable();
+            let masters: Vec<u16> = masters.into_iter().map(|(_, port)| port).collect();
+            match &agreed {
+                None => agreed = Some((port, masters)),
+                Some((_, seen)) if *seen == masters => {}
+                Some((other, seen)) => {
+                    return Err(format!(
+                        "port {other} sees masters {seen:?}, port {port} sees {masters:?}"
+                    ));
+                }
+            }
+        }
+        agreed
+            .map(|(_, masters)| masters)
+            .ok_or_else(|| "no node is live".to_string())
+    }
+
+    /// The live master serving `slot`, if every live node names the same.
+    fn agreed_master_of(&self, slot: u16) -> Result<u16, String> {
+        let live = self.live_ports();
+        let mut agreed: Option<(u16, u16)> = None;
+        for &port in &live {
+            let view = self.view(port)?;
+            let Some(owner) = view.iter().find(|entry| entry.serves(slot)) else {
+                return Err(format!("port {port} sees nobody serving slot {slot}"));
+            };
+            if owner.failing() || !live.contains(&owner.port) {
+                return Err(format!(
+                    "port {port} sees slot {slot} served by port {}, which is down ({})",
+                    owner.port,
+                    owner.flags.join(",")
+                ));
+            }
+            match agreed {
+                None => agreed = Some((port, owner.port)),
+                Some((_, seen)) if seen == owner.port => {}
+                Some((other, seen)) => {
+                    return Err(format!(
+                        "port {other} sees slot {slot} served by port {seen}, port {port} by \
+                         port {}",
+                        owner.port
+                    ));
+                }
+            }
+        }
+        agreed
+            .map(|(_, owner)| owner)
+            .ok_or_else(|| "no node is live".to_string())
+    }
+
+    /// The node id and slot ranges of the master on `port`, as it sees
+    /// itself; panics if it is not a master serving slots.
+    fn serving_master(&self, port: u16) -> (String, Vec<(u16, u16)>) {
+        if !self.live_ports().contains(&port) {
+            self.fail(&format!("port {port} is not a live node of this cluster"));
+        }
+        let view = self
+            .view(port)
+            .unwrap_or_else(|e| self.fail(&format!("cannot inspect port {port}: {e}")));
+        match view.into_iter().find(|entry| entry.has_flag("myself")) {
+            Some(me) if me.has_flag("master") && !me.slots.is_empty() => (me.id, me.slots),
+            Some(me) => self.fail(&format!(
+                "port {port} is not a master serving slots: flags {}, slots {:?}",
+                me.flags.join(","),
+                me.slots
+            )),
+            None => self.fail(&format!("port {port} does not list itself")),
+        }
+    }
+
+    /// The live nodes that replicate from the node on `master`, by their
+    /// own `INFO replication`, whatever the state of their link.
+    fn replicas_of(&self, master: u16) -> Vec<u16> {
+        self.live_ports()
+            .into_iter()
+            .filter(|&port| port != master)
+            .filter(|&port| {
+                self.query::<String>(port, &["INFO", "replication"])
+                    .is_ok_and(|info| {
+                        matches!(info_field(&info, "role"), "slave" | "replica")
+                            && info_field(&info, "master_port") == master.to_string()
+                    })
+            })
+            .collect()
+    }
+
+    /// A live node replicating from the node on `master` with its link up.
+    fn synced_replica_of(&self, master: u16) -> Result<u16, String> {
+        let mut seen = Vec::new();
+        for port in self.live_ports() {
+            if port == master {
+                continue;
+            }
+            match self.expect_replica_of(port, master) {
+                Ok(()) => return Ok(port),
+                Err(e) => seen.push(e),
+            }
+        }
+        Err(seen.join("; "))
+    }
+
+    /// The node on `port` replicates from the node on `master`, with its
+    /// link up (`INFO replication`).
+    fn expect_replica_of(&self, port: u16, master: u16) -> Result<(), String> {
+        let info: String = self.query(port, &["INFO", "replication"])?;
+        let role = info_field(&info, "role");
+        let master_port = info_field(&info, "master_port");
+        let link = info_field(&info, "master_link_status");
+        if matches!(role, "slave" | "replica") && master_port == master.to_string() && link == "up"
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "the node on port {port} has role:{role}, master_port:{master_port}, \
+                 master_link_status:{link} (waiting for a replica of port {master}, link up)"
+            ))
+        }
+    }
+
+    /// The first word of the node's `ROLE` reply is `expected`.
+    fn expect_role(&self, port: u16, expected: &str) -> Result<(), String> {
+        let reply: Vec<redis::Value> = self.query(port, &["ROLE"])?;
+        let first = reply.into_iter().next().unwrap_or(redis::Value::Nil);
+        let role: String =
+            redis::from_redis_value(first).map_err(|e| format!("ROLE on port {port}: {e}"))?;
+        match role.as_str() {
+            role if role == expected => Ok(()),
+            // Valkey may say `replica` where Redis says `slave`.
+            "replica" if expected == "slave" => Ok(()),
+            role => Err(format!("the node on port {port} is a {role}")),
+        }
+    }
+
+    /// `MIGRATE`s `keys` from `from` to `to` in one command.
+    fn migrate_keys(&self, from: u16, to: u16, keys: &[Vec<u8>]) {
+        let mut cmd = redis::cmd("MIGRATE");
+        cmd.arg("127.0.0.1")
+            .arg(to)
+            .arg("")
+            .arg(0)
+            .arg(MIGRATE_TIMEOUT_MS)
+            .arg("KEYS")
+            .arg(keys);
+        let moved = connect(&self.node_url(from))
+            .and_then(|mut conn| {
+                conn.set_read_timeout(Some(MIGRATE_IO_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
+                cmd.query::<redis::Value>(&mut conn)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| format!("port {from}: {e}"));
+        if let Err(e) = moved {
+            self.fail(&format!(
+                "cannot MIGRATE {} keys from port {from} to port {to}: {e}",
+                keys.len()
+            ));
+        }
+    }
+
+    /// Every node's `CLUSTER NODES`, as the node on `port` sees it.
+    fn view(&self, port: u16) -> Result<Vec<NodeEntry>, String> {
+        let text: String = self.query(port, &["CLUSTER", "NODES"])?;
+        parse_cluster_nodes(&text).map_err(|e| format!("CLUSTER NODES on port {port}: {e}"))
+    }
+
+    /// The node's own id (`CLUSTER MYID`), panicking if it does not answer.
+    fn node_id(&self, port: u16) -> String {
+        self.node_id_checked(port)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read a node id: {e}")))
+    }
+
+    fn node_id_checked(&self, port: u16) -> Result<String, String> {
+        self.query(port, &["CLUSTER", "MYID"])
+    }
+
+    /// The ports of the nodes not killed.
+    fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.port)
+            .collect()
+    }
+
+    fn node_mut(&mut self, port: u16) -> &mut Process {
+        let ports = self.seed_ports();
+        match self.nodes.iter_mut().find(|node| node.port == port) {
+            Some(node) => node,
+            None => panic!("port {port} is not a node of this cluster ({ports:?})"),
+        }
+    }
+
+    /// One command on the node on `port`, errors as text.
+    fn query<T: redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Result<T, String> {
+        let mut conn = connect(&self.node_url(port)).map_err(|e| format!("port {port}: {e}"))?;
+        let (name, rest) = args.split_first().expect("a command has a name");
+        redis::cmd(name)
+            .arg(rest)
+            .query(&mut conn)
+            .map_err(|e| format!("{} on port {port}: {e}", args.join(" ")))
+    }
+
+    /// [`query`](Self::query), panicking with every log tail on failure.
+    fn command<T: redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> T {
+        self.query(port, args).unwrap_or_else(|e| self.fail(&e))
+    }
+
+    /// Polls `check` until it succeeds, panicking after `limit` with `what`,
+    /// the last thing `check` saw and every node's log tail.
+    fn wait_until<T>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = match check() {
+                Ok(value) => return value,
+                Err(seen) => seen,
+            };
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {limit:?} waiting for {what} (cluster {:?}); last seen: \
+                     {seen}; logs: {}",
+                    self.seed_ports(),
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Panics with `what` and every node's log tail.
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what} (cluster {:?}); logs: {}",
+            self.seed_ports(),
+            self.log_tails()
+        )
+    }
+
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let _ = write!(
+                out,
+                "\n  node on port {}{}: {}",
+                node.port,
+                if node.child.is_some() {
+                    ""
+                } else {
+                    " (killed)"
+                },
+                log_tail(&[&node.log_path(), &node.stderr_path()])
+            );
+        }
+        out
+    }
+}
+
+/// One line of `CLUSTER NODES`: a node as the node asked sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeEntry {
+    id: String,
+    /// 0 while the address is unknown (`noaddr`).
+    port: u16,
+    /// `myself`, `master`, `slave`, `fail?`, `fail`, `handshake`, …
+    flags: Vec<String>,
+    /// The master's id, for a replica.
+    master_id: Option<String>,
+    /// Whether the link to it is up (`connected`).
+    connected: bool,
+    /// The slot ranges it serves, inclusive.
+    slots: Vec<(u16, u16)>,
+    /// Slots it is migrating or importing (only listed for `myself`).
+    open_slots: Vec<u16>,
+}
+
+impl NodeEntry {
+    fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+
+    /// Flagged failing, by this node alone (`fail?`) or by the cluster.
+    fn failing(&self) -> bool {
+        self.has_flag("fail") || self.has_flag("fail?")
+    }
+
+    fn is_replica(&self) -> bool {
+        self.has_flag("slave") || self.has_flag("replica")
+    }
+
+    fn serves(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&slot))
+    }
+}
+
+/// Parses `CLUSTER NODES`: `<id> <ip:port@cport[,hostname…]> <flags>
+/// <master id or -> <ping sent> <pong received> <config epoch> <link
+/// state> <slot or range or [slot->-id] or [slot-<-id]>…`, one node a line.
+fn parse_cluster_nodes(text: &str) -> Result<Vec<NodeEntry>, String> {
+    let mut entries = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [
+            id,
+            addr,
+            flags,
+            master,
+            _ping,
+            _pong,
+            _epoch,
+            link,
+            slots @ ..,
+        ] = fields.as_slice()
+        else {
+            return Err(format!("short line {line:?}"));
+        };
+        let host_port = addr.split(['@', ',']).next().unwrap_or_default();
+        let port = match host_port.rsplit_once(':') {
+            Some((_, port)) => port
+                .parse()
+                .map_err(|_| format!("no port in {addr:?} of line {line:?}"))?,
+            None => return Err(format!("no port in {addr:?} of line {line:?}")),
+        };
+        let mut entry = NodeEntry {
+            id: (*id).to_string(),
+            port,
+            flags: flags.split(',').map(str::to_string).collect(),
+            master_id: (*master != "-").then(|| (*master).to_string()),
+            connected: *link == "connected",
+            slots: Vec::new(),
+            open_slots: Vec::new(),
+        };
+        for slot in slots {
+            if let Some(open) = slot.strip_prefix('[') {
+                // `[1234->-<id>]` (migrating) or `[1234-<-<id>]` (importing).
+                let number = open.split('-').next().unwrap_or_default();
+                let number = number
+                    .parse()
+                    .map_err(|_| format!("bad open slot {slot:?} in line {line:?}"))?;
+                entry.open_slots.push(number);
+                continue;
+            }
+            let (first, last) = slot.split_once('-').unwrap_or((slot, slot));
+            let parse = |text: &str| {
+                text.parse::<u16>()
+                    .map_err(|_| format!("bad slot {slot:?} in line {line:?}"))
+            };
+            entry.slots.push((parse(first)?, parse(last)?));
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// `view` (the node on `asked`'s) shows the node `id` (on `port`) as a
+/// master, not failing, serving every range of `slots`.
+fn expect_serving(
+    view: &[NodeEntry],
+    asked: u16,
+    id: &str,
+    port: u16,
+    slots: &[(u16, u16)],
+) -> Result<(), String> {
+    let Some(entry) = view.iter().find(|entry| entry.id == id) else {
+        return Err(format!("port {asked} does not know port {port}"));
+    };
+    let serves_all = slots
+        .iter()
+        .all(|&(first, last)| entry.serves(first) && entry.serves(last));
+    if entry.has_flag("master") && !entry.failing() && serves_all {
+        Ok(())
+    } else {
+        Err(format!(
+            "port {asked} sees port {port} with flags {} serving {:?} (waiting for a master \
+             serving {slots:?})",
+            entry.flags.join(","),
+            entry.slots
+        ))
+    }
+}
+
+/// `view` (the node on `asked`'s) shows the node `id` (on `port`) as a
+/// replica of the node `master_id`, not failing.
+fn expect_replica_entry(
+    view: &[NodeEntry],
+    asked: u16,
+    id: &str,
+    port: u16,
+    master_id: &str,
+) -> Result<(), String> {
+    let Some(entry) = view.iter().find(|entry| entry.id == id) else {
+        return Err(format!("port {asked} does not know port {port}"));
+    };
+    if entry.is_replica() && !entry.failing() && entry.master_id.as_deref() == Some(master_id) {
+        Ok(())
+    } else {
+        Err(format!(
+            "port {asked} sees port {port} with flags {}, master {} (waiting for a replica \
+             of {master_id})",
+            entry.flags.join(","),
+            entry.master_id.as_deref().unwrap_or("-")
+        ))
+    }
+}
+
+/// The value of `name:` in `INFO` or `CLUSTER INFO` text, or `?`.
+fn info_field<'a>(info: &'a str, name: &str) -> &'a str {
+    info.lines()
+        .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or("?")
+}
+
+/// The slot range the `i`th master gets at start, as `redis-cli --cluster
+/// create` splits them: 0-5460, 5461-10922, 10923-16383.
+fn master_slots(i: usize) -> (u16, u16) {
+    // `k * 16384 / 3`, rounded to the nearest slot.
+    let bound = |k: usize| {
+        let slot = (k * usize::from(SLOTS) + MASTERS / 2) / MASTERS;
+        u16::try_from(slot).expect("a slot bound is at most 16384")
+    };
+    (bound(i), bound(i + 1) - 1)
+}
+
+fn check_slot(slot: u16) {
+    assert!(
+        slot < SLOTS,
+        "slot {slot} does not exist: slots are 0 to 16383"
+    );
+}
+
+/// A sync connection with short timeouts, errors as text.
+fn connect(url: &str) -> Result<redis::Connection, String> {
+    let open = || -> redis::RedisResult<redis::Connection> {
+        let conn = redis::Client::open(url)?.get_connection_with_timeout(IO_TIMEOUT)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(conn)
+    };
+    open().map_err(|e| e.to_string())
+}
+
+/// A free loopback port whose cluster bus port (10000 higher) is free
+/// too. Both are released before the node binds them, so a race is
+/// possible; [`Process::start_node`] retries on a new one.
+fn free_cluster_port() -> std::io::Result<u16> {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port()?;
+        let Some(bus) = port.checked_add(BUS_PORT_OFFSET) else {
+            continue;
+        };
+        if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, bus))).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!(
+            "no free loopback port with a free cluster bus port (+{BUS_PORT_OFFSET}) in \
+             {PORT_ATTEMPTS} tries"
+        ),
+    ))
+}
+
+/// One cluster node's `redis-server` process.
+#[derive(Debug)]
+struct Process {
+    bin: String,
+    port: u16,
+    /// Its own directory: working directory, log, `nodes-<port>.conf`.
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    /// Starts a node on a fresh port (and bus port) in `dir`, retrying on
+    /// fresh ports if a bind fails.
+    fn start_node(bin: &str, dir: &Path) -> Result<Self, HarnessError> {
+        std::fs::create_dir_all(dir)?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let mut process = Self {
+                bin: bin.to_string(),
+                port: free_cluster_port()?,
+                dir: dir.to_path_buf(),
+                child: None,
+            };
+            match process.spawn_and_wait() {
+                Ok(()) => return Ok(process),
+                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
+            port: 0,
+            reason: "no attempt was made".into(),
+        }))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
+    /// Errors before the config is loaded (a refused directive) go here.
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.join("stderr.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())?;
+        let mut command = Command::new(&self.bin);
+        command
+            .args(node_args(self.port, &self.dir))
+            .current_dir(&self.dir)
+            .stderr(stderr);
+        self.child = Some(spawn_server(&mut command, &self.bin)?);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let url = format!("redis://127.0.0.1:{}", self.port);
+        loop {
+            let answer = connect(&url).and_then(|mut conn| {
+                redis::cmd("PING")
+                    .query::<String>(&mut conn)
+                    .map_err(|e| e.to_string())
+            });
+            if answer.is_ok() {
+                return Ok(());
+            }
+            if !self.is_running() {
+                self.child = None;
+                return Err(self.did_not_start("the process exited"));
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(self.did_not_start(&format!(
+                    "it did not answer PING within {READY_TIMEOUT:?} (last: {})",
+                    answer.err().unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, then wait for the process to be gone. Idempotent.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn did_not_start(&self, what: &str) -> HarnessError {
+        HarnessError::DidNotStart {
+            port: self.port,
+            reason: format!(
+                "{what}; log tail: {}",
+                log_tail(&[&self.log_path(), &self.stderr_path()])
+            ),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A cluster node's arguments, like [`super::RedisServer`]'s (loopback,
+/// persistence off) plus cluster mode with a 1 s node timeout. Only
+/// directives Redis 7.0 and Valkey 8 both accept.
+fn node_args(port: u16, dir: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--port".into(), port.to_string().into()];
+    for arg in ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] {
+        args.push(arg.into());
+    }
+    for arg in ["--daemonize", "no", "--protected-mode", "yes"] {
+        args.push(arg.into());
+    }
+    args.push("--cluster-enabled".into());
+    args.push("yes".into());
+    // Relative to `--dir`: each node's own file in its own directory.
+    args.push("--cluster-config-file".into());
+    args.push(format!("nodes-{port}.conf").into());
+    args.push("--cluster-node-timeout".into());
+    args.push(NODE_TIMEOUT_MS.to_string().into());
+    // Start a full sync at once instead of waiting 5 s for more replicas.
+    for arg in ["--repl-diskless-sync-delay", "0"] {
+        args.push(arg.into());
+    }
+    args.push("--dir".into());
+    args.push(dir.into());
+    args.push("--logfile".into());
+    args.push(dir.join("redis.log").into());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_nodes_lines_are_parsed() {
+        // Redis 7.0, with a slot being migrated; Valkey 8 adds a hostname
+        // and auxiliary fields after the address.
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@40004 slave \
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@40002,,shard-id=ab master - 0 \
+1426238316232 2 connected 5461-10922
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@40001 myself,master - 0 0 1 \
+connected 0-5460 [5461-<-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1] [17->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@40003 master,fail - 0 \
+1426238318243 3 disconnected 10923 10924-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 :0@0 handshake,noaddr - 0 0 0 disconnected
+";
+        let entries = parse_cluster_nodes(text).expect("valid CLUSTER NODES");
+        assert_eq!(entries.len(), 5);
+        assert!(entries[0].is_replica());
+        assert_eq!(
+            entries[0].master_id.as_deref(),
+            Some("e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca")
+        );
+        assert_eq!(entries[1].port, 30002);
+        assert_eq!(entries[1].slots, vec![(5461, 10922)]);
+        assert!(entries[2].has_flag("myself"));
+        assert_eq!(entries[2].slots, vec![(0, 5460)]);
+        assert_eq!(entries[2].open_slots, vec![5461, 17]);
+        assert!(entries[3].failing() && !entries[3].connected);
+        assert!(entries[3].serves(10923) && entries[3].serves(16383));
+        assert!(!entries[3].serves(10922));
+        assert_eq!(entries[4].port, 0);
+    }
+
+    #[test]
+    fn the_slots_are_split_like_redis_cli_does() {
+        assert_eq!(master_slots(0), (0, 5460));
+        assert_eq!(master_slots(1), (5461, 10922));
+        assert_eq!(master_slots(2), (10923, 16383));
+    }
+}
