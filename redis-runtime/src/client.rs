@@ -476,7 +476,9 @@ impl Client {
     /// takes: it refuses work after [`Client::shutdown`], bounds the
     /// operation by [`Config::operation_timeout`], attaches `context` to any
     /// error, reports to the metrics hook and traces link transitions.
-    /// redis-rs errors convert with `?` inside `op`.
+    /// redis-rs errors convert with `?` inside `op`. With
+    /// [`Config::replica_acks`] set, `op` counts as a write: it is followed
+    /// by `WAIT` (see [`Client::query`]).
     pub async fn run<T, F, Fut>(&self, context: Context, op: F) -> Result<T>
     where
         F: FnOnce(Connection) -> Fut,
@@ -502,6 +504,12 @@ impl Client {
     /// by [`Client::query_repeatable`]; here a write fails at once with
     /// [`Error::outcome_unknown`] set, so the caller re-reads instead of
     /// repeating a `create`.
+    ///
+    /// With [`Config::replica_acks`] set, a request sent by `query` counts
+    /// as a write: once it succeeded, `WAIT` on the same connection asks
+    /// for that many replica acknowledgements, and too few fail it with
+    /// `STORAGE_NOT_REPLICATED` (the write ran; re-read before retrying).
+    /// Send reads with [`Client::query_repeatable`], which does not wait.
     ///
     /// ```no_run
     /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
