@@ -95,6 +95,24 @@ enum Slot {
 struct Link {
     client: redis::Client,
     manager: ConnectionManager,
+    /// Replica acknowledgements of the writes on this link.
+    acks: AckBatch,
+}
+
+/// Group commit for replica acknowledgements. `WAIT` blocks the whole
+/// (shared) connection on the server until the replicas answer, so one
+/// `WAIT` per write would serialise every task on it. Instead one `WAIT`
+/// is in flight at a time, and it covers every write whose reply arrived
+/// on this connection before it was sent: writers that finish while it is
+/// in flight share the next one.
+#[derive(Default)]
+struct AckBatch {
+    /// Writes whose reply has arrived, numbered in that order.
+    replies: AtomicU64,
+    /// Held while a `WAIT` is in flight; then the last one's answer: the
+    /// writes it covers (numbers up to this) and how many replicas
+    /// acknowledged them.
+    last: tokio::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// What the client has observed about its link, for tracing: redis-rs
@@ -170,7 +188,11 @@ impl Client {
                 let manager = standalone_manager(&config, client.clone()).await?;
                 (
                     Source::Fixed,
-                    Slot::Ready(Arc::new(Link { client, manager })),
+                    Slot::Ready(Arc::new(Link {
+                        client,
+                        manager,
+                        acks: AckBatch::default(),
+                    })),
                 )
             }
             Topology::Sentinel(settings) => {
@@ -337,7 +359,11 @@ impl Client {
             manager_config(&self.inner.config),
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
-        *slot = Slot::Ready(Arc::new(Link { client, manager }));
+        *slot = Slot::Ready(Arc::new(Link {
+            client,
+            manager,
+            acks: AckBatch::default(),
+        }));
         self.inner.link_generation.send_modify(|moves| *moves += 1);
         let endpoint = self.inner.config.endpoint();
         match previous {
@@ -408,21 +434,39 @@ impl Client {
         let link = self.link(context).await?;
         Ok(Connection {
             manager: link.manager.clone(),
+            link,
             round_trips: self.inner.round_trips.clone(),
         })
     }
 
     /// After a write on `conn`: with [`Config::replica_acks`] set, waits
-    /// for that many replicas to acknowledge it (`WAIT`). Any failure here
+    /// for that many replicas to acknowledge it (`WAIT`, shared with the
+    /// writes that finished meanwhile: see [`AckBatch`]). Any failure here
     /// leaves the write's outcome unknown: it already ran on the primary.
     async fn acknowledge(&self, conn: &Connection, context: &Context) -> Result<()> {
         let Some(acks) = self.inner.config.replica_acks else {
             return Ok(());
         };
         let timeout_ms = duration_ms(acks.timeout);
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(acks.replicas).arg(timeout_ms);
-        match cmd.query_async::<u64>(&mut conn.clone()).await {
+        let batch = &conn.link.acks;
+        let this_write = batch.replies.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut last = batch.last.lock().await;
+        let acknowledged = match *last {
+            // A WAIT sent after this write's reply arrived answered it.
+            Some((covers, acknowledged)) if covers >= this_write => Ok(acknowledged),
+            _ => {
+                let covers = batch.replies.load(Ordering::Acquire);
+                let mut cmd = redis::cmd("WAIT");
+                cmd.arg(acks.replicas).arg(timeout_ms);
+                let answer = cmd.query_async::<u64>(&mut conn.clone()).await;
+                if let Ok(acknowledged) = answer {
+                    *last = Some((covers, acknowledged));
+                }
+                answer
+            }
+        };
+        drop(last);
+        match acknowledged {
             Ok(acknowledged) if acknowledged >= u64::from(acks.replicas) => Ok(()),
             Ok(acknowledged) => Err(Error::NotReplicated {
                 context: context.clone(),
@@ -1141,6 +1185,8 @@ impl<'r> From<&'r redis::ScriptInvocation<'r>> for Request<'r> {
 #[derive(Clone)]
 pub struct Connection {
     manager: ConnectionManager,
+    /// The link `manager` belongs to (for its acknowledgement batch).
+    link: Arc<Link>,
     round_trips: Arc<AtomicU64>,
 }
 

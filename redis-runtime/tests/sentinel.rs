@@ -585,3 +585,75 @@ async fn a_write_no_replica_acknowledged_fails_not_replicated_and_is_on_the_mast
         Some("1")
     );
 }
+
+/// `WAIT` blocks the shared connection until the replicas answer, so
+/// concurrent writers share one (group commit): 64 tasks writing at once
+/// send far fewer `WAIT`s than writes, and every write they were told is
+/// replicated is on the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_their_replica_acknowledgements() {
+    let topology = SentinelTopology::start("group");
+    let [master, replica] = topology.node_ports();
+    let client = sentinel_client(&topology, |b| {
+        b.wait_for_replicas(1, Duration::from_millis(1000))
+    })
+    .await
+    .expect("connect");
+    let master_node = node(&topology, master).await;
+    let _: () = master_node
+        .query(
+            Context::new("test.reset", ""),
+            redis::cmd("CONFIG").arg("RESETSTAT"),
+        )
+        .await
+        .expect("CONFIG RESETSTAT");
+    let writers: Vec<_> = (0..64)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    let key = format!("g:{t}:{n}");
+                    client
+                        .query::<()>(Context::new("test.set", "g:{t}:{n}"), &set(&key, "v"))
+                        .await
+                        .expect("an acknowledged write");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let stats: String = master_node
+        .query_repeatable(
+            Context::new("test.stats", ""),
+            redis::cmd("INFO").arg("commandstats"),
+        )
+        .await
+        .expect("INFO commandstats");
+    let calls = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (sets, waits) = (calls("set"), calls("wait"));
+    println!("{sets} writes, {waits} WAITs");
+    assert_eq!(sets, 64 * 50);
+    assert!(
+        waits * 2 < sets,
+        "{waits} WAITs for {sets} writes: not shared"
+    );
+    let written = Writes {
+        acknowledged: (0..64)
+            .flat_map(|t| (0..50).map(move |n| (format!("g:{t}:{n}"), Instant::now())))
+            .collect(),
+        ..Writes::default()
+    };
+    let replica_node = node(&topology, replica).await;
+    assert!(
+        missing(&replica_node, &written).await.is_empty(),
+        "every acknowledged write is on the replica"
+    );
+}
