@@ -628,7 +628,9 @@ impl ConfigBuilder {
 /// `REDIS_WAIT_REPLICAS` is set without `REDIS_WAIT_TIMEOUT`.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The part after `redis+sentinel://`, if `url` is a Sentinel URL.
+/// The part after `redis+sentinel://`, if `url` is a Sentinel URL; the
+/// topologies not supported (yet) are refused here, before their
+/// multi-host form could be mistaken for a malformed URL.
 fn sentinel_url_rest(url: &str) -> Result<Option<&str>> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Ok(None);
@@ -637,6 +639,9 @@ fn sentinel_url_rest(url: &str) -> Result<Option<&str>> {
         "redis+sentinel" | "valkey+sentinel" => Ok(Some(rest)),
         "rediss+sentinel" | "valkeys+sentinel" => Err(Error::Config(
             "TLS through Sentinel is not supported yet: use redis+sentinel:// on a private network, or rediss:// to one server".into(),
+        )),
+        "redis+cluster" | "rediss+cluster" | "valkey+cluster" | "valkeys+cluster" => Err(Error::Config(
+            "Redis Cluster is not supported yet: use one server (redis://) or Sentinel (redis+sentinel://); `keyspace check` shows which of your keys would share a cluster slot".into(),
         )),
         _ => Ok(None),
     }
@@ -847,6 +852,10 @@ mod tests {
         assert!(msg.contains("malformed"), "{msg}");
         let msg = config_error(Config::from_url("http://localhost:6379"));
         assert!(msg.contains("unsupported URL scheme `http`"), "{msg}");
+        let msg = config_error(Config::from_url(
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+        ));
+        assert!(msg.contains("Redis Cluster is not supported yet"), "{msg}");
         let msg = config_error(Config::from_url("redis://localhost/abc"));
         assert!(msg.contains("database"), "{msg}");
         let msg = config_error(Config::from_url("redis://:6379"));
