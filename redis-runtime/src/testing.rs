@@ -40,6 +40,7 @@ use crate::config::{Config, ConfigBuilder};
 use crate::error::Context;
 
 mod cluster;
+mod process;
 mod sentinel;
 pub use cluster::ClusterTopology;
 pub use sentinel::{SentinelOptions, SentinelTopology};

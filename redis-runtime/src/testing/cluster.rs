@@ -38,13 +38,11 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{
-    HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin, spawn_server,
-};
+use super::process::{Process, connect};
+use super::{HarnessError, free_port, server_bin};
 
 /// How many masters share the slots; each has one replica.
 const MASTERS: usize = 3;
@@ -78,8 +76,6 @@ const MIGRATE_BATCH: usize = 100;
 const MIGRATE_TIMEOUT_MS: u64 = 5000;
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(25);
-/// Connect, read and write timeout of every inspection.
-const IO_TIMEOUT: Duration = Duration::from_millis(500);
 /// Read timeout of a `MIGRATE`, which waits for the target.
 const MIGRATE_IO_TIMEOUT: Duration = Duration::from_millis(MIGRATE_TIMEOUT_MS + 1000);
 
@@ -123,10 +119,7 @@ impl ClusterTopology {
             .tempdir()?;
         let mut nodes = Vec::with_capacity(NODES);
         for i in 0..NODES {
-            nodes.push(Process::start_node(
-                &bin,
-                &dir.path().join(format!("node-{i}")),
-            )?);
+            nodes.push(start_node(&bin, &dir.path().join(format!("node-{i}")))?);
         }
         let topology = Self { nodes, _dir: dir };
         topology.form();
@@ -627,7 +620,7 @@ impl ClusterTopology {
     fn live_ports(&self) -> Vec<u16> {
         self.nodes
             .iter()
-            .filter(|node| node.child.is_some())
+            .filter(|node| node.is_started())
             .map(|node| node.port)
             .collect()
     }
@@ -697,12 +690,8 @@ impl ClusterTopology {
                 out,
                 "\n  node on port {}{}: {}",
                 node.port,
-                if node.child.is_some() {
-                    ""
-                } else {
-                    " (killed)"
-                },
-                log_tail(&[&node.log_path(), &node.stderr_path()])
+                if node.is_started() { "" } else { " (killed)" },
+                node.log_tail()
             );
         }
         out
@@ -883,20 +872,9 @@ fn check_slot(slot: u16) {
     );
 }
 
-/// A sync connection with short timeouts, errors as text.
-fn connect(url: &str) -> Result<redis::Connection, String> {
-    let open = || -> redis::RedisResult<redis::Connection> {
-        let conn = redis::Client::open(url)?.get_connection_with_timeout(IO_TIMEOUT)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(conn)
-    };
-    open().map_err(|e| e.to_string())
-}
-
 /// A free loopback port whose cluster bus port (10000 higher) is free
 /// too. Both are released before the node binds them, so a race is
-/// possible; [`Process::start_node`] retries on a new one.
+/// possible; [`start_node`] retries on a new one.
 fn free_cluster_port() -> std::io::Result<u16> {
     for _ in 0..PORT_ATTEMPTS {
         let port = free_port()?;
@@ -916,117 +894,12 @@ fn free_cluster_port() -> std::io::Result<u16> {
     ))
 }
 
-/// One cluster node's `redis-server` process.
-#[derive(Debug)]
-struct Process {
-    bin: String,
-    port: u16,
-    /// Its own directory: working directory, log, `nodes-<port>.conf`.
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Process {
-    /// Starts a node on a fresh port (and bus port) in `dir`, retrying on
-    /// fresh ports if a bind fails.
-    fn start_node(bin: &str, dir: &Path) -> Result<Self, HarnessError> {
-        std::fs::create_dir_all(dir)?;
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            let mut process = Self {
-                bin: bin.to_string(),
-                port: free_cluster_port()?,
-                dir: dir.to_path_buf(),
-                child: None,
-            };
-            match process.spawn_and_wait() {
-                Ok(()) => return Ok(process),
-                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
-            port: 0,
-            reason: "no attempt was made".into(),
-        }))
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
-    }
-
-    /// Errors before the config is loaded (a refused directive) go here.
-    fn stderr_path(&self) -> PathBuf {
-        self.dir.join("stderr.log")
-    }
-
-    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stderr_path())?;
-        let mut command = Command::new(&self.bin);
-        command
-            .args(node_args(self.port, &self.dir))
-            .current_dir(&self.dir)
-            .stderr(stderr);
-        self.child = Some(spawn_server(&mut command, &self.bin)?);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let url = format!("redis://127.0.0.1:{}", self.port);
-        loop {
-            let answer = connect(&url).and_then(|mut conn| {
-                redis::cmd("PING")
-                    .query::<String>(&mut conn)
-                    .map_err(|e| e.to_string())
-            });
-            if answer.is_ok() {
-                return Ok(());
-            }
-            if !self.is_running() {
-                self.child = None;
-                return Err(self.did_not_start("the process exited"));
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(self.did_not_start(&format!(
-                    "it did not answer PING within {READY_TIMEOUT:?} (last: {})",
-                    answer.err().unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// SIGKILL, then wait for the process to be gone. Idempotent.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn did_not_start(&self, what: &str) -> HarnessError {
-        HarnessError::DidNotStart {
-            port: self.port,
-            reason: format!(
-                "{what}; log tail: {}",
-                log_tail(&[&self.log_path(), &self.stderr_path()])
-            ),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts a cluster node on a fresh port (and bus port) in `dir`,
+/// retrying on fresh ports if a bind fails.
+fn start_node(bin: &str, dir: &Path) -> Result<Process, HarnessError> {
+    Process::start_on_free_port(bin, dir, None, free_cluster_port, |port| {
+        Ok(node_args(port, dir))
+    })
 }
 
 /// A cluster node's arguments, like [`super::RedisServer`]'s (loopback,

@@ -30,13 +30,11 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{
-    HarnessError, READY_TIMEOUT, START_ATTEMPTS, free_port, log_tail, server_bin, spawn_server,
-};
+use super::process::{Process, connect, percent_encode};
+use super::{HarnessError, free_port, server_bin};
 
 /// How many sentinels watch the master.
 const SENTINELS: usize = 3;
@@ -57,8 +55,6 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(20);
 const REPLICA_WAIT: Duration = Duration::from_secs(30);
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(50);
-/// Connect, read and write timeout of every inspection.
-const IO_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What [`SentinelTopology::start_with`] protects with passwords. The
 /// default protects nothing.
@@ -140,8 +136,8 @@ impl SentinelTopology {
             .prefix("redis-runtime-sentinel-")
             .tempdir()?;
         let password = options.node_password.as_deref();
-        let master = Process::start_data_node(&bin, &dir.path().join("node-0"), password, None)?;
-        let replica = Process::start_data_node(
+        let master = start_data_node(&bin, &dir.path().join("node-0"), password, None)?;
+        let replica = start_data_node(
             &bin,
             &dir.path().join("node-1"),
             password,
@@ -149,7 +145,7 @@ impl SentinelTopology {
         )?;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for i in 0..SENTINELS {
-            sentinels.push(Process::start_sentinel(
+            sentinels.push(start_sentinel(
                 &bin,
                 &dir.path().join(format!("sentinel-{i}")),
                 master_name,
@@ -594,7 +590,7 @@ impl SentinelTopology {
                 out,
                 "\n  {kind} on port {}: {}",
                 process.port,
-                log_tail(&[&process.log_path(), &process.stderr_path()])
+                process.log_tail()
             );
         }
         out
@@ -618,175 +614,37 @@ impl std::fmt::Display for Unanswered {
     }
 }
 
-/// A sync connection with short timeouts, errors as text.
-fn connect(url: &str) -> Result<redis::Connection, String> {
-    let open = || -> redis::RedisResult<redis::Connection> {
-        let conn = redis::Client::open(url)?.get_connection_with_timeout(IO_TIMEOUT)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(conn)
-    };
-    open().map_err(|e| e.to_string())
+/// Starts a data node on a fresh port in `dir`, replicating from
+/// `replica_of` if given, retrying on fresh ports if the bind fails.
+fn start_data_node(
+    bin: &str,
+    dir: &Path,
+    password: Option<&str>,
+    replica_of: Option<u16>,
+) -> Result<Process, HarnessError> {
+    Process::start_on_free_port(bin, dir, password, free_port, |port| {
+        Ok(data_node_args(port, dir, password, replica_of))
+    })
 }
 
-/// One `redis-server` process of the topology: a data node or a sentinel.
-#[derive(Debug)]
-struct Process {
-    bin: String,
-    port: u16,
-    /// Its own directory: working directory, log, sentinel config.
-    dir: PathBuf,
-    /// Everything after the binary.
-    args: Vec<OsString>,
-    /// Where readiness `PING`s go, with the password if any.
-    ping_url: String,
-    child: Option<Child>,
-}
-
-impl Process {
-    /// Starts a data node on a fresh port in `dir`, replicating from
-    /// `replica_of` if given, retrying on fresh ports if the bind fails.
-    fn start_data_node(
-        bin: &str,
-        dir: &Path,
-        password: Option<&str>,
-        replica_of: Option<u16>,
-    ) -> Result<Self, HarnessError> {
-        Self::start_on_free_port(bin, dir, password, |port| {
-            Ok(data_node_args(port, dir, password, replica_of))
-        })
-    }
-
-    /// Starts a sentinel on a fresh port in `dir`, with its own config
-    /// file there (sentinels rewrite it, so it is theirs).
-    fn start_sentinel(
-        bin: &str,
-        dir: &Path,
-        master_name: &str,
-        master_port: u16,
-        options: &SentinelOptions,
-    ) -> Result<Self, HarnessError> {
-        let password = options.sentinel_password.as_deref();
-        Self::start_on_free_port(bin, dir, password, |port| {
-            let config = dir.join("sentinel.conf");
-            std::fs::write(
-                &config,
-                sentinel_config(port, dir, master_name, master_port, options),
-            )?;
-            Ok(vec![config.into_os_string(), "--sentinel".into()])
-        })
-    }
-
-    fn start_on_free_port(
-        bin: &str,
-        dir: &Path,
-        password: Option<&str>,
-        args: impl Fn(u16) -> Result<Vec<OsString>, HarnessError>,
-    ) -> Result<Self, HarnessError> {
-        std::fs::create_dir_all(dir)?;
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port()?;
-            let mut process = Self {
-                bin: bin.to_string(),
-                port,
-                dir: dir.to_path_buf(),
-                args: args(port)?,
-                ping_url: match password {
-                    Some(password) => {
-                        format!("redis://:{}@127.0.0.1:{port}", percent_encode(password))
-                    }
-                    None => format!("redis://127.0.0.1:{port}"),
-                },
-                child: None,
-            };
-            match process.spawn_and_wait() {
-                Ok(()) => return Ok(process),
-                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
-            port: 0,
-            reason: "no attempt was made".into(),
-        }))
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("redis.log")
-    }
-
-    /// Errors before the config is loaded (a refused directive) go here.
-    fn stderr_path(&self) -> PathBuf {
-        self.dir.join("stderr.log")
-    }
-
-    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stderr_path())?;
-        let mut command = Command::new(&self.bin);
-        command
-            .args(&self.args)
-            .current_dir(&self.dir)
-            .stderr(stderr);
-        self.child = Some(spawn_server(&mut command, &self.bin)?);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let answer = connect(&self.ping_url).and_then(|mut conn| {
-                redis::cmd("PING")
-                    .query::<String>(&mut conn)
-                    .map_err(|e| e.to_string())
-            });
-            if answer.is_ok() {
-                return Ok(());
-            }
-            if !self.is_running() {
-                self.child = None;
-                return Err(self.did_not_start("the process exited"));
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(self.did_not_start(&format!(
-                    "it did not answer PING within {READY_TIMEOUT:?} (last: {})",
-                    answer.err().unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// SIGKILL, then wait for the process to be gone. Idempotent.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn did_not_start(&self, what: &str) -> HarnessError {
-        HarnessError::DidNotStart {
-            port: self.port,
-            reason: format!(
-                "{what}; log tail: {}",
-                log_tail(&[&self.log_path(), &self.stderr_path()])
-            ),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts a sentinel on a fresh port in `dir`, with its own config file
+/// there (sentinels rewrite it, so it is theirs).
+fn start_sentinel(
+    bin: &str,
+    dir: &Path,
+    master_name: &str,
+    master_port: u16,
+    options: &SentinelOptions,
+) -> Result<Process, HarnessError> {
+    let password = options.sentinel_password.as_deref();
+    Process::start_on_free_port(bin, dir, password, free_port, |port| {
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            sentinel_config(port, dir, master_name, master_port, options),
+        )?;
+        Ok(vec![config.into_os_string(), "--sentinel".into()])
+    })
 }
 
 /// A data node's arguments, like [`super::RedisServer`]'s (loopback,
@@ -880,20 +738,6 @@ fn config_quote(text: &str) -> String {
         }
     }
     out.push('"');
-    out
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, for a
-/// password in a URL's userinfo.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
     out
 }
 
