@@ -24,7 +24,7 @@ use redis_runtime::worker::{CancellationToken, WorkerReport};
 use redis_runtime::{Channel, Client, Config, Context, RedisRecord};
 use tokio::task::JoinHandle;
 
-use common::{Job, JobPatch, JobStatus, assert_no_drift, job};
+use common::{Job, JobStatus, assert_no_drift, job, random_write};
 
 /// The stream the producer appends to and the worker consumes.
 const STREAM: &str = "failover:work";
@@ -356,32 +356,12 @@ fn spawn_writer(
     writing: &Arc<Gaps>,
     w: u64,
 ) -> JoinHandle<()> {
-    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
     let (client, stop, tally) = (client.clone(), stop.clone(), tally.clone());
     let writing = writing.clone();
     tokio::spawn(async move {
         let mut n = w + 1;
         while !stop.load(Ordering::Relaxed) {
-            n = n
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let id = format!("j{}", (n >> 33) % 200);
-            let status = statuses[((n >> 20) % 3) as usize];
-            let result = match (n >> 40) % 4 {
-                0 => job(&id, "u1", status, (n % 1000) as i64)
-                    .create(&client)
-                    .await
-                    .map(drop),
-                1 => {
-                    let patch = JobPatch {
-                        status: Some(status),
-                        ..Default::default()
-                    };
-                    Job::patch(&client, &id, &patch).await
-                }
-                2 => Job::incr_created_at(&client, &id, 1).await.map(drop),
-                _ => Job::delete(&client, &id).await.map(drop),
-            };
+            let result = random_write(&client, &mut n).await;
             if result.is_ok() {
                 writing.event();
             }

@@ -14,7 +14,7 @@ use redis_runtime::Client;
 use redis_runtime::testing::RedisServer;
 use tokio::task::JoinHandle;
 
-use common::{Job, JobPatch, JobStatus, assert_no_drift, job};
+use common::{Job, JobStatus, assert_no_drift, job, random_write};
 
 /// What one writer saw: how many operations succeeded, and the codes of
 /// the ones that failed.
@@ -54,7 +54,6 @@ impl Seen {
 /// `count` writers doing random creates, patches, increments and deletes
 /// on 200 jobs until `stop` is set.
 fn spawn_writers(client: &Client, stop: &Arc<AtomicBool>, count: u64) -> Vec<JoinHandle<Seen>> {
-    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
     (0..count)
         .map(|w| {
             let (client, stop) = (client.clone(), stop.clone());
@@ -62,27 +61,8 @@ fn spawn_writers(client: &Client, stop: &Arc<AtomicBool>, count: u64) -> Vec<Joi
                 let mut seen = Seen::default();
                 let mut n = w + 1;
                 while !stop.load(Ordering::Relaxed) {
-                    n = n
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let id = format!("j{}", (n >> 33) % 200);
-                    let status = statuses[((n >> 20) % 3) as usize];
                     let started = Instant::now();
-                    let result = match (n >> 40) % 4 {
-                        0 => job(&id, "u1", status, (n % 1000) as i64)
-                            .create(&client)
-                            .await
-                            .map(drop),
-                        1 => {
-                            let patch = JobPatch {
-                                status: Some(status),
-                                ..Default::default()
-                            };
-                            Job::patch(&client, &id, &patch).await
-                        }
-                        2 => Job::incr_created_at(&client, &id, 1).await.map(drop),
-                        _ => Job::delete(&client, &id).await.map(drop),
-                    };
+                    let result = random_write(&client, &mut n).await;
                     seen.slowest = seen.slowest.max(started.elapsed());
                     match result {
                         Ok(()) => seen.ok += 1,

@@ -1,6 +1,8 @@
 //! Secondary indexes against a real `redis-server`: queries, maintenance,
 //! TTL honesty, drift under concurrency and crashes, repair.
 
+// Shared with the other suites; this one uses only part of it.
+#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,8 @@
 //! - **PIN**: a subtle behaviour checked to be correct that the other
 //!   suites did not cover.
 
+// Shared with the other suites; this one uses only part of it.
+#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;

@@ -57,6 +57,35 @@ pub(crate) fn job(id: &str, user: &str, status: JobStatus, created_at: i64) -> J
     }
 }
 
+/// One operation of the random write load the fault tests run under:
+/// advances the generator state `n` and creates, patches, increments or
+/// deletes one of 200 jobs. `ALREADY_EXISTS` and `NOT_FOUND` are ordinary
+/// outcomes of it.
+pub(crate) async fn random_write(client: &Client, n: &mut u64) -> redis_runtime::Result<()> {
+    let statuses = [JobStatus::Queued, JobStatus::Running, JobStatus::Failed];
+    *n = n
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let n = *n;
+    let id = format!("j{}", (n >> 33) % 200);
+    let status = statuses[((n >> 20) % 3) as usize];
+    match (n >> 40) % 4 {
+        0 => job(&id, "u1", status, (n % 1000) as i64)
+            .create(client)
+            .await
+            .map(drop),
+        1 => {
+            let patch = JobPatch {
+                status: Some(status),
+                ..Default::default()
+            };
+            Job::patch(client, &id, &patch).await
+        }
+        2 => Job::incr_created_at(client, &id, 1).await.map(drop),
+        _ => Job::delete(client, &id).await.map(drop),
+    }
+}
+
 /// A lease of kind `k` on the resource `r-{id}`.
 pub(crate) fn lease(id: &str, owner: &str, taken_at: i64) -> Lease {
     Lease {
