@@ -31,9 +31,9 @@ pub(super) struct Process {
     bin: String,
     pub(super) port: u16,
     /// Its own directory: working directory, log, any config file.
-    pub(super) dir: PathBuf,
-    /// Everything after the binary (changed before a restart).
-    pub(super) args: Vec<OsString>,
+    dir: PathBuf,
+    /// Everything after the binary.
+    args: Vec<OsString>,
     /// Where readiness `PING`s go, with the password if any.
     ping_url: String,
     child: Option<Child>,
@@ -93,9 +93,9 @@ impl Process {
         log_tail(&[&self.log_path(), &self.stderr_path()])
     }
 
-    /// (Re)starts the process with its `args` and waits until it answers
+    /// Starts the process with its `args` and waits until it answers
     /// `PING`.
-    pub(super) fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

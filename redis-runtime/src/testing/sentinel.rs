@@ -7,8 +7,10 @@
 //! sentinels for a manual failover and waits until it is complete;
 //! [`SentinelTopology::kill_master`] crashes the master and
 //! [`SentinelTopology::wait_for_new_master`] waits for the automatic
-//! failover; [`SentinelTopology::restart_node`] brings a killed node back
-//! for the sentinels to turn into a replica.
+//! failover. A killed node is not brought back: without persistence it
+//! would come back empty, and the sentinels may promote it or sync the
+//! others from it (Redis's Sentinel documentation warns against restarting
+//! such a node automatically).
 //!
 //! Every wait polls with a deadline and panics, naming what it waited for,
 //! what it last saw and the tail of every process's log, rather than hang
@@ -24,7 +26,6 @@
 //! assert_ne!(first, second);
 //! let killed = topology.kill_master();
 //! assert_eq!(topology.wait_for_new_master(killed), first);
-//! topology.restart_node(killed);
 //! ```
 
 use std::collections::HashMap;
@@ -89,8 +90,7 @@ pub struct SentinelOptions {
 /// The two data nodes keep their ports for the topology's life, in the
 /// order [`node_ports`](Self::node_ports) gives them; which one is the
 /// master is whatever the sentinels say ([`master_port`](Self::master_port)).
-/// Persistence is off: a node that is killed and restarted comes back
-/// empty.
+/// Persistence is off, so a killed node stays down.
 #[derive(Debug)]
 pub struct SentinelTopology {
     master_name: String,
@@ -230,10 +230,10 @@ impl SentinelTopology {
     ///
     /// It first waits (up to 30 s) until the other node replicates from
     /// the master with its link up and every sentinel that answers has seen
-    /// it as such a replica (`SENTINEL REPLICAS`): just after
-    /// [`restart_node`](Self::restart_node) (or another failover) the
-    /// sentinels would otherwise promote a still empty node, or one of them
-    /// would turn the promoted node back into a replica. Then the request
+    /// it as such a replica (`SENTINEL REPLICAS`): just after another
+    /// failover the sentinels would otherwise promote a node that is not
+    /// in sync yet, or one of them would turn the promoted node back into a
+    /// replica. Then the request
     /// is repeated for up to 20 s while the sentinels refuse
     /// (`NOGOODSLAVE`, `INPROG`), and the failover gets 20 s. The old master only becomes a replica when the
     /// sentinels reconfigure it, about 10 s after the switch on Redis 7.0
@@ -242,10 +242,10 @@ impl SentinelTopology {
     pub fn failover(&self) -> u16 {
         let old = self.master_port();
         let new = self.other_node(old);
-        // The sentinels would promote a restarted, still empty node they
-        // list as a replica, and one that has not yet seen it replicate
-        // would then turn it back into a replica: wait until it replicates
-        // and every sentinel has seen it do so.
+        // The sentinels would promote a node they list as a replica before
+        // it is in sync, and one that has not yet seen it replicate would
+        // then turn it back into a replica: wait until it replicates and
+        // every sentinel has seen it do so.
         let what = format!("port {new} to be a replica of port {old} that every sentinel sees");
         self.wait_until(REPLICA_WAIT, &what, || {
             self.expect_replica_of(new, old)?;
@@ -290,22 +290,6 @@ impl SentinelTopology {
             self.expect_role(new, "master")?;
             Ok(new)
         })
-    }
-
-    /// Starts the data node on `port` again (killing it first if it runs),
-    /// on the same port with the same password, and waits until it answers.
-    /// It comes back empty and as a master, like a crashed node without
-    /// persistence; the sentinels notice and make it a replica of the
-    /// current master, which takes them some seconds. Panics if `port` is
-    /// not a data node or the node does not start.
-    pub fn restart_node(&mut self, port: u16) {
-        let password = self.options.node_password.clone();
-        let node = self.node_mut(port);
-        node.stop();
-        node.args = data_node_args(port, &node.dir, password.as_deref(), None);
-        if let Err(e) = node.spawn_and_wait() {
-            panic!("cannot restart the data node on port {port}: {e}");
-        }
     }
 
     /// `:<percent-encoded node password>@`, or nothing.
