@@ -54,6 +54,7 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 
 use crate::key::{KeyPattern, KeySegment, validate_key_value};
+use crate::slot::slot_source;
 
 /// One piece of a key pattern, as the runtime renders keys from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +95,75 @@ pub fn ttl_registry_key(entity_pattern: &KeyPattern) -> String {
         }
     }
     key
+}
+
+/// The TTL registry key of an entity type declared `#[redis(cluster)]`
+/// whose key pattern is pinned to one Redis Cluster hash slot by a constant
+/// hash tag ([`SlotSource::is_fixed`]): [`ttl_registry_key`]'s name with
+/// the braces of that tag kept, so that the registry, its companion
+/// `:fields` hash and every entity of the type are in one slot and a write
+/// touching all of them stays on one node. `None` when the pattern has no
+/// tag, or one that depends on a placeholder's value: one registry key
+/// cannot share the slot of entities spread over many slots.
+///
+/// [`ttl_registry_key`] itself stays as it is, so that types without
+/// `cluster` keep their registries where they are.
+///
+/// ```
+/// use redis_schema::{KeyPattern, cluster_ttl_registry_key, slot_source};
+///
+/// let pinned = KeyPattern::parse("job:{{jobs}}:{id}")?;
+/// let registry = cluster_ttl_registry_key(&pinned).expect("a constant tag");
+/// assert_eq!(registry, "__ttl:job:{jobs}:id");
+/// // As a pattern (its braces are literal text) it hashes the entity's tag.
+/// let as_pattern = KeyPattern::parse(&registry.replace('{', "{{").replace('}', "}}"))?;
+/// assert!(slot_source(&as_pattern).shares_slot_with(&slot_source(&pinned)));
+///
+/// let per_user = KeyPattern::parse("job:{{{user_id}}}:{id}")?;
+/// assert_eq!(cluster_ttl_registry_key(&per_user), None);
+/// assert_eq!(cluster_ttl_registry_key(&KeyPattern::parse("job:{id}")?), None);
+/// # Ok::<(), redis_schema::PatternError>(())
+/// ```
+///
+/// [`SlotSource::is_fixed`]: crate::SlotSource::is_fixed
+pub fn cluster_ttl_registry_key(entity_pattern: &KeyPattern) -> Option<String> {
+    if !slot_source(entity_pattern).is_fixed() {
+        return None;
+    }
+    // Where the scan is: before the tag's `{`, inside the tag, after its `}`.
+    #[derive(PartialEq)]
+    enum At {
+        Before,
+        InTag,
+        After,
+    }
+    let mut at = At::Before;
+    let mut key = String::from("__ttl:");
+    for segment in entity_pattern.segments() {
+        match segment {
+            KeySegment::Literal(text) => {
+                for ch in text.chars() {
+                    match (&at, ch) {
+                        (At::Before, '{') => {
+                            at = At::InTag;
+                            key.push(ch);
+                        }
+                        (At::InTag, '}') => {
+                            at = At::After;
+                            key.push(ch);
+                        }
+                        // The tag is hashed as written, a `{` in it too.
+                        (At::InTag, _) => key.push(ch),
+                        (_, '{' | '}') => {}
+                        _ => key.push(ch),
+                    }
+                }
+            }
+            // A fixed tag holds no placeholder, so this is outside it.
+            KeySegment::Placeholder(name) => key.push_str(name),
+        }
+    }
+    Some(key)
 }
 
 /// The TTL registry key versions before 0.2 used: the entity's key pattern
@@ -416,6 +486,46 @@ mod tests {
         logs: &[],
         version: None,
     };
+
+    /// Redis's own rule on a key: the text hashed.
+    fn hashed(key: &str) -> &str {
+        if let Some(open) = key.find('{')
+            && let Some(len) = key[open + 1..].find('}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
+    }
+
+    #[test]
+    fn cluster_registries_hash_the_pinned_entity_tag() {
+        for (pattern, registry) in [
+            ("job:{{jobs}}:{id}", "__ttl:job:{jobs}:id"),
+            ("{{all}}:job:{id}", "__ttl:{all}:job:id"),
+            ("t:{{a-b}}:{x}:{y}:{{c}}", "__ttl:t:{a-b}:x:y:c"),
+            ("a}}b:{{j{{k}}:{id}", "__ttl:ab:{j{k}:id"),
+        ] {
+            let parsed = KeyPattern::parse(pattern).expect("pattern");
+            let key = cluster_ttl_registry_key(&parsed).expect("a fixed tag");
+            assert_eq!(key, registry, "{pattern}");
+            let values: Vec<&str> = parsed.placeholders().map(|_| "v7").collect();
+            let entity = parsed.render(&values).expect("safe values");
+            assert_eq!(hashed(&key), hashed(&entity), "{pattern}");
+            assert_eq!(hashed(&format!("{key}:fields")), hashed(&entity));
+            // The name without `cluster` is the same name without braces.
+            assert_eq!(ttl_registry_key(&parsed), key.replace(['{', '}'], ""));
+        }
+        for unpinned in [
+            "job:{id}",
+            "job:{{{user_id}}}:{id}",
+            "j:{{u-{u}}}:{id}",
+            "j:{{}}:{id}",
+        ] {
+            let parsed = KeyPattern::parse(unpinned).expect("pattern");
+            assert_eq!(cluster_ttl_registry_key(&parsed), None, "{unpinned}");
+        }
+    }
 
     #[test]
     fn looks_up_fields_by_hash_name() {

@@ -40,7 +40,8 @@ pub mod slot;
 pub use case::RenameRule;
 pub use descriptor::{
     EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, LogDescriptor,
-    PatternPart, StreamDescriptor, legacy_ttl_registry_key, ttl_registry_key,
+    PatternPart, StreamDescriptor, cluster_ttl_registry_key, legacy_ttl_registry_key,
+    ttl_registry_key,
 };
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
