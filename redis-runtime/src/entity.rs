@@ -200,6 +200,31 @@ fn write_invocation(
 /// failed condition, a counter's new value).
 type WriteReply = (i64, redis::Value);
 
+/// Reads the write script's reply into a [`WriteReply`]: a bare code, a
+/// bare stream entry id (a new entity that enqueued one: code 1), or a
+/// `{code, detail}` table (see `script::write`).
+fn write_reply(value: redis::Value, ctx: &Context) -> Result<WriteReply> {
+    match value {
+        redis::Value::Int(code) => Ok((code, redis::Value::Nil)),
+        entry @ redis::Value::BulkString(_) => Ok((1, entry)),
+        redis::Value::Array(mut parts) if parts.len() == 2 => {
+            let detail = parts.pop().unwrap_or(redis::Value::Nil);
+            match parts.pop() {
+                Some(redis::Value::Int(code)) => Ok((code, detail)),
+                other => Err(unexpected_write_reply(ctx, &other)),
+            }
+        }
+        other => Err(unexpected_write_reply(ctx, &other)),
+    }
+}
+
+fn unexpected_write_reply(ctx: &Context, reply: &dyn std::fmt::Debug) -> Error {
+    Error::Command {
+        context: ctx.clone(),
+        message: format!("unexpected write script reply {reply:?}"),
+    }
+}
+
 /// The detail of a write reply as text, when it is text.
 fn detail_text(detail: &redis::Value) -> Option<String> {
     match detail {
@@ -244,7 +269,7 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
-    let reply: WriteReply = client.query(ctx.clone(), &invocation).await?;
+    let reply = write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)?;
     write_outcome(reply, ctx, key)
 }
 
@@ -468,7 +493,7 @@ async fn conditional<E: Entity>(
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
     let invocation = conditional_invocation(E::descriptor(), &write, conditions);
-    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
+    match write_reply(client.query(ctx.clone(), &invocation).await?, ctx)? {
         (-3, hash) => Ok(Some(hash)),
         reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
     }
@@ -585,7 +610,7 @@ pub async fn increment<E: Entity>(
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
     let invocation = increment_invocation(E::descriptor(), &key, &member, field, by, bounds);
-    match client.query::<WriteReply>(ctx.clone(), &invocation).await? {
+    match write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)? {
         (2, counted) => detail_text(&counted)
             .and_then(|text| text.parse().ok())
             .ok_or_else(|| Error::Command {
@@ -833,10 +858,7 @@ mod command_exact {
     /// A connection that expects exactly `expected` and answers the write
     /// script's `{code, nil}`.
     fn expecting(expected: redis::Cmd, code: i64) -> MockRedisConnection {
-        MockRedisConnection::new(vec![MockCmd::new(
-            expected,
-            Ok(Value::Array(vec![Value::Int(code), Value::Nil])),
-        )])
+        MockRedisConnection::new(vec![MockCmd::new(expected, Ok(Value::Int(code)))])
     }
 
     /// The exact create of `ada()`: key, mode, TTL action and 7 days in
@@ -862,8 +884,53 @@ mod command_exact {
         conn: &mut MockRedisConnection,
     ) -> Result<WriteOutcome> {
         let invocation = write_invocation(User::descriptor(), mode, key, "u1", fields, ttl);
-        let reply = invocation.invoke_async(conn).await?;
-        write_outcome(reply, context::<User>(mode.verb()), key.to_string())
+        let ctx = context::<User>(mode.verb());
+        let reply = write_reply(invocation.invoke_async(conn).await?, &ctx)?;
+        write_outcome(reply, ctx, key.to_string())
+    }
+
+    #[test]
+    fn write_replies_are_read_in_every_shape_the_script_answers() {
+        let ctx = context::<User>("create");
+        let read =
+            |value| write_reply(value, &ctx).map(|(code, detail)| (code, detail_text(&detail)));
+        assert_eq!(read(Value::Int(2)).expect("code"), (2, None));
+        assert_eq!(
+            read(Value::BulkString(b"1700000000000-0".to_vec())).expect("entry"),
+            (1, Some("1700000000000-0".to_string()))
+        );
+        assert_eq!(
+            read(Value::Array(vec![
+                Value::Int(-2),
+                Value::BulkString(b"by_email".to_vec())
+            ]))
+            .expect("table"),
+            (-2, Some("by_email".to_string()))
+        );
+        for odd in [
+            Value::Nil,
+            Value::Array(vec![Value::Nil, Value::Nil]),
+            Value::Array(vec![]),
+        ] {
+            let err = read(odd).expect_err("not a write reply");
+            assert!(
+                err.to_string().contains("unexpected write script reply"),
+                "{err}"
+            );
+        }
+        let created = write_outcome(
+            write_reply(Value::BulkString(b"1-0".to_vec()), &ctx).expect("entry"),
+            ctx.clone(),
+            "user:u1".into(),
+        )
+        .expect("written");
+        assert_eq!(
+            created,
+            WriteOutcome {
+                existed: false,
+                stream_id: Some("1-0".into())
+            }
+        );
     }
 
     #[tokio::test]

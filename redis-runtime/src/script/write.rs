@@ -17,9 +17,14 @@
 //! service may keep in the same hash, are left alone; only a delete removes
 //! the whole hash.
 //!
-//! It returns `{code, detail}`: 1 written (detail: the stream entry id or
-//! false), 2 written over an existing entity, 0 create found the key, -1
-//! the entity is missing, -2 unique violation (detail: the index name).
+//! It returns a code: 1 written, 2 written over an existing entity, 0 create
+//! found the key, -1 the entity is missing; or the stream entry id of a new
+//! entity that enqueued one (meaning 1); or, for codes that carry a detail,
+//! `{code, detail}`: -2 unique violation (the index name), -3 a condition
+//! failed (the current hash), -4 a counter out of bounds (its value), 2 a
+//! counter's new value. Plain writes answer with a scalar because Redis
+//! turns a Lua table into a reply slowly: `{1, entry}` cost 0.6 µs of a
+//! 7.8 µs create on the server, more than all the create's checks.
 //!
 //! Why the steps are in this order (the "atomic writes" and "no index drift"
 //! guarantees of ARCHITECTURE.md): every check (existence, key-safe index
@@ -53,8 +58,8 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
     w.registry();
     w.outbox();
     w.line("if mode == 'i' then return { 2, counted } end");
-    w.line("if exists then return { 2, entry } end");
-    w.line("return { 1, entry }");
+    w.line("if exists then return 2 end");
+    w.line("return entry or 1");
     assemble(descriptor, "write", &w.needs(), &w.out)
 }
 
@@ -206,8 +211,8 @@ impl<'d> Writer<'d> {
         self.line("local ndel = tonumber(ARGV[del_at])");
         self.line("local del_start = del_at + 1");
         self.line("local exists = redis.call('EXISTS', key) == 1");
-        self.line("if mode == 'c' and exists then return { 0, false } end");
-        self.line("if mode ~= 'c' and mode ~= 's' and not exists then return { -1, false } end");
+        self.line("if mode == 'c' and exists then return 0 end");
+        self.line("if mode ~= 'c' and mode ~= 's' and not exists then return -1 end");
         self.conditions();
         self.counter();
         self.version();
