@@ -15,7 +15,8 @@
 //! * **hand-written**: redis-rs written by hand with ours' guarantees:
 //!   create is one Lua script that checks before it writes (EXISTS refuses,
 //!   TYPE of the stream key, then ZADD, HSET, XADD of the same fields ours
-//!   enqueues), get is HGETALL decoded by hand, the status
+//!   enqueues, trimmed with `MAXLEN ~ 10000` as ours' outbox is by
+//!   default), get is HGETALL decoded by hand, the status
 //!   update is a Lua script that refuses a missing job, and a page is
 //!   `ZRANGE … BYSCORE REV LIMIT 0 20` then one pipeline of HGETALL,
 //!   dropping empty hashes.
@@ -115,7 +116,8 @@ mod hand {
     /// foreign type at the stream key is found by TYPE, and ZADD, the one
     /// write a foreign type at the index key could still fail, goes first
     /// (HSET cannot fail on a key EXISTS found free). The stream entry
-    /// carries the job's fields, as ours' outbox entry does.
+    /// carries the job's fields and the stream is trimmed to about 10,000
+    /// entries, as ours' outbox is by default.
     static CREATE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
         redis::Script::new(
             r"
@@ -126,7 +128,7 @@ mod hand {
             end
             redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
             redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-            redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3))
+            redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', unpack(ARGV, 3))
             return 1",
         )
     });
