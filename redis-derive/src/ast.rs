@@ -8,8 +8,8 @@ use syn::meta::ParseNestedMeta;
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    ALIAS, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, INDEX, JSON, KEY, LOG,
-    MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM,
+    ALIAS, CLUSTER, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, INDEX, JSON,
+    KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM,
     STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
 };
 
@@ -127,6 +127,9 @@ pub(crate) struct Container<'a> {
     pub(crate) patch: Option<syn::LitStr>,
     pub(crate) indexes: Vec<IndexAttr>,
     pub(crate) logs: Vec<LogAttr>,
+    /// `#[redis(cluster)]`: every key a write touches must share the
+    /// entity's Redis Cluster hash slot (checked in `cluster.rs`).
+    pub(crate) cluster: Option<syn::Path>,
     /// `None` when the input is not a struct with named fields.
     pub(crate) fields: Option<Vec<Field<'a>>>,
 }
@@ -146,6 +149,7 @@ const CONTAINER_ATTRS: &[Symbol] = &[
     SORTED_INDEX,
     UNIQUE,
     LOG,
+    CLUSTER,
 ];
 /// On a `RedisRecord`: it has no key, so nothing that hangs off one.
 const RECORD_ATTRS: &[Symbol] = &[RENAME_ALL, CRATE];
@@ -177,6 +181,7 @@ impl<'a> Container<'a> {
             patch: None,
             indexes: Vec::new(),
             logs: Vec::new(),
+            cluster: None,
             fields: None,
         };
         for_each_attr(cx, &input.attrs, |meta| {
@@ -216,6 +221,7 @@ impl<'a> Container<'a> {
             Some(SORTED_INDEX) => self.read_index(cx, meta, IndexKind::Sorted),
             Some(UNIQUE) => self.read_index(cx, meta, IndexKind::Unique),
             Some(LOG) => self.read_log(cx, meta),
+            Some(CLUSTER) => read_flag(cx, meta, &mut self.cluster),
             _ => match (derive, Symbol::find(&meta.path, CONTAINER_ATTRS)) {
                 // Say so when the attribute exists but only for entities.
                 (Derive::Record, Some(attr)) => reject(

@@ -7,7 +7,7 @@
 //! be), so such a layout is refused here, with the key both can produce and
 //! a prefix that would not collide.
 
-use redis_schema::{KeyPattern, Overlap, overlap, ttl_registry_key};
+use redis_schema::{KeyPattern, Overlap, overlap};
 
 use crate::ast::Container;
 use crate::ctxt::Ctxt;
@@ -28,16 +28,18 @@ struct Owned<'c> {
 
 /// Reports each pair of the entity's keys that can produce the same key.
 /// Runs on a layout that passed every other check, so every attribute has
-/// its model and patterns parse.
+/// its model and patterns parse. `registry` is the TTL registry key the
+/// type uses (`valid::ttl_registry`), if any.
 pub(crate) fn check(
     cx: &Ctxt,
     c: &Container<'_>,
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
+    registry: Option<&str>,
     stream: Option<&(String, u64)>,
     logs: &[LogModel],
 ) {
-    let keys = owned_keys(c, key, indexes, stream, logs);
+    let keys = owned_keys(c, key, indexes, registry, stream, logs);
     for (j, later) in keys.iter().enumerate() {
         for earlier in &keys[..j] {
             let Some(found) = overlap(&earlier.pattern, &later.pattern) else {
@@ -59,6 +61,7 @@ fn owned_keys<'c>(
     c: &'c Container<'_>,
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
+    registry: Option<&str>,
     stream: Option<&(String, u64)>,
     logs: &'c [LogModel],
 ) -> Vec<Owned<'c>> {
@@ -86,19 +89,10 @@ fn owned_keys<'c>(
         let what = format!("index {}", index.name);
         push(what, &index.key.source, attr.key.as_ref(), false, None);
     }
-    if !indexes.is_empty()
-        && let Ok(pattern) = KeyPattern::parse(&key.source)
-    {
-        let registry = ttl_registry_key(&pattern);
+    if let Some(registry) = registry {
         let fields = format!("{registry}:fields");
         let lit = c.key.as_ref();
-        push(
-            "the TTL registry".into(),
-            &fixed(&registry),
-            lit,
-            true,
-            None,
-        );
+        push("the TTL registry".into(), &fixed(registry), lit, true, None);
         push(
             "the TTL registry's field hash".into(),
             &fixed(&fields),
@@ -130,7 +124,7 @@ fn owned_keys<'c>(
 }
 
 /// A fixed key as a pattern: its braces are literal text.
-fn fixed(key: &str) -> String {
+pub(crate) fn fixed(key: &str) -> String {
     key.replace('{', "{{").replace('}', "}}")
 }
 

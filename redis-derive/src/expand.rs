@@ -202,16 +202,12 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         Some(key) => pattern_parts(m, key),
         None => quote!(&[]),
     };
-    let ttl_registry = match &m.key {
-        Some(key) if !m.indexes.is_empty() => {
-            // `valid.rs` parsed this pattern already, so parsing cannot fail.
-            let registry = redis_schema::KeyPattern::parse(&key.source)
-                .map(|pattern| redis_schema::ttl_registry_key(&pattern))
-                .unwrap_or_else(|_| redis_schema::legacy_ttl_registry_key(&key.source));
-            let registry = lit(&registry);
+    let ttl_registry = match &m.ttl_registry {
+        Some(registry) => {
+            let registry = lit(registry);
             quote!(::core::option::Option::Some(#registry))
         }
-        _ => quote!(::core::option::Option::None),
+        None => quote!(::core::option::Option::None),
     };
     let version = match m.version {
         Some(i) => {

@@ -11,6 +11,7 @@
 //! `ctxt` collects the errors and refuses to be dropped unreported.
 
 mod ast;
+mod cluster;
 mod ctxt;
 mod disjoint;
 mod expand;
@@ -40,6 +41,7 @@ use proc_macro::TokenStream;
 /// | `stream = "jobs:stream"`, `stream_maxlen = 10000` | enqueue an entry on creation, in the same step (a transactional outbox), trimmed with `MAXLEN ~` |
 /// | `patch = "JobChanges"` | name of the generated patch type; default `<Type>Patch` |
 /// | `log(name = "output", key = "job:{id}:output", ttl = "24h", max_len = 10000)` | a per-entity append log (a list per entity, TTL refreshed on every append, optionally capped); generates `Job::output_log(&client)` |
+/// | `cluster` | for Redis Cluster: a compile error unless every key a write touches (hash, index keys, TTL registry, stream) shares the entity's hash slot. A type with indexes or a stream must be pinned to one slot by a constant tag in each pattern (`key = "job:{{jobs}}:{id}"`, `index(key = "jobs:{{jobs}}:status:{status}")`, `stream = "jobs:{{jobs}}:stream"`); its TTL registry moves into that slot (`__ttl:job:{jobs}:id`: rename the old one and its `:fields` on a type holding data). Otherwise any tag, or none, is accepted. Logs are written by their own commands, so they are not checked: give one the entity's tag only to use it atomically with the entity |
 ///
 /// # Field attributes
 ///

@@ -24,6 +24,7 @@ pub(crate) const INDEX: Symbol = Symbol("index");
 pub(crate) const SORTED_INDEX: Symbol = Symbol("sorted_index");
 pub(crate) const UNIQUE: Symbol = Symbol("unique");
 pub(crate) const LOG: Symbol = Symbol("log");
+pub(crate) const CLUSTER: Symbol = Symbol("cluster");
 
 // Inside `index(...)`, `sorted_index(...)`, `unique(...)` and `log(...)`
 // (besides `key` and `ttl` above).

@@ -34,6 +34,8 @@ pub(crate) struct Model<'a> {
     /// The `#[redis(version)]` field.
     pub(crate) version: Option<usize>,
     pub(crate) logs: Vec<LogModel>,
+    /// The TTL registry key ([`ttl_registry`]), if the type has one.
+    pub(crate) ttl_registry: Option<String>,
 }
 
 /// A per-entity append log (`log(name = "output", key = "job:{id}:output")`).
@@ -130,7 +132,21 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         return None;
     }
     // Only a layout whose every part is valid can be checked as a whole.
-    disjoint::check(cx, c, key.as_ref(), &indexes, stream.as_ref(), &logs);
+    let cluster = c.cluster.is_some();
+    let ttl_registry = ttl_registry(key.as_ref(), &indexes, cluster);
+    let registry = ttl_registry.as_deref();
+    disjoint::check(
+        cx,
+        c,
+        key.as_ref(),
+        &indexes,
+        registry,
+        stream.as_ref(),
+        &logs,
+    );
+    if let (Some(path), Some(key)) = (&c.cluster, &key) {
+        crate::cluster::check(cx, c, path, key, &indexes, registry, stream.as_ref());
+    }
     if cx.has_errors() {
         return None;
     }
@@ -147,7 +163,27 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         expires_at,
         version,
         logs,
+        ttl_registry,
     })
+}
+
+/// The TTL registry key of an entity type with indexes (one without has
+/// none): the write script lists there every entity that expires, whether
+/// by `ttl`, `expires_at` or a TTL given later with `expire`, so it touches
+/// the registry on every create and delete, TTL or not. Under `cluster` a
+/// type pinned to one slot gets [`redis_schema::cluster_ttl_registry_key`],
+/// in that slot; every other type keeps [`redis_schema::ttl_registry_key`]
+/// (under `cluster`, `cluster.rs` refuses those).
+fn ttl_registry(key: Option<&KeyModel>, indexes: &[IndexModel], cluster: bool) -> Option<String> {
+    if indexes.is_empty() {
+        return None;
+    }
+    // Parsed without error by `key_model` already.
+    let pattern = KeyPattern::parse(&key?.source).ok()?;
+    let pinned = cluster
+        .then(|| redis_schema::cluster_ttl_registry_key(&pattern))
+        .flatten();
+    Some(pinned.unwrap_or_else(|| redis_schema::ttl_registry_key(&pattern)))
 }
 
 /// The `rename_all` rule (snake_case when absent). An unknown name is

@@ -1,0 +1,125 @@
+//! `#[redis(cluster)]` on layouts that pass: every key a write touches is
+//! in the entity's hash slot, and the derive says so. The layouts it
+//! refuses are the `cluster_*` cases under `tests/ui/`.
+
+#![deny(warnings)]
+
+use redis_runtime::keyspace::{KeyRole, owned_keys};
+use redis_runtime::schema::{EntityDescriptor, KeyPattern, SlotSource, slot_source};
+use redis_runtime::{Record, RedisEntity, keyspace};
+
+/// Pinned to one slot by a constant tag: a TTL, every kind of index and a
+/// stream, all in that slot; its TTL registry moves there too.
+#[derive(RedisEntity)]
+#[redis(cluster, key = "job:{{jobs}}:{id}", ttl = "1h")]
+#[redis(stream = "jobs:{{jobs}}:stream", stream_maxlen = 1000)]
+#[redis(sorted_index(key = "jobs:{{jobs}}:by_user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:{{jobs}}:status:{status}"))]
+#[redis(unique(key = "jobs:{{jobs}}:by_slug", field = "slug"))]
+#[redis(log(name = "output", key = "job:{{jobs}}:{id}:output", ttl = "1d"))]
+#[allow(dead_code)]
+struct Job {
+    id: String,
+    user_id: String,
+    status: String,
+    slug: String,
+    created_at: i64,
+}
+
+/// Tagged by a field's value, so each user's profiles are in their own
+/// slot: no index and no stream (one key for every user could not share
+/// all those slots). A log is written by its own commands, so it may be
+/// anywhere.
+#[derive(RedisEntity)]
+#[redis(cluster, key = "profile:{{{user_id}}}:{id}", ttl = "30d")]
+#[redis(log(name = "events", key = "profile_events:{id}"))]
+#[allow(dead_code)]
+struct Profile {
+    user_id: String,
+    id: String,
+    bio: String,
+}
+
+/// No tag at all: a write touches the entity's hash and nothing else,
+/// which is one slot whatever it is.
+#[derive(RedisEntity)]
+#[redis(cluster, key = "session:{id}", ttl = "7d")]
+#[allow(dead_code)]
+struct Session {
+    id: String,
+    user_id: String,
+}
+
+/// The same layout as `Job` without `cluster`.
+#[derive(RedisEntity)]
+#[redis(key = "task:{{tasks}}:{id}")]
+#[redis(index(key = "tasks:{{tasks}}:status:{status}"))]
+#[allow(dead_code)]
+struct Task {
+    id: String,
+    status: String,
+}
+
+/// What Redis Cluster hashes for a key the descriptor names as a fixed key
+/// (a registry or a stream: its braces are literal text).
+fn fixed_slot(key: &str) -> SlotSource {
+    let source = key.replace('{', "{{").replace('}', "}}");
+    slot_source(&KeyPattern::parse(&source).expect("a fixed key parses"))
+}
+
+fn entity_slot(d: &EntityDescriptor) -> SlotSource {
+    slot_source(&KeyPattern::parse(d.key_pattern).expect("the key pattern parses"))
+}
+
+#[test]
+fn a_pinned_type_keeps_every_written_key_in_its_slot() {
+    let d = Job::descriptor();
+    let slot = entity_slot(d);
+    assert!(slot.is_fixed());
+    let registry = d
+        .ttl_registry
+        .expect("a type with indexes has a TTL registry");
+    assert_eq!(registry, "__ttl:job:{jobs}:id");
+    assert!(fixed_slot(registry).shares_slot_with(&slot));
+    assert!(fixed_slot(&format!("{registry}:fields")).shares_slot_with(&slot));
+    let stream = d.stream.expect("a stream").key;
+    assert_eq!(stream, "jobs:{jobs}:stream");
+    assert!(fixed_slot(stream).shares_slot_with(&slot));
+    for index in d.indexes {
+        let pattern = KeyPattern::parse(index.key_pattern).expect("index pattern");
+        assert!(
+            slot_source(&pattern).shares_slot_with(&slot),
+            "{}",
+            index.name
+        );
+    }
+}
+
+#[test]
+fn the_manifest_shows_every_written_key_in_the_entity_slot() {
+    let manifest = keyspace!(Job, Profile, Session, Task)
+        .expect("no two keys collide")
+        .manifest();
+    for entity in manifest.entities.iter().filter(|e| e.name != "Task") {
+        for key in &entity.keys {
+            // Logs are appended to by their own commands.
+            if !matches!(key.role, KeyRole::Log(_)) {
+                assert!(key.in_entity_slot, "{}: {}", entity.name, key.pattern);
+            }
+        }
+    }
+    let profile_log = owned_keys(Profile::descriptor())
+        .into_iter()
+        .find(|k| matches!(k.role, KeyRole::Log(_)))
+        .expect("a log");
+    assert_eq!(profile_log.pattern, "profile_events:{id}");
+}
+
+#[test]
+fn without_cluster_the_registry_keeps_its_name() {
+    // Types already stored without `cluster` keep their registry where it
+    // is, tag or no tag.
+    assert_eq!(Task::descriptor().ttl_registry, Some("__ttl:task:tasks:id"));
+    assert_eq!(Profile::descriptor().ttl_registry, None);
+    assert_eq!(Session::descriptor().ttl_registry, None);
+}
