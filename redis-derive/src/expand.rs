@@ -216,6 +216,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let cluster = m.cluster;
     let logs = m.logs.iter().map(|log| {
         let name = lit(&log.name);
         let key_pattern = lit(&log.key);
@@ -235,6 +236,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             ttl_registry: #ttl_registry,
             logs: &[#(#logs),*],
             version: #version,
+            cluster: #cluster,
         };
         &DESCRIPTOR
     }

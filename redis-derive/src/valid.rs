@@ -36,6 +36,8 @@ pub(crate) struct Model<'a> {
     pub(crate) logs: Vec<LogModel>,
     /// The TTL registry key ([`ttl_registry`]), if the type has one.
     pub(crate) ttl_registry: Option<String>,
+    /// `#[redis(cluster)]`, checked by `cluster.rs`.
+    pub(crate) cluster: bool,
 }
 
 /// A per-entity append log (`log(name = "output", key = "job:{id}:output")`).
@@ -164,6 +166,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         version,
         logs,
         ttl_registry,
+        cluster,
     })
 }
 

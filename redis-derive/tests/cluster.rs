@@ -1,5 +1,6 @@
 //! `#[redis(cluster)]` on layouts that pass: every key a write touches is
-//! in the entity's hash slot, and the derive says so. The layouts it
+//! in the entity's hash slot, and the descriptor and the keyspace manifest
+//! say so. The layouts it
 //! refuses are the `cluster_*` cases under `tests/ui/`.
 
 #![deny(warnings)]
@@ -74,6 +75,7 @@ fn entity_slot(d: &EntityDescriptor) -> SlotSource {
 #[test]
 fn a_pinned_type_keeps_every_written_key_in_its_slot() {
     let d = Job::descriptor();
+    assert!(d.cluster);
     let slot = entity_slot(d);
     assert!(slot.is_fixed());
     let registry = d
@@ -97,10 +99,23 @@ fn a_pinned_type_keeps_every_written_key_in_its_slot() {
 
 #[test]
 fn the_manifest_shows_every_written_key_in_the_entity_slot() {
-    let manifest = keyspace!(Job, Profile, Session, Task)
-        .expect("no two keys collide")
-        .manifest();
-    for entity in manifest.entities.iter().filter(|e| e.name != "Task") {
+    let keyspace = keyspace!(Job, Profile, Session, Task).expect("no two keys collide");
+    let manifest = keyspace.manifest();
+    let declared: Vec<(&str, bool)> = manifest
+        .entities
+        .iter()
+        .map(|e| (e.name, e.cluster))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            ("Job", true),
+            ("Profile", true),
+            ("Session", true),
+            ("Task", false)
+        ]
+    );
+    for entity in manifest.entities.iter().filter(|e| e.cluster) {
         for key in &entity.keys {
             // Logs are appended to by their own commands.
             if !matches!(key.role, KeyRole::Log(_)) {
@@ -113,12 +128,17 @@ fn the_manifest_shows_every_written_key_in_the_entity_slot() {
         .find(|k| matches!(k.role, KeyRole::Log(_)))
         .expect("a log");
     assert_eq!(profile_log.pattern, "profile_events:{id}");
+    assert!(keyspace.to_markdown().contains(
+        "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares \
+         the entity's slot (hash tag `{user_id}`); logs outside it: `profile_events:{id}`."
+    ));
 }
 
 #[test]
 fn without_cluster_the_registry_keeps_its_name() {
     // Types already stored without `cluster` keep their registry where it
     // is, tag or no tag.
+    assert!(!Task::descriptor().cluster);
     assert_eq!(Task::descriptor().ttl_registry, Some("__ttl:task:tasks:id"));
     assert_eq!(Profile::descriptor().ttl_registry, None);
     assert_eq!(Session::descriptor().ttl_registry, None);

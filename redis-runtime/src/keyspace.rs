@@ -493,6 +493,11 @@ pub struct EntityManifest {
     pub stream: Option<StreamManifest>,
     /// The key patterns one create, update, patch or delete may write.
     pub write_touches: Vec<String>,
+    /// Declared `#[redis(cluster)]`: every key in
+    /// [`write_touches`](Self::write_touches) was checked at compile time to
+    /// share the entity's Redis Cluster hash slot (see each key's
+    /// [`in_entity_slot`](OwnedKeyManifest::in_entity_slot)).
+    pub cluster: bool,
 }
 
 /// One key of an entity type in a [`Manifest`].
@@ -629,6 +634,7 @@ impl EntityManifest {
                 entry: "the entity's hash fields, written in the same step as its creation",
             }),
             write_touches,
+            cluster: entity.cluster,
         }
     }
 }
@@ -699,7 +705,17 @@ fn render_markdown(manifest: &Manifest) -> String {
             .map(|k| format!("`{}`", k.pattern))
             .collect();
         let entity_slot = entity.keys.first().map_or("", |k| k.slot.as_str());
-        notes.push(if elsewhere.is_empty() {
+        notes.push(if entity.cluster {
+            // Only logs can be elsewhere: they are not written by writes.
+            let logs = if elsewhere.is_empty() {
+                String::new()
+            } else {
+                format!("; logs outside it: {}", elsewhere.join(", "))
+            };
+            format!(
+                "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares the entity's slot ({entity_slot}){logs}."
+            )
+        } else if elsewhere.is_empty() {
             format!("Redis Cluster: every key shares the entity's slot ({entity_slot}).")
         } else {
             format!(

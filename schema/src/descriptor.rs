@@ -43,6 +43,7 @@
 //!     ttl_registry: None,
 //!     logs: &[],
 //!     version: None,
+//!     cluster: false,
 //! };
 //!
 //! assert_eq!(SESSION.field("createdAt").map(|f| f.rust_name), Some("created_at"));
@@ -202,6 +203,10 @@ pub struct EntityDescriptor {
     /// The hash field of the `#[redis(version)]` field, if any: every write
     /// stores the previous version plus one (a new entity gets 1).
     pub version: Option<&'static str>,
+    /// Declared `#[redis(cluster)]`: every key a write touches was checked
+    /// at compile time to share the entity's hash slot (then a pinned type's
+    /// [`ttl_registry`](Self::ttl_registry) is [`cluster_ttl_registry_key`]).
+    pub cluster: bool,
 }
 
 impl EntityDescriptor {
@@ -485,6 +490,7 @@ mod tests {
         ttl_registry: None,
         logs: &[],
         version: None,
+        cluster: false,
     };
 
     /// Redis's own rule on a key: the text hashed.

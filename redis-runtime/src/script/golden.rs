@@ -84,6 +84,7 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
     ttl_registry: None,
     logs: &[],
     version: None,
+    cluster: false,
 };
 
 /// A membership: a two-part key, a unique index, a TTL and a version
@@ -113,6 +114,7 @@ static MEMBER: EntityDescriptor = EntityDescriptor {
     ttl_registry: Some("__ttl:member:org:user"),
     logs: &[],
     version: Some("version"),
+    cluster: false,
 };
 
 /// A session: a TTL and nothing else.
@@ -127,6 +129,7 @@ static SESSION: EntityDescriptor = EntityDescriptor {
     ttl_registry: None,
     logs: &[],
     version: None,
+    cluster: false,
 };
 
 fn check(name: &str, actual: &str) {
