@@ -59,6 +59,19 @@ struct Token {
     expires_at: i64,
 }
 
+/// An invitation: announced on a stream, indexed by inviter, valid until
+/// `expires_at`.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "invite:{id}")]
+#[redis(stream = "invites:stream")]
+#[redis(index(key = "invites:by:{inviter}"))]
+struct Invite {
+    id: String,
+    inviter: String,
+    #[redis(expires_at)]
+    expires_at: i64,
+}
+
 /// A session of `u1`, created now.
 async fn create_session(client: &Client, id: &str) -> Session {
     let session = Session {
@@ -384,6 +397,37 @@ async fn expires_at_field_sets_an_absolute_expiry() {
     Token::patch(&client, "t1", &later).await.expect("patch");
     let left = left_of_t1().await;
     assert!(left > Duration::from_secs(500), "{left:?}");
+}
+
+/// A create whose `expires_at` has already passed writes nothing at all:
+/// no hash, no index entry, no stream entry announcing an entity that
+/// never lived. It still succeeds, as the entity would have expired anyway.
+#[tokio::test]
+async fn creating_an_already_expired_entity_writes_nothing() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let now_ms = redis_runtime::testing::now_ms();
+    let invite = |id: &str, expires_at| Invite {
+        id: id.into(),
+        inviter: "u1".into(),
+        expires_at,
+    };
+    let outcome = invite("late", now_ms - 1_000)
+        .create(&client)
+        .await
+        .expect("create");
+    assert_eq!(outcome.stream_id, None, "no entry announces it");
+    let live = invite("live", now_ms + 60_000)
+        .create(&client)
+        .await
+        .expect("create");
+    assert!(live.stream_id.is_some(), "a live one is announced");
+    assert_eq!(Invite::get(&client, "late").await.expect("get"), None);
+    assert_eq!(
+        Invite::by_inviter_ids(&client, "u1").await.expect("ids"),
+        vec!["live".to_string()]
+    );
+    let entries: usize = raw_query(&client, &["XLEN", "invites:stream"]).await;
+    assert_eq!(entries, 1, "only the live invite is on the stream");
 }
 
 #[tokio::test]

@@ -180,7 +180,12 @@ fn write_invocation(
     fields: &Fields,
     ttl: (&'static str, i64),
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = script::for_entity(descriptor).write.prepare_invoke();
+    let scripts = script::for_entity(descriptor);
+    let script = match mode {
+        Mode::Create => &scripts.create,
+        _ => &scripts.write,
+    };
+    let mut invocation = script.prepare_invoke();
     invocation
         .key(key)
         .arg(mode.code())
@@ -845,18 +850,23 @@ mod command_exact {
         }
     }
 
-    /// The write script call of `User` with one key and these arguments
-    /// (numbers travel as their decimal text, as redis-rs sends them).
+    /// The write script call of `User` (the create script's for mode `c`)
+    /// with one key and these arguments (numbers travel as their decimal
+    /// text, as redis-rs sends them).
     fn evalsha(args: &[&str]) -> redis::Cmd {
+        let scripts = script::for_entity(User::descriptor());
+        let script = if args.get(1) == Some(&"c") {
+            &scripts.create
+        } else {
+            &scripts.write
+        };
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script::for_entity(User::descriptor()).write.get_hash())
-            .arg(1)
-            .arg(args);
+        cmd.arg(script.get_hash()).arg(1).arg(args);
         cmd
     }
 
-    /// A connection that expects exactly `expected` and answers the write
-    /// script's `{code, nil}`.
+    /// A connection that expects exactly `expected` and answers `code`, as
+    /// the write script answers a write without a detail.
     fn expecting(expected: redis::Cmd, code: i64) -> MockRedisConnection {
         MockRedisConnection::new(vec![MockCmd::new(expected, Ok(Value::Int(code)))])
     }

@@ -171,6 +171,21 @@ fn session_write_script() {
 }
 
 #[test]
+fn job_create_script() {
+    check("job.create", &write::compile_create(&JOB));
+}
+
+#[test]
+fn member_create_script() {
+    check("member.create", &write::compile_create(&MEMBER));
+}
+
+#[test]
+fn session_create_script() {
+    check("session.create", &write::compile_create(&SESSION));
+}
+
+#[test]
 fn member_query_script() {
     check(
         "member.query",

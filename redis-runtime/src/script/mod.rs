@@ -36,6 +36,9 @@ use redis_schema::{EntityDescriptor, PatternPart};
 pub(crate) struct EntityScripts {
     /// Create, save, update, patch, delete and reindex (see [`write`]).
     pub(crate) write: redis::Script,
+    /// Create alone: the write script without what only the other modes
+    /// need ([`write::compile_create`]).
+    pub(crate) create: redis::Script,
     /// Index reads (`scripts/query.lua`).
     pub(crate) query: redis::Script,
     /// Removal of expired entities' index entries (`scripts/sweep.lua`).
@@ -78,6 +81,7 @@ pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static Enti
         // One leaked set of scripts per entity type: bounded by the program's types.
         Box::leak(Box::new(EntityScripts {
             write: redis::Script::new(&write::compile(descriptor)),
+            create: redis::Script::new(&write::compile_create(descriptor)),
             query: fixed("query", include_str!("../scripts/query.lua")),
             sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
             unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
@@ -111,6 +115,20 @@ pub(crate) fn assemble(
     needs: &[&str],
     body: &str,
 ) -> String {
+    assemble_with_rare(descriptor, what, needs, &[], body)
+}
+
+/// [`assemble`], with the helpers in `rare` (and what they depend on that
+/// `needs` does not bring) defined on their first call instead of on every
+/// call: Lua creates each function a script defines every time the script
+/// runs, which a create that never calls them measurably pays for.
+pub(crate) fn assemble_with_rare(
+    descriptor: &EntityDescriptor,
+    what: &str,
+    needs: &[&str],
+    rare: &[&str],
+    body: &str,
+) -> String {
     let helpers = prelude::with_dependencies(needs);
     let mut out = format!(
         "-- The {what} script of {}, assembled by redis-runtime's script module.\n",
@@ -119,10 +137,43 @@ pub(crate) fn assemble(
     if helpers.iter().any(|h| h.name == prelude::LAYOUT) {
         out.push_str(&layout_literal(descriptor));
     }
-    for helper in helpers {
+    for helper in &helpers {
         out.push_str(helper.source);
     }
+    for name in rare {
+        let group: Vec<&prelude::Helper> = prelude::with_dependencies(&[name])
+            .into_iter()
+            .filter(|h| !helpers.iter().any(|defined| defined.name == h.name))
+            .collect();
+        out.push_str(&defined_on_first_call(descriptor, name, &group));
+    }
     out.push_str(body);
+    out
+}
+
+/// `local <name>`: a function that, on its first call, defines `group` (the
+/// helper `name` and the dependencies not defined already) and then
+/// forwards every call to the helper.
+fn defined_on_first_call(
+    descriptor: &EntityDescriptor,
+    name: &str,
+    group: &[&prelude::Helper],
+) -> String {
+    let mut out = format!(
+        "-- `{name}` and what only it needs are defined on its first call.\n\
+         local {name}\ndo\n  local defined\n  {name} = function(...)\n    \
+         if not defined then\n      defined = (function()\n"
+    );
+    if group.iter().any(|h| h.name == prelude::LAYOUT) {
+        out.push_str(&layout_literal(descriptor));
+    }
+    for helper in group {
+        out.push_str(helper.source);
+    }
+    let _ = write!(
+        out,
+        "      return {name}\n      end)()\n    end\n    return defined(...)\n  end\nend\n"
+    );
     out
 }
 
