@@ -427,6 +427,7 @@ pub struct StreamDescriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hashed_text;
 
     const FIELDS: &[FieldDescriptor] = &[
         FieldDescriptor {
@@ -493,17 +494,6 @@ mod tests {
         cluster: false,
     };
 
-    /// Redis's own rule on a key: the text hashed.
-    fn hashed(key: &str) -> &str {
-        if let Some(open) = key.find('{')
-            && let Some(len) = key[open + 1..].find('}')
-            && len > 0
-        {
-            return &key[open + 1..open + 1 + len];
-        }
-        key
-    }
-
     #[test]
     fn cluster_registries_hash_the_pinned_entity_tag() {
         for (pattern, registry) in [
@@ -517,8 +507,8 @@ mod tests {
             assert_eq!(key, registry, "{pattern}");
             let values: Vec<&str> = parsed.placeholders().map(|_| "v7").collect();
             let entity = parsed.render(&values).expect("safe values");
-            assert_eq!(hashed(&key), hashed(&entity), "{pattern}");
-            assert_eq!(hashed(&format!("{key}:fields")), hashed(&entity));
+            assert_eq!(hashed_text(&key), hashed_text(&entity), "{pattern}");
+            assert_eq!(hashed_text(&format!("{key}:fields")), hashed_text(&entity));
             // The name without `cluster` is the same name without braces.
             assert_eq!(ttl_registry_key(&parsed), key.replace(['{', '}'], ""));
         }

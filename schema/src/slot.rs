@@ -82,6 +82,28 @@ pub fn slot_source(pattern: &KeyPattern) -> SlotSource {
     SlotSource::WholeKey
 }
 
+/// The part of a rendered key that Redis Cluster hashes to pick its slot:
+/// the text between the first `{` and the first `}` after it when that is
+/// not empty, otherwise the whole key. Keys with the same hashed text are
+/// in the same slot.
+///
+/// ```
+/// use redis_schema::hashed_text;
+///
+/// assert_eq!(hashed_text("job:{u1}:j7"), "u1");
+/// assert_eq!(hashed_text("job:{}:j7"), "job:{}:j7");
+/// assert_eq!(hashed_text("job:j7"), "job:j7");
+/// ```
+pub fn hashed_text(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
 impl SlotSource {
     /// Whether the keys of two patterns rendered from the same entity's
     /// values are always in one hash slot: both hash the same non-empty
@@ -162,17 +184,6 @@ mod tests {
         assert_eq!(source("job:{id}").to_string(), "the whole key");
     }
 
-    /// Redis's own rule on a rendered key: the text hashed.
-    fn hashed(key: &str) -> &str {
-        if let Some(open) = key.find('{')
-            && let Some(len) = key[open + 1..].find('}')
-            && len > 0
-        {
-            return &key[open + 1..open + 1 + len];
-        }
-        key
-    }
-
     #[test]
     fn shared_slots_hold_for_rendered_keys() {
         let patterns = [
@@ -211,7 +222,11 @@ mod tests {
                         p.render(&vals).expect("safe values render")
                     };
                     let (ka, kb) = (render(&pa), render(&pb));
-                    assert_eq!(hashed(&ka), hashed(&kb), "{a} and {b}: {ka} / {kb}");
+                    assert_eq!(
+                        hashed_text(&ka),
+                        hashed_text(&kb),
+                        "{a} and {b}: {ka} / {kb}"
+                    );
                 }
             }
         }
