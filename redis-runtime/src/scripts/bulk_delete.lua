@@ -43,9 +43,10 @@ for _, m in ipairs(members) do
   if ours then
     -- The arguments `entity::delete` sends: mode, TTL action, TTL ms,
     -- member, no fields to set, none to remove.
+    -- A delete answers 2 (it existed), -1 (it did not) or an error table.
     local reply = write_one({ key }, { 'd', 'n', '0', m, '0', '0' })
-    if reply.err then return reply end
-    if reply[1] == 2 then removed = removed + 1 end
+    if type(reply) == 'table' and reply.err then return reply end
+    if reply == 2 then removed = removed + 1 end
   else
     -- An expired entity's other entries are recorded in the registry.
     if key and registry and redis.call('EXISTS', key) == 0 then forget_expired(registry, m) end
