@@ -94,8 +94,8 @@ pub struct ReplicaAcks {
     pub timeout: Duration,
 }
 
-/// Where the data lives: one address, or whichever node the Sentinels
-/// name as the master.
+/// Where the data lives: one address, whichever node the Sentinels name
+/// as the master, or a Redis Cluster.
 #[derive(Clone, PartialEq)]
 pub(crate) enum Topology {
     /// The URL's host (or socket).
@@ -103,6 +103,10 @@ pub(crate) enum Topology {
     /// The master the Sentinels name; `connection_info` then holds only
     /// the data nodes' credentials and database.
     Sentinel(SentinelSettings),
+    /// A Redis Cluster, found through these seed nodes (any of its nodes
+    /// will do: the client reads the slot map from the first that
+    /// answers); `connection_info` holds only the nodes' credentials.
+    Cluster(Vec<(String, u16)>),
 }
 
 /// A `redis+sentinel://` URL, parsed.
@@ -324,8 +328,13 @@ impl Config {
     pub fn sentinel_master(&self) -> Option<&str> {
         match &self.topology {
             Topology::Sentinel(sentinel) => Some(&sentinel.master_name),
-            Topology::Standalone => None,
+            Topology::Standalone | Topology::Cluster(_) => None,
         }
+    }
+
+    /// Whether this is a Redis Cluster configuration (`redis+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster(_))
     }
 }
 
@@ -466,9 +475,16 @@ impl ConfigBuilder {
             return Err(Error::UrlMissing);
         }
         self.check_settings()?;
-        if let Some(rest) = sentinel_url_rest(url)? {
-            let rest = rest.to_string();
-            return self.build_sentinel(&rest);
+        match multi_host_url(url)? {
+            Some(MultiHost::Sentinel(rest)) => {
+                let rest = rest.to_string();
+                return self.build_sentinel(&rest);
+            }
+            Some(MultiHost::Cluster(rest)) => {
+                let rest = rest.to_string();
+                return self.build_cluster(&rest);
+            }
+            None => {}
         }
         if self.sentinel_credentials.is_some() {
             return Err(Error::Config(
@@ -600,6 +616,72 @@ impl ConfigBuilder {
         Ok(self.into_config(connection_info, endpoint, false, topology))
     }
 
+    /// A `redis+cluster://` configuration from the URL after its scheme.
+    fn build_cluster(self, rest: &str) -> Result<Config> {
+        const FORM: &str = "redis+cluster://[[user]:password@]host[:port][,host[:port]...]";
+        let bad = |why: String| Error::Config(format!("{why}; the form is {FORM}"));
+        if self.sentinel_credentials.is_some() {
+            return Err(Error::Config(
+                "Sentinel credentials were given for a Redis Cluster URL: a cluster has no Sentinels".into(),
+            ));
+        }
+        if self.tls_root_cert.is_some() {
+            return Err(Error::Config(
+                "a TLS root certificate was given for a Redis Cluster URL, and TLS to a cluster is not supported yet".into(),
+            ));
+        }
+        // A WAIT goes to whichever node redis-rs picks, not to the one
+        // that took the write: it would prove nothing.
+        if self.replica_acks.is_some() {
+            return Err(Error::Config(
+                "replica acknowledgements (WAIT) are not supported on Redis Cluster yet: leave REDIS_WAIT_REPLICAS unset".into(),
+            ));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(bad("a Redis Cluster URL takes no query or fragment".into()));
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if !matches!(path, "" | "0") {
+            return Err(bad(format!(
+                "Redis Cluster has only database 0, got /{path}"
+            )));
+        }
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let seeds = hosts
+            .split(',')
+            .map(|host| parse_host_port(host.trim(), 6379).ok_or(host))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|host| {
+                bad(format!(
+                    "the cluster node address {host:?} is not host[:port]"
+                ))
+            })?;
+        // The credentials go through redis-rs's own URL parsing
+        // (percent-decoding included); the seeds' addresses replace the
+        // placeholder host.
+        let node_url = format!(
+            "redis://{}127.0.0.1/",
+            userinfo.map(|u| format!("{u}@")).unwrap_or_default()
+        );
+        let connection_info = node_url.as_str().into_connection_info().map_err(|e| {
+            Error::Config(format!(
+                "the credentials in the Redis Cluster URL were rejected: {e}"
+            ))
+        })?;
+        let endpoint = format!(
+            "cluster ({})",
+            seeds
+                .iter()
+                .map(|(host, port)| format!("{host}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        Ok(self.into_config(connection_info, endpoint, false, Topology::Cluster(seeds)))
+    }
+
     fn into_config(
         self,
         connection_info: redis::ConnectionInfo,
@@ -628,20 +710,29 @@ impl ConfigBuilder {
 /// `REDIS_WAIT_REPLICAS` is set without `REDIS_WAIT_TIMEOUT`.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The part after `redis+sentinel://`, if `url` is a Sentinel URL; the
-/// topologies not supported (yet) are refused here, before their
-/// multi-host form could be mistaken for a malformed URL.
-fn sentinel_url_rest(url: &str) -> Result<Option<&str>> {
+/// A URL listing several hosts, which the `url` crate cannot parse: the
+/// part after the scheme.
+enum MultiHost<'u> {
+    /// `redis+sentinel://`.
+    Sentinel(&'u str),
+    /// `redis+cluster://`.
+    Cluster(&'u str),
+}
+
+/// The multi-host form `url` is in, if any; the ones not supported (yet)
+/// are refused here, before they could be mistaken for a malformed URL.
+fn multi_host_url(url: &str) -> Result<Option<MultiHost<'_>>> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Ok(None);
     };
     match scheme.to_ascii_lowercase().as_str() {
-        "redis+sentinel" | "valkey+sentinel" => Ok(Some(rest)),
+        "redis+sentinel" | "valkey+sentinel" => Ok(Some(MultiHost::Sentinel(rest))),
         "rediss+sentinel" | "valkeys+sentinel" => Err(Error::Config(
             "TLS through Sentinel is not supported yet: use redis+sentinel:// on a private network, or rediss:// to one server".into(),
         )),
-        "redis+cluster" | "rediss+cluster" | "valkey+cluster" | "valkeys+cluster" => Err(Error::Config(
-            "Redis Cluster is not supported yet: use one server (redis://) or Sentinel (redis+sentinel://); `keyspace check` shows which of your keys would share a cluster slot".into(),
+        "redis+cluster" | "valkey+cluster" => Ok(Some(MultiHost::Cluster(rest))),
+        "rediss+cluster" | "valkeys+cluster" => Err(Error::Config(
+            "TLS to Redis Cluster is not supported yet: use redis+cluster:// on a private network".into(),
         )),
         _ => Ok(None),
     }
@@ -675,7 +766,7 @@ impl<'u> SentinelUrl<'u> {
         };
         let sentinels = hosts
             .split(',')
-            .map(|host| parse_host_port(host.trim()).ok_or(host))
+            .map(|host| parse_host_port(host.trim(), DEFAULT_SENTINEL_PORT).ok_or(host))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|host| bad(format!("the Sentinel address {host:?} is not host[:port]")))?;
         let mut segments = path.split('/');
@@ -710,8 +801,8 @@ impl<'u> SentinelUrl<'u> {
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to
-/// [`DEFAULT_SENTINEL_PORT`].
-fn parse_host_port(text: &str) -> Option<(String, u16)> {
+/// `default_port`.
+fn parse_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
         let (host, after) = bracketed.split_once(']')?;
         match after {
@@ -728,7 +819,7 @@ fn parse_host_port(text: &str) -> Option<(String, u16)> {
         return None;
     }
     let port = match port {
-        None => DEFAULT_SENTINEL_PORT,
+        None => default_port,
         Some(port) => port.parse().ok().filter(|p| *p != 0)?,
     };
     Some((host.to_string(), port))
@@ -853,9 +944,12 @@ mod tests {
         let msg = config_error(Config::from_url("http://localhost:6379"));
         assert!(msg.contains("unsupported URL scheme `http`"), "{msg}");
         let msg = config_error(Config::from_url(
-            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+            "rediss+cluster://10.0.0.1:7000,10.0.0.2:7000",
         ));
-        assert!(msg.contains("Redis Cluster is not supported yet"), "{msg}");
+        assert!(
+            msg.contains("TLS to Redis Cluster is not supported yet"),
+            "{msg}"
+        );
         let msg = config_error(Config::from_url("redis://localhost/abc"));
         assert!(msg.contains("database"), "{msg}");
         let msg = config_error(Config::from_url("redis://:6379"));
@@ -896,6 +990,39 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_list_seed_nodes_and_refuse_what_a_cluster_lacks() {
+        let config = Config::from_url("redis+cluster://app:s3cret@10.0.0.1:7000,node-b,[::1]:7002")
+            .expect("cluster URL");
+        assert!(config.is_cluster());
+        assert_eq!(
+            config.endpoint(),
+            "cluster (10.0.0.1:7000,node-b:6379,::1:7002)"
+        );
+        assert!(config.has_password());
+        assert!(!format!("{config:?}").contains("s3cret"));
+        match &config.topology {
+            Topology::Cluster(seeds) => assert_eq!(seeds.len(), 3),
+            _ => panic!("expected a cluster configuration"),
+        }
+        for (url, expected) in [
+            ("redis+cluster://10.0.0.1:7000/2", "only database 0"),
+            ("redis+cluster://10.0.0.1:7000,:7001", "is not host[:port]"),
+            ("redis+cluster://10.0.0.1:0", "is not host[:port]"),
+            ("redis+cluster://10.0.0.1:7000?x=1", "no query"),
+        ] {
+            let msg = config_error(Config::from_url(url));
+            assert!(msg.contains(expected), "{url}: {msg}");
+            assert!(msg.contains("redis+cluster://"), "names the form: {msg}");
+        }
+        let msg = config_error(
+            Config::builder("redis+cluster://10.0.0.1:7000")
+                .wait_for_replicas(1, Duration::from_millis(100))
+                .build(),
+        );
+        assert!(msg.contains("not supported on Redis Cluster"), "{msg}");
+    }
+
+    #[test]
     fn secrets_never_reach_debug_or_errors() {
         let url = "redis://user:s3cret@127.0.0.1:6379/0";
         let config = Config::from_url(url).expect("valid");
@@ -909,7 +1036,9 @@ mod tests {
     fn sentinel_settings(config: &Config) -> &SentinelSettings {
         match &config.topology {
             Topology::Sentinel(settings) => settings,
-            Topology::Standalone => panic!("expected a Sentinel configuration"),
+            Topology::Standalone | Topology::Cluster(_) => {
+                panic!("expected a Sentinel configuration")
+            }
         }
     }
 
