@@ -90,13 +90,58 @@ enum Slot {
     Closed,
 }
 
-/// A server and the shared connection to it, shared by every operation
-/// that took it (an `Arc`: taking it on the hot path copies nothing).
+/// A server (or a cluster) and the shared connection to it, shared by
+/// every operation that took it (an `Arc`: taking it on the hot path
+/// copies nothing).
 struct Link {
-    client: redis::Client,
-    manager: ConnectionManager,
+    /// The server's redis-rs client, for connections of their own
+    /// (blocking reads, subscriptions); `None` on a cluster, which is not
+    /// one server.
+    node: Option<redis::Client>,
+    shared: Shared,
     /// Replica acknowledgements of the writes on this link.
     acks: AckBatch,
+}
+
+/// The shared connection: one server's, reconnecting by itself, or a
+/// cluster's, which routes each command to the node serving its key's
+/// slot and follows `MOVED`/`ASK` redirections, `TRYAGAIN` and slot map
+/// changes by itself.
+#[derive(Clone)]
+enum Shared {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Shared {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Shared::Single(manager) => manager.req_packed_command(cmd),
+            Shared::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Shared::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Shared::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::Single(manager) => manager.get_db(),
+            Shared::Cluster(_) => 0,
+        }
+    }
 }
 
 /// Group commit for replica acknowledgements. `WAIT` blocks the whole
@@ -189,8 +234,19 @@ impl Client {
                 (
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
-                        client,
-                        manager,
+                        node: Some(client),
+                        shared: Shared::Single(manager),
+                        acks: AckBatch::default(),
+                    })),
+                )
+            }
+            Topology::Cluster(seeds) => {
+                let cluster = cluster_connection(&config, seeds).await?;
+                (
+                    Source::Fixed,
+                    Slot::Ready(Arc::new(Link {
+                        node: None,
+                        shared: Shared::Cluster(cluster),
                         acks: AckBatch::default(),
                     })),
                 )
@@ -346,10 +402,18 @@ impl Client {
                     context: Context::new("sentinel.master", ""),
                 });
             }
-            Slot::Ready(link) if link.client.get_connection_info().addr() == master.addr() => {
+            Slot::Ready(link)
+                if link
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| node.get_connection_info().addr() == master.addr()) =>
+            {
                 return Ok(());
             }
-            Slot::Ready(link) => Some(link.client.get_connection_info().addr().to_string()),
+            Slot::Ready(link) => link
+                .node
+                .as_ref()
+                .map(|node| node.get_connection_info().addr().to_string()),
             Slot::Unresolved => None,
         };
         let address = master.addr().to_string();
@@ -360,8 +424,8 @@ impl Client {
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Arc::new(Link {
-            client,
-            manager,
+            node: Some(client),
+            shared: Shared::Single(manager),
             acks: AckBatch::default(),
         }));
         self.inner.link_generation.send_modify(|moves| *moves += 1);
@@ -433,7 +497,7 @@ impl Client {
     async fn connection(&self, context: &Context) -> Result<Connection> {
         let link = self.link(context).await?;
         Ok(Connection {
-            manager: link.manager.clone(),
+            shared: link.shared.clone(),
             link,
             round_trips: self.inner.round_trips.clone(),
         })
@@ -916,8 +980,10 @@ impl Client {
             .set_response_timeout(None);
         let attempt = async {
             let link = self.link(&context).await?;
-            link.client
-                .get_multiplexed_async_connection_with_config(&config)
+            let node = link.node.as_ref().ok_or_else(|| {
+                not_on_cluster("blocking reads (queues, stream consumers, workers)")
+            })?;
+            node.get_multiplexed_async_connection_with_config(&config)
                 .await
                 .map_err(|e| Error::from_redis(&e, context.clone()))
         };
@@ -937,7 +1003,9 @@ impl Client {
     /// for connections the runtime does not manage (e.g. pub/sub).
     pub async fn redis_client(&self) -> Result<redis::Client> {
         let link = self.link(&Context::new("redis_client", "")).await?;
-        Ok(link.client.clone())
+        link.node
+            .clone()
+            .ok_or_else(|| not_on_cluster("connections of their own (pub/sub)"))
     }
 
     /// Cancelled when [`Client::shutdown`] starts; long-running loops
@@ -1061,7 +1129,7 @@ fn open_client(info: redis::ConnectionInfo, config: &Config) -> Result<redis::Cl
 /// failover itself).
 fn manager_config(config: &Config) -> ConnectionManagerConfig {
     let retries = match config.topology {
-        Topology::Standalone => config.retry.max_retries,
+        Topology::Standalone | Topology::Cluster(_) => config.retry.max_retries,
         Topology::Sentinel(_) => 1,
     };
     ConnectionManagerConfig::new()
@@ -1098,6 +1166,65 @@ async fn standalone_manager(config: &Config, client: redis::Client) -> Result<Co
             outcome_unknown: false,
         }),
     }
+}
+
+/// The shared connection to a Redis Cluster found through `seeds`: made
+/// now, or in the background with [`Config::lazy_connect`]. Each command
+/// goes to the primary serving its key's slot.
+async fn cluster_connection(
+    config: &Config,
+    seeds: &[(String, u16)],
+) -> Result<redis::cluster_async::ClusterConnection> {
+    let context = Context::new("connect", "");
+    let settings = config.connection_info.redis_settings();
+    let urls = seeds.iter().map(|(host, port)| {
+        if host.contains(':') {
+            format!("redis://[{host}]:{port}")
+        } else {
+            format!("redis://{host}:{port}")
+        }
+    });
+    let mut builder = redis::cluster::ClusterClientBuilder::new(urls)
+        .connection_timeout(config.connect_timeout)
+        .response_timeout(config.response_timeout)
+        .retries(u32::try_from(config.retry.max_retries).unwrap_or(u32::MAX))
+        .min_retry_wait(duration_ms(config.retry.min_delay))
+        .max_retry_wait(duration_ms(config.retry.max_delay));
+    if let Some(username) = settings.username() {
+        builder = builder.username(username);
+    }
+    if let Some(password) = settings.password() {
+        builder = builder.password(password);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Error::Config(format!("the Redis Cluster settings were rejected: {e}")))?;
+    let timeouts = redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(config.connect_timeout)
+        .set_response_timeout(config.response_timeout);
+    if config.lazy_connect && !config.refuse_evicting_server {
+        return Ok(client.get_pending_async_connection_with_config(timeouts));
+    }
+    let attempt = client.get_async_connection_with_config(timeouts);
+    match tokio::time::timeout(config.operation_timeout, attempt).await {
+        Ok(Ok(cluster)) => {
+            tracing::info!(target: TRACE_TARGET, endpoint = config.endpoint(), "redis cluster connected");
+            Ok(cluster)
+        }
+        Ok(Err(e)) => Err(Error::from_redis(&e, context)),
+        Err(_) => Err(Error::Timeout {
+            context,
+            elapsed_ms: duration_ms(config.operation_timeout),
+            outcome_unknown: false,
+        }),
+    }
+}
+
+/// What a feature that needs one server's connection says on a cluster.
+pub(crate) fn not_on_cluster(feature: &str) -> Error {
+    Error::Config(format!(
+        "{feature} are not supported on Redis Cluster yet: entities, indexes and their queries are; run these against one server or Sentinel"
+    ))
 }
 
 /// The value of `name` in an `INFO` reply (`name:value` lines).
@@ -1184,8 +1311,8 @@ impl<'r> From<&'r redis::ScriptInvocation<'r>> for Request<'r> {
 /// with any redis-rs command, pipeline or script. Cheap to clone.
 #[derive(Clone)]
 pub struct Connection {
-    manager: ConnectionManager,
-    /// The link `manager` belongs to (for its acknowledgement batch).
+    shared: Shared,
+    /// The link `shared` belongs to (for its acknowledgement batch).
     link: Arc<Link>,
     round_trips: Arc<AtomicU64>,
 }
@@ -1196,7 +1323,7 @@ impl redis::aio::ConnectionLike for Connection {
         cmd: &'a redis::Cmd,
     ) -> redis::RedisFuture<'a, redis::Value> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        self.manager.req_packed_command(cmd)
+        self.shared.req_packed_command(cmd)
     }
 
     fn req_packed_commands<'a>(
@@ -1206,10 +1333,10 @@ impl redis::aio::ConnectionLike for Connection {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        self.manager.req_packed_commands(pipeline, offset, count)
+        self.shared.req_packed_commands(pipeline, offset, count)
     }
 
     fn get_db(&self) -> i64 {
-        self.manager.get_db()
+        self.shared.get_db()
     }
 }

@@ -25,6 +25,13 @@ pub(crate) async fn keys_step(
     count: usize,
     kind: Option<&str>,
 ) -> Result<(u64, Vec<String>)> {
+    // SCAN names no key, so a cluster would answer from whichever node it
+    // reached: a partial walk that looked complete.
+    if client.config().is_cluster() {
+        return Err(crate::client::not_on_cluster(
+            "keyspace scans (verify, rebuild, the admin command)",
+        ));
+    }
     let mut cmd = redis::cmd("SCAN");
     cmd.arg(cursor)
         .arg("MATCH")
