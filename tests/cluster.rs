@@ -39,6 +39,23 @@ struct Profile {
     bio: String,
 }
 
+/// Not declared `cluster`, with an index outside its slot.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "task:{id}")]
+#[redis(index(key = "tasks:status:{status}"))]
+struct Task {
+    id: String,
+    status: String,
+}
+
+/// Not declared `cluster` either, but a write touches only its hash.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "note:{id}")]
+struct Note {
+    id: String,
+    text: String,
+}
+
 /// The cluster every test here shares; dropped (and its nodes killed) when
 /// the test binary exits.
 fn cluster() -> &'static ClusterTopology {
@@ -232,5 +249,43 @@ async fn what_needs_one_server_says_so_instead_of_half_working() {
             .contains("not supported on Redis Cluster yet"),
         "{err}"
     );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_type_not_declared_cluster_is_refused_before_a_script_could_half_write() {
+    let client = client().await;
+    for id in 0..20 {
+        let task = Task {
+            id: format!("t{id}"),
+            status: "queued".into(),
+        };
+        let err = task
+            .create(&client)
+            .await
+            .expect_err("not declared cluster");
+        assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+        assert!(err.to_string().contains("#[redis(cluster)]"), "{err}");
+    }
+    let err = Task::by_status_count(&client, "queued")
+        .await
+        .expect_err("index queries are scripts too");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    assert_eq!(
+        Task::get(&client, "t3").await.expect("get"),
+        None,
+        "nothing written"
+    );
+
+    // One key per write is one slot, wherever it is.
+    for id in 0..20 {
+        let note = Note {
+            id: format!("n{id}"),
+            text: format!("note {id}"),
+        };
+        note.create(&client).await.expect("create");
+    }
+    let found = Note::get(&client, "n11").await.expect("get");
+    assert_eq!(found.map(|n| n.text).as_deref(), Some("note 11"));
     client.shutdown().await;
 }

@@ -273,6 +273,7 @@ async fn write<E: Entity>(
     ttl: (&'static str, i64),
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
+    script::check_cluster(client, E::descriptor())?;
     let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
     let reply = write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)?;
     write_outcome(reply, ctx, key)
@@ -497,6 +498,7 @@ async fn conditional<E: Entity>(
     write: Write<'_>,
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
+    script::check_cluster(client, E::descriptor())?;
     let invocation = conditional_invocation(E::descriptor(), &write, conditions);
     match write_reply(client.query(ctx.clone(), &invocation).await?, ctx)? {
         (-3, hash) => Ok(Some(hash)),
@@ -614,6 +616,7 @@ pub async fn increment<E: Entity>(
 ) -> Result<i64> {
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
+    script::check_cluster(client, E::descriptor())?;
     let invocation = increment_invocation(E::descriptor(), &key, &member, field, by, bounds);
     match write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)? {
         (2, counted) => detail_text(&counted)
@@ -810,6 +813,7 @@ pub async fn expire<E: Entity>(
     let ms = ttl.map_or(0, |ttl| {
         i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
     });
+    script::check_cluster(client, E::descriptor())?;
     let mut invocation = script::for_entity(E::descriptor()).expire.prepare_invoke();
     invocation.key(&key).arg(ms).arg(&member);
     let existed: i64 = client.query(context::<E>(verb), &invocation).await?;

@@ -87,6 +87,7 @@ pub async fn delete_all<E: Entity>(
     let position = position::<E>(index)?;
     let mut removed = 0;
     loop {
+        script::check_cluster(client, E::descriptor())?;
         let request = invocation(E::descriptor(), &index_key, position, BATCH);
         let reply: redis::Value = client.query(ctx.clone(), &request).await?;
         let (deleted, seen) = counts(reply).ok_or_else(|| Error::Decode {

@@ -372,6 +372,7 @@ pub async fn page_after<E: Entity>(
     let ctx = context::<E>(index, "page_after");
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
+    script::check_cluster(client, E::descriptor())?;
     if page.limit == 0 {
         return Ok(CursorListing {
             listing: Listing::new(Vec::new(), Vec::new()),
@@ -637,6 +638,7 @@ async fn run<E: Entity>(
     let ctx = context::<E>(index, verb);
     position::<E>(index)?;
     let sorted = index.kind == IndexKind::Sorted;
+    script::check_cluster(client, E::descriptor())?;
     let invocation = invocation(E::descriptor(), index_key, sorted, page, with_fields);
     let reply = client.query(ctx, &invocation).await?;
     Ok((index_key.to_string(), reply))

@@ -36,6 +36,7 @@ async fn call<E: Entity>(
 ) -> Result<redis::Value> {
     let ctx = context::<E>(sorted, verb);
     let position = position::<E>(sorted)?;
+    script::check_cluster(client, E::descriptor())?;
     let invocation = invocation(E::descriptor(), position, keys, verb, args);
     client.query(ctx, &invocation).await
 }

@@ -267,6 +267,7 @@ async fn query<E: Entity>(
     let ctx = context::<E>(index, verb);
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let position = position::<E>(index)?;
+    script::check_cluster(client, E::descriptor())?;
     let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
     invocation.key(&index_key).arg(verb).arg(position).arg(args);
     let reply = client.query(ctx, &invocation).await?;
@@ -402,6 +403,8 @@ pub async fn page<E: Entity>(
     let ctx = context::<E>(index, "page");
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     check_range(range, index, &ctx)?;
+    // Its fallback is a script: refused up front rather than now and then.
+    script::check_cluster(client, E::descriptor())?;
     let ids: Vec<String> = client
         .query(ctx.clone(), &zrange(&index_key, range, page))
         .await?;
@@ -461,6 +464,7 @@ pub async fn members<E: Entity>(
 ) -> Result<Listing<E>> {
     let ctx = context::<E>(index, "members");
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+    script::check_cluster(client, E::descriptor())?;
     let mut smembers = redis::cmd("SMEMBERS");
     smembers.arg(&index_key);
     let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
@@ -520,6 +524,7 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     let Some(registry) = descriptor.ttl_registry else {
         return Ok(0);
     };
+    script::check_cluster(client, descriptor)?;
     let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
     // Any budget the type accepts works. The script holds it as a Lua
     // number, which the server prints back into the command; a number of

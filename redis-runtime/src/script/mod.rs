@@ -92,6 +92,31 @@ pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static Enti
     })
 }
 
+/// Refuses to run `descriptor`'s scripts on a Redis Cluster unless the type
+/// was declared `#[redis(cluster)]` or its scripts touch nothing beside its
+/// hash. A script may only touch keys of one hash slot; one that reached a
+/// key of another slot would fail there, after the writes before it were
+/// applied. `cluster` proved at compile time that every key shares the
+/// entity's slot.
+pub(crate) fn check_cluster(
+    client: &crate::Client,
+    descriptor: &EntityDescriptor,
+) -> crate::Result<()> {
+    let beside_the_hash = !descriptor.indexes.is_empty()
+        || descriptor.stream.is_some()
+        || descriptor.ttl_registry.is_some();
+    if client.config().is_cluster() && !descriptor.cluster && beside_the_hash {
+        return Err(crate::Error::Config(format!(
+            "{} is not declared #[redis(cluster)], and its scripts touch keys beside its hash \
+             (indexes, stream, TTL registry) that may be in other hash slots of this Redis Cluster: \
+             add `cluster` to its #[redis(...)] attributes, which checks at compile time that they \
+             share its slot",
+            descriptor.name
+        )));
+    }
+    Ok(())
+}
+
 /// A fixed body from `scripts/`, with the helpers it names ([`needs_of`]).
 fn assemble_fixed(descriptor: &EntityDescriptor, what: &str, body: &str) -> String {
     assemble(descriptor, what, &needs_of(body), body)
