@@ -20,8 +20,13 @@
 //! what the call itself is about.
 //!
 //! Keys touched but not declared in `KEYS`: index keys, the registry and the
-//! stream. With cluster hash tags in the patterns they can share the
-//! entity's slot; a cluster mode would have to declare them.
+//! stream. On a Redis Cluster they must share the slot of `KEYS[1]`, which
+//! routes the call: `#[redis(cluster)]` proves that at compile time, and
+//! [`check_cluster`] refuses the scripts of other types that touch more
+//! than their hash. Undeclared, they are not checked by the server before
+//! the script starts: while their slot migrates, a key already moved makes
+//! the script fail where it first touches it. Declaring them is the next
+//! step for clusters.
 
 mod prelude;
 pub(crate) mod write;
