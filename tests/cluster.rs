@@ -9,8 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use redis_runtime::queue::ListQueue;
+use redis_runtime::stream::Stream;
 use redis_runtime::testing::{ClusterTopology, eventually};
-use redis_runtime::{Client, Config, Error, Page, RedisEntity, index};
+use redis_runtime::{Client, Config, Error, Page, RedisEntity, RedisRecord, index};
 
 /// Pinned to one slot by the constant tag `{jobs}`: its hash, every index,
 /// the unique hash, the stream and the TTL registry share that slot, so
@@ -54,6 +56,13 @@ struct Task {
 struct Note {
     id: String,
     text: String,
+}
+
+/// A message on a stream.
+#[derive(RedisRecord, Debug, Clone, PartialEq)]
+struct Event {
+    id: String,
+    n: u32,
 }
 
 /// The cluster every test here shares; dropped (and its nodes killed) when
@@ -229,12 +238,116 @@ async fn entities_tagged_by_a_field_spread_over_the_masters() {
 }
 
 #[tokio::test]
+async fn queues_block_on_their_own_connection_and_keep_companions_in_the_slot() {
+    let client = client().await;
+    // A plain queue touches one key per command: any name works.
+    let plain = ListQueue::<String>::new(&client, "mail:outbox");
+    let waiting = {
+        let plain = plain.clone();
+        tokio::spawn(async move { plain.pop_blocking(Duration::from_secs(10)).await })
+    };
+    plain.push(&"hello".to_string()).await.expect("push");
+    let popped = waiting.await.expect("join").expect("pop");
+    assert_eq!(popped.as_deref(), Some("hello"), "a blocked pop wakes up");
+
+    // A reliable queue moves items between its list and its consumers'
+    // processing lists: they need one slot, which a hash tag gives.
+    let reliable = ListQueue::<String>::new(&client, "{builds}:queue")
+        .reliable_as("c1", Duration::from_secs(30))
+        .await
+        .expect("reliable queue with a hash tag");
+    for n in 0..5 {
+        reliable.push(&format!("build {n}")).await.expect("push");
+    }
+    let held = reliable
+        .pop_blocking(Duration::from_secs(1))
+        .await
+        .expect("pop")
+        .expect("an item");
+    assert_eq!(held.item, "build 0");
+    assert_eq!(reliable.held_count().await.expect("held"), 1);
+    assert!(reliable.ack(&held).await.expect("ack"));
+    assert_eq!(reliable.held_count().await.expect("held"), 0);
+    assert_eq!(
+        master_of("{builds}:queue:processing:c1"),
+        master_of("{builds}:queue")
+    );
+
+    let err = ListQueue::<String>::new(&client, "builds:queue")
+        .reliable_as("c1", Duration::from_secs(30))
+        .await
+        .expect_err("no hash tag");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    assert!(err.to_string().contains("hash tag"), "{err}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_groups_read_blocking_ack_and_dead_letter_on_a_cluster() {
+    let client = client().await;
+    let stream = Stream::<Event>::new(&client, "{events}:incoming");
+    let group = stream.group("processors");
+    group.ensure().await.expect("ensure");
+    let reading = {
+        let group = group.clone();
+        tokio::spawn(async move { group.read(10, Some(Duration::from_secs(10))).await })
+    };
+    let published = stream
+        .publish(&Event {
+            id: "e1".into(),
+            n: 1,
+        })
+        .await
+        .expect("publish");
+    let batch = reading.await.expect("join").expect("read");
+    assert_eq!(
+        batch.ids(),
+        vec![published.clone()],
+        "a blocked read wakes up"
+    );
+    assert_eq!(group.ack(batch.ids()).await.expect("ack"), 1);
+
+    stream
+        .publish(&Event {
+            id: "e2".into(),
+            n: 2,
+        })
+        .await
+        .expect("publish");
+    let batch = group.read(10, None).await.expect("read");
+    let dead = group
+        .dead_letter(&batch.entries[0].id, "cannot handle")
+        .await
+        .expect("dead letter, in the stream's slot");
+    assert!(dead.is_some());
+    assert_eq!(group.dead_letters(10).await.expect("dead letters").len(), 1);
+
+    let untagged = Stream::<Event>::new(&client, "events:untagged");
+    let untagged_group = untagged.group("processors");
+    untagged_group.ensure().await.expect("ensure");
+    untagged
+        .publish(&Event {
+            id: "e3".into(),
+            n: 3,
+        })
+        .await
+        .expect("publish");
+    let batch = untagged_group.read(10, None).await.expect("read");
+    let err = untagged_group
+        .dead_letter(&batch.entries[0].id, "cannot handle")
+        .await
+        .expect_err("its dead-letter stream hashes elsewhere");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
 async fn what_needs_one_server_says_so_instead_of_half_working() {
     let client = client().await;
     let err = client
         .dedicated_connection()
         .await
-        .expect_err("blocking reads need one server");
+        .expect_err("a single-server connection");
     assert!(
         err.to_string()
             .contains("not supported on Redis Cluster yet"),

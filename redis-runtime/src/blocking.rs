@@ -2,22 +2,66 @@
 //! BLOCK`), the list queues' blocking pops and the worker's reads. They
 //! never share the multiplexed connection, so a long block cannot trip its
 //! response timeout or stall other operations ("blocking reads on their own
-//! connection" in ARCHITECTURE.md).
+//! connection" in ARCHITECTURE.md). On a Redis Cluster the dedicated
+//! connection is a cluster connection of its own, which routes each read
+//! to the node serving its key.
 
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 
 use crate::client::{Client, TRACE_TARGET};
 use crate::error::{Context, Error, Result};
 use crate::reply::duration_ms;
 
+/// A connection of its own for blocking reads (see
+/// `Client::blocking_connection`).
+#[derive(Clone)]
+pub(crate) enum BlockingConnection {
+    /// To the one server.
+    Node(MultiplexedConnection),
+    /// To a cluster: its own connections to the nodes.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for BlockingConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            BlockingConnection::Node(conn) => conn.req_packed_command(cmd),
+            BlockingConnection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            BlockingConnection::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            BlockingConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            BlockingConnection::Node(conn) => conn.get_db(),
+            BlockingConnection::Cluster(_) => 0,
+        }
+    }
+}
+
 /// A dedicated connection, and which of the client's links it was opened
 /// beside: when the link moves (a Sentinel failover), the connection still
 /// points at the old master and is reopened before its next read.
 pub(crate) struct Dedicated {
-    pub(crate) conn: MultiplexedConnection,
+    pub(crate) conn: BlockingConnection,
     link: u64,
 }
 
@@ -26,7 +70,7 @@ impl Dedicated {
     pub(crate) async fn open(client: &Client) -> Result<Self> {
         let link = client.link_generation();
         Ok(Self {
-            conn: client.dedicated_connection().await?,
+            conn: client.blocking_connection().await?,
             link,
         })
     }

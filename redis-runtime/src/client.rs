@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::blocking::BlockingConnection;
 use crate::config::{Config, Topology};
 use crate::error::{Context, Error, Result, Unavailability};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
@@ -94,13 +95,29 @@ enum Slot {
 /// every operation that took it (an `Arc`: taking it on the hot path
 /// copies nothing).
 struct Link {
-    /// The server's redis-rs client, for connections of their own
-    /// (blocking reads, subscriptions); `None` on a cluster, which is not
-    /// one server.
-    node: Option<redis::Client>,
+    /// Where connections of their own (blocking reads, subscriptions) go.
+    endpoint: Endpoint,
     shared: Shared,
     /// Replica acknowledgements of the writes on this link.
     acks: AckBatch,
+}
+
+/// What opens connections: one server's redis-rs client, or a cluster's.
+// One per link, made once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Endpoint {
+    Node(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl Endpoint {
+    /// The one server, if this is not a cluster.
+    fn node(&self) -> Option<&redis::Client> {
+        match self {
+            Endpoint::Node(node) => Some(node),
+            Endpoint::Cluster(_) => None,
+        }
+    }
 }
 
 /// The shared connection: one server's, reconnecting by itself, or a
@@ -234,18 +251,19 @@ impl Client {
                 (
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
-                        node: Some(client),
+                        endpoint: Endpoint::Node(client),
                         shared: Shared::Single(manager),
                         acks: AckBatch::default(),
                     })),
                 )
             }
             Topology::Cluster(seeds) => {
-                let cluster = cluster_connection(&config, seeds).await?;
+                let client = cluster_client(&config, seeds)?;
+                let cluster = cluster_connection(&config, &client).await?;
                 (
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
-                        node: None,
+                        endpoint: Endpoint::Cluster(client),
                         shared: Shared::Cluster(cluster),
                         acks: AckBatch::default(),
                     })),
@@ -313,15 +331,13 @@ impl Client {
     ///
     /// [`ConfigBuilder::refuse_evicting_server`]: crate::ConfigBuilder::refuse_evicting_server
     async fn refuse_if_evicting(&self) -> Result<()> {
-        let mut cmd = redis::cmd("INFO");
-        cmd.arg("memory");
-        let memory: String = self
-            .query_repeatable(Context::new("connect", ""), &cmd)
-            .await?;
-        match info_field(&memory, "maxmemory_policy")
-            .as_deref()
-            .and_then(eviction_warning)
-        {
+        let memory = self.info("memory", Context::new("connect", "")).await?;
+        // On a cluster, any node that may evict is one too many.
+        match memory.iter().find_map(|node| {
+            info_field(node, "maxmemory_policy")
+                .as_deref()
+                .and_then(eviction_warning)
+        }) {
             Some(warning) => Err(Error::Config(format!(
                 "refusing the server at {}: {warning}",
                 self.inner.config.endpoint()
@@ -404,15 +420,15 @@ impl Client {
             }
             Slot::Ready(link)
                 if link
-                    .node
-                    .as_ref()
+                    .endpoint
+                    .node()
                     .is_some_and(|node| node.get_connection_info().addr() == master.addr()) =>
             {
                 return Ok(());
             }
             Slot::Ready(link) => link
-                .node
-                .as_ref()
+                .endpoint
+                .node()
                 .map(|node| node.get_connection_info().addr().to_string()),
             Slot::Unresolved => None,
         };
@@ -424,7 +440,7 @@ impl Client {
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Arc::new(Link {
-            node: Some(client),
+            endpoint: Endpoint::Node(client),
             shared: Shared::Single(manager),
             acks: AckBatch::default(),
         }));
@@ -930,15 +946,45 @@ impl Client {
             return Ok(info);
         }
         let ctx = Context::new("server_info", "");
-        let mut cmd = redis::cmd("INFO");
-        cmd.arg("server");
-        let text: String = self.query_repeatable(ctx.clone(), &cmd).await?;
-        let info = ServerInfo::from_info(&text).ok_or_else(|| Error::Command {
-            context: ctx,
-            message: "INFO server named no redis_version".into(),
-        })?;
+        let nodes = self.info("server", ctx.clone()).await?;
+        // On a cluster, the oldest node decides what every command may use.
+        let info = nodes
+            .iter()
+            .map(|text| ServerInfo::from_info(text))
+            .collect::<Option<Vec<_>>>()
+            .and_then(|infos| {
+                infos
+                    .into_iter()
+                    .min_by(|a, b| a.redis_version.cmp(&b.redis_version))
+            })
+            .ok_or_else(|| Error::Command {
+                context: ctx,
+                message: "INFO server named no redis_version".into(),
+            })?;
         self.remember_server(Some(info.clone()));
         Ok(info)
+    }
+
+    /// `INFO <section>` as text, one per node: redis-rs sends a cluster's
+    /// `INFO` to every primary and answers a map of node to text.
+    async fn info(&self, section: &str, ctx: Context) -> Result<Vec<String>> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg(section);
+        let reply: redis::Value = self.query_repeatable(ctx.clone(), &cmd).await?;
+        let text = |value: redis::Value| redis::from_redis_value::<String>(value).ok();
+        let nodes = match reply {
+            redis::Value::Map(nodes) => nodes
+                .into_iter()
+                .map(|(_, text_of)| text(text_of))
+                .collect(),
+            one => text(one).map(|t| vec![t]),
+        };
+        nodes
+            .filter(|nodes: &Vec<String>| !nodes.is_empty())
+            .ok_or_else(|| Error::Command {
+                context: ctx,
+                message: format!("INFO {section} was not text"),
+            })
     }
 
     /// Fails with `STORAGE_UNSUPPORTED`, naming the feature and the version
@@ -967,25 +1013,53 @@ impl Client {
         }
     }
 
-    /// Opens a new connection of its own, without a response timeout, for
-    /// blocking commands (`BLPOP`, `XREADGROUP BLOCK`) that would otherwise
-    /// trip the shared connection's timeout and stall everyone else's commands.
+    /// Opens a new connection of its own to the one server, without a
+    /// response timeout, for blocking commands (`BLPOP`, `XREADGROUP
+    /// BLOCK`) that would otherwise trip the shared connection's timeout
+    /// and stall everyone else's commands. On a Redis Cluster, which is not
+    /// one server, it fails with `STORAGE_CONFIG`; the runtime's own
+    /// queues, stream groups and workers open cluster connections instead.
     pub async fn dedicated_connection(&self) -> Result<MultiplexedConnection> {
+        match self.blocking_connection().await? {
+            BlockingConnection::Node(conn) => Ok(conn),
+            BlockingConnection::Cluster(_) => Err(not_on_cluster(
+                "single-server connections (Client::dedicated_connection)",
+            )),
+        }
+    }
+
+    /// A connection of its own for blocking reads, without a response
+    /// timeout: to the one server, or, on a cluster, a cluster connection
+    /// of its own (its own connections to the nodes, each read routed by
+    /// its key), so a block holds up no other command to that node.
+    pub(crate) async fn blocking_connection(&self) -> Result<BlockingConnection> {
         let context = Context::new("dedicated_connection", "");
         if self.is_shut_down() {
             return Err(Error::Shutdown { context });
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.inner.config.connect_timeout))
-            .set_response_timeout(None);
+        let connect_timeout = self.inner.config.connect_timeout;
         let attempt = async {
             let link = self.link(&context).await?;
-            let node = link.node.as_ref().ok_or_else(|| {
-                not_on_cluster("blocking reads (queues, stream consumers, workers)")
-            })?;
-            node.get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| Error::from_redis(&e, context.clone()))
+            let opened = match &link.endpoint {
+                Endpoint::Node(node) => {
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(connect_timeout))
+                        .set_response_timeout(None);
+                    node.get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(BlockingConnection::Node)
+                }
+                Endpoint::Cluster(cluster) => {
+                    // No response timeout unless one is set.
+                    let config = redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(connect_timeout);
+                    cluster
+                        .get_async_connection_with_config(config)
+                        .await
+                        .map(BlockingConnection::Cluster)
+                }
+            };
+            opened.map_err(|e| Error::from_redis(&e, context.clone()))
         };
         match tokio::time::timeout(self.inner.config.operation_timeout, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
@@ -1003,8 +1077,9 @@ impl Client {
     /// for connections the runtime does not manage (e.g. pub/sub).
     pub async fn redis_client(&self) -> Result<redis::Client> {
         let link = self.link(&Context::new("redis_client", "")).await?;
-        link.node
-            .clone()
+        link.endpoint
+            .node()
+            .cloned()
             .ok_or_else(|| not_on_cluster("connections of their own (pub/sub)"))
     }
 
@@ -1168,14 +1243,12 @@ async fn standalone_manager(config: &Config, client: redis::Client) -> Result<Co
     }
 }
 
-/// The shared connection to a Redis Cluster found through `seeds`: made
-/// now, or in the background with [`Config::lazy_connect`]. Each command
-/// goes to the primary serving its key's slot.
-async fn cluster_connection(
+/// The redis-rs client of a Redis Cluster found through `seeds`, with the
+/// configured credentials, timeouts and backoff.
+fn cluster_client(
     config: &Config,
     seeds: &[(String, u16)],
-) -> Result<redis::cluster_async::ClusterConnection> {
-    let context = Context::new("connect", "");
+) -> Result<redis::cluster::ClusterClient> {
     let settings = config.connection_info.redis_settings();
     let urls = seeds.iter().map(|(host, port)| {
         if host.contains(':') {
@@ -1196,9 +1269,19 @@ async fn cluster_connection(
     if let Some(password) = settings.password() {
         builder = builder.password(password);
     }
-    let client = builder
+    builder
         .build()
-        .map_err(|e| Error::Config(format!("the Redis Cluster settings were rejected: {e}")))?;
+        .map_err(|e| Error::Config(format!("the Redis Cluster settings were rejected: {e}")))
+}
+
+/// The shared connection to a Redis Cluster: made now, or in the
+/// background with [`Config::lazy_connect`]. Each command goes to the
+/// primary serving its key's slot.
+async fn cluster_connection(
+    config: &Config,
+    client: &redis::cluster::ClusterClient,
+) -> Result<redis::cluster_async::ClusterConnection> {
+    let context = Context::new("connect", "");
     let timeouts = redis::cluster::ClusterConfig::new()
         .set_connection_timeout(config.connect_timeout)
         .set_response_timeout(config.response_timeout);
@@ -1218,6 +1301,27 @@ async fn cluster_connection(
             outcome_unknown: false,
         }),
     }
+}
+
+/// On a Redis Cluster, fails unless `companion` (a key a multi-key command
+/// or script uses with `main`) is always in `main`'s hash slot, which it
+/// is when `main` has a hash tag and `companion` extends it.
+pub(crate) fn require_same_slot(
+    client: &Client,
+    what: &str,
+    main: &str,
+    companion: &str,
+) -> Result<()> {
+    if client.config().is_cluster()
+        && redis_schema::hashed_text(main) != redis_schema::hashed_text(companion)
+    {
+        return Err(Error::Config(format!(
+            "on Redis Cluster, {what} {companion:?} must be in the hash slot of {main:?}, and \
+             they hash differently: give the key a hash tag, e.g. \"{{jobs}}:queue\" (its \
+             companion keys then share the tag)"
+        )));
+    }
+    Ok(())
 }
 
 /// What a feature that needs one server's connection says on a cluster.

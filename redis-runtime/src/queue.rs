@@ -61,7 +61,7 @@ use derive_where::derive_where;
 use redis::Value;
 
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET};
+use crate::client::{Client, TRACE_TARGET, require_same_slot};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};
@@ -311,6 +311,15 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
             consumer: Arc::from(consumer),
             lease,
         };
+        // Items move between the queue and the processing lists, and the
+        // requeue script reads the registry with them: one slot on a cluster.
+        for (what, companion) in [
+            ("the processing list", &keys.processing),
+            ("the consumer registry", &keys.registry),
+        ] {
+            require_same_slot(&self.client, what, &self.key, companion)
+                .map_err(|e| e.with_context(ctx.clone()))?;
+        }
         keys.renew(&self.client).await?;
         let keepalive = tokio::spawn(keepalive(self.client.clone(), keys.clone()));
         Ok(ReliableQueue {

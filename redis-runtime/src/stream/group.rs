@@ -17,7 +17,7 @@ use super::{
     ClaimStrategy, DecodeFailure, Entry, FailureAction, ReadBatch, Stream, default_consumer_name,
 };
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET};
+use crate::client::{Client, TRACE_TARGET, require_same_slot};
 use crate::codec::{Record, reply_pairs};
 use crate::error::{Context, Error, Result};
 use crate::reply::block_ms;
@@ -366,6 +366,14 @@ impl<M: Record> ConsumerGroup<M> {
     /// entry id, or `None` if the entry is not pending for this consumer
     /// (acknowledged already, or reclaimed by another consumer).
     pub async fn dead_letter(&self, id: &str, error: &str) -> Result<Option<String>> {
+        // One script moves the entry: both streams in one slot on a cluster.
+        require_same_slot(
+            self.client(),
+            "the dead-letter stream",
+            &self.stream.key,
+            &self.dead_letter,
+        )
+        .map_err(|e| e.with_context(self.context("stream.dead_letter")))?;
         let mut invocation = DEAD_LETTER_SCRIPT.prepare_invoke();
         invocation
             .key(&*self.stream.key)

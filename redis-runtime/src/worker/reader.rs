@@ -31,6 +31,12 @@ impl Reader {
     /// `id_slot` too), so a shutdown can interrupt its block.
     async fn open(client: &Client, id_slot: &AtomicI64) -> Result<Self> {
         let mut conn = Dedicated::open(client).await?;
+        // On a cluster, CLIENT ID (no key) would answer from any node, and
+        // the UNBLOCK go to any other: a shutdown waits for the block there.
+        if client.config().is_cluster() {
+            id_slot.store(0, Ordering::Release);
+            return Ok(Self { conn, client_id: 0 });
+        }
         let id = tokio::time::timeout(
             client.config().operation_timeout,
             redis::cmd("CLIENT")
