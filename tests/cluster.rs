@@ -6,8 +6,11 @@
 //! apart by hash tag and key prefix.
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use redis_runtime::queue::ListQueue;
 use redis_runtime::stream::Stream;
@@ -338,6 +341,69 @@ async fn stream_groups_read_blocking_ack_and_dead_letter_on_a_cluster() {
         .await
         .expect_err("its dead-letter stream hashes elsewhere");
     assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_handles_retries_and_dead_letters_on_a_cluster() {
+    let client = client().await;
+    let stream = Stream::<Event>::new(&client, "{work}:jobs");
+    let group = stream.group("workers");
+    group.ensure().await.expect("ensure");
+    for n in 0..20 {
+        stream
+            .publish(&Event {
+                id: format!("w{n}"),
+                n,
+            })
+            .await
+            .expect("publish");
+    }
+    let handled = Arc::new(AtomicU32::new(0));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(
+        group
+            .worker()
+            .max_deliveries(2)
+            .retry_backoff(Duration::from_millis(20))
+            .claim_min_idle(Duration::from_millis(50))
+            .claim_interval(Duration::from_millis(50))
+            .block(Duration::from_secs(30))
+            .run(
+                {
+                    let handled = handled.clone();
+                    move |entry: redis_runtime::Entry<Event>| {
+                        let handled = handled.clone();
+                        async move {
+                            // Message 13 always fails: retried, then dead-lettered.
+                            if entry.message.n == 13 {
+                                return Err("cannot handle 13".to_string());
+                            }
+                            handled.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        }
+                    }
+                },
+                stop.clone(),
+            ),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "19 handled, 1 dead-lettered",
+        async || {
+            handled.load(Ordering::SeqCst) == 19
+                && group.dead_letters(10).await.expect("dead letters").len() == 1
+        },
+    )
+    .await;
+    // Stops while blocked in a read on its own cluster connection.
+    stop.cancel();
+    let report = run.await.expect("join").expect("run");
+    assert_eq!(
+        (report.handled, report.dead_lettered),
+        (19, 1),
+        "{report:?}"
+    );
     client.shutdown().await;
 }
 
