@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use redis_runtime::pubsub::Channel;
 use redis_runtime::queue::ListQueue;
 use redis_runtime::stream::Stream;
 use redis_runtime::testing::{ClusterTopology, eventually};
@@ -404,6 +405,32 @@ async fn a_worker_handles_retries_and_dead_letters_on_a_cluster() {
         (19, 1),
         "{report:?}"
     );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribers_hear_what_is_published_through_any_node() {
+    let client = client().await;
+    let channel = Channel::<String>::new(&client, "build-status");
+    // Two subscriptions, each on the next seed node.
+    let mut first = channel.subscribe().await.expect("subscribe");
+    let mut second = channel.subscribe().await.expect("subscribe");
+    for n in 0..5 {
+        channel
+            .publish(&format!("build {n}"))
+            .await
+            .expect("publish");
+    }
+    for subscription in [&mut first, &mut second] {
+        for n in 0..5 {
+            let message = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+                .await
+                .expect("a message within 5 s")
+                .expect("subscribed")
+                .expect("decoded");
+            assert_eq!(message, format!("build {n}"));
+        }
+    }
     client.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 //! health checks and graceful shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ struct Inner {
     server: RwLock<Option<ServerInfo>>,
     /// Whether `health` has logged an eviction-policy warning already.
     eviction_warned: AtomicBool,
+    /// The cluster seed node the next subscription connects to.
+    next_seed: AtomicUsize,
 }
 
 /// Where the client's connections go.
@@ -288,6 +290,7 @@ impl Client {
                 closed: CancellationToken::new(),
                 server: RwLock::new(None),
                 eviction_warned: AtomicBool::new(false),
+                next_seed: AtomicUsize::new(0),
             }),
         };
         let config = &client.inner.config;
@@ -1081,6 +1084,21 @@ impl Client {
             .node()
             .cloned()
             .ok_or_else(|| not_on_cluster("connections of their own (pub/sub)"))
+    }
+
+    /// The server a subscription connects to. On a cluster, any node: a
+    /// message published on one node reaches the subscribers of every node
+    /// over the cluster bus. Each call takes the next seed node, so a
+    /// subscription that lost its node reconnects to another.
+    pub(crate) async fn subscriber_client(&self) -> Result<redis::Client> {
+        let Topology::Cluster(seeds) = &self.inner.config.topology else {
+            return self.redis_client().await;
+        };
+        let turn = self.inner.next_seed.fetch_add(1, Ordering::Relaxed);
+        let (host, port) = &seeds[turn % seeds.len()];
+        let mut info = self.inner.config.connection_info.clone();
+        info = info.set_addr(redis::ConnectionAddr::Tcp(host.clone(), *port));
+        open_client(info, &self.inner.config)
     }
 
     /// Cancelled when [`Client::shutdown`] starts; long-running loops

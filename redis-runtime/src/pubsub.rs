@@ -36,6 +36,10 @@
 //! are missed. Use a stream when every message matters. A message that does
 //! not decode is yielded as a `DECODE` error and the subscription goes on.
 //! Dropping the [`Subscription`] closes its connection.
+//!
+//! On a Redis Cluster the channels are the classic ones, which the cluster
+//! delivers to the subscribers of every node: a subscription connects to
+//! one of the seed nodes, the next one on each (re)connection.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -201,7 +205,7 @@ async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubSt
     let limit = client.config().operation_timeout;
     let started = std::time::Instant::now();
     let attempt = async {
-        let redis_client = client.redis_client().await?;
+        let redis_client = client.subscriber_client().await?;
         let subscribed = async {
             let mut pubsub = redis_client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;
