@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -1086,6 +1087,87 @@ impl Client {
             .ok_or_else(|| not_on_cluster("connections of their own (pub/sub)"))
     }
 
+    /// Runs `read` once per group of `keys` in one hash slot, all at once,
+    /// and returns what it gave in the order of `keys` (`read` answers one
+    /// value per key of its group, in order). A pipeline or transaction on
+    /// a cluster must stay in one slot: redis-rs refuses one that spans
+    /// slots. On one server, one group of every key.
+    pub(crate) async fn per_slot<'k, T, F, Fut>(
+        &self,
+        keys: &'k [String],
+        read: F,
+    ) -> Result<Vec<T>>
+    where
+        F: Fn(Vec<&'k str>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>>>,
+    {
+        let groups: Vec<Vec<usize>> = if self.config().is_cluster() {
+            let mut by_tag = std::collections::BTreeMap::<&str, Vec<usize>>::new();
+            for (i, key) in keys.iter().enumerate() {
+                by_tag
+                    .entry(redis_schema::hashed_text(key))
+                    .or_default()
+                    .push(i);
+            }
+            by_tag.into_values().collect()
+        } else {
+            vec![(0..keys.len()).collect()]
+        };
+        let reads = groups
+            .iter()
+            .map(|positions| read(positions.iter().map(|&i| keys[i].as_str()).collect()));
+        let results = futures_util::future::join_all(reads).await;
+        let mut out: Vec<Option<T>> = (0..keys.len()).map(|_| None).collect();
+        for (positions, result) in groups.iter().zip(results) {
+            let values = result?;
+            if values.len() != positions.len() {
+                return Err(Error::Command {
+                    context: Context::default(),
+                    message: format!("expected {} replies, got {}", positions.len(), values.len()),
+                });
+            }
+            for (&i, value) in positions.iter().zip(values) {
+                out[i] = Some(value);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The cluster's primaries as `host:port`, in address order (`CLUSTER
+    /// SLOTS`, asked of any node).
+    pub(crate) async fn cluster_primaries(&self, ctx: &Context) -> Result<Vec<(String, u16)>> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let ranges: Vec<redis::Value> = self.query_repeatable(ctx.clone(), &cmd).await?;
+        let mut primaries = std::collections::BTreeSet::new();
+        for range in ranges {
+            // [start, end, [host, port, id, ...] (the primary), replicas...]
+            let primary = match range {
+                redis::Value::Array(parts) => parts.into_iter().nth(2),
+                _ => None,
+            };
+            let address = primary.and_then(|node| match node {
+                redis::Value::Array(fields) => {
+                    let mut fields = fields.into_iter();
+                    let host = redis::from_redis_value::<String>(fields.next()?).ok()?;
+                    let port = redis::from_redis_value::<u16>(fields.next()?).ok()?;
+                    Some((host, port))
+                }
+                _ => None,
+            });
+            match address {
+                Some(address) => primaries.insert(address),
+                None => {
+                    return Err(Error::Command {
+                        context: ctx.clone(),
+                        message: "CLUSTER SLOTS named a slot range without its primary".into(),
+                    });
+                }
+            };
+        }
+        Ok(primaries.into_iter().collect())
+    }
+
     /// The server a subscription connects to. On a cluster, any node: a
     /// message published on one node reaches the subscribers of every node
     /// over the cluster bus. Each call takes the next seed node, so a
@@ -1437,6 +1519,30 @@ pub struct Connection {
     /// The link `shared` belongs to (for its acknowledgement batch).
     link: Arc<Link>,
     round_trips: Arc<AtomicU64>,
+}
+
+impl Connection {
+    /// Sends `cmd`, which names no key, to the cluster node at `host:port`
+    /// (on one server, to that server).
+    pub(crate) async fn query_node(
+        &mut self,
+        (host, port): &(String, u16),
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<redis::Value> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match &mut self.shared {
+            Shared::Single(manager) => cmd.query_async(manager).await,
+            Shared::Cluster(cluster) => {
+                let node = SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                };
+                cluster
+                    .route_command(cmd.clone(), RoutingInfo::SingleNode(node))
+                    .await
+            }
+        }
+    }
 }
 
 impl redis::aio::ConnectionLike for Connection {

@@ -751,27 +751,43 @@ pub async fn get_many<E: Entity>(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = &keys;
     let deadline = client.config().operation_timeout;
+    // One pipeline per hash slot on a cluster, where one may not span slots.
+    let keys = &keys;
+    let read_group = |group| {
+        let ctx = ctx.clone();
+        async move {
+            let group: &Vec<&str> = &group;
+            client
+                .run_retrying(ctx, deadline, true, |mut conn| async move {
+                    let mut pipe = redis::pipe();
+                    for key in group {
+                        pipe.cmd("HGETALL").arg(*key);
+                    }
+                    let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                    if replies.len() != group.len() {
+                        return Err(Error::Command {
+                            context: Context::default(),
+                            message: format!(
+                                "expected {} replies, got {}",
+                                group.len(),
+                                replies.len()
+                            ),
+                        });
+                    }
+                    group
+                        .iter()
+                        .zip(&replies)
+                        .map(|(key, reply)| decode_hash::<E>(key, reply))
+                        .collect()
+                })
+                .await
+        }
+    };
     client
-        .run_retrying(ctx, deadline, true, |mut conn| async move {
-            let mut pipe = redis::pipe();
-            for key in keys {
-                pipe.cmd("HGETALL").arg(key);
-            }
-            let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-            if replies.len() != keys.len() {
-                return Err(Error::Command {
-                    context: Context::default(),
-                    message: format!("expected {} replies, got {}", keys.len(), replies.len()),
-                });
-            }
-            keys.iter()
-                .zip(&replies)
-                .map(|(key, reply)| decode_hash::<E>(key, reply))
-                .collect()
-        })
+        .per_slot(keys, read_group)
         .await
+        .map_err(|e| e.with_context(ctx.clone()))
 }
 
 /// Whether the entity at `key` exists.

@@ -39,6 +39,11 @@ pub async fn move_legacy_ttl_registry<E: Entity>(client: &Client) -> Result<u64>
     let Some(registry) = descriptor.ttl_registry else {
         return Ok(0);
     };
+    // `#[redis(cluster)]` came after 0.2: such a type never had a legacy
+    // registry, and its name hashes elsewhere than the registry's.
+    if descriptor.cluster {
+        return Ok(0);
+    }
     let legacy = legacy_ttl_registry_key(descriptor.key_pattern);
     let mut invocation = MOVE_REGISTRY.prepare_invoke();
     invocation

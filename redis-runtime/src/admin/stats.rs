@@ -201,17 +201,28 @@ impl Walk<'_> {
         if stats.sample.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for key in &stats.sample {
-            pipe.cmd("MEMORY").arg("USAGE").arg(key);
-            pipe.cmd("PTTL").arg(key);
-        }
-        let replies: Vec<redis::Value> = self.session.client.query(self.ctx.clone(), &pipe).await?;
+        let (client, ctx) = (&self.session.client, &self.ctx);
+        // One pipeline per hash slot on a cluster, where one may not span slots.
+        let replies: Vec<(redis::Value, redis::Value)> = client
+            .per_slot(&stats.sample, |group| async move {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for key in &group {
+                    pipe.cmd("MEMORY").arg("USAGE").arg(*key);
+                    pipe.cmd("PTTL").arg(*key);
+                }
+                let replies: Vec<redis::Value> = client.query(ctx.clone(), &pipe).await?;
+                let mut replies = replies.into_iter();
+                let mut pairs = Vec::with_capacity(group.len());
+                while let (Some(usage), Some(ttl)) = (replies.next(), replies.next()) {
+                    pairs.push((usage, ttl));
+                }
+                Ok(pairs)
+            })
+            .await?;
         let mut memory = 0;
         let mut read = 0;
-        for pair in replies.chunks(2) {
-            let [usage, ttl] = pair else { continue };
+        for (usage, ttl) in &replies {
             match usage {
                 redis::Value::Int(bytes) => {
                     memory += u64::try_from(*bytes).unwrap_or(0);

@@ -205,6 +205,8 @@ pub(crate) async fn run<E: Entity>(
     control: &dyn Control,
 ) -> Result<Tally> {
     let descriptor = E::descriptor();
+    // Its index pipelines and scripts need the type's keys in one slot.
+    crate::script::check_cluster(client, descriptor)?;
     let verb = if repair { "rebuild" } else { "verify" };
     let mut pass = Pass::<E> {
         client,

@@ -12,8 +12,19 @@ use crate::codec::value_kind;
 use crate::entity::IndexKind;
 use crate::error::{Context, Error, Result};
 
+/// On a cluster, the bits of a walk's cursor above this one number the
+/// primary being scanned (in address order); the bits below are that
+/// node's own `SCAN` cursor, which stays far below 2^56 (it counts hash
+/// table buckets).
+const NODE_SHIFT: u32 = 56;
+
 /// One `SCAN cursor MATCH glob COUNT count [TYPE kind]` step: the cursor
 /// to continue with (0 when the iteration is over) and the keys found.
+///
+/// On a cluster, `SCAN` names no key and each node holds only its slots'
+/// keys, so the walk scans every primary in turn, the node's number
+/// carried in the cursor's top bits ([`NODE_SHIFT`]). A failover or slot
+/// move during the walk can make it miss or repeat keys: run it again.
 ///
 /// Keys that are not UTF-8 are left out: every key the runtime writes is
 /// built from Rust strings, so such a key cannot be one of ours.
@@ -25,28 +36,63 @@ pub(crate) async fn keys_step(
     count: usize,
     kind: Option<&str>,
 ) -> Result<(u64, Vec<String>)> {
-    // SCAN names no key, so a cluster would answer from whichever node it
-    // reached: a partial walk that looked complete.
-    if client.config().is_cluster() {
-        return Err(crate::client::not_on_cluster(
-            "keyspace scans (verify, rebuild, the admin command)",
-        ));
+    let scan = |node_cursor: u64| {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(node_cursor)
+            .arg("MATCH")
+            .arg(glob)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(kind) = kind {
+            cmd.arg("TYPE").arg(kind);
+        }
+        cmd
+    };
+    let text = |keys: Vec<Vec<u8>>| {
+        keys.into_iter()
+            .filter_map(|k| String::from_utf8(k).ok())
+            .collect()
+    };
+    if !client.config().is_cluster() {
+        let (next, keys): (u64, Vec<Vec<u8>>) = client.query(ctx.clone(), &scan(cursor)).await?;
+        return Ok((next, text(keys)));
     }
-    let mut cmd = redis::cmd("SCAN");
-    cmd.arg(cursor)
-        .arg("MATCH")
-        .arg(glob)
-        .arg("COUNT")
-        .arg(count);
-    if let Some(kind) = kind {
-        cmd.arg("TYPE").arg(kind);
-    }
-    let (next, keys): (u64, Vec<Vec<u8>>) = client.query(ctx.clone(), &cmd).await?;
-    let keys = keys
-        .into_iter()
-        .filter_map(|k| String::from_utf8(k).ok())
-        .collect();
-    Ok((next, keys))
+    let primaries = client.cluster_primaries(ctx).await?;
+    let node = usize::try_from(cursor >> NODE_SHIFT).unwrap_or(usize::MAX);
+    let Some(address) = primaries.get(node).cloned() else {
+        // The cluster shrank under the walk: nothing left to scan.
+        return Ok((0, Vec::new()));
+    };
+    let cmd = scan(cursor & ((1 << NODE_SHIFT) - 1));
+    let reply = client
+        .run_with_deadline(
+            ctx.clone(),
+            client.config().operation_timeout,
+            true,
+            |mut conn| {
+                let address = address.clone();
+                async move { Ok(conn.query_node(&address, &cmd).await?) }
+            },
+        )
+        .await?;
+    let (next, keys): (u64, Vec<Vec<u8>>) =
+        redis::from_redis_value(reply).map_err(|e| Error::Command {
+            context: ctx.clone(),
+            message: format!("unexpected SCAN reply: {e}"),
+        })?;
+    let node = node as u64;
+    let next = match next {
+        0 if node + 1 < primaries.len() as u64 => (node + 1) << NODE_SHIFT,
+        0 => 0,
+        next if next >> NODE_SHIFT == 0 => node << NODE_SHIFT | next,
+        _ => {
+            return Err(Error::Command {
+                context: ctx.clone(),
+                message: format!("a SCAN cursor of {address:?} does not fit below 2^{NODE_SHIFT}"),
+            });
+        }
+    };
+    Ok((next, text(keys)))
 }
 
 /// One index entry as a member scan returns it.
@@ -148,11 +194,29 @@ pub(crate) fn scan_fraction(next: u64) -> f64 {
 pub(crate) type Typed = (String, redis::Value);
 
 /// `TYPE` and one read command per key, atomically, in one round trip.
+/// On a cluster a transaction cannot span slots: one per group of keys
+/// with the same hash tag (so the same slot), sent together.
 pub(crate) async fn read_typed(
     client: &Client,
     ctx: &Context,
     keys: &[String],
     read: impl Fn(&mut redis::Pipeline, &str),
+) -> Result<Vec<Typed>> {
+    let read = &read;
+    client
+        .per_slot(keys, |group| async move {
+            read_typed_together(client, ctx, &group, read).await
+        })
+        .await
+        .map_err(|e| e.with_context(ctx.clone()))
+}
+
+/// [`read_typed`] in one `MULTI`.
+async fn read_typed_together(
+    client: &Client,
+    ctx: &Context,
+    keys: &[&str],
+    read: &impl Fn(&mut redis::Pipeline, &str),
 ) -> Result<Vec<Typed>> {
     if keys.is_empty() {
         return Ok(Vec::new());
