@@ -33,6 +33,11 @@ pub enum Unavailability {
     TryAgain,
     /// `CLUSTERDOWN`: the cluster cannot serve the slot.
     ClusterDown,
+    /// `MOVED` or `ASK` that reached the caller: a cluster node sent the
+    /// request to another node, and the redirection could not be followed
+    /// yet (a failover or slot move is still settling). The node did not
+    /// run it.
+    Redirected,
     /// No Sentinel names a live master (a failover is in progress, or
     /// every Sentinel is out of reach).
     NoMaster,
@@ -55,6 +60,9 @@ impl Unavailability {
             Unavailability::ReadOnly => "the server is a read-only replica",
             Unavailability::TryAgain => "the cluster asked to try again (slot migration)",
             Unavailability::ClusterDown => "the cluster is down",
+            Unavailability::Redirected => {
+                "the cluster redirected the request to a node that could not take it yet (failover or slot move)"
+            }
             Unavailability::NoMaster => "no live master is known to the Sentinels",
             Unavailability::Unblocked => {
                 "the server ended the blocking command before it took anything (failover or CLIENT UNBLOCK)"
@@ -126,6 +134,9 @@ fn class_of_reply(code: &str) -> Class {
         "READONLY" => Class::NotRun(Unavailability::ReadOnly),
         "TRYAGAIN" => Class::NotRun(Unavailability::TryAgain),
         "CLUSTERDOWN" => Class::NotRun(Unavailability::ClusterDown),
+        // redis-rs follows redirections itself; one that surfaces could not
+        // be followed yet. The node that answered it ran nothing.
+        "MOVED" | "ASK" => Class::NotRun(Unavailability::Redirected),
         // A blocking command the server ended while it waited, before it
         // popped or moved anything; redis-rs has no kind for it.
         "UNBLOCKED" => Class::NotRun(Unavailability::Unblocked),
@@ -165,6 +176,8 @@ fn server_kind_code(kind: ServerErrorKind) -> &'static str {
         ServerErrorKind::BusyLoading => "LOADING",
         ServerErrorKind::TryAgain => "TRYAGAIN",
         ServerErrorKind::ClusterDown => "CLUSTERDOWN",
+        ServerErrorKind::Moved => "MOVED",
+        ServerErrorKind::Ask => "ASK",
         ServerErrorKind::MasterDown => "MASTERDOWN",
         ServerErrorKind::ReadOnly => "READONLY",
         ServerErrorKind::NoPerm => "NOPERM",
@@ -238,6 +251,8 @@ mod tests {
                 "CLUSTERDOWN The cluster is down",
                 Unavailability::ClusterDown,
             ),
+            ("MOVED 9631 127.0.0.1:41719", Unavailability::Redirected),
+            ("ASK 9631 127.0.0.1:41719", Unavailability::Redirected),
             (
                 "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
                 Unavailability::Unblocked,
