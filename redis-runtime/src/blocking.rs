@@ -10,52 +10,15 @@ use std::time::Duration;
 
 use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::cluster_async::ClusterConnection;
 
-use crate::client::{Client, TRACE_TARGET};
+use crate::client::{Client, NodeOrCluster, TRACE_TARGET};
 use crate::error::{Context, Error, Result};
 use crate::reply::duration_ms;
 
 /// A connection of its own for blocking reads (see
-/// `Client::blocking_connection`).
-#[derive(Clone)]
-pub(crate) enum BlockingConnection {
-    /// To the one server.
-    Node(MultiplexedConnection),
-    /// To a cluster: its own connections to the nodes.
-    Cluster(ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for BlockingConnection {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            BlockingConnection::Node(conn) => conn.req_packed_command(cmd),
-            BlockingConnection::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            BlockingConnection::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
-            BlockingConnection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            BlockingConnection::Node(conn) => conn.get_db(),
-            BlockingConnection::Cluster(_) => 0,
-        }
-    }
-}
+/// `Client::blocking_connection`): to the one server, or to a cluster with
+/// its own connections to the nodes.
+pub(crate) type BlockingConnection = NodeOrCluster<MultiplexedConnection>;
 
 /// A dedicated connection, and which of the client's links it was opened
 /// beside: when the link moves (a Sentinel failover), the connection still

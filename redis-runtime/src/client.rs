@@ -123,24 +123,28 @@ impl Endpoint {
     }
 }
 
-/// The shared connection: one server's, reconnecting by itself, or a
-/// cluster's, which routes each command to the node serving its key's
+/// A connection to one server (`C`: redis-rs's reconnecting manager for
+/// the shared connection, a multiplexed connection for blocking reads), or
+/// a cluster's, which routes each command to the node serving its key's
 /// slot and follows `MOVED`/`ASK` redirections, `TRYAGAIN` and slot map
 /// changes by itself.
 #[derive(Clone)]
-enum Shared {
-    Single(ConnectionManager),
+pub(crate) enum NodeOrCluster<C> {
+    Node(C),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
-impl redis::aio::ConnectionLike for Shared {
+/// The shared connection.
+type Shared = NodeOrCluster<ConnectionManager>;
+
+impl<C: redis::aio::ConnectionLike> redis::aio::ConnectionLike for NodeOrCluster<C> {
     fn req_packed_command<'a>(
         &'a mut self,
         cmd: &'a redis::Cmd,
     ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
-            Shared::Single(manager) => manager.req_packed_command(cmd),
-            Shared::Cluster(cluster) => cluster.req_packed_command(cmd),
+            NodeOrCluster::Node(conn) => conn.req_packed_command(cmd),
+            NodeOrCluster::Cluster(cluster) => cluster.req_packed_command(cmd),
         }
     }
 
@@ -151,15 +155,15 @@ impl redis::aio::ConnectionLike for Shared {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         match self {
-            Shared::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
-            Shared::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+            NodeOrCluster::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            NodeOrCluster::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Shared::Single(manager) => manager.get_db(),
-            Shared::Cluster(_) => 0,
+            NodeOrCluster::Node(conn) => conn.get_db(),
+            NodeOrCluster::Cluster(_) => 0,
         }
     }
 }
@@ -255,7 +259,7 @@ impl Client {
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
                         endpoint: Endpoint::Node(client),
-                        shared: Shared::Single(manager),
+                        shared: NodeOrCluster::Node(manager),
                         acks: AckBatch::default(),
                     })),
                 )
@@ -267,7 +271,7 @@ impl Client {
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
                         endpoint: Endpoint::Cluster(client),
-                        shared: Shared::Cluster(cluster),
+                        shared: NodeOrCluster::Cluster(cluster),
                         acks: AckBatch::default(),
                     })),
                 )
@@ -445,7 +449,7 @@ impl Client {
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Arc::new(Link {
             endpoint: Endpoint::Node(client),
-            shared: Shared::Single(manager),
+            shared: NodeOrCluster::Node(manager),
             acks: AckBatch::default(),
         }));
         self.inner.link_generation.send_modify(|moves| *moves += 1);
@@ -1025,8 +1029,8 @@ impl Client {
     /// queues, stream groups and workers open cluster connections instead.
     pub async fn dedicated_connection(&self) -> Result<MultiplexedConnection> {
         match self.blocking_connection().await? {
-            BlockingConnection::Node(conn) => Ok(conn),
-            BlockingConnection::Cluster(_) => Err(not_on_cluster(
+            NodeOrCluster::Node(conn) => Ok(conn),
+            NodeOrCluster::Cluster(_) => Err(not_on_cluster(
                 "single-server connections (Client::dedicated_connection)",
             )),
         }
@@ -1051,7 +1055,7 @@ impl Client {
                         .set_response_timeout(None);
                     node.get_multiplexed_async_connection_with_config(&config)
                         .await
-                        .map(BlockingConnection::Node)
+                        .map(NodeOrCluster::Node)
                 }
                 Endpoint::Cluster(cluster) => {
                     // No response timeout unless one is set.
@@ -1060,7 +1064,7 @@ impl Client {
                     cluster
                         .get_async_connection_with_config(config)
                         .await
-                        .map(BlockingConnection::Cluster)
+                        .map(NodeOrCluster::Cluster)
                 }
             };
             opened.map_err(|e| Error::from_redis(&e, context.clone()))
@@ -1531,8 +1535,8 @@ impl Connection {
     ) -> redis::RedisResult<redis::Value> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         match &mut self.shared {
-            Shared::Single(manager) => cmd.query_async(manager).await,
-            Shared::Cluster(cluster) => {
+            NodeOrCluster::Node(manager) => cmd.query_async(manager).await,
+            NodeOrCluster::Cluster(cluster) => {
                 let node = SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
