@@ -683,8 +683,28 @@ impl Client {
         repeatable: bool,
     ) -> Result<T> {
         let deadline = self.inner.config.operation_timeout;
+        let cluster = self.inner.config.is_cluster();
         self.run_retrying(context, deadline, repeatable, |mut conn| async move {
-            Ok(request.send(&mut conn).await?)
+            match request.send(&mut conn).await {
+                Ok(value) => Ok(value),
+                // redis-rs loaded the script and tried once more; on a
+                // cluster mid-failover the load can miss the new primary.
+                // One server answering NOSCRIPT twice stays a command error.
+                Err(e)
+                    if cluster
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    Err(Error::Unavailable {
+                        context: Context::default(),
+                        reason: Unavailability::ScriptMissing,
+                        message: e.to_string(),
+                        waited_ms: 0,
+                        outcome_unknown: false,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

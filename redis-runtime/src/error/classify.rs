@@ -38,6 +38,11 @@ pub enum Unavailability {
     /// yet (a failover or slot move is still settling). The node did not
     /// run it.
     Redirected,
+    /// `NOSCRIPT` on a cluster even after the script was loaded again: the
+    /// node serving the slot is a replica just promoted (replicas never
+    /// receive scripts) that the slot map did not name yet when the script
+    /// was loaded. Nothing ran.
+    ScriptMissing,
     /// No Sentinel names a live master (a failover is in progress, or
     /// every Sentinel is out of reach).
     NoMaster,
@@ -60,6 +65,9 @@ impl Unavailability {
             Unavailability::ReadOnly => "the server is a read-only replica",
             Unavailability::TryAgain => "the cluster asked to try again (slot migration)",
             Unavailability::ClusterDown => "the cluster is down",
+            Unavailability::ScriptMissing => {
+                "the cluster node serving the slot has not loaded the script yet (a replica just promoted)"
+            }
             Unavailability::Redirected => {
                 "the cluster redirected the request to a node that could not take it yet (failover or slot move)"
             }
