@@ -70,7 +70,7 @@ struct Inner {
     server: RwLock<Option<ServerInfo>>,
     /// Whether `health` has logged an eviction-policy warning already.
     eviction_warned: AtomicBool,
-    /// The cluster seed node the next subscription connects to.
+    /// Which of the nodes the URL lists the next subscription connects to.
     next_seed: AtomicUsize,
 }
 
@@ -1194,7 +1194,7 @@ impl Client {
 
     /// The server a subscription connects to. On a cluster, any node: a
     /// message published on one node reaches the subscribers of every node
-    /// over the cluster bus. Each call takes the next seed node, so a
+    /// over the cluster bus. Each call takes the next node the URL lists, so a
     /// subscription that lost its node reconnects to another.
     pub(crate) async fn subscriber_client(&self) -> Result<redis::Client> {
         let Topology::Cluster(seeds) = &self.inner.config.topology else {

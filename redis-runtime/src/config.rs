@@ -103,7 +103,7 @@ pub(crate) enum Topology {
     /// The master the Sentinels name; `connection_info` then holds only
     /// the data nodes' credentials and database.
     Sentinel(SentinelSettings),
-    /// A Redis Cluster, found through these seed nodes (any of its nodes
+    /// A Redis Cluster, found through these nodes of it (any of its nodes
     /// will do: the client reads the slot map from the first that
     /// answers); `connection_info` holds only the nodes' credentials.
     Cluster(Vec<(String, u16)>),
@@ -660,7 +660,7 @@ impl ConfigBuilder {
                 ))
             })?;
         // The credentials go through redis-rs's own URL parsing
-        // (percent-decoding included); the seeds' addresses replace the
+        // (percent-decoding included); the listed nodes' addresses replace the
         // placeholder host.
         let node_url = format!(
             "redis://{}127.0.0.1/",

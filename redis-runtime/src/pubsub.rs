@@ -39,7 +39,7 @@
 //!
 //! On a Redis Cluster the channels are the classic ones, which the cluster
 //! delivers to the subscribers of every node: a subscription connects to
-//! one of the seed nodes, the next one on each (re)connection.
+//! one of the nodes the URL lists, the next one on each (re)connection.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
