@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{measure, median, op};
+use common::{env_u64, measure, median, op};
 use redis_runtime::stream::Stream;
 use redis_runtime::testing::{ClusterTopology, RedisServer};
 use redis_runtime::{Client, Config, RedisEntity, RedisRecord};
@@ -64,16 +64,6 @@ fn profile(i: u64) -> Profile {
         id: "main".into(),
         bio: format!("profile {i}"),
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-        })
-        .unwrap_or(default)
 }
 
 /// Deletes what a round wrote, on any topology (FLUSHALL goes to one

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{measure, median, op};
+use common::{env_u64, measure, median, op};
 use redis_runtime::testing::SentinelTopology;
 use redis_runtime::{Client, Config, RedisEntity};
 
@@ -40,16 +40,6 @@ fn job(i: u64) -> Job {
         status: "queued".into(),
         created_at: 1_700_000_000_000 + i as i64,
     }
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-        })
-        .unwrap_or(default)
 }
 
 async fn connect(topology: &SentinelTopology, acks: bool) -> Client {

@@ -56,7 +56,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::median;
+use common::{env_u64, median};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use redis_runtime::testing::RedisServer;
@@ -623,15 +623,6 @@ impl Sample {
 }
 
 const SIDES: [&str; 3] = ["TS ioredis", "ours", "hand-written"];
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a whole number")),
-        Err(_) => default,
-    }
-}
 
 /// `hgetall ×20 @ 0.9` per command sent, then the commands its scripts
 /// called: calls per operation (or in all, when rarer than one in a

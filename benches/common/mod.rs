@@ -58,3 +58,16 @@ pub(crate) fn median(values: impl Iterator<Item = f64>) -> f64 {
         len => (values[len / 2 - 1] + values[len / 2]) / 2.0,
     }
 }
+
+/// The number in environment variable `name`, or `default` when unset;
+/// panics naming the variable when it is not a whole number.
+// Not every bench takes its size from the environment.
+#[allow(dead_code)]
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a whole number")),
+        Err(_) => default,
+    }
+}
