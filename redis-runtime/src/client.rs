@@ -325,6 +325,16 @@ impl Client {
                 }
             }
         }
+        // A cluster's scripts carry a shebang (see the script module).
+        if config.is_cluster()
+            && !config.lazy_connect
+            && let Err(e) = client
+                .require(Feature::ScriptFlags, &Context::new("connect", ""))
+                .await
+        {
+            client.shutdown().await;
+            return Err(e);
+        }
         if config.refuse_evicting_server
             && let Err(e) = client.refuse_if_evicting().await
         {
@@ -1019,13 +1029,8 @@ impl Client {
     /// it needs, unless the server has `feature`; reads the server's version
     /// once (see [`Client::server_info`]).
     pub async fn require(&self, feature: Feature, context: &Context) -> Result<()> {
-        let info = self.server_info().await?;
-        info.require(feature).map_err(|missing| Error::Unsupported {
-            context: context.clone(),
-            feature: feature.describe(),
-            required: missing.required.to_string(),
-            server: missing.server,
-        })
+        self.server_info().await?;
+        self.require_if_known(feature, context)
     }
 
     /// Makes the client believe the server reported `info` until the next
@@ -1033,6 +1038,21 @@ impl Client {
     #[cfg(feature = "testing")]
     pub fn assume_server(&self, info: ServerInfo) {
         self.remember_server(Some(info));
+    }
+
+    /// [`Client::require`] against the server version read so far, without
+    /// a round trip: passes while it is not known yet.
+    pub(crate) fn require_if_known(&self, feature: Feature, context: &Context) -> Result<()> {
+        let known = self.inner.server.read().unwrap_or_else(|e| e.into_inner());
+        match known.as_ref().map(|info| info.require(feature)) {
+            Some(Err(missing)) => Err(Error::Unsupported {
+                context: context.clone(),
+                feature: feature.describe(),
+                required: missing.required.to_string(),
+                server: missing.server,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn remember_server(&self, info: Option<ServerInfo>) {

@@ -16,7 +16,7 @@ use redis_schema::EntityDescriptor;
 use crate::client::Client;
 use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
-use crate::script;
+use crate::script::{self, EntityScripts};
 
 pub use redis_schema::IndexKind;
 
@@ -173,19 +173,18 @@ fn context<E: Entity>(verb: &'static str) -> Context {
 /// The script call of one write: the compiled script of the entity type
 /// and its arguments (see `script::write` for their meaning).
 fn write_invocation(
-    descriptor: &'static EntityDescriptor,
+    scripts: &'static EntityScripts,
     mode: Mode,
     key: &str,
     member: &str,
     fields: &Fields,
     ttl: (&'static str, i64),
 ) -> redis::ScriptInvocation<'static> {
-    let scripts = script::for_entity(descriptor);
     let script = match mode {
         Mode::Create => &scripts.create,
         _ => &scripts.write,
     };
-    let mut invocation = script.prepare_invoke();
+    let mut invocation = scripts.call(script, key);
     invocation
         .key(key)
         .arg(mode.code())
@@ -273,8 +272,8 @@ async fn write<E: Entity>(
     ttl: (&'static str, i64),
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
-    script::check_cluster(client, E::descriptor())?;
-    let invocation = write_invocation(E::descriptor(), mode, &key, &member, &fields, ttl);
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let invocation = write_invocation(scripts, mode, &key, &member, &fields, ttl);
     let reply = write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)?;
     write_outcome(reply, ctx, key)
 }
@@ -498,8 +497,8 @@ async fn conditional<E: Entity>(
     write: Write<'_>,
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
-    script::check_cluster(client, E::descriptor())?;
-    let invocation = conditional_invocation(E::descriptor(), &write, conditions);
+    let scripts = script::for_client(client, E::descriptor(), ctx)?;
+    let invocation = conditional_invocation(scripts, &write, conditions);
     match write_reply(client.query(ctx.clone(), &invocation).await?, ctx)? {
         (-3, hash) => Ok(Some(hash)),
         reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
@@ -616,8 +615,9 @@ pub async fn increment<E: Entity>(
 ) -> Result<i64> {
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
-    script::check_cluster(client, E::descriptor())?;
-    let invocation = increment_invocation(E::descriptor(), &key, &member, field, by, bounds);
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let invocation =
+        increment_invocation(scripts, E::descriptor(), &key, &member, field, by, bounds);
     match write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)? {
         (2, counted) => detail_text(&counted)
             .and_then(|text| text.parse().ok())
@@ -642,12 +642,12 @@ pub async fn increment<E: Entity>(
 /// The write script call of a conditional write: the write, then the
 /// expected values and the fields expected absent (see `script::write`).
 fn conditional_invocation(
-    descriptor: &'static EntityDescriptor,
+    scripts: &'static EntityScripts,
     write: &Write<'_>,
     conditions: &Fields,
 ) -> redis::ScriptInvocation<'static> {
     let mut invocation = write_invocation(
-        descriptor,
+        scripts,
         write.mode,
         write.key,
         write.member,
@@ -668,6 +668,7 @@ fn conditional_invocation(
 /// takes the field and the amount as the one field set, then the bounds
 /// of the field's type, and moves index entries in the same step.
 fn increment_invocation(
+    scripts: &'static EntityScripts,
     descriptor: &'static EntityDescriptor,
     key: &str,
     member: &str,
@@ -683,8 +684,7 @@ fn increment_invocation(
     }
     let mut fields = Fields::default();
     fields.put(field, by.to_string().as_bytes());
-    let mut invocation =
-        write_invocation(descriptor, Mode::Increment, key, member, &fields, ("k", 0));
+    let mut invocation = write_invocation(scripts, Mode::Increment, key, member, &fields, ("k", 0));
     invocation.arg(low).arg(high);
     invocation
 }
@@ -829,10 +829,11 @@ pub async fn expire<E: Entity>(
     let ms = ttl.map_or(0, |ttl| {
         i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
     });
-    script::check_cluster(client, E::descriptor())?;
-    let mut invocation = script::for_entity(E::descriptor()).expire.prepare_invoke();
+    let ctx = context::<E>(verb);
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let mut invocation = scripts.call(&scripts.expire, &key);
     invocation.key(&key).arg(ms).arg(&member);
-    let existed: i64 = client.query(context::<E>(verb), &invocation).await?;
+    let existed: i64 = client.query(ctx, &invocation).await?;
     Ok(existed == 1)
 }
 
@@ -913,7 +914,14 @@ mod command_exact {
         ttl: (&'static str, i64),
         conn: &mut MockRedisConnection,
     ) -> Result<WriteOutcome> {
-        let invocation = write_invocation(User::descriptor(), mode, key, "u1", fields, ttl);
+        let invocation = write_invocation(
+            script::for_entity(User::descriptor()),
+            mode,
+            key,
+            "u1",
+            fields,
+            ttl,
+        );
         let ctx = context::<User>(mode.verb());
         let reply = write_reply(invocation.invoke_async(conn).await?, &ctx)?;
         write_outcome(reply, ctx, key.to_string())
@@ -1109,8 +1117,15 @@ mod command_exact {
             ])),
         )]);
         let bounds = (0, i128::from(u32::MAX));
-        let invocation =
-            increment_invocation(User::descriptor(), "user:u1", "u1", "age", 5, bounds);
+        let invocation = increment_invocation(
+            script::for_entity(User::descriptor()),
+            User::descriptor(),
+            "user:u1",
+            "u1",
+            "age",
+            5,
+            bounds,
+        );
         let reply: WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(detail_text(&reply.1).as_deref(), Some("41"));
         assert!(conn.is_empty(), "exactly one command");
@@ -1154,7 +1169,8 @@ mod command_exact {
             fields: &fields,
             ttl: ("k", 0),
         };
-        let invocation = conditional_invocation(User::descriptor(), &write, &conditions);
+        let invocation =
+            conditional_invocation(script::for_entity(User::descriptor()), &write, &conditions);
         let (code, hash): WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(code, -3);
         let current = decode_hash::<User>("user:u1", &hash).expect("decode");

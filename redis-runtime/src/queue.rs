@@ -395,6 +395,7 @@ impl ReliableKeys {
         invocation
             .key(&*self.queue)
             .key(&*self.registry)
+            .key(redis_schema::slot_guard_key(&self.queue))
             .arg(prefix)
             .arg(consumer);
         client

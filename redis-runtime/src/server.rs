@@ -73,6 +73,9 @@ pub enum Feature {
     AutoClaim,
     /// `SPUBLISH` / `SSUBSCRIBE`: sharded pub/sub.
     ShardedPubSub,
+    /// Script flags (a `#!lua` shebang), which scripts carry on a Redis
+    /// Cluster.
+    ScriptFlags,
 }
 
 impl Feature {
@@ -80,7 +83,7 @@ impl Feature {
     pub fn required(self) -> Version {
         match self {
             Feature::ListMove | Feature::PopCount | Feature::AutoClaim => Version::new(6, 2, 0),
-            Feature::ShardedPubSub => Version::new(7, 0, 0),
+            Feature::ShardedPubSub | Feature::ScriptFlags => Version::new(7, 0, 0),
         }
     }
 
@@ -91,6 +94,7 @@ impl Feature {
             Feature::PopCount => "RPOP with a count (popping several queue items)",
             Feature::AutoClaim => "XAUTOCLAIM (claiming idle stream entries)",
             Feature::ShardedPubSub => "SPUBLISH/SSUBSCRIBE (sharded pub/sub)",
+            Feature::ScriptFlags => "script flags (the #!lua shebang scripts carry on a cluster)",
         }
     }
 }
@@ -219,6 +223,7 @@ mod tests {
             Feature::PopCount,
             Feature::AutoClaim,
             Feature::ShardedPubSub,
+            Feature::ScriptFlags,
         ] {
             assert!(redis.require(feature).is_ok(), "{feature:?}");
         }

@@ -46,4 +46,4 @@ pub use descriptor::{
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
 pub use overlap::{Overlap, first_overlap, overlap};
-pub use slot::{SlotSource, TagPart, hashed_text, slot_source};
+pub use slot::{SlotSource, TagPart, hashed_text, slot_guard_key, slot_source};

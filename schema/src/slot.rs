@@ -104,6 +104,34 @@ pub fn hashed_text(key: &str) -> &str {
     key
 }
 
+/// The *slot guard* of `key`: a key in `key`'s hash slot that is never
+/// written. A script on a Redis Cluster declares it beside its own keys so
+/// that the server refuses the call (`TRYAGAIN`, or `ASK` and then
+/// `TRYAGAIN`) for as long as the slot is migrating: Redis runs a call on a
+/// migrating or importing slot only when every key it declares is present
+/// on that node, and the guard never is. A script that reads keys it cannot
+/// declare (index keys named by stored values) therefore never runs while
+/// some of those keys have moved and others not.
+///
+/// A key whose whole text is hashed and holds a `}` has no guard that
+/// hashes like it; the key itself is returned, declared twice (such a key
+/// has no companion keys in its slot to protect).
+///
+/// ```
+/// use redis_schema::{hashed_text, slot_guard_key};
+///
+/// assert_eq!(slot_guard_key("job:{jobs}:j7"), "__slot_guard:{jobs}");
+/// assert_eq!(hashed_text(&slot_guard_key("job:j7")), "job:j7");
+/// assert_eq!(slot_guard_key("a}b"), "a}b");
+/// ```
+pub fn slot_guard_key(key: &str) -> String {
+    let hashed = hashed_text(key);
+    if hashed.contains('}') {
+        return key.to_string();
+    }
+    format!("__slot_guard:{{{hashed}}}")
+}
+
 impl SlotSource {
     /// Whether the keys of two patterns rendered from the same entity's
     /// values are always in one hash slot: both hash the same non-empty

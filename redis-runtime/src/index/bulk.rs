@@ -50,12 +50,12 @@ pub(crate) fn script_source(descriptor: &EntityDescriptor) -> String {
 /// The script call of one batch: the index key, the index's position in
 /// the layout and the batch size.
 fn invocation(
-    descriptor: &'static EntityDescriptor,
+    scripts: &'static script::EntityScripts,
     index_key: &str,
     position: usize,
     batch: u64,
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = script::for_entity(descriptor).bulk_delete.prepare_invoke();
+    let mut invocation = scripts.call(&scripts.bulk_delete, index_key);
     invocation.key(index_key).arg(position).arg(batch);
     invocation
 }
@@ -87,8 +87,8 @@ pub async fn delete_all<E: Entity>(
     let position = position::<E>(index)?;
     let mut removed = 0;
     loop {
-        script::check_cluster(client, E::descriptor())?;
-        let request = invocation(E::descriptor(), &index_key, position, BATCH);
+        let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+        let request = invocation(scripts, &index_key, position, BATCH);
         let reply: redis::Value = client.query(ctx.clone(), &request).await?;
         let (deleted, seen) = counts(reply).ok_or_else(|| Error::Decode {
             context: ctx.clone(),
@@ -158,10 +158,15 @@ mod command_exact {
             .arg(&["posts:tag:rust", "2", "100"]);
         let reply = Value::Array(vec![Value::Int(100), Value::Int(100)]);
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
-        let reply: Value = invocation(Post::descriptor(), "posts:tag:rust", position, BATCH)
-            .invoke_async(&mut conn)
-            .await
-            .expect("sent");
+        let reply: Value = invocation(
+            script::for_entity(Post::descriptor()),
+            "posts:tag:rust",
+            position,
+            BATCH,
+        )
+        .invoke_async(&mut conn)
+        .await
+        .expect("sent");
         assert_eq!(counts(reply), Some((100, 100)));
         assert!(conn.is_empty(), "exactly one command");
     }

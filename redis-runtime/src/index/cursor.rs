@@ -604,14 +604,14 @@ fn next_cursor(entries: &[Entry], more: bool) -> Option<Cursor> {
 
 /// The script call of a cursor page (see `scripts/cursor.lua`).
 fn invocation(
-    descriptor: &'static redis_schema::EntityDescriptor,
+    scripts: &'static script::EntityScripts,
     index_key: &str,
     sorted: bool,
     page: &CursorPage,
     with_fields: bool,
 ) -> redis::ScriptInvocation<'static> {
     let flag = |on: bool| if on { "1" } else { "0" };
-    let mut invocation = script::for_entity(descriptor).cursor.prepare_invoke();
+    let mut invocation = scripts.call(&scripts.cursor, index_key);
     invocation
         .key(index_key)
         .arg(if sorted { "z" } else { "s" })
@@ -638,8 +638,8 @@ async fn run<E: Entity>(
     let ctx = context::<E>(index, verb);
     position::<E>(index)?;
     let sorted = index.kind == IndexKind::Sorted;
-    script::check_cluster(client, E::descriptor())?;
-    let invocation = invocation(E::descriptor(), index_key, sorted, page, with_fields);
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let invocation = invocation(scripts, index_key, sorted, page, with_fields);
     let reply = client.query(ctx, &invocation).await?;
     Ok((index_key.to_string(), reply))
 }
@@ -1026,7 +1026,13 @@ pub(crate) mod tests {
             ),
         ]);
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
-        let invocation = invocation(Post::descriptor(), "posts:author:ann", true, &page, true);
+        let invocation = invocation(
+            script::for_entity(Post::descriptor()),
+            "posts:author:ann",
+            true,
+            &page,
+            true,
+        );
         let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
         assert!(conn.is_empty(), "exactly one command");
         let (got, more, hashes) =
@@ -1047,7 +1053,13 @@ pub(crate) mod tests {
             .arg(&["posts:tag:rust", "s", "0", "0", "10", "1", "u:7"]);
         let reply = Value::Array(vec![Value::Int(0), bulk("u:8"), bulk("v")]);
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
-        let invocation = invocation(Post::descriptor(), "posts:tag:rust", false, &page, false);
+        let invocation = invocation(
+            script::for_entity(Post::descriptor()),
+            "posts:tag:rust",
+            false,
+            &page,
+            false,
+        );
         let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
         assert!(conn.is_empty(), "exactly one command");
         let (got, more, _) = script_entries("posts:tag:rust", reply, false, false).expect("ids");

@@ -36,21 +36,21 @@ async fn call<E: Entity>(
 ) -> Result<redis::Value> {
     let ctx = context::<E>(sorted, verb);
     let position = position::<E>(sorted)?;
-    script::check_cluster(client, E::descriptor())?;
-    let invocation = invocation(E::descriptor(), position, keys, verb, args);
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let invocation = invocation(scripts, position, keys, verb, args);
     client.query(ctx, &invocation).await
 }
 
 /// The query script call of a filtered query: the sorted index key, then
 /// the set keys; the verb, the sorted index's position, the range and page.
 fn invocation(
-    descriptor: &'static redis_schema::EntityDescriptor,
+    scripts: &'static script::EntityScripts,
     position: usize,
     keys: &[String],
     verb: &str,
     args: Vec<Vec<u8>>,
 ) -> redis::ScriptInvocation<'static> {
-    let mut invocation = script::for_entity(descriptor).query.prepare_invoke();
+    let mut invocation = scripts.call(&scripts.query, &keys[0]);
     for key in keys {
         invocation.key(key);
     }
@@ -179,7 +179,7 @@ mod command_exact {
             expected,
             Ok(Value::Array(vec![Value::BulkString(b"t1".to_vec())])),
         )]);
-        let call = invocation(descriptor, 1, &keys, "filter", args);
+        let call = invocation(script::for_entity(descriptor), 1, &keys, "filter", args);
         let ids: Vec<String> = call.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(ids, ["t1"]);
         assert!(conn.is_empty(), "exactly one command");

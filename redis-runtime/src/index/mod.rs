@@ -267,8 +267,8 @@ async fn query<E: Entity>(
     let ctx = context::<E>(index, verb);
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let position = position::<E>(index)?;
-    script::check_cluster(client, E::descriptor())?;
-    let mut invocation = script::for_entity(E::descriptor()).query.prepare_invoke();
+    let scripts = script::for_client(client, E::descriptor(), &ctx)?;
+    let mut invocation = scripts.call(&scripts.query, &index_key);
     invocation.key(&index_key).arg(verb).arg(position).arg(args);
     let reply = client.query(ctx, &invocation).await?;
     Ok((index_key, reply))
@@ -524,8 +524,9 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     let Some(registry) = descriptor.ttl_registry else {
         return Ok(0);
     };
-    script::check_cluster(client, descriptor)?;
-    let mut invocation = script::for_entity(descriptor).sweep.prepare_invoke();
+    let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
+    let scripts = script::for_client(client, descriptor, &ctx)?;
+    let mut invocation = scripts.call(&scripts.sweep, registry);
     // Any budget the type accepts works. The script holds it as a Lua
     // number, which the server prints back into the command; a number of
     // all nines prints as plain digits in every formatter (a round one
@@ -533,7 +534,6 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     invocation
         .key(registry)
         .arg(budget.clamp(1, MAX_SWEEP_BUDGET));
-    let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
     client.query(ctx, &invocation).await
 }
 

@@ -22,11 +22,23 @@
 //! Keys touched but not declared in `KEYS`: index keys, the registry and the
 //! stream. On a Redis Cluster they must share the slot of `KEYS[1]`, which
 //! routes the call: `#[redis(cluster)]` proves that at compile time, and
-//! [`check_cluster`] refuses the scripts of other types that touch more
-//! than their hash. Undeclared, they are not checked by the server before
-//! the script starts: while their slot migrates, a key already moved makes
-//! the script fail where it first touches it. Declaring them is the next
-//! step for clusters.
+//! [`check_cluster`] refuses the scripts of other types that touch more than
+//! their hash. Some of them cannot be declared: the index keys a write
+//! leaves are named by the stored values, which only the script reads.
+//!
+//! So a cluster gets its own copy of every script ([`Target::Cluster`]):
+//!
+//! - it starts with a `#!lua` shebang, which makes the server refuse a key
+//!   of another slot even when the node serves both (a broken assumption
+//!   fails loudly instead of working by accident), and refuse a script
+//!   that may write before it runs when the server is out of memory;
+//! - its first key is the slot guard ([`redis_schema::slot_guard_key`]), a
+//!   key of the same slot that never exists, which the script leaves out of
+//!   the `KEYS` its body reads. While the slot migrates, a call
+//!   declaring a missing key is refused (`TRYAGAIN`) before it runs, so no
+//!   script ever sees a slot half moved: it runs before the migration or
+//!   after it, never with a write applied and the next key gone.
+//!   [`EntityScripts::call`] declares it.
 
 mod prelude;
 pub(crate) mod write;
@@ -37,8 +49,19 @@ use std::sync::{LazyLock, RwLock};
 
 use redis_schema::{EntityDescriptor, PatternPart};
 
-/// The compiled scripts of one entity type.
+/// Which server a copy of an entity type's scripts is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// One server (with or without replicas and Sentinel).
+    Node,
+    /// A Redis Cluster: shebang, and the slot guard as the first key.
+    Cluster,
+}
+
+/// The compiled scripts of one entity type, for one [`Target`].
 pub(crate) struct EntityScripts {
+    /// The server they are for.
+    target: Target,
     /// Create, save, update, patch, delete and reindex (see [`write`]).
     pub(crate) write: redis::Script,
     /// Create alone: the write script without what only the other modes
@@ -69,32 +92,50 @@ pub(crate) static PATCH_FIELDS: LazyLock<redis::Script> =
 pub(crate) static INCREMENT_FIELD: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/increment_field.lua")));
 
+impl EntityScripts {
+    /// Starts a call of `script`, one of these, whose keys are all in the
+    /// hash slot of `slot_key`: on a cluster its first key is the slot
+    /// guard (see the module docs); the caller adds the script's own keys
+    /// and arguments.
+    pub(crate) fn call<'s>(
+        &self,
+        script: &'s redis::Script,
+        slot_key: &str,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
+        if self.target == Target::Cluster {
+            invocation.key(redis_schema::slot_guard_key(slot_key));
+        }
+        invocation
+    }
+}
+
 /// Scripts by the address of their type's `static` descriptor (unique per
-/// type).
-static CACHE: LazyLock<RwLock<HashMap<usize, &'static EntityScripts>>> =
+/// type) and their target.
+static CACHE: LazyLock<RwLock<HashMap<(usize, Target), &'static EntityScripts>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
-/// The scripts of the entity type this descriptor describes.
+/// The one-server scripts of the entity type this descriptor describes
+/// (what [`for_client`] answers for a client of one server).
 pub(crate) fn for_entity(descriptor: &'static EntityDescriptor) -> &'static EntityScripts {
-    let id = std::ptr::from_ref(descriptor) as usize;
-    if let Some(scripts) = CACHE.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
-        return scripts;
+    for_target(descriptor, Target::Node)
+}
+
+/// The scripts of `descriptor`'s type for the server `client` talks to,
+/// after [`check_cluster`]. A cluster's scripts carry a shebang, which
+/// needs Redis 7.0: [`crate::Client::connect`] refuses an older cluster,
+/// and a lazily connected client refuses here once it knows the version.
+pub(crate) fn for_client(
+    client: &crate::Client,
+    descriptor: &'static EntityDescriptor,
+    context: &crate::Context,
+) -> crate::Result<&'static EntityScripts> {
+    if !client.config().is_cluster() {
+        return Ok(for_entity(descriptor));
     }
-    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
-    cache.entry(id).or_insert_with(|| {
-        let fixed = |what, body| redis::Script::new(&assemble_fixed(descriptor, what, body));
-        // One leaked set of scripts per entity type: bounded by the program's types.
-        Box::leak(Box::new(EntityScripts {
-            write: redis::Script::new(&write::compile(descriptor)),
-            create: redis::Script::new(&write::compile_create(descriptor)),
-            query: fixed("query", include_str!("../scripts/query.lua")),
-            sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
-            unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
-            expire: fixed("expire", include_str!("../scripts/expire.lua")),
-            cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
-            bulk_delete: redis::Script::new(&crate::index::bulk::script_source(descriptor)),
-        }))
-    })
+    check_cluster(client, descriptor)?;
+    client.require_if_known(crate::server::Feature::ScriptFlags, context)?;
+    Ok(for_target(descriptor, Target::Cluster))
 }
 
 /// Refuses to run `descriptor`'s scripts on a Redis Cluster unless the type
@@ -120,6 +161,46 @@ pub(crate) fn check_cluster(
         )));
     }
     Ok(())
+}
+
+fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static EntityScripts {
+    let id = (std::ptr::from_ref(descriptor) as usize, target);
+    if let Some(scripts) = CACHE.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return scripts;
+    }
+    let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
+    cache.entry(id).or_insert_with(|| {
+        let script = |source: String| redis::Script::new(&for_server(target, source));
+        let fixed = |what, body| script(assemble_fixed(descriptor, what, body));
+        // One leaked set of scripts per entity type and target: bounded by
+        // the program's types.
+        Box::leak(Box::new(EntityScripts {
+            target,
+            write: script(write::compile(descriptor)),
+            create: script(write::compile_create(descriptor)),
+            query: fixed("query", include_str!("../scripts/query.lua")),
+            sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
+            unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
+            expire: fixed("expire", include_str!("../scripts/expire.lua")),
+            cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
+            bulk_delete: script(crate::index::bulk::script_source(descriptor)),
+        }))
+    })
+}
+
+/// `source` as sent to `target`: unchanged for one server; for a cluster,
+/// with the shebang, and dropping the slot guard from `KEYS` (see the
+/// module docs).
+fn for_server(target: Target, source: String) -> String {
+    match target {
+        Target::Node => source,
+        Target::Cluster => format!(
+            "#!lua\n\
+             -- KEYS[1] is the slot guard: declared so that the server refuses this\n\
+             -- call while the slot migrates, and never touched.\n\
+             local KEYS = {{ unpack(KEYS, 2) }}\n{source}"
+        ),
+    }
 }
 
 /// A fixed body from `scripts/`, with the helpers it names ([`needs_of`]).
@@ -286,6 +367,47 @@ mod tests {
     fn literals_cannot_break_out_of_lua_strings() {
         assert_eq!(lua_str("a'b\\c\n"), "'a\\'b\\\\c\\010'");
         assert_eq!(lua_str("é"), "'\\195\\169'");
+    }
+
+    #[tokio::test]
+    async fn cluster_scripts_carry_the_shebang_and_declare_the_slot_guard_first() {
+        let node = for_target(&golden::JOB, Target::Node);
+        let cluster = for_target(&golden::JOB, Target::Cluster);
+        let write = for_server(Target::Cluster, write::compile(&golden::JOB));
+        assert!(write.starts_with("#!lua\n"), "{write:.40}");
+        assert_eq!(
+            cluster.write.get_hash(),
+            redis::Script::new(&write).get_hash()
+        );
+        assert_ne!(node.write.get_hash(), cluster.write.get_hash());
+
+        let key = "job:{jobs}:j1";
+        let mut expected = redis::cmd("EVALSHA");
+        expected
+            .arg(cluster.expire.get_hash())
+            .arg(2)
+            .arg("__slot_guard:{jobs}")
+            .arg(key)
+            .arg(5);
+        let mut call = cluster.call(&cluster.expire, key);
+        call.key(key).arg(5);
+        let mut conn = redis_test::MockRedisConnection::new(vec![redis_test::MockCmd::new(
+            expected,
+            Ok(redis::Value::Int(1)),
+        )]);
+        let sent: i64 = call.invoke_async(&mut conn).await.expect("sent");
+        assert_eq!(sent, 1);
+
+        let mut plain = node.call(&node.expire, key);
+        plain.key(key).arg(5);
+        let mut expected = redis::cmd("EVALSHA");
+        expected.arg(node.expire.get_hash()).arg(1).arg(key).arg(5);
+        let mut conn = redis_test::MockRedisConnection::new(vec![redis_test::MockCmd::new(
+            expected,
+            Ok(redis::Value::Int(1)),
+        )]);
+        let sent: i64 = plain.invoke_async(&mut conn).await.expect("sent");
+        assert_eq!(sent, 1);
     }
 
     #[test]

@@ -7,11 +7,16 @@
 --
 -- KEYS[1]  the queue.
 -- KEYS[2]  the lease registry: zset of consumer -> lease expiry (server ms).
+-- KEYS[3]  the slot guard of the queue's slot, never touched (see below).
 -- ARGV     processing-list key prefix (the consumer name completes it),
 --          consumer ('' = every consumer whose lease expired).
 --
 -- The processing lists are derived from the registry, so they are not in
 -- KEYS; a queue's keys share its prefix (use a hash tag for Redis Cluster).
+-- The slot guard is a key of their slot that never exists: declaring it
+-- makes a cluster refuse the call while the slot migrates, so the script
+-- never finds the queue moved and a processing list not yet (it would read
+-- the list as empty and drop its consumer, leaving the items behind).
 --
 -- Returns how many items were requeued.
 

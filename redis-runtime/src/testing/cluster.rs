@@ -71,7 +71,7 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(20);
 /// timed out (the server gives it 5 s) and is asked for again.
 const MANUAL_FAILOVER_RETRY: Duration = Duration::from_secs(6);
 /// Keys moved per `MIGRATE`.
-const MIGRATE_BATCH: usize = 100;
+const MIGRATE_BATCH: usize = 10;
 /// `MIGRATE`'s own timeout, in milliseconds.
 const MIGRATE_TIMEOUT_MS: u64 = 5000;
 /// How often the waits look again.
@@ -169,7 +169,8 @@ impl ClusterTopology {
 
     /// Moves `slot` and its keys to the master on `to`, by hand: `CLUSTER
     /// SETSLOT … IMPORTING` on `to`, `… MIGRATING` on the slot's master,
-    /// `MIGRATE` of its keys in batches of 100, then `CLUSTER SETSLOT …
+    /// `MIGRATE` of its keys in batches of 10 (as `redis-cli --cluster
+    /// reshard` does), then `CLUSTER SETSLOT …
     /// NODE` on `to`, the old master and every other master. Returns once
     /// every live master sees `to` serving the slot and none has it open
     /// for migration. Does nothing if `to` serves it already. Panics if

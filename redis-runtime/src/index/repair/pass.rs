@@ -851,8 +851,9 @@ impl<E: Entity> Pass<'_, E> {
             return Ok(ops);
         }
         let (client, ctx) = (self.client, &self.ctx);
+        let scripts = script::for_client(client, self.descriptor, ctx)?;
         let invocations = orphans.iter().map(|d| {
-            let mut invocation = script::for_entity(self.descriptor).unindex.prepare_invoke();
+            let mut invocation = scripts.call(&scripts.unindex, &d.index_key);
             invocation
                 .key(&d.index_key)
                 .arg(position + 1)
