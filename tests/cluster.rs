@@ -45,6 +45,19 @@ struct Profile {
     bio: String,
 }
 
+/// Tagged by its owner, with indexes: a user's runs, their index entries
+/// and their TTL registry share the user's slot (a registry per user).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "run:{{{user_id}}}:{id}", ttl = "1h")]
+#[redis(sorted_index(key = "runs:{{{user_id}}}:by_time", score = "created_at"))]
+#[redis(index(key = "runs:{{{user_id}}}:status:{status}"))]
+struct Run {
+    user_id: String,
+    id: String,
+    status: String,
+    created_at: i64,
+}
+
 /// Not declared `cluster`, with an index outside its slot.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(key = "task:{id}")]
@@ -286,6 +299,123 @@ async fn entities_tagged_by_a_field_spread_over_the_masters() {
     // A keyspace walk reaches every primary: all 60, wherever they are.
     let report = index::verify::<Profile>(&client).await.expect("verify");
     assert_eq!(report.entities, 60, "{report:?}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_type_tagged_by_a_field_keeps_its_indexes_and_registry_per_tag() {
+    let client = client().await;
+    let users: Vec<String> = (0..20).map(|u| format!("owner{u}")).collect();
+    for user in &users {
+        for n in 0..3 {
+            let run = Run {
+                user_id: user.clone(),
+                id: format!("r{n}"),
+                status: if n == 0 { "done" } else { "running" }.into(),
+                created_at: 1_700_000_000_000 + n,
+            };
+            run.create(&client).await.expect("create");
+        }
+    }
+    let masters: BTreeSet<u16> = users
+        .iter()
+        .map(|user| master_of(&format!("run:{{{user}}}:r0")))
+        .collect();
+    assert!(masters.len() >= 2, "20 users on one master: {masters:?}");
+    for user in &users {
+        let page = Run::by_user_id(&client, user, Page::newest_first(2))
+            .await
+            .expect("page");
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r2", "r1"], "{user}");
+        let running = Run::by_user_id_and_status_count(&client, user, "running")
+            .await
+            .expect("count");
+        assert_eq!(running, 2, "{user}");
+    }
+    // A patch moves the entry within the user's status index.
+    let patch = RunPatch {
+        status: Some("done".into()),
+        ..Default::default()
+    };
+    Run::patch(&client, "owner3", "r1", &patch)
+        .await
+        .expect("patch");
+    assert_eq!(
+        Run::by_user_id_and_status_ids(&client, "owner3", "done")
+            .await
+            .expect("ids"),
+        ["owner3:r0", "owner3:r1"],
+        "members name every key field"
+    );
+    // Runs given a short TTL are listed in their user's registry, in their
+    // user's slot, and a sweep (which finds every user's registry on every
+    // master) removes their index entries once they expired.
+    let expiring = ["owner0", "owner7", "owner13"];
+    for user in expiring {
+        assert!(
+            Run::expire(&client, user, "r2", Duration::from_millis(50))
+                .await
+                .expect("expire")
+        );
+        let registry = format!("__ttl:run:user_id:id:{{{user}}}");
+        assert_eq!(
+            master_of(&registry),
+            master_of(&format!("run:{{{user}}}:r2"))
+        );
+        let listed: Option<f64> = client
+            .query(
+                Context::new("test.zscore", ""),
+                redis::cmd("ZSCORE")
+                    .arg(&registry)
+                    .arg(format!("{user}:r2")),
+            )
+            .await
+            .expect("zscore");
+        assert!(listed.is_some(), "{user}'s run is in {registry}");
+    }
+    eventually(Duration::from_secs(5), "the runs to expire", async || {
+        for user in expiring {
+            if Run::get(&client, user, "r2").await.expect("get").is_some() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let looked_at = index::sweep::<Run>(&client, 1000).await.expect("sweep");
+    assert_eq!(
+        looked_at, 3,
+        "one expired entry in each of three registries"
+    );
+    for user in expiring {
+        let ids = Run::by_user_id_and_status_ids(&client, user, "running")
+            .await
+            .expect("ids");
+        assert_eq!(
+            ids,
+            [format!("{user}:r1")],
+            "{user}: the expired run's entry is gone"
+        );
+    }
+    let report = index::verify::<Run>(&client).await.expect("verify");
+    assert_eq!(report.entities, 57, "{report:?}");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    // A stale entry in one user's index is found and removed in its slot.
+    let _: i64 = client
+        .query(
+            Context::new("test.plant", ""),
+            redis::cmd("SADD")
+                .arg("runs:{owner5}:status:running")
+                .arg("owner5:ghost"),
+        )
+        .await
+        .expect("plant");
+    let report = index::verify::<Run>(&client).await.expect("verify");
+    assert_eq!(report.drift.len(), 1, "{:?}", report.drift);
+    index::rebuild::<Run>(&client).await.expect("rebuild");
+    let report = index::verify::<Run>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
     client.shutdown().await;
 }
 

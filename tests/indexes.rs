@@ -670,3 +670,58 @@ async fn a_page_that_meets_a_moved_entity_rereads_atomically() {
     let page = Job::by_user_id(&client, "u1", Page::newest_first(5));
     round_trips(&client, "a key field that moved", 3, page).await;
 }
+
+/// A `cluster` type tagged by its owner keeps one TTL registry per owner;
+/// on one server it works the same (the registry is declared by the call).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "run:{{{user_id}}}:{id}")]
+#[redis(index(key = "runs:{{{user_id}}}:status:{status}"))]
+struct Run {
+    user_id: String,
+    id: String,
+    status: String,
+}
+
+#[tokio::test]
+async fn a_registry_per_tag_works_on_one_server_too() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    for (user, id) in [("ann", "r1"), ("ann", "r2"), ("bob", "r1")] {
+        let run = Run {
+            user_id: user.into(),
+            id: id.into(),
+            status: "running".into(),
+        };
+        run.create(&client).await.expect("create");
+    }
+    assert!(
+        Run::expire(&client, "ann", "r2", Duration::from_millis(30))
+            .await
+            .expect("expire")
+    );
+    let listed: Vec<String> = raw_query(
+        &client,
+        &["ZRANGE", "__ttl:run:user_id:id:{ann}", "0", "-1"],
+    )
+    .await;
+    assert_eq!(listed, ["ann:r2"], "listed in ann's registry");
+    eventually(Duration::from_secs(5), "r2 to expire", async || {
+        Run::get(&client, "ann", "r2").await.expect("get").is_none()
+    })
+    .await;
+    assert_eq!(index::sweep::<Run>(&client, 100).await.expect("sweep"), 1);
+    assert_eq!(
+        Run::by_user_id_and_status_ids(&client, "ann", "running")
+            .await
+            .expect("ids"),
+        ["ann:r1"]
+    );
+    assert!(Run::delete(&client, "bob", "r1").await.expect("delete"));
+    assert!(
+        Run::by_user_id_and_status_ids(&client, "bob", "running")
+            .await
+            .expect("ids")
+            .is_empty()
+    );
+    let report = index::verify::<Run>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+}

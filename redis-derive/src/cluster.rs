@@ -15,10 +15,12 @@
 //!   no other key (no index, no stream): one key is always one slot;
 //! * a stream is one fixed key, so it can only share the slot of a type
 //!   pinned to one slot by a constant tag (`job:{{jobs}}:{id}`);
-//! * the TTL registry is one key for the whole type too: a pinned type's
-//!   registry carries its tag (`valid::ttl_registry`), but a type whose tag
-//!   is a field's value cannot have indexes on a cluster until registries
-//!   are kept per tag.
+//! * the TTL registry follows the entity key: a pinned type's registry
+//!   carries its tag, and a type whose tag is a field's value keeps one
+//!   registry per tag value (`valid::ttl_registry`), so neither is checked
+//!   here;
+//! * an index of a type tagged by a field must carry the same tag: it then
+//!   lists the entities of one tag value (a tenant's jobs).
 //!
 //! Each key that fails is reported at its own attribute, with a pattern
 //! that would pass.
@@ -27,7 +29,6 @@ use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::disjoint::fixed;
 use crate::symbol::{CLUSTER, KEY, STREAM};
 use crate::valid::{IndexModel, KeyModel};
 
@@ -81,10 +82,8 @@ impl Plan<'_> {
 pub(crate) fn check(
     cx: &Ctxt,
     c: &Container<'_>,
-    cluster: &syn::Path,
     key: &KeyModel,
     indexes: &[IndexModel],
-    registry: Option<&str>,
     stream: Option<&(String, u64)>,
 ) {
     let Some(plan) = plan(c, key) else {
@@ -105,14 +104,6 @@ pub(crate) fn check(
         if !plan.slot.shares_slot_with(&slot) {
             cx.error_spanned_by(lit, index_outside(&plan, index, &pattern, &slot));
         }
-    }
-    if let Some(registry) = registry
-        && let Ok(pattern) = KeyPattern::parse(&fixed(registry))
-        && !plan.slot.shares_slot_with(&slot_source(&pattern))
-        // An untagged entity key is reported on the key itself.
-        && !matches!(plan.kind, Pin::Whole)
-    {
-        cx.error_spanned_by(cluster, registry_outside(&plan, registry));
     }
     if let Some((lit, _)) = stream_attr
         && let Ok(pattern) = KeyPattern::parse(&lit.value())
@@ -186,10 +177,21 @@ fn index_outside(
         IndexKind::Unique => "unique index",
     };
     let setting = plan.pinned_setting(&KEY.to_string(), pattern);
-    let fix = match plan.kind {
-        Pin::Pinned => format!("put the type's tag in the index key, e.g. {setting}"),
-        // A field's tag in the index key would not do: see `registry_outside`.
-        Pin::ByField | Pin::Whole => format!(
+    let fix = match (&plan.kind, &plan.slot) {
+        (Pin::Pinned, _) => format!("put the type's tag in the index key, e.g. {setting}"),
+        (Pin::ByField, SlotSource::Tag(parts)) => {
+            let own = tag_source(parts);
+            let tagged = match retag(pattern, &own) {
+                Some(better) => format!("{KEY} = \"{better}\""),
+                None => format!("a {KEY} with the tag `{own}` in it"),
+            };
+            format!(
+                "put the entity's tag in the index key, e.g. {tagged} (the index then lists the entities \
+                 of one tag value), or pin the type to one slot with a constant tag, e.g. {}{setting}",
+                plan.pinned_key_and()
+            )
+        }
+        _ => format!(
             "pin the type to one slot with a constant tag, e.g. {}{setting}",
             plan.pinned_key_and()
         ),
@@ -234,22 +236,6 @@ fn stream_outside(plan: &Plan<'_>, pattern: &KeyPattern, slot: &SlotSource) -> S
         "with `{CLUSTER}`, {}: the create that appends to it would span two slots, which Redis Cluster refuses; \
          a stream is one key for every entity of the type, so {fix}, {DROP}",
         slots(plan, &what, slot)
-    )
-}
-
-fn registry_outside(plan: &Plan<'_>, registry: &str) -> String {
-    let pin = match &plan.pinned_key {
-        Some(key) => format!("e.g. {KEY} = \"{key}\" with that tag in every index key"),
-        None => "with a constant tag".into(),
-    };
-    format!(
-        "with `{CLUSTER}`, a type with indexes needs a constant hash tag: every create and delete also touches \
-         its TTL registry \"{registry}\", one key for the whole type (it lists the entities that expire, by `ttl`, \
-         `expires_at` or `expire`, so that their index entries can be removed; it is there with or without a \
-         declared TTL), and one key cannot share the slots of {}, which depends on a field's value \
-         (per-tag registries are not supported yet); pin the type to one slot, {pin} (the registry then moves \
-         into that slot), or drop the indexes, {DROP}",
-        plan.slot
     )
 }
 

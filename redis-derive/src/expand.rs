@@ -217,6 +217,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let cluster = m.cluster;
+    let ttl_registry_per_tag = m.ttl_registry_per_tag;
     let logs = m.logs.iter().map(|log| {
         let name = lit(&log.name);
         let key_pattern = lit(&log.key);
@@ -234,6 +235,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             indexes: &[#(#indexes),*],
             stream: #stream,
             ttl_registry: #ttl_registry,
+            ttl_registry_per_tag: #ttl_registry_per_tag,
             logs: &[#(#logs),*],
             version: #version,
             cluster: #cluster,

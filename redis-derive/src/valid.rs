@@ -36,6 +36,8 @@ pub(crate) struct Model<'a> {
     pub(crate) logs: Vec<LogModel>,
     /// The TTL registry key ([`ttl_registry`]), if the type has one.
     pub(crate) ttl_registry: Option<String>,
+    /// One registry per hash tag value, named by `ttl_registry`.
+    pub(crate) ttl_registry_per_tag: bool,
     /// `#[redis(cluster)]`, checked by `cluster.rs`.
     pub(crate) cluster: bool,
 }
@@ -135,7 +137,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     }
     // Only a layout whose every part is valid can be checked as a whole.
     let cluster = c.cluster.is_some();
-    let ttl_registry = ttl_registry(key.as_ref(), &indexes, cluster);
+    let (ttl_registry, ttl_registry_per_tag) = ttl_registry(key.as_ref(), &indexes, cluster);
     let registry = ttl_registry.as_deref();
     disjoint::check(
         cx,
@@ -146,8 +148,8 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         stream.as_ref(),
         &logs,
     );
-    if let (Some(path), Some(key)) = (&c.cluster, &key) {
-        crate::cluster::check(cx, c, path, key, &indexes, registry, stream.as_ref());
+    if let (Some(_), Some(key)) = (&c.cluster, &key) {
+        crate::cluster::check(cx, c, key, &indexes, stream.as_ref());
     }
     if cx.has_errors() {
         return None;
@@ -166,6 +168,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         version,
         logs,
         ttl_registry,
+        ttl_registry_per_tag,
         cluster,
     })
 }
@@ -175,18 +178,33 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
 /// by `ttl`, `expires_at` or a TTL given later with `expire`, so it touches
 /// the registry on every create and delete, TTL or not. Under `cluster` a
 /// type pinned to one slot gets [`redis_schema::cluster_ttl_registry_key`],
-/// in that slot; every other type keeps [`redis_schema::ttl_registry_key`]
-/// (under `cluster`, `cluster.rs` refuses those).
-fn ttl_registry(key: Option<&KeyModel>, indexes: &[IndexModel], cluster: bool) -> Option<String> {
+/// in that slot, and a type whose tag holds a field's value one registry
+/// per tag value (`true`: [`redis_schema::tagged_ttl_registry_key`]);
+/// every other type keeps [`redis_schema::ttl_registry_key`] (under
+/// `cluster`, `cluster.rs` refuses those: their key has no tag).
+fn ttl_registry(
+    key: Option<&KeyModel>,
+    indexes: &[IndexModel],
+    cluster: bool,
+) -> (Option<String>, bool) {
     if indexes.is_empty() {
-        return None;
+        return (None, false);
     }
     // Parsed without error by `key_model` already.
-    let pattern = KeyPattern::parse(&key?.source).ok()?;
-    let pinned = cluster
-        .then(|| redis_schema::cluster_ttl_registry_key(&pattern))
-        .flatten();
-    Some(pinned.unwrap_or_else(|| redis_schema::ttl_registry_key(&pattern)))
+    let Some(pattern) = key.and_then(|key| KeyPattern::parse(&key.source).ok()) else {
+        return (None, false);
+    };
+    let plain = redis_schema::ttl_registry_key(&pattern);
+    if !cluster {
+        return (Some(plain), false);
+    }
+    match redis_schema::slot_source(&pattern) {
+        tag @ redis_schema::SlotSource::Tag(_) if !tag.is_fixed() => (Some(plain), true),
+        _ => (
+            Some(redis_schema::cluster_ttl_registry_key(&pattern).unwrap_or(plain)),
+            false,
+        ),
+    }
 }
 
 /// The `rename_all` rule (snake_case when absent). An unknown name is

@@ -28,9 +28,8 @@ struct Job {
 }
 
 /// Tagged by a field's value, so each user's profiles are in their own
-/// slot: no index and no stream (one key for every user could not share
-/// all those slots). A log is written by its own commands, so it may be
-/// anywhere.
+/// slot: no stream (one key for every user could not share all those
+/// slots). A log is written by its own commands, so it may be anywhere.
 #[derive(RedisEntity)]
 #[redis(cluster, key = "profile:{{{user_id}}}:{id}", ttl = "30d")]
 #[redis(log(name = "events", key = "profile_events:{id}"))]
@@ -39,6 +38,21 @@ struct Profile {
     user_id: String,
     id: String,
     bio: String,
+}
+
+/// Tagged by a field's value, with indexes: each user's runs, their index
+/// entries and their TTL registry share the user's slot (one registry per
+/// tag value).
+#[derive(RedisEntity)]
+#[redis(cluster, key = "run:{{{user_id}}}:{id}", ttl = "1h")]
+#[redis(sorted_index(key = "runs:{{{user_id}}}:by_time", score = "created_at"))]
+#[redis(index(key = "runs:{{{user_id}}}:status:{status}"))]
+#[allow(dead_code)]
+struct Run {
+    user_id: String,
+    id: String,
+    status: String,
+    created_at: i64,
 }
 
 /// No tag at all: a write touches the entity's hash and nothing else,
@@ -98,8 +112,25 @@ fn a_pinned_type_keeps_every_written_key_in_its_slot() {
 }
 
 #[test]
+fn a_type_tagged_by_a_field_keeps_one_registry_per_tag() {
+    let d = Run::descriptor();
+    assert!(d.cluster && d.ttl_registry_per_tag);
+    assert_eq!(d.ttl_registry, Some("__ttl:run:user_id:id"));
+    let registry = owned_keys(d)
+        .into_iter()
+        .find(|k| k.role == KeyRole::TtlRegistry)
+        .expect("a registry");
+    assert_eq!(registry.pattern, "__ttl:run:user_id:id:{{{user_id}}}");
+    let pattern = KeyPattern::parse(&registry.pattern).expect("a pattern");
+    assert!(slot_source(&pattern).shares_slot_with(&entity_slot(d)));
+    // Pinned and untagged types keep one registry.
+    assert!(!Job::descriptor().ttl_registry_per_tag);
+    assert!(!Task::descriptor().ttl_registry_per_tag);
+}
+
+#[test]
 fn the_manifest_shows_every_written_key_in_the_entity_slot() {
-    let keyspace = keyspace!(Job, Profile, Session, Task).expect("no two keys collide");
+    let keyspace = keyspace!(Job, Profile, Run, Session, Task).expect("no two keys collide");
     let manifest = keyspace.manifest();
     let declared: Vec<(&str, bool)> = manifest
         .entities
@@ -111,6 +142,7 @@ fn the_manifest_shows_every_written_key_in_the_entity_slot() {
         [
             ("Job", true),
             ("Profile", true),
+            ("Run", true),
             ("Session", true),
             ("Task", false)
         ]

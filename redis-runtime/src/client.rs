@@ -1145,23 +1145,40 @@ impl Client {
         F: Fn(Vec<&'k str>) -> Fut,
         Fut: Future<Output = Result<Vec<T>>>,
     {
+        self.per_slot_of(keys, String::as_str, |group| {
+            read(group.into_iter().map(String::as_str).collect())
+        })
+        .await
+    }
+
+    /// [`Client::per_slot`] over `items`, each in the slot of its `key`.
+    pub(crate) async fn per_slot_of<'k, I, T, F, Fut>(
+        &self,
+        items: &'k [I],
+        key: impl Fn(&'k I) -> &'k str,
+        read: F,
+    ) -> Result<Vec<T>>
+    where
+        F: Fn(Vec<&'k I>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>>>,
+    {
         let groups: Vec<Vec<usize>> = if self.config().is_cluster() {
             let mut by_tag = std::collections::BTreeMap::<&str, Vec<usize>>::new();
-            for (i, key) in keys.iter().enumerate() {
+            for (i, item) in items.iter().enumerate() {
                 by_tag
-                    .entry(redis_schema::hashed_text(key))
+                    .entry(redis_schema::hashed_text(key(item)))
                     .or_default()
                     .push(i);
             }
             by_tag.into_values().collect()
         } else {
-            vec![(0..keys.len()).collect()]
+            vec![(0..items.len()).collect()]
         };
         let reads = groups
             .iter()
-            .map(|positions| read(positions.iter().map(|&i| keys[i].as_str()).collect()));
+            .map(|positions| read(positions.iter().map(|&i| &items[i]).collect()));
         let results = futures_util::future::join_all(reads).await;
-        let mut out: Vec<Option<T>> = (0..keys.len()).map(|_| None).collect();
+        let mut out: Vec<Option<T>> = (0..items.len()).map(|_| None).collect();
         for (positions, result) in groups.iter().zip(results) {
             let values = result?;
             if values.len() != positions.len() {

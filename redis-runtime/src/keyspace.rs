@@ -238,7 +238,9 @@ pub struct OwnedKey {
     /// What the key is for.
     #[serde(flatten)]
     pub role: KeyRole,
-    /// The key pattern source, e.g. `"jobs:user:{user_id}"`.
+    /// The key pattern source, e.g. `"jobs:user:{user_id}"`; a TTL
+    /// registry's too (`"__ttl:job:{{jobs}}:id"`, `"__ttl:run:user_id:id:{{{user_id}}}"`),
+    /// while a stream is its key itself (`"jobs:{jobs}:stream"`).
     pub pattern: String,
     /// The Redis type stored there, as `TYPE` names it.
     pub redis_type: &'static str,
@@ -306,6 +308,19 @@ impl fmt::Display for KeyspaceError {
 
 impl std::error::Error for KeyspaceError {}
 
+/// The TTL registry of `entity` as a key pattern: its one key (a brace in
+/// it is literal text, a hash tag, so escaped), or for a registry per hash
+/// tag value the pattern of those keys.
+pub(crate) fn ttl_registry_pattern(entity: &EntityDescriptor) -> Option<String> {
+    let registry = entity.ttl_registry?;
+    if !entity.ttl_registry_per_tag {
+        return Some(registry.replace('{', "{{").replace('}', "}}"));
+    }
+    redis_schema::KeyPattern::parse(entity.key_pattern)
+        .ok()
+        .and_then(|pattern| redis_schema::tagged_ttl_registry_pattern(registry, &pattern))
+}
+
 /// Every key pattern `entity` owns, in a fixed order: hash, indexes, TTL
 /// registry, stream, logs.
 pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
@@ -320,8 +335,8 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
         let role = KeyRole::Index(index.name);
         keys.push(key(role, index.key_pattern, index.kind.redis_type()));
     }
-    if let Some(registry) = entity.ttl_registry {
-        keys.push(key(KeyRole::TtlRegistry, registry, "zset"));
+    if let Some(registry) = ttl_registry_pattern(entity) {
+        keys.push(key(KeyRole::TtlRegistry, &registry, "zset"));
         let fields = format!("{registry}:fields");
         keys.push(key(KeyRole::TtlRegistryFields, &fields, "hash"));
     }
@@ -334,14 +349,11 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
     keys
 }
 
-/// The pattern of an owned key. Registries and streams are stored as the
-/// key itself, where a brace is literal text (a hash tag), so they are
-/// escaped before being read as a pattern.
+/// The pattern of an owned key. A stream is stored as the key itself,
+/// where a brace is literal text (a hash tag), so it is escaped before
+/// being read as a pattern.
 fn pattern_of(key: &OwnedKey) -> Result<KeyPattern, KeyspaceError> {
-    let fixed = matches!(
-        key.role,
-        KeyRole::TtlRegistry | KeyRole::TtlRegistryFields | KeyRole::Stream
-    );
+    let fixed = key.role == KeyRole::Stream;
     let source = if fixed {
         key.pattern.replace('{', "{{").replace('}', "}}")
     } else {

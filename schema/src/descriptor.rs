@@ -41,6 +41,7 @@
 //!     indexes: &[],
 //!     stream: None,
 //!     ttl_registry: None,
+//!     ttl_registry_per_tag: false,
 //!     logs: &[],
 //!     version: None,
 //!     cluster: false,
@@ -167,6 +168,62 @@ pub fn cluster_ttl_registry_key(entity_pattern: &KeyPattern) -> Option<String> {
     Some(key)
 }
 
+/// The TTL registry of the entities in `slot_key`'s hash slot, for an
+/// entity type declared `#[redis(cluster)]` whose hash tag holds a field's
+/// value ([`EntityDescriptor::ttl_registry_per_tag`]): one registry per tag
+/// value, named after the type's `registry` ([`ttl_registry_key`]) and
+/// carrying the tag, so that it, its `:fields` hash and the entities it
+/// lists share one slot. `slot_key` is any key of that slot: the entity's,
+/// one of its index keys, or the registry itself.
+///
+/// ```
+/// use redis_schema::tagged_ttl_registry_key;
+///
+/// let registry = "__ttl:run:user_id:id";
+/// let of_u1 = tagged_ttl_registry_key(registry, "run:{u1}:r7");
+/// assert_eq!(of_u1, "__ttl:run:user_id:id:{u1}");
+/// assert_eq!(tagged_ttl_registry_key(registry, "runs:{u1}:by_status:done"), of_u1);
+/// assert_eq!(tagged_ttl_registry_key(registry, &of_u1), of_u1);
+/// ```
+pub fn tagged_ttl_registry_key(registry: &str, slot_key: &str) -> String {
+    format!("{registry}:{{{}}}", crate::hashed_text(slot_key))
+}
+
+/// The key pattern of [`tagged_ttl_registry_key`]'s keys for entities of
+/// `entity_pattern` (for the keyspace manifest): `registry`, then the
+/// pattern's hash tag as pattern source. `None` if the pattern has no tag.
+///
+/// ```
+/// use redis_schema::{KeyPattern, tagged_ttl_registry_pattern};
+///
+/// let runs = KeyPattern::parse("run:{{{user_id}}}:{id}")?;
+/// assert_eq!(
+///     tagged_ttl_registry_pattern("__ttl:run:user_id:id", &runs).as_deref(),
+///     Some("__ttl:run:user_id:id:{{{user_id}}}")
+/// );
+/// # Ok::<(), redis_schema::PatternError>(())
+/// ```
+pub fn tagged_ttl_registry_pattern(registry: &str, entity_pattern: &KeyPattern) -> Option<String> {
+    let crate::SlotSource::Tag(parts) = slot_source(entity_pattern) else {
+        return None;
+    };
+    let mut pattern = format!("{registry}:{{{{");
+    for part in parts {
+        match part {
+            crate::TagPart::Literal(text) => {
+                pattern.push_str(&text.replace('{', "{{").replace('}', "}}"));
+            }
+            crate::TagPart::Field(name) => {
+                pattern.push('{');
+                pattern.push_str(&name);
+                pattern.push('}');
+            }
+        }
+    }
+    pattern.push_str("}}");
+    Some(pattern)
+}
+
 /// The TTL registry key versions before 0.2 used: the entity's key pattern
 /// source plus `:__ttl` (`session:{id}:__ttl`). Kept so that
 /// `index::rebuild` can move such a registry to [`ttl_registry_key`].
@@ -196,13 +253,20 @@ pub struct EntityDescriptor {
     /// The stream an entry is appended to on create, if any.
     pub stream: Option<StreamDescriptor>,
     /// The TTL registry ([`ttl_registry_key`]) for entity types with
-    /// indexes, whose entries must not outlive an expiring entity.
+    /// indexes, whose entries must not outlive an expiring entity (the
+    /// name of the registries, when [`ttl_registry_per_tag`](Self::ttl_registry_per_tag)).
     pub ttl_registry: Option<&'static str>,
     /// Append logs declared on the entity (`#[redis(log(...))]`).
     pub logs: &'static [LogDescriptor],
     /// The hash field of the `#[redis(version)]` field, if any: every write
     /// stores the previous version plus one (a new entity gets 1).
     pub version: Option<&'static str>,
+    /// The type keeps one TTL registry per hash tag value instead of one
+    /// for the type: it is declared `#[redis(cluster)]` and its hash tag
+    /// holds a field's value, so that a write's registry entry is in the
+    /// entity's slot. [`ttl_registry`](Self::ttl_registry) names them
+    /// ([`tagged_ttl_registry_key`]).
+    pub ttl_registry_per_tag: bool,
     /// Declared `#[redis(cluster)]`: every key a write touches was checked
     /// at compile time to share the entity's hash slot (then a pinned type's
     /// [`ttl_registry`](Self::ttl_registry) is [`cluster_ttl_registry_key`]).
@@ -489,6 +553,7 @@ mod tests {
             maxlen: NonZeroU64::new(10_000),
         }),
         ttl_registry: None,
+        ttl_registry_per_tag: false,
         logs: &[],
         version: None,
         cluster: false,

@@ -41,7 +41,7 @@ pub use case::RenameRule;
 pub use descriptor::{
     EntityDescriptor, FieldDescriptor, FieldEncoding, IndexDescriptor, IndexKind, LogDescriptor,
     PatternPart, StreamDescriptor, cluster_ttl_registry_key, legacy_ttl_registry_key,
-    ttl_registry_key,
+    tagged_ttl_registry_key, tagged_ttl_registry_pattern, ttl_registry_key,
 };
 pub use duration::{DurationError, format_ttl, parse_ttl};
 pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};

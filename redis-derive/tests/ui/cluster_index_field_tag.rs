@@ -1,7 +1,7 @@
 use redis_runtime::RedisEntity;
 
-// Tagged by user, with an index outside that tag: the index and the TTL
-// registry are both reported, and both fixes name the same pinned tag.
+// Tagged by user, with an index outside that tag: the fix puts the user's
+// tag in the index key, or pins the type.
 #[derive(RedisEntity)]
 #[redis(cluster, key = "job:{{{user_id}}}:{id}")]
 #[redis(index(key = "jobs:status:{status}"))]

@@ -184,7 +184,12 @@ impl Walk<'_> {
                 Err(Interrupted) => return Ok(Err(Interrupted)),
             }
         }
-        if let Some(registry) = self.descriptor.ttl_registry {
+        if let Some(registry) = self.descriptor.ttl_registry
+            && self.descriptor.ttl_registry_per_tag
+        {
+            // One registry per tag value: counted by no single ZCARD.
+            stats.registry = Some(json!({ "key": registry, "per_tag": true }));
+        } else if let Some(registry) = self.descriptor.ttl_registry {
             let mut cmd = redis::cmd("ZCARD");
             cmd.arg(registry);
             let reply: redis::Value = query_lenient(self, &cmd).await?;

@@ -519,13 +519,65 @@ pub async fn unique<E: Entity>(
 /// Removes index entries of expired entities of type `E`, up to `budget`
 /// registry entries; returns how many were looked at (fewer than `budget`
 /// means none are left due).
+///
+/// A type with a registry per hash tag value has its registries found
+/// with `SCAN` (on a cluster, on every primary) and swept in turn, the
+/// budget shared among them.
 pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     let descriptor = E::descriptor();
     let Some(registry) = descriptor.ttl_registry else {
         return Ok(0);
     };
     let ctx = Context::new(format!("{}.sweep", descriptor.name), descriptor.key_pattern);
-    let scripts = script::for_client(client, descriptor, &ctx)?;
+    if descriptor.ttl_registry_per_tag {
+        return sweep_tagged(client, &ctx, descriptor, budget).await;
+    }
+    sweep_registry(client, &ctx, descriptor, registry, budget).await
+}
+
+/// [`sweep`] of every registry of a type with one per hash tag value.
+async fn sweep_tagged(
+    client: &Client,
+    ctx: &Context,
+    descriptor: &'static redis_schema::EntityDescriptor,
+    budget: u64,
+) -> Result<u64> {
+    let glob = crate::keyspace::ttl_registry_pattern(descriptor)
+        .and_then(|pattern| redis_schema::KeyPattern::parse(&pattern).ok())
+        .map(|pattern| pattern.scan_glob())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: no pattern for its TTL registries",
+                descriptor.name
+            ))
+        })?;
+    let (mut cursor, mut looked_at) = (0, 0);
+    loop {
+        let (next, keys) =
+            repair::scan::keys_step(client, ctx, cursor, &glob, 1000, Some("zset")).await?;
+        for key in keys {
+            let left = budget.saturating_sub(looked_at);
+            if left == 0 {
+                return Ok(looked_at);
+            }
+            looked_at += sweep_registry(client, ctx, descriptor, &key, left).await?;
+        }
+        if next == 0 {
+            return Ok(looked_at);
+        }
+        cursor = next;
+    }
+}
+
+/// One sweep script call on the registry `registry`.
+async fn sweep_registry(
+    client: &Client,
+    ctx: &Context,
+    descriptor: &'static redis_schema::EntityDescriptor,
+    registry: &str,
+    budget: u64,
+) -> Result<u64> {
+    let scripts = script::for_client(client, descriptor, ctx)?;
     let mut invocation = scripts.call(&scripts.sweep, registry);
     // Any budget the type accepts works. The script holds it as a Lua
     // number, which the server prints back into the command; a number of
@@ -534,7 +586,7 @@ pub async fn sweep<E: Entity>(client: &Client, budget: u64) -> Result<u64> {
     invocation
         .key(registry)
         .arg(budget.clamp(1, MAX_SWEEP_BUDGET));
-    client.query(ctx, &invocation).await
+    client.query(ctx.clone(), &invocation).await
 }
 
 pub(super) async fn sweep_all<E: Entity>(client: &Client) -> Result<()> {

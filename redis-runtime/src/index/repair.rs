@@ -10,7 +10,7 @@ use crate::entity::Entity;
 use crate::error::{Error, Result};
 
 pub(crate) mod pass;
-mod scan;
+pub(crate) mod scan;
 
 /// One index entry that does not match the entities.
 #[derive(Debug, Clone, PartialEq)]

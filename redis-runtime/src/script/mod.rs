@@ -62,6 +62,8 @@ pub(crate) enum Target {
 pub(crate) struct EntityScripts {
     /// The server they are for.
     target: Target,
+    /// The type they are for.
+    descriptor: &'static EntityDescriptor,
     /// Create, save, update, patch, delete and reindex (see [`write`]).
     pub(crate) write: redis::Script,
     /// Create alone: the write script without what only the other modes
@@ -94,17 +96,18 @@ pub(crate) static INCREMENT_FIELD: LazyLock<redis::Script> =
 
 impl EntityScripts {
     /// Starts a call of `script`, one of these, whose keys are all in the
-    /// hash slot of `slot_key`: on a cluster its first key is the slot
-    /// guard (see the module docs); the caller adds the script's own keys
-    /// and arguments.
+    /// hash slot of `slot_key`, declaring the keys every script of the type
+    /// takes first ([`leading_keys`]): on a cluster the slot guard (see the
+    /// module docs), and for a registry per tag the registry of that slot.
+    /// The caller adds the script's own keys and arguments.
     pub(crate) fn call<'s>(
         &self,
         script: &'s redis::Script,
         slot_key: &str,
     ) -> redis::ScriptInvocation<'s> {
         let mut invocation = script.prepare_invoke();
-        if self.target == Target::Cluster {
-            invocation.key(redis_schema::slot_guard_key(slot_key));
+        for key in leading_keys(self.target, self.descriptor, slot_key) {
+            invocation.key(key);
         }
         invocation
     }
@@ -170,12 +173,13 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
     }
     let mut cache = CACHE.write().unwrap_or_else(|e| e.into_inner());
     cache.entry(id).or_insert_with(|| {
-        let script = |source: String| redis::Script::new(&for_server(target, source));
+        let script = |source: String| redis::Script::new(&for_server(target, descriptor, source));
         let fixed = |what, body| script(assemble_fixed(descriptor, what, body));
         // One leaked set of scripts per entity type and target: bounded by
         // the program's types.
         Box::leak(Box::new(EntityScripts {
             target,
+            descriptor,
             write: script(write::compile(descriptor)),
             create: script(write::compile_create(descriptor)),
             query: fixed("query", include_str!("../scripts/query.lua")),
@@ -188,19 +192,47 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
     })
 }
 
-/// `source` as sent to `target`: unchanged for one server; for a cluster,
-/// with the shebang, and dropping the slot guard from `KEYS` (see the
-/// module docs).
-fn for_server(target: Target, source: String) -> String {
-    match target {
-        Target::Node => source,
-        Target::Cluster => format!(
-            "#!lua\n\
-             -- KEYS[1] is the slot guard: declared so that the server refuses this\n\
-             -- call while the slot migrates, and never touched.\n\
-             local KEYS = {{ unpack(KEYS, 2) }}\n{source}"
-        ),
+/// The keys a call of `descriptor`'s scripts on `target` declares before
+/// its own, in order: the slot guard on a cluster, then a registry per
+/// tag. The script's preamble ([`for_server`]) takes them off `KEYS`.
+fn leading_keys(
+    target: Target,
+    descriptor: &EntityDescriptor,
+    slot_key: &str,
+) -> impl Iterator<Item = String> {
+    let guard = (target == Target::Cluster).then(|| redis_schema::slot_guard_key(slot_key));
+    let registry = descriptor
+        .ttl_registry
+        .filter(|_| descriptor.ttl_registry_per_tag)
+        .map(|registry| redis_schema::tagged_ttl_registry_key(registry, slot_key));
+    guard.into_iter().chain(registry)
+}
+
+/// `source` as sent to `target`, after a preamble that takes the keys
+/// [`leading_keys`] declares off `KEYS` (so each body reads its own keys
+/// from `KEYS[1]` on), keeping a registry per tag in the local
+/// `REGISTRY`. On a cluster the script starts with a `#!lua` shebang (see
+/// the module docs). Unchanged for a type with no leading keys on one
+/// server.
+fn for_server(target: Target, descriptor: &EntityDescriptor, source: String) -> String {
+    let mut out = String::new();
+    let mut leading = 0;
+    if target == Target::Cluster {
+        out.push_str("#!lua\n-- KEYS[1] is the slot guard: declared so that the server refuses this\n-- call while the slot migrates, and never touched.\n");
+        leading += 1;
     }
+    if descriptor.ttl_registry.is_some() && descriptor.ttl_registry_per_tag {
+        leading += 1;
+        let _ = writeln!(
+            out,
+            "-- KEYS[{leading}] is the TTL registry of this slot's tag.\nlocal {REGISTRY} = KEYS[{leading}]"
+        );
+    }
+    if leading > 0 {
+        let _ = writeln!(out, "local KEYS = {{ unpack(KEYS, {}) }}", leading + 1);
+    }
+    out.push_str(&source);
+    out
 }
 
 /// A fixed body from `scripts/`, with the helpers it names ([`needs_of`]).
@@ -311,12 +343,26 @@ pub(crate) fn layout_literal(descriptor: &EntityDescriptor) -> String {
         );
     }
     out.push_str("    },\n");
-    if let Some(registry) = descriptor.ttl_registry {
-        let _ = writeln!(out, "    registry = {},", lua_str(registry));
+    if let Some((registry, _)) = registry_lua(descriptor) {
+        let _ = writeln!(out, "    registry = {registry},");
     }
     out.push_str("  }\n  return layout_table\nend\n");
     out
 }
+
+/// The TTL registry and its `:fields` hash as Lua expressions: literals,
+/// or for a registry per tag the key the call declared (see
+/// [`EntityScripts::call`]).
+pub(crate) fn registry_lua(descriptor: &EntityDescriptor) -> Option<(String, String)> {
+    let registry = descriptor.ttl_registry?;
+    if descriptor.ttl_registry_per_tag {
+        return Some((REGISTRY.into(), format!("{REGISTRY} .. ':fields'")));
+    }
+    Some((lua_str(registry), lua_str(&format!("{registry}:fields"))))
+}
+
+/// The Lua local holding the key of a registry per tag.
+const REGISTRY: &str = "REGISTRY";
 
 /// A key pattern as the alternating Lua list the prelude reads: literal
 /// text at odd positions, field names at even ones.
@@ -373,7 +419,7 @@ mod tests {
     async fn cluster_scripts_carry_the_shebang_and_declare_the_slot_guard_first() {
         let node = for_target(&golden::JOB, Target::Node);
         let cluster = for_target(&golden::JOB, Target::Cluster);
-        let write = for_server(Target::Cluster, write::compile(&golden::JOB));
+        let write = for_server(Target::Cluster, &golden::JOB, write::compile(&golden::JOB));
         assert!(write.starts_with("#!lua\n"), "{write:.40}");
         assert_eq!(
             cluster.write.get_hash(),
@@ -408,6 +454,38 @@ mod tests {
         )]);
         let sent: i64 = plain.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn a_registry_per_tag_is_declared_after_the_guard_and_read_from_keys() {
+        // The layout of `golden::JOB`, keeping a registry per tag value.
+        static PER_TAG: EntityDescriptor = EntityDescriptor {
+            name: "Run",
+            key_pattern: "run:{{{user_id}}}:{id}",
+            ttl_registry: Some("__ttl:run:user_id:id"),
+            ttl_registry_per_tag: true,
+            cluster: true,
+            ..golden::JOB
+        };
+        let key = "run:{u1}:r1";
+        let keys: Vec<String> = leading_keys(Target::Cluster, &PER_TAG, key).collect();
+        assert_eq!(keys, ["__slot_guard:{u1}", "__ttl:run:user_id:id:{u1}"]);
+        let keys: Vec<String> = leading_keys(Target::Node, &PER_TAG, key).collect();
+        assert_eq!(keys, ["__ttl:run:user_id:id:{u1}"]);
+        assert_eq!(leading_keys(Target::Node, &golden::JOB, key).count(), 0);
+
+        let write = for_server(Target::Cluster, &PER_TAG, write::compile(&PER_TAG));
+        assert!(write.starts_with("#!lua\n"));
+        assert!(write.contains("local REGISTRY = KEYS[2]\nlocal KEYS = { unpack(KEYS, 3) }\n"));
+        assert!(write.contains("redis.call('ZADD', REGISTRY, now_ms() + left, member)"));
+        assert!(!write.contains("'__ttl:run"), "no registry literal");
+        let sweep = for_server(
+            Target::Node,
+            &PER_TAG,
+            assemble_fixed(&PER_TAG, "sweep", include_str!("../scripts/sweep.lua")),
+        );
+        assert!(sweep.starts_with("-- KEYS[1] is the TTL registry of this slot's tag.\nlocal REGISTRY = KEYS[1]\nlocal KEYS = { unpack(KEYS, 2) }\n"));
+        assert!(sweep.contains("registry = REGISTRY,"));
     }
 
     #[test]

@@ -478,9 +478,7 @@ impl<'d> Writer<'d> {
     /// its registry entry says so. Probed here, so that `forget_expired`
     /// (defined on first call) is only called when there is one.
     fn forget_earlier_incarnation(&mut self) {
-        if let Some(registry) = self.descriptor.ttl_registry {
-            let fields = lua_str(&format!("{registry}:fields"));
-            let registry = lua_str(registry);
+        if let Some((registry, fields)) = super::registry_lua(self.descriptor) {
             let new = if self.create_only {
                 ""
             } else {
@@ -641,11 +639,9 @@ impl<'d> Writer<'d> {
     /// Only entities that expire (now, or before this write) are listed in
     /// the TTL registry, with the values their index entries were built from.
     fn registry(&mut self) {
-        let Some(registry) = self.descriptor.ttl_registry else {
+        let Some((reg, reg_fields)) = super::registry_lua(self.descriptor) else {
             return;
         };
-        let reg = lua_str(registry);
-        let reg_fields = lua_str(&format!("{registry}:fields"));
         let snapshot = self.per_field(|name, n| format!("[{}] = n{n}", lua_str(name)));
         // A new entity can only expire if this write gave it a TTL; an
         // existing one may have had one before and may keep it.

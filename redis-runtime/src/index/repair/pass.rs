@@ -517,16 +517,31 @@ impl<E: Entity> Pass<'_, E> {
         if asked.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for w in &asked {
-            match indexes[w.position].kind {
-                IndexKind::Sorted => pipe.cmd("ZSCORE").arg(&w.index_key).arg(&w.member),
-                IndexKind::Set => pipe.cmd("SISMEMBER").arg(&w.index_key).arg(&w.member),
-                IndexKind::Unique => pipe.cmd("HGET").arg(&w.index_key).arg(&w.value),
-            };
-        }
-        let replies: Vec<redis::Value> = self.client.query(self.ctx.clone(), &pipe).await?;
+        // One pipeline per slot: on a cluster, index keys tagged by a
+        // field's value are spread over slots.
+        let (client, ctx) = (self.client, &self.ctx);
+        let replies: Vec<redis::Value> = client
+            .per_slot_of(
+                &asked,
+                |w| w.index_key.as_str(),
+                |group| async move {
+                    let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
+                    for w in group {
+                        match indexes[w.position].kind {
+                            IndexKind::Sorted => {
+                                pipe.cmd("ZSCORE").arg(&w.index_key).arg(&w.member)
+                            }
+                            IndexKind::Set => {
+                                pipe.cmd("SISMEMBER").arg(&w.index_key).arg(&w.member)
+                            }
+                            IndexKind::Unique => pipe.cmd("HGET").arg(&w.index_key).arg(&w.value),
+                        };
+                    }
+                    client.query(ctx.clone(), &pipe).await
+                },
+            )
+            .await?;
         let mut ops = asked.len() as u64;
         if replies.len() != asked.len() {
             return Err(Error::Command {
