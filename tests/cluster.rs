@@ -97,6 +97,15 @@ async fn client() -> Client {
         .expect("connect to the cluster")
 }
 
+/// The next message of `subscription`, which must come within 5 s.
+async fn next_message(subscription: &mut redis_runtime::Subscription<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("subscribed")
+        .expect("decoded")
+}
+
 /// The port of the master serving `key` now.
 fn master_of(key: &str) -> u16 {
     let topology = cluster();
@@ -601,14 +610,68 @@ async fn subscribers_hear_what_is_published_through_any_node() {
     }
     for subscription in [&mut first, &mut second] {
         for n in 0..5 {
-            let message = tokio::time::timeout(Duration::from_secs(5), subscription.next())
-                .await
-                .expect("a message within 5 s")
-                .expect("subscribed")
-                .expect("decoded");
+            let message = next_message(subscription).await;
             assert_eq!(message, format!("build {n}"));
         }
     }
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
+    let client = client().await;
+    let name = "{builds}:status";
+    let sharded = Channel::<String>::sharded(&client, name);
+    let classic = Channel::<String>::new(&client, name);
+    let mut subscription = sharded.subscribe().await.expect("ssubscribe");
+    let mut classic_subscription = classic.subscribe().await.expect("subscribe");
+    // Only the primary serving the channel's slot knows the subscriber.
+    let owner = master_of(name);
+    for port in cluster().masters() {
+        let node = redis::Client::open(cluster().node_url(port)).expect("node URL");
+        let mut conn = node.get_connection().expect("connect to a node");
+        let counts: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(name)
+            .query(&mut conn)
+            .expect("PUBSUB SHARDNUMSUB");
+        let count: i64 = redis::from_redis_value(counts[1].clone()).expect("a count");
+        assert_eq!(
+            count,
+            i64::from(port == owner),
+            "port {port}, owner {owner}"
+        );
+    }
+    for n in 0..3 {
+        let heard = sharded
+            .publish(&format!("build {n}"))
+            .await
+            .expect("spublish");
+        assert_eq!(heard, 1, "SPUBLISH counts the shard's subscribers");
+    }
+    for n in 0..3 {
+        let message = next_message(&mut subscription).await;
+        assert_eq!(message, format!("build {n}"));
+    }
+    // Shard channels and classic channels of one name are separate.
+    classic
+        .publish(&"classic".to_string())
+        .await
+        .expect("publish");
+    let message = next_message(&mut classic_subscription).await;
+    assert_eq!(
+        message, "classic",
+        "the classic subscriber heard no shard message"
+    );
+    sharded
+        .publish(&"last".to_string())
+        .await
+        .expect("spublish");
+    let message = next_message(&mut subscription).await;
+    assert_eq!(
+        message, "last",
+        "the shard subscriber heard no classic message"
+    );
     client.shutdown().await;
 }
 

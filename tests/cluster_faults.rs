@@ -5,8 +5,9 @@
 //! while the master serving it is failed over by hand, and then while it
 //! is killed. After each: every failure is a typed error,
 //! writes resume within a bound the test prints, `verify` finds the
-//! indexes exact, the worker has handled every entry, and the subscriber
-//! hears messages published after the fault.
+//! indexes exact, the worker has handled every entry, and the subscribers
+//! (a classic channel, and a shard channel in the faulted slot) hear
+//! messages published after the fault.
 //!
 //! One cluster for the binary; the faults run one after the other.
 
@@ -53,6 +54,8 @@ struct Seen {
     published: BTreeSet<u64>,
     handled: BTreeSet<u64>,
     heard: Vec<Instant>,
+    /// Messages heard on the shard channel in the faulted slot.
+    heard_sharded: Vec<Instant>,
 }
 
 struct Load {
@@ -176,10 +179,12 @@ async fn start_load(client: &Client) -> Load {
             }
         }));
     }
-    // A subscriber hearing a publisher on the shared connection.
-    let channel = Channel::<String>::new(client, "job-status");
-    let mut subscription = channel.subscribe().await.expect("subscribe");
-    {
+    // Subscribers hearing publishers on the shared connection: a classic
+    // channel, and a shard channel in the slot the faults hit.
+    let classic = Channel::<String>::new(client, "job-status");
+    let sharded = Channel::<String>::sharded(client, "{jobs}:status");
+    for (channel, sharded) in [(classic, false), (sharded, true)] {
+        let mut subscription = channel.subscribe().await.expect("subscribe");
         let (listening, seen) = (stop.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             let stop = listening;
@@ -187,7 +192,11 @@ async fn start_load(client: &Client) -> Load {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     message = subscription.next() => match message {
-                        Some(Ok(_)) => seen.lock().unwrap_or_else(|e| e.into_inner()).heard.push(Instant::now()),
+                        Some(Ok(_)) => {
+                            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                            let heard = if sharded { &mut seen.heard_sharded } else { &mut seen.heard };
+                            heard.push(Instant::now());
+                        }
                         Some(Err(_)) => {}
                         None => break,
                     },
@@ -229,7 +238,10 @@ async fn under_load(client: &Client, what: &str, fault: impl FnOnce() -> u16) ->
         "the load to get going",
         async || {
             let seen = seen(&load);
-            seen.ok > 100 && seen.handled.len() > 10 && seen.heard.len() > 5
+            seen.ok > 100
+                && seen.handled.len() > 10
+                && seen.heard.len() > 5
+                && seen.heard_sharded.len() > 5
         },
     )
     .await;
@@ -241,18 +253,23 @@ async fn under_load(client: &Client, what: &str, fault: impl FnOnce() -> u16) ->
         let seen = seen(&load);
         seen.successes.iter().filter(|t| **t > done).count() > 100
             && seen.heard.iter().any(|t| *t > done)
+            && seen.heard_sharded.iter().any(|t| *t > done)
     })
     .await;
     let seen = load.finish().await;
     let gap = longest_gap(&seen.successes, started);
     let heard_after = seen.heard.iter().filter(|t| **t > done).count();
+    let sharded_after = seen.heard_sharded.iter().filter(|t| **t > done).count();
+    let sharded_gap = longest_gap(&seen.heard_sharded, started);
     println!(
-        "{what}: master now on port {new_master}; fault took {:?}; writes: {} ok, failures {:?}; longest pause in successful writes {:?}; {} messages heard after",
+        "{what}: master now on port {new_master}; fault took {:?}; writes: {} ok, failures {:?}; longest pause in successful writes {:?}; {} messages heard after; shard channel: {} heard after, longest pause {:?}",
         done - started,
         seen.ok,
         seen.errors,
         gap,
-        heard_after
+        heard_after,
+        sharded_after,
+        sharded_gap
     );
     for code in seen.errors.keys() {
         assert!(

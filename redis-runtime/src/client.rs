@@ -1244,6 +1244,27 @@ impl Client {
         open_client(info, &self.inner.config)
     }
 
+    /// On a Redis Cluster, a cluster connection of its own that speaks
+    /// RESP3 and hands what the server pushes (sharded pub/sub messages,
+    /// subscription changes, lost links) to `pushes`; for one subscriber.
+    pub(crate) async fn sharded_subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<redis::cluster_async::ClusterConnection> {
+        let config = &self.inner.config;
+        let Topology::Cluster(seeds) = &config.topology else {
+            return Err(Error::Config(
+                "sharded pub/sub connections are a Redis Cluster's".into(),
+            ));
+        };
+        let client = cluster_client_with(config, seeds, |builder| {
+            builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(pushes)
+        })?;
+        cluster_connection(config, &client).await
+    }
+
     /// Cancelled when [`Client::shutdown`] starts; long-running loops
     /// (workers, subscriptions) select on it to stop.
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -1410,6 +1431,15 @@ fn cluster_client(
     config: &Config,
     seeds: &[(String, u16)],
 ) -> Result<redis::cluster::ClusterClient> {
+    cluster_client_with(config, seeds, |builder| builder)
+}
+
+/// [`cluster_client`], with `extra` settings on top.
+fn cluster_client_with(
+    config: &Config,
+    seeds: &[(String, u16)],
+    extra: impl FnOnce(redis::cluster::ClusterClientBuilder) -> redis::cluster::ClusterClientBuilder,
+) -> Result<redis::cluster::ClusterClient> {
     let settings = config.connection_info.redis_settings();
     let urls = seeds.iter().map(|(host, port)| {
         if host.contains(':') {
@@ -1430,7 +1460,7 @@ fn cluster_client(
     if let Some(password) = settings.password() {
         builder = builder.password(password);
     }
-    builder
+    extra(builder)
         .build()
         .map_err(|e| Error::Config(format!("the Redis Cluster settings were rejected: {e}")))
 }

@@ -37,9 +37,25 @@
 //! not decode is yielded as a `DECODE` error and the subscription goes on.
 //! Dropping the [`Subscription`] closes its connection.
 //!
-//! On a Redis Cluster the channels are the classic ones, which the cluster
-//! delivers to the subscribers of every node: a subscription connects to
-//! one of the nodes the URL lists, the next one on each (re)connection.
+//! # On a Redis Cluster
+//!
+//! A channel made with [`Channel::new`] is a classic one, which the
+//! cluster delivers to the subscribers of every node over its bus: a
+//! subscription connects to one of the nodes the URL lists, the next one
+//! on each (re)connection. Every message crosses the bus to every node.
+//!
+//! A channel made with [`Channel::sharded`] is a *shard channel*
+//! (`SPUBLISH`/`SSUBSCRIBE`, Redis 7.0): like a key, its name has a hash
+//! slot, and a message goes only to the primary serving that slot and its
+//! subscribers there. A subscription runs on a cluster connection of its
+//! own (RESP3, so messages come as pushes) and subscribes again, on the
+//! slot's current primary, when that primary is lost or the slot moves
+//! (the server then ends the subscription with `sunsubscribe`). Shard
+//! channels and classic ones are separate: a service that publishes with
+//! `PUBLISH` is not heard by `SSUBSCRIBE`, so both sides must agree. On one
+//! server (standalone or Sentinel) a sharded channel is the classic
+//! channel of that name: there is one shard, and everything a subscriber
+//! hears comes from it.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -58,6 +74,7 @@ use crate::client::{Client, TRACE_TARGET};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{duration_ms, encode_value};
+use crate::server::Feature;
 
 /// How often an idle subscription pings the server, to notice a dead
 /// connection that closed without a word.
@@ -71,6 +88,8 @@ const BUFFER: usize = 1024;
 pub struct Channel<T> {
     client: Client,
     name: Arc<str>,
+    /// A shard channel on a cluster ([`Channel::sharded`]).
+    sharded: bool,
     _message: PhantomData<fn() -> T>,
 }
 
@@ -81,13 +100,42 @@ impl<T> std::fmt::Debug for Channel<T> {
 }
 
 impl<T: FieldValue + Send + 'static> Channel<T> {
-    /// The channel `name`. Nothing is sent to Redis.
+    /// The classic channel `name`. Nothing is sent to Redis.
     pub fn new(client: &Client, name: impl Into<String>) -> Self {
         Self {
             client: client.clone(),
             name: Arc::from(name.into()),
+            sharded: false,
             _message: PhantomData,
         }
+    }
+
+    /// The shard channel `name` on a Redis Cluster: published with
+    /// `SPUBLISH` and heard with `SSUBSCRIBE` on the primary serving the
+    /// name's hash slot only (see the [module docs](self)). On one server,
+    /// the classic channel `name`. Nothing is sent to Redis.
+    ///
+    /// ```no_run
+    /// use redis_runtime::{Client, pubsub::Channel};
+    ///
+    /// # async fn demo(client: &Client) -> redis_runtime::Result<()> {
+    /// // A hash tag keeps a tenant's channels on the shard of its keys.
+    /// let status = Channel::<String>::sharded(client, "{t1}:job-status");
+    /// let mut subscription = status.subscribe().await?;
+    /// status.publish(&"running".to_string()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sharded(client: &Client, name: impl Into<String>) -> Self {
+        Self {
+            sharded: true,
+            ..Self::new(client, name)
+        }
+    }
+
+    /// Whether messages go through shard channels here: a sharded
+    /// channel, on a cluster.
+    fn through_shards(&self) -> bool {
+        self.sharded && self.client.config().is_cluster()
     }
 
     /// The channel name.
@@ -103,7 +151,12 @@ impl<T: FieldValue + Send + 'static> Channel<T> {
     pub async fn publish(&self, message: &T) -> Result<u64> {
         let ctx = self.context("pubsub.publish");
         let payload = encode_value(message, "message").map_err(|e| e.with_context(ctx.clone()))?;
-        let mut cmd = redis::cmd("PUBLISH");
+        let mut cmd = if self.through_shards() {
+            self.client.require(Feature::ShardedPubSub, &ctx).await?;
+            redis::cmd("SPUBLISH")
+        } else {
+            redis::cmd("PUBLISH")
+        };
         cmd.arg(&*self.name).arg(payload);
         self.client.query(ctx, &cmd).await
     }
@@ -122,9 +175,14 @@ impl<T: FieldValue + Send + 'static> Channel<T> {
         let (tx, rx) = mpsc::channel(BUFFER);
         let (ready_tx, ready_rx) = oneshot::channel();
         let resubscriptions = Arc::new(AtomicU64::new(0));
+        if self.through_shards() {
+            let ctx = self.context("pubsub.subscribe");
+            self.client.require(Feature::ShardedPubSub, &ctx).await?;
+        }
         let task = tokio::spawn(run_subscription::<T>(
             self.client.clone(),
             self.name.clone(),
+            self.through_shards(),
             tx,
             ready_tx,
             resubscriptions.clone(),
@@ -199,24 +257,99 @@ impl<T> futures_util::Stream for Subscription<T> {
     }
 }
 
+/// A subscribed connection: where its messages arrive, and how to tell
+/// it is still alive.
+enum Subscribed {
+    /// A classic subscription on a pub/sub connection.
+    Classic(PubSubSink, PubSubStream),
+    /// A shard channel subscription on a cluster connection of its own,
+    /// whose pushes arrive on `pushes`.
+    Sharded {
+        connection: redis::cluster_async::ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+        channel: Arc<str>,
+    },
+}
+
+impl Subscribed {
+    /// The payload of the next message; `None` once the subscription is
+    /// lost (its connection closed, or, for a shard channel, a node of the
+    /// cluster lost its link or the server ended the subscription because
+    /// the slot moved: subscribing again finds the slot's primary now).
+    async fn next_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Subscribed::Classic(_, messages) => messages
+                .next()
+                .await
+                .map(|message| message.get_payload_bytes().to_vec()),
+            Subscribed::Sharded {
+                pushes, channel, ..
+            } => loop {
+                let push = pushes.recv().await?;
+                let names_channel = matches!(
+                    push.data.first(),
+                    Some(redis::Value::BulkString(name)) if name.as_slice() == channel.as_bytes()
+                );
+                match push.kind {
+                    redis::PushKind::SMessage if names_channel => match push.data.get(1) {
+                        Some(redis::Value::BulkString(payload)) => return Some(payload.clone()),
+                        _ => continue,
+                    },
+                    redis::PushKind::SUnsubscribe if names_channel => return None,
+                    redis::PushKind::Disconnection => return None,
+                    _ => continue,
+                }
+            },
+        }
+    }
+
+    /// Whether the connection answers a `PING` within `limit`.
+    async fn answers(&mut self, limit: Duration) -> bool {
+        let ping = async {
+            match self {
+                Subscribed::Classic(sink, _) => sink.ping::<redis::Value>().await.is_ok(),
+                Subscribed::Sharded { connection, .. } => redis::cmd("PING")
+                    .query_async::<redis::Value>(connection)
+                    .await
+                    .is_ok(),
+            }
+        };
+        matches!(tokio::time::timeout(limit, ping).await, Ok(true))
+    }
+}
+
 /// Opens a pub/sub connection and subscribes, bounded by the operation timeout.
-async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubStream)> {
+async fn connect(client: &Client, channel: &Arc<str>, sharded: bool) -> Result<Subscribed> {
     let ctx = Context::new("pubsub.subscribe", Cow::Owned(channel.to_string()));
     let limit = client.config().operation_timeout;
     let started = std::time::Instant::now();
     let attempt = async {
+        if sharded {
+            let (tx, pushes) = mpsc::unbounded_channel();
+            let mut connection = client.sharded_subscriber(tx).await?;
+            connection
+                .ssubscribe(&**channel)
+                .await
+                .map_err(|e| Error::from_redis(&e, ctx.clone()))?;
+            return Ok(Subscribed::Sharded {
+                connection,
+                pushes,
+                channel: channel.clone(),
+            });
+        }
         let redis_client = client.subscriber_client().await?;
         let subscribed = async {
             let mut pubsub = redis_client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
+            pubsub.subscribe(&**channel).await?;
             Ok::<_, redis::RedisError>(pubsub.split())
         };
-        subscribed
+        let (sink, messages) = subscribed
             .await
-            .map_err(|e| Error::from_redis(&e, ctx.clone()))
+            .map_err(|e| Error::from_redis(&e, ctx.clone()))?;
+        Ok(Subscribed::Classic(sink, messages))
     };
     match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok(pair)) => Ok(pair),
+        Ok(Ok(subscribed)) => Ok(subscribed),
         Ok(Err(e)) => {
             // With Sentinel, the master may have moved.
             client.suspect_master(&e, started);
@@ -237,6 +370,7 @@ async fn connect(client: &Client, channel: &str) -> Result<(PubSubSink, PubSubSt
 async fn run_subscription<T: FieldValue + Send + 'static>(
     client: Client,
     channel: Arc<str>,
+    sharded: bool,
     tx: mpsc::Sender<Result<T>>,
     ready: oneshot::Sender<Result<()>>,
     resubscriptions: Arc<AtomicU64>,
@@ -250,8 +384,8 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
         // Marked seen before connecting: a move during the connect
         // resubscribes at once.
         moves.mark_unchanged();
-        match connect(&client, &channel).await {
-            Ok((mut sink, mut messages)) => {
+        match connect(&client, &channel, sharded).await {
+            Ok(mut subscribed) => {
                 match ready.take() {
                     Some(ready) => {
                         let _ = ready.send(Ok(()));
@@ -268,12 +402,12 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
                     tokio::select! {
                         () = tx.closed() => return,
                         () = shutdown.cancelled() => return,
-                        message = messages.next() => {
-                            let Some(message) = message else {
-                                tracing::warn!(target: TRACE_TARGET, endpoint, channel = %channel, "redis subscription connection lost; resubscribing");
+                        payload = subscribed.next_payload() => {
+                            let Some(payload) = payload else {
+                                tracing::warn!(target: TRACE_TARGET, endpoint, channel = %channel, "redis subscription lost; resubscribing");
                                 break;
                             };
-                            let item = T::decode_value(message.get_payload_bytes()).map_err(|reason| Error::Decode {
+                            let item = T::decode_value(&payload).map_err(|reason| Error::Decode {
                                 context: Context::new("pubsub.receive", Cow::Owned(channel.to_string())),
                                 key: channel.to_string(),
                                 field: "message".to_string(),
@@ -290,12 +424,7 @@ async fn run_subscription<T: FieldValue + Send + 'static>(
                             break;
                         }
                         _ = ping.tick() => {
-                            let alive = tokio::time::timeout(
-                                client.config().operation_timeout,
-                                sink.ping::<redis::Value>(),
-                            )
-                            .await;
-                            if !matches!(alive, Ok(Ok(_))) {
+                            if !subscribed.answers(client.config().operation_timeout).await {
                                 tracing::warn!(target: TRACE_TARGET, endpoint, channel = %channel, "redis subscription connection is not answering; resubscribing");
                                 break;
                             }

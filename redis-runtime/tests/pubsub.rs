@@ -194,3 +194,20 @@ async fn a_client_shutdown_ends_the_subscription() {
         .expect_err("shut down");
     assert_eq!(err.code(), "STORAGE_SHUTDOWN");
 }
+
+#[tokio::test]
+async fn on_one_server_a_sharded_channel_is_the_classic_one() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    let sharded = Channel::<String>::sharded(&client, "{t1}:status");
+    let classic = Channel::<String>::new(&client, "{t1}:status");
+    let mut from_sharded = sharded.subscribe().await.expect("subscribe");
+    assert_eq!(
+        numsub(&client, "{t1}:status").await,
+        1,
+        "a classic subscriber"
+    );
+    assert_eq!(classic.publish(&"a".into()).await.expect("publish"), 1);
+    assert_eq!(next(&mut from_sharded).await.expect("decoded"), "a");
+    assert_eq!(sharded.publish(&"b".into()).await.expect("publish"), 1);
+    assert_eq!(next(&mut from_sharded).await.expect("decoded"), "b");
+}
