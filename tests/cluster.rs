@@ -676,6 +676,60 @@ async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
 }
 
 #[tokio::test]
+async fn writes_wait_for_replica_acknowledgements_on_every_primary() {
+    let acked = |replicas| {
+        Config::builder(cluster().url())
+            .wait_for_replicas(replicas, Duration::from_millis(500))
+            .build()
+            .expect("cluster URL with replica acks")
+    };
+    // `WAIT` calls each primary has served.
+    let waits = || -> Vec<u64> {
+        cluster()
+            .masters()
+            .into_iter()
+            .map(|port| {
+                let node = redis::Client::open(cluster().node_url(port)).expect("node URL");
+                let mut conn = node.get_connection().expect("connect to a node");
+                let stats: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query(&mut conn)
+                    .expect("INFO commandstats");
+                stats
+                    .lines()
+                    .find_map(|line| line.strip_prefix("cmdstat_wait:calls="))
+                    .and_then(|rest| rest.split(',').next())
+                    .map_or(0, |calls| calls.parse().expect("a count"))
+            })
+            .collect()
+    };
+    // Each primary of the test cluster has one replica.
+    let client = Client::connect(acked(1)).await.expect("connect");
+    let before = waits();
+    job(900, "u9", "queued")
+        .create(&client)
+        .await
+        .expect("a write one replica acknowledged");
+    let after = waits();
+    // The WAIT went to every primary, so also to the one that took the
+    // write, and the fewest acknowledgements counted.
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a > b),
+        "WAIT calls per primary before {before:?}, after {after:?}"
+    );
+    client.shutdown().await;
+    let client = Client::connect(acked(2)).await.expect("connect");
+    let err = job(901, "u9", "queued")
+        .create(&client)
+        .await
+        .expect_err("two replicas cannot acknowledge");
+    assert_eq!(err.code(), "STORAGE_NOT_REPLICATED", "{err}");
+    // The write ran on the primary; only the acknowledgements fell short.
+    assert!(Job::get(&client, "j901").await.expect("get").is_some());
+    client.shutdown().await;
+}
+
+#[tokio::test]
 async fn what_needs_one_server_says_so_instead_of_half_working() {
     let client = client().await;
     let err = client

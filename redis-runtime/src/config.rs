@@ -86,6 +86,11 @@ impl Default for RetryPolicy {
 /// failover may still promote a replica that had not acknowledged it when
 /// `replicas` is less than the number of replicas. Redis stays
 /// asynchronously replicated; this narrows, not closes, the window.
+///
+/// On a Redis Cluster the `WAIT` goes to every primary and the fewest
+/// acknowledgements count: each primary's answer covers the writes this
+/// client sent it, so every primary needs `replicas` replicas (a primary
+/// this client has not written to answers at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaAcks {
     /// How many replicas must acknowledge each write (at least 1).
@@ -630,13 +635,6 @@ impl ConfigBuilder {
                 "a TLS root certificate was given for a Redis Cluster URL, and TLS to a cluster is not supported yet".into(),
             ));
         }
-        // A WAIT goes to whichever node redis-rs picks, not to the one
-        // that took the write: it would prove nothing.
-        if self.replica_acks.is_some() {
-            return Err(Error::Config(
-                "replica acknowledgements (WAIT) are not supported on Redis Cluster yet: leave REDIS_WAIT_REPLICAS unset".into(),
-            ));
-        }
         if rest.contains(['?', '#']) {
             return Err(bad("a Redis Cluster URL takes no query or fragment".into()));
         }
@@ -1014,12 +1012,6 @@ mod tests {
             assert!(msg.contains(expected), "{url}: {msg}");
             assert!(msg.contains("redis+cluster://"), "names the form: {msg}");
         }
-        let msg = config_error(
-            Config::builder("redis+cluster://10.0.0.1:7000")
-                .wait_for_replicas(1, Duration::from_millis(100))
-                .build(),
-        );
-        assert!(msg.contains("not supported on Redis Cluster"), "{msg}");
     }
 
     #[test]
