@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -82,19 +82,30 @@ struct Event {
     n: u32,
 }
 
-/// The cluster every test here shares; dropped (and its nodes killed) when
-/// the test binary exits.
-fn cluster() -> &'static ClusterTopology {
-    static CLUSTER: OnceLock<ClusterTopology> = OnceLock::new();
-    CLUSTER.get_or_init(ClusterTopology::start)
+/// The cluster the tests running now share: started by the first, and
+/// killed when the last one holding it ends (a `static` is never dropped,
+/// so one that owned it would leave six servers running after the tests).
+/// Each test holds it for its whole run ([`client`] hands it out).
+fn cluster() -> Arc<ClusterTopology> {
+    static SHARED: Mutex<Weak<ClusterTopology>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cluster) = shared.upgrade() {
+        return cluster;
+    }
+    let cluster = Arc::new(ClusterTopology::start());
+    *shared = Arc::downgrade(&cluster);
+    cluster
 }
 
-async fn client() -> Client {
-    let config = Config::from_url(&cluster().url()).expect("cluster URL");
+/// The shared cluster, held for the test, and a client of it.
+async fn client() -> (Arc<ClusterTopology>, Client) {
+    let cluster = cluster();
+    let config = Config::from_url(&cluster.url()).expect("cluster URL");
     assert!(config.is_cluster());
-    Client::connect(config)
+    let client = Client::connect(config)
         .await
-        .expect("connect to the cluster")
+        .expect("connect to the cluster");
+    (cluster, client)
 }
 
 /// The next message of `subscription`, which must come within 5 s.
@@ -132,7 +143,7 @@ fn job(id: u32, user: &str, status: &str) -> Job {
 
 #[tokio::test]
 async fn a_pinned_type_is_written_read_paged_and_expired_on_a_cluster() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let health = client.health().await;
     assert!(health.ok, "{:?}", health.error);
 
@@ -259,7 +270,7 @@ async fn a_pinned_type_is_written_read_paged_and_expired_on_a_cluster() {
 
 #[tokio::test]
 async fn entities_tagged_by_a_field_spread_over_the_masters() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let users: Vec<String> = (0..30).map(|u| format!("user{u}")).collect();
     for user in &users {
         for id in ["a", "b"] {
@@ -313,7 +324,7 @@ async fn entities_tagged_by_a_field_spread_over_the_masters() {
 
 #[tokio::test]
 async fn a_type_tagged_by_a_field_keeps_its_indexes_and_registry_per_tag() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let users: Vec<String> = (0..20).map(|u| format!("owner{u}")).collect();
     for user in &users {
         for n in 0..3 {
@@ -430,7 +441,7 @@ async fn a_type_tagged_by_a_field_keeps_its_indexes_and_registry_per_tag() {
 
 #[tokio::test]
 async fn queues_block_on_their_own_connection_and_keep_companions_in_the_slot() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     // A plain queue touches one key per command: any name works.
     let plain = ListQueue::<String>::new(&client, "mail:outbox");
     let waiting = {
@@ -475,7 +486,7 @@ async fn queues_block_on_their_own_connection_and_keep_companions_in_the_slot() 
 
 #[tokio::test]
 async fn stream_groups_read_blocking_ack_and_dead_letter_on_a_cluster() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let stream = Stream::<Event>::new(&client, "{events}:incoming");
     let group = stream.group("processors");
     group.ensure().await.expect("ensure");
@@ -534,7 +545,7 @@ async fn stream_groups_read_blocking_ack_and_dead_letter_on_a_cluster() {
 
 #[tokio::test]
 async fn a_worker_handles_retries_and_dead_letters_on_a_cluster() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let stream = Stream::<Event>::new(&client, "{work}:jobs");
     let group = stream.group("workers");
     group.ensure().await.expect("ensure");
@@ -597,7 +608,7 @@ async fn a_worker_handles_retries_and_dead_letters_on_a_cluster() {
 
 #[tokio::test]
 async fn subscribers_hear_what_is_published_through_any_node() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let channel = Channel::<String>::new(&client, "build-status");
     // Two subscriptions, each on the next seed node.
     let mut first = channel.subscribe().await.expect("subscribe");
@@ -619,7 +630,7 @@ async fn subscribers_hear_what_is_published_through_any_node() {
 
 #[tokio::test]
 async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let name = "{builds}:status";
     let sharded = Channel::<String>::sharded(&client, name);
     let classic = Channel::<String>::new(&client, name);
@@ -677,6 +688,7 @@ async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
 
 #[tokio::test]
 async fn writes_wait_for_replica_acknowledgements_on_every_primary() {
+    let _cluster = cluster();
     let acked = |replicas| {
         Config::builder(cluster().url())
             .wait_for_replicas(replicas, Duration::from_millis(500))
@@ -731,7 +743,7 @@ async fn writes_wait_for_replica_acknowledgements_on_every_primary() {
 
 #[tokio::test]
 async fn what_needs_one_server_says_so_instead_of_half_working() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     let err = client
         .dedicated_connection()
         .await
@@ -746,7 +758,7 @@ async fn what_needs_one_server_says_so_instead_of_half_working() {
 
 #[tokio::test]
 async fn a_type_not_declared_cluster_is_refused_before_a_script_could_half_write() {
-    let client = client().await;
+    let (_cluster, client) = client().await;
     for id in 0..20 {
         let task = Task {
             id: format!("t{id}"),
