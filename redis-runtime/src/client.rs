@@ -1239,8 +1239,18 @@ impl Client {
         };
         let turn = self.inner.next_seed.fetch_add(1, Ordering::Relaxed);
         let (host, port) = &seeds[turn % seeds.len()];
-        let mut info = self.inner.config.connection_info.clone();
-        info = info.set_addr(redis::ConnectionAddr::Tcp(host.clone(), *port));
+        let (host, port) = (host.clone(), *port);
+        let addr = if self.inner.config.tls() {
+            redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(host, port)
+        };
+        let info = self.inner.config.connection_info.clone().set_addr(addr);
         open_client(info, &self.inner.config)
     }
 
@@ -1459,6 +1469,16 @@ fn cluster_client_with(
     }
     if let Some(password) = settings.password() {
         builder = builder.password(password);
+    }
+    #[cfg(feature = "tls")]
+    if config.tls() {
+        builder = builder.tls(redis::TlsMode::Secure);
+        if let Some(pem) = &config.tls_root_cert {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
     }
     extra(builder)
         .build()

@@ -337,7 +337,8 @@ impl Config {
         }
     }
 
-    /// Whether this is a Redis Cluster configuration (`redis+cluster://`).
+    /// Whether this is a Redis Cluster configuration (`redis+cluster://`,
+    /// or `rediss+cluster://` over TLS).
     pub fn is_cluster(&self) -> bool {
         matches!(self.topology, Topology::Cluster(_))
     }
@@ -485,9 +486,9 @@ impl ConfigBuilder {
                 let rest = rest.to_string();
                 return self.build_sentinel(&rest);
             }
-            Some(MultiHost::Cluster(rest)) => {
+            Some(MultiHost::Cluster { rest, tls }) => {
                 let rest = rest.to_string();
-                return self.build_cluster(&rest);
+                return self.build_cluster(&rest, tls);
             }
             None => {}
         }
@@ -621,18 +622,24 @@ impl ConfigBuilder {
         Ok(self.into_config(connection_info, endpoint, false, topology))
     }
 
-    /// A `redis+cluster://` configuration from the URL after its scheme.
-    fn build_cluster(self, rest: &str) -> Result<Config> {
-        const FORM: &str = "redis+cluster://[[user]:password@]host[:port][,host[:port]...]";
+    /// A `redis+cluster://` configuration from the URL after its scheme
+    /// (`rediss+cluster://` with `tls`).
+    fn build_cluster(self, rest: &str, tls: bool) -> Result<Config> {
+        const FORM: &str = "redis+cluster://[[user]:password@]host[:port][,host[:port]...] (rediss+cluster:// for TLS)";
         let bad = |why: String| Error::Config(format!("{why}; the form is {FORM}"));
         if self.sentinel_credentials.is_some() {
             return Err(Error::Config(
                 "Sentinel credentials were given for a Redis Cluster URL: a cluster has no Sentinels".into(),
             ));
         }
-        if self.tls_root_cert.is_some() {
+        if self.tls_root_cert.is_some() && !tls {
             return Err(Error::Config(
-                "a TLS root certificate was given for a Redis Cluster URL, and TLS to a cluster is not supported yet".into(),
+                "a TLS root certificate was given for a plain-text Redis Cluster URL: use rediss+cluster://".into(),
+            ));
+        }
+        if tls && !cfg!(feature = "tls") {
+            return Err(Error::Config(
+                "rediss+cluster:// (TLS) needs the `tls` feature of redis-runtime".into(),
             ));
         }
         if rest.contains(['?', '#']) {
@@ -677,7 +684,7 @@ impl ConfigBuilder {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        Ok(self.into_config(connection_info, endpoint, false, Topology::Cluster(seeds)))
+        Ok(self.into_config(connection_info, endpoint, tls, Topology::Cluster(seeds)))
     }
 
     fn into_config(
@@ -713,8 +720,8 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 enum MultiHost<'u> {
     /// `redis+sentinel://`.
     Sentinel(&'u str),
-    /// `redis+cluster://`.
-    Cluster(&'u str),
+    /// `redis+cluster://`, or with `tls` `rediss+cluster://`.
+    Cluster { rest: &'u str, tls: bool },
 }
 
 /// The multi-host form `url` is in, if any; the ones not supported (yet)
@@ -728,10 +735,8 @@ fn multi_host_url(url: &str) -> Result<Option<MultiHost<'_>>> {
         "rediss+sentinel" | "valkeys+sentinel" => Err(Error::Config(
             "TLS through Sentinel is not supported yet: use redis+sentinel:// on a private network, or rediss:// to one server".into(),
         )),
-        "redis+cluster" | "valkey+cluster" => Ok(Some(MultiHost::Cluster(rest))),
-        "rediss+cluster" | "valkeys+cluster" => Err(Error::Config(
-            "TLS to Redis Cluster is not supported yet: use redis+cluster:// on a private network".into(),
-        )),
+        "redis+cluster" | "valkey+cluster" => Ok(Some(MultiHost::Cluster { rest, tls: false })),
+        "rediss+cluster" | "valkeys+cluster" => Ok(Some(MultiHost::Cluster { rest, tls: true })),
         _ => Ok(None),
     }
 }
@@ -941,13 +946,12 @@ mod tests {
         assert!(msg.contains("malformed"), "{msg}");
         let msg = config_error(Config::from_url("http://localhost:6379"));
         assert!(msg.contains("unsupported URL scheme `http`"), "{msg}");
-        let msg = config_error(Config::from_url(
-            "rediss+cluster://10.0.0.1:7000,10.0.0.2:7000",
-        ));
-        assert!(
-            msg.contains("TLS to Redis Cluster is not supported yet"),
-            "{msg}"
+        let msg = config_error(
+            Config::builder("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+                .tls_root_cert_pem("not used")
+                .build(),
         );
+        assert!(msg.contains("use rediss+cluster://"), "{msg}");
         let msg = config_error(Config::from_url("redis://localhost/abc"));
         assert!(msg.contains("database"), "{msg}");
         let msg = config_error(Config::from_url("redis://:6379"));
@@ -973,6 +977,9 @@ mod tests {
         let config = Config::from_url("rediss://user:pw@cache.example:6380/1").expect("valid");
         assert!(config.tls());
         assert_eq!(config.endpoint(), "cache.example:6380");
+        let cluster =
+            Config::from_url("rediss+cluster://a.example:6380,b.example:6380").expect("valid");
+        assert!(cluster.tls() && cluster.is_cluster());
     }
 
     #[test]

@@ -106,20 +106,31 @@ impl ClusterTopology {
     /// does not start, or the cluster does not come together within 20 s.
     /// It takes about 2 s: a new master stays `fail` for its first 2 s.
     pub fn start() -> Self {
-        match Self::try_start() {
+        Self::start_with_args(|_| Vec::new())
+    }
+
+    /// [`start`](Self::start), giving each node the arguments `extra`
+    /// returns for its port as well (a TLS port and certificates, say).
+    /// The harness itself keeps talking to each node on that port.
+    pub fn start_with_args(extra: impl Fn(u16) -> Vec<String>) -> Self {
+        match Self::try_start(&extra) {
             Ok(topology) => topology,
             Err(e) => panic!("cannot start a Redis Cluster topology: {e}"),
         }
     }
 
-    fn try_start() -> Result<Self, HarnessError> {
+    fn try_start(extra: &dyn Fn(u16) -> Vec<String>) -> Result<Self, HarnessError> {
         let bin = server_bin();
         let dir = tempfile::Builder::new()
             .prefix("redis-runtime-cluster-")
             .tempdir()?;
         let mut nodes = Vec::with_capacity(NODES);
         for i in 0..NODES {
-            nodes.push(start_node(&bin, &dir.path().join(format!("node-{i}")))?);
+            nodes.push(start_node(
+                &bin,
+                &dir.path().join(format!("node-{i}")),
+                extra,
+            )?);
         }
         let topology = Self { nodes, _dir: dir };
         topology.form();
@@ -522,7 +533,7 @@ impl ClusterTopology {
                 self.query::<String>(port, &["INFO", "replication"])
                     .is_ok_and(|info| {
                         matches!(info_field(&info, "role"), "slave" | "replica")
-                            && info_field(&info, "master_port") == master.to_string()
+                            && self.is_port_of(master, info_field(&info, "master_port"))
                     })
             })
             .collect()
@@ -543,6 +554,17 @@ impl ClusterTopology {
         Err(seen.join("; "))
     }
 
+    /// Whether `port` (as `INFO replication` names a replica's master) is
+    /// one the node on `node` listens on: that port, or its TLS port, which
+    /// replicas use when the nodes replicate over TLS.
+    fn is_port_of(&self, node: u16, port: &str) -> bool {
+        if port == node.to_string() {
+            return true;
+        }
+        self.query::<Vec<String>>(node, &["CONFIG", "GET", "tls-port"])
+            .is_ok_and(|reply| reply.get(1).is_some_and(|tls| tls == port && tls != "0"))
+    }
+
     /// The node on `port` replicates from the node on `master`, with its
     /// link up (`INFO replication`).
     fn expect_replica_of(&self, port: u16, master: u16) -> Result<(), String> {
@@ -550,7 +572,9 @@ impl ClusterTopology {
         let role = info_field(&info, "role");
         let master_port = info_field(&info, "master_port");
         let link = info_field(&info, "master_link_status");
-        if matches!(role, "slave" | "replica") && master_port == master.to_string() && link == "up"
+        if matches!(role, "slave" | "replica")
+            && self.is_port_of(master, master_port)
+            && link == "up"
         {
             Ok(())
         } else {
@@ -897,9 +921,15 @@ fn free_cluster_port() -> std::io::Result<u16> {
 
 /// Starts a cluster node on a fresh port (and bus port) in `dir`,
 /// retrying on fresh ports if a bind fails.
-fn start_node(bin: &str, dir: &Path) -> Result<Process, HarnessError> {
+fn start_node(
+    bin: &str,
+    dir: &Path,
+    extra: &dyn Fn(u16) -> Vec<String>,
+) -> Result<Process, HarnessError> {
     Process::start_on_free_port(bin, dir, None, free_cluster_port, |port| {
-        Ok(node_args(port, dir))
+        let mut args = node_args(port, dir);
+        args.extend(extra(port).into_iter().map(OsString::from));
+        Ok(args)
     })
 }
 
