@@ -1029,7 +1029,15 @@ impl Client {
     /// it needs, unless the server has `feature`; reads the server's version
     /// once (see [`Client::server_info`]).
     pub async fn require(&self, feature: Feature, context: &Context) -> Result<()> {
-        self.server_info().await?;
+        let known = self
+            .inner
+            .server
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !known {
+            self.server_info().await?;
+        }
         self.require_if_known(feature, context)
     }
 

@@ -516,16 +516,7 @@ impl ConfigBuilder {
                 )));
             }
         };
-        if self.tls_root_cert.is_some() && !tls {
-            return Err(Error::Config(
-                "a TLS root certificate was given for a plain-text URL: use rediss://".into(),
-            ));
-        }
-        if tls && !cfg!(feature = "tls") {
-            return Err(Error::Config(
-                "rediss:// (TLS) needs the `tls` feature of redis-runtime".into(),
-            ));
-        }
+        self.check_tls(tls, "rediss://")?;
         if matches!(parsed.scheme(), "redis" | "rediss" | "valkey" | "valkeys") {
             let db = parsed.path().trim_matches('/');
             if !db.is_empty() && db.parse::<u32>().is_err() {
@@ -622,6 +613,22 @@ impl ConfigBuilder {
         Ok(self.into_config(connection_info, endpoint, false, topology))
     }
 
+    /// The TLS settings against the URL: a root certificate needs a TLS URL
+    /// (`secure` names its scheme), and TLS needs the `tls` feature.
+    fn check_tls(&self, tls: bool, secure: &str) -> Result<()> {
+        if self.tls_root_cert.is_some() && !tls {
+            return Err(Error::Config(format!(
+                "a TLS root certificate was given for a plain-text URL: use {secure}"
+            )));
+        }
+        if tls && !cfg!(feature = "tls") {
+            return Err(Error::Config(format!(
+                "{secure} (TLS) needs the `tls` feature of redis-runtime"
+            )));
+        }
+        Ok(())
+    }
+
     /// A `redis+cluster://` configuration from the URL after its scheme
     /// (`rediss+cluster://` with `tls`).
     fn build_cluster(self, rest: &str, tls: bool) -> Result<Config> {
@@ -632,16 +639,7 @@ impl ConfigBuilder {
                 "Sentinel credentials were given for a Redis Cluster URL: a cluster has no Sentinels".into(),
             ));
         }
-        if self.tls_root_cert.is_some() && !tls {
-            return Err(Error::Config(
-                "a TLS root certificate was given for a plain-text Redis Cluster URL: use rediss+cluster://".into(),
-            ));
-        }
-        if tls && !cfg!(feature = "tls") {
-            return Err(Error::Config(
-                "rediss+cluster:// (TLS) needs the `tls` feature of redis-runtime".into(),
-            ));
-        }
+        self.check_tls(tls, "rediss+cluster://")?;
         if rest.contains(['?', '#']) {
             return Err(bad("a Redis Cluster URL takes no query or fragment".into()));
         }

@@ -285,16 +285,18 @@ impl Subscribed {
             Subscribed::Sharded {
                 pushes, channel, ..
             } => loop {
-                let push = pushes.recv().await?;
+                let mut push = pushes.recv().await?;
                 let names_channel = matches!(
                     push.data.first(),
                     Some(redis::Value::BulkString(name)) if name.as_slice() == channel.as_bytes()
                 );
                 match push.kind {
-                    redis::PushKind::SMessage if names_channel => match push.data.get(1) {
-                        Some(redis::Value::BulkString(payload)) => return Some(payload.clone()),
-                        _ => continue,
-                    },
+                    redis::PushKind::SMessage if names_channel && push.data.len() > 1 => {
+                        match push.data.swap_remove(1) {
+                            redis::Value::BulkString(payload) => return Some(payload),
+                            _ => continue,
+                        }
+                    }
                     redis::PushKind::SUnsubscribe if names_channel => return None,
                     redis::PushKind::Disconnection => return None,
                     _ => continue,
