@@ -58,6 +58,43 @@ struct Run {
     created_at: i64,
 }
 
+/// The layout other services share: each ticket hashes its whole key, so
+/// tickets spread over every master, and its indexes are global keys in
+/// slots of their own. `cross_slot` lets them be: on a cluster each write
+/// records its index moves beside the ticket, and the client applies them
+/// right after.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "ticket:{id}")]
+#[redis(index(key = "tickets:status:{status}", cross_slot))]
+#[redis(sorted_index(key = "tickets:user:{user_id}", score = "created_at", cross_slot))]
+struct Ticket {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+/// `Ticket`'s layout, for the test that holds an entity's lease.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "parcel:{id}")]
+#[redis(index(key = "parcels:status:{status}", cross_slot))]
+struct Parcel {
+    id: String,
+    status: String,
+}
+
+/// `Ticket`'s layout, for the test of concurrent writers.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "racer:{id}")]
+#[redis(index(key = "racers:status:{status}", cross_slot))]
+#[redis(sorted_index(key = "racers:user:{user_id}", score = "created_at", cross_slot))]
+struct Racer {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
 /// Not declared `cluster`, with an index outside its slot.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(key = "task:{id}")]
@@ -791,5 +828,287 @@ async fn a_type_not_declared_cluster_is_refused_before_a_script_could_half_write
     }
     let found = Note::get(&client, "n11").await.expect("get");
     assert_eq!(found.map(|n| n.text).as_deref(), Some("note 11"));
+    client.shutdown().await;
+}
+
+fn ticket(n: u32, status: &str) -> Ticket {
+    Ticket {
+        id: format!("t{n}"),
+        user_id: format!("u{}", n % 3),
+        status: status.into(),
+        created_at: 1_700_000_000_000 + i64::from(n),
+    }
+}
+
+/// The ids of a listing, sorted.
+fn ids_of(tickets: &[Ticket]) -> Vec<String> {
+    let mut ids: Vec<String> = tickets.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+/// The pending index records of entities whose keys start with `prefix`,
+/// on every master.
+fn pending_records(prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let topology = cluster();
+    for port in topology.masters() {
+        let node = redis::Client::open(topology.node_url(port)).expect("node URL");
+        let mut conn = node.get_connection().expect("connect to a node");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("__pending_index:{{{prefix}*"))
+            .query(&mut conn)
+            .expect("KEYS");
+        found.extend(keys);
+    }
+    found
+}
+
+#[tokio::test]
+async fn cross_slot_indexes_follow_entities_spread_over_every_master() {
+    let (_cluster, client) = client().await;
+    for n in 0..30 {
+        ticket(n, "open").create(&client).await.expect("create");
+    }
+    let masters: BTreeSet<u16> = (0..30)
+        .map(|n| master_of(&format!("ticket:t{n}")))
+        .collect();
+    assert_eq!(masters.len(), 3, "30 tickets on every master: {masters:?}");
+    assert_ne!(
+        master_of("tickets:status:open"),
+        master_of("tickets:status:done"),
+        "the two status keys this test moves tickets between are on different masters"
+    );
+    let open = Ticket::by_status(&client, "open").await.expect("members");
+    assert_eq!(open.len(), 30);
+    let page = Ticket::by_user_id(&client, "u1", Page::newest_first(3))
+        .await
+        .expect("page");
+    let ids: Vec<&str> = page.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t28", "t25", "t22"]);
+
+    // Updates and deletes move the entries to keys on other masters.
+    for n in 0..10 {
+        let mut t = ticket(n, "done");
+        t.created_at += 1_000;
+        t.update(&client).await.expect("update");
+    }
+    for n in 25..30 {
+        assert!(
+            Ticket::delete(&client, &format!("t{n}"))
+                .await
+                .expect("delete")
+        );
+    }
+    let done = Ticket::by_status(&client, "done").await.expect("members");
+    let expected: Vec<String> = {
+        let mut ids: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids_of(&done), expected);
+    assert_eq!(
+        Ticket::by_status_count(&client, "open")
+            .await
+            .expect("count"),
+        15
+    );
+    assert_eq!(
+        Ticket::by_status_count(&client, "done")
+            .await
+            .expect("count"),
+        10
+    );
+    let ids = Ticket::by_status_ids(&client, "open").await.expect("ids");
+    assert_eq!(ids.len(), 15);
+    let page = Ticket::by_user_id(&client, "u1", Page::newest_first(2))
+        .await
+        .expect("page");
+    let ids: Vec<&str> = page.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t7", "t4"], "moved scores, deleted tickets gone");
+    assert!(
+        pending_records("ticket:").is_empty(),
+        "every record applied"
+    );
+    let report = index::verify::<Ticket>(&client).await.expect("verify");
+    assert_eq!(report.entities, 25, "{report:?}");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.pending, 0);
+
+    // What needs one script over the index and its entities says so.
+    for err in [
+        Ticket::by_status_after(&client, "open", &index::CursorPage::by_id(5))
+            .await
+            .map(|_| ())
+            .expect_err("a cursor page"),
+        Ticket::delete_by_status(&client, "done")
+            .await
+            .map(|_| ())
+            .expect_err("a batch delete"),
+        Ticket::expire(&client, "t10", Duration::from_secs(60))
+            .await
+            .map(|_| ())
+            .expect_err("an expiry"),
+    ] {
+        assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+        assert!(err.to_string().contains("cross_slot"), "{err}");
+    }
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_values() {
+    let (_cluster, client) = client().await;
+    let mut parcel = Parcel {
+        id: "p1".into(),
+        status: "open".into(),
+    };
+    parcel.create(&client).await.expect("create");
+    // Another client holds the parcel's lease, as one that died while
+    // applying would: the write is stored with its record, and its moves
+    // wait.
+    let lease = redis_runtime::schema::pending_index_lease_key("parcel:p1").expect("lease");
+    let _: () = client
+        .query(
+            Context::new("test.lease", ""),
+            redis::cmd("SET")
+                .arg(&lease)
+                .arg("another-client")
+                .arg("PX")
+                .arg(60_000),
+        )
+        .await
+        .expect("take the lease");
+    parcel.status = "closed".into();
+    parcel.save(&client).await.expect("save");
+    let record = redis_runtime::schema::pending_index_key("parcel:p1").expect("record");
+    assert_eq!(pending_records("parcel:"), [record]);
+    let listed: Vec<String> = client
+        .query(
+            Context::new("test.smembers", ""),
+            redis::cmd("SMEMBERS").arg("parcels:status:open"),
+        )
+        .await
+        .expect("smembers");
+    assert_eq!(listed, ["p1"], "the old entry is still there");
+    let open = Parcel::by_status_ids(&client, "open").await.expect("ids");
+    assert!(
+        open.is_empty(),
+        "but no longer open, so passed over: {open:?}"
+    );
+    assert!(
+        Parcel::by_status(&client, "open")
+            .await
+            .expect("members")
+            .is_empty()
+    );
+    let closed = Parcel::by_status_ids(&client, "closed").await.expect("ids");
+    assert!(closed.is_empty(), "not added yet: {closed:?}");
+    let report = index::verify::<Parcel>(&client).await.expect("verify");
+    assert_eq!(report.pending, 1);
+    assert_eq!(
+        report.drift.len(),
+        2,
+        "an orphan and a missing entry: {:?}",
+        report.drift
+    );
+    let settled = index::settle::<Parcel>(&client).await.expect("settle");
+    assert_eq!(
+        (settled.applied, settled.busy),
+        (0, 1),
+        "the lease is respected"
+    );
+
+    // The lease lapses (its holder died): settle applies the moves.
+    let _: i64 = client
+        .query(
+            Context::new("test.unlease", ""),
+            redis::cmd("DEL").arg(&lease),
+        )
+        .await
+        .expect("drop the lease");
+    let settled = index::settle::<Parcel>(&client).await.expect("settle");
+    assert_eq!(settled.applied, 1);
+    assert_eq!(
+        Parcel::by_status_ids(&client, "closed").await.expect("ids"),
+        ["p1"]
+    );
+    assert!(pending_records("parcel:").is_empty());
+    let report = index::verify::<Parcel>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+
+    // A planted entry is found, and rebuild removes it through the
+    // entity's record, re-checked against the entity.
+    let _: i64 = client
+        .query(
+            Context::new("test.plant", ""),
+            redis::cmd("SADD").arg("parcels:status:open").arg("p1"),
+        )
+        .await
+        .expect("plant");
+    let report = index::verify::<Parcel>(&client).await.expect("verify");
+    assert_eq!(report.drift.len(), 1, "{:?}", report.drift);
+    let rebuilt = index::rebuild::<Parcel>(&client).await.expect("rebuild");
+    assert_eq!(rebuilt.removed, 1, "{rebuilt:?}");
+    let report = index::verify::<Parcel>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(
+        Parcel::by_status_ids(&client, "closed").await.expect("ids"),
+        ["p1"],
+        "the entry that belongs is kept"
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_of_cross_slot_indexes_leave_no_drift() {
+    let (_cluster, client) = client().await;
+    let statuses = ["a", "b", "c", "d"];
+    let racer = |n: u32, status: &str, at: i64| Racer {
+        id: format!("r{n}"),
+        user_id: "u".into(),
+        status: status.into(),
+        created_at: at,
+    };
+    for n in 0..5 {
+        racer(n, statuses[0], 0)
+            .create(&client)
+            .await
+            .expect("create");
+    }
+    let writers = (0..8u32).map(|w| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for i in 0..40u32 {
+                let n = (w + i) % 5;
+                let status = statuses[((w * 7 + i) % 4) as usize];
+                let r = racer(n, status, i64::from(w * 100 + i));
+                r.save(&client).await.expect("save");
+            }
+        })
+    });
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // A claim that found the lease taken left its write to the holder,
+    // which applied it before releasing: nothing is left to settle.
+    assert!(pending_records("racer:").is_empty());
+    let report = index::verify::<Racer>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    let mut listed = 0;
+    for status in statuses {
+        let members = Racer::by_status(&client, status).await.expect("members");
+        for t in members.iter() {
+            assert_eq!(t.status, status);
+        }
+        listed += Racer::by_status_count(&client, status)
+            .await
+            .expect("count");
+    }
+    let page = Racer::by_user_id(&client, "u", Page::newest_first(10))
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 5);
+    assert_eq!(listed, 5, "each ticket in exactly one status key");
     client.shutdown().await;
 }

@@ -725,3 +725,61 @@ async fn a_registry_per_tag_works_on_one_server_too() {
     let report = index::verify::<Run>(&client).await.expect("verify");
     assert!(report.drift.is_empty(), "{:?}", report.drift);
 }
+
+/// A cluster layout whose indexes are outside the entity's slot: on one
+/// server nothing is deferred, every index is written by the entity's
+/// script, and reads that need one script over index and entities work.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "parcel:{id}")]
+#[redis(index(key = "parcels:status:{status}", cross_slot))]
+#[redis(sorted_index(key = "parcels:user:{user_id}", score = "created_at", cross_slot))]
+struct Parcel {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+#[tokio::test]
+async fn cross_slot_indexes_are_written_atomically_on_one_server() {
+    let (_server, client) = RedisServer::start_with_client().await;
+    for n in 0..6 {
+        let parcel = Parcel {
+            id: format!("p{n}"),
+            user_id: "u1".into(),
+            status: "open".into(),
+            created_at: n,
+        };
+        parcel.create(&client).await.expect("create");
+    }
+    let patch = ParcelPatch {
+        status: Some("sent".into()),
+        ..Default::default()
+    };
+    Parcel::patch(&client, "p2", &patch).await.expect("patch");
+    assert!(Parcel::delete(&client, "p5").await.expect("delete"));
+    assert_eq!(
+        Parcel::by_status_ids(&client, "open").await.expect("ids"),
+        ["p0", "p1", "p3", "p4"]
+    );
+    let sent = Parcel::by_status(&client, "sent").await.expect("members");
+    assert_eq!(sent.len(), 1);
+    let page = Parcel::by_user_id_after(&client, "u1", &index::CursorPage::newest_first(2))
+        .await
+        .expect("a cursor page works on one server");
+    let ids: Vec<&str> = page.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["p4", "p3"]);
+    let pending: Vec<String> = raw_query(&client, &["KEYS", "__pending_index*"]).await;
+    assert!(pending.is_empty(), "nothing is deferred: {pending:?}");
+    let settled = index::settle::<Parcel>(&client).await.expect("settle");
+    assert_eq!(settled, index::SettleReport::default());
+    assert_eq!(
+        Parcel::delete_by_status(&client, "open")
+            .await
+            .expect("delete"),
+        4
+    );
+    let report = index::verify::<Parcel>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!((report.entities, report.pending), (1, 0));
+}

@@ -145,3 +145,70 @@ fn the_manifest_says_which_keys_share_the_entity_slot() {
         ]
     );
 }
+
+/// A type keeping the shared layout on a cluster with `cross_slot`
+/// indexes: the manifest lists the record of pending moves and its lease,
+/// both in the entity's slot, and says the indexes are written after the
+/// write, not by it. Its keys still never collide with the example's.
+#[test]
+fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
+    use redis_runtime::RedisEntity;
+
+    #[derive(RedisEntity, Debug, Clone)]
+    #[redis(cluster, key = "build:{id}")]
+    #[redis(index(key = "builds:status:{status}", cross_slot))]
+    struct Build {
+        id: String,
+        status: String,
+    }
+
+    let keyspace = keyspace!(User, Session, GitProvider, Job, Build).expect("no collision");
+    let manifest = keyspace.manifest();
+    let build = manifest
+        .entities
+        .iter()
+        .find(|e| e.name == "Build")
+        .expect("Build");
+    let keys: Vec<(KeyRole, &str, bool)> = build
+        .keys
+        .iter()
+        .map(|k| (k.role, k.pattern.as_str(), k.in_entity_slot))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (KeyRole::Entity, "build:{id}", true),
+            (KeyRole::Index("by_status"), "builds:status:{status}", false),
+            (KeyRole::TtlRegistry, "__ttl:build:id", false),
+            (KeyRole::TtlRegistryFields, "__ttl:build:id:fields", false),
+            (
+                KeyRole::PendingIndexMoves,
+                "__pending_index:{{build:{id}}}",
+                true
+            ),
+            (
+                KeyRole::PendingIndexLease,
+                "__pending_index_lease:{{build:{id}}}",
+                true
+            ),
+        ]
+    );
+    assert!(build.indexes[0].cross_slot);
+    assert!(
+        !build
+            .write_touches
+            .contains(&"builds:status:{status}".to_string())
+    );
+    assert!(
+        build
+            .write_touches
+            .contains(&"__pending_index:{{build:{id}}}".to_string())
+    );
+    let markdown = keyspace.to_markdown();
+    assert!(
+        markdown.contains(
+            "The `cross_slot` indexes `builds:status:{status}` are moved just after each write"
+        ),
+        "{markdown}"
+    );
+}

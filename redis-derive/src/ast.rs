@@ -8,9 +8,9 @@ use syn::meta::ParseNestedMeta;
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    ALIAS, CLUSTER, CRATE, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD, INDEX, JSON,
-    KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP, SORTED_INDEX, STREAM,
-    STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
+    ALIAS, CLUSTER, CRATE, CROSS_SLOT, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD,
+    INDEX, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP,
+    SORTED_INDEX, STREAM, STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
 };
 
 /// What the derive is asked to produce.
@@ -48,12 +48,13 @@ impl IndexKind {
     }
 
     /// The settings its parentheses accept: only a sorted index has a
-    /// score, only a unique index names its field.
+    /// score, only a unique index names its field. A unique index takes
+    /// `cross_slot` only to be told why it cannot have it (`cluster.rs`).
     fn settings(self) -> &'static [Symbol] {
         match self {
-            IndexKind::Set => &[KEY, NAME],
-            IndexKind::Sorted => &[KEY, SCORE, NAME],
-            IndexKind::Unique => &[KEY, FIELD, NAME],
+            IndexKind::Set => &[KEY, NAME, CROSS_SLOT],
+            IndexKind::Sorted => &[KEY, SCORE, NAME, CROSS_SLOT],
+            IndexKind::Unique => &[KEY, FIELD, NAME, CROSS_SLOT],
         }
     }
 
@@ -80,6 +81,10 @@ pub(crate) struct IndexAttr {
     pub(crate) score: Option<syn::LitStr>,
     pub(crate) field: Option<syn::LitStr>,
     pub(crate) name: Option<syn::LitStr>,
+    /// `cross_slot`: under `cluster`, the index key may be in another hash
+    /// slot than the entity; it is kept in step just after the write
+    /// instead of in it (checked in `cluster.rs`).
+    pub(crate) cross_slot: Option<syn::Path>,
 }
 
 /// One `log(...)` attribute: a per-entity append log.
@@ -271,6 +276,7 @@ impl<'a> Container<'a> {
             score: None,
             field: None,
             name: None,
+            cross_slot: None,
         };
         let attr = kind.attr_name();
         let parsed = read_settings(cx, meta, attr, &kind.example(), |inner| {
@@ -280,6 +286,13 @@ impl<'a> Container<'a> {
                 Some(NAME) => read_string(cx, inner, &mut index.name, "\"by_user\""),
                 Some(SCORE) => read_string(cx, inner, &mut index.score, "\"created_at\""),
                 Some(FIELD) => read_string(cx, inner, &mut index.field, "\"email\""),
+                Some(CROSS_SLOT) => {
+                    // `index(key = "...", cross_slot)`.
+                    let example = kind.example();
+                    let bare = example.strip_suffix(')').unwrap_or(&example);
+                    let written = format!("{bare}, {CROSS_SLOT})");
+                    read_flag_as(cx, inner, &mut index.cross_slot, &written);
+                }
                 _ => unknown_setting(cx, inner, attr, kind.settings()),
             }
         });
@@ -518,12 +531,24 @@ fn read_int(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::LitInt
 
 /// Reads a bare `name` into `slot`, keeping its path for errors about it.
 fn read_flag(cx: &Ctxt, meta: &ParseNestedMeta<'_>, slot: &mut Option<syn::Path>) {
+    let name = path_name(&meta.path);
+    read_flag_as(cx, meta, slot, &format!("#[redis({name})]"));
+}
+
+/// [`read_flag`] for a flag inside another attribute's parentheses;
+/// `written` shows it written bare in its place.
+fn read_flag_as(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    slot: &mut Option<syn::Path>,
+    written: &str,
+) {
     if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
         let name = path_name(&meta.path);
         reject(
             cx,
             meta,
-            format!("`{name}` takes no value; write #[redis({name})]"),
+            format!("`{name}` takes no value; write {written}"),
         );
         return;
     }

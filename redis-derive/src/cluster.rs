@@ -1,18 +1,22 @@
 //! `#[redis(cluster)]`: every key one write touches is in the entity's
-//! Redis Cluster hash slot, checked here from the patterns alone.
+//! Redis Cluster hash slot, checked here from the patterns alone; and
+//! `cross_slot`, the index setting that lets an index key be elsewhere.
 //!
 //! A write (create, save, update, patch, delete) is one Lua script, and on
 //! a cluster a script may only touch keys of one slot. It touches the
 //! entity's hash, every index key (old and new entries; a unique index's
-//! holder, which has the same tag), the TTL registry and its `:fields` hash
-//! (every type with indexes has one) and the stream. Logs are not among
-//! them: they are written by their own commands.
+//! holder, which has the same tag) but those marked `cross_slot`, the TTL
+//! registry and its `:fields` hash (every type with indexes has one, but on
+//! a cluster a type with a `cross_slot` index keeps none: it never expires,
+//! see below) and the stream. Logs are not among them: they are written by
+//! their own commands.
 //!
 //! A key shares the entity's slot when both hash the same non-empty tag
 //! ([`redis_schema::SlotSource::shares_slot_with`]). So:
 //!
 //! * an entity key without a tag is accepted only when the write touches
-//!   no other key (no index, no stream): one key is always one slot;
+//!   no other key (no stream, and every index `cross_slot`): one key is
+//!   always one slot;
 //! * a stream is one fixed key, so it can only share the slot of a type
 //!   pinned to one slot by a constant tag (`job:{{jobs}}:{id}`);
 //! * the TTL registry follows the entity key: a pinned type's registry
@@ -24,16 +28,41 @@
 //!
 //! Each key that fails is reported at its own attribute, with a pattern
 //! that would pass.
+//!
+//! # `cross_slot`
+//!
+//! `index(key = "jobs:status:{status}", cross_slot)` (or `sorted_index`)
+//! takes the index out of the write: its key may be in any slot. The write
+//! script records, in a key in the entity's slot, that the entity's entries
+//! are due to move, and the client then moves them (the record outlives a
+//! client that dies first, and is applied later). Until then the index may
+//! list an entity that no longer matches, or miss one, so its queries check
+//! each entity they read against the index. [`check_cross_slot`] refuses it
+//! where that cannot work, each time at the `cross_slot` token:
+//!
+//! * without `cluster`: every index is written in the write's script;
+//! * on a `unique` index: a unique value must be checked and claimed in the
+//!   same step as the write, which a script cannot do in another slot;
+//! * on a type that expires (`ttl`, an `expires_at` field): Redis expires
+//!   the hash without running a script, so nothing would remove the entries
+//!   in other slots;
+//! * on an index that shares the entity's slot already: it is not needed,
+//!   and without it the index is written atomically with the entity.
 
 use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::symbol::{CLUSTER, KEY, STREAM};
+use crate::symbol::{CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, TTL, UNIQUE};
 use crate::valid::{IndexModel, KeyModel};
 
-/// The last words of every message: the way out that always works.
+/// The last words of every message about a key outside the slot: the way
+/// out that always works.
 const DROP: &str = "or drop `cluster` (standalone and Sentinel only)";
+
+/// What marking an index `cross_slot` costs, for the messages that offer it.
+const CROSS_SLOT_COST: &str = "the index is then updated just after the write instead of in it, \
+                               and queries check each entity against it";
 
 /// How the entity's slot is chosen.
 enum Pin {
@@ -90,19 +119,24 @@ pub(crate) fn check(
         return;
     };
     let stream_attr = c.stream.as_ref().zip(stream);
+    // A `cross_slot` index is kept in step after the write, not in it.
+    let in_write: Vec<&IndexModel> = indexes.iter().filter(|index| !index.cross_slot).collect();
     if matches!(plan.kind, Pin::Whole)
-        && (!indexes.is_empty() || stream_attr.is_some())
+        && (!in_write.is_empty() || stream_attr.is_some())
         && let Some(lit) = &c.key
     {
-        cx.error_spanned_by(lit, unpinned_key(&plan, indexes, stream_attr.is_some()));
+        cx.error_spanned_by(lit, unpinned_key(c, &plan, indexes, stream_attr.is_some()));
     }
     for (index, attr) in indexes.iter().zip(&c.indexes) {
+        if index.cross_slot {
+            continue;
+        }
         let (Some(lit), Ok(pattern)) = (&attr.key, KeyPattern::parse(&index.key.source)) else {
             continue;
         };
         let slot = slot_source(&pattern);
         if !plan.slot.shares_slot_with(&slot) {
-            cx.error_spanned_by(lit, index_outside(&plan, index, &pattern, &slot));
+            cx.error_spanned_by(lit, index_outside(c, &plan, index, &pattern, &slot));
         }
     }
     if let Some((lit, _)) = stream_attr
@@ -140,44 +174,91 @@ fn plan<'a>(c: &Container<'_>, key: &'a KeyModel) -> Option<Plan<'a>> {
     })
 }
 
-/// The entity key has no tag, but the write touches other keys.
-fn unpinned_key(plan: &Plan<'_>, indexes: &[IndexModel], stream: bool) -> String {
-    let mut others: Vec<String> = indexes
+/// The entity key has no tag, but the write touches other keys: the
+/// indexes not marked `cross_slot`, the stream, the TTL registry (kept by
+/// the write unless an index is `cross_slot`).
+fn unpinned_key(
+    c: &Container<'_>,
+    plan: &Plan<'_>,
+    indexes: &[IndexModel],
+    stream: bool,
+) -> String {
+    let in_write: Vec<&IndexModel> = indexes.iter().filter(|index| !index.cross_slot).collect();
+    let mut others: Vec<String> = in_write
         .iter()
         .map(|index| format!("index `{}`", index.name))
         .collect();
     if stream {
         others.push("the stream".into());
     }
-    if !indexes.is_empty() {
+    if !indexes.is_empty() && indexes.iter().all(|index| !index.cross_slot) {
         others.push("the TTL registry".into());
     }
     let pin = match &plan.pinned_key {
         Some(key) => format!("e.g. {KEY} = \"{key}\""),
         None => "e.g. `{{name}}` in it".into(),
     };
+    // Marking the indexes `cross_slot` takes them out of the write, when
+    // it may: the stream stays in it.
+    let cross_slot = if in_write.is_empty() || !may_cross_slot(c, &in_write) {
+        String::new()
+    } else {
+        let which = match in_write.len() {
+            1 => "the index",
+            _ => "those indexes",
+        };
+        let stream = if stream { " and drop the stream" } else { "" };
+        format!(", or mark {which} `{CROSS_SLOT}`{stream} ({CROSS_SLOT_COST})")
+    };
     format!(
         "with `{CLUSTER}`, the entity key \"{}\" needs a hash tag: without one its slot comes from the whole key, \
          and no other key its writes touch ({}) can share that slot; pin the type to one slot with a constant tag, \
-         {pin}, and put the same tag in those keys, {DROP}",
+         {pin}, and put the same tag in those keys{cross_slot}, {DROP}",
         plan.key.source,
         others.join(", ")
     )
 }
 
+/// Whether `indexes` may all be marked `cross_slot`: none is unique, and
+/// the type does not expire (else `check_cross_slot` would refuse it).
+fn may_cross_slot(c: &Container<'_>, indexes: &[&IndexModel]) -> bool {
+    expiry(c).is_none() && indexes.iter().all(|index| index.kind != IndexKind::Unique)
+}
+
 fn index_outside(
+    c: &Container<'_>,
     plan: &Plan<'_>,
     index: &IndexModel,
     pattern: &KeyPattern,
     slot: &SlotSource,
 ) -> String {
+    let mut fix = into_slot(plan, index, pattern);
+    if may_cross_slot(c, &[index]) {
+        fix.push_str(&format!(
+            ", or mark the index `{CROSS_SLOT}` ({CROSS_SLOT_COST})"
+        ));
+    }
+    format!(
+        "with `{CLUSTER}`, {}: a write touching both would span two slots, which Redis Cluster refuses; {fix}, {DROP}",
+        slots(plan, &describe(index, pattern), slot)
+    )
+}
+
+/// `index `by_status` ("jobs:status:{status}")`, with the kind of index.
+fn describe(index: &IndexModel, pattern: &KeyPattern) -> String {
     let what = match index.kind {
         IndexKind::Set => "index",
         IndexKind::Sorted => "sorted index",
         IndexKind::Unique => "unique index",
     };
+    format!("{what} `{}` (\"{}\")", index.name, pattern.source())
+}
+
+/// How to put the key of `index` (`pattern`, outside the entity's slot)
+/// into the entity's slot, with patterns that would pass.
+fn into_slot(plan: &Plan<'_>, index: &IndexModel, pattern: &KeyPattern) -> String {
     let setting = plan.pinned_setting(&KEY.to_string(), pattern);
-    let fix = match (&plan.kind, &plan.slot) {
+    match (&plan.kind, &plan.slot) {
         (Pin::Pinned, _) => format!("put the type's tag in the index key, e.g. {setting}"),
         (Pin::ByField, SlotSource::Tag(parts)) => {
             let own = tag_source(parts);
@@ -185,9 +266,15 @@ fn index_outside(
                 Some(better) => format!("{KEY} = \"{better}\""),
                 None => format!("a {KEY} with the tag `{own}` in it"),
             };
+            let then = match index.kind {
+                IndexKind::Unique => "a value is then unique among the entities of one tag value",
+                IndexKind::Set | IndexKind::Sorted => {
+                    "the index then lists the entities of one tag value"
+                }
+            };
             format!(
-                "put the entity's tag in the index key, e.g. {tagged} (the index then lists the entities \
-                 of one tag value), or pin the type to one slot with a constant tag, e.g. {}{setting}",
+                "put the entity's tag in the index key, e.g. {tagged} ({then}), \
+                 or pin the type to one slot with a constant tag, e.g. {}{setting}",
                 plan.pinned_key_and()
             )
         }
@@ -195,12 +282,97 @@ fn index_outside(
             "pin the type to one slot with a constant tag, e.g. {}{setting}",
             plan.pinned_key_and()
         ),
-    };
-    let what = format!("{what} `{}` (\"{}\")", index.name, pattern.source());
-    format!(
-        "with `{CLUSTER}`, {}: a write touching both would span two slots, which Redis Cluster refuses; {fix}, {DROP}",
-        slots(plan, &what, slot)
-    )
+    }
+}
+
+/// Reports each `cross_slot` that cannot work, at its token, with what to
+/// do instead: one error per index, the first that applies of: no
+/// `cluster`, an index that shares the entity's slot anyway, a `unique`
+/// index, a type that expires. Runs on a layout that passed every other
+/// check, like [`check`].
+pub(crate) fn check_cross_slot(
+    cx: &Ctxt,
+    c: &Container<'_>,
+    key: Option<&KeyModel>,
+    indexes: &[IndexModel],
+) {
+    let plan = key.and_then(|key| plan(c, key));
+    let expiry = expiry(c);
+    for (index, attr) in indexes.iter().zip(&c.indexes) {
+        let Some(flag) = &attr.cross_slot else {
+            continue;
+        };
+        if c.cluster.is_none() {
+            cx.error_spanned_by(
+                flag,
+                format!(
+                    "`{CROSS_SLOT}` applies to types declared `{CLUSTER}`: it lets an index key be in another \
+                     Redis Cluster hash slot than the entity; add `{CLUSTER}` to the type's #[redis(...)], \
+                     or remove `{CROSS_SLOT}` (without `{CLUSTER}` every index is written in the same step as the entity)"
+                ),
+            );
+            continue;
+        }
+        let Some(plan) = &plan else {
+            continue;
+        };
+        let Ok(pattern) = KeyPattern::parse(&index.key.source) else {
+            continue;
+        };
+        let slot = slot_source(&pattern);
+        let what = describe(index, &pattern);
+        if plan.slot.shares_slot_with(&slot) {
+            cx.error_spanned_by(
+                flag,
+                format!(
+                    "`{CROSS_SLOT}` is not needed: {what} takes its hash slot from {slot}, as the entity key \"{}\" does; \
+                     remove it, and the index is written atomically with the entity",
+                    plan.key.source
+                ),
+            );
+        } else if index.kind == IndexKind::Unique {
+            cx.error_spanned_by(
+                flag,
+                format!(
+                    "`{CROSS_SLOT}` cannot be used on a `{UNIQUE}` index: a unique value is checked and claimed \
+                     in the same step as the write, which cannot reach a key in another hash slot; remove `{CROSS_SLOT}` \
+                     and {}",
+                    into_slot(plan, index, &pattern)
+                ),
+            );
+        } else if let Some((expires, remove)) = &expiry {
+            cx.error_spanned_by(
+                flag,
+                format!(
+                    "`{CROSS_SLOT}` cannot be used on a type that expires ({expires}): Redis expires the entity \
+                     without running a script, so nothing would remove its entry from {what} in another hash slot; \
+                     remove {remove}, or keep the index in the entity's slot: remove `{CROSS_SLOT}` and {}",
+                    into_slot(plan, index, &pattern)
+                ),
+            );
+        }
+    }
+}
+
+/// How the type expires, for messages, and what to remove so it does not:
+/// `ttl = "1h"` or an `expires_at` field.
+fn expiry(c: &Container<'_>) -> Option<(String, String)> {
+    if let Some(ttl) = &c.ttl {
+        let ttl = format!("{TTL} = {:?}", ttl.value());
+        return Some((ttl.clone(), format!("`{ttl}`")));
+    }
+    let field = c
+        .fields
+        .iter()
+        .flatten()
+        .find(|field| field.expires_at.is_some())?;
+    Some((
+        format!(
+            "field `{}` is `{EXPIRES_AT}`",
+            crate::valid::unraw(field.ident)
+        ),
+        format!("`{EXPIRES_AT}` from `{}`", crate::valid::unraw(field.ident)),
+    ))
 }
 
 /// `<what> takes its hash slot from <slot>, the entity key "…" from <slot>`.

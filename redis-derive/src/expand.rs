@@ -186,8 +186,9 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
             }
             None => quote!(::core::option::Option::None),
         };
+        let cross_slot = index.cross_slot;
         quote! {
-            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, key: #key, score_field: #field }
+            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, key: #key, score_field: #field, cross_slot: #cross_slot }
         }
     });
     let stream = match &m.stream {

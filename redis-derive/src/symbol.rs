@@ -32,6 +32,7 @@ pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const SCORE: Symbol = Symbol("score");
 pub(crate) const FIELD: Symbol = Symbol("field");
 pub(crate) const MAX_LEN: Symbol = Symbol("max_len");
+pub(crate) const CROSS_SLOT: Symbol = Symbol("cross_slot");
 
 // On a field (`rename` and `alias` also on an enum variant).
 pub(crate) const RENAME: Symbol = Symbol("rename");

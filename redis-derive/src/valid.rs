@@ -114,6 +114,9 @@ pub(crate) struct IndexModel {
     pub(crate) key: KeyModel,
     /// Score field (sorted) or unique field (unique).
     pub(crate) value_field: Option<usize>,
+    /// `cross_slot`: on a cluster, kept in step just after the write
+    /// instead of in it (checked by `cluster.rs`).
+    pub(crate) cross_slot: bool,
 }
 
 /// Checks the attributes and resolves them into a [`Model`], or `None`
@@ -148,6 +151,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         stream.as_ref(),
         &logs,
     );
+    crate::cluster::check_cross_slot(cx, c, key.as_ref(), &indexes);
     if let (Some(_), Some(key)) = (&c.cluster, &key) {
         crate::cluster::check(cx, c, key, &indexes, stream.as_ref());
     }
@@ -181,7 +185,9 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
 /// in that slot, and a type whose tag holds a field's value one registry
 /// per tag value (`true`: [`redis_schema::tagged_ttl_registry_key`]);
 /// every other type keeps [`redis_schema::ttl_registry_key`] (under
-/// `cluster`, `cluster.rs` refuses those: their key has no tag).
+/// `cluster`, `cluster.rs` refuses those, whose key has no tag, unless
+/// every index is `cross_slot`: on a cluster the write of a type with a
+/// `cross_slot` index keeps no registry, as such a type never expires).
 fn ttl_registry(
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
@@ -1078,6 +1084,7 @@ fn index_model(cx: &Ctxt, attr: &ast::IndexAttr, fields: &[FieldModel<'_>]) -> O
         name,
         key,
         value_field,
+        cross_slot: attr.cross_slot.is_some(),
     })
 }
 

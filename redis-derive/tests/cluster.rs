@@ -175,3 +175,63 @@ fn without_cluster_the_registry_keeps_its_name() {
     assert_eq!(Profile::descriptor().ttl_registry, None);
     assert_eq!(Session::descriptor().ttl_registry, None);
 }
+
+/// `cross_slot` indexes may be in any slot: the write records in the
+/// entity's slot that their entries are due to move, and the client moves
+/// them. So a key without a tag passes when every index is `cross_slot`
+/// and there is no stream, and a pinned type may mix both kinds.
+mod cross_slot {
+    use redis_runtime::{Record, RedisEntity};
+
+    #[derive(RedisEntity)]
+    #[redis(cluster, key = "job:{id}")]
+    #[redis(index(key = "jobs:status:{status}", cross_slot))]
+    #[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at", cross_slot))]
+    #[allow(dead_code)]
+    struct Job {
+        id: String,
+        status: String,
+        user_id: String,
+        created_at: i64,
+    }
+
+    /// Pinned: one index in the type's slot, one outside it.
+    #[derive(RedisEntity)]
+    #[redis(cluster, key = "board:{{boards}}:{id}")]
+    #[redis(index(key = "boards:{{boards}}:owner:{owner}"))]
+    #[redis(sorted_index(
+        key = "boards:by_time",
+        score = "created_at",
+        name = "by_time",
+        cross_slot
+    ))]
+    #[allow(dead_code)]
+    struct Board {
+        id: String,
+        owner: String,
+        created_at: i64,
+    }
+
+    fn flags<T: Record>() -> Vec<(&'static str, bool)> {
+        let indexes = T::descriptor().indexes.iter();
+        indexes
+            .map(|index| (index.name, index.cross_slot))
+            .collect()
+    }
+
+    #[test]
+    fn every_index_cross_slot_passes_without_a_tag() {
+        let d = Job::descriptor();
+        assert!(d.cluster);
+        assert!(d.indexes[0].cross_slot);
+        assert!(d.indexes[1].cross_slot);
+        assert_eq!(flags::<Job>(), [("by_status", true), ("by_user_id", true)]);
+    }
+
+    #[test]
+    fn only_the_marked_index_is_cross_slot() {
+        assert_eq!(flags::<Board>(), [("by_owner", false), ("by_time", true)]);
+        let run = flags::<super::Run>();
+        assert!(run.iter().all(|&(_, cross_slot)| !cross_slot), "{run:?}");
+    }
+}

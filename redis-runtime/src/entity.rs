@@ -185,8 +185,16 @@ fn write_invocation(
         _ => &scripts.write,
     };
     let mut invocation = scripts.call(script, key);
+    invocation.key(key);
+    if scripts.defers_indexes {
+        // A key hashed whole that holds a brace has no pending key in its
+        // slot; the one given instead is in another slot, so the server
+        // refuses the call (`CROSSSLOT`) before it writes anything.
+        let pending = redis_schema::pending_index_key(key)
+            .unwrap_or_else(|| format!("{}{key}", redis_schema::PENDING_INDEX_PREFIX));
+        invocation.key(pending);
+    }
     invocation
-        .key(key)
         .arg(mode.code())
         .arg(ttl.0)
         .arg(ttl.1)
@@ -275,7 +283,34 @@ async fn write<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let invocation = write_invocation(scripts, mode, &key, &member, &fields, ttl);
     let reply = write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)?;
-    write_outcome(reply, ctx, key)
+    let outcome = write_outcome(reply, ctx, key.clone())?;
+    apply_index_moves::<E>(client, scripts, &key, &member).await;
+    Ok(outcome)
+}
+
+/// After a write that succeeded, on a cluster, applies the `cross_slot`
+/// index moves it recorded (see `index::pending`). The write itself is
+/// done and durable, and so is the record of its moves, so a failure here
+/// does not fail it: it is logged, and the record waits for the next
+/// write of the entity or for `index::settle`.
+async fn apply_index_moves<E: Entity>(
+    client: &Client,
+    scripts: &EntityScripts,
+    key: &str,
+    member: &str,
+) {
+    if !scripts.defers_indexes {
+        return;
+    }
+    if let Err(error) = crate::index::pending::apply::<E>(client, scripts, key, member).await {
+        tracing::warn!(
+            target: crate::client::TRACE_TARGET,
+            entity = E::descriptor().name,
+            key,
+            code = error.code(),
+            "the write is stored, its cross_slot index moves are left for index::settle: {error}"
+        );
+    }
 }
 
 fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
@@ -501,7 +536,11 @@ async fn conditional<E: Entity>(
     let invocation = conditional_invocation(scripts, &write, conditions);
     match write_reply(client.query(ctx.clone(), &invocation).await?, ctx)? {
         (-3, hash) => Ok(Some(hash)),
-        reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
+        reply => {
+            write_outcome(reply, ctx.clone(), write.key.to_string())?;
+            apply_index_moves::<E>(client, scripts, write.key, write.member).await;
+            Ok(None)
+        }
     }
 }
 
@@ -619,12 +658,15 @@ pub async fn increment<E: Entity>(
     let invocation =
         increment_invocation(scripts, E::descriptor(), &key, &member, field, by, bounds);
     match write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)? {
-        (2, counted) => detail_text(&counted)
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| Error::Command {
-                context: ctx,
-                message: format!("unexpected counter value {counted:?}"),
-            }),
+        (2, counted) => {
+            apply_index_moves::<E>(client, scripts, &key, &member).await;
+            detail_text(&counted)
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| Error::Command {
+                    context: ctx,
+                    message: format!("unexpected counter value {counted:?}"),
+                })
+        }
         (-4, current) => Err(Error::Encode {
             context: ctx,
             field: field.to_string(),
@@ -826,6 +868,15 @@ pub async fn expire<E: Entity>(
     }
     let verb = if ttl.is_some() { "expire" } else { "persist" };
     let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>(verb)))?;
+    let descriptor = E::descriptor();
+    if client.config().is_cluster() && descriptor.indexes.iter().any(|i| i.cross_slot) {
+        return Err(Error::Config(format!(
+            "{}.{verb}: {} has cross_slot indexes, and on a Redis Cluster an entity with such \
+             indexes cannot expire: expiry runs no script, so its entries in other slots would \
+             outlive it; delete it instead",
+            descriptor.name, descriptor.name
+        )));
+    }
     let ms = ttl.map_or(0, |ttl| {
         i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
     });

@@ -215,6 +215,11 @@ pub enum KeyRole {
     Stream,
     /// An append log, by name.
     Log(&'static str),
+    /// On a Redis Cluster, the record of an entity's `cross_slot` index
+    /// moves not applied yet (`redis_schema::pending_index_key`).
+    PendingIndexMoves,
+    /// The lease of the client applying those moves.
+    PendingIndexLease,
 }
 
 impl fmt::Display for KeyRole {
@@ -226,6 +231,8 @@ impl fmt::Display for KeyRole {
             KeyRole::TtlRegistryFields => f.write_str("TTL registry fields"),
             KeyRole::Stream => f.write_str("stream"),
             KeyRole::Log(name) => write!(f, "log {name}"),
+            KeyRole::PendingIndexMoves => f.write_str("pending index moves"),
+            KeyRole::PendingIndexLease => f.write_str("pending index lease"),
         }
     }
 }
@@ -345,6 +352,12 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
     }
     for log in entity.logs {
         keys.push(key(KeyRole::Log(log.name), log.key_pattern, "list"));
+    }
+    if entity.indexes.iter().any(|i| i.cross_slot)
+        && let Some((record, lease)) = redis_schema::pending_index_patterns(entity.key_pattern)
+    {
+        keys.push(key(KeyRole::PendingIndexMoves, &record, "hash"));
+        keys.push(key(KeyRole::PendingIndexLease, &lease, "string"));
     }
     keys
 }
@@ -557,6 +570,9 @@ pub struct IndexManifest {
     pub field: Option<&'static str>,
     /// What a member is: the entity key's placeholder values joined by `:`.
     pub member: &'static str,
+    /// Declared `cross_slot`: on a Redis Cluster it is written just after
+    /// the entity's write, not in it (see `index::pending`).
+    pub cross_slot: bool,
 }
 
 /// The outbox stream in a [`Manifest`].
@@ -590,9 +606,17 @@ impl EntityManifest {
                 .unwrap_or(redis_schema::SlotSource::WholeKey)
         };
         let entity_slot = keys.first().map(slot_of);
+        // What the write script touches: not the logs (their own
+        // commands), not the `cross_slot` indexes or the lease (the
+        // client's step after the write, see `index::pending`).
+        let deferred = |role: &KeyRole| match role {
+            KeyRole::Index(name) => entity.index(name).is_some_and(|i| i.cross_slot),
+            KeyRole::Log(_) | KeyRole::PendingIndexLease => true,
+            _ => false,
+        };
         let write_touches = keys
             .iter()
-            .filter(|k| !matches!(k.role, KeyRole::Log(_)))
+            .filter(|k| !deferred(&k.role))
             .map(|k| k.pattern.clone())
             .collect();
         Self {
@@ -601,7 +625,14 @@ impl EntityManifest {
                 .into_iter()
                 .map(|k| {
                     let slot = slot_of(&k);
+                    // A pending key's tag is the entity's hashed text,
+                    // which a pattern hashing whole cannot show.
+                    let pending = matches!(
+                        k.role,
+                        KeyRole::PendingIndexMoves | KeyRole::PendingIndexLease
+                    );
                     let in_entity_slot = k.role == KeyRole::Entity
+                        || pending
                         || entity_slot
                             .as_ref()
                             .is_some_and(|e| e.shares_slot_with(&slot));
@@ -638,6 +669,7 @@ impl EntityManifest {
                     pattern: i.key_pattern,
                     field: i.score_field,
                     member: "entity id",
+                    cross_slot: i.cross_slot,
                 })
                 .collect(),
             stream: entity.stream.map(|s| StreamManifest {
@@ -718,14 +750,29 @@ fn render_markdown(manifest: &Manifest) -> String {
             .collect();
         let entity_slot = entity.keys.first().map_or("", |k| k.slot.as_str());
         notes.push(if entity.cluster {
-            // Only logs can be elsewhere: they are not written by writes.
+            // Only logs and `cross_slot` indexes can be elsewhere: neither
+            // is written by the write script.
             let logs = if elsewhere.is_empty() {
                 String::new()
             } else {
-                format!("; logs outside it: {}", elsewhere.join(", "))
+                format!("; outside it: {}", elsewhere.join(", "))
+            };
+            let deferred: Vec<String> = entity
+                .indexes
+                .iter()
+                .filter(|i| i.cross_slot)
+                .map(|i| format!("`{}`", i.pattern))
+                .collect();
+            let deferred = if deferred.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " The `cross_slot` indexes {} are moved just after each write, from the record it leaves in the entity's slot; a client that died first leaves the record to `index::settle`.",
+                    deferred.join(", ")
+                )
             };
             format!(
-                "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares the entity's slot ({entity_slot}){logs}."
+                "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares the entity's slot ({entity_slot}){logs}.{deferred}"
             )
         } else if elsewhere.is_empty() {
             format!("Redis Cluster: every key shares the entity's slot ({entity_slot}).")

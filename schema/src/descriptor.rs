@@ -50,6 +50,7 @@
 //! assert_eq!(SESSION.field("createdAt").map(|f| f.rust_name), Some("created_at"));
 //! assert_eq!(SESSION.key_fields().count(), 1);
 //! assert_eq!(SESSION.key_of_member("abc").as_deref(), Some("session:abc"));
+//! assert_eq!(SESSION.member_of_key("session:abc").as_deref(), Some("abc"));
 //! ```
 
 use std::num::NonZeroU64;
@@ -384,6 +385,34 @@ impl EntityDescriptor {
         }
         values.next().is_none().then_some(key)
     }
+
+    /// The index member of an entity key, the inverse of
+    /// [`key_of_member`](Self::key_of_member): the key's placeholder values
+    /// joined with `:`. `None` if `key` is not a key of this pattern. Each
+    /// value ends where the pattern's next literal text begins, so
+    /// patterns whose placeholders are separated by literals read back
+    /// (for `run:{user_id}:{id}`, `run:u1:r7` is member `u1:r7`).
+    pub fn member_of_key(&self, key: &str) -> Option<String> {
+        let mut rest = key;
+        let mut values: Vec<&str> = Vec::new();
+        let mut parts = self.key.iter().peekable();
+        while let Some(part) = parts.next() {
+            match part {
+                PatternPart::Literal(text) => rest = rest.strip_prefix(text)?,
+                PatternPart::Field(_) => {
+                    let end = match parts.peek() {
+                        Some(PatternPart::Literal(next)) => rest.find(next)?,
+                        _ => rest.len(),
+                    };
+                    let (value, after) = rest.split_at(end);
+                    validate_key_value(value).ok()?;
+                    values.push(value);
+                    rest = after;
+                }
+            }
+        }
+        (rest.is_empty() && !values.is_empty()).then(|| values.join(":"))
+    }
 }
 
 /// One stored field of an entity.
@@ -463,6 +492,13 @@ pub struct IndexDescriptor {
     /// For [`IndexKind::Sorted`], the hash name of the field that gives the
     /// score; for [`IndexKind::Unique`], the field whose value must be unique.
     pub score_field: Option<&'static str>,
+    /// Declared `cross_slot`: on a Redis Cluster the index key may be in
+    /// another hash slot than the entity, so the write script records the
+    /// move in the entity's [`pending_index_key`](crate::pending_index_key)
+    /// and the client applies it right after (see the runtime's
+    /// `index::pending`). On one server it is written in the same script
+    /// as every other index.
+    pub cross_slot: bool,
 }
 
 /// A per-entity append log declared with `#[redis(log(...))]`: a Redis list
@@ -531,6 +567,7 @@ mod tests {
             key_pattern: "jobs:user:{user_id}",
             key: &[PatternPart::Literal("jobs:user:"), PatternPart::Field(1)],
             score_field: Some("created_at"),
+            cross_slot: false,
         },
         IndexDescriptor {
             kind: IndexKind::Set,
@@ -538,6 +575,7 @@ mod tests {
             key_pattern: "jobs:status:{status}",
             key: &[PatternPart::Literal("jobs:status:"), PatternPart::Field(3)],
             score_field: None,
+            cross_slot: false,
         },
     ];
 
@@ -634,6 +672,22 @@ mod tests {
         assert_eq!(JOB.key_of_member("42").as_deref(), Some("job:42"));
         assert_eq!(JOB.key_of_member("4:2"), None, "one placeholder, one value");
         assert_eq!(JOB.key_of_member(""), None);
+        assert_eq!(JOB.member_of_key("job:42").as_deref(), Some("42"));
+        assert_eq!(JOB.member_of_key("job:"), None, "an empty value");
+        assert_eq!(JOB.member_of_key("jobs:42"), None);
+        let run = EntityDescriptor {
+            key: &[
+                PatternPart::Literal("run:"),
+                PatternPart::Field(1),
+                PatternPart::Literal(":"),
+                PatternPart::Field(0),
+            ],
+            ..JOB
+        };
+        assert_eq!(run.member_of_key("run:u1:r7").as_deref(), Some("u1:r7"));
+        let key = run.key_of_member("u1:r7").expect("a key");
+        assert_eq!(run.member_of_key(&key).as_deref(), Some("u1:r7"));
+        assert_eq!(run.member_of_key("run:u1"), None);
         assert_eq!(JOB.indexed_fields(), ["userId", "created_at", "error"]);
         let values = |name: &str| match name {
             "userId" => Some("u1"),

@@ -132,6 +132,114 @@ pub fn slot_guard_key(key: &str) -> String {
     format!("__slot_guard:{{{hashed}}}")
 }
 
+/// The *pending index key* of the entity at `key`: a hash in the entity's
+/// hash slot that lists the `cross_slot` index keys which may still hold
+/// the entity after a write (one field per key, its value the index's
+/// 1-based position) and counts the writes not yet applied to those
+/// indexes (field [`PENDING_WRITES`]). The write script fills it in the
+/// same step as the entity; the client then moves the entries and removes
+/// it.
+///
+/// A key with a hash tag keeps it: the prefix goes before the key. A key
+/// hashed whole becomes the tag, which hashes the same text. `None` when
+/// such a key holds a brace, which no tag can repeat.
+///
+/// ```
+/// use redis_schema::{entity_of_pending_index_key, hashed_text, pending_index_key};
+///
+/// assert_eq!(pending_index_key("job:j7").as_deref(), Some("__pending_index:{job:j7}"));
+/// assert_eq!(pending_index_key("job:{jobs}:j7").as_deref(), Some("__pending_index:job:{jobs}:j7"));
+/// let pending = pending_index_key("job:j7").unwrap();
+/// assert_eq!(hashed_text(&pending), hashed_text("job:j7"));
+/// assert_eq!(entity_of_pending_index_key(&pending), Some("job:j7"));
+/// assert_eq!(pending_index_key("a}b"), None);
+/// ```
+pub fn pending_index_key(key: &str) -> Option<String> {
+    pending_key(PENDING_INDEX_PREFIX, key)
+}
+
+/// The lease of `key`'s [pending index key](pending_index_key): held by
+/// the one client applying the entity's pending moves, so that two clients
+/// never interleave them. In the same slot; `None` where the pending key
+/// is.
+///
+/// ```
+/// use redis_schema::pending_index_lease_key;
+///
+/// assert_eq!(
+///     pending_index_lease_key("job:j7").as_deref(),
+///     Some("__pending_index_lease:{job:j7}")
+/// );
+/// ```
+pub fn pending_index_lease_key(key: &str) -> Option<String> {
+    pending_key(PENDING_INDEX_LEASE_PREFIX, key)
+}
+
+fn pending_key(prefix: &str, key: &str) -> Option<String> {
+    if hashed_text(key) != key {
+        return Some(format!("{prefix}{key}"));
+    }
+    if key.contains(['{', '}']) {
+        return None;
+    }
+    Some(format!("{prefix}{{{key}}}"))
+}
+
+/// The entity key a [pending index key](pending_index_key) belongs to.
+///
+/// ```
+/// use redis_schema::{entity_of_pending_index_key, pending_index_key};
+///
+/// let pending = pending_index_key("job:{jobs}:j7").unwrap();
+/// assert_eq!(entity_of_pending_index_key(&pending), Some("job:{jobs}:j7"));
+/// assert_eq!(entity_of_pending_index_key("job:j7"), None);
+/// ```
+pub fn entity_of_pending_index_key(pending: &str) -> Option<&str> {
+    let rest = pending.strip_prefix(PENDING_INDEX_PREFIX)?;
+    let whole = rest
+        .strip_prefix('{')
+        .and_then(|inner| inner.strip_suffix('}'))
+        .filter(|inner| !inner.contains(['{', '}']));
+    Some(whole.unwrap_or(rest))
+}
+
+/// The key patterns of the [pending index keys](pending_index_key) of the
+/// entities whose keys match `entity_pattern` (pattern source), and of
+/// their [leases](pending_index_lease_key). `None` when the pattern does
+/// not parse, or hashes whole and holds a literal brace.
+///
+/// ```
+/// use redis_schema::pending_index_patterns;
+///
+/// let (record, lease) = pending_index_patterns("job:{id}").unwrap();
+/// assert_eq!(record, "__pending_index:{{job:{id}}}");
+/// assert_eq!(lease, "__pending_index_lease:{{job:{id}}}");
+/// let (record, _) = pending_index_patterns("run:{{{user_id}}}:{id}").unwrap();
+/// assert_eq!(record, "__pending_index:run:{{{user_id}}}:{id}");
+/// ```
+pub fn pending_index_patterns(entity_pattern: &str) -> Option<(String, String)> {
+    let pattern = KeyPattern::parse(entity_pattern).ok()?;
+    let of = |prefix: &str| match slot_source(&pattern) {
+        SlotSource::Tag(_) => Some(format!("{prefix}{entity_pattern}")),
+        SlotSource::WholeKey if entity_pattern.contains("{{") || entity_pattern.contains("}}") => {
+            None
+        }
+        SlotSource::WholeKey => Some(format!("{prefix}{{{{{entity_pattern}}}}}")),
+    };
+    Some((of(PENDING_INDEX_PREFIX)?, of(PENDING_INDEX_LEASE_PREFIX)?))
+}
+
+/// What every [pending index key](pending_index_key) starts with.
+pub const PENDING_INDEX_PREFIX: &str = "__pending_index:";
+
+/// What every [pending index lease](pending_index_lease_key) starts with.
+const PENDING_INDEX_LEASE_PREFIX: &str = "__pending_index_lease:";
+
+/// The field of a [pending index key](pending_index_key) that counts the
+/// writes not yet applied: the empty name, which no index key can have,
+/// so it never meets the fields that name index keys.
+pub const PENDING_WRITES: &str = "";
+
 impl SlotSource {
     /// Whether the keys of two patterns rendered from the same entity's
     /// values are always in one hash slot: both hash the same non-empty

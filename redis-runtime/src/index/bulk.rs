@@ -77,6 +77,12 @@ pub async fn delete_all<E: Entity>(
     index_key: Result<String>,
 ) -> Result<u64> {
     let ctx = context::<E>(index, "delete_all");
+    super::refuse_across_slots::<E>(
+        client,
+        index,
+        "a batch delete",
+        "delete its entities one by one (`member_ids`, then `delete`)",
+    )?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     if index.kind == IndexKind::Unique {
         return Err(Error::Config(format!(

@@ -353,6 +353,9 @@ impl Entry {
     }
 }
 
+/// What a cursor read of a `cross_slot` index on a cluster can use instead.
+const CURSOR_INSTEAD: &str = "read it by offset pages (`by_…` with a Page) instead";
+
 /// Entities of a cursor page of a sorted or set index: the entries
 /// strictly after `page.after` in `page.order`, then their hashes by one
 /// pipeline (see the module docs for the exact steps and their costs).
@@ -370,6 +373,7 @@ pub async fn page_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorListing<E>> {
     let ctx = context::<E>(index, "page_after");
+    super::refuse_across_slots::<E>(client, index, "a cursor page", CURSOR_INSTEAD)?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     script::check_cluster(client, E::descriptor())?;
@@ -460,6 +464,7 @@ pub async fn ids_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorIds> {
     let ctx = context::<E>(index, "ids_after");
+    super::refuse_across_slots::<E>(client, index, "a cursor page", CURSOR_INSTEAD)?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     if page.limit == 0 {

@@ -105,6 +105,60 @@ pub(super) async fn live_rows_in(
     Ok(Some(rows))
 }
 
+/// The members of a `cross_slot` index key (on a cluster) that belong
+/// there now, each with its hash, in order; the others are passed over:
+/// their moves are still pending (see `index::pending`). The hashes are
+/// read one pipeline per slot, all slots at once.
+pub(super) async fn matching_rows(
+    client: &Client,
+    ctx: &Context,
+    descriptor: &EntityDescriptor,
+    index: &IndexDescriptor,
+    index_key: &str,
+    range: Option<&ScoreRange>,
+    members: Vec<String>,
+) -> Result<Vec<(String, Row)>> {
+    let wanted: Vec<(usize, String)> = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, member)| descriptor.key_of_member(member).map(|key| (i, key)))
+        .collect();
+    let read = client
+        .per_slot_of(
+            &wanted,
+            |(_, key)| key.as_str(),
+            |group| async move {
+                let mut pipe = redis::pipe();
+                for (_, key) in &group {
+                    pipe.cmd("HGETALL").arg(key);
+                }
+                let replies: Vec<redis::Value> =
+                    client.query_repeatable(ctx.clone(), &pipe).await?;
+                if replies.len() != group.len() {
+                    return Err(Error::Command {
+                        context: ctx.clone(),
+                        message: format!("expected {} replies, got {}", group.len(), replies.len()),
+                    });
+                }
+                Ok(group.into_iter().zip(replies).collect::<Vec<_>>())
+            },
+        )
+        .await?;
+    // `per_slot_of` answers in the order of `wanted`, which is the members'.
+    let mut rows = Vec::with_capacity(read.len());
+    for ((position, key), fields) in read {
+        let pairs = reply_pairs(key, &fields)?;
+        if belongs(descriptor, index, index_key, range, &pairs) {
+            let row = Row {
+                key: key.clone(),
+                fields,
+            };
+            rows.push((members[*position].clone(), row));
+        }
+    }
+    Ok(rows)
+}
+
 /// Whether a hash read for a member of `index_key` is a live entity that
 /// belongs there now: not empty (deleted or expired), its key fields
 /// render `index_key`, and its score, when `range` is given, is in it.

@@ -72,6 +72,24 @@ fn all_keys(
     Ok((keys, indexes))
 }
 
+/// A filter intersects its index keys in one script, which a `cross_slot`
+/// index on a cluster cannot share with the others.
+fn refuse_across_slots<E: Entity>(
+    client: &Client,
+    sorted: &IndexDescriptor,
+    sets: &[&IndexDescriptor],
+) -> Result<()> {
+    for index in std::iter::once(sorted).chain(sets.iter().copied()) {
+        super::refuse_across_slots::<E>(
+            client,
+            index,
+            "a filtered read",
+            "read the index alone and filter the entities in the application",
+        )?;
+    }
+    Ok(())
+}
+
 /// A page of the sorted index `sorted` at `sorted_key`, within `range`,
 /// holding only entities that are also members of every key in `sets`.
 /// Entities that do not decode are passed over and reported in the
@@ -91,6 +109,7 @@ pub async fn filtered_page<E: Entity>(
     }
     let (keys, set_indexes) =
         all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
+    refuse_across_slots::<E>(client, sorted, &set_indexes)?;
     let reply = call::<E>(client, sorted, &keys, "filter", range_args(range, page)).await?;
     let ids = super::decode_ids(&keys[0], &reply)?;
     let mut listed = vec![(sorted, keys[0].as_str())];
@@ -122,7 +141,9 @@ pub async fn filtered_count<E: Entity>(
 ) -> Result<u64> {
     let ctx = context::<E>(sorted, "filter_count");
     super::check_range(range, sorted, &ctx)?;
-    let (keys, _) = all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
+    let (keys, set_indexes) =
+        all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
+    refuse_across_slots::<E>(client, sorted, &set_indexes)?;
     let all = Page::oldest_first(1);
     match call::<E>(client, sorted, &keys, "fcount", range_args(range, all)).await? {
         redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),

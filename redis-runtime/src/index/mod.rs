@@ -23,7 +23,7 @@
 //! hashes with one pipeline, checking each hash as it arrives and falling
 //! back to the atomic script when one is dead or has moved (see `fetch`).
 
-use redis_schema::IndexDescriptor;
+use redis_schema::{IndexDescriptor, IndexKind};
 
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{reply_pairs, value_kind};
@@ -36,6 +36,7 @@ mod cursor;
 mod fetch;
 mod filter;
 mod listing;
+pub(crate) mod pending;
 mod repair;
 
 use fetch::Row;
@@ -46,6 +47,7 @@ pub use cursor::{
 };
 pub use filter::{SetFilter, filtered_count, filtered_page};
 pub use listing::Listing;
+pub use pending::{SettleReport, settle};
 #[cfg(feature = "admin")]
 pub(crate) use repair::pass;
 pub use repair::{
@@ -256,6 +258,69 @@ fn position<E: Entity>(index: &IndexDescriptor) -> Result<usize> {
         })
 }
 
+/// Whether reads of `index` on `client` take the `cross_slot` path: the
+/// index key may be in another slot than its entities, so no script can
+/// read both, and every entity read is checked against the key instead
+/// (see [`pending`]).
+fn across_slots(client: &Client, index: &IndexDescriptor) -> bool {
+    index.cross_slot && client.config().is_cluster()
+}
+
+/// Refuses a read or bulk operation that needs one script over a
+/// `cross_slot` index and its entities, on a cluster.
+fn refuse_across_slots<E: Entity>(
+    client: &Client,
+    index: &IndexDescriptor,
+    what: &str,
+    instead: &str,
+) -> Result<()> {
+    if !across_slots(client, index) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}.{}: {what} is not available on a Redis Cluster for a cross_slot index, whose \
+         entities are in other hash slots than its key; {instead}",
+        E::descriptor().name,
+        index.name
+    )))
+}
+
+/// A page of a `cross_slot` sorted index on a cluster: each window of
+/// members read by one `ZRANGE`, their hashes read and checked, and the
+/// page refilled from the next window while members were passed over and
+/// more follow. Members with their rows, in index order.
+async fn page_across_slots<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    index: &IndexDescriptor,
+    index_key: &str,
+    range: &ScoreRange,
+    page: Page,
+) -> Result<Vec<(String, Row)>> {
+    let descriptor = E::descriptor();
+    let mut rows = Vec::new();
+    let mut offset = page.offset;
+    while (rows.len() as u64) < page.limit {
+        let window = Page {
+            offset,
+            limit: page.limit - rows.len() as u64,
+            ..page
+        };
+        let ids: Vec<String> = client
+            .query_repeatable(ctx.clone(), &zrange(index_key, range, window))
+            .await?;
+        let read = ids.len() as u64;
+        let matching =
+            fetch::matching_rows(client, ctx, descriptor, index, index_key, Some(range), ids);
+        rows.extend(matching.await?);
+        if read < window.limit {
+            break;
+        }
+        offset = offset.saturating_add(read);
+    }
+    Ok(rows)
+}
+
 /// Runs the query script for one index.
 async fn query<E: Entity>(
     client: &Client,
@@ -405,6 +470,11 @@ pub async fn page<E: Entity>(
     check_range(range, index, &ctx)?;
     // Its fallback is a script: refused up front rather than now and then.
     script::check_cluster(client, E::descriptor())?;
+    if across_slots(client, index) {
+        let rows = page_across_slots::<E>(client, &ctx, index, &index_key, range, page).await?;
+        let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
+        return Ok(decode_rows(&rows));
+    }
     let ids: Vec<String> = client
         .query(ctx.clone(), &zrange(&index_key, range, page))
         .await?;
@@ -427,9 +497,15 @@ pub async fn page_ids<E: Entity>(
     range: &ScoreRange,
     page: Page,
 ) -> Result<Vec<String>> {
-    check_range(range, index, &context::<E>(index, "ids"))?;
+    let ctx = context::<E>(index, "ids");
+    check_range(range, index, &ctx)?;
     if page.limit == 0 {
         return Ok(Vec::new());
+    }
+    if across_slots(client, index) {
+        let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+        let rows = page_across_slots::<E>(client, &ctx, index, &index_key, range, page).await?;
+        return Ok(rows.into_iter().map(|(member, _)| member).collect());
     }
     let (key, reply) = query::<E>(client, index, "ids", index_key, range_args(range, page)).await?;
     decode_ids(&key, &reply)
@@ -441,6 +517,17 @@ pub async fn count<E: Entity>(
     index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<u64> {
+    if across_slots(client, index) {
+        let ctx = context::<E>(index, "count");
+        let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+        let command = match index.kind {
+            IndexKind::Sorted => "ZCARD",
+            _ => "SCARD",
+        };
+        let mut card = redis::cmd(command);
+        card.arg(&index_key);
+        return client.query_repeatable(ctx, &card).await;
+    }
     let (key, reply) = query::<E>(client, index, "count", index_key, Vec::new()).await?;
     match reply {
         redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),
@@ -470,6 +557,11 @@ pub async fn members<E: Entity>(
     let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
     ids.sort();
     let descriptor = E::descriptor();
+    if across_slots(client, index) {
+        let rows = fetch::matching_rows(client, &ctx, descriptor, index, &index_key, None, ids);
+        let rows: Vec<Row> = rows.await?.into_iter().map(|(_, row)| row).collect();
+        return Ok(decode_rows(&rows));
+    }
     let fetched = fetch::live_rows(client, ctx, descriptor, index, &index_key, None, ids).await?;
     let listing = match fetched {
         Some(rows) => return Ok(decode_rows(&rows)),
@@ -494,6 +586,17 @@ pub async fn member_ids<E: Entity>(
     index: &'static IndexDescriptor,
     index_key: Result<String>,
 ) -> Result<Vec<String>> {
+    if across_slots(client, index) {
+        let ctx = context::<E>(index, "ids");
+        let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
+        let mut smembers = redis::cmd("SMEMBERS");
+        smembers.arg(&index_key);
+        let mut ids: Vec<String> = client.query_repeatable(ctx.clone(), &smembers).await?;
+        ids.sort();
+        let descriptor = E::descriptor();
+        let rows = fetch::matching_rows(client, &ctx, descriptor, index, &index_key, None, ids);
+        return Ok(rows.await?.into_iter().map(|(member, _)| member).collect());
+    }
     let (key, reply) = query::<E>(client, index, "sids", index_key, Vec::new()).await?;
     let mut ids = decode_ids(&key, &reply)?;
     ids.sort();
@@ -507,6 +610,12 @@ pub async fn unique<E: Entity>(
     index_key: Result<String>,
     value: Result<Vec<u8>>,
 ) -> Result<Option<E>> {
+    refuse_across_slots::<E>(
+        client,
+        index,
+        "a unique lookup",
+        "unique indexes cannot be cross_slot",
+    )?;
     let value = value.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     let index_key = index_key.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     // One entity: all or nothing.

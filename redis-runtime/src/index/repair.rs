@@ -113,6 +113,10 @@ pub struct VerifyReport {
     /// Keys passed over because they hold foreign data, sorted by key;
     /// empty when every key matching the patterns is the runtime's own.
     pub skipped: Vec<Skipped>,
+    /// On a cluster, the entities whose `cross_slot` index moves are still
+    /// pending (see [`settle`](crate::index::settle)): drift on their
+    /// entries may be those moves, not yet applied. 0 elsewhere.
+    pub pending: u64,
 }
 
 /// The field and reason of a decoding error, for [`SkipReason::Undecodable`].
@@ -144,11 +148,16 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
     let Collect { found, skipped, .. } = collected;
     let mut skipped = into_inner(skipped);
     sort_skipped(&mut skipped);
+    let ctx = crate::error::Context::new(
+        format!("{}.verify", E::descriptor().name),
+        E::descriptor().key_pattern,
+    );
     Ok(VerifyReport {
         entities: tally.entities,
         entries: tally.entries,
         drift: into_inner(found),
         skipped,
+        pending: super::pending::count::<E>(client, &ctx).await?,
     })
 }
 
@@ -243,10 +252,14 @@ pub(crate) fn refused_for_data(error: &Error) -> bool {
 /// then checks the repaired items again for [`RebuildReport::remaining`].
 ///
 /// It first moves a TTL registry kept under the name older versions used
-/// ([`crate::migrate`]). Foreign data is left untouched and reported in
+/// ([`crate::migrate`]), and on a cluster applies the `cross_slot` index
+/// moves clients left pending ([`settle`](crate::index::settle)). Foreign data is left untouched and reported in
 /// [`RebuildReport::skipped`]; a repair step refused because of it is
 /// reported there too, and the rest of the repair goes ahead.
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
+    // Moves left pending by a client that died are applied first: they
+    // are what most `cross_slot` drift on a cluster is.
+    super::pending::settle::<E>(client).await?;
     let collected = Collect::default();
     let tally = pass::run::<E>(client, true, &collected).await?;
     let Collect {

@@ -40,6 +40,7 @@ const fn index(
         key_pattern,
         key,
         score_field,
+        cross_slot: false,
     }
 }
 
@@ -186,6 +187,52 @@ fn member_create_script() {
 #[test]
 fn session_create_script() {
     check("session.create", &write::compile_create(&SESSION));
+}
+
+/// `JOB` as another service lays it out on a Redis Cluster: each job in
+/// its own slot, both indexes global and declared `cross_slot`.
+static SPREAD_JOB: EntityDescriptor = EntityDescriptor {
+    indexes: &[
+        IndexDescriptor {
+            cross_slot: true,
+            ..index(
+                IndexKind::Sorted,
+                "by_user_id",
+                "jobs:user:{user_id}",
+                &[Literal("jobs:user:"), Field(1)],
+                Some("created_at"),
+            )
+        },
+        IndexDescriptor {
+            cross_slot: true,
+            ..index(
+                IndexKind::Set,
+                "by_status",
+                "jobs:status:{status}",
+                &[Literal("jobs:status:"), Field(2)],
+                None,
+            )
+        },
+    ],
+    // A stream is one key, in no entity's slot but its own.
+    stream: None,
+    ttl_registry: Some("__ttl:job:id"),
+    cluster: true,
+    ..JOB
+};
+
+/// The cluster write of `SPREAD_JOB` records its index moves in the
+/// pending key (`KEYS[2]`) and writes no index key and no TTL registry.
+#[test]
+fn spread_job_cluster_write_script() {
+    let write = write::compile_deferring(&SPREAD_JOB, false);
+    check("spread_job.cluster.write", &write);
+    for absent in ["'SADD'", "'ZADD'", "'SREM'", "'ZREM'", "__ttl"] {
+        assert!(!write.contains(absent), "{absent} in the deferring write");
+    }
+    let create = write::compile_deferring(&SPREAD_JOB, true);
+    check("spread_job.cluster.create", &create);
+    assert!(create.contains("local pending = KEYS[2]"));
 }
 
 #[test]

@@ -81,6 +81,14 @@ pub(crate) struct EntityScripts {
     pub(crate) cursor: redis::Script,
     /// Batches of deletes by index (`index::bulk`).
     pub(crate) bulk_delete: redis::Script,
+    /// The write leaves its `cross_slot` index entries to the client: a
+    /// cluster copy of a type that has such indexes (see `index::pending`).
+    pub(crate) defers_indexes: bool,
+    /// Claims an entity's pending index moves (`scripts/pending_claim.lua`).
+    pub(crate) pending_claim: redis::Script,
+    /// Ends a claim, removing the record if no write came since
+    /// (`scripts/pending_release.lua`).
+    pub(crate) pending_release: redis::Script,
 }
 
 /// A patch of fields no index is built from, keeping the TTL: one script for
@@ -175,19 +183,41 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
     cache.entry(id).or_insert_with(|| {
         let script = |source: String| redis::Script::new(&for_server(target, descriptor, source));
         let fixed = |what, body| script(assemble_fixed(descriptor, what, body));
+        let defers_indexes =
+            target == Target::Cluster && descriptor.indexes.iter().any(|i| i.cross_slot);
+        let (write, create) = if defers_indexes {
+            (
+                write::compile_deferring(descriptor, false),
+                write::compile_deferring(descriptor, true),
+            )
+        } else {
+            (
+                write::compile(descriptor),
+                write::compile_create(descriptor),
+            )
+        };
         // One leaked set of scripts per entity type and target: bounded by
         // the program's types.
         Box::leak(Box::new(EntityScripts {
             target,
             descriptor,
-            write: script(write::compile(descriptor)),
-            create: script(write::compile_create(descriptor)),
+            defers_indexes,
+            write: script(write),
+            create: script(create),
             query: fixed("query", include_str!("../scripts/query.lua")),
             sweep: fixed("sweep", include_str!("../scripts/sweep.lua")),
             unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
             expire: fixed("expire", include_str!("../scripts/expire.lua")),
             cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
             bulk_delete: script(crate::index::bulk::script_source(descriptor)),
+            pending_claim: fixed(
+                "pending claim",
+                include_str!("../scripts/pending_claim.lua"),
+            ),
+            pending_release: fixed(
+                "pending release",
+                include_str!("../scripts/pending_release.lua"),
+            ),
         }))
     })
 }

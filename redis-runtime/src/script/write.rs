@@ -43,7 +43,18 @@ use super::{assemble_with_rare, lua_str};
 
 /// The Lua source of the write script of `descriptor`'s entity type.
 pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
-    generate(descriptor, false)
+    generate(descriptor, false, false)
+}
+
+/// [`compile`] or [`compile_create`] (`create_only`) for a Redis Cluster
+/// when `descriptor` has `cross_slot` indexes: their entries are not
+/// written here but recorded in the entity's pending index key, declared
+/// as `KEYS[2]` (see `index::pending`), which the client then applies.
+/// Such a type never expires (the derive refuses a TTL, and
+/// `entity::expire` refuses one on a cluster), so its write keeps no TTL
+/// registry, whose key may be in another slot.
+pub(crate) fn compile_deferring(descriptor: &EntityDescriptor, create_only: bool) -> String {
+    generate(descriptor, create_only, true)
 }
 
 /// The Lua source of the create script of `descriptor`'s entity type: the
@@ -53,11 +64,11 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 /// create is the hottest write, and the branches and helper functions it
 /// did not use cost it about a tenth of its server time.
 pub(crate) fn compile_create(descriptor: &EntityDescriptor) -> String {
-    generate(descriptor, true)
+    generate(descriptor, true, false)
 }
 
-fn generate(descriptor: &EntityDescriptor, create_only: bool) -> String {
-    let mut w = Writer::new(descriptor, create_only);
+fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> String {
+    let mut w = Writer::new(descriptor, create_only, defer);
     w.arguments();
     if !descriptor.indexes.is_empty() {
         w.indexed_values();
@@ -69,6 +80,7 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool) -> String {
     w.first_index_entry();
     w.hash_and_ttl();
     w.index_moves();
+    w.pending_moves();
     w.registry();
     w.outbox();
     if !create_only {
@@ -87,17 +99,45 @@ struct Writer<'d> {
     /// Generating the create script: the entity does not exist (checked
     /// first), nothing is read from its hash, and no old entry moves.
     create_only: bool,
+    /// Generating for a cluster: `cross_slot` indexes are recorded in the
+    /// pending index key instead of written ([`compile_deferring`]).
+    defer: bool,
     out: String,
 }
 
 impl<'d> Writer<'d> {
-    fn new(descriptor: &'d EntityDescriptor, create_only: bool) -> Self {
+    fn new(descriptor: &'d EntityDescriptor, create_only: bool, defer: bool) -> Self {
         Self {
             descriptor,
             fields: descriptor.indexed_fields(),
             create_only,
+            defer,
             out: String::new(),
         }
+    }
+
+    /// Whether index `index`'s entries are recorded as pending instead of
+    /// written by this script.
+    fn deferred(&self, index: &IndexDescriptor) -> bool {
+        self.defer && index.cross_slot
+    }
+
+    /// The 1-based numbers and descriptors of the indexes this script
+    /// writes itself.
+    fn written(&self) -> Vec<(usize, &'d IndexDescriptor)> {
+        let numbered = self.descriptor.indexes.iter().enumerate();
+        numbered
+            .filter(|(_, index)| !self.deferred(index))
+            .map(|(i, index)| (i + 1, index))
+            .collect()
+    }
+
+    /// The TTL registry as Lua expressions, when this script keeps it.
+    fn registry_lua(&self) -> Option<(String, String)> {
+        if self.defer && self.descriptor.indexes.iter().any(|i| i.cross_slot) {
+            return None;
+        }
+        super::registry_lua(self.descriptor)
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
@@ -148,7 +188,7 @@ impl<'d> Writer<'d> {
     /// The helpers only a rare path calls: forgetting the index entries of
     /// an earlier incarnation that expired (see [`assemble_with_rare`]).
     fn rare(&self) -> Vec<&'static str> {
-        if self.descriptor.ttl_registry.is_some() {
+        if self.registry_lua().is_some() {
             vec!["forget_expired"]
         } else {
             Vec::new()
@@ -478,7 +518,7 @@ impl<'d> Writer<'d> {
     /// its registry entry says so. Probed here, so that `forget_expired`
     /// (defined on first call) is only called when there is one.
     fn forget_earlier_incarnation(&mut self) {
-        if let Some((registry, fields)) = super::registry_lua(self.descriptor) {
+        if let Some((registry, fields)) = self.registry_lua() {
             let new = if self.create_only {
                 ""
             } else {
@@ -503,11 +543,10 @@ impl<'d> Writer<'d> {
     /// * old keys are only removed from, with `redis.pcall`, and a key
     ///   holding foreign data has no entry of ours to remove.
     fn key_type_checks(&mut self) {
-        for (i, index) in self.descriptor.indexes.iter().enumerate().skip(1) {
+        for (i, index) in self.written().into_iter().skip(1) {
             if index.kind == IndexKind::Unique {
                 continue;
             }
-            let i = i + 1;
             let t = index.kind.redis_type();
             self.line(format!("if new_k{i} and not kind_ok(new_k{i}, '{t}') then"));
             self.line(format!(
@@ -574,8 +613,8 @@ impl<'d> Writer<'d> {
     /// The first index's new entry, written before anything else so that
     /// it needs no key-type check (see `key_type_checks`).
     fn first_index_entry(&mut self) {
-        if let Some(index) = self.descriptor.indexes.first() {
-            self.index_add(1, index);
+        if let Some(&(i, index)) = self.written().first() {
+            self.index_add(i, index);
         }
     }
 
@@ -583,11 +622,12 @@ impl<'d> Writer<'d> {
     /// unique value) changed, and adds the new one (the first index's was
     /// added by `first_index_entry`).
     fn index_moves(&mut self) {
-        for (i, index) in self.descriptor.indexes.iter().enumerate() {
-            let i = i + 1;
+        let first = self.written().first().map(|&(i, _)| i);
+        for (i, index) in self.written() {
+            let later = Some(i) != first;
             if self.create_only {
                 // Nothing to remove: a new entity has no old entries.
-                if i > 1 {
+                if later {
                     self.index_add(i, index);
                 }
                 continue;
@@ -608,10 +648,53 @@ impl<'d> Writer<'d> {
                 }
                 _ => {}
             }
-            if i > 1 {
+            if later {
                 self.index_add(i, index);
             }
         }
+    }
+
+    /// For each deferred index whose entry this write moves (another key,
+    /// another score, or a reindex), lists the old key in the pending index
+    /// key (`KEYS[2]`) with the index's number and counts the write under
+    /// the empty field. The client then moves the entries (see
+    /// `index::pending`); a client that dies first leaves the record for
+    /// `index::settle`. The new keys are not listed: they follow from the
+    /// hash, which the client reads when it applies the record.
+    fn pending_moves(&mut self) {
+        let deferred: Vec<(usize, &IndexDescriptor)> = self
+            .descriptor
+            .indexes
+            .iter()
+            .enumerate()
+            .filter(|(_, index)| self.deferred(index))
+            .map(|(i, index)| (i + 1, index))
+            .collect();
+        if deferred.is_empty() {
+            return;
+        }
+        self.line("local pending = KEYS[2]");
+        self.line("local moved = mode == 'x'");
+        for (i, index) in deferred {
+            if self.create_only {
+                self.line(format!("if new_k{i} then moved = true end"));
+                continue;
+            }
+            let same_value = match self.value_number(index) {
+                Some(v) if index.kind == IndexKind::Sorted => format!(" or o{v} ~= n{v}"),
+                _ => String::new(),
+            };
+            self.line(format!("if old_k{i} ~= new_k{i}{same_value} then"));
+            self.line("  moved = true");
+            self.line(format!(
+                "  if old_k{i} then redis.call('HSET', pending, old_k{i}, '{i}') end"
+            ));
+            self.line("end");
+        }
+        self.line(format!(
+            "if moved then redis.call('HINCRBY', pending, {}, 1) end",
+            lua_str(redis_schema::PENDING_WRITES)
+        ));
     }
 
     /// Adds the new entry of index number `i`, if it has one and it differs
@@ -639,7 +722,7 @@ impl<'d> Writer<'d> {
     /// Only entities that expire (now, or before this write) are listed in
     /// the TTL registry, with the values their index entries were built from.
     fn registry(&mut self) {
-        let Some((reg, reg_fields)) = super::registry_lua(self.descriptor) else {
+        let Some((reg, reg_fields)) = self.registry_lua() else {
             return;
         };
         let snapshot = self.per_field(|name, n| format!("[{}] = n{n}", lua_str(name)));

@@ -43,6 +43,7 @@ use crate::client::Client;
 use crate::codec::reply_pairs;
 use crate::entity::{Entity, IndexKind, reindex};
 use crate::error::{Context, Error, Result};
+use crate::index::pending;
 use crate::script;
 
 /// Keys per `SCAN` step, entries per member-scan step, unless the
@@ -867,6 +868,10 @@ impl<E: Entity> Pass<'_, E> {
         }
         let (client, ctx) = (self.client, &self.ctx);
         let scripts = script::for_client(client, self.descriptor, ctx)?;
+        // A `cross_slot` index on a cluster has no script that reads both
+        // the entry and its entity: the entry goes through the entity's
+        // pending record instead (see `index::pending`).
+        let across_slots = super::super::across_slots(client, index);
         let invocations = orphans.iter().map(|d| {
             let mut invocation = scripts.call(&scripts.unindex, &d.index_key);
             invocation
@@ -874,7 +879,14 @@ impl<E: Entity> Pass<'_, E> {
                 .arg(position + 1)
                 .arg(&d.member)
                 .arg(d.value.clone().unwrap_or_default());
-            async move { client.query::<i64>(ctx.clone(), &invocation).await }
+            async move {
+                if across_slots {
+                    let (key, member) = (&d.index_key, &d.member);
+                    pending::recheck::<E>(client, ctx, scripts, key, position + 1, member).await
+                } else {
+                    client.query::<i64>(ctx.clone(), &invocation).await
+                }
+            }
         });
         let results = futures_util::future::join_all(invocations).await;
         ops += results.len() as u64;

@@ -1,0 +1,483 @@
+//! `cross_slot` indexes on a Redis Cluster: entries kept in step just after
+//! the write instead of inside it.
+//!
+//! An index key declared `cross_slot` may live in another hash slot than
+//! its entity (`jobs:status:queued` beside `job:j7`), where no script of
+//! the entity's slot can reach it. So on a cluster the write script
+//! records, in the same atomic step as the entity, which entries the write
+//! moves: the entity's *pending index key*
+//! ([`redis_schema::pending_index_key`], in the entity's slot) lists each
+//! index key that may still hold the entity and counts the writes. The
+//! record is durable before the write returns; the moves follow:
+//!
+//! 1. **claim** (one script in the entity's slot): take the record's lease
+//!    ([`redis_schema::pending_index_lease_key`], so one client at a time
+//!    applies an entity's moves) and read the record and the entity's hash
+//!    together;
+//! 2. **move**: add the entity to the index keys its hash renders now
+//!    (`SADD`/`ZADD` with its current score), remove it from every listed
+//!    key it no longer renders (`SREM`/`ZREM`): idempotent commands, one
+//!    pipeline per slot;
+//! 3. **release** (one script in the entity's slot): if no write was
+//!    counted since the claim, the moves applied are the last ones and the
+//!    record goes; otherwise claim again (a write that came in between
+//!    listed the key it left, so the next round removes that too).
+//!
+//! The writing client does this right after its write ([`apply`]); a
+//! client that dies before, or a claim that finds the lease held by
+//! another client, leaves the record to its holder or to [`settle`], which
+//! finds records with `SCAN` on every primary. Until then a query may miss
+//! the entity at its new key or meet it at its old one; queries of a
+//! `cross_slot` index check every entity they read against the key they
+//! came from (`fetch::belongs`) and pass over those that do not belong, so
+//! a listing never holds an entity whose current values do not match.
+//!
+//! The lease bounds the one unguarded case: a client that stalls longer
+//! than [`LEASE`] between its claim and its moves may, when it wakes,
+//! re-add an entry the next holder had removed. `verify` reports such an
+//! entry and `rebuild` removes it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis_schema::{EntityDescriptor, IndexKind, PENDING_WRITES};
+
+use crate::client::{Client, TRACE_TARGET};
+use crate::codec::{reply_pairs, value_kind};
+use crate::entity::Entity;
+use crate::error::{Context, Error, Result};
+use crate::script::{self, EntityScripts};
+
+/// How long a claim holds an entity's pending moves: far longer than the
+/// moves take, short enough that a dead client's record is applied by
+/// [`settle`] soon after.
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
+
+/// Claims of one [`apply`] before it lets the lease go and leaves the
+/// record to the next write or [`settle`]. Each round follows a write of
+/// the entity that came during the previous one, whose client found the
+/// lease held and left its moves to the holder; so the holder goes on
+/// while writes come, up to this bound on the latency one write can pay.
+const MAX_ROUNDS: usize = 64;
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The moves are applied and the record removed.
+    Done,
+    /// Nothing was pending.
+    Nothing,
+    /// Another client holds the lease; it applies every counted write.
+    Busy,
+    /// Writes kept coming, or the lease was lost: the record stays.
+    Left,
+}
+
+/// Applies the pending index moves of the entity at `key` (`member` in
+/// its indexes), if any. See the module docs.
+pub(crate) async fn apply<E: Entity>(
+    client: &Client,
+    scripts: &EntityScripts,
+    key: &str,
+    member: &str,
+) -> Result<Applied> {
+    let descriptor = E::descriptor();
+    let ctx = Context::new(
+        format!("{}.apply_index_moves", descriptor.name),
+        descriptor.key_pattern,
+    );
+    let (pending, lease) = pending_keys(key, &ctx)?;
+    let token = claim_token();
+    for round in 1..=MAX_ROUNDS {
+        let mut claim = scripts.call(&scripts.pending_claim, key);
+        claim
+            .key(&pending)
+            .key(&lease)
+            .key(key)
+            .arg(&token)
+            .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX));
+        let reply: redis::Value = client.query_repeatable(ctx.clone(), &claim).await?;
+        let Some(record) = claimed(&ctx, key, reply)? else {
+            return Ok(Applied::Nothing);
+        };
+        let Claimed::Held {
+            writes,
+            listed,
+            hash,
+        } = record
+        else {
+            return Ok(Applied::Busy);
+        };
+        let release = |how: &'static str| {
+            let mut release = scripts.call(&scripts.pending_release, key);
+            release
+                .key(&pending)
+                .key(&lease)
+                .arg(&token)
+                .arg(&writes)
+                .arg(how);
+            release
+        };
+        let moved = match moves(descriptor, member, &listed, &hash, key) {
+            Ok(moves) => send_moves(client, &ctx, &moves).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = moved {
+            // The record stays; the lease goes, so that the next write of
+            // the entity does not wait for it to lapse.
+            let _ = client.query::<i64>(ctx.clone(), &release("2")).await;
+            return Err(error);
+        }
+        let how = if round == MAX_ROUNDS { "1" } else { "0" };
+        let released: i64 = client.query(ctx.clone(), &release(how)).await?;
+        match released {
+            1 => return Ok(Applied::Done),
+            0 => continue,
+            _ => {
+                tracing::warn!(
+                    target: TRACE_TARGET,
+                    entity = descriptor.name,
+                    key,
+                    "the lease on pending index moves expired before they were applied; \
+                     the next holder applies them"
+                );
+                return Ok(Applied::Left);
+            }
+        }
+    }
+    Ok(Applied::Left)
+}
+
+/// The pending index key and its lease for `key`.
+fn pending_keys(key: &str, ctx: &Context) -> Result<(String, String)> {
+    redis_schema::pending_index_key(key)
+        .zip(redis_schema::pending_index_lease_key(key))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: the key {key:?} has no hash tag and holds a brace, so no key can share \
+                 its slot to record its cross_slot index moves",
+                ctx.operation
+            ))
+        })
+}
+
+/// A token no other claim shares: this process (`host-pid`) and a counter.
+fn claim_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        crate::stream::default_consumer_name(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A claim's outcome.
+enum Claimed {
+    /// Another client holds the lease.
+    Taken,
+    /// The lease is ours: the write count read, the listed index keys with
+    /// their index's 1-based position, the entity's hash (empty if gone).
+    Held {
+        writes: Vec<u8>,
+        listed: Vec<(String, usize)>,
+        hash: redis::Value,
+    },
+}
+
+/// Reads the claim script's reply; `None` when nothing was pending.
+fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claimed>> {
+    let shape = |reason: String| Error::Decode {
+        context: ctx.clone(),
+        key: key.to_string(),
+        field: "*".into(),
+        reason,
+    };
+    let redis::Value::Array(mut parts) = reply else {
+        return Err(shape(format!(
+            "expected a claim reply, found {}",
+            value_kind(&reply)
+        )));
+    };
+    match parts.first() {
+        Some(redis::Value::Int(0)) => return Ok(None),
+        Some(redis::Value::Int(-1)) => return Ok(Some(Claimed::Taken)),
+        Some(redis::Value::Int(1)) if parts.len() == 3 => {}
+        _ => return Err(shape("unexpected claim reply".into())),
+    }
+    let hash = parts.pop().unwrap_or(redis::Value::Nil);
+    let record = parts.pop().unwrap_or(redis::Value::Nil);
+    let mut writes = Vec::new();
+    let mut listed = Vec::new();
+    for (field, value) in reply_pairs(key, &record)? {
+        if field == PENDING_WRITES.as_bytes() {
+            writes = value.to_vec();
+            continue;
+        }
+        let index_key = std::str::from_utf8(field).ok();
+        let position = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        match (index_key, position) {
+            (Some(index_key), Some(position)) => listed.push((index_key.to_string(), position)),
+            // Not written by us: left for the record's removal.
+            _ => tracing::warn!(
+                target: TRACE_TARGET,
+                key,
+                "a pending index record holds a field that names no index key"
+            ),
+        }
+    }
+    Ok(Some(Claimed::Held {
+        writes,
+        listed,
+        hash,
+    }))
+}
+
+/// One index command of the moves, and the key it is routed by.
+struct Move {
+    key: String,
+    cmd: redis::Cmd,
+}
+
+/// The moves that bring `member`'s `cross_slot` index entries in line
+/// with its hash: an add at each key the hash renders now, a removal at
+/// each listed key it does not.
+fn moves(
+    descriptor: &EntityDescriptor,
+    member: &str,
+    listed: &[(String, usize)],
+    hash: &redis::Value,
+    key: &str,
+) -> Result<Vec<Move>> {
+    let pairs = reply_pairs(key, hash)?;
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(field, _)| *field == name.as_bytes())
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    };
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    for (position, index) in descriptor.indexes.iter().enumerate() {
+        if !index.cross_slot || pairs.is_empty() {
+            continue;
+        }
+        let Some(index_key) = descriptor.render(index.key, value) else {
+            continue;
+        };
+        let cmd = match (index.kind, index.score_field) {
+            (IndexKind::Set, _) => {
+                let mut cmd = redis::cmd("SADD");
+                cmd.arg(&index_key).arg(member);
+                cmd
+            }
+            (IndexKind::Sorted, Some(field)) => {
+                let Some(score) = value(field).and_then(|s| s.parse::<f64>().ok()) else {
+                    continue;
+                };
+                let mut cmd = redis::cmd("ZADD");
+                cmd.arg(&index_key).arg(score).arg(member);
+                cmd
+            }
+            // The derive refuses `cross_slot` on other kinds.
+            _ => continue,
+        };
+        current.push((position + 1, index_key.clone()));
+        out.push(Move {
+            key: index_key,
+            cmd,
+        });
+    }
+    for (index_key, position) in listed {
+        if current.iter().any(|(p, k)| p == position && k == index_key) {
+            continue;
+        }
+        let command = match descriptor.indexes.get(position.wrapping_sub(1)) {
+            Some(index) if index.kind == IndexKind::Set => "SREM",
+            Some(index) if index.kind == IndexKind::Sorted => "ZREM",
+            _ => continue,
+        };
+        let mut cmd = redis::cmd(command);
+        cmd.arg(index_key).arg(member);
+        out.push(Move {
+            key: index_key.clone(),
+            cmd,
+        });
+    }
+    Ok(out)
+}
+
+/// Sends the moves, one pipeline per slot, all slots at once. Every move
+/// is idempotent, so a pipeline is sent again after a dropped connection.
+async fn send_moves(client: &Client, ctx: &Context, moves: &[Move]) -> Result<()> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    client
+        .per_slot_of(
+            moves,
+            |m| m.key.as_str(),
+            |group| async move {
+                let mut pipe = redis::pipe();
+                for m in group {
+                    pipe.add_command(m.cmd.clone());
+                }
+                // One reply per move, as `per_slot_of` expects.
+                client
+                    .query_repeatable::<Vec<redis::Value>>(ctx.clone(), &pipe)
+                    .await
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// How many records [`settle`] found and what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SettleReport {
+    /// Records whose moves were applied and removed.
+    pub applied: u64,
+    /// Records another client was applying (their lease held), left to it.
+    pub busy: u64,
+    /// Records still there after their rounds: written to faster than they
+    /// could be applied, or their lease lost. Run `settle` again.
+    pub left: u64,
+}
+
+/// Applies every pending `cross_slot` index record of `E` a client left
+/// behind (it died between its write and the moves, or the moves failed),
+/// found with `SCAN` on every primary. Nothing to do on one server, where
+/// every index is written with its entity; run it after a crash or from a
+/// periodic task, e.g. beside [`sweep`](super::sweep). `verify` reports
+/// the records it finds.
+///
+/// ```no_run
+/// # #[derive(redis_runtime::RedisEntity)]
+/// # #[redis(key = "job:{id}", cluster)]
+/// # #[redis(index(key = "jobs:status:{status}", cross_slot))]
+/// # struct Job { id: String, status: String }
+/// # async fn run(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+/// let report = redis_runtime::index::settle::<Job>(client).await?;
+/// println!("{} applied, {} still pending", report.applied, report.busy + report.left);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn settle<E: Entity>(client: &Client) -> Result<SettleReport> {
+    let descriptor = E::descriptor();
+    let mut report = SettleReport::default();
+    let ctx = Context::new(
+        format!("{}.settle", descriptor.name),
+        descriptor.key_pattern,
+    );
+    let records = records::<E>(client, &ctx).await?;
+    if records.is_empty() {
+        return Ok(report);
+    }
+    let scripts = script::for_client(client, descriptor, &ctx)?;
+    for (key, member) in records {
+        match apply::<E>(client, scripts, &key, &member).await? {
+            Applied::Done => report.applied += 1,
+            Applied::Busy => report.busy += 1,
+            Applied::Left => report.left += 1,
+            Applied::Nothing => {}
+        }
+    }
+    Ok(report)
+}
+
+/// How many pending `cross_slot` index records of `E` exist now (see
+/// [`settle`]); `verify` reports it.
+pub(crate) async fn count<E: Entity>(client: &Client, ctx: &Context) -> Result<u64> {
+    Ok(records::<E>(client, ctx).await?.len() as u64)
+}
+
+/// The entity key and member of every pending record of `E`, found with
+/// `SCAN` on every primary; none when `E` has no `cross_slot` index or
+/// the server is not a cluster. Records are few (each lives from a write
+/// to its moves), so they are collected.
+async fn records<E: Entity>(client: &Client, ctx: &Context) -> Result<Vec<(String, String)>> {
+    let descriptor = E::descriptor();
+    let mut found = Vec::new();
+    if !client.config().is_cluster() || !descriptor.indexes.iter().any(|i| i.cross_slot) {
+        return Ok(found);
+    }
+    let glob = format!("{}*", redis_schema::PENDING_INDEX_PREFIX);
+    let mut cursor = 0;
+    loop {
+        let (next, keys) =
+            super::repair::scan::keys_step(client, ctx, cursor, &glob, 500, Some("hash")).await?;
+        for pending in keys {
+            let Some(key) = redis_schema::entity_of_pending_index_key(&pending) else {
+                continue;
+            };
+            // Another type's records fail to read back as a member of `E`.
+            if let Some(member) = descriptor.member_of_key(key) {
+                found.push((key.to_string(), member));
+            }
+        }
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
+}
+
+/// Re-checks one entry of a `cross_slot` index that `rebuild` found stale:
+/// lists `index_key` in the entity's pending record and applies it, so the
+/// entry goes unless the entity renders that key now (a concurrent write
+/// is never undone). Returns 1 when the entry is gone afterwards, else 0.
+pub(crate) async fn recheck<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    scripts: &EntityScripts,
+    index_key: &str,
+    position: usize,
+    member: &str,
+) -> Result<i64> {
+    let descriptor = E::descriptor();
+    let kind = descriptor
+        .indexes
+        .get(position.wrapping_sub(1))
+        .map(|i| i.kind);
+    let Some(key) = descriptor.key_of_member(member) else {
+        // A member that names no entity cannot belong anywhere.
+        let command = if kind == Some(IndexKind::Sorted) {
+            "ZREM"
+        } else {
+            "SREM"
+        };
+        let mut remove = redis::cmd(command);
+        remove.arg(index_key).arg(member);
+        return client.query(ctx.clone(), &remove).await;
+    };
+    let (pending, _) = pending_keys(&key, ctx)?;
+    let mut note = redis::pipe();
+    note.atomic()
+        .cmd("HSET")
+        .arg(&pending)
+        .arg(index_key)
+        .arg(position)
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(&pending)
+        .arg(PENDING_WRITES)
+        .arg(1)
+        .ignore();
+    let () = client.query(ctx.clone(), &note).await?;
+    apply::<E>(client, scripts, &key, member).await?;
+    let present = if kind == Some(IndexKind::Sorted) {
+        let mut score = redis::cmd("ZSCORE");
+        score.arg(index_key).arg(member);
+        client
+            .query_repeatable::<Option<f64>>(ctx.clone(), &score)
+            .await?
+            .is_some()
+    } else {
+        let mut member_of = redis::cmd("SISMEMBER");
+        member_of.arg(index_key).arg(member);
+        client
+            .query_repeatable::<bool>(ctx.clone(), &member_of)
+            .await?
+    };
+    Ok(i64::from(!present))
+}

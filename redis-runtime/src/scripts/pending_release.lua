@@ -1,0 +1,22 @@
+--- needs:
+-- Ends a claim of pending index moves (see `index::pending`): when no
+-- write was counted since the claim read the record, the moves it applied
+-- are the last ones, and the record and the lease go. Otherwise the lease
+-- is kept, and the claimer reads the record again; on its last round, or
+-- when its moves failed, it lets the lease go (and keeps the record), so
+-- the next write's client can take over.
+--
+-- KEYS[1] the pending index key, KEYS[2] its lease.
+-- ARGV: the claimer's token, the write count the claim read ('' if none),
+-- then '0' for a round, '1' for the last round, '2' to let go only.
+--
+-- Returns 1 released, 0 a write came since, -1 the lease was lost (it
+-- expired and another client took it over).
+local pending, lease = KEYS[1], KEYS[2]
+if redis.call('GET', lease) ~= ARGV[1] then return -1 end
+if ARGV[3] ~= '2' and (redis.call('HGET', pending, '') or '') == ARGV[2] then
+  redis.call('DEL', pending, lease)
+  return 1
+end
+if ARGV[3] ~= '0' then redis.call('DEL', lease) end
+return 0
