@@ -1,5 +1,6 @@
 //! Faults on a real Redis Cluster (3 masters, 3 replicas on loopback)
-//! under load: eight entity writers on a type pinned to one slot, a
+//! under load: eight entity writers on a type pinned to one slot, four on
+//! a type spread over every slot with `cross_slot` indexes, a
 //! stream producer with a two-consumer worker, and a subscriber, all
 //! running while that slot migrates to another master key by key, then
 //! while the master serving it is failed over by hand, and then while it
@@ -33,6 +34,23 @@ struct Job {
     status: String,
     created_at: i64,
 }
+
+/// The layout other services share, each order in its own slot and its
+/// indexes global (`cross_slot`): its writes and their index moves reach
+/// every master, the faulted one included.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "order:{id}")]
+#[redis(index(key = "orders:status:{status}", cross_slot))]
+#[redis(sorted_index(key = "orders:user:{user_id}", score = "created_at", cross_slot))]
+struct Order {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+/// Writers of orders, beside the job writers.
+const ORDER_WRITERS: u64 = 4;
 
 /// A stream message.
 #[derive(RedisRecord, Debug, Clone, PartialEq)]
@@ -96,16 +114,38 @@ async fn random_write(client: &Client, n: &mut u64) -> redis_runtime::Result<()>
     }
 }
 
+/// One save or delete of an order among 100, chosen by `n`.
+async fn random_order_write(client: &Client, n: &mut u64) -> redis_runtime::Result<()> {
+    *n = n
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let id = format!("o{}", (*n >> 33) % 100);
+    if (*n >> 40).is_multiple_of(4) {
+        return Order::delete(client, &id).await.map(drop);
+    }
+    let order = Order {
+        id,
+        user_id: format!("u{}", *n % 5),
+        status: ["new", "paid", "shipped"][((*n >> 20) % 3) as usize].into(),
+        created_at: (*n % 100_000) as i64,
+    };
+    order.save(client).await.map(drop)
+}
+
 async fn start_load(client: &Client) -> Load {
     let stop = CancellationToken::new();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
+    for w in 0..WRITERS + ORDER_WRITERS {
         let (client, stop, seen) = (client.clone(), stop.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = w + 1;
             while !stop.is_cancelled() {
-                let result = random_write(&client, &mut n).await;
+                let result = if w < WRITERS {
+                    random_write(&client, &mut n).await
+                } else {
+                    random_order_write(&client, &mut n).await
+                };
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
                     // Refusals by the data (exists, missing) are successes here.
@@ -231,7 +271,15 @@ impl Load {
 /// Runs `fault` under load; returns how long after the fault started the
 /// writes succeeded again (the first success after the longest gap), and
 /// checks everything the module docs promise.
-async fn under_load(client: &Client, what: &str, fault: impl FnOnce() -> u16) -> Duration {
+/// Runs `fault` under the load and checks what it left. A crash may lose
+/// writes a master acknowledged (`acked_writes_may_be_lost`): replication
+/// is asynchronous.
+async fn under_load(
+    client: &Client,
+    what: &str,
+    acked_writes_may_be_lost: bool,
+    fault: impl FnOnce() -> u16,
+) -> Duration {
     let load = start_load(client).await;
     eventually(
         Duration::from_secs(10),
@@ -323,6 +371,39 @@ async fn under_load(client: &Client, what: &str, fault: impl FnOnce() -> u16) ->
     }
     let report = index::verify::<Job>(client).await.expect("verify");
     assert!(report.drift.is_empty(), "{what}: drift {:?}", report.drift);
+    // Orders' index moves that failed with the fault were left in their
+    // records: settle applies them, and then the indexes are exact.
+    // A lease whose holder lost its node with the fault lapses within
+    // 10 s; until then its record is left to the holder (busy).
+    let mut applied = 0;
+    eventually(
+        Duration::from_secs(15),
+        "every order record settled",
+        async || {
+            let settled = index::settle::<Order>(client).await.expect("settle");
+            applied += settled.applied;
+            settled.busy == 0 && settled.left == 0
+        },
+    )
+    .await;
+    let report = index::verify::<Order>(client).await.expect("verify");
+    println!(
+        "{what}: orders: {applied} records settled after the load, {} entities, drift after settle {}",
+        report.entities,
+        report.drift.len()
+    );
+    assert_eq!(report.pending, 0);
+    if acked_writes_may_be_lost && !report.drift.is_empty() {
+        // A killed master may take writes it acknowledged but had not yet
+        // replicated: an order or an index entry on it, with the rest on
+        // other masters. Only a full repair can tell; it must leave none.
+        println!("{what}: orders drift after the crash: {:?}", report.drift);
+        index::rebuild::<Order>(client).await.expect("rebuild");
+        let report = index::verify::<Order>(client).await.expect("verify");
+        assert!(report.drift.is_empty(), "{what}: drift {:?}", report.drift);
+    } else {
+        assert!(report.drift.is_empty(), "{what}: drift {:?}", report.drift);
+    }
     // The client answers at once again.
     let ping: String = client
         .query(Context::new("test.ping", ""), &redis::cmd("PING"))
@@ -371,7 +452,7 @@ async fn writes_workers_and_subscribers_ride_out_a_failover_and_a_crash() {
         .into_iter()
         .find(|&port| port != master)
         .expect("another master");
-    let migration = under_load(&client, "slot migration", || {
+    let migration = under_load(&client, "slot migration", false, || {
         topology.migrate_slot(slot, target);
         target
     })
@@ -379,11 +460,14 @@ async fn writes_workers_and_subscribers_ride_out_a_failover_and_a_crash() {
     assert!(migration < Duration::from_secs(10), "{migration:?}");
 
     let master = topology.master_of_slot(slot);
-    let failover = under_load(&client, "CLUSTER FAILOVER", || topology.failover(master)).await;
+    let failover = under_load(&client, "CLUSTER FAILOVER", false, || {
+        topology.failover(master)
+    })
+    .await;
     assert!(failover < Duration::from_secs(10), "{failover:?}");
 
     let master = topology.master_of_slot(slot);
-    let crash = under_load(&client, "SIGKILL of the master", || {
+    let crash = under_load(&client, "SIGKILL of the master", true, || {
         topology.kill_master(master)
     })
     .await;
