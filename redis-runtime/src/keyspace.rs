@@ -750,12 +750,19 @@ fn render_markdown(manifest: &Manifest) -> String {
             .collect();
         let entity_slot = entity.keys.first().map_or("", |k| k.slot.as_str());
         notes.push(if entity.cluster {
-            // Only logs and `cross_slot` indexes can be elsewhere: neither
-            // is written by the write script.
-            let logs = if elsewhere.is_empty() {
+            // Logs are written by their own commands and `cross_slot`
+            // indexes after the write (said below): the derive checked
+            // every other key.
+            let logs: Vec<String> = entity
+                .keys
+                .iter()
+                .filter(|k| matches!(k.role, KeyRole::Log(_)) && !k.in_entity_slot)
+                .map(|k| format!("`{}`", k.pattern))
+                .collect();
+            let logs = if logs.is_empty() {
                 String::new()
             } else {
-                format!("; outside it: {}", elsewhere.join(", "))
+                format!("; logs outside it: {}", logs.join(", "))
             };
             let deferred: Vec<String> = entity
                 .indexes
