@@ -37,15 +37,27 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
             index: &index.name,
             source,
             sorted: index.kind == IndexKind::Sorted,
+            cross_slot: index.cross_slot,
+        };
+        // What a reader of a `cross_slot` index sees on a cluster.
+        let read_note = if index.cross_slot {
+            " On a Redis Cluster the index is `cross_slot`: it is updated just after each write, so an entity written a moment ago may be missing, and entities that no longer match are passed over (each one read is checked against the index)."
+        } else {
+            ""
+        };
+        let count_note = if index.cross_slot {
+            " On a Redis Cluster the index is `cross_slot`: the count may include, for a moment, entities whose last write moved them elsewhere."
+        } else {
+            ""
         };
         let cursor_and_bulk = walk.methods(&p, vis, &name, &params, &key, [&client_p, &page_p]);
         match index.kind {
             IndexKind::Sorted => {
                 let score = index.value_field.map(|i| unraw(m.fields[i].ident)).unwrap_or_default();
-                let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); two round trips (ids, then the hashes in one pipeline). Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).");
+                let doc_page = format!("A page of entities from sorted index `{source}` (scored by `{score}`); two round trips (ids, then the hashes in one pipeline). Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).{read_note}");
                 let doc_range = format!("Like `{}`, restricted to scores (`{score}`) in `range`.", index.name);
-                let doc_ids = format!("A page of ids from sorted index `{source}`, restricted to scores (`{score}`) in `range`.");
-                let doc_count = format!("How many entities sorted index `{source}` holds.");
+                let doc_ids = format!("A page of ids from sorted index `{source}`, restricted to scores (`{score}`) in `range`.{read_note}");
+                let doc_count = format!("How many entities sorted index `{source}` holds.{count_note}");
                 let renamed = format!("renamed to `{}_ids_in_range` (the names say which queries take a range); `{}_ids` will take only a page, like `{}`", index.name, index.name, index.name);
                 quote! {
                     #[doc = #doc_page]
@@ -73,9 +85,9 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 }
             }
             IndexKind::Set => {
-                let doc_all = format!("All entities in set index `{source}`, sorted by id; two round trips (ids, then the hashes in one pipeline). Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).");
-                let doc_ids = format!("All ids in set index `{source}`, sorted.");
-                let doc_count = format!("How many entities set index `{source}` holds.");
+                let doc_all = format!("All entities in set index `{source}`, sorted by id; two round trips (ids, then the hashes in one pipeline). Never returns expired entities; entities that do not decode are reported in the `Listing` (call `.strict()` for all or nothing).{read_note}");
+                let doc_ids = format!("All ids in set index `{source}`, sorted.{read_note}");
+                let doc_count = format!("How many entities set index `{source}` holds.{count_note}");
                 quote! {
                     #[doc = #doc_all]
                     #vis async fn #base(#client_p: &#p::Client, #(#params)*) -> #p::Result<#p::index::Listing<Self>> {
@@ -133,6 +145,9 @@ struct Walk<'a> {
     index: &'a str,
     source: &'a str,
     sorted: bool,
+    /// The index is `cross_slot`: these need one script over the index
+    /// and its entities, which a cluster refuses.
+    cross_slot: bool,
 }
 
 impl Walk<'_> {
@@ -163,14 +178,19 @@ impl Walk<'_> {
                 "two round trips (a script picks the page's ids from the members, then the hashes in one pipeline); the script costs O(N) server time per page for N members",
             )
         };
+        let refused = if self.cross_slot {
+            " Refused on a Redis Cluster (`STORAGE_CONFIG`), where the index is `cross_slot`."
+        } else {
+            ""
+        };
         let doc_after = format!(
-            "The entities of {kind} index `{source}` after `page.after`, {order}: at most `page.limit`, and the cursor to continue after (`None` at the end); {cost}. Stable while others insert and delete: an entity in the index for the whole walk is returned exactly once, and none twice. Never returns expired entities; entities that do not decode are reported in the listing."
+            "The entities of {kind} index `{source}` after `page.after`, {order}: at most `page.limit`, and the cursor to continue after (`None` at the end); {cost}. Stable while others insert and delete: an entity in the index for the whole walk is returned exactly once, and none twice. Never returns expired entities; entities that do not decode are reported in the listing.{refused}"
         );
         let doc_ids = format!(
-            "The ids of {kind} index `{source}` after `page.after`, {order}, and the cursor to continue after; one round trip. Stable like `{index}_after`."
+            "The ids of {kind} index `{source}` after `page.after`, {order}, and the cursor to continue after; one round trip. Stable like `{index}_after`.{refused}"
         );
         let doc_delete = format!(
-            "Deletes every entity {kind} index `{source}` lists, each exactly as `delete` does (with all its index, unique and TTL-registry entries), in atomic batches of 100; returns how many were deleted. Not atomic as a whole: other clients see the index shrink batch by batch (`{index}_count` counts it first)."
+            "Deletes every entity {kind} index `{source}` lists, each exactly as `delete` does (with all its index, unique and TTL-registry entries), in atomic batches of 100; returns how many were deleted. Not atomic as a whole: other clients see the index shrink batch by batch (`{index}_count` counts it first).{refused}"
         );
         quote! {
             #[doc = #doc_after]

@@ -354,7 +354,15 @@ impl Entry {
 }
 
 /// What a cursor read of a `cross_slot` index on a cluster can use instead.
-const CURSOR_INSTEAD: &str = "read it by offset pages (`by_…` with a Page) instead";
+fn cursor_instead(index: &IndexDescriptor) -> String {
+    match index.kind {
+        IndexKind::Sorted => format!(
+            "read it by offset pages (`{}` with a `Page`) instead",
+            index.name
+        ),
+        _ => format!("read all its members (`{}`) instead", index.name),
+    }
+}
 
 /// Entities of a cursor page of a sorted or set index: the entries
 /// strictly after `page.after` in `page.order`, then their hashes by one
@@ -373,7 +381,7 @@ pub async fn page_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorListing<E>> {
     let ctx = context::<E>(index, "page_after");
-    super::refuse_across_slots::<E>(client, index, "a cursor page", CURSOR_INSTEAD)?;
+    super::refuse_across_slots::<E>(client, index, "a cursor page", &cursor_instead(index))?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     script::check_cluster(client, E::descriptor())?;
@@ -464,7 +472,7 @@ pub async fn ids_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorIds> {
     let ctx = context::<E>(index, "ids_after");
-    super::refuse_across_slots::<E>(client, index, "a cursor page", CURSOR_INSTEAD)?;
+    super::refuse_across_slots::<E>(client, index, "a cursor page", &cursor_instead(index))?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     if page.limit == 0 {

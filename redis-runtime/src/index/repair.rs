@@ -257,9 +257,6 @@ pub(crate) fn refused_for_data(error: &Error) -> bool {
 /// [`RebuildReport::skipped`]; a repair step refused because of it is
 /// reported there too, and the rest of the repair goes ahead.
 pub async fn rebuild<E: Entity>(client: &Client) -> Result<RebuildReport> {
-    // Moves left pending by a client that died are applied first: they
-    // are what most `cross_slot` drift on a cluster is.
-    super::pending::settle::<E>(client).await?;
     let collected = Collect::default();
     let tally = pass::run::<E>(client, true, &collected).await?;
     let Collect {

@@ -208,6 +208,11 @@ pub(crate) async fn run<E: Entity>(
     let descriptor = E::descriptor();
     // Its index pipelines and scripts need the type's keys in one slot.
     crate::script::check_cluster(client, descriptor)?;
+    if repair {
+        // Moves left pending by a client that died are applied first:
+        // they are what most `cross_slot` drift on a cluster is.
+        pending::settle::<E>(client).await?;
+    }
     let verb = if repair { "rebuild" } else { "verify" };
     let mut pass = Pass::<E> {
         client,
@@ -872,21 +877,19 @@ impl<E: Entity> Pass<'_, E> {
         // the entry and its entity: the entry goes through the entity's
         // pending record instead (see `index::pending`).
         let across_slots = super::super::across_slots(client, index);
-        let invocations = orphans.iter().map(|d| {
+        let invocations = orphans.iter().map(|d| async move {
+            if across_slots {
+                let (key, member) = (&d.index_key, &d.member);
+                return pending::recheck::<E>(client, ctx, scripts, key, position + 1, member)
+                    .await;
+            }
             let mut invocation = scripts.call(&scripts.unindex, &d.index_key);
             invocation
                 .key(&d.index_key)
                 .arg(position + 1)
                 .arg(&d.member)
                 .arg(d.value.clone().unwrap_or_default());
-            async move {
-                if across_slots {
-                    let (key, member) = (&d.index_key, &d.member);
-                    pending::recheck::<E>(client, ctx, scripts, key, position + 1, member).await
-                } else {
-                    client.query::<i64>(ctx.clone(), &invocation).await
-                }
-            }
+            client.query::<i64>(ctx.clone(), &invocation).await
         });
         let results = futures_util::future::join_all(invocations).await;
         ops += results.len() as u64;
