@@ -211,7 +211,9 @@ pub(crate) async fn run<E: Entity>(
     if repair {
         // Moves left pending by a client that died are applied first:
         // they are what most `cross_slot` drift on a cluster is.
-        pending::settle::<E>(client).await?;
+        // Boxed: the pass's future is deep already, and the compiler's
+        // layout queries of the callers' futures have a depth limit.
+        Box::pin(pending::settle::<E>(client)).await?;
     }
     let verb = if repair { "rebuild" } else { "verify" };
     let mut pass = Pass::<E> {
@@ -880,8 +882,9 @@ impl<E: Entity> Pass<'_, E> {
         let invocations = orphans.iter().map(|d| async move {
             if across_slots {
                 let (key, member) = (&d.index_key, &d.member);
-                return pending::recheck::<E>(client, ctx, scripts, key, position + 1, member)
-                    .await;
+                let recheck =
+                    pending::recheck::<E>(client, ctx, scripts, key, position + 1, member);
+                return Box::pin(recheck).await;
             }
             let mut invocation = scripts.call(&scripts.unindex, &d.index_key);
             invocation
