@@ -16,6 +16,7 @@ use redis_schema::EntityDescriptor;
 use crate::client::Client;
 use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
+use crate::index::pending;
 use crate::script::{self, EntityScripts};
 
 pub use redis_schema::IndexKind;
@@ -192,7 +193,8 @@ fn write_invocation(
         // refuses the call (`CROSSSLOT`) before it writes anything.
         let pending = redis_schema::pending_index_key(key)
             .unwrap_or_else(|| format!("{}{key}", redis_schema::PENDING_INDEX_PREFIX));
-        invocation.key(pending);
+        let lease = redis_schema::pending_index_lease_key(key).unwrap_or_else(|| pending.clone());
+        invocation.key(pending).key(lease);
     }
     invocation
         .arg(mode.code())
@@ -282,27 +284,29 @@ async fn write<E: Entity>(
     let ctx = context::<E>(mode.verb());
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let invocation = write_invocation(scripts, mode, &key, &member, &fields, ttl);
-    let reply = write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)?;
-    let outcome = write_outcome(reply, ctx, key.clone())?;
-    apply_index_moves::<E>(client, scripts, &key, &member).await;
-    Ok(outcome)
+    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    let outcome = write_outcome(write_reply(reply, &ctx)?, ctx, key.clone());
+    apply_index_moves::<E>(client, scripts, &key, &member, claim).await;
+    outcome
 }
 
-/// After a write that succeeded, on a cluster, applies the `cross_slot`
-/// index moves it recorded (see `index::pending`). The write itself is
-/// done and durable, and so is the record of its moves, so a failure here
-/// does not fail it: it is logged, and the record waits for the next
-/// write of the entity or for `index::settle`.
+/// After a write, on a cluster, applies the `cross_slot` index moves it
+/// recorded and claimed (see `index::pending`); nothing when it recorded
+/// none, or another client holds the lease. The write itself is done and
+/// durable, and so is the record of its moves, so a failure here does
+/// not fail it: it is logged, and the record waits for the next write of
+/// the entity or for `index::settle`.
 async fn apply_index_moves<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,
     member: &str,
+    claim: Option<pending::Claim>,
 ) {
-    if !scripts.defers_indexes {
+    let Some(claim) = claim else {
         return;
-    }
-    if let Err(error) = crate::index::pending::apply::<E>(client, scripts, key, member).await {
+    };
+    if let Err(error) = pending::apply_claimed::<E>(client, scripts, key, member, claim).await {
         tracing::warn!(
             target: crate::client::TRACE_TARGET,
             entity = E::descriptor().name,
@@ -534,13 +538,11 @@ async fn conditional<E: Entity>(
 ) -> Result<Option<redis::Value>> {
     let scripts = script::for_client(client, E::descriptor(), ctx)?;
     let invocation = conditional_invocation(scripts, &write, conditions);
-    match write_reply(client.query(ctx.clone(), &invocation).await?, ctx)? {
+    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    apply_index_moves::<E>(client, scripts, write.key, write.member, claim).await;
+    match write_reply(reply, ctx)? {
         (-3, hash) => Ok(Some(hash)),
-        reply => {
-            write_outcome(reply, ctx.clone(), write.key.to_string())?;
-            apply_index_moves::<E>(client, scripts, write.key, write.member).await;
-            Ok(None)
-        }
+        reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
     }
 }
 
@@ -657,16 +659,15 @@ pub async fn increment<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let invocation =
         increment_invocation(scripts, E::descriptor(), &key, &member, field, by, bounds);
-    match write_reply(client.query(ctx.clone(), &invocation).await?, &ctx)? {
-        (2, counted) => {
-            apply_index_moves::<E>(client, scripts, &key, &member).await;
-            detail_text(&counted)
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| Error::Command {
-                    context: ctx,
-                    message: format!("unexpected counter value {counted:?}"),
-                })
-        }
+    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    apply_index_moves::<E>(client, scripts, &key, &member, claim).await;
+    match write_reply(reply, &ctx)? {
+        (2, counted) => detail_text(&counted)
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| Error::Command {
+                context: ctx,
+                message: format!("unexpected counter value {counted:?}"),
+            }),
         (-4, current) => Err(Error::Encode {
             context: ctx,
             field: field.to_string(),

@@ -23,10 +23,12 @@
 //!    record goes; otherwise claim again (a write that came in between
 //!    listed the key it left, so the next round removes that too).
 //!
-//! The writing client does this right after its write ([`apply`]); a
-//! client that dies before, or a claim that finds the lease held by
-//! another client, leaves the record to its holder or to [`settle`], which
-//! finds records with `SCAN` on every primary. Until then a query may miss
+//! The write script itself takes the first claim when it records moves
+//! (saving a round trip), and the writing client goes on from there
+//! ([`apply_claimed`]); a write that finds the lease held leaves its moves
+//! to the holder, whose release then fails and who claims again. A client
+//! that dies first leaves the record to [`settle`], which finds records
+//! with `SCAN` on every primary and claims them ([`apply`]). Until then a query may miss
 //! the entity at its new key or meet it at its old one; queries of a
 //! `cross_slot` index check every entity they read against the key they
 //! came from (`fetch::belongs`) and pass over those that do not belong, so
@@ -74,12 +76,66 @@ pub(crate) enum Applied {
 }
 
 /// Applies the pending index moves of the entity at `key` (`member` in
-/// its indexes), if any. See the module docs.
+/// its indexes), if any, claiming them first. See the module docs.
 pub(crate) async fn apply<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,
     member: &str,
+) -> Result<Applied> {
+    rounds::<E>(client, scripts, key, member, &claim_token(), None).await
+}
+
+/// The claim a write script took of the moves it recorded (see
+/// `script::write`): its token, and the record and hash it read.
+pub(crate) struct Claim {
+    token: String,
+    claimed: redis::Value,
+}
+
+/// Splits a write script's reply into the write's own reply and the claim
+/// it took, if it wrapped its reply in one (`{ 'claimed', reply, token,
+/// claim }`).
+pub(crate) fn split_claim(reply: redis::Value) -> (redis::Value, Option<Claim>) {
+    let tagged = |parts: &[redis::Value]| {
+        parts.len() == 4
+            && matches!(&parts[0], redis::Value::BulkString(tag) if tag.as_slice() == b"claimed")
+    };
+    let mut parts = match reply {
+        redis::Value::Array(parts) if tagged(&parts) => parts,
+        other => return (other, None),
+    };
+    let claimed = parts.pop().unwrap_or(redis::Value::Nil);
+    let token = match parts.pop() {
+        Some(redis::Value::BulkString(token)) => String::from_utf8_lossy(&token).into_owned(),
+        _ => String::new(),
+    };
+    let reply = parts.pop().unwrap_or(redis::Value::Nil);
+    (reply, Some(Claim { token, claimed }))
+}
+
+/// Applies the moves a write claimed (see [`Claim`]), then goes on like
+/// [`apply`] while writes come.
+pub(crate) async fn apply_claimed<E: Entity>(
+    client: &Client,
+    scripts: &EntityScripts,
+    key: &str,
+    member: &str,
+    claim: Claim,
+) -> Result<Applied> {
+    let Claim { token, claimed } = claim;
+    rounds::<E>(client, scripts, key, member, &token, Some(claimed)).await
+}
+
+/// The rounds of claim (the first one given, when a write took it), moves
+/// and release, under `token`.
+async fn rounds<E: Entity>(
+    client: &Client,
+    scripts: &EntityScripts,
+    key: &str,
+    member: &str,
+    token: &str,
+    mut first: Option<redis::Value>,
 ) -> Result<Applied> {
     let descriptor = E::descriptor();
     let ctx = Context::new(
@@ -87,16 +143,20 @@ pub(crate) async fn apply<E: Entity>(
         descriptor.key_pattern,
     );
     let (pending, lease) = pending_keys(key, &ctx)?;
-    let token = claim_token();
     for round in 1..=MAX_ROUNDS {
-        let mut claim = scripts.call(&scripts.pending_claim, key);
-        claim
-            .key(&pending)
-            .key(&lease)
-            .key(key)
-            .arg(&token)
-            .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX));
-        let reply: redis::Value = client.query_repeatable(ctx.clone(), &claim).await?;
+        let reply = match first.take() {
+            Some(claimed) => claimed,
+            None => {
+                let mut claim = scripts.call(&scripts.pending_claim, key);
+                claim
+                    .key(&pending)
+                    .key(&lease)
+                    .key(key)
+                    .arg(token)
+                    .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX));
+                client.query_repeatable(ctx.clone(), &claim).await?
+            }
+        };
         let Some(record) = claimed(&ctx, key, reply)? else {
             return Ok(Applied::Nothing);
         };
@@ -113,7 +173,7 @@ pub(crate) async fn apply<E: Entity>(
             release
                 .key(&pending)
                 .key(&lease)
-                .arg(&token)
+                .arg(token)
                 .arg(&writes)
                 .arg(how);
             release
@@ -480,4 +540,47 @@ pub(crate) async fn recheck<E: Entity>(
             .await?
     };
     Ok(i64::from(!present))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_claimed_write_reply_is_split_and_a_plain_one_kept() {
+        let claimed = Value::Array(vec![
+            Value::Int(1),
+            Value::Array(vec![]),
+            Value::Array(vec![]),
+        ]);
+        let wrapped = Value::Array(vec![
+            bulk("claimed"),
+            Value::Array(vec![Value::Int(2), bulk("7")]),
+            bulk("1700000000.5.3"),
+            claimed.clone(),
+        ]);
+        let (reply, claim) = split_claim(wrapped);
+        assert_eq!(reply, Value::Array(vec![Value::Int(2), bulk("7")]));
+        let claim = claim.expect("a claim");
+        assert_eq!(claim.token, "1700000000.5.3");
+        assert_eq!(claim.claimed, claimed);
+
+        // A write's own `{code, detail}` reply, even one of four parts
+        // that does not start with the tag, is not a claim.
+        for plain in [
+            Value::Int(1),
+            bulk("1-0"),
+            Value::Array(vec![Value::Int(-2), bulk("by_email")]),
+            Value::Array(vec![bulk("x"), Value::Int(1), bulk("t"), Value::Nil]),
+        ] {
+            let (reply, claim) = split_claim(plain.clone());
+            assert_eq!(reply, plain);
+            assert!(claim.is_none());
+        }
+    }
 }

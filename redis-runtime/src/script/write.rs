@@ -49,7 +49,8 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 /// [`compile`] or [`compile_create`] (`create_only`) for a Redis Cluster
 /// when `descriptor` has `cross_slot` indexes: their entries are not
 /// written here but recorded in the entity's pending index key, declared
-/// as `KEYS[2]` (see `index::pending`), which the client then applies.
+/// as `KEYS[2]` (see `index::pending`), and claimed under its lease,
+/// `KEYS[3]`, for the client to apply.
 /// Such a type never expires (the derive refuses a TTL, and
 /// `entity::expire` refuses one on a cluster), so its write keeps no TTL
 /// registry, whose key may be in another slot.
@@ -83,11 +84,23 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> St
     w.pending_moves();
     w.registry();
     w.outbox();
+    let claims = w.claims_pending_moves();
+    // With a claim, the reply goes inside the claim's (`claims_pending_moves`).
+    let give = |reply: &str| {
+        if claims {
+            format!("return with_claim({reply})")
+        } else {
+            format!("return {reply}")
+        }
+    };
     if !create_only {
-        w.line("if mode == 'i' then return { 2, counted } end");
-        w.line("if exists then return 2 end");
+        w.line(format!(
+            "if mode == 'i' then {} end",
+            give("{ 2, counted }")
+        ));
+        w.line(format!("if exists then {} end", give("2")));
     }
-    w.line("return entry or 1");
+    w.line(give("entry or 1"));
     let what = if create_only { "create" } else { "write" };
     assemble_with_rare(descriptor, what, &w.needs(), &w.rare(), &w.out)
 }
@@ -695,6 +708,36 @@ impl<'d> Writer<'d> {
             "if moved then redis.call('HINCRBY', pending, {}, 1) end",
             lua_str(redis_schema::PENDING_WRITES)
         ));
+    }
+
+    /// When this write recorded moves, it also claims them, saving the
+    /// client the claim's round trip (`index::pending`): it takes the
+    /// lease (`KEYS[3]`) if no other client holds it, with a token of its
+    /// own (the server's clock and the write count, unique per entity),
+    /// and wraps its reply as `{ 'claimed', reply, token, { 1, record,
+    /// hash } }`, the last part shaped like the claim script's reply. A
+    /// lease held by another client leaves the moves to it: the reply is
+    /// plain. Returns whether the script has this step.
+    fn claims_pending_moves(&mut self) -> bool {
+        if !self.defer || !self.descriptor.indexes.iter().any(|i| i.cross_slot) {
+            return false;
+        }
+        let lease_ms = crate::index::pending::LEASE.as_millis();
+        let writes = lua_str(redis_schema::PENDING_WRITES);
+        self.line("local function with_claim(reply)");
+        self.line("  if not moved then return reply end");
+        self.line("  local t = redis.call('TIME')");
+        self.line(format!(
+            "  local token = t[1] .. '.' .. t[2] .. '.' .. redis.call('HGET', pending, {writes})"
+        ));
+        self.line(format!(
+            "  if not redis.call('SET', KEYS[3], token, 'NX', 'PX', {lease_ms}) then return reply end"
+        ));
+        self.line(
+            "  return { 'claimed', reply, token, { 1, redis.call('HGETALL', pending), redis.call('HGETALL', key) } }",
+        );
+        self.line("end");
+        true
     }
 
     /// Adds the new entry of index number `i`, if it has one and it differs
