@@ -74,6 +74,17 @@ struct Ticket {
     created_at: i64,
 }
 
+/// Pinned to one slot, with one index in it and one global `cross_slot`.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "board:{{boards}}:{id}")]
+#[redis(index(key = "boards:{{boards}}:owner:{owner}"))]
+#[redis(index(key = "boards:status:{status}", cross_slot))]
+struct Board {
+    id: String,
+    owner: String,
+    status: String,
+}
+
 /// `Ticket`'s layout, for the test that holds an entity's lease.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(cluster, key = "parcel:{id}")]
@@ -1110,5 +1121,47 @@ async fn concurrent_writers_of_cross_slot_indexes_leave_no_drift() {
         .expect("page");
     assert_eq!(page.len(), 5);
     assert_eq!(listed, 5, "each ticket in exactly one status key");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pinned_type_keeps_its_slot_index_atomic_beside_a_cross_slot_one() {
+    let (_cluster, client) = client().await;
+    for n in 0..4 {
+        let board = Board {
+            id: format!("b{n}"),
+            owner: "ada".into(),
+            status: "open".into(),
+        };
+        board.create(&client).await.expect("create");
+    }
+    assert_eq!(
+        Board::by_owner_ids(&client, "ada").await.expect("ids"),
+        ["b0", "b1", "b2", "b3"]
+    );
+    assert_eq!(
+        Board::by_status_count(&client, "open")
+            .await
+            .expect("count"),
+        4
+    );
+    // A cursor page of the index in the slot is one script, as ever.
+    let page = Board::by_owner_after(&client, "ada", &index::CursorPage::by_id(2))
+        .await
+        .expect("a cursor page of the slot's index");
+    assert_eq!(page.len(), 2);
+    // A batch delete would remove each board's global entry in its script:
+    // refused, whichever index it reads, before anything is deleted.
+    let err = Board::delete_by_owner(&client, "ada")
+        .await
+        .expect_err("a batch delete");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    assert!(err.to_string().contains("by_status"), "{err}");
+    assert_eq!(
+        Board::by_owner_count(&client, "ada").await.expect("count"),
+        4
+    );
+    let report = index::verify::<Board>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
     client.shutdown().await;
 }

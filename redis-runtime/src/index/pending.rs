@@ -28,8 +28,10 @@
 //! ([`apply_claimed`]); a write that finds the lease held leaves its moves
 //! to the holder, whose release then fails and who claims again. A client
 //! that dies first leaves the record to [`settle`], which finds records
-//! with `SCAN` on every primary and claims them ([`apply`]). Until then a query may miss
-//! the entity at its new key or meet it at its old one; queries of a
+//! with `SCAN` on every primary and claims them ([`apply`]).
+//!
+//! Until the moves are applied a query may miss the entity at its new
+//! key or meet it at its old one; queries of a
 //! `cross_slot` index check every entity they read against the key they
 //! came from (`fetch::belongs`) and pass over those that do not belong, so
 //! a listing never holds an entity whose current values do not match.
