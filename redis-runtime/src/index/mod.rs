@@ -2,7 +2,10 @@
 //!
 //! Index entries are written by the entity write script in the same atomic
 //! step as the entity (see [`crate::entity`]), so for entities without a TTL
-//! an index holds exactly the live entities that belong in it.
+//! an index holds exactly the live entities that belong in it. The one
+//! exception is an index declared `cross_slot`, on a Redis Cluster: its
+//! entries follow just after the write (see [`settle`] and the `pending`
+//! module), and its reads check every entity against the index key.
 //!
 //! **TTL strategy.** An entity with indexes and a TTL is also recorded in a
 //! *TTL registry*: a sorted set (`__ttl:session:id` for `session:{id}`, see
