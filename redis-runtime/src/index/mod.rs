@@ -555,10 +555,7 @@ pub async fn members<E: Entity>(
     let ctx = context::<E>(index, "members");
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     script::check_cluster(client, E::descriptor())?;
-    let mut smembers = redis::cmd("SMEMBERS");
-    smembers.arg(&index_key);
-    let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
-    ids.sort();
+    let ids = sorted_members(client, &ctx, &index_key).await?;
     let descriptor = E::descriptor();
     if across_slots(client, index) {
         let rows = fetch::matching_rows(client, &ctx, descriptor, index, &index_key, None, ids);
@@ -583,6 +580,15 @@ pub async fn members<E: Entity>(
     ))
 }
 
+/// The members of the set at `index_key`, sorted, by one `SMEMBERS`.
+async fn sorted_members(client: &Client, ctx: &Context, index_key: &str) -> Result<Vec<String>> {
+    let mut smembers = redis::cmd("SMEMBERS");
+    smembers.arg(index_key);
+    let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
+    ids.sort();
+    Ok(ids)
+}
+
 /// All ids of a set index key, sorted; one round trip.
 pub async fn member_ids<E: Entity>(
     client: &Client,
@@ -592,10 +598,7 @@ pub async fn member_ids<E: Entity>(
     if across_slots(client, index) {
         let ctx = context::<E>(index, "ids");
         let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
-        let mut smembers = redis::cmd("SMEMBERS");
-        smembers.arg(&index_key);
-        let mut ids: Vec<String> = client.query_repeatable(ctx.clone(), &smembers).await?;
-        ids.sort();
+        let ids = sorted_members(client, &ctx, &index_key).await?;
         let descriptor = E::descriptor();
         let rows = fetch::matching_rows(client, &ctx, descriptor, index, &index_key, None, ids);
         return Ok(rows.await?.into_iter().map(|(member, _)| member).collect());

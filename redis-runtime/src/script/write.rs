@@ -112,8 +112,9 @@ struct Writer<'d> {
     /// Generating the create script: the entity does not exist (checked
     /// first), nothing is read from its hash, and no old entry moves.
     create_only: bool,
-    /// Generating for a cluster: `cross_slot` indexes are recorded in the
-    /// pending index key instead of written ([`compile_deferring`]).
+    /// Generating for a cluster a type with `cross_slot` indexes: they are
+    /// recorded in the pending index key instead of written
+    /// ([`compile_deferring`]).
     defer: bool,
     out: String,
 }
@@ -124,7 +125,7 @@ impl<'d> Writer<'d> {
             descriptor,
             fields: descriptor.indexed_fields(),
             create_only,
-            defer,
+            defer: defer && descriptor.indexes.iter().any(|i| i.cross_slot),
             out: String::new(),
         }
     }
@@ -138,16 +139,22 @@ impl<'d> Writer<'d> {
     /// The 1-based numbers and descriptors of the indexes this script
     /// writes itself.
     fn written(&self) -> Vec<(usize, &'d IndexDescriptor)> {
+        self.numbered(false)
+    }
+
+    /// The indexes whose entries are deferred (`deferred` true) or written
+    /// (false), with their 1-based numbers.
+    fn numbered(&self, deferred: bool) -> Vec<(usize, &'d IndexDescriptor)> {
         let numbered = self.descriptor.indexes.iter().enumerate();
         numbered
-            .filter(|(_, index)| !self.deferred(index))
+            .filter(|(_, index)| self.deferred(index) == deferred)
             .map(|(i, index)| (i + 1, index))
             .collect()
     }
 
     /// The TTL registry as Lua expressions, when this script keeps it.
     fn registry_lua(&self) -> Option<(String, String)> {
-        if self.defer && self.descriptor.indexes.iter().any(|i| i.cross_slot) {
+        if self.defer {
             return None;
         }
         super::registry_lua(self.descriptor)
@@ -675,14 +682,7 @@ impl<'d> Writer<'d> {
     /// `index::settle`. The new keys are not listed: they follow from the
     /// hash, which the client reads when it applies the record.
     fn pending_moves(&mut self) {
-        let deferred: Vec<(usize, &IndexDescriptor)> = self
-            .descriptor
-            .indexes
-            .iter()
-            .enumerate()
-            .filter(|(_, index)| self.deferred(index))
-            .map(|(i, index)| (i + 1, index))
-            .collect();
+        let deferred = self.numbered(true);
         if deferred.is_empty() {
             return;
         }
@@ -719,7 +719,7 @@ impl<'d> Writer<'d> {
     /// lease held by another client leaves the moves to it: the reply is
     /// plain. Returns whether the script has this step.
     fn claims_pending_moves(&mut self) -> bool {
-        if !self.defer || !self.descriptor.indexes.iter().any(|i| i.cross_slot) {
+        if !self.defer {
             return false;
         }
         let lease_ms = crate::index::pending::LEASE.as_millis();
