@@ -6,8 +6,8 @@
 //! apart by hash tag and key prefix.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -130,24 +130,9 @@ struct Event {
     n: u32,
 }
 
-/// The cluster the tests running now share: started by the first, and
-/// killed when the last one holding it ends (a `static` is never dropped,
-/// so one that owned it would leave six servers running after the tests).
-/// Each test holds it for its whole run ([`client`] hands it out).
-fn cluster() -> Arc<ClusterTopology> {
-    static SHARED: Mutex<Weak<ClusterTopology>> = Mutex::new(Weak::new());
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(cluster) = shared.upgrade() {
-        return cluster;
-    }
-    let cluster = Arc::new(ClusterTopology::start());
-    *shared = Arc::downgrade(&cluster);
-    cluster
-}
-
 /// The shared cluster, held for the test, and a client of it.
 async fn client() -> (Arc<ClusterTopology>, Client) {
-    let cluster = cluster();
+    let cluster = ClusterTopology::shared();
     let config = Config::from_url(&cluster.url()).expect("cluster URL");
     assert!(config.is_cluster());
     let client = Client::connect(config)
@@ -167,16 +152,7 @@ async fn next_message(subscription: &mut redis_runtime::Subscription<String>) ->
 
 /// The port of the master serving `key` now.
 fn master_of(key: &str) -> u16 {
-    let topology = cluster();
-    let port = topology.masters()[0];
-    let node = redis::Client::open(topology.node_url(port)).expect("node URL");
-    let mut conn = node.get_connection().expect("connect to a node");
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query(&mut conn)
-        .expect("CLUSTER KEYSLOT");
-    topology.master_of_slot(slot)
+    ClusterTopology::shared().master_of_key(key)
 }
 
 fn job(id: u32, user: &str, status: &str) -> Job {
@@ -686,8 +662,8 @@ async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
     let mut classic_subscription = classic.subscribe().await.expect("subscribe");
     // Only the primary serving the channel's slot knows the subscriber.
     let owner = master_of(name);
-    for port in cluster().masters() {
-        let node = redis::Client::open(cluster().node_url(port)).expect("node URL");
+    for port in ClusterTopology::shared().masters() {
+        let node = redis::Client::open(ClusterTopology::shared().node_url(port)).expect("node URL");
         let mut conn = node.get_connection().expect("connect to a node");
         let counts: Vec<redis::Value> = redis::cmd("PUBSUB")
             .arg("SHARDNUMSUB")
@@ -736,20 +712,21 @@ async fn shard_channels_deliver_on_the_primary_of_their_slot_only() {
 
 #[tokio::test]
 async fn writes_wait_for_replica_acknowledgements_on_every_primary() {
-    let _cluster = cluster();
+    let _cluster = ClusterTopology::shared();
     let acked = |replicas| {
-        Config::builder(cluster().url())
+        Config::builder(ClusterTopology::shared().url())
             .wait_for_replicas(replicas, Duration::from_millis(500))
             .build()
             .expect("cluster URL with replica acks")
     };
     // `WAIT` calls each primary has served.
     let waits = || -> Vec<u64> {
-        cluster()
+        ClusterTopology::shared()
             .masters()
             .into_iter()
             .map(|port| {
-                let node = redis::Client::open(cluster().node_url(port)).expect("node URL");
+                let node = redis::Client::open(ClusterTopology::shared().node_url(port))
+                    .expect("node URL");
                 let mut conn = node.get_connection().expect("connect to a node");
                 let stats: String = redis::cmd("INFO")
                     .arg("commandstats")
@@ -862,7 +839,7 @@ fn ids_of(tickets: &[Ticket]) -> Vec<String> {
 /// on every master.
 fn pending_records(prefix: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let topology = cluster();
+    let topology = ClusterTopology::shared();
     for port in topology.masters() {
         let node = redis::Client::open(topology.node_url(port)).expect("node URL");
         let mut conn = node.get_connection().expect("connect to a node");

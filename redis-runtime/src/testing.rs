@@ -42,8 +42,10 @@ use crate::error::Context;
 mod cluster;
 mod process;
 mod sentinel;
+mod topology;
 pub use cluster::ClusterTopology;
 pub use sentinel::{SentinelOptions, SentinelTopology};
+pub use topology::{TestRedis, Topology};
 
 /// Environment variable naming the `redis-server` binary to run.
 pub const ENV_SERVER_BIN: &str = "REDIS_SERVER_BIN";
@@ -641,9 +643,29 @@ pub async fn raw_query<T: redis::FromRedisValue>(client: &Client, args: &[&str])
 
 /// How many clients the server counts as blocked (in `BLPOP`,
 /// `XREADGROUP … BLOCK`, …), from `INFO clients`: for tests that wait
-/// until a blocking call has reached the server.
+/// until a blocking call has reached the server. On a cluster, where
+/// `INFO` goes to every node, it is the sum over the nodes
+/// ([`TestRedis::blocked_clients_at`] asks the node of one key).
 pub async fn blocked_clients(client: &Client) -> u64 {
-    let info: String = raw_query(client, &["INFO", "clients"]).await;
+    match raw_command(client, &["INFO", "clients"]).await {
+        redis::Value::Map(per_node) => per_node
+            .iter()
+            .map(|(node, info)| {
+                let info: String = redis::from_redis_value_ref(info)
+                    .unwrap_or_else(|e| panic!("INFO clients of {node:?}: {e}"));
+                blocked_clients_in(&info)
+            })
+            .sum(),
+        reply => {
+            let info: String = redis::from_redis_value(reply.clone())
+                .unwrap_or_else(|e| panic!("unexpected reply to INFO clients: {reply:?} ({e})"));
+            blocked_clients_in(&info)
+        }
+    }
+}
+
+/// `blocked_clients` of an `INFO clients` reply.
+fn blocked_clients_in(info: &str) -> u64 {
     info.lines()
         .find_map(|line| line.trim().strip_prefix("blocked_clients:"))
         .and_then(|n| n.parse().ok())

@@ -169,6 +169,25 @@ impl ClusterTopology {
         self.wait_until(AGREE_WAIT, &what, || self.agreed_master_of(slot))
     }
 
+    /// The port of the master serving `key` now: [`master_of_slot`] of
+    /// its slot, which a node computes (`CLUSTER KEYSLOT`). Panics as
+    /// [`master_of_slot`] does, or if no node answers.
+    ///
+    /// [`master_of_slot`]: Self::master_of_slot
+    pub fn master_of_key(&self, key: &str) -> u16 {
+        let port = self.masters()[0];
+        let slot = connect(&self.node_url(port))
+            .and_then(|mut conn| {
+                redis::cmd("CLUSTER")
+                    .arg("KEYSLOT")
+                    .arg(key)
+                    .query(&mut conn)
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap_or_else(|e| self.fail(&format!("CLUSTER KEYSLOT {key} on port {port}: {e}")));
+        self.master_of_slot(slot)
+    }
+
     /// The live masters every live node agrees on, ordered by the first
     /// slot they serve (masters without slots last). Waits up to 10 s for
     /// the nodes to agree, then panics.
