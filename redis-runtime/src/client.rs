@@ -1469,6 +1469,11 @@ fn cluster_client_with(
     let mut builder = redis::cluster::ClusterClientBuilder::new(urls)
         .connection_timeout(config.connect_timeout)
         .response_timeout(config.response_timeout)
+        // redis-rs would also bound every request, retries included, by the
+        // response timeout, and a connection's own settings cannot lift
+        // that: a blocking read longer than it would time out at once. The
+        // operation timeout bounds every operation instead.
+        .overall_response_timeout(None)
         .retries(u32::try_from(config.retry.max_retries).unwrap_or(u32::MAX))
         .min_retry_wait(duration_ms(config.retry.min_delay))
         .max_retry_wait(duration_ms(config.retry.max_delay));
