@@ -147,7 +147,11 @@ impl<T: FieldValue + Send + 'static> Channel<T> {
         Context::new(operation, Cow::Owned(self.name.to_string()))
     }
 
-    /// Publishes one message; returns how many subscribers received it.
+    /// Publishes one message; returns how many subscribers received it. On
+    /// a Redis Cluster a classic channel's count is only that of the node
+    /// that took the message (it reaches the others over the cluster bus);
+    /// a [sharded](Self::sharded) channel's is every subscriber, since they
+    /// are all on its slot's primary.
     pub async fn publish(&self, message: &T) -> Result<u64> {
         let ctx = self.context("pubsub.publish");
         let payload = encode_value(message, "message").map_err(|e| e.with_context(ctx.clone()))?;
