@@ -3,15 +3,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::Value;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::time::Instant;
 
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET};
+use crate::client::{Client, NodeOrCluster, TRACE_TARGET};
 use crate::codec::Record;
 use crate::error::{Context, Result};
 use crate::stream::{ConsumerGroup, ReadBatch};
@@ -20,45 +20,122 @@ use crate::stream::{ConsumerGroup, ReadBatch};
 pub(super) type ReadFuture<M> =
     Pin<Box<dyn Future<Output = (Option<Reader>, Result<ReadBatch<M>>)> + Send>>;
 
+/// Where the reads of a dedicated connection block, for `CLIENT UNBLOCK`:
+/// the connection's server-side client id and, on a cluster, the node
+/// (`host`, `port`) that id belongs to.
+#[derive(Clone)]
+struct Blocked {
+    client_id: i64,
+    node: Option<(String, u16)>,
+}
+
 /// The worker's dedicated connection for `XREADGROUP BLOCK`.
 pub(super) struct Reader {
     conn: Dedicated,
-    client_id: i64,
+    blocked: Option<Blocked>,
 }
 
 impl Reader {
-    /// Opens the connection and learns its server-side client id (kept in
-    /// `id_slot` too), so a shutdown can interrupt its block.
-    async fn open(client: &Client, id_slot: &AtomicI64) -> Result<Self> {
+    /// Opens the connection and learns where its reads of `stream` block
+    /// (kept in `blocked_slot` too), so a shutdown can interrupt its block.
+    async fn open(
+        client: &Client,
+        stream: &str,
+        blocked_slot: &Mutex<Option<Blocked>>,
+    ) -> Result<Self> {
         let mut conn = Dedicated::open(client).await?;
-        // On a cluster, CLIENT ID (no key) would answer from any node, and
-        // the UNBLOCK go to any other: a shutdown waits for the block there.
-        if client.config().is_cluster() {
-            id_slot.store(0, Ordering::Release);
-            return Ok(Self { conn, client_id: 0 });
-        }
-        let id = tokio::time::timeout(
+        let blocked = tokio::time::timeout(
             client.config().operation_timeout,
-            redis::cmd("CLIENT")
-                .arg("ID")
-                .query_async::<i64>(&mut conn.conn),
+            blocked_at(client, stream, &mut conn.conn),
         )
-        .await;
-        // Without the id (0) a shutdown just waits for the block to end.
-        let client_id = match id {
-            Ok(Ok(id)) => id,
-            _ => 0,
-        };
-        id_slot.store(client_id, Ordering::Release);
-        Ok(Self { conn, client_id })
+        .await
+        .ok()
+        .flatten();
+        // Without it (None) a shutdown just waits for the block to end.
+        *lock(blocked_slot) = blocked.clone();
+        Ok(Self { conn, blocked })
     }
+}
+
+/// Where `conn`'s reads of `stream` block. On one server, its client id.
+/// On a cluster, `conn` has a connection of its own to each node and reads
+/// `stream` on the master of its slot: the client id of that connection,
+/// asked of the node the shared connection's `CLUSTER SLOTS` names, so the
+/// `CLIENT UNBLOCK` can go to that same node (an id means nothing on
+/// another). If the slot moves meanwhile, the read goes elsewhere and the
+/// unblock reaches no read of ours: a shutdown then waits for the block.
+async fn blocked_at(
+    client: &Client,
+    stream: &str,
+    conn: &mut NodeOrCluster<redis::aio::MultiplexedConnection>,
+) -> Option<Blocked> {
+    let mut id = redis::cmd("CLIENT");
+    id.arg("ID");
+    match conn {
+        NodeOrCluster::Node(conn) => {
+            let client_id = id.query_async::<i64>(conn).await.ok()?;
+            Some(Blocked {
+                client_id,
+                node: None,
+            })
+        }
+        NodeOrCluster::Cluster(cluster) => {
+            let (host, port) = slot_master(client, stream).await?;
+            let node = SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port,
+            };
+            let reply = cluster
+                .route_command(id, RoutingInfo::SingleNode(node))
+                .await
+                .ok()?;
+            let client_id = redis::from_redis_value::<i64>(reply).ok()?;
+            Some(Blocked {
+                client_id,
+                node: Some((host, port)),
+            })
+        }
+    }
+}
+
+/// The master (`host`, `port`) serving `key`'s slot, per `CLUSTER KEYSLOT`
+/// and `CLUSTER SLOTS`, asked of any node.
+async fn slot_master(client: &Client, key: &str) -> Option<(String, u16)> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
+    pipe.cmd("CLUSTER").arg("SLOTS");
+    let context = Context::new("stream.worker_slot_master", key.to_string());
+    let (slot, ranges): (i64, Vec<Value>) = client.query_repeatable(context, &pipe).await.ok()?;
+    // Each range: [start, end, [host, port, id, ...] (the master), replicas...]
+    ranges.into_iter().find_map(|range| {
+        let Value::Array(parts) = range else {
+            return None;
+        };
+        let mut parts = parts.into_iter();
+        let start = redis::from_redis_value::<i64>(parts.next()?).ok()?;
+        let end = redis::from_redis_value::<i64>(parts.next()?).ok()?;
+        if !(start..=end).contains(&slot) {
+            return None;
+        }
+        let Value::Array(master) = parts.next()? else {
+            return None;
+        };
+        let mut master = master.into_iter();
+        let host = redis::from_redis_value::<String>(master.next()?).ok()?;
+        let port = redis::from_redis_value::<u16>(master.next()?).ok()?;
+        Some((host, port))
+    })
+}
+
+fn lock(slot: &Mutex<Option<Blocked>>) -> std::sync::MutexGuard<'_, Option<Blocked>> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The read side of a run: the dedicated connection and the one read on it.
 pub(super) struct Reads<M> {
-    /// The connection's server-side client id, for `CLIENT UNBLOCK` (0
+    /// Where the connection's reads block, for `CLIENT UNBLOCK` (None
     /// while unknown).
-    reader_id: Arc<AtomicI64>,
+    blocked: Arc<Mutex<Option<Blocked>>>,
     /// The connection, while no read holds it.
     reader: Option<Reader>,
     /// The read in flight; it holds the connection meanwhile.
@@ -74,7 +151,7 @@ pub(super) struct Reads<M> {
 impl<M: Record> Reads<M> {
     pub(super) fn new() -> Self {
         Self {
-            reader_id: Arc::new(AtomicI64::new(0)),
+            blocked: Arc::new(Mutex::new(None)),
             reader: None,
             in_flight: None,
             reserved: 0,
@@ -101,7 +178,7 @@ impl<M: Record> Reads<M> {
         self.in_flight = Some(read_batch(
             group.clone(),
             self.reader.take(),
-            self.reader_id.clone(),
+            self.blocked.clone(),
             count,
             block,
         ));
@@ -127,22 +204,32 @@ impl<M: Record> Reads<M> {
         let in_flight = self.in_flight.take();
         self.reader = None;
         let pending_read = in_flight.filter(|_| !client_closed)?;
-        let id = self.reader_id.load(Ordering::Acquire);
-        if id != 0 {
-            unblock(group.client(), group.stream().key(), id).await;
+        let blocked = lock(&self.blocked).clone();
+        if let Some(blocked) = blocked {
+            unblock(group.client(), group.stream().key(), blocked).await;
         }
         let (_, result) = pending_read.await;
         Some(result)
     }
 }
 
-/// Interrupts the blocked read of connection `client_id` (it returns as if
-/// its block ran out).
-async fn unblock(client: &Client, stream: &str, client_id: i64) {
+/// Interrupts the blocked read of the connection `blocked` names (it
+/// returns as if its block ran out).
+async fn unblock(client: &Client, stream: &str, blocked: Blocked) {
     let mut cmd = redis::cmd("CLIENT");
-    cmd.arg("UNBLOCK").arg(client_id);
+    cmd.arg("UNBLOCK").arg(blocked.client_id);
     let context = Context::new("stream.worker_unblock", stream.to_string());
-    let result: Result<Value> = client.query(context, &cmd).await;
+    let result: Result<Value> = match blocked.node {
+        None => client.query(context, &cmd).await,
+        // On a cluster, to the node that id belongs to.
+        Some(node) => {
+            client
+                .run(context, |mut conn| async move {
+                    Ok(conn.query_node(&node, &cmd).await?)
+                })
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(target: TRACE_TARGET, code = e.code(), "could not interrupt the blocked read; waiting for its block to end: {e}");
     }
@@ -153,7 +240,7 @@ async fn unblock(client: &Client, stream: &str, client_id: i64) {
 fn read_batch<M: Record>(
     group: ConsumerGroup<M>,
     reader: Option<Reader>,
-    reader_id: Arc<AtomicI64>,
+    blocked: Arc<Mutex<Option<Blocked>>>,
     count: usize,
     block: Duration,
 ) -> ReadFuture<M> {
@@ -163,7 +250,7 @@ fn read_batch<M: Record>(
         // would read the old master: open a new one.
         let reader = match reader.filter(|reader| reader.conn.is_current(&client)) {
             Some(reader) => reader,
-            None => match Reader::open(&client, &reader_id).await {
+            None => match Reader::open(&client, group.stream().key(), &blocked).await {
                 Ok(reader) => reader,
                 Err(e) => {
                     tracing::warn!(target: TRACE_TARGET, stream = group.stream().key(), code = e.code(), "worker cannot open its read connection: {e}");
@@ -173,10 +260,10 @@ fn read_batch<M: Record>(
         };
         let ctx = group.context("stream.worker_read");
         let cmd = group.xreadgroup(count, Some(block));
-        let client_id = reader.client_id;
+        let blocked = reader.blocked;
         let mut slot = Some(reader.conn);
         let reply = blocking_query(&client, &mut slot, &cmd, block, ctx.clone()).await;
-        let back = slot.map(|conn| Reader { conn, client_id });
+        let back = slot.map(|conn| Reader { conn, blocked });
         match reply {
             Ok(reply) => {
                 let batch = group.settle_read(&reply, &ctx).await;
