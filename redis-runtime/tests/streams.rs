@@ -299,54 +299,7 @@ on_both_topologies! {
         assert_eq!(jobs.read(10, None).await.expect("read").ids(), late);
         assert_eq!(GroupStart::default(), GroupStart::Beginning);
     }
-}
 
-// On one server only: it needs a server that is not running.
-#[tokio::test]
-async fn criterion_06_publish_to_unreachable_server_fails_within_5s() {
-    let server = RedisServer::start_stopped();
-    let client = server.client().await;
-    let started = Instant::now();
-    let err = events(&client, EVENTS)
-        .publish(&event(1))
-        .await
-        .expect_err("nothing listens");
-    let elapsed = started.elapsed();
-    println!("publish failed after {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    assert!(
-        matches!(err.code(), "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT"),
-        "{err:?}"
-    );
-    let context = err.context().expect("context");
-    assert_eq!(context.operation, "stream.publish");
-    assert_eq!(context.key_pattern, EVENTS);
-
-    // The batch publish fails the same way, as one typed error.
-    let started = Instant::now();
-    let batch = [event(1), event(2)];
-    let err = events(&client, EVENTS)
-        .publish_batch(batch.iter().map(|e| (e.id.clone(), e)))
-        .await
-        .expect_err("nothing listens");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(err.is_transient(), "{err:?}");
-}
-
-// On one server only: it stops the server.
-#[tokio::test]
-async fn criterion_07_health_reports_not_ok_when_redis_is_down() {
-    let (mut server, client) = RedisServer::start_with_client().await;
-    assert!(client.health().await.ok);
-    server.stop();
-    let started = Instant::now();
-    let health = client.health().await;
-    assert!(!health.ok);
-    assert!(health.error.is_some());
-    assert!(started.elapsed() < Duration::from_millis(3500));
-}
-
-on_both_topologies! {
     /// One malformed event in a batch is reported, and the others published;
     /// per-item server errors are reported per item too.
     async fn criterion_08_batch_with_one_malformed_event_publishes_the_others_and_reports_it(redis) {
@@ -458,69 +411,7 @@ on_both_topologies! {
                 .is_empty()
         );
     }
-}
 
-// On one server only: it starts a server without XAUTOCLAIM
-// (`--rename-command`).
-#[tokio::test]
-async fn criterion_09_claim_falls_back_to_xpending_and_xclaim_without_xautoclaim() {
-    // A server without XAUTOCLAIM (renamed away), like Redis < 6.2.
-    let no_autoclaim = ["--rename-command", "XAUTOCLAIM", ""].map(String::from);
-    let server = RedisServer::start_with_args(&no_autoclaim);
-    let client = server.client().await;
-    let err = client
-        .run(Context::new("probe", ""), |mut conn| async move {
-            Ok(redis::cmd("XAUTOCLAIM")
-                .arg(&["s", "g", "c", "0", "0-0"])
-                .query_async::<Value>(&mut conn)
-                .await?)
-        })
-        .await
-        .expect_err("this server has no XAUTOCLAIM");
-    assert!(err.to_string().contains("unknown command"), "{err}");
-
-    let stream = events(&client, EVENTS);
-    let crashed = stream.group(GROUP).with_consumer("crashed");
-    let survivor = stream.group(GROUP).with_consumer("survivor"); // ClaimStrategy::Auto
-    crashed.ensure().await.expect("ensure");
-    publish_events(&stream, 0..25).await;
-    let taken = crashed.read(25, None).await.expect("read");
-    assert_eq!(taken.entries.len(), 25);
-    let min_idle = Duration::from_millis(200);
-    let started = Instant::now();
-    let mut claimed = Vec::new();
-    while claimed.len() < 25 {
-        // A small count makes it walk the pending list page by page.
-        let batch = survivor.claim_idle(min_idle, 4).await.expect("claim");
-        assert!(batch.failures.is_empty());
-        if batch.entries.is_empty() {
-            assert!(started.elapsed() < Duration::from_secs(5), "stuck");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        claimed.extend(batch.entries);
-    }
-    assert!(started.elapsed() >= min_idle);
-    let ids: Vec<&str> = claimed.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, taken.ids(), "every entry claimed once, in order");
-    assert!(claimed.iter().all(|e| e.deliveries == 2));
-    assert_eq!(
-        claimed
-            .iter()
-            .map(|e| e.message.clone())
-            .collect::<Vec<_>>(),
-        (0..25).map(event).collect::<Vec<_>>()
-    );
-    assert!(
-        survivor
-            .pending(100)
-            .await
-            .expect("pending")
-            .iter()
-            .all(|p| p.consumer == "survivor")
-    );
-}
-
-on_both_topologies! {
     /// PendingThenClaim takes the idle entries only.
     async fn pending_then_claim_strategy_skips_entries_that_are_not_idle(redis) {
         let stream = events(redis.client(), redis.key(EVENTS));
@@ -576,70 +467,7 @@ on_both_topologies! {
         };
         assert_eq!(names, [name]);
     }
-}
 
-// On one server only: it logs in as an ACL user of its own server, and
-// stops and restarts that server.
-#[tokio::test]
-async fn criterion_11_the_url_is_never_logged() {
-    let SecretLogin {
-        mut server,
-        url,
-        client,
-        logs,
-        _admin,
-        _guard,
-        ..
-    } = secret_login().await;
-    let stream = events(&client, EVENTS);
-    let group = stream.group(GROUP);
-    group.ensure().await.expect("ensure");
-    stream.publish(&event(1)).await.expect("publish");
-    raw_command(&client, &["XADD", EVENTS, "*", "id", "bad"]).await; // undecodable
-    let batch = group
-        .read(10, Some(Duration::from_millis(100)))
-        .await
-        .expect("read");
-    assert_eq!(batch.failures.len(), 1);
-    group.ack(batch.ids()).await.expect("ack");
-
-    // A worker's whole life: start, claim, read, handle, ack, stop.
-    stream.publish(&event(3)).await.expect("publish");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let done = stop.clone();
-    // The handler stops the worker after its first entry.
-    let handle_once = move |_entry: Entry<Event>| {
-        done.cancel();
-        std::future::ready(Ok::<(), String>(()))
-    };
-    let worker = group.worker().block(Duration::from_millis(50));
-    let report = worker.run(handle_once, stop).await.expect("worker");
-    assert_eq!(report.handled, 1);
-
-    // Provoke errors on the shared and on the dedicated connection.
-    server.stop();
-    let mut texts = Vec::new();
-    let err = stream.publish(&event(2)).await.expect_err("down");
-    texts.push(format!("{err} {err:?}"));
-    let err = group
-        .read(1, Some(Duration::from_millis(50)))
-        .await
-        .expect_err("down");
-    texts.push(format!("{err} {err:?}"));
-    texts.push(format!("{stream:?} {group:?} {client:?}"));
-    server.restart();
-
-    texts.push(logs.text());
-    let all = texts.join("\n");
-    assert!(all.contains("redis connected"), "{all}");
-    assert!(all.contains("undecodable stream entry"), "{all}");
-    assert!(all.contains("redis error"), "{all}");
-    assert!(!all.contains(PASSWORD), "a password leaked:\n{all}");
-    assert!(!all.contains(&url), "the URL leaked:\n{all}");
-    assert!(!all.contains("redis://"), "a URL leaked:\n{all}");
-}
-
-on_both_topologies! {
     /// Undecodable entries are dead-lettered (to `<stream>:dead`, in the
     /// stream's slot) and acknowledged; the good ones are returned.
     async fn undecodable_entries_are_dead_lettered_and_the_rest_of_the_batch_returned(redis) {
@@ -781,44 +609,7 @@ on_both_topologies! {
         assert_eq!(batch.ids(), [id.as_str()]);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
-}
 
-// On one server only: it restarts the server.
-#[tokio::test]
-async fn a_blocking_read_reconnects_after_a_server_restart() {
-    let (mut server, client) = RedisServer::start_with_client().await;
-    let group = events(&client, EVENTS).group(GROUP);
-    group.ensure().await.expect("ensure");
-    group
-        .read(1, Some(Duration::from_millis(10)))
-        .await
-        .expect("opens the dedicated connection");
-    server.restart();
-    // The data went with the restart; recreate the group once the shared
-    // connection is back (its first command may see the broken pipe).
-    let limit = Duration::from_secs(10);
-    let recovered = |result: redis_runtime::Result<bool>| match result {
-        Ok(done) => done,
-        Err(e) => {
-            assert!(e.is_transient(), "{e:?}");
-            false
-        }
-    };
-    eventually(limit, "the group to be recreated", async || {
-        recovered(group.ensure().await.map(|_| true))
-    })
-    .await;
-    eventually(limit, "the blocking read to recover", async || {
-        let read = group.read(1, Some(Duration::from_millis(10))).await;
-        recovered(read.map(|batch| {
-            assert!(batch.is_empty());
-            true
-        }))
-    })
-    .await;
-}
-
-on_both_topologies! {
     /// COUNT 0 (no limit to Redis) is refused.
     async fn read_count_zero_is_refused_rather_than_unbounded(redis) {
         let group = events(redis.client(), redis.key(EVENTS)).group(GROUP);
@@ -839,71 +630,7 @@ on_both_topologies! {
         let tail = stream.range(&ids[2], "+", 10).await.expect("range");
         assert_eq!(tail.entries.len(), 2);
     }
-}
 
-// ---- the outbox: entities declared with a stream ----
-//
-// A create writes the hash and the stream entry in one script, so on a
-// cluster they must share a hash slot: these types are declared `cluster`,
-// pinned to one slot by a constant tag. A stream is one fixed key, and the
-// cluster tests share one cluster, so each test has a type of its own.
-
-/// The entity of `outbox_create_enqueues_the_entity_in_the_same_step`.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(cluster, key = "job:{{outbox_create}}:{id}")]
-#[redis(stream = "jobs:{{outbox_create}}:stream", stream_maxlen = 1000)]
-struct Job {
-    id: String,
-    user_id: String,
-    status: String,
-    created_at: i64,
-}
-
-/// The entity of `outbox_a_failed_create_adds_no_stream_entry`: a [`Job`]
-/// with a stream of its own.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(cluster, key = "task:{{outbox_failed_create}}:{id}")]
-#[redis(stream = "tasks:{{outbox_failed_create}}:stream", stream_maxlen = 1000)]
-struct Task {
-    id: String,
-    user_id: String,
-    status: String,
-    created_at: i64,
-}
-
-/// The entity of `outbox_trims_the_stream_to_about_maxlen`.
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(cluster, key = "ping:{{outbox_trim}}:{id}")]
-#[redis(stream = "pings:{{outbox_trim}}:stream", stream_maxlen = 10)]
-struct Ping {
-    id: u32,
-}
-
-fn job(id: &str) -> Job {
-    Job {
-        id: id.into(),
-        user_id: "u1".into(),
-        status: "queued".into(),
-        created_at: 1_700_000_000_000,
-    }
-}
-
-fn task(id: &str) -> Task {
-    Task {
-        id: id.into(),
-        user_id: "u1".into(),
-        status: "queued".into(),
-        created_at: 1_700_000_000_000,
-    }
-}
-
-#[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "ping2:{id}")]
-struct Ping2 {
-    id: u32,
-}
-
-on_both_topologies! {
     /// Creating the entity writes its hash and its stream entry in one
     /// script, one round trip.
     async fn outbox_create_enqueues_the_entity_in_the_same_step(redis) {
@@ -1024,3 +751,267 @@ on_both_topologies! {
         );
     }
 }
+
+// On one server only: it needs a server that is not running.
+#[tokio::test]
+async fn criterion_06_publish_to_unreachable_server_fails_within_5s() {
+    let server = RedisServer::start_stopped();
+    let client = server.client().await;
+    let started = Instant::now();
+    let err = events(&client, EVENTS)
+        .publish(&event(1))
+        .await
+        .expect_err("nothing listens");
+    let elapsed = started.elapsed();
+    println!("publish failed after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(
+        matches!(err.code(), "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT"),
+        "{err:?}"
+    );
+    let context = err.context().expect("context");
+    assert_eq!(context.operation, "stream.publish");
+    assert_eq!(context.key_pattern, EVENTS);
+
+    // The batch publish fails the same way, as one typed error.
+    let started = Instant::now();
+    let batch = [event(1), event(2)];
+    let err = events(&client, EVENTS)
+        .publish_batch(batch.iter().map(|e| (e.id.clone(), e)))
+        .await
+        .expect_err("nothing listens");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(err.is_transient(), "{err:?}");
+}
+
+// On one server only: it stops the server.
+#[tokio::test]
+async fn criterion_07_health_reports_not_ok_when_redis_is_down() {
+    let (mut server, client) = RedisServer::start_with_client().await;
+    assert!(client.health().await.ok);
+    server.stop();
+    let started = Instant::now();
+    let health = client.health().await;
+    assert!(!health.ok);
+    assert!(health.error.is_some());
+    assert!(started.elapsed() < Duration::from_millis(3500));
+}
+
+// On one server only: it starts a server without XAUTOCLAIM
+// (`--rename-command`).
+#[tokio::test]
+async fn criterion_09_claim_falls_back_to_xpending_and_xclaim_without_xautoclaim() {
+    // A server without XAUTOCLAIM (renamed away), like Redis < 6.2.
+    let no_autoclaim = ["--rename-command", "XAUTOCLAIM", ""].map(String::from);
+    let server = RedisServer::start_with_args(&no_autoclaim);
+    let client = server.client().await;
+    let err = client
+        .run(Context::new("probe", ""), |mut conn| async move {
+            Ok(redis::cmd("XAUTOCLAIM")
+                .arg(&["s", "g", "c", "0", "0-0"])
+                .query_async::<Value>(&mut conn)
+                .await?)
+        })
+        .await
+        .expect_err("this server has no XAUTOCLAIM");
+    assert!(err.to_string().contains("unknown command"), "{err}");
+
+    let stream = events(&client, EVENTS);
+    let crashed = stream.group(GROUP).with_consumer("crashed");
+    let survivor = stream.group(GROUP).with_consumer("survivor"); // ClaimStrategy::Auto
+    crashed.ensure().await.expect("ensure");
+    publish_events(&stream, 0..25).await;
+    let taken = crashed.read(25, None).await.expect("read");
+    assert_eq!(taken.entries.len(), 25);
+    let min_idle = Duration::from_millis(200);
+    let started = Instant::now();
+    let mut claimed = Vec::new();
+    while claimed.len() < 25 {
+        // A small count makes it walk the pending list page by page.
+        let batch = survivor.claim_idle(min_idle, 4).await.expect("claim");
+        assert!(batch.failures.is_empty());
+        if batch.entries.is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(5), "stuck");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        claimed.extend(batch.entries);
+    }
+    assert!(started.elapsed() >= min_idle);
+    let ids: Vec<&str> = claimed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, taken.ids(), "every entry claimed once, in order");
+    assert!(claimed.iter().all(|e| e.deliveries == 2));
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>(),
+        (0..25).map(event).collect::<Vec<_>>()
+    );
+    assert!(
+        survivor
+            .pending(100)
+            .await
+            .expect("pending")
+            .iter()
+            .all(|p| p.consumer == "survivor")
+    );
+}
+
+// On one server only: it logs in as an ACL user of its own server, and
+// stops and restarts that server.
+#[tokio::test]
+async fn criterion_11_the_url_is_never_logged() {
+    let SecretLogin {
+        mut server,
+        url,
+        client,
+        logs,
+        _admin,
+        _guard,
+        ..
+    } = secret_login().await;
+    let stream = events(&client, EVENTS);
+    let group = stream.group(GROUP);
+    group.ensure().await.expect("ensure");
+    stream.publish(&event(1)).await.expect("publish");
+    raw_command(&client, &["XADD", EVENTS, "*", "id", "bad"]).await; // undecodable
+    let batch = group
+        .read(10, Some(Duration::from_millis(100)))
+        .await
+        .expect("read");
+    assert_eq!(batch.failures.len(), 1);
+    group.ack(batch.ids()).await.expect("ack");
+
+    // A worker's whole life: start, claim, read, handle, ack, stop.
+    stream.publish(&event(3)).await.expect("publish");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let done = stop.clone();
+    // The handler stops the worker after its first entry.
+    let handle_once = move |_entry: Entry<Event>| {
+        done.cancel();
+        std::future::ready(Ok::<(), String>(()))
+    };
+    let worker = group.worker().block(Duration::from_millis(50));
+    let report = worker.run(handle_once, stop).await.expect("worker");
+    assert_eq!(report.handled, 1);
+
+    // Provoke errors on the shared and on the dedicated connection.
+    server.stop();
+    let mut texts = Vec::new();
+    let err = stream.publish(&event(2)).await.expect_err("down");
+    texts.push(format!("{err} {err:?}"));
+    let err = group
+        .read(1, Some(Duration::from_millis(50)))
+        .await
+        .expect_err("down");
+    texts.push(format!("{err} {err:?}"));
+    texts.push(format!("{stream:?} {group:?} {client:?}"));
+    server.restart();
+
+    texts.push(logs.text());
+    let all = texts.join("\n");
+    assert!(all.contains("redis connected"), "{all}");
+    assert!(all.contains("undecodable stream entry"), "{all}");
+    assert!(all.contains("redis error"), "{all}");
+    assert!(!all.contains(PASSWORD), "a password leaked:\n{all}");
+    assert!(!all.contains(&url), "the URL leaked:\n{all}");
+    assert!(!all.contains("redis://"), "a URL leaked:\n{all}");
+}
+
+// On one server only: it restarts the server.
+#[tokio::test]
+async fn a_blocking_read_reconnects_after_a_server_restart() {
+    let (mut server, client) = RedisServer::start_with_client().await;
+    let group = events(&client, EVENTS).group(GROUP);
+    group.ensure().await.expect("ensure");
+    group
+        .read(1, Some(Duration::from_millis(10)))
+        .await
+        .expect("opens the dedicated connection");
+    server.restart();
+    // The data went with the restart; recreate the group once the shared
+    // connection is back (its first command may see the broken pipe).
+    let limit = Duration::from_secs(10);
+    let recovered = |result: redis_runtime::Result<bool>| match result {
+        Ok(done) => done,
+        Err(e) => {
+            assert!(e.is_transient(), "{e:?}");
+            false
+        }
+    };
+    eventually(limit, "the group to be recreated", async || {
+        recovered(group.ensure().await.map(|_| true))
+    })
+    .await;
+    eventually(limit, "the blocking read to recover", async || {
+        let read = group.read(1, Some(Duration::from_millis(10))).await;
+        recovered(read.map(|batch| {
+            assert!(batch.is_empty());
+            true
+        }))
+    })
+    .await;
+}
+
+// ---- the outbox: entities declared with a stream ----
+//
+// A create writes the hash and the stream entry in one script, so on a
+// cluster they must share a hash slot: these types are declared `cluster`,
+// pinned to one slot by a constant tag. A stream is one fixed key, and the
+// cluster tests share one cluster, so each test has a type of its own.
+
+/// The entity of `outbox_create_enqueues_the_entity_in_the_same_step`.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "job:{{outbox_create}}:{id}")]
+#[redis(stream = "jobs:{{outbox_create}}:stream", stream_maxlen = 1000)]
+struct Job {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+/// The entity of `outbox_a_failed_create_adds_no_stream_entry`: a [`Job`]
+/// with a stream of its own.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "task:{{outbox_failed_create}}:{id}")]
+#[redis(stream = "tasks:{{outbox_failed_create}}:stream", stream_maxlen = 1000)]
+struct Task {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+/// The entity of `outbox_trims_the_stream_to_about_maxlen`.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "ping:{{outbox_trim}}:{id}")]
+#[redis(stream = "pings:{{outbox_trim}}:stream", stream_maxlen = 10)]
+struct Ping {
+    id: u32,
+}
+
+fn job(id: &str) -> Job {
+    Job {
+        id: id.into(),
+        user_id: "u1".into(),
+        status: "queued".into(),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+fn task(id: &str) -> Task {
+    Task {
+        id: id.into(),
+        user_id: "u1".into(),
+        status: "queued".into(),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(key = "ping2:{id}")]
+struct Ping2 {
+    id: u32,
+}
+

@@ -4,13 +4,14 @@
 //! A feature that works on one server must work the same on a cluster,
 //! where a command or script reaches one slot's master and keys that must
 //! move together have to share a hash slot. [`on_both_topologies!`]
-//! turns each `async fn name(redis) { … }` into a module `name` with two
-//! tests, `name::standalone` and `name::cluster`, so a failure says which
+//! turns each `async fn name(redis) { … }` into two tests,
+//! `standalone::name` and `cluster::name`, so a failure says which
 //! deployment broke.
 //!
 //! Every standalone test has a server of its own. The cluster tests of one
 //! test binary share one cluster ([`ClusterTopology::shared`]), started by
-//! the first and killed when the last ends, so they must keep out of each
+//! the first and killed when the last ends (they run one after another, so
+//! it is started about once), so they must keep out of each
 //! other's keys: [`TestRedis::key`] puts the test's name in a hash tag on a
 //! cluster (`{push_pop}:job_queue`), which also keeps every key the test
 //! names in one slot, as companion keys (a queue's processing lists, a
@@ -30,6 +31,7 @@
 //!         assert_eq!(items, ["a"]);
 //!     }
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! [`on_both_topologies!`]: crate::on_both_topologies
@@ -201,60 +203,59 @@ impl ClusterTopology {
 
 /// Declares tests that run on both topologies (see
 /// [`testing::topology`](crate::testing)): each
-/// `async fn name(redis) { … }` becomes a module `name` holding the tests
-/// `standalone` and `cluster`, whose body gets `redis`, a
-/// [`TestRedis`](crate::testing::TestRedis). Doc comments go on the
-/// module. Write `async fn name(redis) multi_thread { … }` for a test
+/// `async fn name(redis) { … }` becomes a function `name` taking `redis`,
+/// a [`TestRedis`](crate::testing::TestRedis), and two tests calling it,
+/// `standalone::name` and `cluster::name`. Doc comments go on the
+/// function. Write `async fn name(redis) multi_thread { … }` for a test
 /// that needs tokio's multi-thread runtime.
+///
+/// Use it once per test file (it declares the modules `standalone` and
+/// `cluster`). Grouped so, the cluster tests run one after another, and
+/// the cluster they share stays up between them instead of being started
+/// again for each.
 ///
 /// The test crate needs `tokio` with its `macros` feature.
 #[macro_export]
 macro_rules! on_both_topologies {
-    () => {};
-    (
-        $(#[doc = $doc:expr])*
-        async fn $name:ident($redis:ident) multi_thread $body:block
-        $($rest:tt)*
-    ) => {
-        $crate::on_both_topologies!(@test [$($doc)*] $name $redis
-            [flavor = "multi_thread", worker_threads = 2] $body);
-        $crate::on_both_topologies!($($rest)*);
+    (@test $topology:ident $name:ident []) => {
+        #[::tokio::test]
+        async fn $name() {
+            $crate::on_both_topologies!(@run $topology $name);
+        }
     };
-    (
-        $(#[doc = $doc:expr])*
-        async fn $name:ident($redis:ident) $body:block
-        $($rest:tt)*
-    ) => {
-        $crate::on_both_topologies!(@test [$($doc)*] $name $redis [] $body);
-        $crate::on_both_topologies!($($rest)*);
+    (@test $topology:ident $name:ident [multi_thread]) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $crate::on_both_topologies!(@run $topology $name);
+        }
     };
-    (@test [$($doc:expr)*] $name:ident $redis:ident [$($flavor:tt)*] $body:block) => {
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
+    (@run $topology:ident $name:ident) => {
+        super::$name(
+            $crate::testing::TestRedis::start(
+                $crate::testing::Topology::$topology,
+                ::core::stringify!($name),
+            )
+            .await,
+        )
+        .await
+    };
+    ($(
+        $(#[doc = $doc:expr])*
+        async fn $name:ident($redis:ident) $($flavor:ident)? $body:block
+    )*) => {
+        $(
+            $(#[doc = $doc])*
+            async fn $name($redis: $crate::testing::TestRedis) $body
+        )*
 
-            async fn body($redis: $crate::testing::TestRedis) $body
+        /// Each test on a private server.
+        mod standalone {
+            $($crate::on_both_topologies!(@test Standalone $name [$($flavor)?]);)*
+        }
 
-            #[::tokio::test($($flavor)*)]
-            async fn standalone() {
-                let redis = $crate::testing::TestRedis::start(
-                    $crate::testing::Topology::Standalone,
-                    ::core::stringify!($name),
-                )
-                .await;
-                body(redis).await;
-            }
-
-            #[::tokio::test($($flavor)*)]
-            async fn cluster() {
-                let redis = $crate::testing::TestRedis::start(
-                    $crate::testing::Topology::Cluster,
-                    ::core::stringify!($name),
-                )
-                .await;
-                body(redis).await;
-            }
+        /// Each test on the cluster the binary's tests share.
+        mod cluster {
+            $($crate::on_both_topologies!(@test Cluster $name [$($flavor)?]);)*
         }
     };
 }
