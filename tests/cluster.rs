@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use redis_runtime::on_both_topologies;
 use redis_runtime::pubsub::Channel;
 use redis_runtime::queue::ListQueue;
 use redis_runtime::stream::Stream;
@@ -104,6 +105,41 @@ struct Racer {
     user_id: String,
     status: String,
     created_at: i64,
+}
+
+/// A job laid out as services on one server share it (`job:{id}` beside
+/// `jobs:status:{status}` and `jobs:stream`), declared for a cluster: each
+/// entity in its own slot, its status index and its queue stream in
+/// others, both kept in step just after the write.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "shipment:{id}")]
+#[redis(stream = "shipments:stream", stream_maxlen = 1000, stream_cross_slot)]
+#[redis(index(key = "shipments:status:{status}", cross_slot))]
+struct Shipment {
+    id: String,
+    status: String,
+    weight: u32,
+}
+
+/// A [`Shipment`]'s entry on its stream.
+#[derive(RedisRecord, Debug, Clone, PartialEq)]
+struct ShipmentQueued {
+    id: String,
+    status: String,
+    weight: u32,
+}
+
+/// `Shipment`'s stream alone, for the test that holds an entity's lease.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(
+    cluster,
+    key = "invoice:{id}",
+    stream = "invoices:stream",
+    stream_cross_slot
+)]
+struct Invoice {
+    id: String,
+    total: u32,
 }
 
 /// Not declared `cluster`, with an index outside its slot.
@@ -946,18 +982,11 @@ async fn cross_slot_indexes_follow_entities_spread_over_every_master() {
     client.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_values() {
-    let (_cluster, client) = client().await;
-    let mut parcel = Parcel {
-        id: "p1".into(),
-        status: "open".into(),
-    };
-    parcel.create(&client).await.expect("create");
-    // Another client holds the parcel's lease, as one that died while
-    // applying would: the write is stored with its record, and its moves
-    // wait.
-    let lease = redis_runtime::schema::pending_index_lease_key("parcel:p1").expect("lease");
+/// Takes the pending-moves lease of the entity at `key` for a minute, as
+/// another client that died while applying would hold it; returns the
+/// lease's key.
+async fn hold_lease(client: &Client, key: &str) -> String {
+    let lease = redis_runtime::schema::pending_index_lease_key(key).expect("lease");
     let _: () = client
         .query(
             Context::new("test.lease", ""),
@@ -969,6 +998,42 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
         )
         .await
         .expect("take the lease");
+    lease
+}
+
+/// `settle` leaves the one pending record of `E`, whose `lease` another
+/// client holds, to that client; once the lease lapses (its holder died),
+/// it applies the record.
+async fn settle_once_the_lease_lapses<E: redis_runtime::Entity>(client: &Client, lease: &str) {
+    let settled = index::settle::<E>(client).await.expect("settle");
+    assert_eq!(
+        (settled.applied, settled.busy),
+        (0, 1),
+        "the lease is respected"
+    );
+    let _: i64 = client
+        .query(
+            Context::new("test.unlease", ""),
+            redis::cmd("DEL").arg(lease),
+        )
+        .await
+        .expect("drop the lease");
+    let settled = index::settle::<E>(client).await.expect("settle");
+    assert_eq!(settled.applied, 1);
+}
+
+#[tokio::test]
+async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_values() {
+    let (_cluster, client) = client().await;
+    let mut parcel = Parcel {
+        id: "p1".into(),
+        status: "open".into(),
+    };
+    parcel.create(&client).await.expect("create");
+    // Another client holds the parcel's lease, as one that died while
+    // applying would: the write is stored with its record, and its moves
+    // wait.
+    let lease = hold_lease(&client, "parcel:p1").await;
     parcel.status = "closed".into();
     parcel.save(&client).await.expect("save");
     let record = redis_runtime::schema::pending_index_key("parcel:p1").expect("record");
@@ -1002,23 +1067,7 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
         "an orphan and a missing entry: {:?}",
         report.drift
     );
-    let settled = index::settle::<Parcel>(&client).await.expect("settle");
-    assert_eq!(
-        (settled.applied, settled.busy),
-        (0, 1),
-        "the lease is respected"
-    );
-
-    // The lease lapses (its holder died): settle applies the moves.
-    let _: i64 = client
-        .query(
-            Context::new("test.unlease", ""),
-            redis::cmd("DEL").arg(&lease),
-        )
-        .await
-        .expect("drop the lease");
-    let settled = index::settle::<Parcel>(&client).await.expect("settle");
-    assert_eq!(settled.applied, 1);
+    settle_once_the_lease_lapses::<Parcel>(&client, &lease).await;
     assert_eq!(
         Parcel::by_status_ids(&client, "closed").await.expect("ids"),
         ["p1"]
@@ -1142,5 +1191,122 @@ async fn a_pinned_type_keeps_its_slot_index_atomic_beside_a_cross_slot_one() {
     );
     let report = index::verify::<Board>(&client).await.expect("verify");
     assert!(report.drift.is_empty(), "{:?}", report.drift);
+    client.shutdown().await;
+}
+
+/// The shipments on `shipments:stream`, in stream order.
+async fn queued_shipments(client: &Client) -> Vec<(String, ShipmentQueued)> {
+    let stream = Stream::<ShipmentQueued>::new(client, "shipments:stream");
+    let batch = stream.range("-", "+", 1000).await.expect("XRANGE");
+    assert!(batch.failures.is_empty(), "{:?}", batch.failures);
+    batch
+        .entries
+        .into_iter()
+        .map(|entry| (entry.id, entry.message))
+        .collect()
+}
+
+on_both_topologies! {
+    /// A stream in another slot than its entities (`stream_cross_slot`)
+    /// still gets one entry per created entity, with its fields, and the
+    /// create answers with its id. On one server the entry is appended in
+    /// the write; on a cluster just after it, from the entity's record.
+    async fn a_stream_in_another_slot_gets_each_created_entity_once(redis) {
+        let client = redis.client();
+        let mut created = Vec::new();
+        for n in 0..12 {
+            let shipment = Shipment {
+                id: format!("s{n}"),
+                status: "new".into(),
+                weight: n,
+            };
+            let outcome = shipment.create(client).await.expect("create");
+            let id = outcome.stream_id.expect("the id of the entry appended");
+            created.push((id, shipment));
+        }
+        if let Some(cluster) = redis.cluster() {
+            let masters: BTreeSet<u16> = (0..12)
+                .map(|n| cluster.master_of_key(&format!("shipment:s{n}")))
+                .collect();
+            assert_eq!(masters.len(), 3, "spread over every master: {masters:?}");
+            assert!(pending_records("shipment:").is_empty());
+        }
+        // A save that creates enqueues too; one that replaces, an update or
+        // a delete does not.
+        let saved = Shipment {
+            id: "s12".into(),
+            status: "new".into(),
+            weight: 12,
+        };
+        let outcome = saved.save(client).await.expect("save");
+        created.push((outcome.stream_id.expect("a save that creates enqueues"), saved));
+        let mut first = created[0].1.clone();
+        first.status = "sent".into();
+        let outcome = first.save(client).await.expect("save again");
+        assert_eq!(outcome.stream_id, None);
+        first.weight = 99;
+        first.update(client).await.expect("update");
+        assert!(Shipment::delete(client, "s1").await.expect("delete"));
+
+        let queued = queued_shipments(client).await;
+        let expected: Vec<(String, ShipmentQueued)> = created
+            .iter()
+            .map(|(id, s)| {
+                let message = ShipmentQueued {
+                    id: s.id.clone(),
+                    status: s.status.clone(),
+                    weight: s.weight,
+                };
+                (id.clone(), message)
+            })
+            .collect();
+        assert_eq!(queued, expected, "one entry per created shipment, in order");
+        assert_eq!(
+            Shipment::by_status_ids(client, "sent").await.expect("ids"),
+            ["s0"]
+        );
+        let report = index::verify::<Shipment>(client).await.expect("verify");
+        assert!(report.drift.is_empty(), "{:?}", report.drift);
+        assert_eq!(report.pending, 0);
+        client.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_entry_left_by_a_dead_client_is_appended_once_by_settle() {
+    let (_cluster, client) = client().await;
+    // Another client holds the invoice's lease, as one that died after its
+    // write would: the create is stored with its entry recorded, and
+    // answers without an id.
+    let lease = hold_lease(&client, "invoice:i1").await;
+    let invoice = Invoice {
+        id: "i1".into(),
+        total: 40,
+    };
+    let outcome = invoice.create(&client).await.expect("create");
+    assert_eq!(outcome.stream_id, None, "left to the lease's holder");
+    let stream = Stream::<Invoice>::new(&client, "invoices:stream");
+    assert_eq!(stream.len().await.expect("XLEN"), 0);
+    let report = index::verify::<Invoice>(&client).await.expect("verify");
+    assert_eq!(report.pending, 1);
+    settle_once_the_lease_lapses::<Invoice>(&client, &lease).await;
+    let appended = stream.range("-", "+", 10).await.expect("XRANGE");
+    let messages: Vec<Invoice> = appended.entries.into_iter().map(|e| e.message).collect();
+    assert_eq!(messages, std::slice::from_ref(&invoice));
+    assert!(pending_records("invoice:").is_empty());
+    let settled = index::settle::<Invoice>(&client)
+        .await
+        .expect("settle again");
+    assert_eq!(settled, index::SettleReport::default());
+    assert_eq!(stream.len().await.expect("XLEN"), 1, "appended once");
+
+    // The next create appends its own entry at once.
+    let next = Invoice {
+        id: "i2".into(),
+        total: 7,
+    };
+    let outcome = next.create(&client).await.expect("create");
+    assert!(outcome.stream_id.is_some());
+    assert_eq!(stream.len().await.expect("XLEN"), 2);
     client.shutdown().await;
 }

@@ -146,16 +146,18 @@ fn the_manifest_says_which_keys_share_the_entity_slot() {
     );
 }
 
-/// A type keeping the shared layout on a cluster with `cross_slot`
-/// indexes: the manifest lists the record of pending moves and its lease,
-/// both in the entity's slot, and says the indexes are written after the
-/// write, not by it. Its keys still never collide with the example's.
+/// A type keeping the shared layout on a cluster with a `cross_slot`
+/// index and a `stream_cross_slot` stream: the manifest lists the record
+/// of pending moves and its lease, both in the entity's slot, and says the
+/// index and the stream are written after the write, not by it. Its keys
+/// still never collide with the example's.
 #[test]
 fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
     use redis_runtime::RedisEntity;
 
     #[derive(RedisEntity, Debug, Clone)]
     #[redis(cluster, key = "build:{id}")]
+    #[redis(stream = "builds:stream", stream_cross_slot)]
     #[redis(index(key = "builds:status:{status}", cross_slot))]
     struct Build {
         id: String,
@@ -181,6 +183,7 @@ fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
             (KeyRole::Index("by_status"), "builds:status:{status}", false),
             (KeyRole::TtlRegistry, "__ttl:build:id", false),
             (KeyRole::TtlRegistryFields, "__ttl:build:id:fields", false),
+            (KeyRole::Stream, "builds:stream", false),
             (
                 KeyRole::PendingIndexMoves,
                 "__pending_index:{{build:{id}}}",
@@ -194,11 +197,10 @@ fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
         ]
     );
     assert!(build.indexes[0].cross_slot);
-    assert!(
-        !build
-            .write_touches
-            .contains(&"builds:status:{status}".to_string())
-    );
+    assert!(build.stream.as_ref().is_some_and(|s| s.cross_slot));
+    for deferred in ["builds:status:{status}", "builds:stream"] {
+        assert!(!build.write_touches.contains(&deferred.to_string()));
+    }
     assert!(
         build
             .write_touches
@@ -209,6 +211,10 @@ fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
         markdown.contains(
             "The `cross_slot` indexes `builds:status:{status}` are moved just after each write"
         ),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("The stream `builds:stream` (`stream_cross_slot`) gets each create's entry just after the write"),
         "{markdown}"
     );
 }

@@ -10,7 +10,7 @@ use crate::ctxt::Ctxt;
 use crate::symbol::{
     ALIAS, CLUSTER, CRATE, CROSS_SLOT, DEFAULT, EMPTY_IS_NONE, EMPTY_IS_SOME, EXPIRES_AT, FIELD,
     INDEX, JSON, KEY, LOG, MAX_LEN, NAME, PATCH, REDIS, RENAME, RENAME_ALL, SCORE, SKIP,
-    SORTED_INDEX, STREAM, STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
+    SORTED_INDEX, STREAM, STREAM_CROSS_SLOT, STREAM_MAXLEN, Symbol, TTL, UNIQUE, VERSION,
 };
 
 /// What the derive is asked to produce.
@@ -129,6 +129,11 @@ pub(crate) struct Container<'a> {
     pub(crate) krate: Option<syn::LitStr>,
     pub(crate) stream: Option<syn::LitStr>,
     pub(crate) stream_maxlen: Option<syn::LitInt>,
+    /// `stream_cross_slot`: under `cluster`, the stream may be in another
+    /// hash slot than the entity; the create records the entry beside the
+    /// entity and the client appends it just after (checked in
+    /// `cluster.rs`).
+    pub(crate) stream_cross_slot: Option<syn::Path>,
     pub(crate) patch: Option<syn::LitStr>,
     pub(crate) indexes: Vec<IndexAttr>,
     pub(crate) logs: Vec<LogAttr>,
@@ -149,6 +154,7 @@ const CONTAINER_ATTRS: &[Symbol] = &[
     CRATE,
     STREAM,
     STREAM_MAXLEN,
+    STREAM_CROSS_SLOT,
     PATCH,
     INDEX,
     SORTED_INDEX,
@@ -183,6 +189,7 @@ impl<'a> Container<'a> {
             krate: None,
             stream: None,
             stream_maxlen: None,
+            stream_cross_slot: None,
             patch: None,
             indexes: Vec::new(),
             logs: Vec::new(),
@@ -221,6 +228,7 @@ impl<'a> Container<'a> {
             Some(CRATE) => read_string(cx, meta, &mut self.krate, "\"my_runtime\""),
             Some(STREAM) => read_string(cx, meta, &mut self.stream, "\"jobs:stream\""),
             Some(STREAM_MAXLEN) => read_int(cx, meta, &mut self.stream_maxlen, "10000"),
+            Some(STREAM_CROSS_SLOT) => read_flag(cx, meta, &mut self.stream_cross_slot),
             Some(PATCH) => read_string(cx, meta, &mut self.patch, "\"UserChanges\""),
             Some(INDEX) => self.read_index(cx, meta, IndexKind::Set),
             Some(SORTED_INDEX) => self.read_index(cx, meta, IndexKind::Sorted),

@@ -1,22 +1,24 @@
 //! `#[redis(cluster)]`: every key one write touches is in the entity's
 //! Redis Cluster hash slot, checked here from the patterns alone; and
-//! `cross_slot`, the index setting that lets an index key be elsewhere.
+//! `cross_slot`, the index setting that lets an index key be elsewhere,
+//! and `stream_cross_slot`, its counterpart for the stream.
 //!
 //! A write (create, save, update, patch, delete) is one Lua script, and on
 //! a cluster a script may only touch keys of one slot. It touches the
 //! entity's hash, every index key (old and new entries; a unique index's
 //! holder, which has the same tag) but those marked `cross_slot`, the TTL
 //! registry and its `:fields` hash (every type with indexes has one, but on
-//! a cluster a type with a `cross_slot` index keeps none: it never expires,
-//! see below) and the stream. Logs are not among them: they are written by
-//! their own commands.
+//! a cluster a type with a `cross_slot` index or a `stream_cross_slot`
+//! stream keeps none: it never expires, see below) and the stream, unless
+//! `stream_cross_slot`. Logs are not among them: they are written by their
+//! own commands.
 //!
 //! A key shares the entity's slot when both hash the same non-empty tag
 //! ([`redis_schema::SlotSource::shares_slot_with`]). So:
 //!
 //! * an entity key without a tag is accepted only when the write touches
-//!   no other key (no stream, and every index `cross_slot`): one key is
-//!   always one slot;
+//!   no other key (every index `cross_slot`, and no stream or a
+//!   `stream_cross_slot` one): one key is always one slot;
 //! * a stream is one fixed key, so it can only share the slot of a type
 //!   pinned to one slot by a constant tag (`job:{{jobs}}:{id}`);
 //! * the TTL registry follows the entity key: a pinned type's registry
@@ -48,13 +50,27 @@
 //!   in other slots;
 //! * on an index that shares the entity's slot already: it is not needed,
 //!   and without it the index is written atomically with the entity.
+//!
+//! # `stream_cross_slot`
+//!
+//! `#[redis(stream = "jobs:stream", stream_cross_slot)]` takes the stream
+//! out of the create the same way: the create records the entry in the
+//! entity's slot (the entity's pending record) and the client appends it
+//! to the stream just after, at least once (a client that dies after
+//! appending but before removing the record's entry leaves it to be
+//! appended again by a repair pass). On one server the entry is still
+//! appended in the write. [`check_stream_cross_slot`] refuses it, at its
+//! token, without a `stream`, without `cluster`, on a stream that shares
+//! the entity's slot already (nothing to defer), and on a type that
+//! expires (a write that defers keeps no TTL registry, as with
+//! `cross_slot`).
 
 use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::symbol::{CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, TTL, UNIQUE};
-use crate::valid::{IndexModel, KeyModel};
+use crate::symbol::{CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, STREAM_CROSS_SLOT, TTL, UNIQUE};
+use crate::valid::{IndexModel, KeyModel, StreamModel};
 
 /// The last words of every message about a key outside the slot: the way
 /// out that always works.
@@ -63,6 +79,11 @@ const DROP: &str = "or drop `cluster` (standalone and Sentinel only)";
 /// What marking an index `cross_slot` costs, for the messages that offer it.
 const CROSS_SLOT_COST: &str = "the index is then updated just after the write instead of in it, \
                                and queries check each entity against it";
+
+/// What declaring the stream `stream_cross_slot` costs, for the messages
+/// that offer it.
+const STREAM_CROSS_SLOT_COST: &str =
+    "the entry is then appended just after the write instead of in it, at least once";
 
 /// How the entity's slot is chosen.
 enum Pin {
@@ -113,19 +134,24 @@ pub(crate) fn check(
     c: &Container<'_>,
     key: &KeyModel,
     indexes: &[IndexModel],
-    stream: Option<&(String, u64)>,
+    stream: Option<&StreamModel>,
 ) {
     let Some(plan) = plan(c, key) else {
         return;
     };
-    let stream_attr = c.stream.as_ref().zip(stream);
-    // A `cross_slot` index is kept in step after the write, not in it.
+    // A `cross_slot` index and a `stream_cross_slot` stream are kept in
+    // step after the write, not in it.
+    let stream_attr = c
+        .stream
+        .as_ref()
+        .zip(stream)
+        .filter(|(_, stream)| !stream.cross_slot);
     let in_write: Vec<&IndexModel> = indexes.iter().filter(|index| !index.cross_slot).collect();
     if matches!(plan.kind, Pin::Whole)
         && (!in_write.is_empty() || stream_attr.is_some())
         && let Some(lit) = &c.key
     {
-        cx.error_spanned_by(lit, unpinned_key(c, &plan, indexes, stream_attr.is_some()));
+        cx.error_spanned_by(lit, unpinned_key(c, &plan, indexes, stream));
     }
     for (index, attr) in indexes.iter().zip(&c.indexes) {
         if index.cross_slot {
@@ -144,7 +170,7 @@ pub(crate) fn check(
     {
         let slot = slot_source(&pattern);
         if !plan.slot.shares_slot_with(&slot) {
-            cx.error_spanned_by(lit, stream_outside(&plan, &pattern, &slot));
+            cx.error_spanned_by(lit, stream_outside(c, &plan, indexes, &pattern, &slot));
         }
     }
 }
@@ -175,40 +201,51 @@ fn plan<'a>(c: &Container<'_>, key: &'a KeyModel) -> Option<Plan<'a>> {
 }
 
 /// The entity key has no tag, but the write touches other keys: the
-/// indexes not marked `cross_slot`, the stream, the TTL registry (kept by
-/// the write unless an index is `cross_slot`).
+/// indexes not marked `cross_slot`, the stream unless `stream_cross_slot`,
+/// the TTL registry (kept by the write unless it defers a key: a
+/// `cross_slot` index or a `stream_cross_slot` stream).
 fn unpinned_key(
     c: &Container<'_>,
     plan: &Plan<'_>,
     indexes: &[IndexModel],
-    stream: bool,
+    stream: Option<&StreamModel>,
 ) -> String {
     let in_write: Vec<&IndexModel> = indexes.iter().filter(|index| !index.cross_slot).collect();
+    let stream_in_write = stream.is_some_and(|stream| !stream.cross_slot);
+    let defers = indexes.iter().any(|index| index.cross_slot)
+        || stream.is_some_and(|stream| stream.cross_slot);
     let mut others: Vec<String> = in_write
         .iter()
         .map(|index| format!("index `{}`", index.name))
         .collect();
-    if stream {
+    if stream_in_write {
         others.push("the stream".into());
     }
-    if !indexes.is_empty() && indexes.iter().all(|index| !index.cross_slot) {
+    if !indexes.is_empty() && !defers {
         others.push("the TTL registry".into());
     }
     let pin = match &plan.pinned_key {
         Some(key) => format!("e.g. {KEY} = \"{key}\""),
         None => "e.g. `{{name}}` in it".into(),
     };
-    // Marking the indexes `cross_slot` takes them out of the write, when
-    // it may: the stream stays in it.
-    let cross_slot = if in_write.is_empty() || !may_cross_slot(c, &in_write) {
-        String::new()
-    } else {
+    // Marking the indexes `cross_slot` and the stream `stream_cross_slot`
+    // takes them out of the write, when they may be.
+    let stream_cross_slot = format!("`{STREAM_CROSS_SLOT}` ({STREAM_CROSS_SLOT_COST})");
+    let cross_slot = if !in_write.is_empty() && may_cross_slot(c, &in_write) {
         let which = match in_write.len() {
             1 => "the index",
             _ => "those indexes",
         };
-        let stream = if stream { " and drop the stream" } else { "" };
-        format!(", or mark {which} `{CROSS_SLOT}`{stream} ({CROSS_SLOT_COST})")
+        let stream = if stream_in_write {
+            format!(", and add {stream_cross_slot} or drop the stream")
+        } else {
+            String::new()
+        };
+        format!(", or mark {which} `{CROSS_SLOT}` ({CROSS_SLOT_COST}){stream}")
+    } else if in_write.is_empty() && stream_in_write && expiry(c).is_none() {
+        format!(", or add {stream_cross_slot}")
+    } else {
+        String::new()
     };
     format!(
         "with `{CLUSTER}`, the entity key \"{}\" needs a hash tag: without one its slot comes from the whole key, \
@@ -393,22 +430,124 @@ fn slots(plan: &Plan<'_>, what: &str, slot: &SlotSource) -> String {
     }
 }
 
-fn stream_outside(plan: &Plan<'_>, pattern: &KeyPattern, slot: &SlotSource) -> String {
-    let setting = plan.pinned_setting(&STREAM.to_string(), pattern);
-    let fix = match plan.kind {
-        Pin::Pinned => format!("put the type's tag in it, e.g. {setting}"),
+/// The stream (`pattern`, written in the create) is outside the entity's
+/// slot.
+fn stream_outside(
+    c: &Container<'_>,
+    plan: &Plan<'_>,
+    indexes: &[IndexModel],
+    pattern: &KeyPattern,
+    slot: &SlotSource,
+) -> String {
+    let mut fix = match plan.kind {
+        Pin::Pinned => stream_into_slot(plan, pattern),
         Pin::ByField | Pin::Whole => format!(
             "it can only share the slot of a type pinned to one slot with a constant tag: pin the type, \
-             e.g. {}{setting}; or drop the stream",
-            plan.pinned_key_and()
+             e.g. {}{}; or drop the stream",
+            plan.pinned_key_and(),
+            plan.pinned_setting(&STREAM.to_string(), pattern)
         ),
     };
+    // Offered where it alone would compile: a type that does not expire,
+    // and whose key, if it has no tag, would then be alone in the write.
+    let alone = !matches!(plan.kind, Pin::Whole) || indexes.iter().all(|index| index.cross_slot);
+    if expiry(c).is_none() && alone {
+        fix.push_str(&format!(
+            ", or let it be in another slot with `{STREAM_CROSS_SLOT}` ({STREAM_CROSS_SLOT_COST})"
+        ));
+    }
     let what = format!("the stream \"{}\"", pattern.source());
     format!(
         "with `{CLUSTER}`, {}: the create that appends to it would span two slots, which Redis Cluster refuses; \
          a stream is one key for every entity of the type, so {fix}, {DROP}",
         slots(plan, &what, slot)
     )
+}
+
+/// How to put the stream (`pattern`, outside the entity's slot) into the
+/// entity's slot, with patterns that would pass.
+fn stream_into_slot(plan: &Plan<'_>, pattern: &KeyPattern) -> String {
+    let setting = plan.pinned_setting(&STREAM.to_string(), pattern);
+    match plan.kind {
+        Pin::Pinned => format!("put the type's tag in it, e.g. {setting}"),
+        Pin::ByField | Pin::Whole => format!(
+            "pin the type to one slot with a constant tag, e.g. {}{setting}",
+            plan.pinned_key_and()
+        ),
+    }
+}
+
+/// Reports a `stream_cross_slot` that cannot work, at its token, with what
+/// to do instead: the first that applies of no `stream`, no `cluster`, a
+/// stream that shares the entity's slot anyway, a type that expires. Needs
+/// only the attributes and the entity key (`None` when it did not pass),
+/// so it runs with the checks of single attributes and its error comes
+/// with theirs.
+pub(crate) fn check_stream_cross_slot(cx: &Ctxt, c: &Container<'_>, key: Option<&KeyModel>) {
+    let Some(flag) = &c.stream_cross_slot else {
+        return;
+    };
+    let Some(lit) = &c.stream else {
+        let cluster = if c.cluster.is_none() {
+            format!(", and `{CLUSTER}`")
+        } else {
+            String::new()
+        };
+        cx.error_spanned_by(
+            flag,
+            format!(
+                "`{STREAM_CROSS_SLOT}` needs a stream: it lets the type's stream be in another Redis Cluster \
+                 hash slot than the entity, and this type has none; remove `{STREAM_CROSS_SLOT}`, \
+                 or add a stream, e.g. {STREAM} = \"jobs:stream\"{cluster}"
+            ),
+        );
+        return;
+    };
+    if c.cluster.is_none() {
+        cx.error_spanned_by(
+            flag,
+            format!(
+                "`{STREAM_CROSS_SLOT}` applies to types declared `{CLUSTER}`: it lets the stream be in another \
+                 Redis Cluster hash slot than the entity; add `{CLUSTER}` to the type's #[redis(...)], \
+                 or remove `{STREAM_CROSS_SLOT}` (without `{CLUSTER}` the entry is appended in the same step as the entity)"
+            ),
+        );
+        return;
+    }
+    // A key or stream that did not pass is reported already; a stream
+    // with a placeholder has no one slot.
+    let Some(plan) = key.and_then(|key| plan(c, key)) else {
+        return;
+    };
+    let Some(pattern) = KeyPattern::parse(&lit.value())
+        .ok()
+        .filter(|pattern| pattern.placeholders().next().is_none())
+    else {
+        return;
+    };
+    let slot = slot_source(&pattern);
+    let what = format!("the stream \"{}\"", pattern.source());
+    if plan.slot.shares_slot_with(&slot) {
+        cx.error_spanned_by(
+            flag,
+            format!(
+                "`{STREAM_CROSS_SLOT}` is not needed: {what} takes its hash slot from {slot}, as the entity key \"{}\" does; \
+                 remove it, and the entry is appended atomically with the entity",
+                plan.key.source
+            ),
+        );
+    } else if let Some((expires, remove)) = expiry(c) {
+        cx.error_spanned_by(
+            flag,
+            format!(
+                "`{STREAM_CROSS_SLOT}` cannot be used on a type that expires ({expires}): on a Redis Cluster its \
+                 create records the entry in the entity's slot for the client to append after it, and a write \
+                 that defers a key this way keeps no TTL registry, so the type cannot expire (as with `{CROSS_SLOT}`); \
+                 remove {remove}, or keep {what} in the entity's slot: remove `{STREAM_CROSS_SLOT}` and {}",
+                stream_into_slot(&plan, &pattern)
+            ),
+        );
+    }
 }
 
 /// A tag as pattern source: `{{jobs}}`, `{{{user_id}}}`, `{{u-{user_id}}}`.

@@ -11,7 +11,7 @@ use redis_schema::{KeyPattern, Overlap, overlap};
 
 use crate::ast::Container;
 use crate::ctxt::Ctxt;
-use crate::valid::{IndexModel, KeyModel, LogModel};
+use crate::valid::{IndexModel, KeyModel, LogModel, StreamModel};
 
 /// One key of the entity, with the string literal errors about it point at.
 struct Owned<'c> {
@@ -36,7 +36,7 @@ pub(crate) fn check(
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
     registry: Option<&str>,
-    stream: Option<&(String, u64)>,
+    stream: Option<&StreamModel>,
     logs: &[LogModel],
 ) {
     let keys = owned_keys(c, key, indexes, registry, stream, logs);
@@ -62,7 +62,7 @@ fn owned_keys<'c>(
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
     registry: Option<&str>,
-    stream: Option<&(String, u64)>,
+    stream: Option<&StreamModel>,
     logs: &'c [LogModel],
 ) -> Vec<Owned<'c>> {
     let mut keys = Vec::new();
@@ -101,10 +101,10 @@ fn owned_keys<'c>(
             None,
         );
     }
-    if let Some((name, _)) = stream {
+    if let Some(stream) = stream {
         push(
             "the stream".into(),
-            &fixed(name),
+            &fixed(&stream.key),
             c.stream.as_ref(),
             false,
             None,

@@ -192,10 +192,12 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         }
     });
     let stream = match &m.stream {
-        Some((key, maxlen)) => {
-            let key = lit(key);
+        Some(stream) => {
+            let key = lit(&stream.key);
+            let maxlen = stream.maxlen;
+            let cross_slot = stream.cross_slot;
             // `new(0)` is `None`: a stream that is not trimmed.
-            quote!(::core::option::Option::Some(#p::StreamDescriptor { key: #key, maxlen: #p::NonZeroU64::new(#maxlen) }))
+            quote!(::core::option::Option::Some(#p::StreamDescriptor { key: #key, maxlen: #p::NonZeroU64::new(#maxlen), cross_slot: #cross_slot }))
         }
         None => quote!(::core::option::Option::None),
     };

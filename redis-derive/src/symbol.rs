@@ -19,6 +19,7 @@ pub(crate) const RENAME_ALL: Symbol = Symbol("rename_all");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const STREAM: Symbol = Symbol("stream");
 pub(crate) const STREAM_MAXLEN: Symbol = Symbol("stream_maxlen");
+pub(crate) const STREAM_CROSS_SLOT: Symbol = Symbol("stream_cross_slot");
 pub(crate) const PATCH: Symbol = Symbol("patch");
 pub(crate) const INDEX: Symbol = Symbol("index");
 pub(crate) const SORTED_INDEX: Symbol = Symbol("sorted_index");

@@ -28,7 +28,7 @@ pub(crate) struct Model<'a> {
     pub(crate) key: Option<KeyModel>,
     pub(crate) ttl_ms: Option<u64>,
     pub(crate) indexes: Vec<IndexModel>,
-    pub(crate) stream: Option<(String, u64)>,
+    pub(crate) stream: Option<StreamModel>,
     pub(crate) patch_ident: syn::Ident,
     pub(crate) expires_at: Option<usize>,
     /// The `#[redis(version)]` field.
@@ -40,6 +40,18 @@ pub(crate) struct Model<'a> {
     pub(crate) ttl_registry_per_tag: bool,
     /// `#[redis(cluster)]`, checked by `cluster.rs`.
     pub(crate) cluster: bool,
+}
+
+/// The stream entries are enqueued on (`stream = "jobs:stream"`).
+pub(crate) struct StreamModel {
+    /// The stream's key: one fixed key for every entity of the type.
+    pub(crate) key: String,
+    /// `stream_maxlen`, 0 when the stream is not trimmed.
+    pub(crate) maxlen: u64,
+    /// `stream_cross_slot`: on a cluster, the entry is recorded in the
+    /// entity's slot and appended just after the write instead of in it
+    /// (checked by `cluster.rs`).
+    pub(crate) cross_slot: bool,
 }
 
 /// A per-entity append log (`log(name = "output", key = "job:{id}:output")`).
@@ -133,6 +145,8 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     let version = version_field(cx, derive, &fields, ast_fields);
     let indexes = index_models(cx, c, &fields);
     let stream = stream_model(cx, c);
+    // Needs only the attributes, so it is reported with the mistakes above.
+    crate::cluster::check_stream_cross_slot(cx, c, key.as_ref());
     let patch_ident = patch_ident(cx, c);
     let logs = log_models(cx, c, &fields, key.as_ref());
     if cx.has_errors() {
@@ -186,8 +200,10 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
 /// per tag value (`true`: [`redis_schema::tagged_ttl_registry_key`]);
 /// every other type keeps [`redis_schema::ttl_registry_key`] (under
 /// `cluster`, `cluster.rs` refuses those, whose key has no tag, unless
-/// every index is `cross_slot`: on a cluster the write of a type with a
-/// `cross_slot` index keeps no registry, as such a type never expires).
+/// every index is `cross_slot` and the stream, if any, is
+/// `stream_cross_slot`: on a cluster the write of a type with a
+/// `cross_slot` index or a `stream_cross_slot` stream keeps no registry,
+/// as such a type never expires).
 fn ttl_registry(
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
@@ -746,7 +762,7 @@ impl MethodNames {
 
 /// The stream entries are enqueued on, with its `MAXLEN` (0: untrimmed).
 /// Its name goes into `XADD` as is, so it must be one plain word.
-fn stream_model(cx: &Ctxt, c: &Container<'_>) -> Option<(String, u64)> {
+fn stream_model(cx: &Ctxt, c: &Container<'_>) -> Option<StreamModel> {
     let Some(lit) = &c.stream else {
         // A length limit with no stream to trim is a forgotten `stream`.
         if let Some(maxlen) = &c.stream_maxlen {
@@ -782,7 +798,11 @@ fn stream_model(cx: &Ctxt, c: &Container<'_>) -> Option<(String, u64)> {
         .stream_maxlen
         .as_ref()
         .and_then(|lit| positive_int(cx, lit, STREAM_MAXLEN));
-    Some((name, maxlen.unwrap_or(0)))
+    Some(StreamModel {
+        key: name,
+        maxlen: maxlen.unwrap_or(0),
+        cross_slot: c.stream_cross_slot.is_some(),
+    })
 }
 
 /// The generated patch type: `<Type>Patch`, or what `patch = "..."` names,

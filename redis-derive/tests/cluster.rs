@@ -178,8 +178,9 @@ fn without_cluster_the_registry_keeps_its_name() {
 
 /// `cross_slot` indexes may be in any slot: the write records in the
 /// entity's slot that their entries are due to move, and the client moves
-/// them. So a key without a tag passes when every index is `cross_slot`
-/// and there is no stream, and a pinned type may mix both kinds.
+/// them; `stream_cross_slot` does the same for the stream. So a key
+/// without a tag passes when every index is `cross_slot` and the stream,
+/// if any, is `stream_cross_slot`, and a pinned type may mix both kinds.
 mod cross_slot {
     use redis_runtime::{Record, RedisEntity};
 
@@ -212,6 +213,28 @@ mod cross_slot {
         created_at: i64,
     }
 
+    /// The stream may be in another slot too: the create records the
+    /// entry in the entity's slot and the client appends it just after.
+    #[derive(RedisEntity)]
+    #[redis(key = "job:{id}", cluster, stream = "jobs:stream", stream_cross_slot)]
+    #[redis(index(key = "jobs:status:{status}", cross_slot))]
+    #[allow(dead_code)]
+    struct Queued {
+        id: String,
+        status: String,
+    }
+
+    /// Pinned, with its index in its slot and its stream outside it.
+    #[derive(RedisEntity)]
+    #[redis(cluster, key = "feed:{{feeds}}:{id}", stream = "feeds:stream")]
+    #[redis(stream_maxlen = 100, stream_cross_slot)]
+    #[redis(index(key = "feeds:{{feeds}}:owner:{owner}"))]
+    #[allow(dead_code)]
+    struct Feed {
+        id: String,
+        owner: String,
+    }
+
     fn flags<T: Record>() -> Vec<(&'static str, bool)> {
         let indexes = T::descriptor().indexes.iter();
         indexes
@@ -226,6 +249,26 @@ mod cross_slot {
         assert!(d.indexes[0].cross_slot);
         assert!(d.indexes[1].cross_slot);
         assert_eq!(flags::<Job>(), [("by_status", true), ("by_user_id", true)]);
+    }
+
+    #[test]
+    fn a_stream_cross_slot_passes_without_a_tag() {
+        let d = Queued::descriptor();
+        assert!(d.cluster);
+        let stream = d.stream.expect("a stream");
+        assert_eq!(stream.key, "jobs:stream");
+        assert!(stream.cross_slot);
+        assert_eq!(flags::<Queued>(), [("by_status", true)]);
+    }
+
+    #[test]
+    fn only_a_stream_marked_stream_cross_slot_is_cross_slot() {
+        let feed = Feed::descriptor().stream.expect("a stream");
+        assert!(feed.cross_slot);
+        assert_eq!(feed.maxlen.map(|n| n.get()), Some(100));
+        assert_eq!(flags::<Feed>(), [("by_owner", false)]);
+        let pinned = super::Job::descriptor().stream.expect("a stream");
+        assert!(!pinned.cross_slot);
     }
 
     #[test]

@@ -159,7 +159,10 @@ pub struct WriteOutcome {
     /// Whether the entity existed before.
     pub existed: bool,
     /// The stream entry id when the write enqueued one (creation of an
-    /// entity declared with a stream).
+    /// entity declared with a stream). On a Redis Cluster, for a
+    /// `stream_cross_slot` stream, the entry is appended just after the
+    /// write, and this is `None` when another client appended it (it held
+    /// the entity's pending moves) or it is left for `index::settle`.
     pub stream_id: Option<String>,
 }
 
@@ -187,7 +190,7 @@ fn write_invocation(
     };
     let mut invocation = scripts.call(script, key);
     invocation.key(key);
-    if scripts.defers_indexes {
+    if scripts.defers {
         // A key hashed whole that holds a brace has no pending key in its
         // slot; the one given instead is in another slot, so the server
         // refuses the call (`CROSSSLOT`) before it writes anything.
@@ -285,36 +288,52 @@ async fn write<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let invocation = write_invocation(scripts, mode, &key, &member, &fields, ttl);
     let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
-    let outcome = write_outcome(write_reply(reply, &ctx)?, ctx, key.clone());
-    apply_index_moves::<E>(client, scripts, &key, &member, claim).await;
+    let mut outcome = write_outcome(write_reply(reply, &ctx)?, ctx, key.clone());
+    let appended = apply_deferred::<E>(client, scripts, &key, &member, claim).await;
+    if let Ok(done) = &mut outcome
+        && let Some(field) = &done.stream_id
+        && field.starts_with(redis_schema::PENDING_STREAM_ENTRY)
+    {
+        // The script recorded its stream entry and named the record field
+        // in place of the id, which is known once this client appends it
+        // (`None` when another client does, or later).
+        let id = appended.into_iter().find(|(appended, _)| appended == field);
+        done.stream_id = id.map(|(_, id)| id);
+    }
     outcome
 }
 
-/// After a write, on a cluster, applies the `cross_slot` index moves it
-/// recorded and claimed (see `index::pending`); nothing when it recorded
-/// none, or another client holds the lease. The write itself is done and
-/// durable, and so is the record of its moves, so a failure here does
-/// not fail it: it is logged, and the record waits for the next write of
-/// the entity or for `index::settle`.
-async fn apply_index_moves<E: Entity>(
+/// After a write, on a cluster, applies the `cross_slot` index moves and
+/// the `stream_cross_slot` entry it recorded and claimed (see
+/// `index::pending`), returning the ids of the stream entries appended
+/// after their record fields; nothing when it recorded none, or another
+/// client holds the lease. The write itself is done and durable, and so
+/// is the record, so a failure here does not fail it: it is logged, and
+/// the record waits for the next write of the entity or for
+/// `index::settle`.
+async fn apply_deferred<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,
     member: &str,
     claim: Option<pending::Claim>,
-) {
+) -> Vec<(String, String)> {
+    let mut appended = Vec::new();
     let Some(claim) = claim else {
-        return;
+        return appended;
     };
-    if let Err(error) = pending::apply_claimed::<E>(client, scripts, key, member, claim).await {
+    let applied = pending::apply_claimed::<E>(client, scripts, key, member, claim, &mut appended);
+    if let Err(error) = applied.await {
         tracing::warn!(
             target: crate::client::TRACE_TARGET,
             entity = E::descriptor().name,
             key,
             code = error.code(),
-            "the write is stored, its cross_slot index moves are left for index::settle: {error}"
+            "the write is stored; its cross_slot index moves and stream entry are left for \
+             index::settle: {error}"
         );
     }
+    appended
 }
 
 fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
@@ -539,7 +558,7 @@ async fn conditional<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), ctx)?;
     let invocation = conditional_invocation(scripts, &write, conditions);
     let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
-    apply_index_moves::<E>(client, scripts, write.key, write.member, claim).await;
+    apply_deferred::<E>(client, scripts, write.key, write.member, claim).await;
     match write_reply(reply, ctx)? {
         (-3, hash) => Ok(Some(hash)),
         reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
@@ -660,7 +679,7 @@ pub async fn increment<E: Entity>(
     let invocation =
         increment_invocation(scripts, E::descriptor(), &key, &member, field, by, bounds);
     let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
-    apply_index_moves::<E>(client, scripts, &key, &member, claim).await;
+    apply_deferred::<E>(client, scripts, &key, &member, claim).await;
     match write_reply(reply, &ctx)? {
         (2, counted) => detail_text(&counted)
             .and_then(|text| text.parse().ok())
@@ -870,11 +889,11 @@ pub async fn expire<E: Entity>(
     let verb = if ttl.is_some() { "expire" } else { "persist" };
     let EntityKey { key, member } = key.map_err(|e| e.with_context(context::<E>(verb)))?;
     let descriptor = E::descriptor();
-    if client.config().is_cluster() && descriptor.indexes.iter().any(|i| i.cross_slot) {
+    if client.config().is_cluster() && descriptor.defers_on_cluster() {
         return Err(Error::Config(format!(
-            "{}.{verb}: {} has cross_slot indexes, and on a Redis Cluster an entity with such \
-             indexes cannot expire: expiry runs no script, so its entries in other slots would \
-             outlive it; delete it instead",
+            "{}.{verb}: {} has cross_slot indexes or a stream_cross_slot stream, and on a Redis \
+             Cluster such an entity cannot expire: expiry runs no script, so its entries in other \
+             slots would outlive it, and its writes keep no TTL registry; delete it instead",
             descriptor.name, descriptor.name
         )));
     }

@@ -353,7 +353,7 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
     for log in entity.logs {
         keys.push(key(KeyRole::Log(log.name), log.key_pattern, "list"));
     }
-    if entity.indexes.iter().any(|i| i.cross_slot)
+    if entity.defers_on_cluster()
         && let Some((record, lease)) = redis_schema::pending_index_patterns(entity.key_pattern)
     {
         keys.push(key(KeyRole::PendingIndexMoves, &record, "hash"));
@@ -584,6 +584,10 @@ pub struct StreamManifest {
     pub max_len: Option<u64>,
     /// What an entry holds.
     pub entry: &'static str,
+    /// Declared `stream_cross_slot`: on a Redis Cluster the entry is
+    /// appended just after the write, from the record it leaves in the
+    /// entity's slot, at least once.
+    pub cross_slot: bool,
 }
 
 /// One field encoding in a [`Manifest`].
@@ -607,10 +611,12 @@ impl EntityManifest {
         };
         let entity_slot = keys.first().map(slot_of);
         // What the write script touches: not the logs (their own
-        // commands), not the `cross_slot` indexes or the lease (the
-        // client's step after the write, see `index::pending`).
+        // commands), not the `cross_slot` indexes, a `stream_cross_slot`
+        // stream or the lease (the client's step after the write, see
+        // `index::pending`).
         let deferred = |role: &KeyRole| match role {
             KeyRole::Index(name) => entity.index(name).is_some_and(|i| i.cross_slot),
+            KeyRole::Stream => entity.stream.is_some_and(|s| s.cross_slot),
             KeyRole::Log(_) | KeyRole::PendingIndexLease => true,
             _ => false,
         };
@@ -676,6 +682,7 @@ impl EntityManifest {
                 key: s.key,
                 max_len: s.maxlen.map(std::num::NonZeroU64::get),
                 entry: "the entity's hash fields, written in the same step as its creation",
+                cross_slot: s.cross_slot,
             }),
             write_touches,
             cluster: entity.cluster,
@@ -770,7 +777,7 @@ fn render_markdown(manifest: &Manifest) -> String {
                 .filter(|i| i.cross_slot)
                 .map(|i| format!("`{}`", i.pattern))
                 .collect();
-            let deferred = if deferred.is_empty() {
+            let mut deferred = if deferred.is_empty() {
                 String::new()
             } else {
                 format!(
@@ -778,6 +785,12 @@ fn render_markdown(manifest: &Manifest) -> String {
                     deferred.join(", ")
                 )
             };
+            if let Some(stream) = entity.stream.as_ref().filter(|s| s.cross_slot) {
+                deferred.push_str(&format!(
+                    " The stream `{}` (`stream_cross_slot`) gets each create's entry just after the write, from that record, at least once.",
+                    stream.key
+                ));
+            }
             format!(
                 "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares the entity's slot ({entity_slot}){logs}.{deferred}"
             )

@@ -1014,4 +1014,3 @@ fn task(id: &str) -> Task {
 struct Ping2 {
     id: u32,
 }
-

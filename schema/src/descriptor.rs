@@ -307,6 +307,15 @@ impl EntityDescriptor {
             .position(|candidate| std::ptr::eq(candidate, index))
     }
 
+    /// Whether, on a Redis Cluster, the writes of this type record effects
+    /// outside its hash slot in its [pending index key](crate::pending_index_key)
+    /// for the client to apply just after: entries of `cross_slot` indexes,
+    /// or the entry of a `stream_cross_slot` stream.
+    pub fn defers_on_cluster(&self) -> bool {
+        self.indexes.iter().any(|index| index.cross_slot)
+            || self.stream.is_some_and(|stream| stream.cross_slot)
+    }
+
     /// [`ttl_ms`](Self::ttl_ms) as a [`Duration`].
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl_ms.map(Duration::from_millis)
@@ -522,6 +531,12 @@ pub struct StreamDescriptor {
     pub key: &'static str,
     /// Approximate maximum length (`XADD MAXLEN ~`), if trimmed.
     pub maxlen: Option<NonZeroU64>,
+    /// Declared `stream_cross_slot`: on a Redis Cluster the stream may be
+    /// in another hash slot than the entity, so the create records the
+    /// entry beside the entity and the client appends it just after
+    /// (see [`pending_index_key`](crate::pending_index_key)). On one server
+    /// the entry is appended in the write as always.
+    pub cross_slot: bool,
 }
 
 #[cfg(test)]
@@ -587,6 +602,7 @@ mod tests {
         fields: FIELDS,
         indexes: INDEXES,
         stream: Some(StreamDescriptor {
+            cross_slot: false,
             key: "jobs:stream",
             maxlen: NonZeroU64::new(10_000),
         }),

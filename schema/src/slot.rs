@@ -240,6 +240,15 @@ const PENDING_INDEX_LEASE_PREFIX: &str = "__pending_index_lease:";
 /// so it never meets the fields that name index keys.
 pub const PENDING_WRITES: &str = "";
 
+/// What the field of a stream entry recorded in a [pending index
+/// key](pending_index_key) starts with, before the write count that
+/// recorded it (`stream 3`): a type whose stream is `stream_cross_slot`
+/// records its entry there on a cluster, for the client to append. No
+/// index key holds a space, so these fields never meet theirs. The value
+/// is the entry's field/value pairs, each as its byte length, `:`, and its
+/// bytes (`2:id2:j7`).
+pub const PENDING_STREAM_ENTRY: &str = "stream ";
+
 impl SlotSource {
     /// Whether the keys of two patterns rendered from the same entity's
     /// values are always in one hash slot: both hash the same non-empty

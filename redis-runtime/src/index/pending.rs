@@ -36,6 +36,14 @@
 //! came from (`fetch::belongs`) and pass over those that do not belong, so
 //! a listing never holds an entity whose current values do not match.
 //!
+//! A type whose stream is `stream_cross_slot` records a new entity's
+//! stream entry in the same record (see [`redis_schema::PENDING_STREAM_ENTRY`]);
+//! the applying client appends the recorded entries after the moves, in
+//! the order of the writes, and its release removes them from the record
+//! whatever came since. An entry appended whose release is lost (the
+//! client died, the connection dropped) is appended again by the next
+//! holder: the stream gets it at least once.
+//!
 //! The lease bounds the one unguarded case: a client that stalls longer
 //! than [`LEASE`] between its claim and its moves may, when it wakes,
 //! re-add an entry the next holder had removed. `verify` reports such an
@@ -44,7 +52,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis_schema::{EntityDescriptor, IndexKind, PENDING_WRITES};
+use redis_schema::{EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_WRITES};
 
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{reply_pairs, value_kind};
@@ -85,7 +93,17 @@ pub(crate) async fn apply<E: Entity>(
     key: &str,
     member: &str,
 ) -> Result<Applied> {
-    rounds::<E>(client, scripts, key, member, &claim_token(), None).await
+    let mut appended = Vec::new();
+    rounds::<E>(
+        client,
+        scripts,
+        key,
+        member,
+        &claim_token(),
+        None,
+        &mut appended,
+    )
+    .await
 }
 
 /// The claim a write script took of the moves it recorded (see
@@ -117,20 +135,32 @@ pub(crate) fn split_claim(reply: redis::Value) -> (redis::Value, Option<Claim>) 
 }
 
 /// Applies the moves a write claimed (see [`Claim`]), then goes on like
-/// [`apply`] while writes come.
+/// [`apply`] while writes come. Adds to `appended` the id of each stream
+/// entry it appended, after the record field that held it (which a write
+/// that recorded an entry returned in place of its id).
 pub(crate) async fn apply_claimed<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,
     member: &str,
     claim: Claim,
+    appended: &mut Vec<(String, String)>,
 ) -> Result<Applied> {
     let Claim { token, claimed } = claim;
-    rounds::<E>(client, scripts, key, member, &token, Some(claimed)).await
+    rounds::<E>(
+        client,
+        scripts,
+        key,
+        member,
+        &token,
+        Some(claimed),
+        appended,
+    )
+    .await
 }
 
-/// The rounds of claim (the first one given, when a write took it), moves
-/// and release, under `token`.
+/// The rounds of claim (the first one given, when a write took it), moves,
+/// stream entries and release, under `token`.
 async fn rounds<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
@@ -138,6 +168,7 @@ async fn rounds<E: Entity>(
     member: &str,
     token: &str,
     mut first: Option<redis::Value>,
+    appended: &mut Vec<(String, String)>,
 ) -> Result<Applied> {
     let descriptor = E::descriptor();
     let ctx = Context::new(
@@ -165,33 +196,44 @@ async fn rounds<E: Entity>(
         let Claimed::Held {
             writes,
             listed,
+            entries,
             hash,
         } = record
         else {
             return Ok(Applied::Busy);
         };
-        let release = |how: &'static str| {
+        let release = |how: &'static str, appended: &[&str]| {
             let mut release = scripts.call(&scripts.pending_release, key);
             release
                 .key(&pending)
                 .key(&lease)
                 .arg(token)
                 .arg(&writes)
-                .arg(how);
+                .arg(how)
+                .arg(appended);
             release
         };
         let moved = match moves(descriptor, member, &listed, &hash, key) {
             Ok(moves) => send_moves(client, &ctx, &moves).await,
             Err(e) => Err(e),
         };
-        if let Err(error) = moved {
-            // The record stays; the lease goes, so that the next write of
-            // the entity does not wait for it to lapse.
-            let _ = client.query::<i64>(ctx.clone(), &release("2")).await;
-            return Err(error);
-        }
+        let ids = match moved {
+            Ok(()) => append_entries(client, &ctx, descriptor, &entries).await,
+            Err(e) => Err(e),
+        };
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(error) => {
+                // The record stays; the lease goes, so that the next write
+                // of the entity does not wait for it to lapse.
+                let _ = client.query::<i64>(ctx.clone(), &release("2", &[])).await;
+                return Err(error);
+            }
+        };
+        let fields: Vec<&str> = entries.iter().map(|e| e.field.as_str()).collect();
+        appended.extend(fields.iter().map(|f| f.to_string()).zip(ids));
         let how = if round == MAX_ROUNDS { "1" } else { "0" };
-        let released: i64 = client.query(ctx.clone(), &release(how)).await?;
+        let released: i64 = client.query(ctx.clone(), &release(how, &fields)).await?;
         match released {
             1 => return Ok(Applied::Done),
             0 => continue,
@@ -238,10 +280,12 @@ enum Claimed {
     /// Another client holds the lease.
     Taken,
     /// The lease is ours: the write count read, the listed index keys with
-    /// their index's 1-based position, the entity's hash (empty if gone).
+    /// their index's 1-based position, the recorded stream entries, the
+    /// entity's hash (empty if gone).
     Held {
         writes: Vec<u8>,
         listed: Vec<(String, usize)>,
+        entries: Vec<Entry>,
         hash: redis::Value,
     },
 }
@@ -270,9 +314,14 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
     let record = parts.pop().unwrap_or(redis::Value::Nil);
     let mut writes = Vec::new();
     let mut listed = Vec::new();
+    let mut entries = Vec::new();
     for (field, value) in reply_pairs(key, &record)? {
         if field == PENDING_WRITES.as_bytes() {
             writes = value.to_vec();
+            continue;
+        }
+        if let Some(entry) = Entry::read(field, value) {
+            entries.push(entry.map_err(shape)?);
             continue;
         }
         let index_key = std::str::from_utf8(field).ok();
@@ -287,11 +336,63 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
             ),
         }
     }
+    // Appended in the order they were written.
+    entries.sort_by_key(|entry| entry.write);
     Ok(Some(Claimed::Held {
         writes,
         listed,
+        entries,
         hash,
     }))
+}
+
+/// A stream entry a write recorded (see `script::write`'s outbox): the
+/// record's field, the write count in it, and the entry's field/value
+/// pairs.
+struct Entry {
+    field: String,
+    write: u64,
+    pairs: Vec<Vec<u8>>,
+}
+
+impl Entry {
+    /// The entry recorded under `field`, or `None` when `field` is not a
+    /// stream entry's; an error names what is malformed.
+    fn read(field: &[u8], value: &[u8]) -> Option<std::result::Result<Entry, String>> {
+        let write = field.strip_prefix(PENDING_STREAM_ENTRY.as_bytes())?;
+        let field = String::from_utf8_lossy(field).into_owned();
+        let write = std::str::from_utf8(write).ok().and_then(|n| n.parse().ok());
+        let Some(write) = write else {
+            return Some(Err(format!(
+                "the stream entry field {field:?} has no write count"
+            )));
+        };
+        Some(match length_prefixed(value) {
+            Some(pairs) => Ok(Entry {
+                field,
+                write,
+                pairs,
+            }),
+            None => Err(format!(
+                "the stream entry {field:?} is not a list of length-prefixed fields and values"
+            )),
+        })
+    }
+}
+
+/// The byte strings of `2:id2:j7`-style text: each its length, `:`, and
+/// its bytes; `None` if it is not exactly that, or the strings do not
+/// pair up as fields and values.
+fn length_prefixed(mut text: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !text.is_empty() {
+        let colon = text.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&text[..colon]).ok()?.parse().ok()?;
+        let rest = &text[colon + 1..];
+        out.push(rest.get(..len)?.to_vec());
+        text = &rest[len..];
+    }
+    (out.len() % 2 == 0 && !out.is_empty()).then_some(out)
 }
 
 /// One index command of the moves, and the key it is routed by.
@@ -393,6 +494,36 @@ async fn send_moves(client: &Client, ctx: &Context, moves: &[Move]) -> Result<()
     Ok(())
 }
 
+/// Appends the recorded stream `entries`, in order, with one pipeline on
+/// the stream's slot, and returns their ids. Not idempotent: when the reply
+/// is lost the record keeps them, and they are appended again (the entry
+/// reaches the stream at least once).
+async fn append_entries(
+    client: &Client,
+    ctx: &Context,
+    descriptor: &EntityDescriptor,
+    entries: &[Entry],
+) -> Result<Vec<String>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(stream) = descriptor.stream else {
+        return Err(Error::Config(format!(
+            "{}: the pending record holds stream entries, but {} declares no stream",
+            ctx.operation, descriptor.name
+        )));
+    };
+    let mut pipe = redis::pipe();
+    for entry in entries {
+        let add = pipe.cmd("XADD").arg(stream.key);
+        if let Some(maxlen) = stream.maxlen {
+            add.arg("MAXLEN").arg("~").arg(maxlen.get());
+        }
+        add.arg("*").arg(&entry.pairs);
+    }
+    client.query(ctx.clone(), &pipe).await
+}
+
 /// How many records [`settle`] found and what became of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -460,7 +591,7 @@ pub(crate) async fn count<E: Entity>(client: &Client, ctx: &Context) -> Result<u
 async fn records<E: Entity>(client: &Client, ctx: &Context) -> Result<Vec<(String, String)>> {
     let descriptor = E::descriptor();
     let mut found = Vec::new();
-    if !client.config().is_cluster() || !descriptor.indexes.iter().any(|i| i.cross_slot) {
+    if !client.config().is_cluster() || !descriptor.defers_on_cluster() {
         return Ok(found);
     }
     let glob = format!("{}*", redis_schema::PENDING_INDEX_PREFIX);
@@ -551,6 +682,44 @@ mod tests {
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn recorded_stream_entries_read_back_byte_for_byte() {
+        let pairs = |text: &[u8]| length_prefixed(text);
+        assert_eq!(
+            pairs(b"2:id2:j76:status0:"),
+            Some(vec![
+                b"id".to_vec(),
+                b"j7".to_vec(),
+                b"status".to_vec(),
+                Vec::new()
+            ])
+        );
+        // A value may hold the separator, digits and any byte.
+        assert_eq!(
+            pairs(b"4:note5:1:2:\xff"),
+            Some(vec![b"note".to_vec(), b"1:2:\xff".to_vec()])
+        );
+        for bad in [
+            &b""[..],
+            b"2:id",
+            b"2:id9:short",
+            b"x:id2:j7",
+            b"2:id2:j7junk",
+        ] {
+            assert_eq!(pairs(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        let entry = Entry::read(b"stream 12", b"2:id2:j7")
+            .expect("a stream entry field")
+            .expect("well formed");
+        assert_eq!((entry.field.as_str(), entry.write), ("stream 12", 12));
+        assert!(
+            Entry::read(b"jobs:status:open", b"1").is_none(),
+            "an index key"
+        );
+        let err = Entry::read(b"stream x", b"2:id2:j7").expect("a stream entry field");
+        assert!(err.is_err());
     }
 
     #[test]

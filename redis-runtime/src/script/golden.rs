@@ -79,6 +79,7 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
         ),
     ],
     stream: Some(StreamDescriptor {
+        cross_slot: false,
         key: "jobs:stream",
         maxlen: NonZeroU64::new(10_000),
     }),
@@ -214,25 +215,40 @@ static SPREAD_JOB: EntityDescriptor = EntityDescriptor {
             )
         },
     ],
-    // A stream is one key, in no entity's slot but its own.
-    stream: None,
+    // A stream is one key, in no entity's slot but its own: its entry is
+    // recorded with the index moves.
+    stream: Some(StreamDescriptor {
+        cross_slot: true,
+        key: "jobs:stream",
+        maxlen: NonZeroU64::new(10_000),
+    }),
     ttl_registry: Some("__ttl:job:id"),
     cluster: true,
     ..JOB
 };
 
-/// The cluster write of `SPREAD_JOB` records its index moves in the
-/// pending key (`KEYS[2]`) and writes no index key and no TTL registry.
+/// The cluster write of `SPREAD_JOB` records its index moves and its
+/// stream entry in the pending key (`KEYS[2]`) and writes no index key, no
+/// stream and no TTL registry.
 #[test]
 fn spread_job_cluster_write_script() {
     let write = write::compile_deferring(&SPREAD_JOB, false);
     check("spread_job.cluster.write", &write);
-    for absent in ["'SADD'", "'ZADD'", "'SREM'", "'ZREM'", "__ttl"] {
-        assert!(!write.contains(absent), "{absent} in the deferring write");
-    }
     let create = write::compile_deferring(&SPREAD_JOB, true);
     check("spread_job.cluster.create", &create);
-    assert!(create.contains("local pending = KEYS[2]"));
+    for script in [&write, &create] {
+        for absent in [
+            "'SADD'",
+            "'ZADD'",
+            "'SREM'",
+            "'ZREM'",
+            "__ttl",
+            "jobs:stream",
+        ] {
+            assert!(!script.contains(absent), "{absent} in a deferring script");
+        }
+        assert!(script.contains("local pending = KEYS[2]"));
+    }
 }
 
 #[test]

@@ -81,9 +81,10 @@ pub(crate) struct EntityScripts {
     pub(crate) cursor: redis::Script,
     /// Batches of deletes by index (`index::bulk`).
     pub(crate) bulk_delete: redis::Script,
-    /// The write leaves its `cross_slot` index entries to the client: a
-    /// cluster copy of a type that has such indexes (see `index::pending`).
-    pub(crate) defers_indexes: bool,
+    /// The write records its `cross_slot` index moves and its
+    /// `stream_cross_slot` entry for the client to apply: a cluster copy of
+    /// a type that has either (see `index::pending`).
+    pub(crate) defers: bool,
     /// Claims an entity's pending index moves (`scripts/pending_claim.lua`).
     pub(crate) pending_claim: redis::Script,
     /// Ends a claim, removing the record if no write came since
@@ -183,9 +184,8 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
     cache.entry(id).or_insert_with(|| {
         let script = |source: String| redis::Script::new(&for_server(target, descriptor, source));
         let fixed = |what, body| script(assemble_fixed(descriptor, what, body));
-        let defers_indexes =
-            target == Target::Cluster && descriptor.indexes.iter().any(|i| i.cross_slot);
-        let (write, create) = if defers_indexes {
+        let defers = target == Target::Cluster && descriptor.defers_on_cluster();
+        let (write, create) = if defers {
             (
                 write::compile_deferring(descriptor, false),
                 write::compile_deferring(descriptor, true),
@@ -201,7 +201,7 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
         Box::leak(Box::new(EntityScripts {
             target,
             descriptor,
-            defers_indexes,
+            defers,
             write: script(write),
             create: script(create),
             query: fixed("query", include_str!("../scripts/query.lua")),

@@ -47,10 +47,13 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 }
 
 /// [`compile`] or [`compile_create`] (`create_only`) for a Redis Cluster
-/// when `descriptor` has `cross_slot` indexes: their entries are not
-/// written here but recorded in the entity's pending index key, declared
-/// as `KEYS[2]` (see `index::pending`), and claimed under its lease,
-/// `KEYS[3]`, for the client to apply.
+/// when `descriptor` has `cross_slot` indexes or a `stream_cross_slot`
+/// stream: their entries are not written here but recorded in the
+/// entity's pending index key, declared as `KEYS[2]` (see
+/// `index::pending`), and claimed under its lease, `KEYS[3]`, for the
+/// client to apply. A new entity's stream entry is recorded under
+/// [`redis_schema::PENDING_STREAM_ENTRY`] and the write count, which the
+/// script returns in place of the entry id.
 /// Such a type never expires (the derive refuses a TTL, and
 /// `entity::expire` refuses one on a cluster), so its write keeps no TTL
 /// registry, whose key may be in another slot.
@@ -112,9 +115,9 @@ struct Writer<'d> {
     /// Generating the create script: the entity does not exist (checked
     /// first), nothing is read from its hash, and no old entry moves.
     create_only: bool,
-    /// Generating for a cluster a type with `cross_slot` indexes: they are
-    /// recorded in the pending index key instead of written
-    /// ([`compile_deferring`]).
+    /// Generating for a cluster a type with `cross_slot` indexes or a
+    /// `stream_cross_slot` stream: their entries are recorded in the
+    /// pending index key instead of written ([`compile_deferring`]).
     defer: bool,
     out: String,
 }
@@ -125,9 +128,22 @@ impl<'d> Writer<'d> {
             descriptor,
             fields: descriptor.indexed_fields(),
             create_only,
-            defer: defer && descriptor.indexes.iter().any(|i| i.cross_slot),
+            defer: defer && descriptor.defers_on_cluster(),
             out: String::new(),
         }
+    }
+
+    /// The stream this script appends to itself, if any: not one whose
+    /// entry it records as pending.
+    fn written_stream(&self) -> Option<redis_schema::StreamDescriptor> {
+        let stream = self.descriptor.stream?;
+        (!(self.defer && stream.cross_slot)).then_some(stream)
+    }
+
+    /// Whether the stream entry is recorded as pending instead of appended
+    /// by this script.
+    fn defers_stream(&self) -> bool {
+        self.defer && self.descriptor.stream.is_some_and(|s| s.cross_slot)
     }
 
     /// Whether index `index`'s entries are recorded as pending instead of
@@ -199,7 +215,7 @@ impl<'d> Writer<'d> {
             .iter()
             .skip(1)
             .any(|i| i.kind != IndexKind::Unique);
-        if checked_index || d.stream.is_some() {
+        if checked_index || self.written_stream().is_some() {
             needs.push("kind_ok");
         }
         needs
@@ -574,7 +590,7 @@ impl<'d> Writer<'d> {
             ));
             self.line("end");
         }
-        if let Some(stream) = self.descriptor.stream {
+        if let Some(stream) = self.written_stream() {
             let creating = if self.create_only {
                 ""
             } else {
@@ -682,13 +698,12 @@ impl<'d> Writer<'d> {
     /// `index::settle`. The new keys are not listed: they follow from the
     /// hash, which the client reads when it applies the record.
     fn pending_moves(&mut self) {
-        let deferred = self.numbered(true);
-        if deferred.is_empty() {
+        if !self.defer {
             return;
         }
         self.line("local pending = KEYS[2]");
         self.line("local moved = mode == 'x'");
-        for (i, index) in deferred {
+        for (i, index) in self.numbered(true) {
             if self.create_only {
                 self.line(format!("if new_k{i} then moved = true end"));
                 continue;
@@ -704,8 +719,14 @@ impl<'d> Writer<'d> {
             ));
             self.line("end");
         }
+        if self.defers_stream() {
+            // Not when an expiry in the past made the write a delete.
+            self.line("local enqueue = mode == 'c' or (mode == 's' and not exists)");
+            self.line("if enqueue then moved = true end");
+        }
+        self.line("local writes = 0");
         self.line(format!(
-            "if moved then redis.call('HINCRBY', pending, {}, 1) end",
+            "if moved then writes = redis.call('HINCRBY', pending, {}, 1) end",
             lua_str(redis_schema::PENDING_WRITES)
         ));
     }
@@ -792,10 +813,27 @@ impl<'d> Writer<'d> {
         self.line("end");
     }
 
-    /// The outbox: an entry on the stream in the same step as the creation.
+    /// The outbox: an entry on the stream in the same step as the creation,
+    /// or, when the stream is in another slot, recorded as pending under
+    /// the write count (`pending_moves`), each field and value as its
+    /// length, `:` and its bytes. The record's field name stands in for
+    /// the entry id in the reply; the client appends the entry and answers
+    /// with the id (`index::pending`).
     fn outbox(&mut self) {
         self.line("local entry = false");
-        let Some(stream) = self.descriptor.stream else {
+        if self.defers_stream() {
+            self.line("if enqueue then");
+            self.line(format!(
+                "  entry = {} .. writes",
+                lua_str(redis_schema::PENDING_STREAM_ENTRY)
+            ));
+            self.line("  local parts = {}");
+            self.line("  for j = set_start, del_at - 1 do parts[#parts + 1] = #ARGV[j] .. ':' .. ARGV[j] end");
+            self.line("  redis.call('HSET', pending, entry, table.concat(parts))");
+            self.line("end");
+            return;
+        }
+        let Some(stream) = self.written_stream() else {
             return;
         };
         let trim = stream

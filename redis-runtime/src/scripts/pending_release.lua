@@ -6,14 +6,19 @@
 -- when its moves failed, it lets the lease go (and keeps the record), so
 -- the next write's client can take over.
 --
+-- The stream entries the claimer appended go from the record whatever
+-- came since, so that no later round appends them again.
+--
 -- KEYS[1] the pending index key, KEYS[2] its lease.
 -- ARGV: the claimer's token, the write count the claim read ('' if none),
--- then '0' for a round, '1' for the last round, '2' to let go only.
+-- then '0' for a round, '1' for the last round, '2' to let go only; then
+-- the record fields of the stream entries appended.
 --
 -- Returns 1 released, 0 a write came since, -1 the lease was lost (it
 -- expired and another client took it over).
 local pending, lease = KEYS[1], KEYS[2]
 if redis.call('GET', lease) ~= ARGV[1] then return -1 end
+if #ARGV > 3 then redis.call('HDEL', pending, unpack(ARGV, 4)) end
 if ARGV[3] ~= '2' and (redis.call('HGET', pending, '') or '') == ARGV[2] then
   redis.call('DEL', pending, lease)
   return 1
