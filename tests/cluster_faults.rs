@@ -35,11 +35,13 @@ struct Job {
     created_at: i64,
 }
 
-/// The layout other services share, each order in its own slot and its
-/// indexes global (`cross_slot`): its writes and their index moves reach
+/// The layout other services share, each order in its own slot, its
+/// indexes global (`cross_slot`) and its outbox stream too
+/// (`stream_cross_slot`): its writes, their index moves and entries reach
 /// every master, the faulted one included.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(cluster, key = "order:{id}")]
+#[redis(stream = "orders:stream", stream_cross_slot)]
 #[redis(index(key = "orders:status:{status}", cross_slot))]
 #[redis(sorted_index(key = "orders:user:{user_id}", score = "created_at", cross_slot))]
 struct Order {
@@ -74,6 +76,9 @@ struct Seen {
     heard: Vec<Instant>,
     /// Messages heard on the shard channel in the faulted slot.
     heard_sharded: Vec<Instant>,
+    /// The orders whose creation (a save of a new one) succeeded, as
+    /// their stream entry holds them.
+    orders_created: Vec<Order>,
 }
 
 struct Load {
@@ -114,14 +119,15 @@ async fn random_write(client: &Client, n: &mut u64) -> redis_runtime::Result<()>
     }
 }
 
-/// One save or delete of an order among 100, chosen by `n`.
-async fn random_order_write(client: &Client, n: &mut u64) -> redis_runtime::Result<()> {
+/// One save or delete of an order among 100, chosen by `n`; the order when
+/// the save created it.
+async fn random_order_write(client: &Client, n: &mut u64) -> redis_runtime::Result<Option<Order>> {
     *n = n
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
     let id = format!("o{}", (*n >> 33) % 100);
     if (*n >> 40).is_multiple_of(4) {
-        return Order::delete(client, &id).await.map(drop);
+        return Order::delete(client, &id).await.map(|_| None);
     }
     let order = Order {
         id,
@@ -129,7 +135,8 @@ async fn random_order_write(client: &Client, n: &mut u64) -> redis_runtime::Resu
         status: ["new", "paid", "shipped"][((*n >> 20) % 3) as usize].into(),
         created_at: (*n % 100_000) as i64,
     };
-    order.save(client).await.map(drop)
+    let outcome = order.save(client).await?;
+    Ok((!outcome.existed).then_some(order))
 }
 
 async fn start_load(client: &Client) -> Load {
@@ -142,14 +149,14 @@ async fn start_load(client: &Client) -> Load {
             let mut n = w + 1;
             while !stop.is_cancelled() {
                 let result = if w < WRITERS {
-                    random_write(&client, &mut n).await
+                    random_write(&client, &mut n).await.map(|()| None)
                 } else {
                     random_order_write(&client, &mut n).await
                 };
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
+                    Ok(created) => seen.orders_created.extend(created),
                     // Refusals by the data (exists, missing) are successes here.
-                    Ok(()) => {}
                     Err(e) if matches!(e.code(), "ALREADY_EXISTS" | "NOT_FOUND") => {}
                     Err(e) => {
                         *seen.errors.entry(e.code()).or_default() += 1;
@@ -270,16 +277,23 @@ impl Load {
 
 /// Runs `fault` under load; returns how long after the fault started the
 /// writes succeeded again (the first success after the longest gap), and
-/// checks everything the module docs promise.
-/// Runs `fault` under the load and checks what it left. A crash may lose
-/// writes a master acknowledged (`acked_writes_may_be_lost`): replication
-/// is asynchronous.
+/// checks everything the module docs promise. A crash may lose writes a
+/// master acknowledged (`acked_writes_may_be_lost`): replication is
+/// asynchronous.
 async fn under_load(
     client: &Client,
     what: &str,
     acked_writes_may_be_lost: bool,
     fault: impl FnOnce() -> u16,
 ) -> Duration {
+    // Each load's order entries on a stream of its own.
+    let _: i64 = client
+        .query(
+            Context::new("test.del", ""),
+            redis::cmd("DEL").arg("orders:stream"),
+        )
+        .await
+        .expect("DEL");
     let load = start_load(client).await;
     eventually(
         Duration::from_secs(10),
@@ -393,6 +407,13 @@ async fn under_load(
         report.drift.len()
     );
     assert_eq!(report.pending, 0);
+    let missing = orders_missing_from_their_stream(client, &seen.orders_created).await;
+    if acked_writes_may_be_lost {
+        // An acknowledged creation lost with the master took its record.
+        println!("{what}: order entries missing after the crash: {missing:?}");
+    } else {
+        assert!(missing.is_empty(), "{what}: entries missing: {missing:?}");
+    }
     if acked_writes_may_be_lost && !report.drift.is_empty() {
         // A killed master may take writes it acknowledged but had not yet
         // replicated: an order or an index entry on it, with the rest on
@@ -411,6 +432,33 @@ async fn under_load(
         .expect("ping");
     assert_eq!(ping, "PONG");
     gap
+}
+
+/// The created orders that have no entry on `orders:stream` (each creation
+/// needs one of its own: entries are appended at least once), after
+/// printing how many entries the stream holds beyond them (appended again,
+/// or of creations whose reply a fault lost).
+async fn orders_missing_from_their_stream(client: &Client, created: &[Order]) -> Vec<Order> {
+    let stream = Stream::<Order>::new(client, "orders:stream");
+    let batch = stream.range("-", "+", 1_000_000).await.expect("XRANGE");
+    assert!(batch.failures.is_empty(), "{:?}", batch.failures);
+    let mut on_stream: Vec<Order> = batch.entries.into_iter().map(|e| e.message).collect();
+    let entries = on_stream.len();
+    let mut missing = Vec::new();
+    for order in created {
+        match on_stream.iter().position(|entry| entry == order) {
+            Some(at) => {
+                on_stream.swap_remove(at);
+            }
+            None => missing.push(order.clone()),
+        }
+    }
+    println!(
+        "orders: {} creations, {entries} stream entries, {} beyond them",
+        created.len(),
+        on_stream.len()
+    );
+    missing
 }
 
 /// The longest pause between successful writes from `since` on.
