@@ -16,6 +16,10 @@
 //! record of the moves: a client that dies between its commands leaves
 //! the indexes wrong for good, and a reader cannot tell. Ours writes the
 //! hash and the record in one script, then claims, moves and releases.
+//! The third workload adds an outbox stream, also global (`orders:stream`,
+//! `stream_cross_slot`): the hand-written side sends its `XADD` with the
+//! index commands; ours records the entry with the moves and appends it
+//! after them.
 //!
 //! Each row is the median of the rounds; "ratio" is ours over
 //! hand-written ops/s. Server µs per operation is the `INFO commandstats`
@@ -41,6 +45,19 @@ struct Order {
     created_at: i64,
 }
 
+/// `Order` with its outbox stream in another slot too.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "queued_order:{id}")]
+#[redis(stream = "orders:stream", stream_cross_slot)]
+#[redis(index(key = "queued_orders:status:{status}", cross_slot))]
+#[redis(sorted_index(key = "queued_orders:user:{user_id}", score = "created_at", cross_slot))]
+struct QueuedOrder {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
 fn order(id: &str, i: u64) -> Order {
     Order {
         id: id.to_string(),
@@ -50,27 +67,34 @@ fn order(id: &str, i: u64) -> Order {
     }
 }
 
-/// The hand-written create: the hash, then both index entries at once.
-async fn hand_create(mut conn: ClusterConnection, id: String, i: u64) {
+/// The hand-written create: the hash, then both index entries (and, with
+/// `enqueue`, the stream entry) at once.
+async fn hand_create(mut conn: ClusterConnection, id: String, i: u64, enqueue: bool) {
     let o = order(&id, i);
     let key = format!("hand:order:{id}");
-    let () = conn
-        .hset_multiple(
-            &key,
-            &[
-                ("id", o.id.clone()),
-                ("user_id", o.user_id.clone()),
-                ("status", o.status.clone()),
-                ("created_at", o.created_at.to_string()),
-            ],
-        )
-        .await
-        .expect("HSET");
-    let (mut a, mut b) = (conn.clone(), conn);
+    let fields = [
+        ("id", o.id.clone()),
+        ("user_id", o.user_id.clone()),
+        ("status", o.status.clone()),
+        ("created_at", o.created_at.to_string()),
+    ];
+    let () = conn.hset_multiple(&key, &fields).await.expect("HSET");
+    let (mut a, mut b, mut c) = (conn.clone(), conn.clone(), conn);
     let status = format!("hand:orders:status:{}", o.status);
     let user = format!("hand:orders:user:{}", o.user_id);
-    let (added, scored): (redis::RedisResult<i64>, redis::RedisResult<i64>) =
-        tokio::join!(a.sadd(&status, &o.id), b.zadd(&user, &o.id, o.created_at));
+    let entry = async {
+        if enqueue {
+            let _: String = c
+                .xadd("hand:orders:stream", "*", &fields)
+                .await
+                .expect("XADD");
+        }
+    };
+    let (added, scored, ()): (redis::RedisResult<i64>, redis::RedisResult<i64>, ()) = tokio::join!(
+        a.sadd(&status, &o.id),
+        b.zadd(&user, &o.id, o.created_at),
+        entry
+    );
     added.expect("SADD");
     scored.expect("ZADD");
 }
@@ -189,7 +213,7 @@ async fn main() {
         "| workload | ours ops/s | hand-written ops/s | ratio | ours server µs/op | hand-written server µs/op |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let mut rows: [[Vec<(f64, f64)>; 2]; 2] = Default::default();
+    let mut rows: [[Vec<(f64, f64)>; 2]; 3] = Default::default();
     for round in 0..rounds {
         let ours_create = op(&client, move |client: Client, i| async move {
             let id = format!("r{round}-{i}");
@@ -197,7 +221,7 @@ async fn main() {
         });
         rows[0][0].push(side(&topology, n, ours_create).await);
         let hand_creates = op(&hand, move |conn: ClusterConnection, i| {
-            hand_create(conn, format!("r{round}-{i}"), i)
+            hand_create(conn, format!("r{round}-{i}"), i, false)
         });
         rows[0][1].push(side(&topology, n, hand_creates).await);
         let ours_move = op(&client, move |client: Client, i| async move {
@@ -214,10 +238,27 @@ async fn main() {
             hand_move(conn, format!("r{round}-{i}"), "paid")
         });
         rows[1][1].push(side(&topology, n, hand_moves).await);
+        let ours_queued = op(&client, move |client: Client, i| async move {
+            let o = order(&format!("r{round}-{i}"), i);
+            let queued = QueuedOrder {
+                id: o.id,
+                user_id: o.user_id,
+                status: o.status,
+                created_at: o.created_at,
+            };
+            let outcome = queued.create(&client).await.expect("create");
+            assert!(outcome.stream_id.is_some(), "appended by this client");
+        });
+        rows[2][0].push(side(&topology, n, ours_queued).await);
+        let hand_queued = op(&hand, move |conn: ClusterConnection, i| {
+            hand_create(conn, format!("q{round}-{i}"), i, true)
+        });
+        rows[2][1].push(side(&topology, n, hand_queued).await);
     }
     let labels = [
         "create (hash + status set + user sorted set)",
         "status change (entry moves to another set)",
+        "create with an outbox entry (+ stream in another slot)",
     ];
     for (label, [ours, hand]) in labels.iter().zip(rows) {
         let rate = |v: &[(f64, f64)]| median(v.iter().map(|s| s.0));
@@ -234,11 +275,21 @@ async fn main() {
     let report = redis_runtime::index::verify::<Order>(&client)
         .await
         .expect("verify");
+    let queued = redis_runtime::index::verify::<QueuedOrder>(&client)
+        .await
+        .expect("verify");
+    let entries = redis_runtime::stream::Stream::<QueuedOrder>::new(&client, "orders:stream")
+        .len()
+        .await
+        .expect("XLEN");
     println!(
-        "\nafter the run: {} orders, {} drift, {} pending records",
+        "\nafter the run: {} orders, {} drift, {} pending records; {} queued orders, {} drift, {} pending records, {entries} stream entries",
         report.entities,
         report.drift.len(),
-        report.pending
+        report.pending,
+        queued.entities,
+        queued.drift.len(),
+        queued.pending
     );
     client.shutdown().await;
 }
