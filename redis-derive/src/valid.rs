@@ -145,8 +145,10 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     let version = version_field(cx, derive, &fields, ast_fields);
     let indexes = index_models(cx, c, &fields);
     let stream = stream_model(cx, c);
-    // Needs only the attributes, so it is reported with the mistakes above.
+    // These need only the attributes, so they are reported with the
+    // mistakes above.
     crate::cluster::check_stream_cross_slot(cx, c, key.as_ref());
+    crate::cluster::check_cross_slot(cx, c, key.as_ref(), &indexes);
     let patch_ident = patch_ident(cx, c);
     let logs = log_models(cx, c, &fields, key.as_ref());
     if cx.has_errors() {
@@ -165,7 +167,6 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
         stream.as_ref(),
         &logs,
     );
-    crate::cluster::check_cross_slot(cx, c, key.as_ref(), &indexes);
     if let (Some(_), Some(key)) = (&c.cluster, &key) {
         crate::cluster::check(cx, c, key, &indexes, stream.as_ref());
     }
