@@ -31,6 +31,12 @@ impl Out {
         self.line(serde_json::to_string_pretty(value).unwrap_or_default());
     }
 
+    /// Moves what was collected into `buffer`, for tests.
+    #[cfg(test)]
+    pub(super) fn text_into(self, buffer: &mut String) {
+        buffer.push_str(&self.text);
+    }
+
     /// Writes everything to stdout. A reader that went away (a closed
     /// pipe) is not an error: the output is simply no longer wanted.
     /// Another write error is reported on stderr.

@@ -202,12 +202,22 @@ async fn walk_entity(
             .unwrap_or_else(PoisonError::into_inner),
     );
     counts += record.counts();
+    // A repair applied the records first (its pass settles); drift a
+    // verify or a dry run finds may be their moves, not applied yet.
+    let pending = if outcome.is_ok() && !repair {
+        let ctx = crate::Context::new(format!("admin.{}", mode.command()), name.to_owned());
+        let pending = crate::index::pending::count(client, entity.descriptor, &ctx).await;
+        pending.map_err(|e| (e, at(record.next.clone(), counts)))?
+    } else {
+        0
+    };
     let result = EntityResult {
         name: name.to_owned(),
         counts,
         found: record.found,
         left: record.left,
         skipped: record.skipped,
+        pending,
         earlier: false,
     };
     match outcome {

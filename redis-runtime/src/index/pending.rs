@@ -562,7 +562,7 @@ pub async fn settle<E: Entity>(client: &Client) -> Result<SettleReport> {
         format!("{}.settle", descriptor.name),
         descriptor.key_pattern,
     );
-    let records = records::<E>(client, &ctx).await?;
+    let records = records(client, descriptor, &ctx).await?;
     if records.is_empty() {
         return Ok(report);
     }
@@ -578,18 +578,25 @@ pub async fn settle<E: Entity>(client: &Client) -> Result<SettleReport> {
     Ok(report)
 }
 
-/// How many pending `cross_slot` index records of `E` exist now (see
-/// [`settle`]); `verify` reports it.
-pub(crate) async fn count<E: Entity>(client: &Client, ctx: &Context) -> Result<u64> {
-    Ok(records::<E>(client, ctx).await?.len() as u64)
+/// How many pending records of `descriptor`'s type exist now (see
+/// [`settle`]); `verify` and the admin command's `verify` report it.
+pub(crate) async fn count(
+    client: &Client,
+    descriptor: &EntityDescriptor,
+    ctx: &Context,
+) -> Result<u64> {
+    Ok(records(client, descriptor, ctx).await?.len() as u64)
 }
 
-/// The entity key and member of every pending record of `E`, found with
-/// `SCAN` on every primary; none when `E` has no `cross_slot` index or
-/// the server is not a cluster. Records are few (each lives from a write
-/// to its moves), so they are collected.
-async fn records<E: Entity>(client: &Client, ctx: &Context) -> Result<Vec<(String, String)>> {
-    let descriptor = E::descriptor();
+/// The entity key and member of every pending record of `descriptor`'s
+/// type, found with `SCAN` on every primary; none when it defers nothing
+/// or the server is not a cluster. Records are few (each lives from a
+/// write to its moves), so they are collected.
+async fn records(
+    client: &Client,
+    descriptor: &EntityDescriptor,
+    ctx: &Context,
+) -> Result<Vec<(String, String)>> {
     let mut found = Vec::new();
     if !client.config().is_cluster() || !descriptor.defers_on_cluster() {
         return Ok(found);
@@ -603,7 +610,7 @@ async fn records<E: Entity>(client: &Client, ctx: &Context) -> Result<Vec<(Strin
             let Some(key) = redis_schema::entity_of_pending_index_key(&pending) else {
                 continue;
             };
-            // Another type's records fail to read back as a member of `E`.
+            // Another type's records fail to read back as a member of it.
             if let Some(member) = descriptor.member_of_key(key) {
                 found.push((key.to_string(), member));
             }
