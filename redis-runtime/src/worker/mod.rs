@@ -247,6 +247,14 @@ impl<M: Record> Worker<M> {
 
     /// How long one `XREADGROUP` waits for entries (`BLOCK`), on the
     /// worker's dedicated connection.
+    ///
+    /// A read holds the handler slots it may fill, so while every free
+    /// slot waits on it the worker claims nothing: a retry that comes due,
+    /// or a dead consumer's entry, is claimed once the read ends (with
+    /// entries or at the end of its block). With the default concurrency
+    /// and batch size (16 and 16) an idle worker's retries are therefore
+    /// up to `block` later than their backoff; a shorter block, or a
+    /// concurrency above the batch size, makes them punctual.
     pub fn block(mut self, block: Duration) -> Self {
         self.block = block;
         self
