@@ -285,7 +285,7 @@ enum Claimed {
     Held {
         writes: Vec<u8>,
         listed: Vec<(String, usize)>,
-        entries: Vec<Entry>,
+        entries: Vec<RecordedEntry>,
         hash: redis::Value,
     },
 }
@@ -320,7 +320,7 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
             writes = value.to_vec();
             continue;
         }
-        if let Some(entry) = Entry::read(field, value) {
+        if let Some(entry) = RecordedEntry::read(field, value) {
             entries.push(entry.map_err(shape)?);
             continue;
         }
@@ -349,16 +349,16 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
 /// A stream entry a write recorded (see `script::write`'s outbox): the
 /// record's field, the write count in it, and the entry's field/value
 /// pairs.
-struct Entry {
+struct RecordedEntry {
     field: String,
     write: u64,
     pairs: Vec<Vec<u8>>,
 }
 
-impl Entry {
+impl RecordedEntry {
     /// The entry recorded under `field`, or `None` when `field` is not a
     /// stream entry's; an error names what is malformed.
-    fn read(field: &[u8], value: &[u8]) -> Option<std::result::Result<Entry, String>> {
+    fn read(field: &[u8], value: &[u8]) -> Option<std::result::Result<RecordedEntry, String>> {
         let write = field.strip_prefix(PENDING_STREAM_ENTRY.as_bytes())?;
         let field = String::from_utf8_lossy(field).into_owned();
         let write = std::str::from_utf8(write).ok().and_then(|n| n.parse().ok());
@@ -368,7 +368,7 @@ impl Entry {
             )));
         };
         Some(match length_prefixed(value) {
-            Some(pairs) => Ok(Entry {
+            Some(pairs) => Ok(RecordedEntry {
                 field,
                 write,
                 pairs,
@@ -502,7 +502,7 @@ async fn append_entries(
     client: &Client,
     ctx: &Context,
     descriptor: &EntityDescriptor,
-    entries: &[Entry],
+    entries: &[RecordedEntry],
 ) -> Result<Vec<String>> {
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -717,15 +717,15 @@ mod tests {
         ] {
             assert_eq!(pairs(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
-        let entry = Entry::read(b"stream 12", b"2:id2:j7")
+        let entry = RecordedEntry::read(b"stream 12", b"2:id2:j7")
             .expect("a stream entry field")
             .expect("well formed");
         assert_eq!((entry.field.as_str(), entry.write), ("stream 12", 12));
         assert!(
-            Entry::read(b"jobs:status:open", b"1").is_none(),
+            RecordedEntry::read(b"jobs:status:open", b"1").is_none(),
             "an index key"
         );
-        let err = Entry::read(b"stream x", b"2:id2:j7").expect("a stream entry field");
+        let err = RecordedEntry::read(b"stream x", b"2:id2:j7").expect("a stream entry field");
         assert!(err.is_err());
     }
 

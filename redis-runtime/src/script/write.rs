@@ -136,8 +136,7 @@ impl<'d> Writer<'d> {
     /// The stream this script appends to itself, if any: not one whose
     /// entry it records as pending.
     fn written_stream(&self) -> Option<redis_schema::StreamDescriptor> {
-        let stream = self.descriptor.stream?;
-        (!(self.defer && stream.cross_slot)).then_some(stream)
+        self.descriptor.stream.filter(|_| !self.defers_stream())
     }
 
     /// Whether the stream entry is recorded as pending instead of appended
