@@ -16,7 +16,7 @@ use redis_runtime::on_both_topologies;
 use redis_runtime::pubsub::Channel;
 use redis_runtime::queue::ListQueue;
 use redis_runtime::stream::Stream;
-use redis_runtime::testing::{ClusterTopology, eventually};
+use redis_runtime::testing::{ClusterTopology, TestRedis, eventually};
 use redis_runtime::{Client, Config, Context, Error, Page, RedisEntity, RedisRecord, index};
 
 /// Pinned to one slot by the constant tag `{jobs}`: its hash, every index,
@@ -1206,71 +1206,74 @@ async fn queued_shipments(client: &Client) -> Vec<(String, ShipmentQueued)> {
         .collect()
 }
 
-on_both_topologies! {
-    /// A stream in another slot than its entities (`stream_cross_slot`)
-    /// still gets one entry per created entity, with its fields, and the
-    /// create answers with its id. On one server the entry is appended in
-    /// the write; on a cluster just after it, from the entity's record.
-    async fn a_stream_in_another_slot_gets_each_created_entity_once(redis) {
-        let client = redis.client();
-        let mut created = Vec::new();
-        for n in 0..12 {
-            let shipment = Shipment {
-                id: format!("s{n}"),
-                status: "new".into(),
-                weight: n,
-            };
-            let outcome = shipment.create(client).await.expect("create");
-            let id = outcome.stream_id.expect("the id of the entry appended");
-            created.push((id, shipment));
-        }
-        if let Some(cluster) = redis.cluster() {
-            let masters: BTreeSet<u16> = (0..12)
-                .map(|n| cluster.master_of_key(&format!("shipment:s{n}")))
-                .collect();
-            assert_eq!(masters.len(), 3, "spread over every master: {masters:?}");
-            assert!(pending_records("shipment:").is_empty());
-        }
-        // A save that creates enqueues too; one that replaces, an update or
-        // a delete does not.
-        let saved = Shipment {
-            id: "s12".into(),
+/// A stream in another slot than its entities (`stream_cross_slot`)
+/// still gets one entry per created entity, with its fields, and the
+/// create answers with its id. On one server the entry is appended in
+/// the write; on a cluster just after it, from the entity's record.
+async fn a_stream_in_another_slot_gets_each_created_entity_once(redis: TestRedis) {
+    let client = redis.client();
+    let mut created = Vec::new();
+    for n in 0..12 {
+        let shipment = Shipment {
+            id: format!("s{n}"),
             status: "new".into(),
-            weight: 12,
+            weight: n,
         };
-        let outcome = saved.save(client).await.expect("save");
-        created.push((outcome.stream_id.expect("a save that creates enqueues"), saved));
-        let mut first = created[0].1.clone();
-        first.status = "sent".into();
-        let outcome = first.save(client).await.expect("save again");
-        assert_eq!(outcome.stream_id, None);
-        first.weight = 99;
-        first.update(client).await.expect("update");
-        assert!(Shipment::delete(client, "s1").await.expect("delete"));
-
-        let queued = queued_shipments(client).await;
-        let expected: Vec<(String, ShipmentQueued)> = created
-            .iter()
-            .map(|(id, s)| {
-                let message = ShipmentQueued {
-                    id: s.id.clone(),
-                    status: s.status.clone(),
-                    weight: s.weight,
-                };
-                (id.clone(), message)
-            })
-            .collect();
-        assert_eq!(queued, expected, "one entry per created shipment, in order");
-        assert_eq!(
-            Shipment::by_status_ids(client, "sent").await.expect("ids"),
-            ["s0"]
-        );
-        let report = index::verify::<Shipment>(client).await.expect("verify");
-        assert!(report.drift.is_empty(), "{:?}", report.drift);
-        assert_eq!(report.pending, 0);
-        client.shutdown().await;
+        let outcome = shipment.create(client).await.expect("create");
+        let id = outcome.stream_id.expect("the id of the entry appended");
+        created.push((id, shipment));
     }
+    if let Some(cluster) = redis.cluster() {
+        let masters: BTreeSet<u16> = (0..12)
+            .map(|n| cluster.master_of_key(&format!("shipment:s{n}")))
+            .collect();
+        assert_eq!(masters.len(), 3, "spread over every master: {masters:?}");
+        assert!(pending_records("shipment:").is_empty());
+    }
+    // A save that creates enqueues too; one that replaces, an update or
+    // a delete does not.
+    let saved = Shipment {
+        id: "s12".into(),
+        status: "new".into(),
+        weight: 12,
+    };
+    let outcome = saved.save(client).await.expect("save");
+    created.push((
+        outcome.stream_id.expect("a save that creates enqueues"),
+        saved,
+    ));
+    let mut first = created[0].1.clone();
+    first.status = "sent".into();
+    let outcome = first.save(client).await.expect("save again");
+    assert_eq!(outcome.stream_id, None);
+    first.weight = 99;
+    first.update(client).await.expect("update");
+    assert!(Shipment::delete(client, "s1").await.expect("delete"));
+
+    let queued = queued_shipments(client).await;
+    let expected: Vec<(String, ShipmentQueued)> = created
+        .iter()
+        .map(|(id, s)| {
+            let message = ShipmentQueued {
+                id: s.id.clone(),
+                status: s.status.clone(),
+                weight: s.weight,
+            };
+            (id.clone(), message)
+        })
+        .collect();
+    assert_eq!(queued, expected, "one entry per created shipment, in order");
+    assert_eq!(
+        Shipment::by_status_ids(client, "sent").await.expect("ids"),
+        ["s0"]
+    );
+    let report = index::verify::<Shipment>(client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.pending, 0);
+    client.shutdown().await;
 }
+
+on_both_topologies!(a_stream_in_another_slot_gets_each_created_entity_once,);
 
 #[tokio::test]
 async fn a_stream_entry_left_by_a_dead_client_is_appended_once_by_settle() {

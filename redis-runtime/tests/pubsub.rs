@@ -144,92 +144,97 @@ impl RawSubscriber {
     }
 }
 
-on_both_topologies! {
-    async fn typed_publish_and_subscribe(redis) {
-        let updates = channel::<Json<JobUpdate>>(&redis, "job_updates");
-        assert_eq!(
-            updates.publish(&update("QUEUED")).await.expect("publish"),
-            0,
-            "nobody listens yet"
-        );
-        let mut sub = updates.subscribe().await.expect("subscribe");
-        assert_eq!(sub.channel(), redis.key("job_updates"));
-        // subscribe() returned after the server confirmed: this is received.
-        assert_eq!(
-            updates.publish(&update("RUNNING")).await.expect("publish"),
-            1
-        );
-        updates
-            .publish(&update("COMPLETED"))
-            .await
-            .expect("publish");
-        assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
-        // It is also a Stream.
-        let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("in time")
-            .expect("open")
-            .expect("decodes");
-        assert_eq!(next, update("COMPLETED"));
+async fn typed_publish_and_subscribe(redis: TestRedis) {
+    let updates = channel::<Json<JobUpdate>>(&redis, "job_updates");
+    assert_eq!(
+        updates.publish(&update("QUEUED")).await.expect("publish"),
+        0,
+        "nobody listens yet"
+    );
+    let mut sub = updates.subscribe().await.expect("subscribe");
+    assert_eq!(sub.channel(), redis.key("job_updates"));
+    // subscribe() returned after the server confirmed: this is received.
+    assert_eq!(
+        updates.publish(&update("RUNNING")).await.expect("publish"),
+        1
+    );
+    updates
+        .publish(&update("COMPLETED"))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
+    // It is also a Stream.
+    let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("decodes");
+    assert_eq!(next, update("COMPLETED"));
 
-        // The wire format is plain JSON, with camelCase field names.
-        let mut raw_sub = RawSubscriber::start(&redis, &redis.key("job_updates")).await;
-        updates.publish(&update("FAILED")).await.expect("publish");
-        assert_eq!(
-            raw_sub.next_payload().await,
-            br#"{"tenantId":"tenant-1","jobId":"job-uuid","status":"FAILED","error":null}"#
-        );
-    }
-
-    async fn a_bad_message_is_a_decode_error_and_the_subscription_goes_on(redis) {
-        let channel_name = redis.key("job_updates");
-        let updates = channel::<Json<JobUpdate>>(&redis, "job_updates");
-        let mut sub = updates.subscribe().await.expect("subscribe");
-        let raw = channel::<String>(&redis, "job_updates");
-        raw.publish(&"{not json".to_string())
-            .await
-            .expect("publish");
-        updates.publish(&update("RUNNING")).await.expect("publish");
-        let err = next(&mut sub).await.expect_err("bad");
-        assert_eq!(err.code(), "DECODE");
-        assert!(err.to_string().contains(&channel_name), "{err}");
-        assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
-    }
-
-    async fn dropping_the_subscription_ends_it_on_the_server(redis) {
-        let client = redis.client();
-        let status = redis.key("status");
-        let channel = channel::<String>(&redis, "status");
-        let sub = channel.subscribe().await.expect("subscribe");
-        assert_eq!(numsub(client, &status).await, 1);
-        drop(sub);
-        eventually(
-            Duration::from_secs(5),
-            "the subscription to end",
-            async || numsub(client, &status).await == 0,
-        )
-        .await;
-        assert_eq!(channel.publish(&"x".to_string()).await.expect("publish"), 0);
-    }
-
-    async fn a_client_shutdown_ends_the_subscription(redis) {
-        let client = redis.client();
-        let mut sub = channel::<String>(&redis, "status")
-            .subscribe()
-            .await
-            .expect("subscribe");
-        client.shutdown().await;
-        let end = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("ends promptly");
-        assert!(end.is_none());
-        let err = channel::<String>(&redis, "status")
-            .subscribe()
-            .await
-            .expect_err("shut down");
-        assert_eq!(err.code(), "STORAGE_SHUTDOWN");
-    }
+    // The wire format is plain JSON, with camelCase field names.
+    let mut raw_sub = RawSubscriber::start(&redis, &redis.key("job_updates")).await;
+    updates.publish(&update("FAILED")).await.expect("publish");
+    assert_eq!(
+        raw_sub.next_payload().await,
+        br#"{"tenantId":"tenant-1","jobId":"job-uuid","status":"FAILED","error":null}"#
+    );
 }
+
+async fn a_bad_message_is_a_decode_error_and_the_subscription_goes_on(redis: TestRedis) {
+    let channel_name = redis.key("job_updates");
+    let updates = channel::<Json<JobUpdate>>(&redis, "job_updates");
+    let mut sub = updates.subscribe().await.expect("subscribe");
+    let raw = channel::<String>(&redis, "job_updates");
+    raw.publish(&"{not json".to_string())
+        .await
+        .expect("publish");
+    updates.publish(&update("RUNNING")).await.expect("publish");
+    let err = next(&mut sub).await.expect_err("bad");
+    assert_eq!(err.code(), "DECODE");
+    assert!(err.to_string().contains(&channel_name), "{err}");
+    assert_eq!(next(&mut sub).await.expect("ok"), update("RUNNING"));
+}
+
+async fn dropping_the_subscription_ends_it_on_the_server(redis: TestRedis) {
+    let client = redis.client();
+    let status = redis.key("status");
+    let channel = channel::<String>(&redis, "status");
+    let sub = channel.subscribe().await.expect("subscribe");
+    assert_eq!(numsub(client, &status).await, 1);
+    drop(sub);
+    eventually(
+        Duration::from_secs(5),
+        "the subscription to end",
+        async || numsub(client, &status).await == 0,
+    )
+    .await;
+    assert_eq!(channel.publish(&"x".to_string()).await.expect("publish"), 0);
+}
+
+async fn a_client_shutdown_ends_the_subscription(redis: TestRedis) {
+    let client = redis.client();
+    let mut sub = channel::<String>(&redis, "status")
+        .subscribe()
+        .await
+        .expect("subscribe");
+    client.shutdown().await;
+    let end = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("ends promptly");
+    assert!(end.is_none());
+    let err = channel::<String>(&redis, "status")
+        .subscribe()
+        .await
+        .expect_err("shut down");
+    assert_eq!(err.code(), "STORAGE_SHUTDOWN");
+}
+
+on_both_topologies!(
+    typed_publish_and_subscribe,
+    a_bad_message_is_a_decode_error_and_the_subscription_goes_on,
+    dropping_the_subscription_ends_it_on_the_server,
+    a_client_shutdown_ends_the_subscription,
+);
 
 // Standalone only: it restarts the server (`RedisServer::restart`).
 #[tokio::test]

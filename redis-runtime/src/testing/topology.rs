@@ -3,10 +3,10 @@
 //!
 //! A feature that works on one server must work the same on a cluster,
 //! where a command or script reaches one slot's master and keys that must
-//! move together have to share a hash slot. [`on_both_topologies!`]
-//! turns each `async fn name(redis) { … }` into two tests,
-//! `standalone::name` and `cluster::name`, so a failure says which
-//! deployment broke.
+//! move together have to share a hash slot. Write a test as
+//! `async fn name(redis: TestRedis) { … }` and name it in
+//! [`on_both_topologies!`]: it becomes two tests, `standalone::name` and
+//! `cluster::name`, so a failure says which deployment broke.
 //!
 //! Every standalone test has a server of its own. The cluster tests of one
 //! test binary share one cluster ([`ClusterTopology::shared`]), started by
@@ -20,17 +20,17 @@
 //!
 //! ```no_run
 //! use redis_runtime::on_both_topologies;
-//! use redis_runtime::testing::raw_query;
+//! use redis_runtime::testing::{TestRedis, raw_query};
 //!
-//! on_both_topologies! {
-//!     /// A list written by one command is read back by another.
-//!     async fn lists_round_trip(redis) {
-//!         let key = redis.key("list");
-//!         raw_query::<i64>(redis.client(), &["RPUSH", &key, "a"]).await;
-//!         let items: Vec<String> = raw_query(redis.client(), &["LRANGE", &key, "0", "-1"]).await;
-//!         assert_eq!(items, ["a"]);
-//!     }
+//! /// A list written by one command is read back by another.
+//! async fn lists_round_trip(redis: TestRedis) {
+//!     let key = redis.key("list");
+//!     raw_query::<i64>(redis.client(), &["RPUSH", &key, "a"]).await;
+//!     let items: Vec<String> = raw_query(redis.client(), &["LRANGE", &key, "0", "-1"]).await;
+//!     assert_eq!(items, ["a"]);
 //! }
+//!
+//! on_both_topologies!(lists_round_trip);
 //! # fn main() {}
 //! ```
 //!
@@ -201,13 +201,15 @@ impl ClusterTopology {
     }
 }
 
-/// Declares tests that run on both topologies (see
-/// [`testing::topology`](crate::testing)): each
-/// `async fn name(redis) { … }` becomes a function `name` taking `redis`,
-/// a [`TestRedis`](crate::testing::TestRedis), and two tests calling it,
-/// `standalone::name` and `cluster::name`. Doc comments go on the
-/// function. Write `async fn name(redis) multi_thread { … }` for a test
-/// that needs tokio's multi-thread runtime.
+/// Declares the tests that run each of the named functions on both
+/// topologies (see [`testing::topology`](crate::testing)): for
+/// `async fn name(redis: TestRedis) { … }`, a test `standalone::name` and a
+/// test `cluster::name`, each calling it with a
+/// [`TestRedis`](crate::testing::TestRedis) of its deployment. Write
+/// `name multi_thread` for a test that needs tokio's multi-thread runtime.
+/// The bodies stay ordinary functions, so rustfmt and tools read them; a
+/// body left out of the list is an unused function, which the build warns
+/// about.
 ///
 /// Use it once per test file (it declares the modules `standalone` and
 /// `cluster`). Grouped so, the cluster tests run one after another, and
@@ -239,15 +241,7 @@ macro_rules! on_both_topologies {
         )
         .await
     };
-    ($(
-        $(#[doc = $doc:expr])*
-        async fn $name:ident($redis:ident) $($flavor:ident)? $body:block
-    )*) => {
-        $(
-            $(#[doc = $doc])*
-            async fn $name($redis: $crate::testing::TestRedis) $body
-        )*
-
+    ($($name:ident $($flavor:ident)?),* $(,)?) => {
         /// Each test on a private server.
         mod standalone {
             $($crate::on_both_topologies!(@test Standalone $name [$($flavor)?]);)*
