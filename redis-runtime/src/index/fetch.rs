@@ -118,6 +118,22 @@ pub(super) async fn matching_rows(
     range: Option<&ScoreRange>,
     members: Vec<String>,
 ) -> Result<Vec<(String, Row)>> {
+    let listed = [(index, index_key)];
+    matching_rows_in(client, ctx, descriptor, &listed, range, members).await
+}
+
+/// [`matching_rows`] for members that must belong in every key of
+/// `listed` (the first one's score in `range`, when given): a filtered
+/// listing's sorted key and set keys, checked against each entity's
+/// current values.
+pub(super) async fn matching_rows_in(
+    client: &Client,
+    ctx: &Context,
+    descriptor: &EntityDescriptor,
+    listed: &[(&IndexDescriptor, &str)],
+    range: Option<&ScoreRange>,
+    members: Vec<String>,
+) -> Result<Vec<(String, Row)>> {
     let wanted: Vec<(usize, String)> = members
         .iter()
         .enumerate()
@@ -148,7 +164,11 @@ pub(super) async fn matching_rows(
     let mut rows = Vec::with_capacity(read.len());
     for ((position, key), fields) in read {
         let pairs = reply_pairs(key, &fields)?;
-        if belongs(descriptor, index, index_key, range, &pairs) {
+        let in_every = listed.iter().enumerate().all(|(i, (index, index_key))| {
+            let range = range.filter(|_| i == 0);
+            belongs(descriptor, index, index_key, range, &pairs)
+        });
+        if in_every {
             let row = Row {
                 key: key.clone(),
                 fields,

@@ -11,13 +11,23 @@
 //! in chunks of 200, checking set membership, until the page is full
 //! (O(entries up to the page), more when the filter matches rarely). A
 //! count reads all candidates.
+//!
+//! **On a Redis Cluster, with a `cross_slot` index** among them, the keys
+//! and the entities are in different slots, so no script can intersect
+//! them: the client walks the sorted index in windows of 200 and reads
+//! each entity (one pipeline per slot), keeping those whose current values
+//! render every key the query names ([`walk_across_slots`]). A page reads
+//! every entity up to its last match, a count every entity in the range.
+
+use std::ops::ControlFlow;
 
 use redis_schema::IndexDescriptor;
 
-use super::{Listing, Page, ScoreRange, context, decode_rows, fetch, position, range_args};
+use super::{Listing, Page, ScoreRange, context, decode_rows, fetch, position, range_args, zrange};
 use crate::client::Client;
 use crate::codec::value_kind;
 use crate::entity::Entity;
+use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::script;
 
@@ -72,22 +82,65 @@ fn all_keys(
     Ok((keys, indexes))
 }
 
-/// A filter intersects its index keys in one script, which a `cross_slot`
-/// index on a cluster cannot share with the others.
-fn refuse_across_slots<E: Entity>(
+/// Whether a filtered read of `sorted` and `sets` takes the `cross_slot`
+/// path: one of them is in other slots than its entities on a cluster.
+fn across_slots(client: &Client, sorted: &IndexDescriptor, sets: &[&IndexDescriptor]) -> bool {
+    std::iter::once(sorted)
+        .chain(sets.iter().copied())
+        .any(|index| super::across_slots(client, index))
+}
+
+/// Entries of the sorted index read per window by [`walk_across_slots`].
+const WINDOW: u64 = 200;
+
+/// Walks the sorted index key (`listed[0]`) within `range` in `order`, a
+/// window at a time, reads each entity and hands `visit` those whose
+/// current values render every key of `listed` (its score in `range`), in
+/// index order, until `visit` breaks or the index ends. The `cross_slot`
+/// path of filtered reads (see the module docs).
+async fn walk_across_slots<E: Entity>(
     client: &Client,
-    sorted: &IndexDescriptor,
-    sets: &[&IndexDescriptor],
+    ctx: &Context,
+    listed: &[(&IndexDescriptor, &str)],
+    range: &ScoreRange,
+    order: super::Order,
+    mut visit: impl FnMut(fetch::Row) -> ControlFlow<()>,
 ) -> Result<()> {
-    for index in std::iter::once(sorted).chain(sets.iter().copied()) {
-        super::refuse_across_slots::<E>(
-            client,
-            index,
-            "a filtered read",
-            "read the index alone and filter the entities in the application",
-        )?;
+    let descriptor = E::descriptor();
+    let mut offset = 0;
+    loop {
+        let window = Page {
+            offset,
+            limit: WINDOW,
+            order,
+        };
+        let request = zrange(listed[0].1, range, window);
+        let ids: Vec<String> = client.query_repeatable(ctx.clone(), &request).await?;
+        let read = ids.len() as u64;
+        let rows = fetch::matching_rows_in(client, ctx, descriptor, listed, Some(range), ids);
+        for (_, row) in rows.await? {
+            if visit(row).is_break() {
+                return Ok(());
+            }
+        }
+        if read < WINDOW {
+            return Ok(());
+        }
+        offset += read;
     }
-    Ok(())
+}
+
+/// The `(index, key)` pairs a filtered read names: the sorted index, then
+/// each set.
+fn listed<'k>(
+    sorted: &'static IndexDescriptor,
+    keys: &'k [String],
+    sets: &[&'static IndexDescriptor],
+) -> Vec<(&'static IndexDescriptor, &'k str)> {
+    std::iter::once(sorted)
+        .chain(sets.iter().copied())
+        .zip(keys.iter().map(String::as_str))
+        .collect()
 }
 
 /// A page of the sorted index `sorted` at `sorted_key`, within `range`,
@@ -109,16 +162,26 @@ pub async fn filtered_page<E: Entity>(
     }
     let (keys, set_indexes) =
         all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
-    refuse_across_slots::<E>(client, sorted, &set_indexes)?;
+    let listed = listed(sorted, &keys, &set_indexes);
+    if across_slots(client, sorted, &set_indexes) {
+        let (mut skip, mut rows) = (page.offset, Vec::new());
+        walk_across_slots::<E>(client, &ctx, &listed, range, page.order, |row| {
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                rows.push(row);
+            }
+            if rows.len() as u64 >= page.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await?;
+        return Ok(decode_rows(&rows));
+    }
     let reply = call::<E>(client, sorted, &keys, "filter", range_args(range, page)).await?;
     let ids = super::decode_ids(&keys[0], &reply)?;
-    let mut listed = vec![(sorted, keys[0].as_str())];
-    listed.extend(
-        set_indexes
-            .iter()
-            .copied()
-            .zip(keys[1..].iter().map(String::as_str)),
-    );
     let descriptor = E::descriptor();
     match fetch::live_rows_in(client, ctx, descriptor, &listed, Some(range), ids).await? {
         Some(rows) => Ok(decode_rows(&rows)),
@@ -143,7 +206,23 @@ pub async fn filtered_count<E: Entity>(
     super::check_range(range, sorted, &ctx)?;
     let (keys, set_indexes) =
         all_keys(sorted_key, sets).map_err(|e| e.with_context(ctx.clone()))?;
-    refuse_across_slots::<E>(client, sorted, &set_indexes)?;
+    if across_slots(client, sorted, &set_indexes) {
+        let listed = listed(sorted, &keys, &set_indexes);
+        let mut count = 0;
+        walk_across_slots::<E>(
+            client,
+            &ctx,
+            &listed,
+            range,
+            super::Order::Ascending,
+            |_| {
+                count += 1;
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        return Ok(count);
+    }
     let all = Page::oldest_first(1);
     match call::<E>(client, sorted, &keys, "fcount", range_args(range, all)).await? {
         redis::Value::Int(n) => Ok(n.max(0).unsigned_abs()),
