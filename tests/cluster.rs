@@ -5,6 +5,10 @@
 //! One cluster for the whole binary (about 2 s to form); the tests keep
 //! apart by hash tag and key prefix.
 
+#[allow(dead_code)]
+#[path = "../examples/app/model.rs"]
+mod model;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -1404,5 +1408,122 @@ async fn a_stream_entry_left_by_a_dead_client_is_appended_once_by_settle() {
     let outcome = next.create(&client).await.expect("create");
     assert!(outcome.stream_id.is_some());
     assert_eq!(stream.len().await.expect("XLEN"), 2);
+    client.shutdown().await;
+}
+
+/// The main example's jobs, sessions and git providers, declared for a
+/// cluster with the layout the other services share, run there: providers
+/// listed by user, a session with its TTL, jobs created with their stream
+/// entries, listed, filtered and counted, patched and counted again, with
+/// 0 drift and nothing pending afterwards. (Its users keep a global
+/// unique email, which no cluster write can check yet.)
+#[tokio::test]
+async fn the_example_jobs_sessions_and_providers_run_on_a_cluster() {
+    use model::{GitProvider, Job, JobFilter, JobPatch, JobStatus, Session};
+    let (_cluster, client) = client().await;
+    let user = "ex-u1";
+    for n in 0..3 {
+        let provider = GitProvider {
+            id: format!("ex-gp{n}"),
+            user_id: user.into(),
+            kind: "github".into(),
+            token_ref: format!("vault:gp{n}"),
+        };
+        provider.create(&client).await.expect("create a provider");
+    }
+    let mut providers: Vec<String> = GitProvider::by_user_id(&client, user)
+        .await
+        .expect("providers")
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    providers.sort();
+    assert_eq!(providers, ["ex-gp0", "ex-gp1", "ex-gp2"]);
+
+    let session = Session {
+        id: "ex-s1".into(),
+        user_id: user.into(),
+        created_at: 1,
+    };
+    session.create(&client).await.expect("create a session");
+    Session::expire(&client, "ex-s1", Duration::from_secs(3600))
+        .await
+        .expect("expire");
+    assert!(Session::exists(&client, "ex-s1").await.expect("exists"));
+
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let job = Job {
+            id: format!("ex-j{n}"),
+            user_id: user.into(),
+            repo: "github.com/acme/app".into(),
+            command: "cargo test".into(),
+            status: JobStatus::Queued,
+            created_at: 1_000 + n,
+            attempts: 0,
+            error: None,
+        };
+        let outcome = job.create(&client).await.expect("create a job");
+        assert!(outcome.stream_id.is_some(), "enqueued on jobs:stream");
+        ids.push(job.id);
+    }
+    let queued_on_stream: Vec<String> = Stream::<Job>::new(&client, "jobs:stream")
+        .range("-", "+", 100)
+        .await
+        .expect("XRANGE")
+        .entries
+        .into_iter()
+        .map(|e| e.message.id)
+        .filter(|id| id.starts_with("ex-j"))
+        .collect();
+    assert_eq!(queued_on_stream, ids);
+    let history: Vec<String> = Job::by_user_id(&client, user, Page::newest_first(10))
+        .await
+        .expect("history")
+        .iter()
+        .map(|j| j.id.clone())
+        .collect();
+    assert_eq!(history, ["ex-j3", "ex-j2", "ex-j1", "ex-j0"]);
+
+    let running = JobPatch {
+        status: Some(JobStatus::Running),
+        ..Default::default()
+    };
+    Job::patch(&client, "ex-j1", &running).await.expect("patch");
+    assert_eq!(
+        Job::incr_attempts(&client, "ex-j1", 1).await.expect("incr"),
+        1
+    );
+    let queued = JobFilter {
+        status: Some(JobStatus::Queued),
+    };
+    let waiting: Vec<String> = Job::by_user_id_where(
+        &client,
+        user,
+        &queued,
+        &ScoreRange::all(),
+        Page::newest_first(10),
+    )
+    .await
+    .expect("filtered")
+    .iter()
+    .map(|j| j.id.clone())
+    .collect();
+    assert_eq!(waiting, ["ex-j3", "ex-j2", "ex-j0"]);
+    assert_eq!(
+        Job::by_status_count(&client, &JobStatus::Running)
+            .await
+            .expect("count"),
+        1
+    );
+    for report in [
+        index::verify::<Job>(&client).await.expect("verify jobs"),
+        index::verify::<GitProvider>(&client)
+            .await
+            .expect("verify providers"),
+    ] {
+        assert!(report.drift.is_empty(), "{:?}", report.drift);
+        assert_eq!(report.pending, 0);
+    }
     client.shutdown().await;
 }

@@ -48,11 +48,18 @@ fn the_manifest_lists_every_key_a_job_touches() {
             "__ttl:job:id:fields",
             "jobs:stream",
             "job:{id}:output",
+            "__pending_index:{{job:{id}}}",
+            "__pending_index_lease:{{job:{id}}}",
         ]
     );
     assert!(
         !job.write_touches.contains(&"job:{id}:output".to_owned()),
         "the log is written by appends, not by entity writes"
+    );
+    // On a cluster the indexes and the stream follow the write.
+    assert_eq!(
+        job.cluster_write_touches,
+        ["job:{id}", "__pending_index:{{job:{id}}}"]
     );
     let stream = job.stream.as_ref().expect("a stream");
     assert_eq!((stream.key, stream.max_len), ("jobs:stream", Some(10_000)));
@@ -198,13 +205,21 @@ fn the_manifest_shows_cross_slot_indexes_and_their_pending_records() {
     );
     assert!(build.indexes[0].cross_slot);
     assert!(build.stream.as_ref().is_some_and(|s| s.cross_slot));
-    for deferred in ["builds:status:{status}", "builds:stream"] {
-        assert!(!build.write_touches.contains(&deferred.to_string()));
-    }
-    assert!(
-        build
-            .write_touches
-            .contains(&"__pending_index:{{build:{id}}}".to_string())
+    // One server writes everything in the script; a cluster, the hash and
+    // the record of what follows (no TTL registry: the type never expires).
+    assert_eq!(
+        build.write_touches,
+        [
+            "build:{id}",
+            "builds:status:{status}",
+            "__ttl:build:id",
+            "__ttl:build:id:fields",
+            "builds:stream"
+        ]
+    );
+    assert_eq!(
+        build.cluster_write_touches,
+        ["build:{id}", "__pending_index:{{build:{id}}}"]
     );
     let markdown = keyspace.to_markdown();
     assert!(

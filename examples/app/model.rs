@@ -1,6 +1,15 @@
 //! The main example's data model: the entity types a job-running web
 //! application stores, and the status message its worker publishes. Kept in
 //! its own file so that the keyspace test can check exactly these types.
+//!
+//! Sessions, git providers and jobs are declared for Redis Cluster too
+//! (`cluster`), keeping the layout the other services share: each entity in
+//! its own hash slot, and the global index keys and the jobs stream kept in
+//! step just after each write (`cross_slot`, `stream_cross_slot`). On one
+//! server or through Sentinel that changes nothing. Users are not: their
+//! email is unique across all users (`users:by_email`), which a write can
+//! only check in the slot of that hash, so the example as a whole does not
+//! run on a cluster yet.
 
 use redis_runtime::{RedisEntity, RedisValue};
 use serde::{Deserialize, Serialize};
@@ -17,7 +26,7 @@ pub(crate) struct User {
 }
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "session:{id}", ttl = "7d")]
+#[redis(cluster, key = "session:{id}", ttl = "7d")]
 pub(crate) struct Session {
     pub(crate) id: String,
     pub(crate) user_id: String,
@@ -25,8 +34,8 @@ pub(crate) struct Session {
 }
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "git_provider:{id}")]
-#[redis(index(key = "git_providers:{user_id}"))]
+#[redis(cluster, key = "git_provider:{id}")]
+#[redis(index(key = "git_providers:{user_id}", cross_slot))]
 pub(crate) struct GitProvider {
     pub(crate) id: String,
     pub(crate) user_id: String,
@@ -44,9 +53,10 @@ pub(crate) enum JobStatus {
 }
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "job:{id}", stream = "jobs:stream", stream_maxlen = 10000)]
-#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at"))]
-#[redis(index(key = "jobs:status:{status}"))]
+#[redis(cluster, key = "job:{id}")]
+#[redis(stream = "jobs:stream", stream_maxlen = 10000, stream_cross_slot)]
+#[redis(sorted_index(key = "jobs:user:{user_id}", score = "created_at", cross_slot))]
+#[redis(index(key = "jobs:status:{status}", cross_slot))]
 #[redis(log(name = "output", key = "job:{id}:output", ttl = "24h"))]
 pub(crate) struct Job {
     pub(crate) id: String,

@@ -516,12 +516,19 @@ pub struct EntityManifest {
     pub indexes: Vec<IndexManifest>,
     /// The outbox stream, if any.
     pub stream: Option<StreamManifest>,
-    /// The key patterns one create, update, patch or delete may write.
+    /// The key patterns one create, update, patch or delete may write, on
+    /// one server.
     pub write_touches: Vec<String>,
+    /// The key patterns a write's script may touch on a Redis Cluster:
+    /// those of [`write_touches`](Self::write_touches) but the
+    /// `cross_slot` indexes, a `stream_cross_slot` stream and, when either
+    /// is declared, the TTL registry; then the record of what follows the
+    /// write (see `index::pending`).
+    pub cluster_write_touches: Vec<String>,
     /// Declared `#[redis(cluster)]`: every key in
-    /// [`write_touches`](Self::write_touches) was checked at compile time to
-    /// share the entity's Redis Cluster hash slot (see each key's
-    /// [`in_entity_slot`](OwnedKeyManifest::in_entity_slot)).
+    /// [`cluster_write_touches`](Self::cluster_write_touches) was checked at
+    /// compile time to share the entity's Redis Cluster hash slot (see each
+    /// key's [`in_entity_slot`](OwnedKeyManifest::in_entity_slot)).
     pub cluster: bool,
 }
 
@@ -611,20 +618,30 @@ impl EntityManifest {
         };
         let entity_slot = keys.first().map(slot_of);
         // What the write script touches: not the logs (their own
-        // commands), not the `cross_slot` indexes, a `stream_cross_slot`
-        // stream or the lease (the client's step after the write, see
-        // `index::pending`).
-        let deferred = |role: &KeyRole| match role {
-            KeyRole::Index(name) => entity.index(name).is_some_and(|i| i.cross_slot),
-            KeyRole::Stream => entity.stream.is_some_and(|s| s.cross_slot),
-            KeyRole::Log(_) | KeyRole::PendingIndexLease => true,
-            _ => false,
+        // commands); on one server not the record of what follows a write
+        // on a cluster; on a cluster not the `cross_slot` indexes, a
+        // `stream_cross_slot` stream or the lease (the client's step after
+        // the write, see `index::pending`), nor the TTL registry a
+        // deferring write does not keep.
+        let defers = entity.defers_on_cluster();
+        let touched_on = |cluster: bool| {
+            let touched = |role: &KeyRole| match role {
+                KeyRole::Log(_) | KeyRole::PendingIndexLease => false,
+                KeyRole::PendingIndexMoves => cluster,
+                KeyRole::Index(name) => {
+                    !cluster || !entity.index(name).is_some_and(|i| i.cross_slot)
+                }
+                KeyRole::Stream => !cluster || !entity.stream.is_some_and(|s| s.cross_slot),
+                KeyRole::TtlRegistry | KeyRole::TtlRegistryFields => !cluster || !defers,
+                KeyRole::Entity => true,
+            };
+            keys.iter()
+                .filter(|k| touched(&k.role))
+                .map(|k| k.pattern.clone())
+                .collect::<Vec<_>>()
         };
-        let write_touches = keys
-            .iter()
-            .filter(|k| !deferred(&k.role))
-            .map(|k| k.pattern.clone())
-            .collect();
+        let write_touches = touched_on(false);
+        let cluster_write_touches = touched_on(true);
         Self {
             name: entity.name,
             keys: keys
@@ -685,6 +702,7 @@ impl EntityManifest {
                 cross_slot: s.cross_slot,
             }),
             write_touches,
+            cluster_write_touches,
             cluster: entity.cluster,
         }
     }
@@ -743,12 +761,20 @@ fn render_markdown(manifest: &Manifest) -> String {
                 .unwrap_or_default();
             notes.push(format!("Stream `{}`{limit}: {}.", stream.key, stream.entry));
         }
-        let touched: Vec<String> = entity
-            .write_touches
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect();
-        notes.push(format!("A write touches {}.", touched.join(", ")));
+        let listed = |keys: &[String]| {
+            let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            quoted.join(", ")
+        };
+        notes.push(format!(
+            "A write touches {}.",
+            listed(&entity.write_touches)
+        ));
+        if entity.cluster && entity.cluster_write_touches != entity.write_touches {
+            notes.push(format!(
+                "On a Redis Cluster a write's script touches {}.",
+                listed(&entity.cluster_write_touches)
+            ));
+        }
         let elsewhere: Vec<String> = entity
             .keys
             .iter()
@@ -792,7 +818,7 @@ fn render_markdown(manifest: &Manifest) -> String {
                 ));
             }
             format!(
-                "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares the entity's slot ({entity_slot}){logs}.{deferred}"
+                "Redis Cluster (`cluster`, checked at compile time): every key a write's script touches there shares the entity's slot ({entity_slot}){logs}.{deferred}"
             )
         } else if elsewhere.is_empty() {
             format!("Redis Cluster: every key shares the entity's slot ({entity_slot}).")
