@@ -172,7 +172,7 @@ async fn rounds<E: Entity>(
 ) -> Result<Applied> {
     let descriptor = E::descriptor();
     let ctx = Context::new(
-        format!("{}.apply_index_moves", descriptor.name),
+        format!("{}.apply_pending", descriptor.name),
         descriptor.key_pattern,
     );
     let (pending, lease) = pending_keys(key, &ctx)?;
