@@ -1377,17 +1377,32 @@ impl Client {
     }
 }
 
-/// The redis-rs client for `info`, trusting the configured private TLS
-/// root if any.
+/// The configured TLS certificates: a private root to trust, a client
+/// certificate to present; `None` when neither is set.
+#[cfg(feature = "tls")]
+fn tls_certificates(config: &Config) -> Option<redis::TlsCertificates> {
+    if config.tls_root_cert.is_none() && config.tls_client_identity.is_none() {
+        return None;
+    }
+    Some(redis::TlsCertificates {
+        client_tls: config
+            .tls_client_identity
+            .as_ref()
+            .map(|identity| redis::ClientTlsConfig {
+                client_cert: identity.cert.clone(),
+                client_key: identity.key.clone(),
+            }),
+        root_cert: config.tls_root_cert.clone(),
+    })
+}
+
+/// The redis-rs client for `info`, with the configured TLS certificates if
+/// any.
 fn open_client(info: redis::ConnectionInfo, config: &Config) -> Result<redis::Client> {
     #[cfg(feature = "tls")]
-    if let Some(pem) = &config.tls_root_cert {
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem.clone()),
-        };
+    if let Some(certificates) = tls_certificates(config) {
         return redis::Client::build_with_tls(info, certificates)
-            .map_err(|e| Error::Config(format!("the TLS root certificate was rejected: {e}")));
+            .map_err(|e| Error::Config(format!("the TLS certificates were rejected: {e}")));
     }
     #[cfg(not(feature = "tls"))]
     let _ = config;
@@ -1486,11 +1501,8 @@ fn cluster_client_with(
     #[cfg(feature = "tls")]
     if config.tls() {
         builder = builder.tls(redis::TlsMode::Secure);
-        if let Some(pem) = &config.tls_root_cert {
-            builder = builder.certs(redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            });
+        if let Some(certificates) = tls_certificates(config) {
+            builder = builder.certs(certificates);
         }
     }
     extra(builder)

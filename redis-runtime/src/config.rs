@@ -29,6 +29,13 @@ pub const ENV_RETRY_MAX_DELAY: &str = "REDIS_RETRY_MAX_DELAY";
 /// Environment variable: path of a PEM file with the root certificate(s) to
 /// trust for `rediss://` (a private CA) instead of the system store.
 pub const ENV_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
+/// Environment variable: path of a PEM file with the client certificate
+/// (chain) to present over TLS, for servers that authenticate clients by
+/// certificate (`tls-auth-clients yes`); needs [`ENV_TLS_KEY_FILE`].
+pub const ENV_TLS_CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
+/// Environment variable: path of a PEM file with the private key of the
+/// client certificate in [`ENV_TLS_CERT_FILE`].
+pub const ENV_TLS_KEY_FILE: &str = "REDIS_TLS_KEY_FILE";
 /// Environment variable: `true` to connect on first use, `false` to connect in `Client::connect`.
 pub const ENV_LAZY_CONNECT: &str = "REDIS_LAZY_CONNECT";
 /// Environment variable: user name for the Sentinels of a
@@ -159,6 +166,8 @@ pub struct Config {
     /// PEM root certificate(s) to trust for `rediss://` instead of the
     /// system store (a private CA).
     pub(crate) tls_root_cert: Option<Vec<u8>>,
+    /// The client certificate and key to present over TLS (mutual TLS).
+    pub(crate) tls_client_identity: Option<TlsIdentity>,
     /// Writes wait for replica acknowledgements (`None`: they do not).
     pub replica_acks: Option<ReplicaAcks>,
     /// `Client::connect` fails when the server may evict keys.
@@ -182,7 +191,21 @@ macro_rules! debug_settings {
                 "tls_root_cert",
                 &$settings.tls_root_cert.as_ref().map(|_| "<set>"),
             )
+            .field(
+                "tls_client_identity",
+                &$settings.tls_client_identity.as_ref().map(|_| "<set>"),
+            )
     };
+}
+
+/// A client certificate (chain) and its private key, both PEM, for mutual
+/// TLS. The key is a secret: no `Debug` of a config shows either.
+// Read only with the `tls` feature; without it a TLS URL is refused.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+#[derive(Clone)]
+pub(crate) struct TlsIdentity {
+    pub(crate) cert: Vec<u8>,
+    pub(crate) key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Config {
@@ -260,6 +283,28 @@ impl Config {
                 .map_err(|e| Error::Config(format!("{ENV_TLS_CA_FILE} could not be read: {e}")))?;
             builder = builder.tls_root_cert_pem(pem);
         }
+        match (lookup(ENV_TLS_CERT_FILE), lookup(ENV_TLS_KEY_FILE)) {
+            (Some(cert), Some(key)) => {
+                let read = |var: &str, path: &str| {
+                    std::fs::read(path.trim())
+                        .map_err(|e| Error::Config(format!("{var} could not be read: {e}")))
+                };
+                let cert = read(ENV_TLS_CERT_FILE, &cert)?;
+                let key = read(ENV_TLS_KEY_FILE, &key)?;
+                builder = builder.tls_client_cert_pem(cert, key);
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(Error::Config(format!(
+                    "{ENV_TLS_CERT_FILE} is set without {ENV_TLS_KEY_FILE}, the certificate's private key"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "{ENV_TLS_KEY_FILE} is set without {ENV_TLS_CERT_FILE}, the client certificate"
+                )));
+            }
+        }
         if let Some(v) = lookup(ENV_SENTINEL_PASSWORD) {
             builder = builder.sentinel_credentials(lookup(ENV_SENTINEL_USERNAME), v);
         } else if lookup(ENV_SENTINEL_USERNAME).is_some() {
@@ -301,6 +346,7 @@ impl Config {
             retry: RetryPolicy::default(),
             lazy_connect: true,
             tls_root_cert: None,
+            tls_client_identity: None,
             sentinel_credentials: None,
             replica_acks: None,
             refuse_evicting_server: false,
@@ -356,6 +402,7 @@ pub struct ConfigBuilder {
     retry: RetryPolicy,
     lazy_connect: bool,
     tls_root_cert: Option<Vec<u8>>,
+    tls_client_identity: Option<TlsIdentity>,
     /// (username, password) for the Sentinels.
     sentinel_credentials: Option<(Option<String>, String)>,
     replica_acks: Option<ReplicaAcks>,
@@ -375,6 +422,21 @@ impl ConfigBuilder {
     /// system store: for servers whose certificate a private CA signed.
     pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    /// Presents this PEM client certificate (chain) and private key over
+    /// TLS, for servers that authenticate clients by certificate
+    /// (`tls-auth-clients yes`, mutual TLS). Needs a `rediss://` URL.
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_identity = Some(TlsIdentity {
+            cert: cert.into(),
+            key: key.into(),
+        });
         self
     }
 
@@ -571,9 +633,9 @@ impl ConfigBuilder {
 
     /// A `redis+sentinel://` configuration from the URL after its scheme.
     fn build_sentinel(self, rest: &str) -> Result<Config> {
-        if self.tls_root_cert.is_some() {
+        if self.tls_root_cert.is_some() || self.tls_client_identity.is_some() {
             return Err(Error::Config(
-                "a TLS root certificate was given for a Sentinel URL, and TLS through Sentinel is not supported yet".into(),
+                "a TLS certificate was given for a Sentinel URL, and TLS through Sentinel is not supported yet".into(),
             ));
         }
         let parsed = SentinelUrl::parse(rest)?;
@@ -619,6 +681,11 @@ impl ConfigBuilder {
         if self.tls_root_cert.is_some() && !tls {
             return Err(Error::Config(format!(
                 "a TLS root certificate was given for a plain-text URL: use {secure}"
+            )));
+        }
+        if self.tls_client_identity.is_some() && !tls {
+            return Err(Error::Config(format!(
+                "a TLS client certificate was given for a plain-text URL: use {secure}"
             )));
         }
         if tls && !cfg!(feature = "tls") {
@@ -702,6 +769,7 @@ impl ConfigBuilder {
             retry: self.retry,
             lazy_connect: self.lazy_connect,
             tls_root_cert: self.tls_root_cert,
+            tls_client_identity: self.tls_client_identity,
             replica_acks: self.replica_acks,
             refuse_evicting_server: self.refuse_evicting_server,
             topology,
@@ -990,6 +1058,52 @@ mod tests {
         assert!(msg.contains("rediss://"), "{msg}");
         let msg = var_error("rediss://localhost", ENV_TLS_CA_FILE, "/nonexistent/ca.pem");
         assert!(msg.contains(ENV_TLS_CA_FILE), "{msg}");
+    }
+
+    #[test]
+    fn client_certificates_come_as_a_pair_over_tls_and_stay_out_of_debug() {
+        let msg = config_error(
+            Config::builder("redis://localhost")
+                .tls_client_cert_pem(b"CERT".to_vec(), b"KEY".to_vec())
+                .build(),
+        );
+        assert!(
+            msg.contains("client certificate") && msg.contains("rediss://"),
+            "{msg}"
+        );
+        let msg = config_error(
+            Config::builder("redis+sentinel://s1:26379/mymaster")
+                .tls_client_cert_pem(b"CERT".to_vec(), b"KEY".to_vec())
+                .build(),
+        );
+        assert!(msg.contains("Sentinel"), "{msg}");
+        for (set, missing) in [
+            (ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE),
+            (ENV_TLS_KEY_FILE, ENV_TLS_CERT_FILE),
+        ] {
+            let msg = var_error("rediss://localhost", set, "/etc/hostname");
+            assert!(msg.contains(set) && msg.contains(missing), "{msg}");
+        }
+        let msg = config_error(from_vars(&[
+            (ENV_URL, "rediss://localhost"),
+            (ENV_TLS_CERT_FILE, "/nonexistent/client.crt"),
+            (ENV_TLS_KEY_FILE, "/nonexistent/client.key"),
+        ]));
+        assert!(msg.contains(ENV_TLS_CERT_FILE), "{msg}");
+        let private_key = "-----BEGIN PRIVATE KEY-----secret-----END PRIVATE KEY-----";
+        let config = Config::builder("rediss://localhost")
+            .tls_client_cert_pem(b"CERT".to_vec(), private_key)
+            .build()
+            .expect("config");
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("tls_client_identity: Some(\"<set>\")"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("secret") && !shown.contains("CERT"),
+            "{shown}"
+        );
     }
 
     #[test]

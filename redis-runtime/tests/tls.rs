@@ -18,6 +18,9 @@ use redis_runtime::{Client, Config, Context};
 struct Pki {
     dir: tempfile::TempDir,
     ca_pem: String,
+    /// A client certificate the CA signed, and its key, for mutual TLS.
+    client_cert_pem: String,
+    client_key_pem: String,
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as files.
@@ -39,6 +42,15 @@ fn pki() -> Pki {
         .push(DnType::CommonName, "redis-runtime test server");
     let cert = params.signed_by(&key, &issuer).expect("server cert");
 
+    let client_key = KeyPair::generate().expect("client key");
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "redis-runtime test client");
+    let client_cert = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("write cert");
     std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("write key");
@@ -46,6 +58,8 @@ fn pki() -> Pki {
     Pki {
         dir,
         ca_pem: ca.pem(),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
@@ -68,6 +82,12 @@ fn applicable(test: &str) -> bool {
 }
 
 fn tls_server(pki: &Pki) -> (RedisServer, u16) {
+    tls_server_authenticating(pki, false)
+}
+
+/// A server with a TLS port; with `clients`, it asks every client for a
+/// certificate its CA signed (`tls-auth-clients yes`).
+fn tls_server_authenticating(pki: &Pki, clients: bool) -> (RedisServer, u16) {
     let tls_port = free_port().expect("free port");
     let path = |name: &str| pki.dir.path().join(name).display().to_string();
     let args = [
@@ -80,9 +100,64 @@ fn tls_server(pki: &Pki) -> (RedisServer, u16) {
         "--tls-ca-cert-file".to_string(),
         path("ca.crt"),
         "--tls-auth-clients".to_string(),
-        "no".to_string(),
+        if clients { "yes" } else { "no" }.to_string(),
     ];
     (RedisServer::start_with_args(&args), tls_port)
+}
+
+#[tokio::test]
+async fn mutual_tls_presents_the_client_certificate_the_server_asks_for() {
+    if !applicable("mutual_tls_presents_the_client_certificate_the_server_asks_for") {
+        return;
+    }
+    let pki = pki();
+    let (_server, tls_port) = tls_server_authenticating(&pki, true);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let config = Config::builder(&url)
+        .tls_root_cert_pem(pki.ca_pem.clone())
+        .tls_client_cert_pem(pki.client_cert_pem.clone(), pki.client_key_pem.clone())
+        .lazy_connect(false)
+        .build()
+        .expect("config");
+    let client = Client::connect(config)
+        .await
+        .expect("connect with a client certificate");
+    let read = redis_runtime::testing::set_get(&client, "mtls", "yes").await;
+    assert_eq!(read.expect("a round trip"), "yes");
+    client.shutdown().await;
+
+    // Without one, the server ends the handshake: a typed error, in time.
+    let without = Config::builder(&url)
+        .tls_root_cert_pem(pki.ca_pem.clone())
+        .connect_timeout(std::time::Duration::from_secs(1));
+    refused(without).await;
+    // The same through the environment variables, from files.
+    let path = |name: &str| pki.dir.path().join(name);
+    std::fs::write(path("client.crt"), &pki.client_cert_pem).expect("write");
+    std::fs::write(path("client.key"), &pki.client_key_pem).expect("write");
+    let vars = [
+        ("REDIS_URL", url.clone()),
+        ("REDIS_TLS_CA_FILE", path("ca.crt").display().to_string()),
+        (
+            "REDIS_TLS_CERT_FILE",
+            path("client.crt").display().to_string(),
+        ),
+        (
+            "REDIS_TLS_KEY_FILE",
+            path("client.key").display().to_string(),
+        ),
+        ("REDIS_LAZY_CONNECT", "false".to_string()),
+    ];
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("config from the environment");
+    assert!(!format!("{config:?}").contains("PRIVATE KEY"));
+    let client = Client::connect(config).await.expect("connect");
+    assert!(client.health().await.ok);
+    client.shutdown().await;
 }
 
 #[tokio::test]
@@ -141,14 +216,15 @@ async fn rediss_refuses_a_server_certificate_from_an_unknown_ca() {
 /// certificate fails with a typed error.
 async fn refused_with_an_unknown_ca(url: &str) {
     let other = pki();
-    let config = Config::builder(url)
-        .tls_root_cert_pem(other.ca_pem.clone())
-        .lazy_connect(false)
-        .build()
-        .expect("config");
+    refused(Config::builder(url).tls_root_cert_pem(other.ca_pem.clone())).await;
+}
+
+/// Connecting eagerly with `config` fails with a typed error.
+async fn refused(config: redis_runtime::ConfigBuilder) {
+    let config = config.lazy_connect(false).build().expect("config");
     let err = Client::connect(config)
         .await
-        .expect_err("untrusted certificate");
+        .expect_err("a refused handshake");
     assert!(
         matches!(err.code(), "STORAGE_UNAVAILABLE" | "STORAGE_TIMEOUT"),
         "{err:?}"
@@ -156,7 +232,9 @@ async fn refused_with_an_unknown_ca(url: &str) {
 }
 
 /// The TLS arguments of the cluster node on `port`: a TLS port of its own
-/// (recorded in `tls_ports`), and TLS on the cluster bus and replication
+/// (recorded in `tls_ports`) that asks clients for a certificate the CA
+/// signed (the nodes present their own to each other), and TLS on the
+/// cluster bus and replication
 /// (with the bus on TLS, the slot map a TLS client is given names the
 /// nodes' TLS ports, and replicas connect to those). The bus stays on
 /// `port + 10000`, where the harness expects it.
@@ -177,7 +255,7 @@ fn tls_node_args(pki: &Pki, port: u16, tls_ports: &std::sync::Mutex<Vec<u16>>) -
         "--tls-ca-cert-file",
         &path("ca.crt"),
         "--tls-auth-clients",
-        "no",
+        "yes",
         "--tls-cluster",
         "yes",
         "--tls-replication",
@@ -205,6 +283,7 @@ async fn rediss_cluster_routes_scripts_and_subscriptions_over_tls() {
     let url = format!("rediss+cluster://127.0.0.1:{}", tls_ports[0]);
     let config = Config::builder(&url)
         .tls_root_cert_pem(pki.ca_pem.clone())
+        .tls_client_cert_pem(pki.client_cert_pem.clone(), pki.client_key_pem.clone())
         .lazy_connect(false)
         .build()
         .expect("config");
