@@ -161,7 +161,7 @@ fn the_manifest_shows_every_written_key_in_the_entity_slot() {
         .expect("a log");
     assert_eq!(profile_log.pattern, "profile_events:{id}");
     assert!(keyspace.to_markdown().contains(
-        "Redis Cluster (`cluster`, checked at compile time): every key a write touches shares \
+        "Redis Cluster (`cluster`, checked at compile time): every key a write's script touches there shares \
          the entity's slot (hash tag `{user_id}`); logs outside it: `profile_events:{id}`."
     ));
 }
