@@ -69,7 +69,9 @@ use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::symbol::{CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, STREAM_CROSS_SLOT, TTL, UNIQUE};
+use crate::symbol::{
+    CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, STREAM_CROSS_SLOT, Symbol, TTL, UNIQUE,
+};
 use crate::valid::{IndexModel, KeyModel, StreamModel};
 
 /// The last words of every message about a key outside the slot: the way
@@ -359,14 +361,8 @@ pub(crate) fn check_cross_slot(
         let slot = slot_source(&pattern);
         let what = describe(index, &pattern);
         if plan.slot.shares_slot_with(&slot) {
-            cx.error_spanned_by(
-                flag,
-                format!(
-                    "`{CROSS_SLOT}` is not needed: {what} takes its hash slot from {slot}, as the entity key \"{}\" does; \
-                     remove it, and the index is written atomically with the entity",
-                    plan.key.source
-                ),
-            );
+            let atomically = "the index is written atomically with the entity";
+            cx.error_spanned_by(flag, not_needed(CROSS_SLOT, &what, &slot, plan, atomically));
         } else if index.kind == IndexKind::Unique {
             cx.error_spanned_by(
                 flag,
@@ -477,6 +473,23 @@ fn stream_into_slot(plan: &Plan<'_>, pattern: &KeyPattern) -> String {
     }
 }
 
+/// The message for a `flag` (`cross_slot`, `stream_cross_slot`) on a key,
+/// `what`, that shares the entity's slot anyway: without the flag it is
+/// written `atomically`.
+fn not_needed(
+    flag: Symbol,
+    what: &str,
+    slot: &SlotSource,
+    plan: &Plan<'_>,
+    atomically: &str,
+) -> String {
+    format!(
+        "`{flag}` is not needed: {what} takes its hash slot from {slot}, as the entity key \"{}\" does; \
+         remove it, and {atomically}",
+        plan.key.source
+    )
+}
+
 /// Reports a `stream_cross_slot` that cannot work, at its token, with what
 /// to do instead: the first that applies of no `stream`, no `cluster`, a
 /// stream that shares the entity's slot anyway, a type that expires. Needs
@@ -528,13 +541,10 @@ pub(crate) fn check_stream_cross_slot(cx: &Ctxt, c: &Container<'_>, key: Option<
     let slot = slot_source(&pattern);
     let what = format!("the stream \"{}\"", pattern.source());
     if plan.slot.shares_slot_with(&slot) {
+        let atomically = "the entry is appended atomically with the entity";
         cx.error_spanned_by(
             flag,
-            format!(
-                "`{STREAM_CROSS_SLOT}` is not needed: {what} takes its hash slot from {slot}, as the entity key \"{}\" does; \
-                 remove it, and the entry is appended atomically with the entity",
-                plan.key.source
-            ),
+            not_needed(STREAM_CROSS_SLOT, &what, &slot, &plan, atomically),
         );
     } else if let Some((expires, remove)) = expiry(c) {
         cx.error_spanned_by(
