@@ -16,7 +16,7 @@ use redis_schema::EntityDescriptor;
 use crate::client::Client;
 use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
-use crate::index::pending;
+use crate::index::{pending, unique_claims};
 use crate::script::{self, EntityScripts};
 
 pub use redis_schema::IndexKind;
@@ -176,6 +176,8 @@ fn context<E: Entity>(verb: &'static str) -> Context {
 
 /// The script call of one write: the compiled script of the entity type
 /// and its arguments (see `script::write` for their meaning).
+/// `claim_token` is sent only by a type whose write checks claims of
+/// `cross_slot` unique values ([`EntityScripts::fences`]).
 fn write_invocation(
     scripts: &'static EntityScripts,
     mode: Mode,
@@ -183,6 +185,7 @@ fn write_invocation(
     member: &str,
     fields: &Fields,
     ttl: (&'static str, i64),
+    claim_token: &str,
 ) -> redis::ScriptInvocation<'static> {
     let script = match mode {
         Mode::Create => &scripts.create,
@@ -199,12 +202,20 @@ fn write_invocation(
         let lease = redis_schema::pending_index_lease_key(key).unwrap_or_else(|| pending.clone());
         invocation.key(pending).key(lease);
     }
+    if scripts.fences {
+        let fence =
+            redis_schema::unique_fence_key(key).unwrap_or_else(|| format!("__unique_fence:{key}"));
+        invocation.key(fence);
+    }
     invocation
         .arg(mode.code())
         .arg(ttl.0)
         .arg(ttl.1)
-        .arg(member)
-        .arg(fields.set.len());
+        .arg(member);
+    if scripts.fences {
+        invocation.arg(claim_token);
+    }
+    invocation.arg(fields.set.len());
     for (name, value) in &fields.set {
         invocation.arg(*name).arg(value.as_slice());
     }
@@ -286,8 +297,10 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let invocation = write_invocation(scripts, mode, &key, &member, &fields, ttl);
-    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    let (reply, claim) = send_write::<E>(client, &ctx, &member, |token| {
+        write_invocation(scripts, mode, &key, &member, &fields, ttl, token)
+    })
+    .await?;
     let mut outcome = write_outcome(write_reply(reply, &ctx)?, ctx, key.clone());
     let appended = apply_deferred::<E>(client, scripts, &key, &member, claim).await;
     if let Ok(done) = &mut outcome
@@ -301,6 +314,41 @@ async fn write<E: Entity>(
         done.stream_id = id.map(|(_, id)| id);
     }
     outcome
+}
+
+/// Sends a write script call (`invocation`, given the claim token), and
+/// when the script asks for values of `cross_slot` unique indexes to be
+/// claimed first (only on a cluster, see `index::unique_claims`), claims
+/// them and sends it again with the token it gave, for as long as the
+/// token goes stale before the write runs (up to
+/// [`unique_claims::ROUNDS`]). Returns the write's reply and the claim it
+/// took of its pending moves.
+async fn send_write<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    member: &str,
+    invocation: impl Fn(&str) -> redis::ScriptInvocation<'static>,
+) -> Result<(redis::Value, Option<pending::Claim>)> {
+    let mut token = String::new();
+    let mut last = None;
+    for _ in 0..unique_claims::ROUNDS {
+        let (reply, claim) =
+            pending::split_claim(client.query(ctx.clone(), &invocation(&token)).await?);
+        let Some(wanted) = unique_claims::Wanted::of(&reply) else {
+            return Ok((reply, claim));
+        };
+        unique_claims::claim::<E>(client, ctx, member, &wanted).await?;
+        #[cfg(feature = "testing")]
+        crate::testing::pass_claim_gate(member).await;
+        token = wanted.token.clone();
+        last = Some(wanted);
+    }
+    // Each round, another writer took a claimed value back before the
+    // write ran: the values are contended.
+    Err(Error::UniqueViolation {
+        context: ctx.clone(),
+        index: last.map(|w| w.index_names::<E>()).unwrap_or_default(),
+    })
 }
 
 /// After a write, on a cluster, applies the `cross_slot` index moves and
@@ -556,8 +604,10 @@ async fn conditional<E: Entity>(
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
     let scripts = script::for_client(client, E::descriptor(), ctx)?;
-    let invocation = conditional_invocation(scripts, &write, conditions);
-    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    let (reply, claim) = send_write::<E>(client, ctx, write.member, |token| {
+        conditional_invocation(scripts, &write, conditions, token)
+    })
+    .await?;
     apply_deferred::<E>(client, scripts, write.key, write.member, claim).await;
     match write_reply(reply, ctx)? {
         (-3, hash) => Ok(Some(hash)),
@@ -676,9 +726,10 @@ pub async fn increment<E: Entity>(
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let invocation =
-        increment_invocation(scripts, E::descriptor(), &key, &member, field, by, bounds);
-    let (reply, claim) = pending::split_claim(client.query(ctx.clone(), &invocation).await?);
+    let (reply, claim) = send_write::<E>(client, &ctx, &member, |token| {
+        increment_invocation(scripts, &key, &member, field, by, bounds, token)
+    })
+    .await?;
     apply_deferred::<E>(client, scripts, &key, &member, claim).await;
     match write_reply(reply, &ctx)? {
         (2, counted) => detail_text(&counted)
@@ -707,6 +758,7 @@ fn conditional_invocation(
     scripts: &'static EntityScripts,
     write: &Write<'_>,
     conditions: &Fields,
+    claim_token: &str,
 ) -> redis::ScriptInvocation<'static> {
     let mut invocation = write_invocation(
         scripts,
@@ -715,6 +767,7 @@ fn conditional_invocation(
         write.member,
         write.fields,
         write.ttl,
+        claim_token,
     );
     invocation.arg(conditions.set.len());
     for (name, value) in &conditions.set {
@@ -731,14 +784,15 @@ fn conditional_invocation(
 /// of the field's type, and moves index entries in the same step.
 fn increment_invocation(
     scripts: &'static EntityScripts,
-    descriptor: &'static EntityDescriptor,
     key: &str,
     member: &str,
     field: &'static str,
     by: i64,
     bounds: (i128, i128),
+    claim_token: &str,
 ) -> redis::ScriptInvocation<'static> {
     let (low, high) = (bounds.0.to_string(), bounds.1.to_string());
+    let descriptor = scripts.descriptor;
     if descriptor.version.is_none() && !descriptor.is_indexed_field(field) {
         let mut invocation = script::INCREMENT_FIELD.prepare_invoke();
         invocation.key(key).arg(field).arg(by).arg(low).arg(high);
@@ -746,7 +800,15 @@ fn increment_invocation(
     }
     let mut fields = Fields::default();
     fields.put(field, by.to_string().as_bytes());
-    let mut invocation = write_invocation(scripts, Mode::Increment, key, member, &fields, ("k", 0));
+    let mut invocation = write_invocation(
+        scripts,
+        Mode::Increment,
+        key,
+        member,
+        &fields,
+        ("k", 0),
+        claim_token,
+    );
     invocation.arg(low).arg(high);
     invocation
 }
@@ -992,6 +1054,7 @@ mod command_exact {
             "u1",
             fields,
             ttl,
+            "",
         );
         let ctx = context::<User>(mode.verb());
         let reply = write_reply(invocation.invoke_async(conn).await?, &ctx)?;
@@ -1190,12 +1253,12 @@ mod command_exact {
         let bounds = (0, i128::from(u32::MAX));
         let invocation = increment_invocation(
             script::for_entity(User::descriptor()),
-            User::descriptor(),
             "user:u1",
             "u1",
             "age",
             5,
             bounds,
+            "",
         );
         let reply: WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(detail_text(&reply.1).as_deref(), Some("41"));
@@ -1240,8 +1303,12 @@ mod command_exact {
             fields: &fields,
             ttl: ("k", 0),
         };
-        let invocation =
-            conditional_invocation(script::for_entity(User::descriptor()), &write, &conditions);
+        let invocation = conditional_invocation(
+            script::for_entity(User::descriptor()),
+            &write,
+            &conditions,
+            "",
+        );
         let (code, hash): WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(code, -3);
         let current = decode_hash::<User>("user:u1", &hash).expect("decode");

@@ -578,7 +578,8 @@ pub struct IndexManifest {
     /// What a member is: the entity key's placeholder values joined by `:`.
     pub member: &'static str,
     /// Declared `cross_slot`: on a Redis Cluster it is written just after
-    /// the entity's write, not in it (see `index::pending`).
+    /// the entity's write, not in it (see `index::pending`); a unique one
+    /// has its new values claimed just before (see `index::unique_claims`).
     pub cross_slot: bool,
 }
 
@@ -800,7 +801,7 @@ fn render_markdown(manifest: &Manifest) -> String {
             let deferred: Vec<String> = entity
                 .indexes
                 .iter()
-                .filter(|i| i.cross_slot)
+                .filter(|i| i.cross_slot && i.kind != "unique")
                 .map(|i| format!("`{}`", i.pattern))
                 .collect();
             let mut deferred = if deferred.is_empty() {
@@ -811,6 +812,17 @@ fn render_markdown(manifest: &Manifest) -> String {
                     deferred.join(", ")
                 )
             };
+            for unique in entity
+                .indexes
+                .iter()
+                .filter(|i| i.cross_slot && i.kind == "unique")
+            {
+                let claims = redis_schema::unique_claims_key(unique.pattern).unwrap_or_default();
+                deferred.push_str(&format!(
+                    " A new value of the `cross_slot` unique index `{}` is claimed in that hash's slot before the write (claims in `{claims}`, checked by the write against the entity's fence `__unique_fence:…` in its slot), and a value left is released just after, from the record.",
+                    unique.pattern
+                ));
+            }
             if let Some(stream) = entity.stream.as_ref().filter(|s| s.cross_slot) {
                 deferred.push_str(&format!(
                     " The stream `{}` (`stream_cross_slot`) gets each create's entry just after the write, from that record, at least once.",

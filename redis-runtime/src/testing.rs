@@ -39,10 +39,13 @@ use crate::client::Client;
 use crate::config::{Config, ConfigBuilder};
 use crate::error::Context;
 
+mod claim_gate;
 mod cluster;
 mod process;
 mod sentinel;
 mod topology;
+pub use claim_gate::ClaimGate;
+pub(crate) use claim_gate::pass as pass_claim_gate;
 pub use cluster::ClusterTopology;
 pub use sentinel::{SentinelOptions, SentinelTopology};
 pub use topology::{TestRedis, Topology};

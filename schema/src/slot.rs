@@ -185,6 +185,53 @@ fn pending_key(prefix: &str, key: &str) -> Option<String> {
     Some(format!("{prefix}{{{key}}}"))
 }
 
+/// The *claims hash* of a `cross_slot` unique index whose hash is at
+/// `unique_key` (`users:by_email`), in the unique hash's slot: one field
+/// per value the unique hash maps, holding the token of the claim that
+/// last took it. Every claim writes a new token, even by the entity that
+/// already holds the value, so a client that read a value's holder and
+/// token can change the mapping only if nothing claimed the value since
+/// (a compare-and-set on both). The unique hash itself keeps the shared
+/// layout (value → member), which other services read and write.
+///
+/// `None` when the key is hashed whole and holds a brace.
+///
+/// ```
+/// use redis_schema::{hashed_text, unique_claims_key};
+///
+/// let claims = unique_claims_key("users:by_email").unwrap();
+/// assert_eq!(claims, "__unique_claims:{users:by_email}");
+/// assert_eq!(hashed_text(&claims), "users:by_email");
+/// ```
+pub fn unique_claims_key(unique_key: &str) -> Option<String> {
+    pending_key(UNIQUE_CLAIMS_PREFIX, unique_key)
+}
+
+/// The *unique fence* of the entity at `key`, in its slot: a counter that
+/// a client raises, in the entity's slot and in one step with checking
+/// that the entity does not hold a value, before it takes that value from
+/// the entity in a `cross_slot` unique hash (to release it, or to give it
+/// to another entity). A write that sets a value it claimed carries the
+/// fence it read before claiming and is refused if the fence moved since,
+/// so a claim taken from an entity can never be written by it after.
+///
+/// `None` when the key is hashed whole and holds a brace.
+///
+/// ```
+/// use redis_schema::unique_fence_key;
+///
+/// assert_eq!(unique_fence_key("user:u1").as_deref(), Some("__unique_fence:{user:u1}"));
+/// ```
+pub fn unique_fence_key(key: &str) -> Option<String> {
+    pending_key(UNIQUE_FENCE_PREFIX, key)
+}
+
+/// What every [claims hash](unique_claims_key) starts with.
+const UNIQUE_CLAIMS_PREFIX: &str = "__unique_claims:";
+
+/// What every [unique fence](unique_fence_key) starts with.
+const UNIQUE_FENCE_PREFIX: &str = "__unique_fence:";
+
 /// The entity key a [pending index key](pending_index_key) belongs to.
 ///
 /// ```
@@ -248,6 +295,15 @@ pub const PENDING_WRITES: &str = "";
 /// is the entry's field/value pairs, each as its byte length, `:`, and its
 /// bytes (`2:id2:j7`).
 pub const PENDING_STREAM_ENTRY: &str = "stream ";
+
+/// What the field of a released unique value recorded in a [pending index
+/// key](pending_index_key) starts with, before the index's 1-based
+/// position, a space, and the value (`unique 1 ada@example.com`): a write
+/// that moves an entity off a value of a `cross_slot` unique index records
+/// it there on a cluster, and the client releases the value from the
+/// unique hash once the entity no longer holds it. The field's value is
+/// the unique hash's key.
+pub const PENDING_UNIQUE_VALUE: &str = "unique ";
 
 impl SlotSource {
     /// Whether the keys of two patterns rendered from the same entity's

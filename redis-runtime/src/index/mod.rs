@@ -41,6 +41,7 @@ mod filter;
 mod listing;
 pub(crate) mod pending;
 mod repair;
+pub(crate) mod unique_claims;
 
 use fetch::Row;
 
@@ -616,14 +617,12 @@ pub async fn unique<E: Entity>(
     index_key: Result<String>,
     value: Result<Vec<u8>>,
 ) -> Result<Option<E>> {
-    refuse_across_slots::<E>(
-        client,
-        index,
-        "a unique lookup",
-        "unique indexes cannot be cross_slot",
-    )?;
     let value = value.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     let index_key = index_key.map_err(|e| e.with_context(context::<E>(index, "get")))?;
+    if across_slots(client, index) {
+        let ctx = context::<E>(index, "get");
+        return unique_claims::lookup(client, &ctx, index, &index_key, &value).await;
+    }
     // One entity: all or nothing.
     let found = script_listing::<E>(client, index, "unique", index_key, vec![value])
         .await?

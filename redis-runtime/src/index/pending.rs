@@ -44,6 +44,11 @@
 //! client died, the connection dropped) is appended again by the next
 //! holder: the stream gets it at least once.
 //!
+//! A type with a `cross_slot` unique index records each value a write
+//! leaves ([`redis_schema::PENDING_UNIQUE_VALUE`]); the applying client
+//! releases it from the unique hash unless the entity holds it again, and
+//! maps the values the entity holds (see `index::unique_claims`).
+//!
 //! The lease bounds the one unguarded case: a client that stalls longer
 //! than [`LEASE`] between its claim and its moves may, when it wakes,
 //! re-add an entry the next holder had removed. `verify` reports such an
@@ -52,12 +57,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis_schema::{EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_WRITES};
+use redis_schema::{
+    EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES,
+};
 
 use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{reply_pairs, value_kind};
 use crate::entity::Entity;
 use crate::error::{Context, Error, Result};
+use crate::index::unique_claims;
 use crate::script::{self, EntityScripts};
 
 /// How long a claim holds an entity's pending moves: far longer than the
@@ -196,6 +204,7 @@ async fn rounds<E: Entity>(
         let Claimed::Held {
             writes,
             listed,
+            released,
             entries,
             hash,
         } = record
@@ -216,6 +225,12 @@ async fn rounds<E: Entity>(
         let moved = match moves(descriptor, member, &listed, &hash, key) {
             Ok(moves) => send_moves(client, &ctx, &moves).await,
             Err(e) => Err(e),
+        };
+        let moved = match moved {
+            Ok(()) if scripts.fences => {
+                unique_claims::settle::<E>(client, &ctx, member, &released, &hash, key).await
+            }
+            other => other,
         };
         let ids = match moved {
             Ok(()) => append_entries(client, &ctx, descriptor, &entries).await,
@@ -266,7 +281,7 @@ fn pending_keys(key: &str, ctx: &Context) -> Result<(String, String)> {
 }
 
 /// A token no other claim shares: this process (`host-pid`) and a counter.
-fn claim_token() -> String {
+pub(crate) fn claim_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
         "{}-{}",
@@ -280,11 +295,13 @@ enum Claimed {
     /// Another client holds the lease.
     Taken,
     /// The lease is ours: the write count read, the listed index keys with
-    /// their index's 1-based position, the recorded stream entries, the
-    /// entity's hash (empty if gone).
+    /// their index's 1-based position, the `cross_slot` unique values the
+    /// entity left (the unique hash and the value), the recorded stream
+    /// entries, the entity's hash (empty if gone).
     Held {
         writes: Vec<u8>,
         listed: Vec<(String, usize)>,
+        released: Vec<(String, String)>,
         entries: Vec<RecordedEntry>,
         hash: redis::Value,
     },
@@ -314,10 +331,15 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
     let record = parts.pop().unwrap_or(redis::Value::Nil);
     let mut writes = Vec::new();
     let mut listed = Vec::new();
+    let mut released = Vec::new();
     let mut entries = Vec::new();
     for (field, value) in reply_pairs(key, &record)? {
         if field == PENDING_WRITES.as_bytes() {
             writes = value.to_vec();
+            continue;
+        }
+        if let Some(left) = released_value(field, value) {
+            released.push(left);
             continue;
         }
         if let Some(entry) = RecordedEntry::read(field, value) {
@@ -341,9 +363,21 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
     Ok(Some(Claimed::Held {
         writes,
         listed,
+        released,
         entries,
         hash,
     }))
+}
+
+/// A `cross_slot` unique value the entity left, recorded under `field`
+/// ([`PENDING_UNIQUE_VALUE`], the index's number, a space, the value)
+/// with the unique hash's key as `value`; `None` for another field.
+fn released_value(field: &[u8], value: &[u8]) -> Option<(String, String)> {
+    let rest = field.strip_prefix(PENDING_UNIQUE_VALUE.as_bytes())?;
+    let space = rest.iter().position(|&b| b == b' ')?;
+    let held = std::str::from_utf8(&rest[space + 1..]).ok()?;
+    let unique = std::str::from_utf8(value).ok()?;
+    Some((unique.to_string(), held.to_string()))
 }
 
 /// A stream entry a write recorded (see `script::write`'s outbox): the

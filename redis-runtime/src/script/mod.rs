@@ -63,7 +63,7 @@ pub(crate) struct EntityScripts {
     /// The server they are for.
     target: Target,
     /// The type they are for.
-    descriptor: &'static EntityDescriptor,
+    pub(crate) descriptor: &'static EntityDescriptor,
     /// Create, save, update, patch, delete and reindex (see [`write`]).
     pub(crate) write: redis::Script,
     /// Create alone: the write script without what only the other modes
@@ -85,6 +85,12 @@ pub(crate) struct EntityScripts {
     /// `stream_cross_slot` entry for the client to apply: a cluster copy of
     /// a type that has either (see `index::pending`).
     pub(crate) defers: bool,
+    /// The write refuses to set a value of a `cross_slot` unique index
+    /// unless the client claimed it first, and takes the entity's unique
+    /// fence as `KEYS[4]` and the claim token as its fifth argument: a
+    /// cluster copy of a type with such an index (see
+    /// `index::unique_claims`).
+    pub(crate) fences: bool,
     /// Claims an entity's pending index moves (`scripts/pending_claim.lua`).
     pub(crate) pending_claim: redis::Script,
     /// Ends a claim, removing the record if no write came since
@@ -202,6 +208,11 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
             target,
             descriptor,
             defers,
+            fences: defers
+                && descriptor
+                    .indexes
+                    .iter()
+                    .any(|index| index.cross_slot && index.kind == redis_schema::IndexKind::Unique),
             write: script(write),
             create: script(create),
             query: fixed("query", include_str!("../scripts/query.lua")),

@@ -8,8 +8,10 @@
 //! * `KEYS[1]`: the entity's hash.
 //! * `ARGV`: mode (`c` create, `s` save, `u` update, `p` patch, `d` delete,
 //!   `x` reindex), TTL action (`k` keep, `s` set relative ms, `a` set
-//!   absolute ms, `n` none), TTL ms, member id, `nset` and `nset`
-//!   field/value pairs, `ndel` and `ndel` field names.
+//!   absolute ms, `n` none), TTL ms, member id, (on a cluster, for a type
+//!   with a `cross_slot` unique index, the claim token: see
+//!   `claims_check`), `nset` and `nset` field/value pairs, `ndel` and
+//!   `ndel` field names.
 //!
 //! Create, save, update and patch write only the fields they send: the
 //! pairs are set and the names removed (for save and update, every declared
@@ -21,8 +23,9 @@
 //! found the key, -1 the entity is missing; or the stream entry id of a new
 //! entity that enqueued one (meaning 1); or, for codes that carry a detail,
 //! `{code, detail}`: -2 unique violation (the index name), -3 a condition
-//! failed (the current hash), -4 a counter out of bounds (its value), 2 a
-//! counter's new value. Plain writes answer with a scalar because Redis
+//! failed (the current hash), -4 a counter out of bounds (its value), -5
+//! values of a `cross_slot` unique index to claim first (the token and the
+//! values), 2 a counter's new value. Plain writes answer with a scalar because Redis
 //! turns a Lua table into a reply slowly: `{1, entry}` cost 0.6 µs of a
 //! 7.8 µs create on the server, more than all the create's checks.
 //!
@@ -54,6 +57,10 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 /// client to apply. A new entity's stream entry is recorded under
 /// [`redis_schema::PENDING_STREAM_ENTRY`] and the write count, which the
 /// script returns in place of the entry id.
+/// A `cross_slot` unique index's values are claimed by the client before
+/// the write, under the entity's unique fence, `KEYS[4]`, and the values
+/// it leaves are recorded for the client to release (see
+/// `index::unique_claims`).
 /// Such a type never expires (the derive refuses a TTL, and
 /// `entity::expire` refuses one on a cluster), so its write keeps no TTL
 /// registry, whose key may be in another slot.
@@ -77,6 +84,7 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> St
     if !descriptor.indexes.is_empty() {
         w.indexed_values();
         w.index_checks();
+        w.claims_check();
         w.forget_earlier_incarnation();
     }
     w.key_type_checks();
@@ -145,6 +153,16 @@ impl<'d> Writer<'d> {
         self.defer && self.descriptor.stream.is_some_and(|s| s.cross_slot)
     }
 
+    /// Whether the type has a `cross_slot` unique index that this script
+    /// leaves to the client: a value it sets must have been claimed in the
+    /// unique hash's slot first, under the entity's unique fence
+    /// (`claims_check`).
+    fn fences(&self) -> bool {
+        self.numbered(true)
+            .iter()
+            .any(|(_, index)| index.kind == IndexKind::Unique)
+    }
+
     /// Whether index `index`'s entries are recorded as pending instead of
     /// written by this script.
     fn deferred(&self, index: &IndexDescriptor) -> bool {
@@ -193,7 +211,6 @@ impl<'d> Writer<'d> {
     /// The prelude helpers the body calls on its common paths.
     fn needs(&self) -> Vec<&'static str> {
         let d = self.descriptor;
-        let has = |kind| d.indexes.iter().any(|i| i.kind == kind);
         let mut needs = vec!["now_ms"];
         // Stored values (never read by a create) are checked with `safe`
         // and `score_ok`; a create checks only scores of non-numeric types.
@@ -206,7 +223,11 @@ impl<'d> Writer<'d> {
         if d.indexes.iter().any(unchecked_score) {
             needs.push("score_ok");
         }
-        if has(IndexKind::Unique) {
+        let unique_written = self
+            .written()
+            .iter()
+            .any(|(_, index)| index.kind == IndexKind::Unique);
+        if unique_written {
             needs.push("key_of_member");
         }
         let checked_index = d
@@ -327,8 +348,15 @@ impl<'d> Writer<'d> {
         self.line(format!(
             "local mode, ttl_action, ttl_ms, member = {mode}, ARGV[2], ARGV[3], ARGV[4]"
         ));
-        self.line("local nset = tonumber(ARGV[5])");
-        self.line("local set_start, del_at = 6, 6 + 2 * nset");
+        // With a `cross_slot` unique index, ARGV[5] is the claim token the
+        // client got from `claims_check` ('' before it claimed anything).
+        let first = if self.fences() { 6 } else { 5 };
+        self.line(format!("local nset = tonumber(ARGV[{first}])"));
+        self.line(format!(
+            "local set_start, del_at = {}, {} + 2 * nset",
+            first + 1,
+            first + 1
+        ));
         self.line("local ndel = tonumber(ARGV[del_at])");
         self.line("local del_start = del_at + 1");
         if self.create_only {
@@ -473,6 +501,9 @@ impl<'d> Writer<'d> {
         if !self.create_only {
             self.line("local stored = mode == 'p' or mode == 'x' or mode == 'i'");
         }
+        if self.fences() {
+            self.line("local claims = {}");
+        }
         for (i, index) in self.descriptor.indexes.iter().enumerate() {
             let i = i + 1;
             let name = index.name;
@@ -517,6 +548,9 @@ impl<'d> Writer<'d> {
                         lua_str(&format!("DECODE the score of index {name} is not a number"))
                     ));
                 }
+                (IndexKind::Unique, Some(v)) if self.deferred(index) => {
+                    self.claim_needed(i, name, v);
+                }
                 (IndexKind::Unique, Some(v)) => self.unique_check(i, name, v),
                 _ => {}
             }
@@ -547,6 +581,49 @@ impl<'d> Writer<'d> {
         ));
         self.branch_line("  end");
         self.branch_line("end");
+    }
+
+    /// A `cross_slot` unique index's new value, when the write sets one the
+    /// entity does not hold yet, must have been claimed by the client:
+    /// listed in `claims` as the unique hash and the value.
+    fn claim_needed(&mut self, i: usize, name: &str, v: usize) {
+        self.branch_line(format!(
+            "if not n{v} then return redis.error_reply({}) end",
+            lua_str(&format!(
+                "DECODE the value of unique index {name} is missing"
+            ))
+        ));
+        let changed = if self.create_only {
+            "true".to_string()
+        } else {
+            format!("mode ~= 'x' and n{v} ~= o{v}")
+        };
+        self.branch_line(format!(
+            "if {changed} then claims[#claims + 1] = new_k{i}; claims[#claims + 1] = n{v} end"
+        ));
+    }
+
+    /// Refuses, before anything is written, a write that sets values of
+    /// `cross_slot` unique indexes without the claim token that covers
+    /// them: the entity's unique fence (`KEYS[4]`) as it is now, `|`, and
+    /// the unique hashes and values, each as its length, `:` and its
+    /// bytes. The reply `{ -5, { token, hash, value, ... } }` tells the
+    /// client what to claim; it sends the write again with the token. The
+    /// fence is read here, before the claims, and raised by whoever takes
+    /// a value from the entity (`scripts/unique_fence.lua`): a token is
+    /// stale as soon as any claim made under it may have been taken back.
+    fn claims_check(&mut self) {
+        if !self.fences() {
+            return;
+        }
+        self.line("if #claims > 0 then");
+        self.line("  local parts = {}");
+        self.line("  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end");
+        self.line(
+            "  local wanted = (redis.call('GET', KEYS[4]) or '0') .. '|' .. table.concat(parts)",
+        );
+        self.line("  if ARGV[5] ~= wanted then return { -5, { wanted, unpack(claims) } } end");
+        self.line("end");
     }
 
     /// A previous incarnation that expired may still have index entries:
@@ -703,6 +780,10 @@ impl<'d> Writer<'d> {
         self.line("local pending = KEYS[2]");
         self.line("local moved = mode == 'x'");
         for (i, index) in self.numbered(true) {
+            if index.kind == IndexKind::Unique {
+                self.pending_release(i, index);
+                continue;
+            }
             if self.create_only {
                 self.line(format!("if new_k{i} then moved = true end"));
                 continue;
@@ -728,6 +809,24 @@ impl<'d> Writer<'d> {
             "if moved then writes = redis.call('HINCRBY', pending, {}, 1) end",
             lua_str(redis_schema::PENDING_WRITES)
         ));
+    }
+
+    /// A value of a `cross_slot` unique index that the entity leaves (a new
+    /// value, or a delete) is recorded for the client to release from the
+    /// unique hash (field [`redis_schema::PENDING_UNIQUE_VALUE`], the
+    /// index's number and the value; the hash's key as the value). The new
+    /// value needs nothing: the client claimed it before this write.
+    fn pending_release(&mut self, i: usize, index: &IndexDescriptor) {
+        let (Some(v), false) = (self.value_number(index), self.create_only) else {
+            return;
+        };
+        self.line(format!("if old_k{i} and o{v} and o{v} ~= n{v} then"));
+        self.line("  moved = true");
+        self.line(format!(
+            "  redis.call('HSET', pending, {} .. o{v}, old_k{i})",
+            lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE))
+        ));
+        self.line("end");
     }
 
     /// When this write recorded moves, it also claims them, saving the

@@ -43,7 +43,7 @@ use crate::client::Client;
 use crate::codec::reply_pairs;
 use crate::entity::{Entity, IndexKind, reindex};
 use crate::error::{Context, Error, Result};
-use crate::index::pending;
+use crate::index::{pending, unique_claims};
 use crate::script;
 
 /// Keys per `SCAN` step, entries per member-scan step, unless the
@@ -880,6 +880,18 @@ impl<E: Entity> Pass<'_, E> {
         // pending record instead (see `index::pending`).
         let across_slots = super::super::across_slots(client, index);
         let invocations = orphans.iter().map(|d| async move {
+            if across_slots && index.kind == IndexKind::Unique {
+                let value = d.value.as_deref().unwrap_or_default();
+                let release = unique_claims::release_stale::<E>(
+                    client,
+                    ctx,
+                    index,
+                    &d.index_key,
+                    value,
+                    &d.member,
+                );
+                return Box::pin(release).await;
+            }
             if across_slots {
                 let (key, member) = (&d.index_key, &d.member);
                 let recheck =

@@ -1,0 +1,455 @@
+//! `cross_slot` unique indexes on a Redis Cluster: a value is claimed in
+//! the unique hash's slot before the write that sets it, and released
+//! from it after the write that leaves it.
+//!
+//! A unique hash declared `cross_slot` (`users:by_email`, one hash for the
+//! whole type) is in another hash slot than most of its entities, where
+//! the entity's write script cannot check or update it. So on a cluster:
+//!
+//! 1. **claim**: the write script refuses to set a value the entity does
+//!    not hold yet unless the call carries a *claim token* (code -5, see
+//!    `script::write`'s `claims_check`): the entity's *unique fence*
+//!    ([`redis_schema::unique_fence_key`], read by that refused call) and
+//!    the values to claim. The client claims each value in the unique
+//!    hash's slot (`scripts/unique_claim.lua`): the hash maps it to the
+//!    entity at once, and the *claims hash*
+//!    ([`redis_schema::unique_claims_key`]) records a fresh token for it.
+//!    Then it sends the write again with the token.
+//! 2. **take**: a value mapped to another entity is that entity's unless
+//!    it does not hold it (a claim whose write failed, or a value left
+//!    but not yet released). Then the client raises the holder's fence,
+//!    in the holder's slot and in one step with checking that it does not
+//!    hold the value (`scripts/unique_fence.lua`), and takes the value
+//!    with a compare-and-set on its holder and token. A write the holder
+//!    had in flight with a claim of the value carries the old fence and is
+//!    refused: no two entities ever hold one value.
+//! 3. **release**: a write that leaves a value (a new value, a delete)
+//!    records it in the entity's pending record (`index::pending`), and the
+//!    client that applies the record takes the value from the entity the
+//!    same way, giving it to no one. A value the entity holds again by
+//!    then is kept.
+//!
+//! Until a value is released, the unique hash still maps it to the entity
+//! that left it: lookups ([`lookup`]) check that the entity holds it, and
+//! a claim of it takes it over. The hash keeps the shared layout (value →
+//! id), so other services read it as before.
+//!
+//! A fence lives [`FENCE_LIFETIME`] after it was last raised; a write that
+//! stalls longer than that between reading the fence and writing could
+//! meet a fence that expired and was raised again to the same count.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
+
+use crate::client::{Client, TRACE_TARGET};
+use crate::codec::reply_pairs;
+use crate::entity::{self, Entity};
+use crate::error::{Context, Error, Result};
+use crate::index::pending::claim_token;
+
+/// Rounds of claiming before a write gives up on a value that other
+/// writers keep taking (each round, another client took it in between).
+pub(crate) const ROUNDS: usize = 8;
+
+/// How long a unique fence lasts after it was last raised: far longer
+/// than any write takes between reading it and writing.
+pub(crate) const FENCE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+static CLAIM: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_claim.lua")));
+
+static FENCE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_fence.lua")));
+
+/// What a write script asked to be claimed before it writes (its `-5`
+/// reply): the token to send with the write once they are, and each
+/// unique hash with the value.
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    pub(crate) token: String,
+    values: Vec<(String, String)>,
+}
+
+impl Wanted {
+    /// The claims a write script's reply asks for; `None` for any other
+    /// reply.
+    pub(crate) fn of(reply: &redis::Value) -> Option<Wanted> {
+        let redis::Value::Array(parts) = reply else {
+            return None;
+        };
+        let [redis::Value::Int(-5), redis::Value::Array(detail)] = parts.as_slice() else {
+            return None;
+        };
+        let mut texts = detail.iter().map(|part| match part {
+            redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            _ => String::new(),
+        });
+        let token = texts.next()?;
+        let texts: Vec<String> = texts.collect();
+        let values = texts
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        Some(Wanted { token, values })
+    }
+
+    /// The names of the indexes whose values these are, for an error.
+    pub(crate) fn index_names<E: Entity>(&self) -> String {
+        let descriptor = E::descriptor();
+        let names: Vec<&str> = self
+            .values
+            .iter()
+            .filter_map(|(unique, _)| index_at(descriptor, unique).map(|index| index.name))
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// The state of one value in a unique hash.
+enum Held {
+    /// Mapped to `member`, whose claim wrote `token` ('' if written
+    /// without a claim).
+    By { member: String, token: String },
+    /// Not mapped.
+    Free,
+}
+
+/// What taking a value from its holder came to.
+enum Taken {
+    Done,
+    /// The holder holds the value: it stays.
+    Holds,
+    /// The value was claimed or taken since it was read: read it again.
+    Changed,
+}
+
+/// The `cross_slot` unique index whose hash is at `unique` (its key has
+/// no placeholders, so it renders without values).
+fn index_at(
+    descriptor: &'static EntityDescriptor,
+    unique: &str,
+) -> Option<&'static IndexDescriptor> {
+    descriptor.indexes.iter().find(|index| {
+        index.kind == IndexKind::Unique
+            && index.cross_slot
+            && descriptor.render(index.key, |_| None).as_deref() == Some(unique)
+    })
+}
+
+fn claims_key(ctx: &Context, unique: &str) -> Result<String> {
+    redis_schema::unique_claims_key(unique).ok_or_else(|| {
+        Error::Config(format!(
+            "{}: the unique hash {unique:?} has no hash tag and holds a brace, so no claims hash \
+             can share its slot",
+            ctx.operation
+        ))
+    })
+}
+
+/// Claims for `member` every value `wanted` names, taking over values
+/// whose holder does not hold them. `UNIQUE_VIOLATION` when another
+/// entity holds one (values claimed before it stay mapped to `member`
+/// until a claim by another entity or a lookup meets them: they are
+/// taken over then, since `member` does not hold them).
+pub(crate) async fn claim<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    member: &str,
+    wanted: &Wanted,
+) -> Result<()> {
+    let descriptor = E::descriptor();
+    for (unique, value) in &wanted.values {
+        let Some(index) = index_at(descriptor, unique) else {
+            return Err(Error::Command {
+                context: ctx.clone(),
+                message: format!(
+                    "the write script asked for a claim in {unique:?}, which is no cross_slot \
+                     unique index of {}",
+                    descriptor.name
+                ),
+            });
+        };
+        let value = UniqueValue::at(ctx, descriptor, index, unique, value)?;
+        value.claim(client, ctx, member).await?;
+    }
+    Ok(())
+}
+
+/// Reads a claim script reply: `{ 1 }` done (`Free`), `{ 0, holder, token }`.
+fn held(ctx: &Context, reply: redis::Value) -> Result<Held> {
+    let text = |value: &redis::Value| match value {
+        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    };
+    if let redis::Value::Array(parts) = &reply {
+        match parts.as_slice() {
+            [redis::Value::Int(1)] => return Ok(Held::Free),
+            [redis::Value::Int(0), holder, token] => {
+                if let (Some(holder), Some(token)) = (text(holder), text(token)) {
+                    if holder.is_empty() {
+                        return Ok(Held::Free);
+                    }
+                    return Ok(Held::By {
+                        member: holder,
+                        token,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(Error::Command {
+        context: ctx.clone(),
+        message: format!("unexpected unique claim reply {reply:?}"),
+    })
+}
+
+/// One value of one `cross_slot` unique hash, to claim, take or release.
+struct UniqueValue<'a> {
+    descriptor: &'a EntityDescriptor,
+    index: &'a IndexDescriptor,
+    unique: &'a str,
+    claims: String,
+    value: &'a str,
+}
+
+impl<'a> UniqueValue<'a> {
+    fn at(
+        ctx: &Context,
+        descriptor: &'a EntityDescriptor,
+        index: &'a IndexDescriptor,
+        unique: &'a str,
+        value: &'a str,
+    ) -> Result<Self> {
+        Ok(UniqueValue {
+            descriptor,
+            index,
+            unique,
+            claims: claims_key(ctx, unique)?,
+            value,
+        })
+    }
+
+    /// Claims the value for `member`, taking it over from a holder that
+    /// does not hold it; `UNIQUE_VIOLATION` when one does.
+    async fn claim(&self, client: &Client, ctx: &Context, member: &str) -> Result<()> {
+        for _ in 0..ROUNDS {
+            let mut call = CLAIM.prepare_invoke();
+            call.key(self.unique)
+                .key(&self.claims)
+                .arg(self.value)
+                .arg("claim")
+                .arg(member)
+                .arg(claim_token());
+            let Held::By {
+                member: holder,
+                token,
+            } = held(ctx, client.query_repeatable(ctx.clone(), &call).await?)?
+            else {
+                return Ok(());
+            };
+            match self.take(client, ctx, &holder, &token, member).await? {
+                Taken::Done => return Ok(()),
+                Taken::Holds => break,
+                Taken::Changed => continue,
+            }
+        }
+        Err(Error::UniqueViolation {
+            context: ctx.clone(),
+            index: self.index.name.to_string(),
+        })
+    }
+
+    /// Releases the value from `member`, unless the entity holds it again
+    /// or another entity holds it now.
+    async fn release(&self, client: &Client, ctx: &Context, member: &str) -> Result<()> {
+        for _ in 0..ROUNDS {
+            let mut read = CLAIM.prepare_invoke();
+            read.key(self.unique)
+                .key(&self.claims)
+                .arg(self.value)
+                .arg("read");
+            let Held::By {
+                member: holder,
+                token,
+            } = held(ctx, client.query_repeatable(ctx.clone(), &read).await?)?
+            else {
+                return Ok(());
+            };
+            if holder != member {
+                return Ok(());
+            }
+            match self.take(client, ctx, &holder, &token, "").await? {
+                Taken::Done | Taken::Holds => return Ok(()),
+                Taken::Changed => continue,
+            }
+        }
+        // Claimed again and again meanwhile: by this entity (which then
+        // holds it, or will release it again) or taken over by another.
+        Ok(())
+    }
+
+    /// Takes the value from `holder` (whose claim wrote `token`) for
+    /// `new_member`, or removes it when `new_member` is empty: raises the
+    /// holder's fence unless it holds the value, then swaps the holder if
+    /// nothing claimed the value since it was read.
+    async fn take(
+        &self,
+        client: &Client,
+        ctx: &Context,
+        holder: &str,
+        token: &str,
+        new_member: &str,
+    ) -> Result<Taken> {
+        // A holder that names no entity of the type holds nothing.
+        if let Some(holder_key) = self.descriptor.key_of_member(holder) {
+            let Some(fence) = redis_schema::unique_fence_key(&holder_key) else {
+                return Ok(Taken::Holds);
+            };
+            let field = self.index.score_field.unwrap_or_default();
+            let mut raise = FENCE.prepare_invoke();
+            raise
+                .key(&holder_key)
+                .key(fence)
+                .arg(field)
+                .arg(self.value)
+                .arg(u64::try_from(FENCE_LIFETIME.as_millis()).unwrap_or(u64::MAX));
+            let raised: i64 = client.query_repeatable(ctx.clone(), &raise).await?;
+            if raised == 0 {
+                return Ok(Taken::Holds);
+            }
+        }
+        let new_token = if new_member.is_empty() {
+            String::new()
+        } else {
+            claim_token()
+        };
+        let mut take = CLAIM.prepare_invoke();
+        take.key(self.unique)
+            .key(&self.claims)
+            .arg(self.value)
+            .arg("take")
+            .arg(holder)
+            .arg(token)
+            .arg(new_member)
+            .arg(new_token);
+        let reply: redis::Value = client.query_repeatable(ctx.clone(), &take).await?;
+        match reply {
+            redis::Value::Array(parts) if matches!(parts.as_slice(), [redis::Value::Int(1)]) => {
+                Ok(Taken::Done)
+            }
+            _ => Ok(Taken::Changed),
+        }
+    }
+}
+
+/// After a write of the entity `member` (its hash now `hash`), releases
+/// the `cross_slot` unique values it recorded as left (`released`: the
+/// unique hash and the value), unless it holds them again, and maps the
+/// values it holds that no entity holds in the hash (a repair: the write
+/// claimed them, unless it was a reindex or the hash lost them).
+pub(crate) async fn settle<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    member: &str,
+    released: &[(String, String)],
+    hash: &redis::Value,
+    key: &str,
+) -> Result<()> {
+    let descriptor = E::descriptor();
+    for (unique, value) in released {
+        let Some(index) = index_at(descriptor, unique) else {
+            continue;
+        };
+        let value = UniqueValue::at(ctx, descriptor, index, unique, value)?;
+        value.release(client, ctx, member).await?;
+    }
+    let pairs = reply_pairs(key, hash)?;
+    for index in descriptor.indexes.iter().filter(|i| i.cross_slot) {
+        let (IndexKind::Unique, Some(field)) = (index.kind, index.score_field) else {
+            continue;
+        };
+        let stored = pairs.iter().find(|(name, _)| *name == field.as_bytes());
+        let Some(value) = stored.and_then(|(_, value)| std::str::from_utf8(value).ok()) else {
+            continue;
+        };
+        let Some(unique) = descriptor.render(index.key, |_| None) else {
+            continue;
+        };
+        let mut ensure = CLAIM.prepare_invoke();
+        ensure
+            .key(&unique)
+            .key(claims_key(ctx, &unique)?)
+            .arg(value)
+            .arg("ensure")
+            .arg(member)
+            .arg(claim_token());
+        if let Held::By { member: holder, .. } =
+            held(ctx, client.query_repeatable(ctx.clone(), &ensure).await?)?
+        {
+            // Drift (another entity holds the value too), which only data
+            // written around this library can make: `verify` reports it.
+            tracing::warn!(
+                target: TRACE_TARGET,
+                entity = descriptor.name,
+                key,
+                index = index.name,
+                holder,
+                "a cross_slot unique value the entity holds is mapped to another entity"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Releases an entry of the unique hash at `unique` that `rebuild` found
+/// stale (`value` mapped to `member`, whose entity does not hold it),
+/// unless the entity holds it by now. Returns 1 when the entry is gone,
+/// else 0.
+pub(crate) async fn release_stale<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    index: &IndexDescriptor,
+    unique: &str,
+    value: &str,
+    member: &str,
+) -> Result<i64> {
+    let descriptor = E::descriptor();
+    let held_value = UniqueValue::at(ctx, descriptor, index, unique, value)?;
+    held_value.release(client, ctx, member).await?;
+    let mut hget = redis::cmd("HGET");
+    hget.arg(unique).arg(value);
+    let holder: Option<String> = client.query_repeatable(ctx.clone(), &hget).await?;
+    Ok(i64::from(holder.as_deref() != Some(member)))
+}
+
+/// The entity that holds `value` in the `cross_slot` unique index `index`
+/// (hash at `unique`): the hash names it, and its hash holds the value
+/// (one that left the value but has not released it yet does not).
+pub(crate) async fn lookup<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    index: &IndexDescriptor,
+    unique: &str,
+    value: &[u8],
+) -> Result<Option<E>> {
+    let mut hget = redis::cmd("HGET");
+    hget.arg(unique).arg(value);
+    let holder: Option<String> = client.query_repeatable(ctx.clone(), &hget).await?;
+    let Some(key) = holder.and_then(|holder| E::descriptor().key_of_member(&holder)) else {
+        return Ok(None);
+    };
+    let mut hgetall = redis::cmd("HGETALL");
+    hgetall.arg(&key);
+    let hash: redis::Value = client.query_repeatable(ctx.clone(), &hgetall).await?;
+    let field = index.score_field.unwrap_or_default();
+    let holds = reply_pairs(&key, &hash)?
+        .iter()
+        .any(|(name, held)| *name == field.as_bytes() && *held == value);
+    if !holds {
+        return Ok(None);
+    }
+    entity::decode_hash(&key, &hash)
+}
