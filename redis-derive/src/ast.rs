@@ -48,8 +48,8 @@ impl IndexKind {
     }
 
     /// The settings its parentheses accept: only a sorted index has a
-    /// score, only a unique index names its field. A unique index takes
-    /// `cross_slot` only to be told why it cannot have it (`cluster.rs`).
+    /// score, only a unique index names its field. A unique index may be
+    /// `cross_slot` only with a constant key (`cluster.rs`).
     fn settings(self) -> &'static [Symbol] {
         match self {
             IndexKind::Set => &[KEY, NAME, CROSS_SLOT],

@@ -43,13 +43,24 @@
 //! where that cannot work, each time at the `cross_slot` token:
 //!
 //! * without `cluster`: every index is written in the write's script;
-//! * on a `unique` index: a unique value must be checked and claimed in the
-//!   same step as the write, which a script cannot do in another slot;
+//! * on a `unique` index whose key has placeholders: a cross-slot unique
+//!   value is claimed in one hash for the whole type, and a key with
+//!   placeholders would need a claim in each hash it renders (nor on a
+//!   constant key hashed whole that holds a brace: no claims hash can be
+//!   put in its slot, see [`redis_schema::unique_claims_key`]);
 //! * on a type that expires (`ttl`, an `expires_at` field): Redis expires
 //!   the hash without running a script, so nothing would remove the entries
 //!   in other slots;
 //! * on an index that shares the entity's slot already: it is not needed,
 //!   and without it the index is written atomically with the entity.
+//!
+//! A `cross_slot` unique index (`unique(key = "users:by_email", field =
+//! "email", cross_slot)`) has one hash for the whole type. A write that
+//! sets a new value first claims it, in the unique hash's slot, then
+//! writes the entity in its own slot, where a fence refuses the write if
+//! the claim was taken back since; the values it no longer holds are
+//! released just after. Until then the hash may map a value to an entity
+//! that no longer holds it, so lookups check the entity they read.
 //!
 //! # `stream_cross_slot`
 //!
@@ -69,9 +80,7 @@ use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::symbol::{
-    CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, STREAM_CROSS_SLOT, Symbol, TTL, UNIQUE,
-};
+use crate::symbol::{CLUSTER, CROSS_SLOT, EXPIRES_AT, KEY, STREAM, STREAM_CROSS_SLOT, Symbol, TTL};
 use crate::valid::{IndexModel, KeyModel, StreamModel};
 
 /// The last words of every message about a key outside the slot: the way
@@ -81,6 +90,11 @@ const DROP: &str = "or drop `cluster` (standalone and Sentinel only)";
 /// What marking an index `cross_slot` costs, for the messages that offer it.
 const CROSS_SLOT_COST: &str = "the index is then updated just after the write instead of in it, \
                                and queries check each entity against it";
+
+/// What marking a `unique` index `cross_slot` costs, for the messages that
+/// offer it.
+const UNIQUE_CROSS_SLOT_COST: &str = "each write that sets a new value then claims it first in the unique hash's slot, \
+                                      two more round trips, and releases old values just after";
 
 /// What declaring the stream `stream_cross_slot` costs, for the messages
 /// that offer it.
@@ -243,7 +257,8 @@ fn unpinned_key(
         } else {
             String::new()
         };
-        format!(", or mark {which} `{CROSS_SLOT}` ({CROSS_SLOT_COST}){stream}")
+        let cost = cross_slot_cost(&in_write);
+        format!(", or mark {which} `{CROSS_SLOT}` ({cost}){stream}")
     } else if in_write.is_empty() && stream_in_write && expiry(c).is_none() {
         format!(", or add {stream_cross_slot}")
     } else {
@@ -258,10 +273,95 @@ fn unpinned_key(
     )
 }
 
-/// Whether `indexes` may all be marked `cross_slot`: none is unique, and
-/// the type does not expire (else `check_cross_slot` would refuse it).
+/// Whether `indexes` may all be marked `cross_slot`: the type does not
+/// expire, and each unique one has a constant key with a claims hash
+/// (else `check_cross_slot` would refuse it).
 fn may_cross_slot(c: &Container<'_>, indexes: &[&IndexModel]) -> bool {
-    expiry(c).is_none() && indexes.iter().all(|index| index.kind != IndexKind::Unique)
+    expiry(c).is_none()
+        && indexes.iter().all(|index| {
+            index.kind != IndexKind::Unique
+                || KeyPattern::parse(&index.key.source)
+                    .is_ok_and(|pattern| unique_refusal(&pattern).is_none())
+        })
+}
+
+/// What marking `indexes` `cross_slot` costs: the cost of a set or sorted
+/// index, of a unique one, or both.
+fn cross_slot_cost(indexes: &[&IndexModel]) -> String {
+    let unique = indexes
+        .iter()
+        .filter(|index| index.kind == IndexKind::Unique)
+        .count();
+    match unique {
+        0 => CROSS_SLOT_COST.to_string(),
+        n if n == indexes.len() => UNIQUE_CROSS_SLOT_COST.to_string(),
+        _ => format!("{CROSS_SLOT_COST}; for a unique index, {UNIQUE_CROSS_SLOT_COST}"),
+    }
+}
+
+/// Why a `unique` index whose key is `pattern` cannot be `cross_slot`
+/// wherever its key is, if it cannot: its value is claimed in the claims
+/// hash of its one unique hash ([`redis_schema::unique_claims_key`]).
+enum UniqueRefusal {
+    /// The key has placeholders: one unique hash per rendered key.
+    Placeholders,
+    /// The key, rendered, is hashed whole and holds a brace: no claims
+    /// hash can be put in its slot.
+    NoClaims(String),
+}
+
+fn unique_refusal(pattern: &KeyPattern) -> Option<UniqueRefusal> {
+    if pattern.placeholders().next().is_some() {
+        return Some(UniqueRefusal::Placeholders);
+    }
+    match pattern.render(&[]) {
+        Ok(key) if redis_schema::unique_claims_key(&key).is_some() => None,
+        Ok(key) => Some(UniqueRefusal::NoClaims(key)),
+        // A constant pattern always renders; refuse rather than guess.
+        Err(_) => Some(UniqueRefusal::NoClaims(pattern.source().to_string())),
+    }
+}
+
+/// `pattern` without its placeholders, as a constant key that would pass
+/// as a `cross_slot` unique key: `members:{org_id}:by_email` becomes
+/// `members:by_email`. `None` when none would.
+fn constant_key(pattern: &KeyPattern) -> Option<String> {
+    let constant = without_placeholders(pattern, |_| true)?;
+    unique_refusal(&constant)
+        .is_none()
+        .then(|| constant.source().to_string())
+}
+
+/// `pattern` without the placeholders `drop` picks, with the `:` parts
+/// they leave empty closed up: `members:{org_id}:by_email` without
+/// `org_id` is `members:by_email`. `None` if a dropped placeholder is in
+/// the hash tag, or the result does not parse.
+fn without_placeholders(pattern: &KeyPattern, drop: impl Fn(&str) -> bool) -> Option<KeyPattern> {
+    if let SlotSource::Tag(parts) = slot_source(pattern)
+        && parts
+            .iter()
+            .any(|part| matches!(part, TagPart::Field(name) if drop(name)))
+    {
+        return None;
+    }
+    let mut source = String::new();
+    for segment in pattern.segments() {
+        match segment {
+            KeySegment::Literal(text) => source.push_str(&escape(text)),
+            KeySegment::Placeholder(name) if !drop(name) => {
+                source.push('{');
+                source.push_str(name);
+                source.push('}');
+            }
+            KeySegment::Placeholder(_) => {}
+        }
+    }
+    let source = source
+        .split(':')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(":");
+    KeyPattern::parse(&source).ok()
 }
 
 fn index_outside(
@@ -273,9 +373,8 @@ fn index_outside(
 ) -> String {
     let mut fix = into_slot(plan, index, pattern);
     if may_cross_slot(c, &[index]) {
-        fix.push_str(&format!(
-            ", or mark the index `{CROSS_SLOT}` ({CROSS_SLOT_COST})"
-        ));
+        let cost = cross_slot_cost(&[index]);
+        fix.push_str(&format!(", or mark the index `{CROSS_SLOT}` ({cost})"));
     }
     format!(
         "with `{CLUSTER}`, {}: a write touching both would span two slots, which Redis Cluster refuses; {fix}, {DROP}",
@@ -301,7 +400,19 @@ fn into_slot(plan: &Plan<'_>, index: &IndexModel, pattern: &KeyPattern) -> Strin
         (Pin::Pinned, _) => format!("put the type's tag in the index key, e.g. {setting}"),
         (Pin::ByField, SlotSource::Tag(parts)) => {
             let own = tag_source(parts);
-            let tagged = match retag(pattern, &own) {
+            // A key field in the tag is dropped from the rest of the key:
+            // `members:{org_id}:by_email` becomes
+            // `members:{{{org_id}}}:by_email`.
+            let in_tag = |name: &str| {
+                parts
+                    .iter()
+                    .any(|part| matches!(part, TagPart::Field(field) if field == name))
+            };
+            let retagged = retag(pattern, &own).or_else(|| {
+                let rest = without_placeholders(pattern, in_tag)?;
+                retag(&rest, &own)
+            });
+            let tagged = match retagged {
                 Some(better) => format!("{KEY} = \"{better}\""),
                 None => format!("a {KEY} with the tag `{own}` in it"),
             };
@@ -327,8 +438,9 @@ fn into_slot(plan: &Plan<'_>, index: &IndexModel, pattern: &KeyPattern) -> Strin
 /// Reports each `cross_slot` that cannot work, at its token, with what to
 /// do instead: one error per index, the first that applies of: no
 /// `cluster`, an index that shares the entity's slot anyway, a `unique`
-/// index, a type that expires. Runs on a layout that passed every other
-/// check, like [`check`].
+/// index whose key has placeholders or has no claims hash, a type that
+/// expires. Runs on a layout that passed every other check, like
+/// [`check`].
 pub(crate) fn check_cross_slot(
     cx: &Ctxt,
     c: &Container<'_>,
@@ -363,16 +475,41 @@ pub(crate) fn check_cross_slot(
         if plan.slot.shares_slot_with(&slot) {
             let atomically = "the index is written atomically with the entity";
             cx.error_spanned_by(flag, not_needed(CROSS_SLOT, &what, &slot, plan, atomically));
-        } else if index.kind == IndexKind::Unique {
-            cx.error_spanned_by(
-                flag,
-                format!(
-                    "`{CROSS_SLOT}` cannot be used on a `{UNIQUE}` index: a unique value is checked and claimed \
-                     in the same step as the write, which cannot reach a key in another hash slot; remove `{CROSS_SLOT}` \
-                     and {}",
-                    into_slot(plan, index, &pattern)
-                ),
+        } else if index.kind == IndexKind::Unique
+            && let Some(refusal) = unique_refusal(&pattern)
+        {
+            let in_slot = format!(
+                "keep the index in the entity's slot: remove `{CROSS_SLOT}` and {}, \
+                 or drop `{CLUSTER}` and `{CROSS_SLOT}` (standalone and Sentinel only)",
+                into_slot(plan, index, &pattern)
             );
+            let message = match refusal {
+                UniqueRefusal::Placeholders => {
+                    // A constant key passes only on a type that does not
+                    // expire.
+                    let constant = match (&expiry, constant_key(&pattern)) {
+                        (Some(_), _) => String::new(),
+                        (None, Some(key)) => format!(
+                            "use a constant key, e.g. {KEY} = \"{key}\" (a value is then unique across the whole type), or "
+                        ),
+                        (None, None) => {
+                            "use a constant key (a value is then unique across the whole type), or "
+                                .into()
+                        }
+                    };
+                    format!(
+                        "`{CROSS_SLOT}` cannot be used on {what}: its key has placeholders, and a cross-slot unique value \
+                         is claimed in one hash for the whole type, where a key with placeholders would need a claim \
+                         in each hash it renders; {constant}{in_slot}"
+                    )
+                }
+                UniqueRefusal::NoClaims(key) => format!(
+                    "`{CROSS_SLOT}` cannot be used on {what}: a cross-slot unique value is claimed in a claims hash \
+                     put in the unique hash's slot by holding its key as a hash tag, and \"{key}\" is hashed whole and \
+                     holds a brace, which a hash tag cannot hold; take the braces out of the key, or {in_slot}"
+                ),
+            };
+            cx.error_spanned_by(flag, message);
         } else if let Some((expires, remove)) = &expiry {
             cx.error_spanned_by(
                 flag,
@@ -679,6 +816,40 @@ mod tests {
             retagged("jobstream", jobs).as_deref(),
             Some("jobstream:{{jobs}}")
         );
+    }
+
+    fn pattern(source: &str) -> KeyPattern {
+        KeyPattern::parse(source).expect("pattern")
+    }
+
+    #[test]
+    fn a_cross_slot_unique_key_is_constant_with_a_claims_hash() {
+        assert!(unique_refusal(&pattern("users:by_email")).is_none());
+        assert!(unique_refusal(&pattern("users:{{users}}:by_email")).is_none());
+        assert!(matches!(
+            unique_refusal(&pattern("members:{org_id}:by_email")),
+            Some(UniqueRefusal::Placeholders)
+        ));
+        assert!(matches!(
+            unique_refusal(&pattern("users:{{}}:by_email")),
+            Some(UniqueRefusal::NoClaims(key)) if key == "users:{}:by_email"
+        ));
+    }
+
+    #[test]
+    fn constant_keys_drop_the_placeholders() {
+        let constant = |source: &str| constant_key(&pattern(source));
+        assert_eq!(
+            constant("members:{org_id}:by_email").as_deref(),
+            Some("members:by_email")
+        );
+        assert_eq!(
+            constant("members:by_email:{org_id}:{team}").as_deref(),
+            Some("members:by_email")
+        );
+        assert_eq!(constant("{org_id}").as_deref(), None);
+        assert_eq!(constant("members:{{{org_id}}}:by_email").as_deref(), None);
+        assert_eq!(constant("users:{{}}:{org_id}").as_deref(), None);
     }
 
     #[test]

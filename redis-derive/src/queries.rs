@@ -111,7 +111,12 @@ pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
                 let hash = lit(&f.hash_name);
                 let codec = codec_of(m, f);
                 let field_name = unraw(f.ident);
-                let doc = format!("The entity whose `{field_name}` is `value` (unique index `{source}`), if any; one round trip.");
+                let trips = if index.cross_slot {
+                    "one round trip; on a Redis Cluster two, the entity read after the hash names it and returned only if it holds `value` (`cross_slot`)"
+                } else {
+                    "one round trip"
+                };
+                let doc = format!("The entity whose `{field_name}` is `value` (unique index `{source}`), if any; {trips}.");
                 // A text field is looked up by any `&str`-like value
                 // (`"a@b"`, `&String`), not only `&String`.
                 let (value_ty, encode) = if is_string(ty) {

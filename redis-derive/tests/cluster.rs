@@ -235,6 +235,18 @@ mod cross_slot {
         owner: String,
     }
 
+    /// A unique index with a constant key may be in another slot too: a
+    /// write claims a new value in the unique hash's slot first, then
+    /// writes the entity in its own.
+    #[derive(RedisEntity)]
+    #[redis(cluster, key = "user:{id}")]
+    #[redis(unique(key = "users:by_email", field = "email", cross_slot))]
+    #[allow(dead_code)]
+    struct User {
+        id: String,
+        email: String,
+    }
+
     fn flags<T: Record>() -> Vec<(&'static str, bool)> {
         let indexes = T::descriptor().indexes.iter();
         indexes
@@ -276,5 +288,18 @@ mod cross_slot {
         assert_eq!(flags::<Board>(), [("by_owner", false), ("by_time", true)]);
         let run = flags::<super::Run>();
         assert!(run.iter().all(|&(_, cross_slot)| !cross_slot), "{run:?}");
+    }
+
+    #[test]
+    fn a_unique_index_with_a_constant_key_may_be_cross_slot() {
+        let d = User::descriptor();
+        assert!(d.cluster);
+        assert_eq!(d.indexes[0].key_pattern, "users:by_email");
+        assert_eq!(flags::<User>(), [("by_email", true)]);
+        let pinned = flags::<super::Job>();
+        assert!(
+            pinned.iter().all(|&(_, cross_slot)| !cross_slot),
+            "{pinned:?}"
+        );
     }
 }
