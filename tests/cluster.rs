@@ -9,6 +9,9 @@
 #[path = "../examples/app/model.rs"]
 mod model;
 
+#[path = "../examples/app/flow.rs"]
+mod flow;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -158,6 +161,28 @@ struct ShipmentQueued {
 struct Invoice {
     id: String,
     total: u32,
+}
+
+/// The layout of a global unique email that services share: each account
+/// hashes its whole key (spread over the masters) and one hash maps every
+/// email to its account, in a slot of its own. On a cluster a write claims
+/// a new email in that hash first and releases the old one just after.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "account:{id}")]
+#[redis(unique(key = "accounts:by_email", field = "email", cross_slot))]
+struct Account {
+    id: String,
+    email: String,
+    name: String,
+}
+
+/// `Account`'s layout, for the test of racing writers.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "rival:{id}")]
+#[redis(unique(key = "rivals:by_email", field = "email", cross_slot))]
+struct Rival {
+    id: String,
+    email: String,
 }
 
 /// Not declared `cluster`, with an index outside its slot.
@@ -1519,6 +1544,380 @@ async fn the_example_jobs_sessions_and_providers_run_on_a_cluster() {
     for report in [
         index::verify::<Job>(&client).await.expect("verify jobs"),
         index::verify::<GitProvider>(&client)
+            .await
+            .expect("verify providers"),
+    ] {
+        assert!(report.drift.is_empty(), "{:?}", report.drift);
+        assert_eq!(report.pending, 0);
+    }
+    client.shutdown().await;
+}
+
+fn account(id: &str, email: &str) -> Account {
+    Account {
+        id: id.into(),
+        email: email.into(),
+        name: format!("name of {id}"),
+    }
+}
+
+/// `HGET key field` on whichever node serves `key`.
+async fn hget(client: &Client, key: &str, field: &str) -> Option<String> {
+    let mut cmd = redis::cmd("HGET");
+    cmd.arg(key).arg(field);
+    client
+        .query(Context::new("test.hget", "test"), &cmd)
+        .await
+        .expect("HGET")
+}
+
+#[tokio::test]
+async fn a_cross_slot_unique_value_is_claimed_before_the_write_and_released_after() {
+    let (_cluster, client) = client().await;
+    let mut masters = BTreeSet::new();
+    for n in 0..12 {
+        let a = account(&format!("a{n}"), &format!("e{n}@x"));
+        a.create(&client).await.expect("create");
+        masters.insert(master_of(&format!("account:a{n}")));
+    }
+    assert!(masters.len() > 1, "accounts spread over the masters");
+    let unique_master = master_of("accounts:by_email");
+    assert!(
+        masters.iter().any(|m| *m != unique_master),
+        "some accounts are on another master than the unique hash"
+    );
+    for n in 0..12 {
+        let found = Account::by_email(&client, &format!("e{n}@x"))
+            .await
+            .expect("lookup")
+            .expect("found");
+        assert_eq!(found.id, format!("a{n}"));
+    }
+
+    // Taken: refused, and nothing written.
+    let err = account("dup", "e0@x")
+        .create(&client)
+        .await
+        .expect_err("e0 is taken");
+    assert!(
+        matches!(err, Error::UniqueViolation { ref index, .. } if index == "by_email"),
+        "{err:?}"
+    );
+    assert!(!Account::exists(&client, "dup").await.expect("exists"));
+    assert_eq!(
+        hget(&client, "accounts:by_email", "e0@x").await.as_deref(),
+        Some("a0")
+    );
+
+    // A new value is claimed, the old one released by the time the write returns.
+    let mut a1 = account("a1", "new1@x");
+    a1.update(&client).await.expect("update");
+    assert_eq!(
+        Account::by_email(&client, "e1@x").await.expect("lookup"),
+        None
+    );
+    assert_eq!(
+        Account::by_email(&client, "new1@x").await.expect("lookup"),
+        Some(a1.clone())
+    );
+    assert_eq!(hget(&client, "accounts:by_email", "e1@x").await, None);
+    assert_eq!(
+        hget(&client, "__unique_claims:{accounts:by_email}", "e1@x").await,
+        None
+    );
+    account("b1", "e1@x")
+        .create(&client)
+        .await
+        .expect("the released value is free");
+
+    // An update that keeps the value claims nothing and keeps it.
+    a1.name = "renamed".into();
+    a1.update(&client).await.expect("update");
+    assert_eq!(
+        hget(&client, "accounts:by_email", "new1@x")
+            .await
+            .as_deref(),
+        Some("a1")
+    );
+
+    // A delete releases its value.
+    assert!(Account::delete(&client, "a2").await.expect("delete"));
+    assert_eq!(hget(&client, "accounts:by_email", "e2@x").await, None);
+    account("b2", "e2@x")
+        .create(&client)
+        .await
+        .expect("the deleted account's value is free");
+
+    // Two accounts swap emails through a free one.
+    account("a3", "swap@x")
+        .update(&client)
+        .await
+        .expect("a3 to a free value");
+    account("a4", "e3@x")
+        .update(&client)
+        .await
+        .expect("a4 to a3's old value");
+    account("a3", "e4@x")
+        .update(&client)
+        .await
+        .expect("a3 to a4's old value");
+    assert_eq!(
+        Account::by_email(&client, "e3@x")
+            .await
+            .expect("lookup")
+            .map(|a| a.id)
+            .as_deref(),
+        Some("a4")
+    );
+    assert_eq!(
+        Account::by_email(&client, "e4@x")
+            .await
+            .expect("lookup")
+            .map(|a| a.id)
+            .as_deref(),
+        Some("a3")
+    );
+    assert_eq!(hget(&client, "accounts:by_email", "swap@x").await, None);
+
+    let report = index::verify::<Account>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.pending, 0);
+    assert!(pending_records("account:").is_empty());
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_value_mapped_to_an_account_that_does_not_hold_it_is_taken_over() {
+    let (_cluster, client) = client().await;
+    let claim = |value: &str, holder: &str| {
+        let mut cmd = redis::pipe();
+        cmd.cmd("HSET")
+            .arg("accounts:by_email")
+            .arg(value)
+            .arg(holder);
+        cmd.cmd("HSET")
+            .arg("__unique_claims:{accounts:by_email}")
+            .arg(value)
+            .arg("a-claim-whose-write-never-ran");
+        cmd
+    };
+    // A claim whose entity was never written (its client died after claiming).
+    let () = client
+        .query(
+            Context::new("test.claim", "accounts:by_email"),
+            &claim("ghost@x", "ghost"),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        Account::by_email(&client, "ghost@x").await.expect("lookup"),
+        None
+    );
+    account("t1", "ghost@x")
+        .create(&client)
+        .await
+        .expect("taken over from a missing account");
+    assert_eq!(
+        hget(&client, "accounts:by_email", "ghost@x")
+            .await
+            .as_deref(),
+        Some("t1")
+    );
+
+    // A claim by an account that holds another value: its fence is raised
+    // in its own slot before the value is taken, so a write it had in
+    // flight with that claim would be refused.
+    account("t2", "own@x")
+        .create(&client)
+        .await
+        .expect("create");
+    let () = client
+        .query(
+            Context::new("test.claim", "accounts:by_email"),
+            &claim("stale@x", "t2"),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        Account::by_email(&client, "stale@x").await.expect("lookup"),
+        None
+    );
+    account("t3", "stale@x")
+        .create(&client)
+        .await
+        .expect("taken over from an account that does not hold it");
+    assert_eq!(
+        hget(&client, "accounts:by_email", "stale@x")
+            .await
+            .as_deref(),
+        Some("t3")
+    );
+    let mut get = redis::cmd("GET");
+    get.arg("__unique_fence:{account:t2}");
+    let fence: Option<String> = client
+        .query(Context::new("test.fence", "account"), &get)
+        .await
+        .expect("GET");
+    assert_eq!(fence.as_deref(), Some("1"));
+    // t2's own value is untouched, and t2 can still write.
+    account("t2", "own@x")
+        .update(&client)
+        .await
+        .expect("t2 writes again");
+    assert_eq!(
+        hget(&client, "accounts:by_email", "own@x").await.as_deref(),
+        Some("t2")
+    );
+
+    // A holder that holds the value keeps it.
+    let err = account("t4", "own@x")
+        .create(&client)
+        .await
+        .expect_err("own@x is held");
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err:?}");
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_whose_claim_was_taken_back_before_it_ran_is_refused() {
+    let (_cluster, client) = client().await;
+    account("f1", "f1@x").create(&client).await.expect("create");
+    // f1 claims a new value, and is held before it writes it.
+    let gate = redis_runtime::testing::ClaimGate::hold("f1");
+    let moving = {
+        let client = client.clone();
+        tokio::spawn(async move { account("f1", "fenced@x").update(&client).await })
+    };
+    gate.claimed().await;
+    assert_eq!(
+        hget(&client, "accounts:by_email", "fenced@x")
+            .await
+            .as_deref(),
+        Some("f1")
+    );
+    // f1 does not hold it yet, so f2 takes it: raising f1's fence first.
+    account("f2", "fenced@x")
+        .create(&client)
+        .await
+        .expect("taken from a claim not written yet");
+    gate.open();
+    // f1's write carries the fence it read before claiming: refused, and
+    // it finds the value held by f2 when it claims again.
+    let err = moving.await.expect("task").expect_err("a stale claim");
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err:?}");
+    assert_eq!(
+        hget(&client, "account:f1", "email").await.as_deref(),
+        Some("f1@x")
+    );
+    assert_eq!(
+        hget(&client, "account:f2", "email").await.as_deref(),
+        Some("fenced@x")
+    );
+    assert_eq!(
+        hget(&client, "accounts:by_email", "fenced@x")
+            .await
+            .as_deref(),
+        Some("f2")
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_never_leave_two_entities_holding_one_value() {
+    let (_cluster, client) = client().await;
+    for n in 0..4 {
+        Rival {
+            id: format!("r{n}"),
+            email: format!("start{n}@x"),
+        }
+        .create(&client)
+        .await
+        .expect("create");
+    }
+    for round in 0..25 {
+        let value = format!("v{round}@x");
+        // Four existing rivals move to the value, four new ones are
+        // created with it, all at once.
+        let racers = (0..8).map(|n| {
+            let (client, value) = (client.clone(), value.clone());
+            tokio::spawn(async move {
+                let (id, creates) = if n < 4 {
+                    (format!("r{n}"), false)
+                } else {
+                    (format!("r{round}-{n}"), true)
+                };
+                let rival = Rival { id, email: value };
+                let result = if creates {
+                    rival.create(&client).await.map(drop)
+                } else {
+                    rival.update(&client).await
+                };
+                match result {
+                    Ok(()) => Some(rival.id),
+                    Err(Error::UniqueViolation { .. }) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+        });
+        let mut winners = Vec::new();
+        for racer in racers {
+            if let Some(id) = racer.await.expect("racer") {
+                winners.push(id);
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one writer takes {value}: {winners:?}"
+        );
+        let mut holders = Vec::new();
+        for id in (0..4)
+            .map(|n| format!("r{n}"))
+            .chain((4..8).map(|n| format!("r{round}-{n}")))
+        {
+            if hget(&client, &format!("rival:{id}"), "email")
+                .await
+                .as_deref()
+                == Some(value.as_str())
+            {
+                holders.push(id);
+            }
+        }
+        assert_eq!(
+            holders, winners,
+            "round {round}: only the winner holds {value}"
+        );
+        assert_eq!(
+            hget(&client, "rivals:by_email", &value).await.as_ref(),
+            winners.first()
+        );
+        // The winner leaves the value for the next round's race.
+        Rival {
+            id: winners[0].clone(),
+            email: format!("left-{round}@x"),
+        }
+        .save(&client)
+        .await
+        .expect("leave");
+    }
+    let report = index::verify::<Rival>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.pending, 0);
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_main_example_runs_unchanged_on_a_cluster() {
+    let (_cluster, client) = client().await;
+    flow::run(&client).await.expect("the example's flow");
+    for report in [
+        index::verify::<model::User>(&client)
+            .await
+            .expect("verify users"),
+        index::verify::<model::Job>(&client)
+            .await
+            .expect("verify jobs"),
+        index::verify::<model::GitProvider>(&client)
             .await
             .expect("verify providers"),
     ] {

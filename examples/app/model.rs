@@ -2,21 +2,20 @@
 //! application stores, and the status message its worker publishes. Kept in
 //! its own file so that the keyspace test can check exactly these types.
 //!
-//! Sessions, git providers and jobs are declared for Redis Cluster too
-//! (`cluster`), keeping the layout the other services share: each entity in
-//! its own hash slot, and the global index keys and the jobs stream kept in
-//! step just after each write (`cross_slot`, `stream_cross_slot`). On one
-//! server or through Sentinel that changes nothing. Users are not: their
-//! email is unique across all users (`users:by_email`), which a write can
-//! only check in the slot of that hash, so the example as a whole does not
-//! run on a cluster yet.
+//! Every type is declared for Redis Cluster too (`cluster`), keeping the
+//! layout the other services share: each entity in its own hash slot, and
+//! the global index keys, the users' unique email hash and the jobs stream
+//! kept in step around each write (`cross_slot`, `stream_cross_slot`): a
+//! new email is claimed in `users:by_email` before the user is written and
+//! the old one released just after. On one server or through Sentinel that
+//! changes nothing: every write is one atomic script there.
 
 use redis_runtime::{RedisEntity, RedisValue};
 use serde::{Deserialize, Serialize};
 
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
-#[redis(key = "user:{id}")]
-#[redis(unique(key = "users:by_email", field = "email"))]
+#[redis(cluster, key = "user:{id}")]
+#[redis(unique(key = "users:by_email", field = "email", cross_slot))]
 pub(crate) struct User {
     pub(crate) id: String,
     pub(crate) email: String,
