@@ -1004,16 +1004,33 @@ async fn cross_slot_indexes_follow_entities_spread_over_every_master() {
     assert!(report.drift.is_empty(), "{:?}", report.drift);
     assert_eq!(report.pending, 0);
 
+    // A batch delete deletes the tickets one by one, each in its slot,
+    // only while it still has the status it was listed under.
+    let done = Ticket::by_status_ids(&client, "done").await.expect("ids");
+    assert!(!done.is_empty());
+    let deleted = Ticket::delete_by_status(&client, "done")
+        .await
+        .expect("a batch delete");
+    assert_eq!(deleted, done.len() as u64);
+    assert!(
+        Ticket::by_status_ids(&client, "done")
+            .await
+            .expect("ids")
+            .is_empty()
+    );
+    for id in &done {
+        assert!(!Ticket::exists(&client, id).await.expect("exists"), "{id}");
+    }
+    let report = index::verify::<Ticket>(&client).await.expect("verify");
+    assert_eq!(report.entities, 25 - done.len() as u64, "{report:?}");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+
     // What needs one script over the index and its entities says so.
     for err in [
         Ticket::by_status_after(&client, "open", &index::CursorPage::by_id(5))
             .await
             .map(|_| ())
             .expect_err("a cursor page"),
-        Ticket::delete_by_status(&client, "done")
-            .await
-            .map(|_| ())
-            .expect_err("a batch delete"),
         Ticket::expire(&client, "t10", Duration::from_secs(60))
             .await
             .map(|_| ())
@@ -1221,16 +1238,21 @@ async fn a_pinned_type_keeps_its_slot_index_atomic_beside_a_cross_slot_one() {
         .await
         .expect("a cursor page of the slot's index");
     assert_eq!(page.len(), 2);
-    // A batch delete would remove each board's global entry in its script:
-    // refused, whichever index it reads, before anything is deleted.
-    let err = Board::delete_by_owner(&client, "ada")
+    // A batch delete cannot remove each board's global entry in its
+    // script: the boards go one by one, their global entries just after.
+    let deleted = Board::delete_by_owner(&client, "ada")
         .await
-        .expect_err("a batch delete");
-    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
-    assert!(err.to_string().contains("by_status"), "{err}");
+        .expect("a batch delete");
+    assert_eq!(deleted, 4);
     assert_eq!(
         Board::by_owner_count(&client, "ada").await.expect("count"),
-        4
+        0
+    );
+    assert_eq!(
+        Board::by_status_count(&client, "open")
+            .await
+            .expect("count"),
+        0
     );
     let report = index::verify::<Board>(&client).await.expect("verify");
     assert!(report.drift.is_empty(), "{:?}", report.drift);

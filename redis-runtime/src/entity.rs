@@ -207,6 +207,17 @@ fn write_invocation(
             redis_schema::unique_fence_key(key).unwrap_or_else(|| format!("__unique_fence:{key}"));
         invocation.key(fence);
     }
+    // An increment sends its amount, not the field's new value.
+    if scripts.for_cluster() && mode != Mode::Increment {
+        let creates = matches!(mode, Mode::Create | Mode::Save);
+        let sent = |name: &str| {
+            let field = fields.set.iter().find(|(sent, _)| *sent == name);
+            field.and_then(|(_, value)| std::str::from_utf8(value).ok())
+        };
+        for declared in script::declared_write_keys(scripts.descriptor, creates, sent) {
+            invocation.key(declared);
+        }
+    }
     invocation
         .arg(mode.code())
         .arg(ttl.0)
@@ -811,6 +822,37 @@ fn increment_invocation(
     );
     invocation.arg(low).arg(high);
     invocation
+}
+
+/// Deletes the entity at `key` only while each of `expected` (field name,
+/// stored value) is stored as given; returns whether it was deleted (not
+/// when it is gone or a value changed). A batch delete by index on a
+/// cluster checks so that the entity still renders the index key it was
+/// listed under.
+pub(crate) async fn delete_if_stored<E: Entity>(
+    client: &Client,
+    key: &str,
+    member: &str,
+    expected: &[(&'static str, Vec<u8>)],
+) -> Result<bool> {
+    let ctx = context::<E>("delete_all");
+    let mut conditions = Fields::default();
+    for (name, value) in expected {
+        conditions.put(name, value);
+    }
+    let nothing = Fields::default();
+    let write = Write {
+        mode: Mode::Delete,
+        key,
+        member,
+        fields: &nothing,
+        ttl: ("n", 0),
+    };
+    match conditional::<E>(client, &ctx, write, &conditions).await {
+        Ok(None) => Ok(true),
+        Ok(Some(_)) | Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes the entity and all its index entries; returns whether it existed.

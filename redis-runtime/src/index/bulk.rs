@@ -20,14 +20,22 @@
 //! deleted too if a later batch meets it (the loop ends when a batch finds
 //! the key empty or short). Counting first is one call of the generated
 //! `by_<index>_count`.
+//!
+//! **On a Redis Cluster**, for a type with `cross_slot` indexes or a
+//! `stream_cross_slot` stream, the entities of one index key are in many
+//! slots, out of one script's reach: they are deleted one by one instead
+//! ([`delete_each`]), each delete atomic in its entity's slot with its
+//! entries moved just after, as [`entity::delete`](crate::entity::delete)
+//! does; each only while the entity still renders the index key it was
+//! listed under.
 
-use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
+use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind, PatternPart};
 
-use super::{context, position};
+use super::{context, fetch, position};
 use crate::client::Client;
-use crate::codec::value_kind;
-use crate::entity::Entity;
-use crate::error::{Error, Result};
+use crate::codec::{reply_pairs, value_kind};
+use crate::entity::{self, Entity};
+use crate::error::{Context, Error, Result};
 use crate::script;
 
 /// Entities deleted per script call.
@@ -77,24 +85,18 @@ pub async fn delete_all<E: Entity>(
     index_key: Result<String>,
 ) -> Result<u64> {
     let ctx = context::<E>(index, "delete_all");
-    // A batch deletes each entity with all its index entries in one
-    // script: on a cluster, one `cross_slot` index of the type, whichever
-    // index the batch reads, is out of the script's reach.
-    let descriptor = E::descriptor();
-    if let Some(across) = descriptor.indexes.iter().find(|i| i.cross_slot) {
-        super::refuse_across_slots::<E>(
-            client,
-            across,
-            "a batch delete",
-            "delete its entities one by one (`member_ids`, then `delete`)",
-        )?;
-    }
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     if index.kind == IndexKind::Unique {
         return Err(Error::Config(format!(
             "index {} is a unique index: delete its one entity instead",
             index.name
         )));
+    }
+    // A batch deletes each entity with all its index entries in one
+    // script: on a cluster, the entries of a deferring type are out of its
+    // reach, whichever index the batch reads.
+    if client.config().is_cluster() && E::descriptor().defers_on_cluster() {
+        return delete_each::<E>(client, &ctx, index, &index_key).await;
     }
     let position = position::<E>(index)?;
     let mut removed = 0;
@@ -113,6 +115,69 @@ pub async fn delete_all<E: Entity>(
             return Ok(removed);
         }
     }
+}
+
+/// [`delete_all`] on a cluster for a type whose writes defer (see the
+/// module docs): walks the index key with `SSCAN`/`ZSCAN` (an entry there
+/// throughout is met at least once, whatever is removed meanwhile), reads
+/// each window's entities, and deletes those that render `index_key`, all
+/// of a window at once, each only if the values it was matched on are
+/// still stored.
+async fn delete_each<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    index: &IndexDescriptor,
+    index_key: &str,
+) -> Result<u64> {
+    let descriptor = E::descriptor();
+    let sorted = index.kind == IndexKind::Sorted;
+    let mut cursor = "0".to_string();
+    let mut removed = 0;
+    loop {
+        let mut scan = redis::cmd(if sorted { "ZSCAN" } else { "SSCAN" });
+        scan.arg(index_key).arg(&cursor).arg("COUNT").arg(BATCH);
+        let (next, items): (String, Vec<String>) =
+            client.query_repeatable(ctx.clone(), &scan).await?;
+        // A sorted set's scan answers member, score, member, score, ...
+        let members: Vec<String> = if sorted {
+            items.into_iter().step_by(2).collect()
+        } else {
+            items
+        };
+        let rows = fetch::matching_rows(client, ctx, descriptor, index, index_key, None, members);
+        let deletes = rows.await?.into_iter().map(|(member, row)| async move {
+            let matched = index_values(descriptor, index, &row)?;
+            entity::delete_if_stored::<E>(client, &row.key, &member, &matched).await
+        });
+        for deleted in futures_util::future::join_all(deletes).await {
+            removed += u64::from(deleted?);
+        }
+        if next == "0" {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// The stored values of the fields `index`'s key is rendered from, in
+/// `row`: what a delete of the entity checks before it deletes it.
+fn index_values(
+    descriptor: &EntityDescriptor,
+    index: &IndexDescriptor,
+    row: &fetch::Row,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let pairs = reply_pairs(&row.key, &row.fields)?;
+    let mut values = Vec::new();
+    for part in index.key {
+        if let PatternPart::Field(n) = part {
+            let name = descriptor.hash_name(*n);
+            let stored = pairs.iter().find(|(field, _)| *field == name.as_bytes());
+            if let Some((_, value)) = stored {
+                values.push((name, value.to_vec()));
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// The script's `{removed, seen}`.

@@ -19,12 +19,16 @@
 //! the source, instead of passing it on every call, keeps the arguments to
 //! what the call itself is about.
 //!
-//! Keys touched but not declared in `KEYS`: index keys, the registry and the
-//! stream. On a Redis Cluster they must share the slot of `KEYS[1]`, which
-//! routes the call: `#[redis(cluster)]` proves that at compile time, and
-//! [`check_cluster`] refuses the scripts of other types that touch more than
-//! their hash. Some of them cannot be declared: the index keys a write
-//! leaves are named by the stored values, which only the script reads.
+//! Every key a script touches must share the slot of `KEYS[1]` on a Redis
+//! Cluster, which routes the call: `#[redis(cluster)]` proves that at
+//! compile time, and [`check_cluster`] refuses the scripts of other types
+//! that touch more than their hash. A cluster's write calls also declare
+//! every key the client can compute ([`declared_write_keys`]: new index
+//! keys, the unique hash, the registry, the stream), so that the server
+//! itself refuses a call whose keys span slots. Some keys cannot be
+//! declared: the index keys a write leaves are named by the stored values,
+//! which only the script reads; one server's calls declare only the keys
+//! the body reads, as before.
 //!
 //! So a cluster gets its own copy of every script ([`Target::Cluster`]):
 //!
@@ -110,6 +114,12 @@ pub(crate) static INCREMENT_FIELD: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/increment_field.lua")));
 
 impl EntityScripts {
+    /// Whether these are a cluster's copies, whose write calls declare
+    /// every key the client can compute ([`declared_write_keys`]).
+    pub(crate) fn for_cluster(&self) -> bool {
+        self.target == Target::Cluster
+    }
+
     /// Starts a call of `script`, one of these, whose keys are all in the
     /// hash slot of `slot_key`, declaring the keys every script of the type
     /// takes first ([`leading_keys`]): on a cluster the slot guard (see the
@@ -231,6 +241,44 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
             ),
         }))
     })
+}
+
+/// The keys a write of `descriptor`'s type on a cluster declares after its
+/// own (the entity, and for a deferring type its pending record, lease
+/// and fence): every other key the write may touch that the client can
+/// compute before it runs. `value(hash_name)` gives the text of a field
+/// the write sends: each index key in the entity's slot whose values it
+/// sends (for a unique index, its hash), the TTL registry when it is one
+/// key for the type (a registry per tag is a leading key already), and
+/// the stream when the write may create the entity (`creates`). The body
+/// never reads them: declared, they make the server refuse the call
+/// (`CROSSSLOT`) before it runs if one were in another slot, which the
+/// derive proved it is not. What a write leaves (old index keys, named by
+/// stored values) only the script can know; those keys share the slot by
+/// the same proof.
+pub(crate) fn declared_write_keys<'v>(
+    descriptor: &EntityDescriptor,
+    creates: bool,
+    value: impl Fn(&str) -> Option<&'v str>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = descriptor
+        .indexes
+        .iter()
+        .filter(|index| !index.cross_slot)
+        .filter_map(|index| descriptor.render(index.key, &value))
+        .collect();
+    let registry = descriptor
+        .ttl_registry
+        .filter(|_| !descriptor.ttl_registry_per_tag && !descriptor.defers_on_cluster());
+    if let Some(registry) = registry {
+        keys.push(registry.to_string());
+        keys.push(format!("{registry}:fields"));
+    }
+    let stream = descriptor.stream.filter(|stream| !stream.cross_slot);
+    if let (true, Some(stream)) = (creates, stream) {
+        keys.push(stream.key.to_string());
+    }
+    keys
 }
 
 /// The keys a call of `descriptor`'s scripts on `target` declares before
@@ -495,6 +543,44 @@ mod tests {
         )]);
         let sent: i64 = plain.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(sent, 1);
+    }
+
+    #[test]
+    fn a_cluster_write_declares_the_keys_its_values_render() {
+        let sent = |name: &str| match name {
+            "user_id" => Some("u1"),
+            "status" => Some("queued"),
+            _ => None,
+        };
+        let create = declared_write_keys(&golden::JOB, true, sent);
+        assert_eq!(
+            create,
+            ["jobs:user:u1", "jobs:status:queued", "jobs:stream"]
+        );
+        // A patch of the status alone: the other index key is named by a
+        // stored value, and a patch creates nothing.
+        let status_only = |name: &str| (name == "status").then_some("done");
+        assert_eq!(
+            declared_write_keys(&golden::JOB, false, status_only),
+            ["jobs:status:done"]
+        );
+        // A value that cannot be part of a key is not rendered.
+        let unsafe_value = |name: &str| (name == "status").then_some("a:b*");
+        assert!(declared_write_keys(&golden::JOB, false, unsafe_value).is_empty());
+
+        // `cross_slot` keys are in other slots: never declared.
+        static DEFERRING: EntityDescriptor = EntityDescriptor {
+            indexes: &[redis_schema::IndexDescriptor {
+                cross_slot: true,
+                ..golden::JOB.indexes[1]
+            }],
+            stream: Some(redis_schema::StreamDescriptor {
+                cross_slot: true,
+                ..golden::JOB.stream.unwrap()
+            }),
+            ..golden::JOB
+        };
+        assert!(declared_write_keys(&DEFERRING, true, sent).is_empty());
     }
 
     #[test]
