@@ -1025,20 +1025,43 @@ async fn cross_slot_indexes_follow_entities_spread_over_every_master() {
     assert_eq!(report.entities, 25 - done.len() as u64, "{report:?}");
     assert!(report.drift.is_empty(), "{:?}", report.drift);
 
-    // What needs one script over the index and its entities says so.
-    for err in [
-        Ticket::by_status_after(&client, "open", &index::CursorPage::by_id(5))
+    // Cursor pages walk the index in windows and check each entity: the
+    // whole walk is the listing, in the index's order, each entity once.
+    let open = Ticket::by_status_ids(&client, "open").await.expect("ids");
+    let mut walked = Vec::new();
+    let mut page = Some(index::CursorPage::by_id(4));
+    while let Some(p) = page {
+        let got = Ticket::by_status_after(&client, "open", &p)
             .await
-            .map(|_| ())
-            .expect_err("a cursor page"),
-        Ticket::expire(&client, "t10", Duration::from_secs(60))
-            .await
-            .map(|_| ())
-            .expect_err("an expiry"),
-    ] {
-        assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
-        assert!(err.to_string().contains("cross_slot"), "{err}");
+            .expect("a cursor page");
+        assert!(got.len() <= 4);
+        walked.extend(got.iter().map(|t| t.id.clone()));
+        page = got.next_page(&p);
     }
+    assert_eq!(walked, open, "a set index walks in id order");
+    let newest: Vec<String> = Ticket::by_user_id(&client, "u1", Page::newest_first(100))
+        .await
+        .expect("page")
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    let mut walked = Vec::new();
+    let mut page = Some(index::CursorPage::newest_first(3));
+    while let Some(p) = page {
+        let got = Ticket::by_user_id_ids_after(&client, "u1", &p)
+            .await
+            .expect("a cursor page of ids");
+        walked.extend(got.ids.iter().cloned());
+        page = got.next_page(&p);
+    }
+    assert_eq!(walked, newest);
+
+    // Expiry runs no script: the entries in other slots would outlive it.
+    let err = Ticket::expire(&client, "t10", Duration::from_secs(60))
+        .await
+        .expect_err("an expiry");
+    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+    assert!(err.to_string().contains("cross_slot"), "{err}");
     client.shutdown().await;
 }
 
@@ -1117,6 +1140,15 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
             .expect("members")
             .is_empty()
     );
+    let page = Parcel::by_status_after(&client, "open", &index::CursorPage::by_id(10))
+        .await
+        .expect("a cursor page");
+    assert!(page.is_empty(), "a cursor page passes over it too");
+    assert_eq!(page.next, None);
+    let ids = Parcel::by_status_ids_after(&client, "open", &index::CursorPage::by_id(10))
+        .await
+        .expect("a cursor page of ids");
+    assert!(ids.ids.is_empty(), "{ids:?}");
     let closed = Parcel::by_status_ids(&client, "closed").await.expect("ids");
     assert!(closed.is_empty(), "not added yet: {closed:?}");
     let report = index::verify::<Parcel>(&client).await.expect("verify");

@@ -150,8 +150,8 @@ struct Walk<'a> {
     index: &'a str,
     source: &'a str,
     sorted: bool,
-    /// The index is `cross_slot`: these need one script over the index
-    /// and its entities, which a cluster refuses.
+    /// The index is `cross_slot`: on a cluster these read it in windows
+    /// and check each entity (see the docs they generate).
     cross_slot: bool,
 }
 
@@ -183,19 +183,22 @@ impl Walk<'_> {
                 "two round trips (a script picks the page's ids from the members, then the hashes in one pipeline); the script costs O(N) server time per page for N members",
             )
         };
-        let refused = if self.cross_slot {
-            " Refused on a Redis Cluster (`STORAGE_CONFIG`), where the index is `cross_slot`."
+        let (cluster_walk, cluster_delete) = if self.cross_slot {
+            (
+                " On a Redis Cluster, where the index is `cross_slot`, the entries are read in windows of 200 and each entity is checked against the index: entities that no longer match are passed over, and a page reads every entry up to its last match.",
+                " On a Redis Cluster, where the type's writes defer (`cross_slot`), its entities are deleted one by one instead, each only while it still matches.",
+            )
         } else {
-            ""
+            ("", "")
         };
         let doc_after = format!(
-            "The entities of {kind} index `{source}` after `page.after`, {order}: at most `page.limit`, and the cursor to continue after (`None` at the end); {cost}. Stable while others insert and delete: an entity in the index for the whole walk is returned exactly once, and none twice. Never returns expired entities; entities that do not decode are reported in the listing.{refused}"
+            "The entities of {kind} index `{source}` after `page.after`, {order}: at most `page.limit`, and the cursor to continue after (`None` at the end); {cost}. Stable while others insert and delete: an entity in the index for the whole walk is returned exactly once, and none twice. Never returns expired entities; entities that do not decode are reported in the listing.{cluster_walk}"
         );
         let doc_ids = format!(
-            "The ids of {kind} index `{source}` after `page.after`, {order}, and the cursor to continue after; one round trip. Stable like `{index}_after`.{refused}"
+            "The ids of {kind} index `{source}` after `page.after`, {order}, and the cursor to continue after; one round trip. Stable like `{index}_after`.{cluster_walk}"
         );
         let doc_delete = format!(
-            "Deletes every entity {kind} index `{source}` lists, each exactly as `delete` does (with all its index, unique and TTL-registry entries), in atomic batches of 100; returns how many were deleted. Not atomic as a whole: other clients see the index shrink batch by batch (`{index}_count` counts it first).{refused}"
+            "Deletes every entity {kind} index `{source}` lists, each exactly as `delete` does (with all its index, unique and TTL-registry entries), in atomic batches of 100; returns how many were deleted. Not atomic as a whole: other clients see the index shrink batch by batch (`{index}_count` counts it first).{cluster_delete}"
         );
         quote! {
             #[doc = #doc_after]

@@ -353,17 +353,6 @@ impl Entry {
     }
 }
 
-/// What a cursor read of a `cross_slot` index on a cluster can use instead.
-fn cursor_instead(index: &IndexDescriptor) -> String {
-    match index.kind {
-        IndexKind::Sorted => format!(
-            "read it by offset pages (`{}` with a `Page`) instead",
-            index.name
-        ),
-        _ => format!("read all its members (`{}`) instead", index.name),
-    }
-}
-
 /// Entities of a cursor page of a sorted or set index: the entries
 /// strictly after `page.after` in `page.order`, then their hashes by one
 /// pipeline (see the module docs for the exact steps and their costs).
@@ -381,7 +370,6 @@ pub async fn page_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorListing<E>> {
     let ctx = context::<E>(index, "page_after");
-    super::refuse_across_slots::<E>(client, index, "a cursor page", &cursor_instead(index))?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     script::check_cluster(client, E::descriptor())?;
@@ -389,6 +377,14 @@ pub async fn page_after<E: Entity>(
         return Ok(CursorListing {
             listing: Listing::new(Vec::new(), Vec::new()),
             next: page.after.clone(),
+        });
+    }
+    if super::across_slots(client, index) {
+        let (kept, next) = across_slots::<E>(client, &ctx, index, &index_key, page).await?;
+        let rows: Vec<Row> = kept.into_iter().map(|(_, row)| row).collect();
+        return Ok(CursorListing {
+            listing: decode_rows(&rows),
+            next,
         });
     }
     let limit = page.limit.min(MAX_LIMIT);
@@ -472,13 +468,19 @@ pub async fn ids_after<E: Entity>(
     page: &CursorPage,
 ) -> Result<CursorIds> {
     let ctx = context::<E>(index, "ids_after");
-    super::refuse_across_slots::<E>(client, index, "a cursor page", &cursor_instead(index))?;
     let index_key = index_key.map_err(|e| e.with_context(ctx.clone()))?;
     let sorted = check_cursor(index, page, &ctx)?;
     if page.limit == 0 {
         return Ok(CursorIds {
             ids: Vec::new(),
             next: page.after.clone(),
+        });
+    }
+    if super::across_slots(client, index) {
+        let (kept, next) = across_slots::<E>(client, &ctx, index, &index_key, page).await?;
+        return Ok(CursorIds {
+            ids: kept.into_iter().map(|(entry, _)| entry.member).collect(),
+            next,
         });
     }
     let (key, reply) = run::<E>(client, (index, "ids_after"), &index_key, page, false).await?;
@@ -488,6 +490,67 @@ pub async fn ids_after<E: Entity>(
         next: next_cursor(&entries, more),
         ids: entries.into_iter().map(|e| e.member).collect(),
     })
+}
+
+/// Entries read per window by [`across_slots`].
+const WINDOW: u64 = 200;
+
+/// A cursor page of a `cross_slot` index on a cluster, whose entities are
+/// in other slots than its key: windows of the entries after the cursor,
+/// read by the cursor script from the index key alone ([`Reads::IndexOnly`],
+/// the same atomic skip of ties), then each window's entities (one
+/// pipeline per slot), keeping those that render the index key, at the
+/// score their entry has, until the page is full or the index ends.
+/// Returns the entries kept with their rows, and the cursor after the
+/// last one kept (`None` at the end). Entries passed over between two
+/// pages are read again by the next one and passed over again.
+async fn across_slots<E: Entity>(
+    client: &Client,
+    ctx: &Context,
+    index: &'static IndexDescriptor,
+    index_key: &str,
+    page: &CursorPage,
+) -> Result<(Vec<(Entry, Row)>, Option<Cursor>)> {
+    position::<E>(index)?;
+    let sorted = index.kind == IndexKind::Sorted;
+    let limit = usize::try_from(page.limit.min(MAX_LIMIT)).unwrap_or(usize::MAX);
+    let scripts = script::for_client(client, E::descriptor(), ctx)?;
+    let mut window = CursorPage {
+        limit: WINDOW.max(page.limit.min(MAX_LIMIT)),
+        ..page.clone()
+    };
+    let mut kept: Vec<(Entry, Row)> = Vec::new();
+    loop {
+        let call = invocation(scripts, index_key, sorted, &window, Reads::IndexOnly);
+        let reply = client.query(ctx.clone(), &call).await?;
+        let (entries, more, _) = script_entries(index_key, reply, sorted, false)
+            .map_err(|e| e.with_context(ctx.clone()))?;
+        let ids = entries.iter().map(|e| e.member.clone()).collect();
+        let rows = fetch::matching_rows(client, ctx, E::descriptor(), index, index_key, None, ids);
+        let mut rows = rows.await?.into_iter().peekable();
+        for (n, entry) in entries.iter().enumerate() {
+            // `matching_rows` keeps the order of the ids it is given.
+            let Some((_, row)) = rows.next_if(|(member, _)| *member == entry.member) else {
+                continue;
+            };
+            if !unmoved(
+                index,
+                std::slice::from_ref(entry),
+                std::slice::from_ref(&row),
+            ) {
+                continue;
+            }
+            kept.push((entry.clone(), row));
+            if kept.len() == limit {
+                let follows = more || n + 1 < entries.len();
+                return Ok((kept, follows.then(|| entry.cursor())));
+            }
+        }
+        match entries.last() {
+            Some(last) if more => window.after = Some(last.cursor()),
+            _ => return Ok((kept, None)),
+        }
+    }
 }
 
 /// Whether `index` is sorted (else a set), after checking the page's cursor
@@ -615,20 +678,43 @@ fn next_cursor(entries: &[Entry], more: bool) -> Option<Cursor> {
     entries.last().filter(|_| more).map(Entry::cursor)
 }
 
+/// What the cursor script reads beside the index key (its `with_fields`
+/// argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Reads {
+    /// Live ids only: dead entries are dropped as they are met.
+    Ids,
+    /// Live ids and each entity's hash.
+    Hashes,
+    /// The index's entries as they are, reading no entity: a `cross_slot`
+    /// index on a cluster, whose entities are in other slots.
+    IndexOnly,
+}
+
+impl Reads {
+    fn flag(self) -> &'static str {
+        match self {
+            Reads::Ids => "0",
+            Reads::Hashes => "1",
+            Reads::IndexOnly => "2",
+        }
+    }
+}
+
 /// The script call of a cursor page (see `scripts/cursor.lua`).
 fn invocation(
     scripts: &'static script::EntityScripts,
     index_key: &str,
     sorted: bool,
     page: &CursorPage,
-    with_fields: bool,
+    reads: Reads,
 ) -> redis::ScriptInvocation<'static> {
     let flag = |on: bool| if on { "1" } else { "0" };
     let mut invocation = scripts.call(&scripts.cursor, index_key);
     invocation
         .key(index_key)
         .arg(if sorted { "z" } else { "s" })
-        .arg(flag(with_fields))
+        .arg(reads.flag())
         .arg(flag(page.order == Order::Descending))
         .arg(page.limit.min(MAX_LIMIT))
         .arg(flag(page.after.is_some()))
@@ -652,7 +738,12 @@ async fn run<E: Entity>(
     position::<E>(index)?;
     let sorted = index.kind == IndexKind::Sorted;
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let invocation = invocation(scripts, index_key, sorted, page, with_fields);
+    let reads = if with_fields {
+        Reads::Hashes
+    } else {
+        Reads::Ids
+    };
+    let invocation = invocation(scripts, index_key, sorted, page, reads);
     let reply = client.query(ctx, &invocation).await?;
     Ok((index_key.to_string(), reply))
 }
@@ -1044,7 +1135,7 @@ pub(crate) mod tests {
             "posts:author:ann",
             true,
             &page,
-            true,
+            Reads::Hashes,
         );
         let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
         assert!(conn.is_empty(), "exactly one command");
@@ -1071,7 +1162,7 @@ pub(crate) mod tests {
             "posts:tag:rust",
             false,
             &page,
-            false,
+            Reads::Ids,
         );
         let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
         assert!(conn.is_empty(), "exactly one command");

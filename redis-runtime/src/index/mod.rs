@@ -270,25 +270,6 @@ fn across_slots(client: &Client, index: &IndexDescriptor) -> bool {
     index.cross_slot && client.config().is_cluster()
 }
 
-/// Refuses a read or bulk operation that needs one script over a
-/// `cross_slot` index and its entities, on a cluster.
-fn refuse_across_slots<E: Entity>(
-    client: &Client,
-    index: &IndexDescriptor,
-    what: &str,
-    instead: &str,
-) -> Result<()> {
-    if !across_slots(client, index) {
-        return Ok(());
-    }
-    Err(Error::Config(format!(
-        "{}.{}: {what} is not available on a Redis Cluster for a cross_slot index, whose \
-         entities are in other hash slots than its key; {instead}",
-        E::descriptor().name,
-        index.name
-    )))
-}
-
 /// A page of a `cross_slot` sorted index on a cluster: each window of
 /// members read by one `ZRANGE`, their hashes read and checked, and the
 /// page refilled from the next window while members were passed over and

@@ -6,7 +6,9 @@
 --
 -- KEYS[1]  the index key.
 -- ARGV     kind ('z' sorted | 's' set), with_fields ('1': each entry's
---          {field, value, ...} too), rev ('1': highest score, or greatest
+--          {field, value, ...} too; '2': the index's entries as they are,
+--          reading no entity, for a `cross_slot` index on a cluster whose
+--          entities are in other slots), rev ('1': highest score, or greatest
 --          id, first), limit, has_cursor ('1' | '0'), the cursor's id, and
 --          for 'z' the cursor's score (a ZRANGE bound, e.g. '1.5', '-inf').
 --
@@ -22,8 +24,11 @@
 local index_key = KEYS[1]
 local kind, with_fields, rev = ARGV[1], ARGV[2] == '1', ARGV[3] == '1'
 local limit, has_cursor, cursor_id = tonumber(ARGV[4]), ARGV[5] == '1', ARGV[6]
+local index_only = ARGV[2] == '2'
 
-while sweep(1000) == 1000 do end
+if not index_only then
+  while sweep(1000) == 1000 do end
+end
 
 -- Byte order, as Redis orders members. Lua's `<` compares with strcoll,
 -- which follows the server's locale (Redis sets LC_COLLATE from its
@@ -57,6 +62,12 @@ local out, n = { 0 }, 0
 -- Appends member `m` (and `score`, and its hash) if its entity is live;
 -- drops it from the index if not. Returns whether it was live.
 local function take(m, score)
+  if index_only then
+    out[#out + 1] = m
+    if score then out[#out + 1] = score end
+    n = n + 1
+    return true
+  end
   local fields = live(m, with_fields)
   if not fields then
     drop(m)
@@ -71,6 +82,7 @@ end
 
 -- After a full page, whether `m` is live (the look-ahead: no hash read).
 local function follows(m)
+  if index_only then return true end
   local key = key_of_member(m)
   if key and redis.call('EXISTS', key) == 1 then return true end
   drop(m)
