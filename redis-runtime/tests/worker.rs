@@ -492,12 +492,15 @@ async fn a_live_slow_handler_is_not_reclaimed_by_other_workers(redis: TestRedis)
             .with_consumer(name)
             .worker()
             .block(Duration::from_millis(100))
-            .claim_min_idle(Duration::from_millis(300))
+            // Refreshed every third of it (267 ms): wide enough that a
+            // loaded machine (a cluster of six servers on two cores, in
+            // CI) does not delay a refresh past it.
+            .claim_min_idle(Duration::from_millis(800))
             .claim_interval(Duration::from_millis(30));
         let run = spawn_worker(worker, &stop, runs.clone(), |runs, _entry| async move {
             runs.fetch_add(1, Ordering::SeqCst);
-            // Four times the claim threshold.
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            // Three times the claim threshold.
+            tokio::time::sleep(Duration::from_millis(2400)).await;
             Ok::<(), String>(())
         });
         handles.push(run);
