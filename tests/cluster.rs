@@ -176,6 +176,16 @@ struct Account {
     name: String,
 }
 
+/// `Account`'s layout, for the test that settles claims left behind (its
+/// `settle` must not meet the other tests' claims in flight).
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "leaver:{id}")]
+#[redis(unique(key = "leavers:by_email", field = "email", cross_slot))]
+struct Leaver {
+    id: String,
+    email: String,
+}
+
 /// `Account`'s layout, for the test of racing writers.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(cluster, key = "rival:{id}")]
@@ -1873,6 +1883,53 @@ async fn a_write_whose_claim_was_taken_back_before_it_ran_is_refused() {
             .as_deref(),
         Some("f2")
     );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_claim_whose_client_died_before_its_write_is_released_by_settle() {
+    let leaver = |id: &str, email: &str| Leaver {
+        id: id.into(),
+        email: email.into(),
+    };
+    let (_cluster, client) = client().await;
+    leaver("d1", "d1@x").create(&client).await.expect("create");
+    let gate = redis_runtime::testing::ClaimGate::hold("d1");
+    let dying = {
+        let client = client.clone();
+        tokio::spawn(async move { leaver("d1", "dying@x").update(&client).await })
+    };
+    gate.claimed().await;
+    // The client dies between its claim and its write.
+    dying.abort();
+    assert!(dying.await.expect_err("aborted").is_cancelled());
+    gate.open();
+    assert_eq!(
+        hget(&client, "leavers:by_email", "dying@x")
+            .await
+            .as_deref(),
+        Some("d1")
+    );
+    assert_eq!(
+        Leaver::by_email(&client, "dying@x").await.expect("lookup"),
+        None
+    );
+    let record = redis_runtime::schema::pending_index_key("leaver:d1").expect("record");
+    assert_eq!(
+        pending_records("leaver:d1"),
+        [record],
+        "the claim was recorded first"
+    );
+    let settled = index::settle::<Leaver>(&client).await.expect("settle");
+    assert_eq!(settled.applied, 1, "{settled:?}");
+    assert_eq!(hget(&client, "leavers:by_email", "dying@x").await, None);
+    assert_eq!(
+        hget(&client, "leavers:by_email", "d1@x").await.as_deref(),
+        Some("d1")
+    );
+    assert!(pending_records("leaver:d1").is_empty());
+    let report = index::verify::<Leaver>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
     client.shutdown().await;
 }
 

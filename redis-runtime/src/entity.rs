@@ -308,7 +308,7 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let (reply, claim) = send_write::<E>(client, &ctx, &member, |token| {
+    let (reply, claim) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
         write_invocation(scripts, mode, &key, &member, &fields, ttl, token)
     })
     .await?;
@@ -337,7 +337,7 @@ async fn write<E: Entity>(
 async fn send_write<E: Entity>(
     client: &Client,
     ctx: &Context,
-    member: &str,
+    (scripts, key, member): (&EntityScripts, &str, &str),
     invocation: impl Fn(&str) -> redis::ScriptInvocation<'static>,
 ) -> Result<(redis::Value, Option<pending::Claim>)> {
     let mut token = String::new();
@@ -346,9 +346,18 @@ async fn send_write<E: Entity>(
         let (reply, claim) =
             pending::split_claim(client.query(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
+            let written = matches!(write_reply(reply.clone(), ctx), Ok((1 | 2, _)));
+            if last.is_some() && !written {
+                // Refused after claiming (the entity changed meanwhile):
+                // the claims recorded beside it are released.
+                release_claims::<E>(client, scripts, key, member).await;
+            }
             return Ok((reply, claim));
         };
-        unique_claims::claim::<E>(client, ctx, member, &wanted).await?;
+        if let Err(error) = unique_claims::claim::<E>(client, ctx, member, &wanted).await {
+            release_claims::<E>(client, scripts, key, member).await;
+            return Err(error);
+        }
         #[cfg(feature = "testing")]
         crate::testing::pass_claim_gate(member).await;
         token = wanted.token.clone();
@@ -356,10 +365,32 @@ async fn send_write<E: Entity>(
     }
     // Each round, another writer took a claimed value back before the
     // write ran: the values are contended.
+    release_claims::<E>(client, scripts, key, member).await;
     Err(Error::UniqueViolation {
         context: ctx.clone(),
         index: last.map(|w| w.index_names::<E>()).unwrap_or_default(),
     })
+}
+
+/// After a write that claimed `cross_slot` unique values and then did not
+/// run, applies the entity's pending record, which releases the values it
+/// does not hold (see `index::unique_claims`). A failure is logged: the
+/// record waits for `index::settle`.
+async fn release_claims<E: Entity>(
+    client: &Client,
+    scripts: &EntityScripts,
+    key: &str,
+    member: &str,
+) {
+    if let Err(error) = pending::apply::<E>(client, scripts, key, member).await {
+        tracing::warn!(
+            target: crate::client::TRACE_TARGET,
+            entity = E::descriptor().name,
+            key,
+            code = error.code(),
+            "the unique values a refused write claimed are left for index::settle: {error}"
+        );
+    }
 }
 
 /// After a write, on a cluster, applies the `cross_slot` index moves and
@@ -615,10 +646,11 @@ async fn conditional<E: Entity>(
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
     let scripts = script::for_client(client, E::descriptor(), ctx)?;
-    let (reply, claim) = send_write::<E>(client, ctx, write.member, |token| {
-        conditional_invocation(scripts, &write, conditions, token)
-    })
-    .await?;
+    let (reply, claim) =
+        send_write::<E>(client, ctx, (scripts, write.key, write.member), |token| {
+            conditional_invocation(scripts, &write, conditions, token)
+        })
+        .await?;
     apply_deferred::<E>(client, scripts, write.key, write.member, claim).await;
     match write_reply(reply, ctx)? {
         (-3, hash) => Ok(Some(hash)),
@@ -737,7 +769,7 @@ pub async fn increment<E: Entity>(
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let (reply, claim) = send_write::<E>(client, &ctx, &member, |token| {
+    let (reply, claim) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
         increment_invocation(scripts, &key, &member, field, by, bounds, token)
     })
     .await?;

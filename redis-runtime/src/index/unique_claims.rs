@@ -14,7 +14,10 @@
 //!    hash's slot (`scripts/unique_claim.lua`): the hash maps it to the
 //!    entity at once, and the *claims hash*
 //!    ([`redis_schema::unique_claims_key`]) records a fresh token for it.
-//!    Then it sends the write again with the token.
+//!    Then it sends the write again with the token. The refused call
+//!    records the values it asks for in the entity's pending record
+//!    (`index::pending`), and the write removes them: the claims of a
+//!    client that dies before its write are released by `settle`.
 //! 2. **take**: a value mapped to another entity is that entity's unless
 //!    it does not hold it (a claim whose write failed, or a value left
 //!    but not yet released). Then the client raises the holder's fence,

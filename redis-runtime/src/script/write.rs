@@ -502,7 +502,7 @@ impl<'d> Writer<'d> {
             self.line("local stored = mode == 'p' or mode == 'x' or mode == 'i'");
         }
         if self.fences() {
-            self.line("local claims = {}");
+            self.line("local claims, intents = {}, {}");
         }
         for (i, index) in self.descriptor.indexes.iter().enumerate() {
             let i = i + 1;
@@ -598,12 +598,16 @@ impl<'d> Writer<'d> {
         } else {
             format!("mode ~= 'x' and n{v} ~= o{v}")
         };
+        let intent = lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE));
+        self.branch_line(format!("if {changed} then"));
         self.branch_line(format!(
-            "if {changed} then claims[#claims + 1] = new_k{i}; claims[#claims + 1] = n{v} end"
+            "  claims[#claims + 1] = new_k{i}; claims[#claims + 1] = n{v}"
         ));
+        self.branch_line(format!("  intents[#intents + 1] = {intent} .. n{v}"));
+        self.branch_line("end");
     }
 
-    /// Refuses, before anything is written, a write that sets values of
+    /// Refuses, before the entity is written, a write that sets values of
     /// `cross_slot` unique indexes without the claim token that covers
     /// them: the entity's unique fence (`KEYS[4]`) as it is now, `|`, and
     /// the unique hashes and values, each as its length, `:` and its
@@ -612,17 +616,36 @@ impl<'d> Writer<'d> {
     /// fence is read here, before the claims, and raised by whoever takes
     /// a value from the entity (`scripts/unique_fence.lua`): a token is
     /// stale as soon as any claim made under it may have been taken back.
+    ///
+    /// Before it answers -5, the script records each value about to be
+    /// claimed in the entity's pending record (`KEYS[2]`) as a value to
+    /// release unless the entity holds it, counting a write: a client that
+    /// dies between its claim and its write leaves the claim to `settle`,
+    /// which releases it. The write that carries the token removes those
+    /// fields (the entity holds the values now), and the record with them
+    /// if nothing else is in it.
     fn claims_check(&mut self) {
         if !self.fences() {
             return;
         }
+        let writes = lua_str(redis_schema::PENDING_WRITES);
         self.line("if #claims > 0 then");
         self.line("  local parts = {}");
         self.line("  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end");
         self.line(
             "  local wanted = (redis.call('GET', KEYS[4]) or '0') .. '|' .. table.concat(parts)",
         );
-        self.line("  if ARGV[5] ~= wanted then return { -5, { wanted, unpack(claims) } } end");
+        self.line("  if ARGV[5] ~= wanted then");
+        self.line(
+            "    for j = 1, #intents do redis.call('HSET', KEYS[2], intents[j], claims[2 * j - 1]) end",
+        );
+        self.line(format!("    redis.call('HINCRBY', KEYS[2], {writes}, 1)"));
+        self.line("    return { -5, { wanted, unpack(claims) } }");
+        self.line("  end");
+        self.line("  redis.call('HDEL', KEYS[2], unpack(intents))");
+        self.line(format!(
+            "  if redis.call('HLEN', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], {writes}) == 1 then redis.call('DEL', KEYS[2]) end"
+        ));
         self.line("end");
     }
 
