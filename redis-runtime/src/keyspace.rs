@@ -220,6 +220,13 @@ pub enum KeyRole {
     PendingIndexMoves,
     /// The lease of the client applying those moves.
     PendingIndexLease,
+    /// On a Redis Cluster, the entity's unique fence, which a write that
+    /// sets claimed values of a `cross_slot` unique index checks
+    /// (`redis_schema::unique_fence_key`).
+    UniqueFence,
+    /// On a Redis Cluster, the claims hash of a `cross_slot` unique index,
+    /// by the index's name (`redis_schema::unique_claims_key`).
+    UniqueClaims(&'static str),
 }
 
 impl fmt::Display for KeyRole {
@@ -233,6 +240,8 @@ impl fmt::Display for KeyRole {
             KeyRole::Log(name) => write!(f, "log {name}"),
             KeyRole::PendingIndexMoves => f.write_str("pending index moves"),
             KeyRole::PendingIndexLease => f.write_str("pending index lease"),
+            KeyRole::UniqueFence => f.write_str("unique fence"),
+            KeyRole::UniqueClaims(name) => write!(f, "unique claims of {name}"),
         }
     }
 }
@@ -358,6 +367,20 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
     {
         keys.push(key(KeyRole::PendingIndexMoves, &record, "hash"));
         keys.push(key(KeyRole::PendingIndexLease, &lease, "string"));
+    }
+    let cross_slot_unique = entity
+        .indexes
+        .iter()
+        .filter(|index| index.cross_slot && index.kind == IndexKind::Unique);
+    for (n, index) in cross_slot_unique.enumerate() {
+        if n == 0
+            && let Some(fence) = redis_schema::unique_fence_pattern(entity.key_pattern)
+        {
+            keys.push(key(KeyRole::UniqueFence, &fence, "string"));
+        }
+        if let Some(claims) = redis_schema::unique_claims_pattern(index.key_pattern) {
+            keys.push(key(KeyRole::UniqueClaims(index.name), &claims, "hash"));
+        }
     }
     keys
 }
@@ -627,8 +650,8 @@ impl EntityManifest {
         let defers = entity.defers_on_cluster();
         let touched_on = |cluster: bool| {
             let touched = |role: &KeyRole| match role {
-                KeyRole::Log(_) | KeyRole::PendingIndexLease => false,
-                KeyRole::PendingIndexMoves => cluster,
+                KeyRole::Log(_) | KeyRole::PendingIndexLease | KeyRole::UniqueClaims(_) => false,
+                KeyRole::PendingIndexMoves | KeyRole::UniqueFence => cluster,
                 KeyRole::Index(name) => {
                     !cluster || !entity.index(name).is_some_and(|i| i.cross_slot)
                 }
@@ -653,7 +676,9 @@ impl EntityManifest {
                     // which a pattern hashing whole cannot show.
                     let pending = matches!(
                         k.role,
-                        KeyRole::PendingIndexMoves | KeyRole::PendingIndexLease
+                        KeyRole::PendingIndexMoves
+                            | KeyRole::PendingIndexLease
+                            | KeyRole::UniqueFence
                     );
                     let in_entity_slot = k.role == KeyRole::Entity
                         || pending

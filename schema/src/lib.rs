@@ -49,5 +49,6 @@ pub use overlap::{Overlap, first_overlap, overlap};
 pub use slot::{
     PENDING_INDEX_PREFIX, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES, SlotSource,
     TagPart, entity_of_pending_index_key, hashed_text, pending_index_key, pending_index_lease_key,
-    pending_index_patterns, slot_guard_key, slot_source, unique_claims_key, unique_fence_key,
+    pending_index_patterns, slot_guard_key, slot_source, unique_claims_key, unique_claims_pattern,
+    unique_fence_key, unique_fence_pattern,
 };

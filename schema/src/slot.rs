@@ -265,15 +265,52 @@ pub fn entity_of_pending_index_key(pending: &str) -> Option<&str> {
 /// assert_eq!(record, "__pending_index:run:{{{user_id}}}:{id}");
 /// ```
 pub fn pending_index_patterns(entity_pattern: &str) -> Option<(String, String)> {
-    let pattern = KeyPattern::parse(entity_pattern).ok()?;
-    let of = |prefix: &str| match slot_source(&pattern) {
-        SlotSource::Tag(_) => Some(format!("{prefix}{entity_pattern}")),
-        SlotSource::WholeKey if entity_pattern.contains("{{") || entity_pattern.contains("}}") => {
-            None
-        }
-        SlotSource::WholeKey => Some(format!("{prefix}{{{{{entity_pattern}}}}}")),
-    };
-    Some((of(PENDING_INDEX_PREFIX)?, of(PENDING_INDEX_LEASE_PREFIX)?))
+    Some((
+        companion_pattern(PENDING_INDEX_PREFIX, entity_pattern)?,
+        companion_pattern(PENDING_INDEX_LEASE_PREFIX, entity_pattern)?,
+    ))
+}
+
+/// The key patterns of the [unique fences](unique_fence_key) of the
+/// entities whose keys match `entity_pattern`, as
+/// [`pending_index_patterns`] gives theirs.
+///
+/// ```
+/// use redis_schema::unique_fence_pattern;
+///
+/// assert_eq!(unique_fence_pattern("user:{id}").as_deref(), Some("__unique_fence:{{user:{id}}}"));
+/// ```
+pub fn unique_fence_pattern(entity_pattern: &str) -> Option<String> {
+    companion_pattern(UNIQUE_FENCE_PREFIX, entity_pattern)
+}
+
+/// The key pattern of the [claims hash](unique_claims_key) of the unique
+/// hash whose pattern is `unique_pattern` (constant, for a `cross_slot`
+/// unique index).
+///
+/// ```
+/// use redis_schema::unique_claims_pattern;
+///
+/// assert_eq!(
+///     unique_claims_pattern("users:by_email").as_deref(),
+///     Some("__unique_claims:{{users:by_email}}")
+/// );
+/// ```
+pub fn unique_claims_pattern(unique_pattern: &str) -> Option<String> {
+    companion_pattern(UNIQUE_CLAIMS_PREFIX, unique_pattern)
+}
+
+/// The pattern of the keys [`pending_key`] makes with `prefix` for the
+/// keys of `pattern`: the prefix before a pattern with a hash tag, the
+/// whole pattern as the tag of one without (as literal braces). `None`
+/// when the pattern does not parse, or hashes whole and holds a literal
+/// brace.
+fn companion_pattern(prefix: &str, pattern: &str) -> Option<String> {
+    match slot_source(&KeyPattern::parse(pattern).ok()?) {
+        SlotSource::Tag(_) => Some(format!("{prefix}{pattern}")),
+        SlotSource::WholeKey if pattern.contains("{{") || pattern.contains("}}") => None,
+        SlotSource::WholeKey => Some(format!("{prefix}{{{{{pattern}}}}}")),
+    }
 }
 
 /// What every [pending index key](pending_index_key) starts with.
