@@ -21,6 +21,16 @@
 //! index commands; ours records the entry with the moves and appends it
 //! after them.
 //!
+//! The last two workloads keep a global unique email (`members:by_email`,
+//! one hash for the whole type, `cross_slot`): ours claims a new value in
+//! that hash's slot, then writes the entity, refusing a claim taken back
+//! since, and releases the old value after a change. The hand-written side
+//! does what teams write today: `HSETNX` on the unique hash, then the
+//! entity's hash; on a change it reads the old value first and `HDEL`s it
+//! after. It cannot tell a claim whose write never ran from a live one,
+//! and two writers changing one member at once can leave both values
+//! mapped.
+//!
 //! Each row is the median of the rounds; "ratio" is ours over
 //! hand-written ops/s. Server µs per operation is the `INFO commandstats`
 //! time of every command and script on the three masters (reset before
@@ -56,6 +66,50 @@ struct QueuedOrder {
     user_id: String,
     status: String,
     created_at: i64,
+}
+
+/// A global unique email in another slot than most members.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "member:{id}")]
+#[redis(unique(key = "members:by_email", field = "email", cross_slot))]
+struct Member {
+    id: String,
+    email: String,
+}
+
+/// The hand-written create of a member: claim the email, then the hash.
+async fn hand_member(mut conn: ClusterConnection, id: String, email: String) {
+    let claimed: bool = conn
+        .hset_nx("hand:members:by_email", &email, &id)
+        .await
+        .expect("HSETNX");
+    assert!(claimed, "a fresh email");
+    let () = conn
+        .hset_multiple(
+            format!("hand:member:{id}"),
+            &[("id", &id), ("email", &email)],
+        )
+        .await
+        .expect("HSET");
+}
+
+/// The hand-written email change: read the old one, claim the new one,
+/// write it, drop the old one.
+async fn hand_email_change(mut conn: ClusterConnection, id: String, email: String) {
+    let key = format!("hand:member:{id}");
+    let old: Option<String> = conn.hget(&key, "email").await.expect("HGET");
+    let claimed: bool = conn
+        .hset_nx("hand:members:by_email", &email, &id)
+        .await
+        .expect("HSETNX");
+    assert!(claimed, "a fresh email");
+    let () = conn.hset(&key, "email", &email).await.expect("HSET");
+    if let Some(old) = old {
+        let _: i64 = conn
+            .hdel("hand:members:by_email", &old)
+            .await
+            .expect("HDEL");
+    }
 }
 
 fn order(id: &str, i: u64) -> Order {
@@ -213,7 +267,7 @@ async fn main() {
         "| workload | ours ops/s | hand-written ops/s | ratio | ours server µs/op | hand-written server µs/op |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let mut rows: [[Vec<(f64, f64)>; 2]; 3] = Default::default();
+    let mut rows: [[Vec<(f64, f64)>; 2]; 5] = Default::default();
     for round in 0..rounds {
         let ours_create = op(&client, move |client: Client, i| async move {
             let id = format!("r{round}-{i}");
@@ -254,11 +308,38 @@ async fn main() {
             hand_create(conn, format!("q{round}-{i}"), i, true)
         });
         rows[2][1].push(side(&topology, n, hand_queued).await);
+        let ours_member = op(&client, move |client: Client, i| async move {
+            let member = Member {
+                id: format!("r{round}-{i}"),
+                email: format!("e{round}-{i}@x"),
+            };
+            member.create(&client).await.expect("create");
+        });
+        rows[3][0].push(side(&topology, n, ours_member).await);
+        let hand_members = op(&hand, move |conn: ClusterConnection, i| {
+            hand_member(conn, format!("r{round}-{i}"), format!("e{round}-{i}@x"))
+        });
+        rows[3][1].push(side(&topology, n, hand_members).await);
+        let ours_change = op(&client, move |client: Client, i| async move {
+            let patch = MemberPatch {
+                email: Some(format!("c{round}-{i}@x")),
+            };
+            Member::patch(&client, &format!("r{round}-{i}"), &patch)
+                .await
+                .expect("patch");
+        });
+        rows[4][0].push(side(&topology, n, ours_change).await);
+        let hand_changes = op(&hand, move |conn: ClusterConnection, i| {
+            hand_email_change(conn, format!("r{round}-{i}"), format!("c{round}-{i}@x"))
+        });
+        rows[4][1].push(side(&topology, n, hand_changes).await);
     }
     let labels = [
         "create (hash + status set + user sorted set)",
         "status change (entry moves to another set)",
         "create with an outbox entry (+ stream in another slot)",
+        "create with a global unique email (claimed in another slot)",
+        "email change (new one claimed, old one released)",
     ];
     for (label, [ours, hand]) in labels.iter().zip(rows) {
         let rate = |v: &[(f64, f64)]| median(v.iter().map(|s| s.0));
@@ -290,6 +371,21 @@ async fn main() {
         queued.entities,
         queued.drift.len(),
         queued.pending
+    );
+    let members = redis_runtime::index::verify::<Member>(&client)
+        .await
+        .expect("verify");
+    let mut hlen = redis::cmd("HLEN");
+    hlen.arg("members:by_email");
+    let mapped: u64 = client
+        .query(redis_runtime::Context::new("bench.hlen", "members"), &hlen)
+        .await
+        .expect("HLEN");
+    println!(
+        "after the run: {} members, {} drift, {} pending records, {mapped} emails mapped",
+        members.entities,
+        members.drift.len(),
+        members.pending
     );
     client.shutdown().await;
 }

@@ -153,9 +153,9 @@ fn claims_key(ctx: &Context, unique: &str) -> Result<String> {
 
 /// Claims for `member` every value `wanted` names, taking over values
 /// whose holder does not hold them. `UNIQUE_VIOLATION` when another
-/// entity holds one (values claimed before it stay mapped to `member`
-/// until a claim by another entity or a lookup meets them: they are
-/// taken over then, since `member` does not hold them).
+/// entity holds one; the values claimed before it were recorded in the
+/// entity's pending record by the refused call, and the caller applies
+/// that record to release them.
 pub(crate) async fn claim<E: Entity>(
     client: &Client,
     ctx: &Context,
