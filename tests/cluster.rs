@@ -648,11 +648,26 @@ async fn stream_groups_read_blocking_ack_and_dead_letter_on_a_cluster() {
         .await
         .expect("publish");
     let batch = untagged_group.read(10, None).await.expect("read");
-    let err = untagged_group
-        .dead_letter(&batch.entries[0].id, "cannot handle")
+    let id = batch.entries[0].id.clone();
+    // Its dead-letter stream hashes elsewhere (`events:untagged:dead`):
+    // appended, then acknowledged.
+    let dead = untagged_group
+        .dead_letter(&id, "cannot handle")
         .await
-        .expect_err("its dead-letter stream hashes elsewhere");
-    assert_eq!(err.code(), "STORAGE_CONFIG", "{err}");
+        .expect("dead letter, in another slot");
+    assert!(dead.is_some());
+    let letters = untagged_group.dead_letters(10).await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message.as_ref().expect("decodes").id, "e3");
+    assert_eq!(letters[0].source_id, id);
+    assert_eq!(letters[0].error, "cannot handle");
+    assert_eq!(untagged_group.pending_count().await.expect("pending"), 0);
+    // Not pending any more: nothing to move.
+    let again = untagged_group
+        .dead_letter(&id, "cannot handle")
+        .await
+        .expect("dead letter");
+    assert_eq!(again, None);
     client.shutdown().await;
 }
 

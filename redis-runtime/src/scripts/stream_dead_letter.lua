@@ -3,8 +3,11 @@
 -- is never both acknowledged and missing from the dead-letter stream.
 --
 -- KEYS[1]  the source stream.
--- KEYS[2]  the dead-letter stream.
--- ARGV     group, consumer ('' = whoever holds it), entry id, error text.
+-- KEYS[2]  the dead-letter stream (none with 'read').
+-- ARGV     group, consumer ('' = whoever holds it), entry id, error text,
+--          and 'read' to only return the dead-letter entry's fields and
+--          values (for a dead-letter stream in another slot of a Redis
+--          Cluster, which the client appends to and then acknowledges).
 --
 -- The dead-letter entry holds the original fields (none if the entry was
 -- trimmed away meanwhile) followed by `dead_letter.*` fields: stream, id,
@@ -36,6 +39,7 @@ local meta = {
   'dead_letter.error', reason,
 }
 for _, v in ipairs(meta) do args[#args + 1] = v end
+if ARGV[5] == 'read' then return { unpack(args, 4) } end
 local dead_id = redis.call(unpack(args))
 redis.call('XACK', stream, group, id)
 return dead_id

@@ -17,7 +17,7 @@ use super::{
     ClaimStrategy, DecodeFailure, Entry, FailureAction, ReadBatch, Stream, default_consumer_name,
 };
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET, require_same_slot};
+use crate::client::{Client, TRACE_TARGET};
 use crate::codec::{Record, reply_pairs};
 use crate::error::{Context, Error, Result};
 use crate::reply::block_ms;
@@ -365,15 +365,21 @@ impl<M: Record> ConsumerGroup<M> {
     /// `error`, and acknowledges it, atomically. Returns the dead-letter
     /// entry id, or `None` if the entry is not pending for this consumer
     /// (acknowledged already, or reclaimed by another consumer).
+    ///
+    /// On a Redis Cluster where the dead-letter stream is in another hash
+    /// slot (`jobs:stream` and `jobs:stream:dead`), no script reaches both:
+    /// the entry is read, appended to the dead-letter stream, then
+    /// acknowledged, in three steps. A failure between the append and the
+    /// acknowledgement leaves the entry pending, to be dead-lettered again:
+    /// the dead-letter stream gets it at least once (`dead_letter.id`
+    /// names the original).
     pub async fn dead_letter(&self, id: &str, error: &str) -> Result<Option<String>> {
-        // One script moves the entry: both streams in one slot on a cluster.
-        require_same_slot(
-            self.client(),
-            "the dead-letter stream",
-            &self.stream.key,
-            &self.dead_letter,
-        )
-        .map_err(|e| e.with_context(self.context("stream.dead_letter")))?;
+        let client = self.client();
+        let apart = redis_schema::hashed_text(&self.stream.key)
+            != redis_schema::hashed_text(&self.dead_letter);
+        if client.config().is_cluster() && apart {
+            return self.dead_letter_across_slots(id, error).await;
+        }
         let mut invocation = DEAD_LETTER_SCRIPT.prepare_invoke();
         invocation
             .key(&*self.stream.key)
@@ -392,6 +398,34 @@ impl<M: Record> ConsumerGroup<M> {
                 }
             })
             .await
+    }
+
+    /// [`dead_letter`](Self::dead_letter) to a stream in another slot of a
+    /// cluster: read, append, acknowledge.
+    async fn dead_letter_across_slots(&self, id: &str, error: &str) -> Result<Option<String>> {
+        let ctx = self.context("stream.dead_letter");
+        let mut read = DEAD_LETTER_SCRIPT.prepare_invoke();
+        read.key(&*self.stream.key)
+            .arg(&*self.name)
+            .arg(&*self.consumer)
+            .arg(id)
+            .arg(error)
+            .arg("read");
+        let fields: Vec<Vec<u8>> = match self.client().query(ctx.clone(), &read).await? {
+            // Not pending for this consumer (Lua's `false`).
+            Value::Nil | Value::Boolean(false) => return Ok(None),
+            reply => redis::from_redis_value(reply).map_err(|e| Error::Command {
+                context: ctx.clone(),
+                message: format!("unexpected dead-letter read reply: {e}"),
+            })?,
+        };
+        let mut append = redis::cmd("XADD");
+        append.arg(&*self.dead_letter).arg("*").arg(fields);
+        let dead_id: String = self.client().query(ctx.clone(), &append).await?;
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&*self.stream.key).arg(&*self.name).arg(id);
+        let _: i64 = self.client().query(ctx, &ack).await?;
+        Ok(Some(dead_id))
     }
 
     /// Reads up to `count` entries of the dead-letter stream, oldest first.
