@@ -47,7 +47,8 @@
 //! A type with a `cross_slot` unique index records each value a write
 //! leaves ([`redis_schema::PENDING_UNIQUE_VALUE`]); the applying client
 //! releases it from the unique hash unless the entity holds it again, and
-//! maps the values the entity holds (see `index::unique_claims`).
+//! after a reindex maps the values the entity holds (see
+//! `index::unique_claims`).
 //!
 //! The lease bounds the one unguarded case: a client that stalls longer
 //! than [`LEASE`] between its claim and its moves may, when it wakes,

@@ -350,9 +350,11 @@ impl<'a> UniqueValue<'a> {
 
 /// After a write of the entity `member` (its hash now `hash`), releases
 /// the `cross_slot` unique values it recorded as left (`released`: the
-/// unique hash and the value), unless it holds them again, and maps the
-/// values it holds that no entity holds in the hash (a repair: the write
-/// claimed them, unless it was a reindex or the hash lost them).
+/// unique hash and the value), unless it holds them again. A record that
+/// releases nothing comes from a reindex (`rebuild` repairing a missing
+/// entry): then the values the entity holds are mapped where no entity
+/// holds them in the hash. A write that left a value claimed the one it
+/// holds now, so that step is skipped for it.
 pub(crate) async fn settle<E: Entity>(
     client: &Client,
     ctx: &Context,
@@ -368,6 +370,9 @@ pub(crate) async fn settle<E: Entity>(
         };
         let value = UniqueValue::at(ctx, descriptor, index, unique, value)?;
         value.release(client, ctx, member).await?;
+    }
+    if !released.is_empty() {
+        return Ok(());
     }
     let pairs = reply_pairs(key, hash)?;
     for index in descriptor.indexes.iter().filter(|i| i.cross_slot) {
