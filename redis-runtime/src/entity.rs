@@ -203,6 +203,9 @@ fn write_invocation(
         invocation.key(pending).key(lease);
     }
     if scripts.fences {
+        // As for the pending key: a key with no fence in its slot gets one
+        // in another, which the server refuses (`CROSSSLOT`) before the
+        // script runs.
         let fence =
             redis_schema::unique_fence_key(key).unwrap_or_else(|| format!("__unique_fence:{key}"));
         invocation.key(fence);
@@ -346,8 +349,8 @@ async fn send_write<E: Entity>(
         let (reply, claim) =
             pending::split_claim(client.query(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
-            let written = matches!(write_reply(reply.clone(), ctx), Ok((1 | 2, _)));
-            if last.is_some() && !written {
+            let written = || matches!(write_reply(reply.clone(), ctx), Ok((1 | 2, _)));
+            if last.is_some() && !written() {
                 // Refused after claiming (the entity changed meanwhile):
                 // the claims recorded beside it are released.
                 release_claims::<E>(client, scripts, key, member).await;

@@ -251,6 +251,56 @@ fn spread_job_cluster_write_script() {
     }
 }
 
+/// A user as other services lay it out: each in its own slot, the unique
+/// email hash global and declared `cross_slot`, no TTL.
+static SPREAD_USER: EntityDescriptor = EntityDescriptor {
+    name: "User",
+    key_pattern: "user:{id}",
+    key: &[Literal("user:"), Field(0)],
+    ttl_ms: None,
+    fields: &[field("id", true), field("email", false)],
+    indexes: &[IndexDescriptor {
+        cross_slot: true,
+        ..index(
+            IndexKind::Unique,
+            "by_email",
+            "users:by_email",
+            &[Literal("users:by_email")],
+            Some("email"),
+        )
+    }],
+    stream: None,
+    ttl_registry: None,
+    ttl_registry_per_tag: false,
+    logs: &[],
+    version: None,
+    cluster: true,
+};
+
+/// The cluster write of `SPREAD_USER` never reads or writes the unique
+/// hash: it refuses a new email without the claim token (`KEYS[4]`, the
+/// fence), records the claims to come and the email it leaves in the
+/// pending key, and takes the token as `ARGV[5]`.
+#[test]
+fn spread_user_cluster_write_script() {
+    let write = write::compile_deferring(&SPREAD_USER, false);
+    check("spread_user.cluster.write", &write);
+    let create = write::compile_deferring(&SPREAD_USER, true);
+    check("spread_user.cluster.create", &create);
+    for script in [&write, &create] {
+        assert!(
+            !script.contains("users:by_email', n"),
+            "no unique hash access"
+        );
+        assert!(!script.contains("'HGET', new_k"), "no holder check");
+        assert!(
+            script.contains("redis.call('GET', KEYS[4])"),
+            "the fence is read"
+        );
+        assert!(script.contains("local nset = tonumber(ARGV[6])"));
+    }
+}
+
 #[test]
 fn member_query_script() {
     check(

@@ -116,6 +116,13 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> St
     assemble_with_rare(descriptor, what, &w.needs(), &w.rare(), &w.out)
 }
 
+/// The Lua text the pending record's field of a unique value to release
+/// starts with, for index number `i` (the value follows; see
+/// [`redis_schema::PENDING_UNIQUE_VALUE`]).
+fn released_field(i: usize) -> String {
+    lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE))
+}
+
 struct Writer<'d> {
     descriptor: &'d EntityDescriptor,
     /// The indexed fields; field `n` in the Lua is `fields[n - 1]`.
@@ -598,7 +605,7 @@ impl<'d> Writer<'d> {
         } else {
             format!("mode ~= 'x' and n{v} ~= o{v}")
         };
-        let intent = lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE));
+        let intent = released_field(i);
         self.branch_line(format!("if {changed} then"));
         self.branch_line(format!(
             "  claims[#claims + 1] = new_k{i}; claims[#claims + 1] = n{v}"
@@ -847,7 +854,7 @@ impl<'d> Writer<'d> {
         self.line("  moved = true");
         self.line(format!(
             "  redis.call('HSET', pending, {} .. o{v}, old_k{i})",
-            lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE))
+            released_field(i)
         ));
         self.line("end");
     }
