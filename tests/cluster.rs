@@ -104,6 +104,15 @@ struct Parcel {
     status: String,
 }
 
+/// `Ticket`'s layout, for the test of a client that stalls past its lease.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "stall:{id}")]
+#[redis(index(key = "stalls:status:{status}", cross_slot))]
+struct Stall {
+    id: String,
+    status: String,
+}
+
 /// `Ticket`'s layout, for the test of concurrent writers.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
 #[redis(cluster, key = "racer:{id}")]
@@ -1213,6 +1222,76 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
         ["p1"],
         "the entry that belongs is kept"
     );
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_past_its_lease_leaves_an_entry_that_rebuild_removes() {
+    let (_cluster, client) = client().await;
+    let stall = |status: &str| Stall {
+        id: "s1".into(),
+        status: status.into(),
+    };
+    stall("open").create(&client).await.expect("create");
+    // The writer claims its moves (and reads the hash: closed), then
+    // stops before them.
+    let gate = redis_runtime::testing::ClaimGate::hold_moves("s1");
+    let stalled = {
+        let client = client.clone();
+        tokio::spawn(async move { stall("closed").save(&client).await })
+    };
+    gate.claimed().await;
+    let lease = redis_runtime::schema::pending_index_lease_key("stall:s1").expect("lease");
+    eventually(
+        Duration::from_secs(15),
+        "the stalled client's lease lapses",
+        async || {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(&lease);
+            let n: i64 = client
+                .query(Context::new("test.exists", "lease"), &exists)
+                .await
+                .expect("EXISTS");
+            n == 0
+        },
+    )
+    .await;
+    // The next write takes the lapsed lease and applies every move.
+    stall("archived").save(&client).await.expect("save");
+    assert_eq!(
+        Stall::by_status_ids(&client, "archived")
+            .await
+            .expect("ids"),
+        ["s1"]
+    );
+    gate.open();
+    stalled
+        .await
+        .expect("join")
+        .expect("the stalled write itself was stored");
+    // Its moves, built from what it read before it stalled, put s1 back
+    // under `closed`: the one case the lease does not guard.
+    let mut members = redis::cmd("SMEMBERS");
+    members.arg("stalls:status:closed");
+    let closed: Vec<String> = client
+        .query(Context::new("test.smembers", ""), &members)
+        .await
+        .expect("SMEMBERS");
+    assert_eq!(closed, ["s1"]);
+    // Reads pass over it; verify reports it; rebuild removes it.
+    assert!(
+        Stall::by_status_ids(&client, "closed")
+            .await
+            .expect("ids")
+            .is_empty()
+    );
+    let report = index::verify::<Stall>(&client).await.expect("verify");
+    assert_eq!(report.drift.len(), 1, "{:?}", report.drift);
+    assert_eq!(report.drift[0].index_key, "stalls:status:closed");
+    let rebuilt = index::rebuild::<Stall>(&client).await.expect("rebuild");
+    assert_eq!(rebuilt.removed, 1, "{rebuilt:?}");
+    let report = index::verify::<Stall>(&client).await.expect("verify");
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
     client.shutdown().await;
 }
 

@@ -362,7 +362,7 @@ async fn send_write<E: Entity>(
             return Err(error);
         }
         #[cfg(feature = "testing")]
-        crate::testing::pass_claim_gate(member).await;
+        crate::testing::pass_gate(crate::testing::GateStep::Claimed, member).await;
         token = wanted.token.clone();
         last = Some(wanted);
     }

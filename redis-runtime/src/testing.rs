@@ -45,7 +45,7 @@ mod process;
 mod sentinel;
 mod topology;
 pub use claim_gate::ClaimGate;
-pub(crate) use claim_gate::pass as pass_claim_gate;
+pub(crate) use claim_gate::{Step as GateStep, pass as pass_gate};
 pub use cluster::ClusterTopology;
 pub use sentinel::{SentinelOptions, SentinelTopology};
 pub use topology::{TestRedis, Topology};

@@ -212,6 +212,8 @@ async fn rounds<E: Entity>(
         else {
             return Ok(Applied::Busy);
         };
+        #[cfg(feature = "testing")]
+        crate::testing::pass_gate(crate::testing::GateStep::Moving, member).await;
         let release = |how: &'static str, appended: &[&str]| {
             let mut release = scripts.call(&scripts.pending_release, key);
             release

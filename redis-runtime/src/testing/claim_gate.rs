@@ -1,15 +1,27 @@
-//! A gate that holds one entity's write between claiming its `cross_slot`
-//! unique values and writing them, so that a test can take a value back
-//! from the entity in exactly that window (see `index::unique_claims`).
+//! Gates that hold one entity's write at a chosen step on a Redis Cluster,
+//! so that a test can act in exactly that window: between claiming its
+//! `cross_slot` unique values and writing them (see
+//! `index::unique_claims`), or between claiming its pending index moves
+//! and applying them (see `index::pending`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::sync::Notify;
 
-/// The gates set, by member id.
-static GATES: LazyLock<Mutex<HashMap<String, Arc<Shared>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The gates set, by step and member id.
+type Gates = HashMap<(Step, String), Arc<Shared>>;
+
+static GATES: LazyLock<Mutex<Gates>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Where a gate holds a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Step {
+    /// After its `cross_slot` unique claims, before the write itself.
+    Claimed,
+    /// After the claim of its pending index moves, before the moves.
+    Moving,
+}
 
 #[derive(Default)]
 struct Shared {
@@ -35,41 +47,52 @@ struct Shared {
 /// # }
 /// ```
 pub struct ClaimGate {
-    member: String,
+    at: (Step, String),
     shared: Arc<Shared>,
 }
 
 impl ClaimGate {
     /// Sets the gate for `member`'s next claiming write.
     pub fn hold(member: &str) -> ClaimGate {
-        let shared = Arc::new(Shared::default());
-        lock().insert(member.to_string(), shared.clone());
-        ClaimGate {
-            member: member.to_string(),
-            shared,
-        }
+        Self::set(Step::Claimed, member)
     }
 
-    /// Waits until the write has claimed its values and stopped here.
+    /// Sets a gate for the next client that claims `member`'s pending
+    /// index moves (the writer, or `index::settle`): it stops after the
+    /// claim (the lease taken, the record and hash read) and before the
+    /// moves. [`claimed`](Self::claimed) waits until it is there.
+    pub fn hold_moves(member: &str) -> ClaimGate {
+        Self::set(Step::Moving, member)
+    }
+
+    fn set(step: Step, member: &str) -> ClaimGate {
+        let shared = Arc::new(Shared::default());
+        let at = (step, member.to_string());
+        lock().insert(at.clone(), shared.clone());
+        ClaimGate { at, shared }
+    }
+
+    /// Waits until the write has claimed and stopped here.
     pub async fn claimed(&self) {
         self.shared.claimed.notified().await;
     }
 
     /// Lets the write go on.
     pub fn open(self) {
-        lock().remove(&self.member);
+        lock().remove(&self.at);
         self.shared.resume.notify_one();
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, HashMap<String, Arc<Shared>>> {
+fn lock() -> std::sync::MutexGuard<'static, Gates> {
     GATES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Called by a write of `member` after its claims: waits at the gate, if
-/// one is set.
-pub(crate) async fn pass(member: &str) {
-    let shared = lock().get(member).cloned();
+/// Called by a write of `member` at `step`: waits at the gate, if one is
+/// set.
+pub(crate) async fn pass(step: Step, member: &str) {
+    // One write stops at a gate: the next one passes.
+    let shared = lock().remove(&(step, member.to_string()));
     if let Some(shared) = shared {
         shared.claimed.notify_one();
         shared.resume.notified().await;
