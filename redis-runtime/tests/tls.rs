@@ -24,6 +24,17 @@ struct Pki {
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as files.
+/// A config for `url` that trusts the test CA and presents the client
+/// certificate, connecting at once.
+fn mutual_tls_config(url: &str, pki: &Pki) -> Config {
+    Config::builder(url)
+        .tls_root_cert_pem(pki.ca_pem.clone())
+        .tls_client_cert_pem(pki.client_cert_pem.clone(), pki.client_key_pem.clone())
+        .lazy_connect(false)
+        .build()
+        .expect("config")
+}
+
 fn pki() -> Pki {
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -113,12 +124,7 @@ async fn mutual_tls_presents_the_client_certificate_the_server_asks_for() {
     let pki = pki();
     let (_server, tls_port) = tls_server_authenticating(&pki, true);
     let url = format!("rediss://127.0.0.1:{tls_port}");
-    let config = Config::builder(&url)
-        .tls_root_cert_pem(pki.ca_pem.clone())
-        .tls_client_cert_pem(pki.client_cert_pem.clone(), pki.client_key_pem.clone())
-        .lazy_connect(false)
-        .build()
-        .expect("config");
+    let config = mutual_tls_config(&url, &pki);
     let client = Client::connect(config)
         .await
         .expect("connect with a client certificate");
@@ -281,12 +287,7 @@ async fn rediss_cluster_routes_scripts_and_subscriptions_over_tls() {
     // The first node's TLS port alone: the client learns the others' TLS
     // ports from the slot map a TLS connection is given.
     let url = format!("rediss+cluster://127.0.0.1:{}", tls_ports[0]);
-    let config = Config::builder(&url)
-        .tls_root_cert_pem(pki.ca_pem.clone())
-        .tls_client_cert_pem(pki.client_cert_pem.clone(), pki.client_key_pem.clone())
-        .lazy_connect(false)
-        .build()
-        .expect("config");
+    let config = mutual_tls_config(&url, &pki);
     assert!(config.tls() && config.is_cluster());
     let client = Client::connect(config).await.expect("TLS cluster connect");
     // Keys on every master, each routed by its slot over TLS.
