@@ -81,7 +81,7 @@ async fn clear(client: &Client, n: u64) {
     let mut del = redis::cmd("DEL");
     del.arg("jobs:{jobs}:stream").arg("{ticks}:stream");
     let _: u64 = client
-        .query(redis_runtime::Context::new("bench.clear", ""), &del)
+        .write(redis_runtime::Context::new("bench.clear", ""), &del)
         .await
         .expect("DEL");
 }

@@ -378,7 +378,7 @@ async fn main() {
     let mut hlen = redis::cmd("HLEN");
     hlen.arg("members:by_email");
     let mapped: u64 = client
-        .query(redis_runtime::Context::new("bench.hlen", "members"), &hlen)
+        .read(redis_runtime::Context::new("bench.hlen", "members"), &hlen)
         .await
         .expect("HLEN");
     println!(

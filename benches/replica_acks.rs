@@ -54,7 +54,7 @@ async fn connect(topology: &SentinelTopology, acks: bool) -> Client {
 
 async fn flush(client: &Client) {
     let _: () = client
-        .query(
+        .write(
             redis_runtime::Context::new("bench.flush", ""),
             &redis::cmd("FLUSHALL"),
         )

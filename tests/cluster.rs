@@ -363,7 +363,7 @@ async fn a_pinned_type_is_written_read_paged_and_expired_on_a_cluster() {
     let mut plant = redis::cmd("SADD");
     plant.arg("jobs:{jobs}:status:queued").arg("j999");
     let added: u64 = client
-        .query(Context::new("test.plant", ""), &plant)
+        .write(Context::new("test.plant", ""), &plant)
         .await
         .expect("plant a stale entry");
     assert_eq!(added, 1);
@@ -434,7 +434,7 @@ async fn entities_tagged_by_a_field_spread_over_the_masters() {
             .arg("bio");
     }
     let err = client
-        .query::<Vec<String>>(Context::new("test.pipeline", ""), &pipe)
+        .read::<Vec<String>>(Context::new("test.pipeline", ""), &pipe)
         .await
         .expect_err("a pipeline over several slots");
     assert_eq!(err.code(), "STORAGE_COMMAND", "{err}");
@@ -506,7 +506,7 @@ async fn a_type_tagged_by_a_field_keeps_its_indexes_and_registry_per_tag() {
             master_of(&format!("run:{{{user}}}:r2"))
         );
         let listed: Option<f64> = client
-            .query(
+            .read(
                 Context::new("test.zscore", ""),
                 redis::cmd("ZSCORE")
                     .arg(&registry)
@@ -545,7 +545,7 @@ async fn a_type_tagged_by_a_field_keeps_its_indexes_and_registry_per_tag() {
     assert!(report.drift.is_empty(), "{:?}", report.drift);
     // A stale entry in one user's index is found and removed in its slot.
     let _: i64 = client
-        .query(
+        .write(
             Context::new("test.plant", ""),
             redis::cmd("SADD")
                 .arg("runs:{owner5}:status:running")
@@ -1105,7 +1105,7 @@ async fn cross_slot_indexes_follow_entities_spread_over_every_master() {
 async fn hold_lease(client: &Client, key: &str) -> String {
     let lease = redis_runtime::schema::pending_index_lease_key(key).expect("lease");
     let _: () = client
-        .query(
+        .write(
             Context::new("test.lease", ""),
             redis::cmd("SET")
                 .arg(&lease)
@@ -1129,7 +1129,7 @@ async fn settle_once_the_lease_lapses<E: redis_runtime::Entity>(client: &Client,
         "the lease is respected"
     );
     let _: i64 = client
-        .query(
+        .write(
             Context::new("test.unlease", ""),
             redis::cmd("DEL").arg(lease),
         )
@@ -1156,7 +1156,7 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
     let record = redis_runtime::schema::pending_index_key("parcel:p1").expect("record");
     assert_eq!(pending_records("parcel:"), [record]);
     let listed: Vec<String> = client
-        .query(
+        .read(
             Context::new("test.smembers", ""),
             redis::cmd("SMEMBERS").arg("parcels:status:open"),
         )
@@ -1205,7 +1205,7 @@ async fn a_write_whose_moves_are_not_applied_is_never_listed_under_its_old_value
     // A planted entry is found, and rebuild removes it through the
     // entity's record, re-checked against the entity.
     let _: i64 = client
-        .query(
+        .write(
             Context::new("test.plant", ""),
             redis::cmd("SADD").arg("parcels:status:open").arg("p1"),
         )
@@ -1249,7 +1249,7 @@ async fn a_client_that_stalls_past_its_lease_leaves_an_entry_that_rebuild_remove
             let mut exists = redis::cmd("EXISTS");
             exists.arg(&lease);
             let n: i64 = client
-                .query(Context::new("test.exists", "lease"), &exists)
+                .read(Context::new("test.exists", "lease"), &exists)
                 .await
                 .expect("EXISTS");
             n == 0
@@ -1274,7 +1274,7 @@ async fn a_client_that_stalls_past_its_lease_leaves_an_entry_that_rebuild_remove
     let mut members = redis::cmd("SMEMBERS");
     members.arg("stalls:status:closed");
     let closed: Vec<String> = client
-        .query(Context::new("test.smembers", ""), &members)
+        .read(Context::new("test.smembers", ""), &members)
         .await
         .expect("SMEMBERS");
     assert_eq!(closed, ["s1"]);
@@ -1724,7 +1724,7 @@ async fn hget(client: &Client, key: &str, field: &str) -> Option<String> {
     let mut cmd = redis::cmd("HGET");
     cmd.arg(key).arg(field);
     client
-        .query(Context::new("test.hget", "test"), &cmd)
+        .read(Context::new("test.hget", "test"), &cmd)
         .await
         .expect("HGET")
 }
@@ -1861,7 +1861,7 @@ async fn a_value_mapped_to_an_account_that_does_not_hold_it_is_taken_over() {
     };
     // A claim whose entity was never written (its client died after claiming).
     let () = client
-        .query(
+        .write(
             Context::new("test.claim", "accounts:by_email"),
             &claim("ghost@x", "ghost"),
         )
@@ -1890,7 +1890,7 @@ async fn a_value_mapped_to_an_account_that_does_not_hold_it_is_taken_over() {
         .await
         .expect("create");
     let () = client
-        .query(
+        .write(
             Context::new("test.claim", "accounts:by_email"),
             &claim("stale@x", "t2"),
         )
@@ -1913,7 +1913,7 @@ async fn a_value_mapped_to_an_account_that_does_not_hold_it_is_taken_over() {
     let mut get = redis::cmd("GET");
     get.arg("__unique_fence:{account:t2}");
     let fence: Option<String> = client
-        .query(Context::new("test.fence", "account"), &get)
+        .read(Context::new("test.fence", "account"), &get)
         .await
         .expect("GET");
     assert_eq!(fence.as_deref(), Some("1"));

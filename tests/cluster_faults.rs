@@ -328,7 +328,7 @@ async fn under_load(
 ) -> Duration {
     // Each load's order entries on a stream of its own.
     let _: i64 = client
-        .query(
+        .write(
             Context::new("test.del", ""),
             redis::cmd("DEL").arg("orders:stream"),
         )
@@ -515,7 +515,7 @@ async fn under_load(
     }
     // The client answers at once again.
     let ping: String = client
-        .query(Context::new("test.ping", ""), &redis::cmd("PING"))
+        .read(Context::new("test.ping", ""), &redis::cmd("PING"))
         .await
         .expect("ping");
     assert_eq!(ping, "PONG");

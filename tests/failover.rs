@@ -379,7 +379,7 @@ async fn node(topology: &SentinelTopology, port: u16) -> Client {
 /// Whether the node behind `node` says it is a master (`ROLE`).
 async fn is_master(node: &Client) -> bool {
     let reply: redis_runtime::Result<Vec<redis::Value>> = node
-        .query_repeatable(Context::new("test.role", ""), &redis::cmd("ROLE"))
+        .read(Context::new("test.role", ""), &redis::cmd("ROLE"))
         .await;
     matches!(
         reply.as_deref(),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis_runtime::Client;
-use redis_runtime::testing::RedisServer;
+use redis_runtime::testing::{Proxy, RedisServer};
 use tokio::task::JoinHandle;
 
 use common::{Job, JobStatus, assert_no_drift, job, random_write};
@@ -147,100 +147,6 @@ async fn a_killed_server_restarted_from_its_aof_leaves_zero_drift() {
     assert_no_drift::<Job>(&client).await;
 }
 
-/// A TCP proxy between the client and the server that can pass bytes,
-/// hold them (a stalled network) or cut every connection (a reset).
-mod proxy {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::task::JoinHandle;
-
-    pub(super) struct Proxy {
-        pub(super) port: u16,
-        stalled: Arc<AtomicBool>,
-        links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-        accept: JoinHandle<()>,
-    }
-
-    impl Proxy {
-        /// Listens on a free loopback port and forwards to `target`.
-        pub(super) async fn start(target: u16) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let port = listener.local_addr().expect("addr").port();
-            let stalled = Arc::new(AtomicBool::new(false));
-            let links = Arc::new(Mutex::new(Vec::new()));
-            let accept = tokio::spawn({
-                let (stalled, links) = (stalled.clone(), links.clone());
-                async move {
-                    while let Ok((inbound, _)) = listener.accept().await {
-                        let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
-                            continue;
-                        };
-                        let (in_read, in_write) = inbound.into_split();
-                        let (out_read, out_write) = outbound.into_split();
-                        let mut links = links.lock().expect("links");
-                        links.push(tokio::spawn(pump(in_read, out_write, stalled.clone())));
-                        links.push(tokio::spawn(pump(out_read, in_write, stalled.clone())));
-                    }
-                }
-            });
-            Self {
-                port,
-                stalled,
-                links,
-                accept,
-            }
-        }
-
-        /// Holds every byte from now on (both ways) until `resume`.
-        pub(super) fn stall(&self) {
-            self.stalled.store(true, Ordering::SeqCst);
-        }
-
-        pub(super) fn resume(&self) {
-            self.stalled.store(false, Ordering::SeqCst);
-        }
-
-        /// Drops every open connection, mid-command or not.
-        pub(super) fn cut(&self) {
-            for link in self.links.lock().expect("links").drain(..) {
-                link.abort();
-            }
-        }
-    }
-
-    impl Drop for Proxy {
-        fn drop(&mut self) {
-            self.cut();
-            self.accept.abort();
-        }
-    }
-
-    /// Copies bytes from `from` to `to`, holding each chunk while stalled.
-    async fn pump(
-        mut from: tokio::net::tcp::OwnedReadHalf,
-        mut to: tokio::net::tcp::OwnedWriteHalf,
-        stalled: Arc<AtomicBool>,
-    ) {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            while stalled.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            if to.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// Writers behind a network that stalls for longer than the operation
 /// deadline and then cuts every connection: no operation outlives its
 /// deadline, every failure has a documented code, and the indexes are
@@ -248,9 +154,9 @@ mod proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_then_cut_network_never_hangs_an_operation_or_leaves_drift() {
     let server = RedisServer::start();
-    let proxy = proxy::Proxy::start(server.port()).await;
+    let proxy = Proxy::start(server.port());
     let deadline = Duration::from_millis(800);
-    let config = redis_runtime::Config::builder(format!("redis://127.0.0.1:{}", proxy.port))
+    let config = redis_runtime::Config::builder(format!("redis://127.0.0.1:{}", proxy.port()))
         .connect_timeout(Duration::from_millis(300))
         .response_timeout(Duration::from_millis(300))
         .operation_timeout(deadline)

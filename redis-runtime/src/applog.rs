@@ -51,6 +51,7 @@ use crate::codec::{FieldValue, KeyPart, value_kind};
 use crate::entity::Ttl;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, duration_ms};
+use crate::transport::{Effect, Request};
 
 /// What [`AppendLog<T>::append`] takes as a line: any `T`, and for `String`
 /// logs also `str` and `&str`, encoded as the `T` they stand for.
@@ -223,7 +224,7 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
         if let Some(ttl) = self.ttl {
             pipe.cmd("PEXPIRE").arg(&key).arg(duration_ms(ttl)).ignore();
         }
-        let (len,): (u64,) = self.client.query(ctx, &pipe).await?;
+        let (len,): (u64,) = self.client.write(ctx, &pipe).await?;
         Ok(len)
     }
 
@@ -240,7 +241,7 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
         let key = self.key(id)?;
         let mut cmd = redis::cmd("LRANGE");
         cmd.arg(&key).arg(start).arg(stop);
-        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client.read(ctx.clone(), &cmd).await?;
         let decode_error = |field: String, reason: String| Error::Decode {
             context: ctx.clone(),
             key: key.clone(),
@@ -279,12 +280,14 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
 
     /// Number of lines (0 for a log that does not exist or expired).
     pub async fn len(&self, id: &(impl KeyPart + ?Sized)) -> Result<u64> {
-        self.query_key("LLEN", id, "applog.len").await
+        self.query_key(Effect::Read, "LLEN", id, "applog.len").await
     }
 
     /// The log's remaining lifetime.
     pub async fn ttl(&self, id: &(impl KeyPart + ?Sized)) -> Result<Ttl> {
-        let ms: i64 = self.query_key("PTTL", id, "applog.ttl").await?;
+        let ms: i64 = self
+            .query_key(Effect::Read, "PTTL", id, "applog.ttl")
+            .await?;
         Ok(match ms {
             -2 => Ttl::Missing,
             -1 => Ttl::Persistent,
@@ -294,19 +297,24 @@ impl<T: FieldValue + Send + 'static> AppendLog<T> {
 
     /// Deletes the log; returns whether it existed.
     pub async fn delete(&self, id: &(impl KeyPart + ?Sized)) -> Result<bool> {
-        let removed: u64 = self.query_key("DEL", id, "applog.delete").await?;
+        let removed: u64 = self
+            .query_key(Effect::Write, "DEL", id, "applog.delete")
+            .await?;
         Ok(removed == 1)
     }
 
     /// Sends `command` with entity `id`'s log key as its only argument.
     async fn query_key<R: redis::FromRedisValue>(
         &self,
+        effect: Effect,
         command: &str,
         id: &(impl KeyPart + ?Sized),
         operation: &'static str,
     ) -> Result<R> {
         let mut cmd = redis::cmd(command);
         cmd.arg(self.key(id)?);
-        self.client.query(self.context(operation), &cmd).await
+        self.client
+            .send(self.context(operation), Request::new(effect, cmd))
+            .await
     }
 }

@@ -18,6 +18,9 @@ use crate::error::{Context, Error, Result, Unavailability};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
 use crate::sentinel::MasterLookup;
 use crate::server::{Feature, ServerInfo};
+use crate::transport::acks::AckBatch;
+use crate::transport::cluster::Redirecting;
+use crate::transport::{Effect, Payload, Request};
 
 /// How long [`Client::health`] waits for `PING`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -126,12 +129,12 @@ impl Endpoint {
 /// A connection to one server (`C`: redis-rs's reconnecting manager for
 /// the shared connection, a multiplexed connection for blocking reads), or
 /// a cluster's, which routes each command to the node serving its key's
-/// slot and follows `MOVED`/`ASK` redirections, `TRYAGAIN` and slot map
-/// changes by itself.
+/// slot, follows slot map changes and, through [`Redirecting`], `MOVED`
+/// and `ASK`; it sends nothing again on its own.
 #[derive(Clone)]
 pub(crate) enum NodeOrCluster<C> {
     Node(C),
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(Redirecting),
 }
 
 /// The shared connection.
@@ -166,22 +169,6 @@ impl<C: redis::aio::ConnectionLike> redis::aio::ConnectionLike for NodeOrCluster
             NodeOrCluster::Cluster(_) => 0,
         }
     }
-}
-
-/// Group commit for replica acknowledgements. `WAIT` blocks the whole
-/// (shared) connection on the server until the replicas answer, so one
-/// `WAIT` per write would serialise every task on it. Instead one `WAIT`
-/// is in flight at a time, and it covers every write whose reply arrived
-/// on this connection before it was sent: writers that finish while it is
-/// in flight share the next one.
-#[derive(Default)]
-struct AckBatch {
-    /// Writes whose reply has arrived, numbered in that order.
-    replies: AtomicU64,
-    /// Held while a `WAIT` is in flight; then the last one's answer: the
-    /// writes it covers (numbers up to this) and how many replicas
-    /// acknowledged them.
-    last: tokio::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// What the client has observed about its link, for tracing: redis-rs
@@ -271,7 +258,7 @@ impl Client {
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
                         endpoint: Endpoint::Cluster(client),
-                        shared: NodeOrCluster::Cluster(cluster),
+                        shared: NodeOrCluster::Cluster(Redirecting::new(cluster)),
                         acks: AckBatch::default(),
                     })),
                 )
@@ -527,84 +514,33 @@ impl Client {
         self.inner.link_generation.subscribe()
     }
 
-    /// A handle on the shared connection for one attempt.
-    async fn connection(&self, context: &Context) -> Result<Connection> {
+    /// A handle on the shared connection for one attempt of a request of
+    /// `effect`.
+    async fn connection(&self, context: &Context, effect: Effect) -> Result<Connection> {
         let link = self.link(context).await?;
+        let shared = match &link.shared {
+            NodeOrCluster::Node(manager) => NodeOrCluster::Node(manager.clone()),
+            NodeOrCluster::Cluster(cluster) => {
+                NodeOrCluster::Cluster(cluster.clone().for_effect(effect))
+            }
+        };
         Ok(Connection {
-            shared: link.shared.clone(),
+            shared,
             link,
             round_trips: self.inner.round_trips.clone(),
         })
     }
 
     /// After a write on `conn`: with [`Config::replica_acks`] set, waits
-    /// for that many replicas to acknowledge it (`WAIT`, shared with the
-    /// writes that finished meanwhile: see [`AckBatch`]). Any failure here
-    /// leaves the write's outcome unknown: it already ran on the primary.
+    /// for that many replicas to acknowledge it (see [`AckBatch`]).
     async fn acknowledge(&self, conn: &Connection, context: &Context) -> Result<()> {
         let Some(acks) = self.inner.config.replica_acks else {
             return Ok(());
         };
-        let timeout_ms = duration_ms(acks.timeout);
-        let batch = &conn.link.acks;
-        let this_write = batch.replies.fetch_add(1, Ordering::AcqRel) + 1;
-        let mut last = batch.last.lock().await;
-        let acknowledged = match *last {
-            // A WAIT sent after this write's reply arrived answered it.
-            Some((covers, acknowledged)) if covers >= this_write => Ok(acknowledged),
-            _ => {
-                let covers = batch.replies.load(Ordering::Acquire);
-                let mut cmd = redis::cmd("WAIT");
-                cmd.arg(acks.replicas).arg(timeout_ms);
-                let answer = cmd.query_async::<u64>(&mut conn.clone()).await;
-                if let Ok(acknowledged) = answer {
-                    *last = Some((covers, acknowledged));
-                }
-                answer
-            }
-        };
-        drop(last);
-        match acknowledged {
-            Ok(acknowledged) if acknowledged >= u64::from(acks.replicas) => Ok(()),
-            Ok(acknowledged) => Err(Error::NotReplicated {
-                context: context.clone(),
-                acknowledged,
-                required: acks.replicas,
-                timeout_ms,
-            }),
-            Err(e) => Err(match Error::from_redis(&e, context.clone()) {
-                Error::Unavailable {
-                    context,
-                    reason,
-                    message,
-                    waited_ms,
-                    ..
-                } => Error::Unavailable {
-                    context,
-                    reason,
-                    message: format!("waiting for replica acknowledgements: {message}"),
-                    waited_ms,
-                    outcome_unknown: true,
-                },
-                Error::Timeout {
-                    context,
-                    elapsed_ms,
-                    ..
-                } => Error::Timeout {
-                    context,
-                    elapsed_ms,
-                    outcome_unknown: true,
-                },
-                // The write ran; only the wait was refused (e.g. on a replica).
-                Error::Command { context, message } => Error::Command {
-                    context,
-                    message: format!(
-                        "the write ran, but waiting for replica acknowledgements failed: {message}"
-                    ),
-                },
-                other => other,
-            }),
-        }
+        conn.link
+            .acks
+            .acknowledge(&mut conn.clone(), acks, context)
+            .await
     }
 
     /// The configuration this client was built from.
@@ -612,90 +548,66 @@ impl Client {
         &self.inner.config
     }
 
-    /// Runs one operation on the shared connection.
+    /// Runs one operation on the shared connection, once: for work that a
+    /// single request cannot express (several round trips that decode as
+    /// they go). `op` counts as a write ([`Effect::Write`]): it is never
+    /// sent again, and with [`Config::replica_acks`] set it is followed by
+    /// `WAIT`. Prefer [`Client::read`] and [`Client::write`], which wait
+    /// out server states that refused a request.
     ///
-    /// This is the single path every runtime call and all generated code
-    /// takes: it refuses work after [`Client::shutdown`], bounds the
-    /// operation by [`Config::operation_timeout`], attaches `context` to any
-    /// error, reports to the metrics hook and traces link transitions.
-    /// redis-rs errors convert with `?` inside `op`. With
-    /// [`Config::replica_acks`] set, `op` counts as a write: it is followed
-    /// by `WAIT` (see [`Client::query`]).
+    /// Like every call on the client, it refuses work after
+    /// [`Client::shutdown`], is bounded by [`Config::operation_timeout`],
+    /// attaches `context` to any error and reports to the metrics hook.
+    /// redis-rs errors convert with `?` inside `op`.
     pub async fn run<T, F, Fut>(&self, context: Context, op: F) -> Result<T>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run_with_deadline(context, self.inner.config.operation_timeout, false, op)
-            .await
+        self.run_with_deadline(
+            context,
+            self.inner.config.operation_timeout,
+            Effect::Write,
+            op,
+        )
+        .await
     }
 
-    /// Sends one [`Request`] (a command, a pipeline or a prepared script
-    /// call) and decodes its reply: [`Client::run`] for the
-    /// common case of a single round trip, with the same deadline, context,
-    /// metrics and shutdown behaviour.
+    /// Sends `request` (a command, a pipeline or a prepared script call,
+    /// and what it does to the data) and decodes its reply, within
+    /// [`Config::operation_timeout`], with `context` on any error.
     ///
-    /// Unlike [`Client::run`] it waits out transient server states: a reply
-    /// that proves the server did not run the request (`LOADING`, `BUSY`,
-    /// `MASTERDOWN`, `READONLY`, `TRYAGAIN`, `CLUSTERDOWN`, `NOSCRIPT`, a
-    /// refused connection) sends it again after a backoff
-    /// ([`Config::retry`](crate::Config) bounds: 50 ms doubling up to 2 s by
-    /// default) for as long as the operation deadline allows, then fails
-    /// with `STORAGE_UNAVAILABLE` naming the state. A dropped connection or
-    /// a reply timeout leaves the outcome unknown, so it is retried only
-    /// by [`Client::query_repeatable`]; here a write fails at once with
-    /// [`Error::outcome_unknown`] set, so the caller re-reads instead of
-    /// repeating a `create`.
+    /// Whether it is sent again after a failure, and whether it waits for
+    /// replica acknowledgements, follow from its [`Effect`] alone, on every
+    /// topology:
     ///
-    /// With [`Config::replica_acks`] set, a request sent by `query` counts
-    /// as a write: once it succeeded, `WAIT` on the same connection asks
-    /// for that many replica acknowledgements, and too few fail it with
-    /// `STORAGE_NOT_REPLICATED` (the write ran; re-read before retrying).
-    /// Send reads with [`Client::query_repeatable`], which does not wait.
+    /// - every request is sent again, after a backoff
+    ///   ([`Config::retry`](crate::Config) bounds: 50 ms doubling up to 2 s
+    ///   by default), while the server refuses it without running it
+    ///   (`LOADING`, `BUSY`, `MASTERDOWN`, `READONLY`, `TRYAGAIN`,
+    ///   `CLUSTERDOWN`, a redirect not followed yet, a refused connection),
+    ///   then fails with `STORAGE_UNAVAILABLE` naming the state;
+    /// - after a dropped connection or a reply timeout, a read or an
+    ///   idempotent write is sent again; a write fails at once with
+    ///   [`Error::outcome_unknown`] set, so the caller re-reads instead of
+    ///   repeating a `create`;
+    /// - with [`Config::replica_acks`] set, a write or an idempotent write
+    ///   is followed by `WAIT` on the same connection, and too few
+    ///   acknowledgements fail it with `STORAGE_NOT_REPLICATED` (it ran;
+    ///   re-read before retrying). A read never waits.
     ///
-    /// ```no_run
-    /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
-    /// use redis_runtime::Context;
-    ///
-    /// let mut cmd = redis::cmd("SCARD");
-    /// cmd.arg("jobs:status:queued");
-    /// let queued: u64 = client.query(Context::new("jobs.count", "jobs:status:{status}"), &cmd).await?;
-    /// # let _ = queued;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn query<'r, T: redis::FromRedisValue>(
-        &self,
-        context: Context,
-        request: impl Into<Request<'r>>,
-    ) -> Result<T> {
-        self.send(context, request.into(), false).await
-    }
-
-    /// [`Client::query`] for a request that is harmless to send twice: a
-    /// read, or a write whose repetition changes nothing (`SET` to a fixed
-    /// value). Besides the states `query` waits out, it is also sent again
-    /// after the connection dropped or a reply timed out, within the same
-    /// deadline.
-    pub async fn query_repeatable<'r, T: redis::FromRedisValue>(
-        &self,
-        context: Context,
-        request: impl Into<Request<'r>>,
-    ) -> Result<T> {
-        self.send(context, request.into(), true).await
-    }
-
-    /// One request through the retry loop, within the operation deadline.
-    async fn send<T: redis::FromRedisValue>(
+    /// [`Client::read`], [`Client::write`] and [`Client::write_idempotent`]
+    /// send a [`Payload`] with their effect.
+    pub async fn send<T: redis::FromRedisValue>(
         &self,
         context: Context,
         request: Request<'_>,
-        repeatable: bool,
     ) -> Result<T> {
         let deadline = self.inner.config.operation_timeout;
         let cluster = self.inner.config.is_cluster();
-        self.run_retrying(context, deadline, repeatable, |mut conn| async move {
-            match request.send(&mut conn).await {
+        let payload = request.payload();
+        self.run_retrying(context, deadline, request.effect(), |mut conn| async move {
+            match payload.send(&mut conn).await {
                 Ok(value) => Ok(value),
                 // redis-rs loaded the script and tried once more; on a
                 // cluster mid-failover the load can miss the new primary.
@@ -719,17 +631,105 @@ impl Client {
         .await
     }
 
-    /// Runs `op` like [`Client::run`], and runs it again (on the same
-    /// shared connection, which reconnects by itself) after a backoff while
-    /// it fails with an error that makes that safe (see [`Client::query`]),
-    /// within `deadline` in all: the one retry loop, used by `query` and by
-    /// reads that decode as they go. `repeatable`: sending `op` twice is
-    /// harmless (a read), so it is also retried after a dropped connection.
+    /// Sends a read ([`Effect::Read`]; see [`Client::send`]): sent again
+    /// after any transient failure within the deadline, never waiting for
+    /// replicas.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+    /// use redis_runtime::Context;
+    ///
+    /// let mut cmd = redis::cmd("SCARD");
+    /// cmd.arg("jobs:status:queued");
+    /// let queued: u64 = client.read(Context::new("jobs.count", "jobs:status:{status}"), &cmd).await?;
+    /// # let _ = queued;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn read<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        payload: impl Into<Payload<'r>>,
+    ) -> Result<T> {
+        self.send(context, Request::read(payload)).await
+    }
+
+    /// Sends a write ([`Effect::Write`]; see [`Client::send`]): sent again
+    /// only when the server provably did not run it, acknowledged by
+    /// replicas when configured.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
+    /// use redis_runtime::Context;
+    ///
+    /// let mut cmd = redis::cmd("LPUSH");
+    /// cmd.arg("audit:log").arg("job j7 started");
+    /// match client.write::<u64>(Context::new("audit.append", "audit:log"), &cmd).await {
+    ///     Ok(_) => {}
+    ///     // The connection dropped after sending: it may have run.
+    ///     Err(e) if e.outcome_unknown() => { /* re-read before appending again */ }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn write<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        payload: impl Into<Payload<'r>>,
+    ) -> Result<T> {
+        self.send(context, Request::write(payload)).await
+    }
+
+    /// Sends a write that is harmless to run twice
+    /// ([`Effect::IdempotentWrite`]: `SET` to a fixed value, `SADD`, …; see
+    /// [`Client::send`]): sent again like a read, acknowledged like a
+    /// write.
+    pub async fn write_idempotent<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        payload: impl Into<Payload<'r>>,
+    ) -> Result<T> {
+        self.send(context, Request::idempotent_write(payload)).await
+    }
+
+    /// Sends `payload` as a write: [`Client::write`] under its old name.
+    #[deprecated(
+        since = "0.1.0",
+        note = "say what the request does: `Client::write` (the same behaviour), or `Client::read` for a read, which is sent again after a dropped connection and never waits for replicas"
+    )]
+    pub async fn query<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        payload: impl Into<Payload<'r>>,
+    ) -> Result<T> {
+        self.write(context, payload).await
+    }
+
+    /// Sends `payload` as a read: [`Client::read`] under its old name.
+    #[deprecated(
+        since = "0.1.0",
+        note = "say what the request does: `Client::read` for a read (the same behaviour), or `Client::write_idempotent` for a write that is harmless to repeat, which also waits for replica acknowledgements"
+    )]
+    pub async fn query_repeatable<'r, T: redis::FromRedisValue>(
+        &self,
+        context: Context,
+        payload: impl Into<Payload<'r>>,
+    ) -> Result<T> {
+        self.read(context, payload).await
+    }
+
+    /// Runs `op` (one attempt of a request of `effect`) on the shared
+    /// connection, and again after a backoff while it fails in a way the
+    /// resend rule allows ([`Effect::may_resend`]; see the `transport`
+    /// module), within `deadline` in all; acknowledges a write when
+    /// configured. The one retry loop: every request goes through it, and
+    /// reads that decode as they go call it directly.
     pub(crate) async fn run_retrying<T, F, Fut>(
         &self,
         context: Context,
         deadline: Duration,
-        repeatable: bool,
+        effect: Effect,
         mut op: F,
     ) -> Result<T>
     where
@@ -748,9 +748,9 @@ impl Client {
             loop {
                 let attempt_at = Instant::now();
                 let attempt = async {
-                    let conn = self.connection(&ctx).await?;
+                    let conn = self.connection(&ctx, effect).await?;
                     let value = op(conn.clone()).await?;
-                    if !repeatable {
+                    if effect.writes() {
                         self.acknowledge(&conn, &ctx).await?;
                     }
                     Ok::<T, Error>(value)
@@ -762,7 +762,7 @@ impl Client {
                 let elapsed = started.elapsed();
                 // Sleeping past the deadline would only turn what the
                 // server said into a bare timeout.
-                if !error.retry_safe(repeatable) || elapsed + delay >= deadline {
+                if !effect.may_resend(&error) || elapsed + delay >= deadline {
                     return Err(if retried {
                         error.after_waiting(duration_ms(elapsed))
                     } else {
@@ -788,17 +788,16 @@ impl Client {
                 delay = delay.saturating_mul(2).min(policy.max_delay);
             }
         };
-        self.bounded(context, deadline, repeatable, work).await
+        self.bounded(context, deadline, effect, work).await
     }
 
-    /// Runs `op` once on the shared connection within `deadline`.
-    /// `read_only`: `op` changes nothing, so a timeout leaves no write of
-    /// unknown outcome behind and no replica acknowledgement is awaited.
+    /// Runs `op`, a request of `effect`, once on the shared connection
+    /// within `deadline`; acknowledges a write when configured.
     pub(crate) async fn run_with_deadline<T, F, Fut>(
         &self,
         context: Context,
         deadline: Duration,
-        read_only: bool,
+        effect: Effect,
         op: F,
     ) -> Result<T>
     where
@@ -807,24 +806,25 @@ impl Client {
     {
         let ctx = context.clone();
         let work = async move {
-            let conn = self.connection(&ctx).await?;
+            let conn = self.connection(&ctx, effect).await?;
             let value = op(conn.clone()).await?;
-            if !read_only {
+            if effect.writes() {
                 self.acknowledge(&conn, &ctx).await?;
             }
             Ok(value)
         };
-        self.bounded(context, deadline, read_only, work).await
+        self.bounded(context, deadline, effect, work).await
     }
 
     /// The frame of every operation on the shared connection: refuses work
     /// after shutdown, tracks it for graceful shutdown, bounds it by
-    /// `deadline`, fills in `context`, reports to metrics and tracing.
+    /// `deadline`, fills in `context`, reports to metrics and tracing. A
+    /// write cut off by the deadline may have run: its outcome is unknown.
     async fn bounded<T>(
         &self,
         context: Context,
         deadline: Duration,
-        read_only: bool,
+        effect: Effect,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let started = Instant::now();
@@ -840,8 +840,7 @@ impl Client {
                 Err(_) => Err(Error::Timeout {
                     context: context.clone(),
                     elapsed_ms: duration_ms(deadline),
-                    // A write in flight may have been applied.
-                    outcome_unknown: !read_only,
+                    outcome_unknown: effect.writes(),
                 }),
             }
         };
@@ -869,7 +868,7 @@ impl Client {
             .run_with_deadline(
                 Context::new("health", ""),
                 HEALTH_TIMEOUT,
-                true,
+                Effect::Read,
                 |mut conn| async move {
                     let mut pipe = redis::pipe();
                     pipe.cmd("PING")
@@ -1008,7 +1007,7 @@ impl Client {
     async fn info(&self, section: &str, ctx: Context) -> Result<Vec<String>> {
         let mut cmd = redis::cmd("INFO");
         cmd.arg(section);
-        let reply: redis::Value = self.query_repeatable(ctx.clone(), &cmd).await?;
+        let reply: redis::Value = self.read(ctx.clone(), &cmd).await?;
         let text = |value: redis::Value| redis::from_redis_value::<String>(value).ok();
         let nodes = match reply {
             redis::Value::Map(nodes) => nodes
@@ -1112,7 +1111,7 @@ impl Client {
                     cluster
                         .get_async_connection_with_config(config)
                         .await
-                        .map(NodeOrCluster::Cluster)
+                        .map(|cluster| NodeOrCluster::Cluster(Redirecting::new(cluster)))
                 }
             };
             opened.map_err(|e| Error::from_redis(&e, context.clone()))
@@ -1207,7 +1206,7 @@ impl Client {
     pub(crate) async fn cluster_primaries(&self, ctx: &Context) -> Result<Vec<(String, u16)>> {
         let mut cmd = redis::cmd("CLUSTER");
         cmd.arg("SLOTS");
-        let ranges: Vec<redis::Value> = self.query_repeatable(ctx.clone(), &cmd).await?;
+        let ranges: Vec<redis::Value> = self.read(ctx.clone(), &cmd).await?;
         let mut primaries = std::collections::BTreeSet::new();
         for range in ranges {
             // [start, end, [host, port, id, ...] (the primary), replicas...]
@@ -1279,6 +1278,12 @@ impl Client {
             builder
                 .use_protocol(redis::ProtocolVersion::RESP3)
                 .push_sender(pushes)
+                // Only subscription commands go through it, and
+                // subscribing twice to a channel is harmless: redis-rs may
+                // send them again and follow their redirects itself.
+                .retries(u32::try_from(config.retry.max_retries).unwrap_or(u32::MAX))
+                .min_retry_wait(duration_ms(config.retry.min_delay))
+                .max_retry_wait(duration_ms(config.retry.max_delay))
         })?;
         cluster_connection(config, &client).await
     }
@@ -1489,9 +1494,11 @@ fn cluster_client_with(
         // that: a blocking read longer than it would time out at once. The
         // operation timeout bounds every operation instead.
         .overall_response_timeout(None)
-        .retries(u32::try_from(config.retry.max_retries).unwrap_or(u32::MAX))
-        .min_retry_wait(duration_ms(config.retry.min_delay))
-        .max_retry_wait(duration_ms(config.retry.max_delay));
+        // Its one retry budget would also send a request again after its
+        // connection dropped or its reply timed out, which runs a write
+        // twice: every failure comes back to us instead, and `Redirecting`
+        // follows redirects (see the transport module).
+        .retries(0);
     if let Some(username) = settings.username() {
         builder = builder.username(username);
     }
@@ -1594,56 +1601,6 @@ impl From<redis::RedisError> for Error {
     /// Classifies a redis-rs error; [`Client::run`] fills in the context.
     fn from(error: redis::RedisError) -> Self {
         Error::from_redis(&error, Context::default())
-    }
-}
-
-/// What [`Client::query`] sends in one round trip: a command, a pipeline
-/// or a prepared script call. Built with `.into()` (or implicitly by
-/// `query`) from `&redis::Cmd`, `&redis::Pipeline` and
-/// `&redis::ScriptInvocation`.
-#[derive(Clone, Copy)]
-pub enum Request<'r> {
-    /// One command.
-    Command(&'r redis::Cmd),
-    /// A pipeline: all its commands in one round trip.
-    Pipeline(&'r redis::Pipeline),
-    /// A Lua script call: EVALSHA, loading the script on `NOSCRIPT`.
-    Script(&'r redis::ScriptInvocation<'r>),
-}
-
-impl Request<'_> {
-    async fn send<T: redis::FromRedisValue>(self, conn: &mut Connection) -> redis::RedisResult<T> {
-        match self {
-            Request::Command(cmd) => cmd.query_async(conn).await,
-            Request::Pipeline(pipeline) => pipeline.query_async(conn).await,
-            Request::Script(invocation) => invocation.invoke_async(conn).await,
-        }
-    }
-}
-
-impl<'r> From<&'r redis::Cmd> for Request<'r> {
-    fn from(cmd: &'r redis::Cmd) -> Self {
-        Request::Command(cmd)
-    }
-}
-
-/// So a command built in place works too:
-/// `client.query(ctx, redis::cmd("GET").arg(key))`.
-impl<'r> From<&'r mut redis::Cmd> for Request<'r> {
-    fn from(cmd: &'r mut redis::Cmd) -> Self {
-        Request::Command(cmd)
-    }
-}
-
-impl<'r> From<&'r redis::Pipeline> for Request<'r> {
-    fn from(pipeline: &'r redis::Pipeline) -> Self {
-        Request::Pipeline(pipeline)
-    }
-}
-
-impl<'r> From<&'r redis::ScriptInvocation<'r>> for Request<'r> {
-    fn from(invocation: &'r redis::ScriptInvocation<'r>) -> Self {
-        Request::Script(invocation)
     }
 }
 

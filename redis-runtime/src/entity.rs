@@ -18,6 +18,7 @@ use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
 use crate::error::{Context, Error, Result};
 use crate::index::{pending, unique_claims};
 use crate::script::{self, EntityScripts};
+use crate::transport::Effect;
 
 pub use redis_schema::IndexKind;
 
@@ -347,7 +348,7 @@ async fn send_write<E: Entity>(
     let mut last = None;
     for _ in 0..unique_claims::ROUNDS {
         let (reply, claim) =
-            pending::split_claim(client.query(ctx.clone(), &invocation(&token)).await?);
+            pending::split_claim(client.write(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
             let written = || matches!(write_reply(reply.clone(), ctx), Ok((1 | 2, _)));
             if last.is_some() && !written() {
@@ -541,7 +542,7 @@ pub async fn patch<P: Patch>(
     if ttl.0 == "k" && descriptor.version.is_none() && !touches_index(descriptor, &fields) {
         let ctx = context::<P::Entity>("patch");
         let invocation = patch_fields_invocation(&key, &fields);
-        let code: i64 = client.query(ctx.clone(), &invocation).await?;
+        let code: i64 = client.write(ctx.clone(), &invocation).await?;
         return write_outcome((code, redis::Value::Nil), ctx, key).map(drop);
     }
     write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
@@ -928,7 +929,7 @@ pub async fn get<E: Entity>(client: &Client, key: Result<String>) -> Result<Opti
     let key = &key;
     let deadline = client.config().operation_timeout;
     client
-        .run_retrying(ctx, deadline, true, |mut conn| async move {
+        .run_retrying(ctx, deadline, Effect::Read, |mut conn| async move {
             let reply: redis::Value = redis::cmd("HGETALL")
                 .arg(key)
                 .query_async(&mut conn)
@@ -960,7 +961,7 @@ pub async fn get_many<E: Entity>(
         async move {
             let group: &Vec<&str> = &group;
             client
-                .run_retrying(ctx, deadline, true, |mut conn| async move {
+                .run_retrying(ctx, deadline, Effect::Read, |mut conn| async move {
                     let mut pipe = redis::pipe();
                     for key in group {
                         pipe.cmd("HGETALL").arg(*key);
@@ -996,7 +997,7 @@ pub async fn exists<E: Entity>(client: &Client, key: Result<String>) -> Result<b
     let key = key.map_err(|e| e.with_context(context::<E>("exists")))?;
     let mut cmd = redis::cmd("EXISTS");
     cmd.arg(&key);
-    client.query_repeatable(context::<E>("exists"), &cmd).await
+    client.read(context::<E>("exists"), &cmd).await
 }
 
 /// The entity's remaining lifetime.
@@ -1004,7 +1005,7 @@ pub async fn ttl<E: Entity>(client: &Client, key: Result<String>) -> Result<Ttl>
     let key = key.map_err(|e| e.with_context(context::<E>("ttl")))?;
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(&key);
-    let ms: i64 = client.query_repeatable(context::<E>("ttl"), &cmd).await?;
+    let ms: i64 = client.read(context::<E>("ttl"), &cmd).await?;
     Ok(match ms {
         -2 => Ttl::Missing,
         -1 => Ttl::Persistent,
@@ -1043,7 +1044,7 @@ pub async fn expire<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let mut invocation = scripts.call(&scripts.expire, &key);
     invocation.key(&key).arg(ms).arg(&member);
-    let existed: i64 = client.query(ctx, &invocation).await?;
+    let existed: i64 = client.write(ctx, &invocation).await?;
     Ok(existed == 1)
 }
 

@@ -354,21 +354,6 @@ impl Error {
         Self::from_classified(classify(error), context, 0)
     }
 
-    /// Whether sending the failed request again is safe: when the server
-    /// did not run it (a transient state, a refused connection), or when it
-    /// may have but sending it twice is harmless (`repeatable`: a read).
-    pub(crate) fn retry_safe(&self, repeatable: bool) -> bool {
-        match self {
-            Error::Unavailable {
-                outcome_unknown, ..
-            }
-            | Error::Timeout {
-                outcome_unknown, ..
-            } => !outcome_unknown || repeatable,
-            _ => false,
-        }
-    }
-
     /// Records that the operation waited `waited_ms` for a transient state
     /// to pass before failing with this error.
     pub(crate) fn after_waiting(mut self, waited_ms: u64) -> Self {
@@ -648,38 +633,8 @@ mod tests {
     }
 
     #[test]
-    fn only_requests_the_server_did_not_run_are_resent_for_a_write() {
+    fn an_error_after_waiting_says_how_long() {
         let ctx = || Context::new("job.create", "job:{id}");
-        let io =
-            |kind| Error::from_redis(&redis::RedisError::from(std::io::Error::from(kind)), ctx());
-        let states = [
-            "LOADING x",
-            "BUSY x",
-            "MASTERDOWN x",
-            "READONLY x",
-            "TRYAGAIN x",
-            "CLUSTERDOWN x",
-        ];
-        for line in states {
-            assert!(from_reply(line, ctx()).retry_safe(false), "{line}");
-        }
-        assert!(io(std::io::ErrorKind::ConnectionRefused).retry_safe(false));
-        let dropped = io(std::io::ErrorKind::ConnectionReset);
-        assert!(!dropped.retry_safe(false), "a write may have been applied");
-        assert!(dropped.retry_safe(true), "a read may be sent again");
-        let timed_out = io(std::io::ErrorKind::TimedOut);
-        assert_eq!(timed_out.code(), "STORAGE_TIMEOUT");
-        assert!(!timed_out.retry_safe(false) && timed_out.outcome_unknown());
-        for line in [
-            "OOM x",
-            "NOAUTH x",
-            "WRONGPASS x",
-            "NOPERM x",
-            "NOSCRIPT x",
-            "WRONGTYPE x",
-        ] {
-            assert!(!from_reply(line, ctx()).retry_safe(true), "{line}");
-        }
         let waited = from_reply("BUSY x", ctx()).after_waiting(1500);
         assert!(
             waited.to_string().contains("after waiting 1500 ms"),

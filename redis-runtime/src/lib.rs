@@ -35,10 +35,11 @@ pub mod server;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
 pub mod worker;
 
 pub use applog::AppendLog;
-pub use client::{Client, Connection, Health, Request};
+pub use client::{Client, Connection, Health};
 pub use codec::{FieldValue, KeyPart, Record};
 pub use config::{Config, ConfigBuilder, ReplicaAcks, RetryPolicy};
 pub use entity::{Conditional, Entity, Patch, Ttl, TtlChange, WriteOutcome};
@@ -53,6 +54,7 @@ pub use redis_derive::{RedisEntity, RedisRecord, RedisValue};
 /// `User::descriptor().indexes`).
 pub use redis_schema as schema;
 pub use stream::{ConsumerGroup, Entry, ReadBatch, Stream};
+pub use transport::{Effect, Payload, Request};
 pub use worker::{Worker, WorkerReport};
 
 /// What generated code refers to, by absolute path. Not a public API: it

@@ -55,5 +55,5 @@ pub async fn move_legacy_ttl_registry<E: Entity>(client: &Client) -> Result<u64>
         format!("{}.move_legacy_ttl_registry", descriptor.name),
         descriptor.key_pattern,
     );
-    client.query(ctx, &invocation).await
+    client.write(ctx, &invocation).await
 }

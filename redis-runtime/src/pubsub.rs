@@ -162,7 +162,7 @@ impl<T: FieldValue + Send + 'static> Channel<T> {
             redis::cmd("PUBLISH")
         };
         cmd.arg(&*self.name).arg(payload);
-        self.client.query(ctx, &cmd).await
+        self.client.write(ctx, &cmd).await
     }
 
     /// Subscribes on a new connection. Returns once the server confirmed

@@ -67,6 +67,7 @@ use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};
 use crate::server::Feature;
 use crate::stream::default_consumer_name;
+use crate::transport::Request;
 
 static POP_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("scripts/queue_pop.lua")));
@@ -146,14 +147,14 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
             .map(|item| encode_value(item, "item"))
             .collect::<Result<Vec<_>>>()
             .map_err(|e| e.with_context(ctx.clone()))?;
-        let cmd = if encoded.is_empty() {
-            self.len_cmd()
+        let request = if encoded.is_empty() {
+            Request::read(self.len_cmd())
         } else {
             let mut cmd = redis::cmd("LPUSH");
             cmd.arg(&*self.key).arg(&encoded);
-            cmd
+            Request::write(cmd)
         };
-        self.client.query(ctx, &cmd).await
+        self.client.send(ctx, request).await
     }
 
     /// Removes and returns the oldest item, or `None` when empty.
@@ -161,7 +162,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         let ctx = self.context("queue.pop");
         let mut cmd = redis::cmd("RPOP");
         cmd.arg(&*self.key);
-        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client.write(ctx.clone(), &cmd).await?;
         self.decode_popped(reply, &ctx).await
     }
 
@@ -206,7 +207,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         self.client.require(Feature::PopCount, &ctx).await?;
         let mut cmd = redis::cmd("RPOP");
         cmd.arg(&*self.key).arg(max);
-        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client.write(ctx.clone(), &cmd).await?;
         let raws = match reply {
             Value::Nil => Vec::new(),
             Value::Array(items) => items,
@@ -233,7 +234,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
     /// Number of queued items (`LLEN`).
     pub async fn len(&self) -> Result<u64> {
         self.client
-            .query(self.context("queue.len"), &self.len_cmd())
+            .read(self.context("queue.len"), self.len_cmd())
             .await
     }
 
@@ -259,7 +260,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
             .arg(&*self.key);
         let (len, _): (u64, u64) = self
             .client
-            .query(self.context("queue.clear"), &pipe)
+            .write(self.context("queue.clear"), &pipe)
             .await?;
         Ok(len)
     }
@@ -349,7 +350,7 @@ impl<T: FieldValue + Send + 'static> ListQueue<T> {
         let count = items.len();
         let mut cmd = redis::cmd("LPUSH");
         cmd.arg(self.dead_key()).arg(&items);
-        let result: Result<u64> = self.client.query(self.context("queue.park"), &cmd).await;
+        let result: Result<u64> = self.client.write(self.context("queue.park"), &cmd).await;
         match result {
             Ok(_) => {
                 tracing::warn!(target: TRACE_TARGET, queue = %self.key, count, "undecodable queue items moved to the dead list");
@@ -383,7 +384,7 @@ impl ReliableKeys {
             .arg(&*self.consumer)
             .arg(duration_ms(self.lease));
         let _: Value = client
-            .query(self.context("queue.renew_lease"), &invocation)
+            .write_idempotent(self.context("queue.renew_lease"), &invocation)
             .await?;
         Ok(())
     }
@@ -399,7 +400,7 @@ impl ReliableKeys {
             .arg(prefix)
             .arg(consumer);
         client
-            .query(self.context("queue.requeue"), &invocation)
+            .write(self.context("queue.requeue"), &invocation)
             .await
     }
 }
@@ -511,7 +512,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
             .key(&*self.keys.registry)
             .arg(&*self.keys.consumer)
             .arg(duration_ms(self.keys.lease));
-        let reply: Value = self.queue.client.query(ctx.clone(), &invocation).await?;
+        let reply: Value = self.queue.client.write(ctx.clone(), &invocation).await?;
         self.held(reply, &ctx).await
     }
 
@@ -565,7 +566,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
         let mut invocation = SETTLE_SCRIPT.prepare_invoke();
         invocation.key(&*self.keys.processing).key(to).arg(raw);
         let ctx = self.keys.context("queue.settle");
-        let moved: i64 = self.queue.client.query(ctx, &invocation).await?;
+        let moved: i64 = self.queue.client.write(ctx, &invocation).await?;
         Ok(moved == 1)
     }
 
@@ -576,7 +577,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
         let mut cmd = redis::cmd("LREM");
         cmd.arg(&*self.keys.processing).arg(1).arg(&held.raw);
         let ctx = self.keys.context("queue.ack");
-        let removed: i64 = self.queue.client.query(ctx, &cmd).await?;
+        let removed: i64 = self.queue.client.write(ctx, &cmd).await?;
         Ok(removed == 1)
     }
 
@@ -592,7 +593,7 @@ impl<T: FieldValue + Send + 'static> ReliableQueue<T> {
         cmd.arg(&*self.keys.processing);
         self.queue
             .client
-            .query(self.keys.context("queue.held"), &cmd)
+            .read(self.keys.context("queue.held"), &cmd)
             .await
     }
 

@@ -42,11 +42,13 @@ use crate::error::Context;
 mod claim_gate;
 mod cluster;
 mod process;
+mod proxy;
 mod sentinel;
 mod topology;
 pub use claim_gate::ClaimGate;
 pub(crate) use claim_gate::{Step as GateStep, pass as pass_gate};
 pub use cluster::ClusterTopology;
+pub use proxy::{Cut, Proxy};
 pub use sentinel::{SentinelOptions, SentinelTopology};
 pub use topology::{TestRedis, Topology};
 

@@ -522,7 +522,7 @@ async fn a_read_from_a_replica_whose_primary_died_fails_masterdown_then_succeeds
     );
 
     let err = client
-        .query_repeatable::<Option<String>>(status_ctx(), &status())
+        .read::<Option<String>>(status_ctx(), &status())
         .await
         .expect_err("stale reads refused");
     assert!(
@@ -562,7 +562,7 @@ async fn a_read_from_a_replica_whose_primary_died_fails_masterdown_then_succeeds
         Some(job("j1"))
     );
     let served = client
-        .query_repeatable::<Option<String>>(status_ctx(), &status())
+        .read::<Option<String>>(status_ctx(), &status())
         .await
         .expect("served");
     assert_eq!(served.as_deref(), Some("queued"));

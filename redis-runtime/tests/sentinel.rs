@@ -38,7 +38,7 @@ async fn get(client: &Client, key: &str) -> Option<String> {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     client
-        .query_repeatable(Context::new("test.get", "k:{n}"), &cmd)
+        .read(Context::new("test.get", "k:{n}"), &cmd)
         .await
         .expect("GET")
 }
@@ -46,7 +46,7 @@ async fn get(client: &Client, key: &str) -> Option<String> {
 /// `ROLE` of the node `client` talks to: "master" or "slave".
 async fn role(client: &Client) -> String {
     let reply: Vec<redis::Value> = client
-        .query_repeatable(Context::new("test.role", ""), &redis::cmd("ROLE"))
+        .read(Context::new("test.role", ""), &redis::cmd("ROLE"))
         .await
         .expect("ROLE");
     match reply.first() {
@@ -96,7 +96,7 @@ fn spawn_writer(
             n += 1;
             let key = format!("{prefix}:{n}");
             match client
-                .query::<()>(Context::new("test.set", "k:{n}"), &set(&key, "v"))
+                .write::<()>(Context::new("test.set", "k:{n}"), &set(&key, "v"))
                 .await
             {
                 Ok(()) => {
@@ -152,7 +152,7 @@ async fn missing(client: &Client, writes: &Writes) -> Vec<(String, Instant)> {
         let mut cmd = redis::cmd("MGET");
         cmd.arg(keys);
         let values: Vec<Option<String>> = client
-            .query_repeatable(Context::new("test.mget", "k:{n}"), &cmd)
+            .read(Context::new("test.mget", "k:{n}"), &cmd)
             .await
             .expect("MGET");
         missing.extend(
@@ -231,7 +231,7 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
         .await
         .expect("connect through the sentinels");
     client
-        .query::<()>(Context::new("test.set", "k:{n}"), &set("before", "1"))
+        .write::<()>(Context::new("test.set", "k:{n}"), &set("before", "1"))
         .await
         .expect("write before the failover");
     assert_eq!(
@@ -275,7 +275,7 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
                 attempt += 1;
                 let value = attempt.to_string();
                 let _ = unacked
-                    .query::<()>(Context::new("test.set", "k:{n}"), &set("moved", &value))
+                    .write::<()>(Context::new("test.set", "k:{n}"), &set("moved", &value))
                     .await;
                 get(&second_node, "moved").await.as_deref() == Some(value.as_str())
             },
@@ -356,7 +356,7 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     assert_eq!(role(&node(&topology, first).await).await, "slave");
     for client in [&client, &unacked] {
         client
-            .query::<()>(Context::new("test.set", "k:{n}"), &set("after", "1"))
+            .write::<()>(Context::new("test.set", "k:{n}"), &set("after", "1"))
             .await
             .expect("write after the failover");
     }
@@ -385,7 +385,7 @@ async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let probe = unacked
-            .query::<()>(Context::new("test.set", "k:{n}"), &set("probe", "1"))
+            .write::<()>(Context::new("test.set", "k:{n}"), &set("probe", "1"))
             .await;
         if probe.is_ok() && get(&survivor, "probe").await.is_some() {
             break;
@@ -455,7 +455,7 @@ async fn misdirected_sentinel_urls_fail_with_messages_that_say_what_to_fix() {
     .await
     .expect("a lazy client connects later");
     let err = lazy
-        .query::<()>(Context::new("test.set", "k:{n}"), &set("k", "v"))
+        .write::<()>(Context::new("test.set", "k:{n}"), &set("k", "v"))
         .await
         .expect_err("no such master");
     assert_eq!(err.code(), "STORAGE_UNAVAILABLE", "{err}");
@@ -511,7 +511,7 @@ async fn passwords_reach_the_sentinels_and_the_nodes_and_wrong_ones_fail_storage
     .await
     .expect("right passwords");
     client
-        .query::<()>(Context::new("test.set", "k:{n}"), &set("k", "v"))
+        .write::<()>(Context::new("test.set", "k:{n}"), &set("k", "v"))
         .await
         .expect("write with the node password");
     assert!(client.health().await.ok);
@@ -548,20 +548,20 @@ async fn a_write_no_replica_acknowledged_fails_not_replicated_and_is_on_the_mast
     .await
     .expect("connect");
     client
-        .query::<()>(Context::new("test.set", "k:{n}"), &set("acked", "1"))
+        .write::<()>(Context::new("test.set", "k:{n}"), &set("acked", "1"))
         .await
         .expect("a replica acknowledges");
 
     let replica_client = node(&topology, replica).await;
     let _: String = replica_client
-        .query(
+        .write(
             Context::new("test.detach", ""),
             redis::cmd("REPLICAOF").arg("NO").arg("ONE"),
         )
         .await
         .expect("detach the replica");
     let err = client
-        .query::<()>(Context::new("test.set", "k:{n}"), &set("unacked", "1"))
+        .write::<()>(Context::new("test.set", "k:{n}"), &set("unacked", "1"))
         .await
         .expect_err("no replica left to acknowledge");
     assert_eq!(err.code(), "STORAGE_NOT_REPLICATED", "{err}");
@@ -601,7 +601,7 @@ async fn concurrent_writes_share_their_replica_acknowledgements() {
     .expect("connect");
     let master_node = node(&topology, master).await;
     let _: () = master_node
-        .query(
+        .write(
             Context::new("test.reset", ""),
             redis::cmd("CONFIG").arg("RESETSTAT"),
         )
@@ -614,7 +614,7 @@ async fn concurrent_writes_share_their_replica_acknowledgements() {
                 for n in 0..50 {
                     let key = format!("g:{t}:{n}");
                     client
-                        .query::<()>(Context::new("test.set", "g:{t}:{n}"), &set(&key, "v"))
+                        .write::<()>(Context::new("test.set", "g:{t}:{n}"), &set(&key, "v"))
                         .await
                         .expect("an acknowledged write");
                 }
@@ -625,7 +625,7 @@ async fn concurrent_writes_share_their_replica_acknowledgements() {
         writer.await.expect("writer");
     }
     let stats: String = master_node
-        .query_repeatable(
+        .read(
             Context::new("test.stats", ""),
             redis::cmd("INFO").arg("commandstats"),
         )

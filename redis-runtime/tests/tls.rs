@@ -295,7 +295,7 @@ async fn rediss_cluster_routes_scripts_and_subscriptions_over_tls() {
         let mut set = redis::cmd("SET");
         set.arg(format!("tls-key-{n}")).arg(n);
         let _: () = client
-            .query(Context::new("test.set", ""), &set)
+            .write(Context::new("test.set", ""), &set)
             .await
             .expect("SET over TLS");
     }
@@ -303,7 +303,7 @@ async fn rediss_cluster_routes_scripts_and_subscriptions_over_tls() {
     let mut call = script.prepare_invoke();
     call.key("tls-key-7");
     let seven: String = client
-        .query(Context::new("test.script", ""), &call)
+        .write(Context::new("test.script", ""), &call)
         .await
         .expect("a script over TLS");
     assert_eq!(seven, "7");

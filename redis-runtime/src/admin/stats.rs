@@ -216,7 +216,7 @@ impl Walk<'_> {
                     pipe.cmd("MEMORY").arg("USAGE").arg(*key);
                     pipe.cmd("PTTL").arg(*key);
                 }
-                let replies: Vec<redis::Value> = client.query(ctx.clone(), &pipe).await?;
+                let replies: Vec<redis::Value> = client.read(ctx.clone(), &pipe).await?;
                 let mut replies = replies.into_iter();
                 let mut pairs = Vec::with_capacity(group.len());
                 while let (Some(usage), Some(ttl)) = (replies.next(), replies.next()) {
@@ -294,7 +294,7 @@ impl Walk<'_> {
                     pipe.cmd(card).arg(key);
                 }
                 let replies: Vec<redis::Value> =
-                    self.session.client.query(self.ctx.clone(), &pipe).await?;
+                    self.session.client.read(self.ctx.clone(), &pipe).await?;
                 for reply in replies {
                     match reply {
                         redis::Value::Int(n) if n > 0 => {
@@ -427,7 +427,7 @@ async fn scan_step(
 async fn query_lenient(walk: &Walk<'_>, cmd: &redis::Cmd) -> Result<redis::Value> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors().add_command(cmd.clone());
-    let mut replies: Vec<redis::Value> = walk.session.client.query(walk.ctx.clone(), &pipe).await?;
+    let mut replies: Vec<redis::Value> = walk.session.client.read(walk.ctx.clone(), &pipe).await?;
     Ok(replies.pop().unwrap_or(redis::Value::Nil))
 }
 

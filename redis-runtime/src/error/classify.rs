@@ -11,7 +11,7 @@
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// Why the server could not serve a request for now: the states
-/// [`Client::query`](crate::Client::query) waits out, with backoff, inside
+/// [`Client::send`](crate::Client::send) waits out, with backoff, inside
 /// the operation's deadline before reporting
 /// [`Error::Unavailable`](super::Error::Unavailable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +161,12 @@ fn class_of_reply(code: &str) -> Class {
 fn class_of_transport(error: &RedisError) -> Class {
     match error.kind() {
         ErrorKind::AuthenticationFailed => return Class::Auth,
+        // A cluster connection had no connection to the node the request
+        // was for (being reconnected, or not in the slot map yet): it was
+        // never sent.
+        ErrorKind::ClusterConnectionNotFound => {
+            return Class::NotRun(Unavailability::Connection);
+        }
         // Built by redis-rs itself with a server kind (not parsed from a reply).
         ErrorKind::Server(kind) => return class_of_reply(server_kind_code(kind)),
         _ => {}
@@ -302,7 +308,10 @@ mod tests {
             // The blocking-read path drops its connection on a transient
             // error and the caller (the worker) issues the read again.
             assert!(err.is_transient(), "{err}");
-            assert!(err.retry_safe(false), "nothing was taken: {err}");
+            assert!(
+                crate::Effect::Write.may_resend(&err),
+                "nothing was taken: {err}"
+            );
             let text = err.to_string();
             for part in ["queue.reliable_pop_blocking", line, "blocking command"] {
                 assert!(text.contains(part), "{text:?} lacks {part:?}");

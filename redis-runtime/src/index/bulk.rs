@@ -103,7 +103,7 @@ pub async fn delete_all<E: Entity>(
     loop {
         let scripts = script::for_client(client, E::descriptor(), &ctx)?;
         let request = invocation(scripts, &index_key, position, BATCH);
-        let reply: redis::Value = client.query(ctx.clone(), &request).await?;
+        let reply: redis::Value = client.write(ctx.clone(), &request).await?;
         let (deleted, seen) = counts(reply).ok_or_else(|| Error::Decode {
             context: ctx.clone(),
             key: index_key.clone(),
@@ -136,8 +136,7 @@ async fn delete_each<E: Entity>(
     loop {
         let mut scan = redis::cmd(if sorted { "ZSCAN" } else { "SSCAN" });
         scan.arg(index_key).arg(&cursor).arg("COUNT").arg(BATCH);
-        let (next, items): (String, Vec<String>) =
-            client.query_repeatable(ctx.clone(), &scan).await?;
+        let (next, items): (String, Vec<String>) = client.read(ctx.clone(), &scan).await?;
         // A sorted set's scan answers member, score, member, score, ...
         let members: Vec<String> = if sorted {
             items.into_iter().step_by(2).collect()

@@ -392,7 +392,7 @@ pub async fn page_after<E: Entity>(
     // script's atomic read of the ids, which skips any number of ties.
     let plain = if sorted {
         let request = zrange_after(&index_key, page);
-        let reply: redis::Value = client.query(ctx.clone(), &request).await?;
+        let reply: redis::Value = client.read(ctx.clone(), &request).await?;
         let entries = zrange_entries(&index_key, reply).map_err(|e| e.with_context(ctx.clone()))?;
         select(
             entries,
@@ -522,7 +522,7 @@ async fn across_slots<E: Entity>(
     let mut kept: Vec<(Entry, Row)> = Vec::new();
     loop {
         let call = invocation(scripts, index_key, sorted, &window, Reads::IndexOnly);
-        let reply = client.query(ctx.clone(), &call).await?;
+        let reply = client.read(ctx.clone(), &call).await?;
         let (entries, more, _) = script_entries(index_key, reply, sorted, false)
             .map_err(|e| e.with_context(ctx.clone()))?;
         let ids = entries.iter().map(|e| e.member.clone()).collect();
@@ -744,7 +744,7 @@ async fn run<E: Entity>(
         Reads::Ids
     };
     let invocation = invocation(scripts, index_key, sorted, page, reads);
-    let reply = client.query(ctx, &invocation).await?;
+    let reply = client.read(ctx, &invocation).await?;
     Ok((index_key.to_string(), reply))
 }
 

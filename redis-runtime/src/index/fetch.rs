@@ -84,7 +84,7 @@ pub(super) async fn live_rows_in(
     for key in &keys {
         pipe.cmd("HGETALL").arg(key);
     }
-    let replies: Vec<redis::Value> = client.query(ctx.clone(), &pipe).await?;
+    let replies: Vec<redis::Value> = client.read(ctx.clone(), &pipe).await?;
     if replies.len() != keys.len() {
         return Err(Error::Command {
             context: ctx,
@@ -148,8 +148,7 @@ pub(super) async fn matching_rows_in(
                 for (_, key) in &group {
                     pipe.cmd("HGETALL").arg(key);
                 }
-                let replies: Vec<redis::Value> =
-                    client.query_repeatable(ctx.clone(), &pipe).await?;
+                let replies: Vec<redis::Value> = client.read(ctx.clone(), &pipe).await?;
                 if replies.len() != group.len() {
                     return Err(Error::Command {
                         context: ctx.clone(),

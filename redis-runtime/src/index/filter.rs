@@ -48,7 +48,7 @@ async fn call<E: Entity>(
     let position = position::<E>(sorted)?;
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let invocation = invocation(scripts, position, keys, verb, args);
-    client.query(ctx, &invocation).await
+    client.read(ctx, &invocation).await
 }
 
 /// The query script call of a filtered query: the sorted index key, then
@@ -115,7 +115,7 @@ async fn walk_across_slots<E: Entity>(
             order,
         };
         let request = zrange(listed[0].1, range, window);
-        let ids: Vec<String> = client.query_repeatable(ctx.clone(), &request).await?;
+        let ids: Vec<String> = client.send(ctx.clone(), request).await?;
         let read = ids.len() as u64;
         let rows = fetch::matching_rows_in(client, ctx, descriptor, listed, Some(range), ids);
         for (_, row) in rows.await? {

@@ -33,6 +33,7 @@ use crate::codec::{reply_pairs, value_kind};
 use crate::entity::Entity;
 use crate::error::{Context, Error, Result};
 use crate::script;
+use crate::transport::Request;
 
 pub(crate) mod bulk;
 mod cursor;
@@ -292,7 +293,7 @@ async fn page_across_slots<E: Entity>(
             ..page
         };
         let ids: Vec<String> = client
-            .query_repeatable(ctx.clone(), &zrange(index_key, range, window))
+            .send(ctx.clone(), zrange(index_key, range, window))
             .await?;
         let read = ids.len() as u64;
         let matching =
@@ -320,7 +321,7 @@ async fn query<E: Entity>(
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
     let mut invocation = scripts.call(&scripts.query, &index_key);
     invocation.key(&index_key).arg(verb).arg(position).arg(args);
-    let reply = client.query(ctx, &invocation).await?;
+    let reply = client.read(ctx, &invocation).await?;
     Ok((index_key, reply))
 }
 
@@ -406,8 +407,8 @@ async fn script_listing<E: Entity>(
     Ok(decode_rows(&rows))
 }
 
-/// The members of a page of a sorted index, by one `ZRANGE`.
-fn zrange(index_key: &str, range: &ScoreRange, page: Page) -> redis::Cmd {
+/// The members of a page of a sorted index, by one `ZRANGE`: a read.
+fn zrange(index_key: &str, range: &ScoreRange, page: Page) -> Request<'static> {
     let mut cmd = redis::cmd("ZRANGE");
     cmd.arg(index_key);
     // Redis takes ranks and counts as signed 64-bit numbers.
@@ -433,7 +434,7 @@ fn zrange(index_key: &str, range: &ScoreRange, page: Page) -> redis::Cmd {
             .arg(offset)
             .arg(limit),
     };
-    cmd
+    Request::read(cmd)
 }
 
 /// Entities of a page of a sorted index, within a score range: the ids by
@@ -461,7 +462,7 @@ pub async fn page<E: Entity>(
         return Ok(decode_rows(&rows));
     }
     let ids: Vec<String> = client
-        .query(ctx.clone(), &zrange(&index_key, range, page))
+        .send(ctx.clone(), zrange(&index_key, range, page))
         .await?;
     let descriptor = E::descriptor();
     let fetched =
@@ -511,7 +512,7 @@ pub async fn count<E: Entity>(
         };
         let mut card = redis::cmd(command);
         card.arg(&index_key);
-        return client.query_repeatable(ctx, &card).await;
+        return client.read(ctx, &card).await;
     }
     let (key, reply) = query::<E>(client, index, "count", index_key, Vec::new()).await?;
     match reply {
@@ -566,7 +567,7 @@ pub async fn members<E: Entity>(
 async fn sorted_members(client: &Client, ctx: &Context, index_key: &str) -> Result<Vec<String>> {
     let mut smembers = redis::cmd("SMEMBERS");
     smembers.arg(index_key);
-    let mut ids: Vec<String> = client.query(ctx.clone(), &smembers).await?;
+    let mut ids: Vec<String> = client.read(ctx.clone(), &smembers).await?;
     ids.sort();
     Ok(ids)
 }
@@ -681,7 +682,7 @@ async fn sweep_registry(
     invocation
         .key(registry)
         .arg(budget.clamp(1, MAX_SWEEP_BUDGET));
-    client.query(ctx.clone(), &invocation).await
+    client.write_idempotent(ctx.clone(), &invocation).await
 }
 
 pub(super) async fn sweep_all<E: Entity>(client: &Client) -> Result<()> {

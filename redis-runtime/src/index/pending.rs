@@ -196,7 +196,7 @@ async fn rounds<E: Entity>(
                     .key(key)
                     .arg(token)
                     .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX));
-                client.query_repeatable(ctx.clone(), &claim).await?
+                client.write_idempotent(ctx.clone(), &claim).await?
             }
         };
         let Some(record) = claimed(&ctx, key, reply)? else {
@@ -244,14 +244,14 @@ async fn rounds<E: Entity>(
             Err(error) => {
                 // The record stays; the lease goes, so that the next write
                 // of the entity does not wait for it to lapse.
-                let _ = client.query::<i64>(ctx.clone(), &release("2", &[])).await;
+                let _ = client.write::<i64>(ctx.clone(), &release("2", &[])).await;
                 return Err(error);
             }
         };
         let fields: Vec<&str> = entries.iter().map(|e| e.field.as_str()).collect();
         appended.extend(fields.iter().map(|f| f.to_string()).zip(ids));
         let how = if round == MAX_ROUNDS { "1" } else { "0" };
-        let released: i64 = client.query(ctx.clone(), &release(how, &fields)).await?;
+        let released: i64 = client.write(ctx.clone(), &release(how, &fields)).await?;
         match released {
             1 => return Ok(Applied::Done),
             0 => continue,
@@ -523,7 +523,7 @@ async fn send_moves(client: &Client, ctx: &Context, moves: &[Move]) -> Result<()
                 }
                 // One reply per move, as `per_slot_of` expects.
                 client
-                    .query_repeatable::<Vec<redis::Value>>(ctx.clone(), &pipe)
+                    .write_idempotent::<Vec<redis::Value>>(ctx.clone(), &pipe)
                     .await
             },
         )
@@ -558,7 +558,7 @@ async fn append_entries(
         }
         add.arg("*").arg(&entry.pairs);
     }
-    client.query(ctx.clone(), &pipe).await
+    client.write(ctx.clone(), &pipe).await
 }
 
 /// How many records [`settle`] found and what became of them.
@@ -685,7 +685,7 @@ pub(crate) async fn recheck<E: Entity>(
         };
         let mut remove = redis::cmd(command);
         remove.arg(index_key).arg(member);
-        return client.query(ctx.clone(), &remove).await;
+        return client.write(ctx.clone(), &remove).await;
     };
     let (pending, _) = pending_keys(&key, ctx)?;
     let mut note = redis::pipe();
@@ -700,21 +700,19 @@ pub(crate) async fn recheck<E: Entity>(
         .arg(PENDING_WRITES)
         .arg(1)
         .ignore();
-    let () = client.query(ctx.clone(), &note).await?;
+    let () = client.write(ctx.clone(), &note).await?;
     apply::<E>(client, scripts, &key, member).await?;
     let present = if kind == Some(IndexKind::Sorted) {
         let mut score = redis::cmd("ZSCORE");
         score.arg(index_key).arg(member);
         client
-            .query_repeatable::<Option<f64>>(ctx.clone(), &score)
+            .read::<Option<f64>>(ctx.clone(), &score)
             .await?
             .is_some()
     } else {
         let mut member_of = redis::cmd("SISMEMBER");
         member_of.arg(index_key).arg(member);
-        client
-            .query_repeatable::<bool>(ctx.clone(), &member_of)
-            .await?
+        client.read::<bool>(ctx.clone(), &member_of).await?
     };
     Ok(i64::from(!present))
 }

@@ -249,7 +249,7 @@ impl<'a> UniqueValue<'a> {
             let Held::By {
                 member: holder,
                 token,
-            } = held(ctx, client.query_repeatable(ctx.clone(), &call).await?)?
+            } = held(ctx, client.write_idempotent(ctx.clone(), &call).await?)?
             else {
                 return Ok(());
             };
@@ -277,7 +277,7 @@ impl<'a> UniqueValue<'a> {
             let Held::By {
                 member: holder,
                 token,
-            } = held(ctx, client.query_repeatable(ctx.clone(), &read).await?)?
+            } = held(ctx, client.read(ctx.clone(), &read).await?)?
             else {
                 return Ok(());
             };
@@ -319,7 +319,7 @@ impl<'a> UniqueValue<'a> {
                 .arg(field)
                 .arg(self.value)
                 .arg(u64::try_from(FENCE_LIFETIME.as_millis()).unwrap_or(u64::MAX));
-            let raised: i64 = client.query_repeatable(ctx.clone(), &raise).await?;
+            let raised: i64 = client.write_idempotent(ctx.clone(), &raise).await?;
             if raised == 0 {
                 return Ok(Taken::Holds);
             }
@@ -338,7 +338,7 @@ impl<'a> UniqueValue<'a> {
             .arg(token)
             .arg(new_member)
             .arg(new_token);
-        let reply: redis::Value = client.query_repeatable(ctx.clone(), &take).await?;
+        let reply: redis::Value = client.write_idempotent(ctx.clone(), &take).await?;
         match reply {
             redis::Value::Array(parts) if matches!(parts.as_slice(), [redis::Value::Int(1)]) => {
                 Ok(Taken::Done)
@@ -395,7 +395,7 @@ pub(crate) async fn settle<E: Entity>(
             .arg(member)
             .arg(claim_token());
         if let Held::By { member: holder, .. } =
-            held(ctx, client.query_repeatable(ctx.clone(), &ensure).await?)?
+            held(ctx, client.write_idempotent(ctx.clone(), &ensure).await?)?
         {
             // Drift (another entity holds the value too), which only data
             // written around this library can make: `verify` reports it.
@@ -429,7 +429,7 @@ pub(crate) async fn release_stale<E: Entity>(
     held_value.release(client, ctx, member).await?;
     let mut hget = redis::cmd("HGET");
     hget.arg(unique).arg(value);
-    let holder: Option<String> = client.query_repeatable(ctx.clone(), &hget).await?;
+    let holder: Option<String> = client.read(ctx.clone(), &hget).await?;
     Ok(i64::from(holder.as_deref() != Some(member)))
 }
 
@@ -445,13 +445,13 @@ pub(crate) async fn lookup<E: Entity>(
 ) -> Result<Option<E>> {
     let mut hget = redis::cmd("HGET");
     hget.arg(unique).arg(value);
-    let holder: Option<String> = client.query_repeatable(ctx.clone(), &hget).await?;
+    let holder: Option<String> = client.read(ctx.clone(), &hget).await?;
     let Some(key) = holder.and_then(|holder| E::descriptor().key_of_member(&holder)) else {
         return Ok(None);
     };
     let mut hgetall = redis::cmd("HGETALL");
     hgetall.arg(&key);
-    let hash: redis::Value = client.query_repeatable(ctx.clone(), &hgetall).await?;
+    let hash: redis::Value = client.read(ctx.clone(), &hgetall).await?;
     let field = index.score_field.unwrap_or_default();
     let holds = reply_pairs(&key, &hash)?
         .iter()

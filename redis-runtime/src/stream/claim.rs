@@ -60,22 +60,16 @@ struct Page<'a> {
 impl<M: Record> ConsumerGroup<M> {
     /// Number of entries delivered and not yet acknowledged, all consumers.
     pub async fn pending_count(&self) -> Result<u64> {
-        let (key, group) = (self.stream.key.clone(), self.name.clone());
+        let key = &self.stream.key;
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(&**key).arg(&*self.name);
         let ctx = self.context("stream.pending");
-        self.client()
-            .run(ctx, |mut conn| async move {
-                let reply: Value = redis::cmd("XPENDING")
-                    .arg(&*key)
-                    .arg(&*group)
-                    .query_async(&mut conn)
-                    .await?;
-                match &reply {
-                    Value::Array(items) => items.first().and_then(as_u64),
-                    _ => None,
-                }
-                .ok_or_else(|| shape_error(&key, "XPENDING summary", &reply))
-            })
-            .await
+        let reply: Value = self.client().read(ctx.clone(), &cmd).await?;
+        match &reply {
+            Value::Array(items) => items.first().and_then(as_u64),
+            _ => None,
+        }
+        .ok_or_else(|| shape_error(key, "XPENDING summary", &reply).with_context(ctx))
     }
 
     /// The first `count` pending entries, oldest first, all consumers.
@@ -92,7 +86,7 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(count.max(1));
         let reply: Value = self
             .client()
-            .query(self.context("stream.pending"), &cmd)
+            .read(self.context("stream.pending"), &cmd)
             .await?;
         parse_pending(&self.stream.key, &reply)
             .map_err(|e| e.with_context(self.context("stream.pending")))
@@ -162,7 +156,7 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(duration_ms(page.min_idle))
             .arg(page.cursor)
             .arg(page.count);
-        let reply: Value = self.client().query(ctx.clone(), &invocation).await?;
+        let reply: Value = self.client().write(ctx.clone(), &invocation).await?;
         let key = &self.stream.key;
         let parts = match &reply {
             Value::Array(parts) if parts.len() == 4 => parts,
@@ -226,7 +220,7 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(&*self.consumer)
             .arg(duration_ms(page.min_idle))
             .arg(&ids);
-        let reply: Value = self.client().query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client().write(ctx.clone(), &cmd).await?;
         // Older servers answer nil for entries deleted meanwhile; skip those
         // slots rather than fail the page.
         let reply = match reply {
@@ -260,7 +254,7 @@ impl<M: Record> ConsumerGroup<M> {
             invocation.arg(id).arg(duration_ms(*idle));
         }
         self.client()
-            .query(self.context("stream.set_idle"), &invocation)
+            .write(self.context("stream.set_idle"), &invocation)
             .await
     }
 

@@ -251,7 +251,7 @@ impl<M: Record> ConsumerGroup<M> {
         }
         let cmd = self.xreadgroup(count, block);
         let reply = match block {
-            None => self.client().query::<Value>(ctx.clone(), &cmd).await?,
+            None => self.client().write::<Value>(ctx.clone(), &cmd).await?,
             Some(block) => {
                 let mut slot = self.reader.lock().await;
                 blocking_query(self.client(), &mut slot, &cmd, block, ctx.clone()).await?
@@ -358,7 +358,7 @@ impl<M: Record> ConsumerGroup<M> {
         }
         let mut cmd = redis::cmd("XACK");
         cmd.arg(&*self.stream.key).arg(&*self.name).arg(&ids);
-        self.client().query(self.context("stream.ack"), &cmd).await
+        self.client().write(self.context("stream.ack"), &cmd).await
     }
 
     /// Moves an entry this consumer holds to the dead-letter stream with
@@ -388,16 +388,14 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(&*self.consumer)
             .arg(id)
             .arg(error);
-        let key = self.stream.key.clone();
-        self.client()
-            .run(self.context("stream.dead_letter"), |mut conn| async move {
-                let reply: Value = invocation.invoke_async(&mut conn).await?;
-                match reply {
-                    Value::Nil => Ok(None),
-                    other => entry_id(&key, &other).map(Some),
-                }
-            })
-            .await
+        let ctx = self.context("stream.dead_letter");
+        let reply: Value = self.client().write(ctx.clone(), &invocation).await?;
+        match reply {
+            Value::Nil => Ok(None),
+            other => entry_id(&self.stream.key, &other)
+                .map(Some)
+                .map_err(|e| e.with_context(ctx)),
+        }
     }
 
     /// [`dead_letter`](Self::dead_letter) to a stream in another slot of a
@@ -411,7 +409,7 @@ impl<M: Record> ConsumerGroup<M> {
             .arg(id)
             .arg(error)
             .arg("read");
-        let fields: Vec<Vec<u8>> = match self.client().query(ctx.clone(), &read).await? {
+        let fields: Vec<Vec<u8>> = match self.client().read(ctx.clone(), &read).await? {
             // Not pending for this consumer (Lua's `false`).
             Value::Nil | Value::Boolean(false) => return Ok(None),
             reply => redis::from_redis_value(reply).map_err(|e| Error::Command {
@@ -421,10 +419,11 @@ impl<M: Record> ConsumerGroup<M> {
         };
         let mut append = redis::cmd("XADD");
         append.arg(&*self.dead_letter).arg("*").arg(fields);
-        let dead_id: String = self.client().query(ctx.clone(), &append).await?;
+        let dead_id: String = self.client().write(ctx.clone(), &append).await?;
         let mut ack = redis::cmd("XACK");
         ack.arg(&*self.stream.key).arg(&*self.name).arg(id);
-        let _: i64 = self.client().query(ctx, &ack).await?;
+        // Acknowledging twice is harmless; the count is not used.
+        let _: i64 = self.client().write_idempotent(ctx, &ack).await?;
         Ok(Some(dead_id))
     }
 
@@ -432,7 +431,7 @@ impl<M: Record> ConsumerGroup<M> {
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter<M>>> {
         let ctx = self.context("stream.dead_letters");
         let cmd = xrange_cmd(&self.dead_letter, "-", "+", count);
-        let reply: Value = self.client().query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client().read(ctx.clone(), &cmd).await?;
         let Value::Array(items) = &reply else {
             return Err(shape_error(&self.dead_letter, "XRANGE reply", &reply).with_context(ctx));
         };

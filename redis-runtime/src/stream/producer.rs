@@ -170,13 +170,8 @@ impl<M: Record> Stream<M> {
         let cmd = self
             .xadd(message)
             .map_err(|e| e.with_context(ctx.clone()))?;
-        let key = self.key.clone();
-        self.client
-            .run(ctx, |mut conn| async move {
-                let reply: Value = cmd.query_async(&mut conn).await?;
-                entry_id(&key, &reply)
-            })
-            .await
+        let reply: Value = self.client.write(ctx.clone(), &cmd).await?;
+        entry_id(&self.key, &reply).map_err(|e| e.with_context(ctx))
     }
 
     /// Appends many messages in one pipeline (one round trip) and reports
@@ -230,22 +225,19 @@ impl<M: Record> Stream<M> {
             return Ok(report);
         }
         let expected = sent.len();
-        let replies: Vec<Value> = self
-            .client
-            .run(ctx.clone(), |mut conn| async move {
-                let reply: Value = pipe.query_async(&mut conn).await?;
-                match reply {
-                    Value::Array(items) if items.len() == expected => Ok(items),
-                    other => Err(Error::Command {
-                        context: Context::default(),
-                        message: format!(
-                            "expected {expected} pipeline replies, got {}",
-                            value_kind(&other)
-                        ),
-                    }),
-                }
-            })
-            .await?;
+        let reply: Value = self.client.write(ctx.clone(), &pipe).await?;
+        let replies = match reply {
+            Value::Array(items) if items.len() == expected => items,
+            other => {
+                return Err(Error::Command {
+                    context: ctx,
+                    message: format!(
+                        "expected {expected} pipeline replies, got {}",
+                        value_kind(&other)
+                    ),
+                });
+            }
+        };
         for ((index, id), reply) in sent.into_iter().zip(replies) {
             let outcome = match reply {
                 Value::ServerError(e) => Err(Error::Command {
@@ -271,7 +263,7 @@ impl<M: Record> Stream<M> {
     pub async fn len(&self) -> Result<u64> {
         let mut cmd = redis::cmd("XLEN");
         cmd.arg(&*self.key);
-        self.client.query(self.context("stream.len"), &cmd).await
+        self.client.read(self.context("stream.len"), &cmd).await
     }
 
     /// Reads entries between two ids, inclusive (`XRANGE`; `"-"` and `"+"`
@@ -281,7 +273,7 @@ impl<M: Record> Stream<M> {
     pub async fn range(&self, start: &str, end: &str, count: usize) -> Result<ReadBatch<M>> {
         let ctx = self.context("stream.range");
         let cmd = xrange_cmd(&self.key, start, end, count);
-        let reply: Value = self.client.query(ctx.clone(), &cmd).await?;
+        let reply: Value = self.client.read(ctx.clone(), &cmd).await?;
         let parsed =
             parse_entries::<M>(&self.key, &reply).map_err(|e| e.with_context(ctx.clone()))?;
         let mut batch = ReadBatch::default();

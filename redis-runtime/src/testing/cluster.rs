@@ -361,6 +361,50 @@ impl ClusterTopology {
         })
     }
 
+    /// Makes the node on `port` tell the cluster, and so the slot map
+    /// clients read, that it listens on `announced` (its cluster bus port
+    /// stays where it is): put a [`Proxy`](super::Proxy) there and every
+    /// client connection to the node goes through it. Returns once every
+    /// live node lists it at `announced`; `announce_port(port, port)`
+    /// undoes it. While a node is announced elsewhere, the methods that
+    /// name nodes by port (`masters`, `master_of_slot`, …) see the
+    /// announced port, which is no node's: call them after undoing it.
+    /// Panics if a node refuses the setting or the nodes do not agree
+    /// within 10 s.
+    pub fn announce_port(&self, port: u16, announced: u16) {
+        let id = self.node_id(port);
+        let bus = port
+            .checked_add(BUS_PORT_OFFSET)
+            .unwrap_or_else(|| self.fail(&format!("port {port} has no bus port")))
+            .to_string();
+        let announced_arg = announced.to_string();
+        let port_arg = if announced == port {
+            "0"
+        } else {
+            &announced_arg
+        };
+        let bus_arg = if announced == port { "0" } else { &bus };
+        self.command::<()>(
+            port,
+            &["CONFIG", "SET", "cluster-announce-bus-port", bus_arg],
+        );
+        self.command::<()>(port, &["CONFIG", "SET", "cluster-announce-port", port_arg]);
+        let what = format!("every node to list port {port}'s node at port {announced}");
+        self.wait_until(AGREE_WAIT, &what, || {
+            for live in self.live_ports() {
+                let view = self.view(live)?;
+                match view.iter().find(|entry| entry.id == id) {
+                    Some(entry) if entry.port == announced => {}
+                    Some(entry) => {
+                        return Err(format!("port {live} lists it at port {}", entry.port));
+                    }
+                    None => return Err(format!("port {live} does not list it")),
+                }
+            }
+            Ok(())
+        });
+    }
+
     /// Start's work once the six nodes answer: config epochs, slots, meet,
     /// replicate, then wait for all of it to settle.
     fn form(&self) {

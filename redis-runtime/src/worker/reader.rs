@@ -15,6 +15,7 @@ use crate::client::{Client, NodeOrCluster, TRACE_TARGET};
 use crate::codec::Record;
 use crate::error::{Context, Result};
 use crate::stream::{ConsumerGroup, ReadBatch};
+use crate::transport::Effect;
 
 /// The read in flight: owns the dedicated connection and gives it back.
 pub(super) type ReadFuture<M> =
@@ -105,7 +106,7 @@ async fn slot_master(client: &Client, key: &str) -> Option<(String, u16)> {
     pipe.cmd("CLUSTER").arg("KEYSLOT").arg(key);
     pipe.cmd("CLUSTER").arg("SLOTS");
     let context = Context::new("stream.worker_slot_master", key.to_string());
-    let (slot, ranges): (i64, Vec<Value>) = client.query_repeatable(context, &pipe).await.ok()?;
+    let (slot, ranges): (i64, Vec<Value>) = client.read(context, &pipe).await.ok()?;
     // Each range: [start, end, [host, port, id, ...] (the master), replicas...]
     ranges.into_iter().find_map(|range| {
         let Value::Array(parts) = range else {
@@ -220,11 +221,14 @@ async fn unblock(client: &Client, stream: &str, blocked: Blocked) {
     cmd.arg("UNBLOCK").arg(blocked.client_id);
     let context = Context::new("stream.worker_unblock", stream.to_string());
     let result: Result<Value> = match blocked.node {
-        None => client.query(context, &cmd).await,
+        // It changes no data: nothing waits for replicas, and sending it
+        // twice is harmless.
+        None => client.read(context, &cmd).await,
         // On a cluster, to the node that id belongs to.
         Some(node) => {
+            let deadline = client.config().operation_timeout;
             client
-                .run(context, |mut conn| async move {
+                .run_with_deadline(context, deadline, Effect::Read, |mut conn| async move {
                     Ok(conn.query_node(&node, &cmd).await?)
                 })
                 .await

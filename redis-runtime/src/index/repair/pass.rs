@@ -546,7 +546,7 @@ impl<E: Entity> Pass<'_, E> {
                             IndexKind::Unique => pipe.cmd("HGET").arg(&w.index_key).arg(&w.value),
                         };
                     }
-                    client.query(ctx.clone(), &pipe).await
+                    client.read(ctx.clone(), &pipe).await
                 },
             )
             .await?;
@@ -904,7 +904,7 @@ impl<E: Entity> Pass<'_, E> {
                 .arg(position + 1)
                 .arg(&d.member)
                 .arg(d.value.clone().unwrap_or_default());
-            client.query::<i64>(ctx.clone(), &invocation).await
+            client.write::<i64>(ctx.clone(), &invocation).await
         });
         let results = futures_util::future::join_all(invocations).await;
         ops += results.len() as u64;
@@ -957,7 +957,7 @@ impl<E: Entity> Pass<'_, E> {
                     .arg(d.value.as_deref().unwrap_or_default()),
             };
         }
-        let replies: Vec<redis::Value> = self.client.query(self.ctx.clone(), &pipe).await?;
+        let replies: Vec<redis::Value> = self.client.read(self.ctx.clone(), &pipe).await?;
         let mut out = Vec::new();
         for (d, reply) in drift.iter().zip(replies) {
             let present = match (index.kind, reply) {

@@ -11,6 +11,7 @@ use crate::client::Client;
 use crate::codec::value_kind;
 use crate::entity::IndexKind;
 use crate::error::{Context, Error, Result};
+use crate::transport::Effect;
 
 /// On a cluster, the bits of a walk's cursor above this one number the
 /// primary being scanned (in address order); the bits below are that
@@ -54,7 +55,7 @@ pub(crate) async fn keys_step(
             .collect()
     };
     if !client.config().is_cluster() {
-        let (next, keys): (u64, Vec<Vec<u8>>) = client.query(ctx.clone(), &scan(cursor)).await?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = client.read(ctx.clone(), &scan(cursor)).await?;
         return Ok((next, text(keys)));
     }
     let primaries = client.cluster_primaries(ctx).await?;
@@ -68,7 +69,7 @@ pub(crate) async fn keys_step(
         .run_with_deadline(
             ctx.clone(),
             client.config().operation_timeout,
-            true,
+            Effect::Read,
             |mut conn| {
                 let address = address.clone();
                 async move { Ok(conn.query_node(&address, &cmd).await?) }
@@ -130,7 +131,7 @@ pub(crate) async fn entries_step(
     };
     let mut cmd = redis::cmd(command);
     cmd.arg(key).arg(cursor).arg("COUNT").arg(count);
-    let reply: redis::Value = match client.query(ctx.clone(), &cmd).await {
+    let reply: redis::Value = match client.read(ctx.clone(), &cmd).await {
         Ok(reply) => reply,
         Err(e) if e.to_string().contains("WRONGTYPE") => return Ok(Err(Unreadable::WrongType)),
         Err(e) => return Err(e),
@@ -228,7 +229,7 @@ async fn read_typed_together(
         read(&mut pipe, key);
     }
     let expected = keys.len() * 2;
-    let replies: Vec<redis::Value> = client.query(ctx.clone(), &pipe).await?;
+    let replies: Vec<redis::Value> = client.read(ctx.clone(), &pipe).await?;
     if replies.len() != expected {
         return Err(Error::Command {
             context: ctx.clone(),
@@ -247,7 +248,7 @@ async fn read_typed_together(
 pub(crate) async fn type_of(client: &Client, ctx: &Context, key: &str) -> Result<String> {
     let mut cmd = redis::cmd("TYPE");
     cmd.arg(key);
-    let reply: redis::Value = client.query(ctx.clone(), &cmd).await?;
+    let reply: redis::Value = client.read(ctx.clone(), &cmd).await?;
     Ok(type_name(&reply))
 }
 
