@@ -8,12 +8,19 @@
 //! the client reads sends it there) and cuts the connection that carries
 //! a chosen request, either before the server gets it or after the server
 //! ran it, swallowing its reply.
+//!
+//! With replica acknowledgements on (`wait_for_replicas`), a read never
+//! waits and every step of a write does: `INFO commandstats` on the
+//! primaries counts the `WAIT`s of a listing (none) and of each step of a
+//! `cross_slot` write (one each).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use redis_runtime::testing::{ClusterTopology, Cut, Proxy, RedisServer};
-use redis_runtime::{Client, Config, Error, RedisEntity};
+use redis_runtime::testing::{ClusterTopology, Cut, Proxy, RedisServer, eventually};
+use redis_runtime::{Client, Config, Error, Page, RedisEntity};
 
 /// A counter in a slot of its own on a cluster.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -40,11 +47,14 @@ struct Fronted {
 enum Nodes {
     Standalone {
         proxy: Proxy,
-        _server: RedisServer,
+        /// The server the proxy fronts, and its replica.
+        replicated: (RedisServer, RedisServer),
     },
     Cluster {
         /// By the port each proxy listens on, which its master announces.
         proxies: BTreeMap<u16, Proxy>,
+        /// The masters' own ports, behind the proxies.
+        masters: Vec<u16>,
         topology: ClusterTopology,
     },
 }
@@ -58,36 +68,75 @@ impl Nodes {
         if let Some(nodes) = shared.upgrade() {
             return nodes;
         }
+        let nodes = Arc::new(Nodes::cluster());
+        *shared = Arc::downgrade(&nodes);
+        nodes
+    }
+
+    /// A cluster whose masters each announce a proxy in front of them.
+    fn cluster() -> Nodes {
         let topology = ClusterTopology::start();
+        let masters = topology.masters();
         let mut proxies = BTreeMap::new();
-        for master in topology.masters() {
+        for &master in &masters {
             let proxy = Proxy::start(master);
             topology.announce_port(master, proxy.port());
             proxies.insert(proxy.port(), proxy);
         }
-        let nodes = Arc::new(Nodes::Cluster { proxies, topology });
-        *shared = Arc::downgrade(&nodes);
-        nodes
+        Nodes::Cluster {
+            proxies,
+            masters,
+            topology,
+        }
+    }
+
+    /// Every proxy.
+    fn proxies(&self) -> Vec<&Proxy> {
+        match self {
+            Nodes::Standalone { proxy, .. } => vec![proxy],
+            Nodes::Cluster { proxies, .. } => proxies.values().collect(),
+        }
     }
 }
 
 impl Fronted {
     async fn standalone() -> Self {
         let server = RedisServer::start();
+        let replica = RedisServer::start_with_args(&[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            server.port().to_string(),
+        ]);
+        let replica_client = replica.client().await;
+        eventually(Duration::from_secs(10), "the replica in sync", async || {
+            let info: String =
+                redis_runtime::testing::raw_query(&replica_client, &["INFO", "replication"]).await;
+            info.contains("master_link_status:up")
+        })
+        .await;
         let proxy = Proxy::start(server.port());
         let url = format!("redis://127.0.0.1:{}", proxy.port());
         Self::connect(
             &url,
             Arc::new(Nodes::Standalone {
                 proxy,
-                _server: server,
+                replicated: (server, replica),
             }),
         )
         .await
     }
 
     async fn cluster() -> Self {
-        let nodes = Nodes::shared_cluster();
+        Self::on_cluster(Nodes::shared_cluster()).await
+    }
+
+    /// On a cluster of its own, for a test whose faults would reach the
+    /// other tests' connections.
+    async fn own_cluster() -> Self {
+        Self::on_cluster(Arc::new(Nodes::cluster())).await
+    }
+
+    async fn on_cluster(nodes: Arc<Nodes>) -> Self {
         let Nodes::Cluster { topology, .. } = &*nodes else {
             unreachable!("a cluster")
         };
@@ -105,7 +154,9 @@ impl Fronted {
     fn proxy_for(&self, key: &str) -> &Proxy {
         match &*self.nodes {
             Nodes::Standalone { proxy, .. } => proxy,
-            Nodes::Cluster { proxies, topology } => {
+            Nodes::Cluster {
+                proxies, topology, ..
+            } => {
                 let seed = topology.seed_ports()[0];
                 let mut conn = redis::Client::open(topology.node_url(seed))
                     .and_then(|client| client.get_connection())
@@ -275,6 +326,387 @@ async fn a_counter_under_repeated_cuts_is_never_doubled(deployment: Fronted) {
     );
 }
 
+/// A job listed by user (a sorted index) and by status (a set index),
+/// pinned to one slot on a cluster.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "job:{{acks}}:{id}")]
+#[redis(sorted_index(key = "jobs:{{acks}}:user:{user_id}", score = "created_at"))]
+#[redis(index(key = "jobs:{{acks}}:status:{status}"))]
+struct Job {
+    id: String,
+    user_id: String,
+    status: String,
+    created_at: i64,
+}
+
+fn job(n: i64) -> Job {
+    Job {
+        id: format!("j{n}"),
+        user_id: "u1".into(),
+        status: "queued".into(),
+        created_at: 1_700_000_000_000 + n,
+    }
+}
+
+/// Each order in a slot of its own, its indexes and outbox stream global:
+/// on a cluster a write is the entity's script, then the index moves, the
+/// stream append and the record's release, each a request of its own.
+#[derive(RedisEntity, Debug, Clone, PartialEq)]
+#[redis(cluster, key = "order:{id}")]
+#[redis(stream = "orders:stream", stream_cross_slot)]
+#[redis(index(key = "orders:status:{status}", cross_slot))]
+struct Order {
+    id: String,
+    status: String,
+}
+
+/// `WAIT`s counted by each of `nodes` (`INFO commandstats`, read on a
+/// connection of its own), in order.
+fn waits(nodes: &[u16]) -> Vec<u64> {
+    nodes
+        .iter()
+        .map(|port| {
+            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .and_then(|client| client.get_connection())
+                .expect("a node");
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query(&mut conn)
+                .expect("INFO commandstats");
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix("cmdstat_wait:calls="))
+                .and_then(|rest| rest.split(',').next()?.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Held by the tests that count `WAIT`s on the primaries, which the
+/// cluster tests share: one at a time, so each counts its own.
+static COUNTING_WAITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Ports of the primaries: the one server, or the cluster's masters.
+fn primaries(deployment: &Fronted) -> Vec<u16> {
+    match &*deployment.nodes {
+        Nodes::Standalone { replicated, .. } => vec![replicated.0.port()],
+        Nodes::Cluster { masters, .. } => masters.clone(),
+    }
+}
+
+/// A client that waits for one replica after each write, connected past
+/// the proxies (on a cluster, through the seed nodes: the slot map names
+/// the proxies, which cut nothing unless armed).
+async fn acknowledging(deployment: &Fronted) -> Client {
+    let url = match &*deployment.nodes {
+        Nodes::Standalone { replicated, .. } => replicated.0.url(),
+        Nodes::Cluster { topology, .. } => topology.url(),
+    };
+    let config = Config::builder(url)
+        .wait_for_replicas(1, Duration::from_secs(2))
+        .build()
+        .expect("config");
+    Client::connect(config).await.expect("connect")
+}
+
+/// Listings, lookups, counts and cursor pages send no `WAIT`; each create
+/// sends one.
+async fn reads_never_wait_for_replicas_and_writes_do(deployment: Fronted) {
+    let _counting = COUNTING_WAITS.lock().await;
+    let client = acknowledging(&deployment).await;
+    let nodes = primaries(&deployment);
+    for n in 0..5 {
+        job(n)
+            .create(&client)
+            .await
+            .expect("an acknowledged create");
+    }
+    let before = waits(&nodes);
+    for _ in 0..10 {
+        let listed = Job::by_user_id(&client, "u1", Page::newest_first(20))
+            .await
+            .expect("by_user_id");
+        assert_eq!(listed.len(), 5);
+        let queued = Job::by_status(&client, "queued").await.expect("by_status");
+        assert_eq!(queued.len(), 5);
+        assert_eq!(
+            Job::by_status_count(&client, "queued")
+                .await
+                .expect("count"),
+            5
+        );
+        assert!(Job::get(&client, "j1").await.expect("get").is_some());
+        assert!(Job::exists(&client, "j2").await.expect("exists"));
+        let first = redis_runtime::index::CursorPage::newest_first(2);
+        let page = Job::by_user_id_after(&client, "u1", &first)
+            .await
+            .expect("a cursor page");
+        assert_eq!(page.listing.len(), 2);
+    }
+    assert_eq!(waits(&nodes), before, "reads sent WAIT");
+    for n in 5..8 {
+        job(n)
+            .create(&client)
+            .await
+            .expect("an acknowledged create");
+    }
+    let after: Vec<u64> = waits(&nodes);
+    for (node, (before, after)) in nodes.iter().zip(before.iter().zip(&after)) {
+        assert_eq!(after - before, 3, "node {node}: one WAIT per create");
+    }
+    client.shutdown().await;
+}
+
+/// On a cluster, each step of a `cross_slot` write is acknowledged before
+/// the next is sent: a create is four requests (the entity's script, the
+/// index move, the stream append, the record's release), a status change
+/// four (two moves, in two slots, and no stream entry), and each is
+/// followed by a `WAIT` (which redis-rs sends to every primary). A listing
+/// of the index sends none.
+async fn every_cross_slot_step_is_acknowledged(deployment: Fronted) {
+    let _counting = COUNTING_WAITS.lock().await;
+    let client = acknowledging(&deployment).await;
+    let nodes = primaries(&deployment);
+    let count = |before: &[u64]| -> Vec<u64> {
+        waits(&nodes)
+            .iter()
+            .zip(before)
+            .map(|(after, before)| after - before)
+            .collect()
+    };
+    let before = waits(&nodes);
+    let order = Order {
+        id: "o1".into(),
+        status: "open".into(),
+    };
+    order.create(&client).await.expect("create");
+    assert_eq!(
+        count(&before),
+        [4, 4, 4],
+        "create: script, moves, append, release"
+    );
+    let before = waits(&nodes);
+    let paid = OrderPatch {
+        status: Some("paid".into()),
+        ..OrderPatch::default()
+    };
+    Order::patch(&client, "o1", &paid).await.expect("patch");
+    // The moves are one pipeline per slot (`SADD` at the new key, `SREM`
+    // at the old), sent together: each is acknowledged, and one `WAIT`
+    // may answer both.
+    for waited in count(&before) {
+        assert!(
+            (3..=4).contains(&waited),
+            "status change: script, moves (2 slots), release: {waited} WAITs"
+        );
+    }
+    let before = waits(&nodes);
+    let paid = Order::by_status(&client, "paid").await.expect("by_status");
+    assert_eq!(paid.len(), 1);
+    assert_eq!(count(&before), [0, 0, 0], "a listing waits for nothing");
+    client.shutdown().await;
+}
+
+/// What the writers under cuts saw.
+#[derive(Debug, Default)]
+struct Tallied {
+    /// Writes answered with their result.
+    acknowledged: u64,
+    /// Writes that failed with their outcome unknown, and how many of
+    /// those a re-read found had run.
+    unknown: u64,
+    unknown_ran: u64,
+    /// Writes refused without running (a re-read found nothing changed).
+    not_run: u64,
+}
+
+impl Tallied {
+    fn add(&mut self, other: &Tallied) {
+        self.acknowledged += other.acknowledged;
+        self.unknown += other.unknown;
+        self.unknown_ran += other.unknown_ran;
+        self.not_run += other.not_run;
+    }
+}
+
+/// One writer of one counter, until `stop`: every answer is the count it
+/// knew plus one; after an unknown outcome a re-read finds the count or
+/// the count plus one; after any other failure, the count.
+async fn count_under_cuts(client: Client, id: String, stop: Arc<AtomicBool>) -> Tallied {
+    let mut seen = Tallied::default();
+    tally(&id, 0)
+        .create(&client)
+        .await
+        .expect("create the counter");
+    let mut expected = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match Tally::incr_count(&client, &id, 1).await {
+            Ok(count) => {
+                assert_eq!(count, expected + 1, "{id}: an increment ran twice");
+                expected = count;
+                seen.acknowledged += 1;
+            }
+            Err(e) => {
+                let now = stored(&client, &id).await;
+                if e.outcome_unknown() {
+                    assert!(
+                        now == expected || now == expected + 1,
+                        "{id}: an unknown increment left {now} after {expected}: {e}"
+                    );
+                    seen.unknown += 1;
+                    seen.unknown_ran += u64::try_from(now - expected).unwrap_or(0);
+                } else {
+                    assert_eq!(now, expected, "{id}: a write refused as not run ran: {e}");
+                    seen.not_run += 1;
+                }
+                expected = now;
+            }
+        }
+    }
+    assert_eq!(
+        stored(&client, &id).await,
+        expected,
+        "{id}: the final count"
+    );
+    seen
+}
+
+/// One writer creating and deleting entities of fresh ids, until `stop`:
+/// a create never finds its own entity (`ALREADY_EXISTS`), a delete of an
+/// entity that exists never answers `false`, and a write whose outcome is
+/// unknown is re-read.
+async fn create_delete_under_cuts(client: Client, writer: u64, stop: Arc<AtomicBool>) -> Tallied {
+    let mut seen = Tallied::default();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let id = format!("load-{writer}-{n}");
+        let exists = match tally(&id, 1).create(&client).await {
+            Ok(_) => {
+                seen.acknowledged += 1;
+                true
+            }
+            Err(e) => {
+                let exists = Tally::get(&client, &id).await.expect("re-read").is_some();
+                assert_ne!(e.code(), "ALREADY_EXISTS", "{id}: a create ran twice: {e}");
+                if e.outcome_unknown() {
+                    seen.unknown += 1;
+                    seen.unknown_ran += u64::from(exists);
+                } else {
+                    assert!(!exists, "{id}: a create refused as not run ran: {e}");
+                    seen.not_run += 1;
+                }
+                exists
+            }
+        };
+        if !exists {
+            continue;
+        }
+        match Tally::delete(&client, &id).await {
+            Ok(deleted) => {
+                assert!(deleted, "{id}: a delete ran twice (it found nothing)");
+                seen.acknowledged += 1;
+            }
+            Err(e) => {
+                let left = Tally::get(&client, &id).await.expect("re-read").is_some();
+                if e.outcome_unknown() {
+                    seen.unknown += 1;
+                    seen.unknown_ran += u64::from(!left);
+                } else {
+                    assert!(left, "{id}: a delete refused as not run ran: {e}");
+                    seen.not_run += 1;
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Kills every normal client connection of the servers on `ports` every
+/// 150 ms until `stop` (`CLIENT KILL TYPE normal`, requests in flight or
+/// not); returns how many connections it killed.
+async fn kill_clients(ports: Vec<u16>, stop: Arc<AtomicBool>) -> u64 {
+    let mut killed = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        for &port in &ports {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                continue;
+            };
+            let n: redis::RedisResult<u64> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .query_async(&mut conn)
+                .await;
+            killed += n.unwrap_or(0);
+        }
+    }
+    killed
+}
+
+/// Sixteen writers (eight counters, eight creating and deleting) while the
+/// proxies cut one request in 40 (half after the server ran it, half
+/// before it got it) and `CLIENT KILL TYPE normal` cuts every connection
+/// of the primaries every 150 ms: no write runs twice, every write whose
+/// outcome is unknown is found run once or not at all, and every other
+/// failure ran nothing.
+async fn writers_under_cut_connections_apply_nothing_twice(deployment: Fronted) {
+    let config = Config::builder(match &*deployment.nodes {
+        Nodes::Standalone { proxy, .. } => format!("redis://127.0.0.1:{}", proxy.port()),
+        Nodes::Cluster { topology, .. } => topology.url(),
+    })
+    .operation_timeout(Duration::from_secs(10))
+    .build()
+    .expect("config");
+    let client = Client::connect(config).await.expect("connect");
+    let stop = Arc::new(AtomicBool::new(false));
+    for proxy in deployment.nodes.proxies() {
+        proxy.cut_every(40);
+    }
+    let killer = tokio::spawn(kill_clients(primaries(&deployment), stop.clone()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let id = format!("load-counter-{w}");
+        writers.push(tokio::spawn(count_under_cuts(
+            client.clone(),
+            id,
+            stop.clone(),
+        )));
+        writers.push(tokio::spawn(create_delete_under_cuts(
+            client.clone(),
+            w,
+            stop.clone(),
+        )));
+    }
+    // The load runs for a while; the writers check each write as they go.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Tallied::default();
+    for writer in writers {
+        seen.add(&writer.await.expect("a writer found a write applied twice"));
+    }
+    let killed = killer.await.expect("killer");
+    for proxy in deployment.nodes.proxies() {
+        proxy.cut_every(0);
+    }
+    let (after_run, before_send) = deployment
+        .nodes
+        .proxies()
+        .iter()
+        .map(|proxy| proxy.cuts())
+        .fold((0, 0), |(a, b), (ran, sent)| (a + ran, b + sent));
+    println!(
+        "{seen:?}; proxies cut {after_run} requests after they ran and {before_send} before; \
+         CLIENT KILL closed {killed} connections"
+    );
+    assert!(seen.acknowledged > 100, "the load ran: {seen:?}");
+    assert!(after_run + before_send > 0 && killed > 0, "the faults ran");
+    assert!(seen.unknown > 0, "some writes were cut: {seen:?}");
+    client.shutdown().await;
+}
+
 /// Runs each named case on one server and on the cluster.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -293,7 +725,23 @@ macro_rules! on_both {
     };
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_under_cuts_on_a_cluster_of_their_own() {
+    writers_under_cut_connections_apply_nothing_twice(Fronted::own_cluster().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_under_cuts_on_one_server() {
+    writers_under_cut_connections_apply_nothing_twice(Fronted::standalone().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_slot_steps_are_each_acknowledged_on_a_cluster() {
+    every_cross_slot_step_is_acknowledged(Fronted::cluster().await).await;
+}
+
 on_both!(
+    reads_never_wait_for_replicas_and_writes_do,
     a_cut_increment_runs_once_and_is_unknown,
     a_cut_create_is_unknown_not_already_exists,
     a_cut_delete_is_unknown,

@@ -61,9 +61,27 @@ struct Shared {
     before_send: AtomicU64,
     /// Requests the proxy forwarded to the server.
     forwarded: AtomicU64,
+    /// With `n` > 0, every `n`th chunk of requests is cut, after it ran
+    /// and before it was sent in turn (see [`Proxy::cut_every`]).
+    cut_every: AtomicU64,
+    chunks: AtomicU64,
 }
 
 impl Shared {
+    /// The cut `cut_every` asks of the next chunk of requests, if any.
+    fn due_cut(&self) -> Option<Cut> {
+        let every = self.cut_every.load(Ordering::SeqCst);
+        if every == 0 {
+            return None;
+        }
+        let chunk = self.chunks.fetch_add(1, Ordering::SeqCst) + 1;
+        match chunk % (2 * every) {
+            0 => Some(Cut::BeforeSend),
+            n if n == every => Some(Cut::AfterRun),
+            _ => None,
+        }
+    }
+
     /// The first armed cut whose marker `request` holds, taken.
     fn take_armed(&self, request: &[u8]) -> Option<Armed> {
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,6 +205,15 @@ impl Proxy {
         }
     }
 
+    /// From now on cuts every `every`th chunk of requests the proxy
+    /// carries, on whichever connection it arrives, alternately after the
+    /// server ran it and before it was sent; 0 stops. A chunk is what one
+    /// read from the client's socket gave: one request, or several that
+    /// arrived together, which all share its fate.
+    pub fn cut_every(&self, every: u64) {
+        self.shared.cut_every.store(every, Ordering::SeqCst);
+    }
+
     /// How many cuts were made after the server ran the request, and how
     /// many before it got it.
     pub fn cuts(&self) -> (u64, u64) {
@@ -251,7 +278,12 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, shared: Arc<Shared>) {
                     Ok(n) => n,
                 };
                 shared.wait_while_stalled().await;
-                if let Some(armed) = shared.take_armed(&request[..n]) {
+                let armed = shared.take_armed(&request[..n]).or_else(|| {
+                    let cut = shared.due_cut()?;
+                    let (done, _) = tokio::sync::oneshot::channel();
+                    Some(Armed { marker: Vec::new(), cut, done })
+                });
+                if let Some(armed) = armed {
                     match armed.cut {
                         Cut::BeforeSend => {
                             shared.before_send.fetch_add(1, Ordering::SeqCst);
@@ -273,8 +305,12 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, shared: Arc<Shared>) {
                 };
                 if let Some(armed) = swallow.take() {
                     if !ran(&reply[..n]) {
-                        // Armed again, for the request's next sending.
-                        shared.armed.lock().unwrap_or_else(|e| e.into_inner()).insert(0, armed);
+                        // Armed again, for the request's next sending (a
+                        // cut `cut_every` chose lets this one pass).
+                        if !armed.marker.is_empty() {
+                            let mut pending = shared.armed.lock().unwrap_or_else(|e| e.into_inner());
+                            pending.insert(0, armed);
+                        }
                     } else {
                         shared.after_run.fetch_add(1, Ordering::SeqCst);
                         let _ = armed.done.send(());
