@@ -8,9 +8,13 @@
 //! ```
 //!
 //! Each row is the median of the rounds, each round on a flushed master;
-//! "ratio" is with acknowledgements over without. Both nodes and the
-//! client share this machine's cores, so the replica's work is paid on
-//! the same CPUs as the master's.
+//! "ratio" is with acknowledgements over without; "WAITs per op" is what
+//! the acknowledging client sent per operation (`INFO commandstats` on
+//! the master, reset around the workload). Listings read a page of 20
+//! from 2,000 jobs created first; a read never waits for replicas, so its
+//! ratio should stay near 1. Both nodes and the client share this
+//! machine's cores, so the replica's work is paid on the same CPUs as the
+//! master's.
 
 mod common;
 
@@ -18,7 +22,8 @@ use std::time::Duration;
 
 use common::{env_u64, measure, median, op};
 use redis_runtime::testing::SentinelTopology;
-use redis_runtime::{Client, Config, RedisEntity};
+use redis_runtime::testing::raw_query;
+use redis_runtime::{Client, Config, Page, RedisEntity};
 
 /// A job with an index and an outbox stream, as the main example's.
 #[derive(RedisEntity, Debug, Clone, PartialEq)]
@@ -62,6 +67,18 @@ async fn flush(client: &Client) {
         .expect("FLUSHALL");
 }
 
+/// Jobs created before the listing workloads: 20 for each of 100 users.
+const LISTED: u64 = 2_000;
+
+/// The `calls=` of `command` in `INFO commandstats` text (0 when absent).
+fn calls(stats: &str, command: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n = env_u64("N", 10_000);
@@ -74,23 +91,51 @@ async fn main() {
     println!(
         "N={n} ROUNDS={rounds} cargo bench --bench replica_acks\n\n1 master + 1 replica + 3 sentinels on loopback; medians of {rounds} round(s)\n"
     );
-    println!("| workload | without acks ops/s | with `WAIT 1` ops/s | ratio |");
-    println!("| --- | ---: | ---: | ---: |");
-    for (label, tasks) in [("create, sequential", 1u64), ("create, 64 tasks", 64)] {
+    println!("| workload | without acks ops/s | with `WAIT 1` ops/s | ratio | WAITs per op |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (label, tasks, listing) in [
+        ("create, sequential", 1u64, false),
+        ("create, 64 tasks", 64, false),
+        ("listing (page of 20), sequential", 1, true),
+        ("listing (page of 20), 64 tasks", 64, true),
+    ] {
         let mut without = Vec::new();
         let mut with = Vec::new();
+        let mut waits = Vec::new();
         for _ in 0..rounds {
-            for (client, out) in [(&plain, &mut without), (&acked, &mut with)] {
+            for (client, acks) in [(&plain, false), (&acked, true)] {
                 flush(&plain).await;
-                let create = op(client, |client: Client, i| async move {
-                    job(i).create(&client).await.expect("create");
-                });
-                out.push(measure(tasks, n, move |i| create(i)).await);
+                let run = if listing {
+                    for i in 0..LISTED {
+                        job(i).create(&plain).await.expect("create");
+                    }
+                    op(client, |client: Client, i| async move {
+                        let user = format!("u{}", i % 100);
+                        let page = Job::by_user_id(&client, &user, Page::newest_first(20))
+                            .await
+                            .expect("listing");
+                        assert_eq!(page.len(), 20);
+                    })
+                } else {
+                    op(client, |client: Client, i| async move {
+                        job(i).create(&client).await.expect("create");
+                    })
+                };
+                let _: () = raw_query(&plain, &["CONFIG", "RESETSTAT"]).await;
+                let rate = measure(tasks, n, move |i| run(i)).await;
+                let stats: String = raw_query(&plain, &["INFO", "commandstats"]).await;
+                if acks {
+                    with.push(rate);
+                    waits.push(calls(&stats, "wait") as f64 / n as f64);
+                } else {
+                    without.push(rate);
+                }
             }
         }
         let (without, with) = (median(without.into_iter()), median(with.into_iter()));
+        let waits = median(waits.into_iter());
         println!(
-            "| {label} | {without:.0} | {with:.0} | {:.2} |",
+            "| {label} | {without:.0} | {with:.0} | {:.2} | {waits:.2} |",
             with / without
         );
     }

@@ -88,6 +88,8 @@ struct Seen {
     errors: BTreeMap<&'static str, u64>,
     /// One message per error code.
     examples: BTreeMap<&'static str, String>,
+    /// Of the errors, those whose write may have run (cut in flight).
+    unknown: u64,
     /// Successful writes' completion times.
     successes: Vec<Instant>,
     published: BTreeSet<u64>,
@@ -200,6 +202,7 @@ async fn start_load(client: &Client) -> Load {
                         ) => {}
                     Err(e) => {
                         *seen.errors.entry(e.code()).or_default() += 1;
+                        seen.unknown += u64::from(e.outcome_unknown());
                         seen.examples
                             .entry(e.code())
                             .or_insert_with(|| e.to_string());
@@ -364,10 +367,11 @@ async fn under_load(
     let sharded_after = seen.heard_sharded.iter().filter(|t| **t > done).count();
     let sharded_gap = longest_gap(&seen.heard_sharded, started);
     println!(
-        "{what}: master now on port {new_master}; fault took {:?}; writes: {} ok, failures {:?}; longest pause in successful writes {:?}; {} messages heard after; shard channel: {} heard after, longest pause {:?}",
+        "{what}: master now on port {new_master}; fault took {:?}; writes: {} ok, failures {:?} ({} with the outcome unknown); longest pause in successful writes {:?}; {} messages heard after; shard channel: {} heard after, longest pause {:?}",
         done - started,
         seen.ok,
         seen.errors,
+        seen.unknown,
         gap,
         heard_after,
         sharded_after,

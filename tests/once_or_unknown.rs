@@ -488,7 +488,6 @@ async fn every_cross_slot_step_is_acknowledged(deployment: Fronted) {
     let before = waits(&nodes);
     let paid = OrderPatch {
         status: Some("paid".into()),
-        ..OrderPatch::default()
     };
     Order::patch(&client, "o1", &paid).await.expect("patch");
     // The moves are one pipeline per slot (`SADD` at the new key, `SREM`
@@ -648,10 +647,11 @@ async fn kill_clients(ports: Vec<u16>, stop: Arc<AtomicBool>) -> u64 {
 
 /// Sixteen writers (eight counters, eight creating and deleting) while the
 /// proxies cut one request in 40 (half after the server ran it, half
-/// before it got it) and `CLIENT KILL TYPE normal` cuts every connection
-/// of the primaries every 150 ms: no write runs twice, every write whose
-/// outcome is unknown is found run once or not at all, and every other
-/// failure ran nothing.
+/// before it got it) and `CLIENT KILL TYPE normal` cuts every client
+/// connection of every node every 150 ms; on a cluster then, with the
+/// proxies at rest and the kills going on, a `CLUSTER FAILOVER` of a
+/// master: no write runs twice, every write whose outcome is unknown is
+/// found run once or not at all, and every other failure ran nothing.
 async fn writers_under_cut_connections_apply_nothing_twice(deployment: Fronted) {
     let config = Config::builder(match &*deployment.nodes {
         Nodes::Standalone { proxy, .. } => format!("redis://127.0.0.1:{}", proxy.port()),
@@ -665,7 +665,11 @@ async fn writers_under_cut_connections_apply_nothing_twice(deployment: Fronted) 
     for proxy in deployment.nodes.proxies() {
         proxy.cut_every(40);
     }
-    let killer = tokio::spawn(kill_clients(primaries(&deployment), stop.clone()));
+    let nodes = match &*deployment.nodes {
+        Nodes::Standalone { replicated, .. } => vec![replicated.0.port()],
+        Nodes::Cluster { topology, .. } => topology.seed_ports(),
+    };
+    let killer = tokio::spawn(kill_clients(nodes, stop.clone()));
     let mut writers = Vec::new();
     for w in 0..8 {
         let id = format!("load-counter-{w}");
@@ -682,15 +686,35 @@ async fn writers_under_cut_connections_apply_nothing_twice(deployment: Fronted) 
     }
     // The load runs for a while; the writers check each write as they go.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    for proxy in deployment.nodes.proxies() {
+        proxy.cut_every(0);
+    }
+    if let Nodes::Cluster { .. } = &*deployment.nodes {
+        let nodes = deployment.nodes.clone();
+        let promoted = tokio::task::spawn_blocking(move || {
+            let Nodes::Cluster {
+                topology, masters, ..
+            } = &*nodes
+            else {
+                unreachable!("a cluster")
+            };
+            // The harness names nodes by the ports they announce.
+            for &master in masters {
+                topology.announce_port(master, master);
+            }
+            topology.failover(masters[0])
+        })
+        .await
+        .expect("failover");
+        println!("failed over to port {promoted} under the load");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let mut seen = Tallied::default();
     for writer in writers {
         seen.add(&writer.await.expect("a writer found a write applied twice"));
     }
     let killed = killer.await.expect("killer");
-    for proxy in deployment.nodes.proxies() {
-        proxy.cut_every(0);
-    }
     let (after_run, before_send) = deployment
         .nodes
         .proxies()

@@ -25,6 +25,13 @@ use crate::transport::{Effect, Payload, Request};
 /// How long [`Client::health`] waits for `PING`.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// On a Redis Cluster, the longest a request waits between attempts. A
+/// slot's master changes without notice there (no `+switch-master` ends
+/// a backoff early, as with Sentinel), and a master elected after a crash
+/// serves at once: with the full backoff, writes resumed 0.5 to 0.8 s
+/// after the promotion (`tests/cluster_faults.rs`).
+const CLUSTER_RECHECK: Duration = Duration::from_millis(100);
+
 /// Target of every tracing event this crate emits.
 pub(crate) const TRACE_TARGET: &str = "redis_runtime";
 
@@ -737,10 +744,15 @@ impl Client {
         Fut: Future<Output = Result<T>>,
     {
         let policy = self.inner.config.retry;
+        let max_delay = if self.inner.config.is_cluster() {
+            policy.max_delay.min(CLUSTER_RECHECK)
+        } else {
+            policy.max_delay
+        };
         let started = Instant::now();
         let ctx = context.clone();
         let work = async move {
-            let mut delay = policy.min_delay;
+            let mut delay = policy.min_delay.min(max_delay);
             let mut retried = false;
             // Watched from the first failure on (not on the hot path): a
             // failover that completes during a backoff ends it early.
@@ -785,7 +797,7 @@ impl Client {
                     () = tokio::time::sleep(delay) => {}
                     Ok(()) = moves.changed() => {}
                 }
-                delay = delay.saturating_mul(2).min(policy.max_delay);
+                delay = delay.saturating_mul(2).min(max_delay);
             }
         };
         self.bounded(context, deadline, effect, work).await

@@ -1,5 +1,5 @@
 //! How a request reaches Redis and when it is sent again: the owner of
-//! guarantee 12 of ARCHITECTURE.md, *once or unknown*. Its rules are
+//! the guarantee *once or unknown* (ARCHITECTURE.md). Its rules are
 //! stated here and enforced by the types of this module and
 //! `Client::run_retrying`, the one loop every request goes through.
 //!
@@ -23,16 +23,16 @@
 //!    like a write.
 //! 4. **Acknowledged means acknowledged.** With
 //!    [`Config::replica_acks`](crate::Config) set, every write and
-//!    idempotent write waits for that many replicas (`WAIT`, see
-//!    [`acks`]) before its call returns; a short count is
+//!    idempotent write waits for that many replicas (`WAIT`, shared by
+//!    the writes that finish together: `acks.rs`) before its call returns; a short count is
 //!    `STORAGE_NOT_REPLICATED`. A step that later steps build on (a
 //!    `cross_slot` move, a claim, a stream append) is its own request, so
 //!    it is acknowledged before the next one is sent, and a record is
 //!    released only after what it recorded was acknowledged.
 //! 5. **No library below resends.** redis-rs's single-server connection
 //!    (`ConnectionManager`) reconnects but never sends a request again;
-//!    its cluster connection is built without retries, and
-//!    [`cluster::Redirecting`] follows the redirects itself.
+//!    its cluster connection is built without retries, and `Redirecting`
+//!    (`cluster.rs`) follows the redirects itself.
 
 pub(crate) mod acks;
 pub(crate) mod cluster;
