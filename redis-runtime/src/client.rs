@@ -640,7 +640,9 @@ impl Client {
 
     /// Sends a read ([`Effect::Read`]; see [`Client::send`]): sent again
     /// after any transient failure within the deadline, never waiting for
-    /// replicas.
+    /// replicas. Only for requests that change nothing: a write sent as a
+    /// read may run twice after a dropped connection, and is not
+    /// acknowledged by replicas.
     ///
     /// ```no_run
     /// # async fn demo(client: &redis_runtime::Client) -> redis_runtime::Result<()> {
