@@ -568,7 +568,7 @@ impl Summary {
 async fn a_sentinel_failover_and_a_master_crash_under_load_leave_zero_drift() {
     let started = Instant::now();
     let topology = SentinelTopology::start("failover");
-    let [first, second] = topology.node_ports();
+    let (first, second) = (topology.node_ports()[0], topology.node_ports()[1]);
     assert_eq!(topology.master_port(), first);
     let client = Client::connect(
         Config::builder(topology.url())

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::blocking::BlockingConnection;
-use crate::config::{Config, Topology};
+use crate::config::{AckReplicas, Config, Topology};
 use crate::error::{Context, Error, Result, Unavailability};
 use crate::metrics::{Metrics, NoMetrics, OperationEvent, Outcome};
-use crate::sentinel::MasterLookup;
+use crate::sentinel::{MasterLookup, Notice};
 use crate::server::{Feature, ServerInfo};
 use crate::transport::acks::AckBatch;
 use crate::transport::cluster::Redirecting;
@@ -31,6 +31,11 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// serves at once: with the full backoff, writes resumed 0.5 to 0.8 s
 /// after the promotion (`tests/cluster_faults.rs`).
 const CLUSTER_RECHECK: Duration = Duration::from_millis(100);
+
+/// How long a node a Sentinel told to become the master is asked whether
+/// it is one yet: it takes a few milliseconds, the failover's whole
+/// promotion step a second or two.
+const PROMOTION_WAIT: Duration = Duration::from_secs(3);
 
 /// Target of every tracing event this crate emits.
 pub(crate) const TRACE_TARGET: &str = "redis_runtime";
@@ -358,30 +363,58 @@ impl Client {
         }
     }
 
-    /// Follows the Sentinels' `+switch-master` notices for as long as the
-    /// client lives: each one moves the shared link to the new master.
+    /// Follows every Sentinel's notices for as long as the client lives:
+    /// the first that names a new master moves the shared link there, once
+    /// its `ROLE` says master (a node just told to become one is asked
+    /// again every 10 ms, for up to [`PROMOTION_WAIT`]); a change among the
+    /// master's replicas makes [`AckReplicas::All`] count them again.
     fn watch_master_switches(&self, lookup: Arc<MasterLookup>) {
         let owner = Arc::downgrade(&self.inner);
         let stop = self.inner.closed.clone();
         tokio::spawn(lookup.watch_switches(owner, stop, |inner, notice| {
             let client = Client { inner };
-            // "<name> <old ip> <old port> <new ip> <new port>"
-            let mut words = notice.split(' ').skip(3);
-            let hint = match (words.next(), words.next().and_then(|p| p.parse().ok())) {
-                (Some(host), Some(port)) => Some((host.to_string(), port)),
-                _ => None,
-            };
-            tokio::spawn(async move {
-                let _ = client.refresh_master(Some(Instant::now()), hint).await;
-            });
+            match notice {
+                Notice::NewMaster(announced) => {
+                    tokio::spawn(async move {
+                        if !announced.settled {
+                            client
+                                .await_promotion(&announced.host, announced.port)
+                                .await;
+                        }
+                        let hint = (announced.host, announced.port);
+                        let _ = client
+                            .refresh_master(Some(Instant::now()), Some(hint))
+                            .await;
+                    });
+                }
+                Notice::Replicas => client.recount_replicas(),
+            }
         }));
+    }
+
+    /// Asks the node at `host:port`, which a Sentinel has just told to
+    /// become the master, until its `ROLE` says so (or
+    /// [`PROMOTION_WAIT`] passed): writes keep going to the old master
+    /// meanwhile.
+    async fn await_promotion(&self, host: &str, port: u16) {
+        let Source::Sentinel(lookup) = &self.inner.source else {
+            return;
+        };
+        let started = Instant::now();
+        let timeout = self.inner.config.connect_timeout;
+        while started.elapsed() < PROMOTION_WAIT && !self.is_shut_down() {
+            if lookup.confirm(host, port, timeout).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Looks the master up again (Sentinel only; a no-op otherwise) and
     /// moves the shared link to it if it moved. `failed_at`: when the
     /// failure that prompted this happened; a lookup that finished since
-    /// then already answered it. `hint`: the address a `+switch-master`
-    /// notice named, tried first.
+    /// then already answered it. `hint`: the address a Sentinel's notice
+    /// named, tried first.
     async fn refresh_master(
         &self,
         failed_at: Option<Instant>,
@@ -393,6 +426,13 @@ impl Client {
         let mut refreshed = self.inner.refreshed.lock().await;
         if let (Some(done), Some(failed)) = (*refreshed, failed_at)
             && done >= failed
+        {
+            return Ok(());
+        }
+        // Every Sentinel announces a failover: the first notice moved the
+        // link, the others name where it is already.
+        if let Some((host, port)) = &hint
+            && self.current_master().as_deref() == Some(format!("{host}:{port}").as_str())
         {
             return Ok(());
         }
@@ -418,7 +458,27 @@ impl Client {
                 });
             }
         };
-        self.install_master(info)
+        self.install_master(info)?;
+        let link = match &*self.inner.link.read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Ready(link) => Some(Arc::clone(link)),
+            Slot::Unresolved | Slot::Closed => None,
+        };
+        if let Some(link) = link {
+            self.count_replicas(&link).await;
+        }
+        Ok(())
+    }
+
+    /// `host:port` of the server the shared link goes to, if it is one
+    /// server's.
+    fn current_master(&self) -> Option<String> {
+        match &*self.inner.link.read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Ready(link) => link
+                .endpoint
+                .node()
+                .map(|node| node.get_connection_info().addr().to_string()),
+            Slot::Unresolved | Slot::Closed => None,
+        }
     }
 
     /// Points the shared link at `master` unless it already is.
@@ -539,15 +599,83 @@ impl Client {
     }
 
     /// After a write on `conn`: with [`Config::replica_acks`] set, waits
-    /// for that many replicas to acknowledge it (see [`AckBatch`]).
+    /// for that many replicas to acknowledge it (see [`AckBatch`]). When
+    /// too few did and it waits for all of them, counts them again in the
+    /// background (a replica may be gone for good).
     async fn acknowledge(&self, conn: &Connection, context: &Context) -> Result<()> {
         let Some(acks) = self.inner.config.replica_acks else {
             return Ok(());
         };
-        conn.link
-            .acks
-            .acknowledge(&mut conn.clone(), acks, context)
-            .await
+        let batch = &conn.link.acks;
+        let required = batch.required(acks.replicas);
+        let acknowledged = batch
+            .acknowledge(&mut conn.clone(), required, acks.timeout, context)
+            .await;
+        if matches!(acknowledged, Err(Error::NotReplicated { .. }))
+            && acks.replicas == AckReplicas::All
+            && batch.recount_due()
+        {
+            let (client, link) = (self.clone(), conn.link.clone());
+            tokio::spawn(async move { client.count_replicas(&link).await });
+        }
+        acknowledged
+    }
+
+    /// The Sentinels to count the master's replicas with, when writes
+    /// wait for all of them ([`AckReplicas::All`]).
+    fn counts_replicas(&self) -> Option<&MasterLookup> {
+        let awaits_all = self
+            .inner
+            .config
+            .replica_acks
+            .is_some_and(|acks| acks.replicas == AckReplicas::All);
+        match &self.inner.source {
+            Source::Sentinel(lookup) if awaits_all => Some(lookup),
+            _ => None,
+        }
+    }
+
+    /// With [`AckReplicas::All`], counts the replicas of the current master
+    /// again, in the background.
+    fn recount_replicas(&self) {
+        if self.counts_replicas().is_none() {
+            return;
+        }
+        let link = match &*self.inner.link.read().unwrap_or_else(|e| e.into_inner()) {
+            Slot::Ready(link) => Arc::clone(link),
+            Slot::Unresolved | Slot::Closed => return,
+        };
+        let client = self.clone();
+        tokio::spawn(async move { client.count_replicas(&link).await });
+    }
+
+    /// With [`AckReplicas::All`], counts the replicas of the master `link`
+    /// goes to and records the count for its acknowledgements: the more of
+    /// the replicas the Sentinels list, less those they flag down (see
+    /// [`MasterLookup::replica_count`]), and the replicas connected to the
+    /// master now (`INFO replication`), which the Sentinels learn of only
+    /// when they next poll it. A count that fails keeps the last one.
+    async fn count_replicas(&self, link: &Link) -> Option<u32> {
+        let lookup = self.counts_replicas()?;
+        let timeout = self.inner.config.connect_timeout;
+        let listed = match lookup.replica_count(timeout).await {
+            Ok(count) => count,
+            Err(e) => {
+                tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "could not count the master's replicas (REDIS_WAIT_REPLICAS=all keeps the last count): {e}");
+                return None;
+            }
+        };
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("replication");
+        let mut conn = link.shared.clone();
+        let asked = cmd.query_async::<String>(&mut conn);
+        let connected = match tokio::time::timeout(timeout, asked).await {
+            Ok(Ok(info)) => info_field(&info, "connected_slaves").and_then(|n| n.parse().ok()),
+            _ => None,
+        };
+        let count = listed.max(connected.unwrap_or(0));
+        link.acks.set_all_replicas(count);
+        Some(count)
     }
 
     /// The configuration this client was built from.
@@ -961,6 +1089,18 @@ impl Client {
                         "the server is a replica: reads may be stale and writes fail with READONLY; point REDIS_URL at the primary (or use redis+sentinel://)".into(),
                     );
                 }
+                let replicas = info_field(&replication, "connected_slaves")
+                    .and_then(|n| n.parse::<u32>().ok());
+                if let Some(warning) = self
+                    .inner
+                    .config
+                    .replica_acks
+                    .zip(replicas)
+                    .and_then(|(acks, replicas)| acks_warning(acks.replicas, replicas))
+                {
+                    warnings.push(warning);
+                }
+                self.recount_replicas();
                 Health {
                     ok: true,
                     latency_ms,
@@ -1586,6 +1726,17 @@ pub(crate) fn not_on_cluster(feature: &str) -> Error {
     Error::Config(format!(
         "{feature} are not supported on Redis Cluster yet: entities, indexes and their queries are; run these against one server or Sentinel"
     ))
+}
+
+/// The warning for waiting for fewer replicas than the master has: a
+/// failover can then lose an acknowledged write (see [`AckReplicas`]).
+fn acks_warning(awaited: AckReplicas, replicas: u32) -> Option<String> {
+    match awaited {
+        AckReplicas::Count(n) if n < replicas => Some(format!(
+            "REDIS_WAIT_REPLICAS={n} while the master has {replicas} replicas: a failover can lose writes a replica acknowledged (Sentinel may promote a replica that had not, or re-point the one that had to the new master, which makes it resync in full); wait for every replica (REDIS_WAIT_REPLICAS=all with Sentinel) to keep them"
+        )),
+        _ => None,
+    }
 }
 
 /// The value of `name` in an `INFO` reply (`name:value` lines).

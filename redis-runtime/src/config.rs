@@ -86,13 +86,20 @@ impl Default for RetryPolicy {
 /// replicas timeout` and the write fails with `STORAGE_NOT_REPLICATED`
 /// unless at least `replicas` replicas acknowledged it in time.
 ///
-/// What it promises: a write that succeeded had reached `replicas`
-/// replicas, so a failover to one of them keeps it. What it does not: the
-/// write is not undone when too few replicas answered (it is on the
-/// primary, and may or may not survive a failover: re-read it), and a
-/// failover may still promote a replica that had not acknowledged it when
-/// `replicas` is less than the number of replicas. Redis stays
-/// asynchronously replicated; this narrows, not closes, the window.
+/// What it promises: a write that succeeded had reached that many
+/// replicas. What it does not: the write is not undone when too few
+/// replicas answered (it is on the primary, and may or may not survive a
+/// failover: re-read it). And with fewer than every replica
+/// ([`AckReplicas::Count`] below the master's replicas), an acknowledged
+/// write can still be lost in a failover: Sentinel may promote a replica
+/// that had not acknowledged it, and in a manual failover the old master
+/// keeps taking writes that a replica still attached to it acknowledges,
+/// until the Sentinels re-point that replica to the new master, which
+/// makes it resync in full and drop them (measured: 160 to 250 writes a
+/// failover with one of two replicas awaited). [`AckReplicas::All`] closes
+/// that window: the old master cannot gather every replica once one was
+/// promoted away from it. Redis stays asynchronously replicated; see the
+/// README's table for what each setting keeps.
 ///
 /// On a Redis Cluster the `WAIT` goes to every primary and the fewest
 /// acknowledgements count: each primary's answer covers the writes this
@@ -100,10 +107,36 @@ impl Default for RetryPolicy {
 /// this client has not written to answers at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaAcks {
-    /// How many replicas must acknowledge each write (at least 1).
-    pub replicas: u32,
+    /// How many replicas must acknowledge each write.
+    pub replicas: AckReplicas,
     /// How long a write waits for them (below the response timeout).
     pub timeout: Duration,
+}
+
+/// How many replicas [`ReplicaAcks`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AckReplicas {
+    /// This many (at least 1): `REDIS_WAIT_REPLICAS=<n>`.
+    Count(u32),
+    /// Every replica: `REDIS_WAIT_REPLICAS=all`. The replicas the
+    /// Sentinels list for the master, less those they flag down (`s_down`,
+    /// `o_down`, `disconnected`), or the replicas connected to it if more,
+    /// and at least one. Counted when the client finds the master, when a
+    /// Sentinel announces a change among its replicas, at each `health()`
+    /// and after a write too few acknowledged (at most once a second), so
+    /// a replica that is gone for good stops being awaited once the
+    /// Sentinels flag it down. Sentinel only.
+    All,
+}
+
+impl std::fmt::Display for AckReplicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckReplicas::Count(n) => write!(f, "{n}"),
+            AckReplicas::All => f.write_str("all"),
+        }
+    }
 }
 
 /// Where the data lives: one address, whichever node the Sentinels name
@@ -313,17 +346,20 @@ impl Config {
             )));
         }
         if let Some(v) = lookup(ENV_WAIT_REPLICAS) {
-            let replicas: u32 = v.trim().parse().map_err(|_| {
-                Error::Config(format!(
-                    "{ENV_WAIT_REPLICAS} must be a whole number of replicas, got {v:?}"
-                ))
-            })?;
+            let replicas = match v.trim() {
+                "all" => AckReplicas::All,
+                n => AckReplicas::Count(n.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "{ENV_WAIT_REPLICAS} must be a whole number of replicas or `all`, got {v:?}"
+                    ))
+                })?),
+            };
             let timeout = match lookup(ENV_WAIT_TIMEOUT) {
                 Some(t) => parse_duration_var(ENV_WAIT_TIMEOUT, &t)?,
                 None => DEFAULT_WAIT_TIMEOUT,
             };
-            if replicas > 0 {
-                builder = builder.wait_for_replicas(replicas, timeout);
+            if replicas != AckReplicas::Count(0) {
+                builder.replica_acks = Some(ReplicaAcks { replicas, timeout });
             }
         } else if lookup(ENV_WAIT_TIMEOUT).is_some() {
             return Err(Error::Config(format!(
@@ -491,17 +527,50 @@ impl ConfigBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use redis_runtime::Config;
+    /// use redis_runtime::{AckReplicas, Config};
     ///
     /// let config = Config::builder("redis+sentinel://127.0.0.1:26379/mymaster")
     ///     .wait_for_replicas(1, Duration::from_millis(500))
     ///     .build()?;
     /// assert_eq!(config.sentinel_master(), Some("mymaster"));
-    /// assert_eq!(config.replica_acks.map(|acks| acks.replicas), Some(1));
+    /// assert_eq!(
+    ///     config.replica_acks.map(|acks| acks.replicas),
+    ///     Some(AckReplicas::Count(1))
+    /// );
     /// # Ok::<(), redis_runtime::Error>(())
     /// ```
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.replica_acks = Some(ReplicaAcks { replicas, timeout });
+        self.replica_acks = Some(ReplicaAcks {
+            replicas: AckReplicas::Count(replicas),
+            timeout,
+        });
+        self
+    }
+
+    /// Makes every write wait until every replica the Sentinels know for
+    /// the master acknowledged it ([`AckReplicas::All`]), for at most
+    /// `timeout`: the setting that keeps every acknowledged write through a
+    /// manual failover. Sentinel only (`build` refuses it otherwise).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redis_runtime::{AckReplicas, Config};
+    ///
+    /// let config = Config::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .wait_for_all_replicas(Duration::from_millis(500))
+    ///     .build()?;
+    /// assert_eq!(config.replica_acks.map(|acks| acks.replicas), Some(AckReplicas::All));
+    /// assert!(Config::builder("redis://127.0.0.1")
+    ///     .wait_for_all_replicas(Duration::from_millis(500))
+    ///     .build()
+    ///     .is_err());
+    /// # Ok::<(), redis_runtime::Error>(())
+    /// ```
+    pub fn wait_for_all_replicas(mut self, timeout: Duration) -> Self {
+        self.replica_acks = Some(ReplicaAcks {
+            replicas: AckReplicas::All,
+            timeout,
+        });
         self
     }
 
@@ -543,7 +612,16 @@ impl ConfigBuilder {
             return Err(Error::UrlMissing);
         }
         self.check_settings()?;
-        match multi_host_url(url)? {
+        let multi_host = multi_host_url(url)?;
+        let awaits_all = self
+            .replica_acks
+            .is_some_and(|acks| acks.replicas == AckReplicas::All);
+        if awaits_all && !matches!(multi_host, Some(MultiHost::Sentinel(_))) {
+            return Err(Error::Config(format!(
+                "{ENV_WAIT_REPLICAS}=all needs a redis+sentinel:// URL: the Sentinels know how many replicas the master has; on one server or a cluster, give the number of replicas to wait for"
+            )));
+        }
+        match multi_host {
             Some(MultiHost::Sentinel(rest)) => {
                 let rest = rest.to_string();
                 return self.build_sentinel(&rest);
@@ -613,7 +691,7 @@ impl ConfigBuilder {
             ));
         }
         if let Some(acks) = self.replica_acks {
-            if acks.replicas == 0 {
+            if acks.replicas == AckReplicas::Count(0) {
                 return Err(Error::Config(
                     "waiting for 0 replicas waits for nothing: leave replica acknowledgements off instead".into(),
                 ));
@@ -1234,10 +1312,23 @@ mod tests {
         assert_eq!(
             config.replica_acks,
             Some(ReplicaAcks {
-                replicas: 2,
+                replicas: AckReplicas::Count(2),
                 timeout: Duration::from_millis(250)
             })
         );
+        let all = from_vars(&[
+            (ENV_URL, "redis+sentinel://127.0.0.1:26379/mymaster"),
+            (ENV_WAIT_REPLICAS, "all"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            all.replica_acks.map(|acks| acks.replicas),
+            Some(AckReplicas::All)
+        );
+        let msg = var_error("redis://localhost", ENV_WAIT_REPLICAS, "all");
+        assert!(msg.contains("redis+sentinel://"), "{msg}");
+        let msg = var_error("redis://localhost", ENV_WAIT_REPLICAS, "every");
+        assert!(msg.contains("or `all`"), "{msg}");
         let defaulted =
             from_vars(&[(ENV_URL, "redis://localhost"), (ENV_WAIT_REPLICAS, "1")]).expect("valid");
         assert_eq!(

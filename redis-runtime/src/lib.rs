@@ -41,7 +41,7 @@ pub mod worker;
 pub use applog::AppendLog;
 pub use client::{Client, Connection, Health};
 pub use codec::{FieldValue, KeyPart, Record};
-pub use config::{Config, ConfigBuilder, ReplicaAcks, RetryPolicy};
+pub use config::{AckReplicas, Config, ConfigBuilder, ReplicaAcks, RetryPolicy};
 pub use entity::{Conditional, Entity, Patch, Ttl, TtlChange, WriteOutcome};
 pub use error::{Context, Error, Result, Unavailability};
 pub use index::{Order, Page, ScoreRange};

@@ -5,10 +5,28 @@
 //! order, skipping a master they flag as down, then `ROLE` on the node it
 //! names, which must answer `master`). What this module adds is what a
 //! long-lived client needs around it: one lookup at a time, errors in our
-//! kinds, and a watch on the Sentinels' `+switch-master` notices so a
-//! failover is acted on when it happens rather than when a write first
-//! bounces off the demoted node. Swapping connections is the client's job
+//! kinds, the count of the master's replicas (`REDIS_WAIT_REPLICAS=all`),
+//! and a watch on every Sentinel's notices of a failover so it is acted on
+//! when the first Sentinel knows, rather than when a write first bounces
+//! off the demoted node. Swapping connections is the client's job
 //! (`client.rs`).
+//!
+//! Which notices, earliest first:
+//! `+failover-state-wait-promotion` (the Sentinel leading a failover has
+//! sent `REPLICAOF NO ONE` to the replica it chose; the replica is master
+//! a few milliseconds later, but the leader only notices when it next
+//! polls it, up to a second on), `+promoted-slave` (the leader saw it
+//! report itself a master: from then on it names it as the master) and
+//! `+switch-master` (the failover is done, from each Sentinel as it learns
+//! of it; the leader announces last, once it has re-pointed the other
+//! replicas). Each names the new master, which the client checks with
+//! `ROLE` before moving to it; for the first it asks until the node says
+//! master (see [`Announcement::settled`]). The watch also passes on what
+//! changes the master's replicas (`+slave`, `+sdown`, `-sdown`,
+//! `+convert-to-slave`, `+slave-reconf-done` about one of them), so that
+//! `REDIS_WAIT_REPLICAS=all` counts them again: a count taken just after a
+//! failover misses the old master, which rejoins as a replica seconds
+//! later.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,6 +42,45 @@ use crate::error::{Context, Error, Result, Unavailability};
 
 /// The Sentinel channel announcing a completed failover.
 const SWITCH_MASTER: &str = "+switch-master";
+
+/// The Sentinel channel announcing that the replica chosen in a failover
+/// reports itself a master.
+const PROMOTED_REPLICA: &str = "+promoted-slave";
+
+/// The Sentinel channel announcing that the replica chosen in a failover
+/// was told to become the master.
+const PROMOTING_REPLICA: &str = "+failover-state-wait-promotion";
+
+/// Channels on which the Sentinels announce a change among a master's
+/// replicas: one found, down, back, or re-pointed to it.
+const REPLICA_CHANGES: [&str; 5] = [
+    "+slave",
+    "+sdown",
+    "-sdown",
+    "+convert-to-slave",
+    "+slave-reconf-done",
+];
+
+/// What a Sentinel's notice means for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// A new master.
+    NewMaster(Announcement),
+    /// The master's replicas changed (or may have, while the watch was
+    /// not subscribed): count them again.
+    Replicas,
+}
+
+/// A new master a Sentinel announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Announcement {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `false` when the node was just told to become the master and may
+    /// not be one yet (`+failover-state-wait-promotion`): ask it again
+    /// until it says so. `true` when a Sentinel saw it as the master.
+    pub(crate) settled: bool,
+}
 
 /// How often the switch watch checks that its Sentinel still answers.
 const WATCH_PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -125,6 +182,50 @@ impl MasterLookup {
         }
     }
 
+    /// How many replicas the Sentinels list for the master, less those
+    /// they flag down (`s_down`, `o_down`, `disconnected`), as the first
+    /// Sentinel that answers `SENTINEL REPLICAS` says (each gets
+    /// `timeout`).
+    pub(crate) async fn replica_count(&self, timeout: Duration) -> Result<u32> {
+        let mut last = None;
+        for info in &self.sentinels {
+            let asked = tokio::time::timeout(timeout, async {
+                let client = redis::Client::open(info.clone())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(&self.master_name)
+                    .query_async::<Vec<std::collections::HashMap<String, String>>>(&mut conn)
+                    .await
+            })
+            .await;
+            match asked {
+                Ok(Ok(replicas)) => {
+                    let healthy = replicas.iter().filter(|fields| {
+                        !fields.get("flags").is_some_and(|flags| {
+                            flags
+                                .split(',')
+                                .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
+                        })
+                    });
+                    return Ok(u32::try_from(healthy.count()).unwrap_or(u32::MAX));
+                }
+                Ok(Err(e)) => last = Some(self.lookup_error(&e)),
+                Err(_) => {}
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unavailable {
+            context: Context::default(),
+            reason: Unavailability::NoMaster,
+            message: format!(
+                "no Sentinel answered SENTINEL REPLICAS {:?} in time",
+                self.master_name
+            ),
+            waited_ms: 0,
+            outcome_unknown: false,
+        }))
+    }
+
     /// A failed lookup in our kinds: a Sentinel that names no live master
     /// is a passing state (a failover in progress), not a bad request.
     fn lookup_error(&self, error: &redis::RedisError) -> Error {
@@ -152,24 +253,39 @@ impl MasterLookup {
         }
     }
 
-    /// Watches the Sentinels' `+switch-master` channel and calls
-    /// `on_switch` with `owner` whenever the master of this name changes,
-    /// until `stop` is cancelled or `owner` is gone. One Sentinel is
-    /// watched at a time; when it stops answering, the next one is.
+    /// Watches every Sentinel's notices of a failover and of changes
+    /// among the replicas (see the module docs) and calls `on_notice`
+    /// with `owner` for each, until `stop` is cancelled or `owner` is
+    /// gone: the first Sentinel that knows moves the client. A Sentinel
+    /// that stops answering is subscribed to again, after a pause when it
+    /// fails twice in a row; each new subscription is a
+    /// [`Notice::Replicas`], since changes may have been missed.
     pub(crate) async fn watch_switches<T>(
         self: Arc<Self>,
         owner: Weak<T>,
         stop: CancellationToken,
-        on_switch: impl Fn(Arc<T>, &str) + Send,
+        on_notice: impl Fn(Arc<T>, Notice) + Send + Sync,
     ) {
-        let mut next = 0usize;
+        let watches = self
+            .sentinels
+            .iter()
+            .map(|info| self.watch_sentinel(info.clone(), &owner, &stop, &on_notice));
+        futures_util::future::join_all(watches).await;
+    }
+
+    /// Keeps a watch on one Sentinel until the client stops.
+    async fn watch_sentinel<T>(
+        &self,
+        info: ConnectionInfo,
+        owner: &Weak<T>,
+        stop: &CancellationToken,
+        on_notice: &(impl Fn(Arc<T>, Notice) + Send + Sync),
+    ) {
         let mut failures = 0u32;
         loop {
-            let info = self.sentinels[next % self.sentinels.len()].clone();
-            next += 1;
             let watched = tokio::select! {
                 () = stop.cancelled() => return,
-                watched = self.watch_one(info, &owner, &stop, &on_switch) => watched,
+                watched = self.watch_one(info.clone(), owner, stop, on_notice) => watched,
             };
             match watched {
                 Watch::Stopped => return,
@@ -179,8 +295,7 @@ impl MasterLookup {
                     tracing::debug!(target: TRACE_TARGET, master = %self.master_name, "sentinel switch watch could not subscribe: {reason}");
                 }
             }
-            // Every Sentinel failed in a row: back off before the next round.
-            if failures >= self.sentinels.len() as u32 {
+            if failures >= 2 {
                 failures = 0;
                 tokio::select! {
                     () = stop.cancelled() => return,
@@ -196,11 +311,14 @@ impl MasterLookup {
         info: ConnectionInfo,
         owner: &Weak<T>,
         stop: &CancellationToken,
-        on_switch: &(impl Fn(Arc<T>, &str) + Send),
+        on_notice: &(impl Fn(Arc<T>, Notice) + Send + Sync),
     ) -> Watch {
         let subscribed = async {
             let mut pubsub = redis::Client::open(info)?.get_async_pubsub().await?;
-            pubsub.subscribe(SWITCH_MASTER).await?;
+            pubsub
+                .subscribe(&[SWITCH_MASTER, PROMOTED_REPLICA, PROMOTING_REPLICA])
+                .await?;
+            pubsub.subscribe(&REPLICA_CHANGES).await?;
             Ok::<_, redis::RedisError>(pubsub.split())
         };
         let (mut sink, mut notices) =
@@ -209,6 +327,10 @@ impl MasterLookup {
                 Ok(Err(e)) => return Watch::Failed(e.to_string()),
                 Err(_) => return Watch::Failed("timed out".into()),
             };
+        match owner.upgrade() {
+            Some(owner) => on_notice(owner, Notice::Replicas),
+            None => return Watch::Stopped,
+        }
         let mut ping = tokio::time::interval(WATCH_PING_INTERVAL);
         ping.reset();
         loop {
@@ -217,13 +339,14 @@ impl MasterLookup {
                 notice = notices.next() => {
                     let Some(notice) = notice else { return Watch::Lost };
                     let Ok(text) = std::str::from_utf8(notice.get_payload_bytes()) else { continue };
-                    // "<name> <old ip> <old port> <new ip> <new port>"
-                    if text.split(' ').next() != Some(self.master_name.as_str()) {
+                    let Some(meant) = meaning(notice.get_channel_name(), text, &self.master_name) else {
                         continue;
-                    }
+                    };
                     let Some(owner) = owner.upgrade() else { return Watch::Stopped };
-                    tracing::info!(target: TRACE_TARGET, master = %self.master_name, "sentinel announced a new master: {text}");
-                    on_switch(owner, text);
+                    if let Notice::NewMaster(_) = meant {
+                        tracing::info!(target: TRACE_TARGET, master = %self.master_name, "sentinel announced a new master ({}): {text}", notice.get_channel_name());
+                    }
+                    on_notice(owner, meant);
                 }
                 _ = ping.tick() => {
                     if owner.strong_count() == 0 {
@@ -247,4 +370,92 @@ enum Watch {
     Lost,
     /// The subscription could not be made.
     Failed(String),
+}
+
+/// What a Sentinel notice on `channel` means for a client of
+/// `master_name`, if it is about that master:
+/// `+switch-master`: `<name> <old ip> <old port> <new ip> <new port>`;
+/// the others, about a replica: `slave <ip>:<port> <ip> <port> @ <name>
+/// <master ip> <master port>`.
+fn meaning(channel: &str, text: &str, master_name: &str) -> Option<Notice> {
+    let words: Vec<&str> = text.split(' ').collect();
+    // A replica of our master: its host and port.
+    let replica = || match (words.first(), words.get(4), words.get(5)) {
+        (Some(&"slave"), Some(&"@"), Some(&name)) if name == master_name => {
+            Some((*words.get(2)?, *words.get(3)?))
+        }
+        _ => None,
+    };
+    let ((host, port), settled) = match channel {
+        SWITCH_MASTER if words.first() == Some(&master_name) => {
+            ((*words.get(3)?, *words.get(4)?), true)
+        }
+        PROMOTED_REPLICA => (replica()?, true),
+        PROMOTING_REPLICA => (replica()?, false),
+        channel if REPLICA_CHANGES.contains(&channel) => {
+            replica()?;
+            return Some(Notice::Replicas);
+        }
+        _ => return None,
+    };
+    Some(Notice::NewMaster(Announcement {
+        host: host.to_string(),
+        port: port.parse().ok()?,
+        settled,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_names_the_new_master_of_its_master_only() {
+        let at = |port, settled| {
+            Some(Notice::NewMaster(Announcement {
+                host: "127.0.0.1".into(),
+                port,
+                settled,
+            }))
+        };
+        let switch = "mymaster 127.0.0.1 6379 127.0.0.1 6380";
+        assert_eq!(meaning(SWITCH_MASTER, switch, "mymaster"), at(6380, true));
+        assert_eq!(meaning(SWITCH_MASTER, switch, "other"), None);
+        let replica = "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379";
+        assert_eq!(
+            meaning(PROMOTED_REPLICA, replica, "mymaster"),
+            at(6381, true)
+        );
+        assert_eq!(
+            meaning(PROMOTING_REPLICA, replica, "mymaster"),
+            at(6381, false)
+        );
+        assert_eq!(meaning(PROMOTED_REPLICA, replica, "other"), None);
+        for garbled in ["", "mymaster", "mymaster 1 2 3 notaport", "slave x y z"] {
+            for channel in [SWITCH_MASTER, PROMOTED_REPLICA, PROMOTING_REPLICA] {
+                assert_eq!(meaning(channel, garbled, "mymaster"), None, "{garbled}");
+            }
+        }
+        assert_eq!(meaning("+odown", switch, "mymaster"), None);
+    }
+
+    #[test]
+    fn changes_among_the_replicas_of_its_master_are_passed_on() {
+        let replica = "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379";
+        for channel in REPLICA_CHANGES {
+            assert_eq!(
+                meaning(channel, replica, "mymaster"),
+                Some(Notice::Replicas),
+                "{channel}"
+            );
+            assert_eq!(meaning(channel, replica, "other"), None, "{channel}");
+        }
+        // The master itself going down changes no replica.
+        assert_eq!(
+            meaning("+sdown", "master mymaster 127.0.0.1 6379", "mymaster"),
+            None
+        );
+        let sentinel = "sentinel 1a2b 127.0.0.1 26380 @ mymaster 127.0.0.1 6379";
+        assert_eq!(meaning("+sdown", sentinel, "mymaster"), None);
+    }
 }

@@ -220,7 +220,7 @@ async fn off_runtime<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_follow_the_master_through_a_manual_failover_and_a_crash() {
     let topology = SentinelTopology::start("follow");
-    let [first, second] = topology.node_ports();
+    let (first, second) = (topology.node_ports()[0], topology.node_ports()[1]);
     let client = sentinel_client(&topology, |b| {
         b.lazy_connect(false)
             .wait_for_replicas(1, Duration::from_millis(500))
@@ -502,6 +502,7 @@ async fn passwords_reach_the_sentinels_and_the_nodes_and_wrong_ones_fail_storage
         SentinelOptions {
             node_password: Some("node p@ss".into()),
             sentinel_password: Some("sentinel-s3cret".into()),
+            ..SentinelOptions::default()
         },
     );
     let client = sentinel_client(&topology, |b| {
@@ -541,7 +542,7 @@ async fn passwords_reach_the_sentinels_and_the_nodes_and_wrong_ones_fail_storage
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_no_replica_acknowledged_fails_not_replicated_and_is_on_the_master() {
     let topology = SentinelTopology::start("acks");
-    let [master, replica] = topology.node_ports();
+    let (master, replica) = (topology.node_ports()[0], topology.node_ports()[1]);
     let client = sentinel_client(&topology, |b| {
         b.wait_for_replicas(1, Duration::from_millis(300))
     })
@@ -593,7 +594,7 @@ async fn a_write_no_replica_acknowledged_fails_not_replicated_and_is_on_the_mast
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_their_replica_acknowledgements() {
     let topology = SentinelTopology::start("group");
-    let [master, replica] = topology.node_ports();
+    let (master, replica) = (topology.node_ports()[0], topology.node_ports()[1]);
     let client = sentinel_client(&topology, |b| {
         b.wait_for_replicas(1, Duration::from_millis(1000))
     })

@@ -46,6 +46,10 @@ pub enum Unavailability {
     /// No Sentinel names a live master (a failover is in progress, or
     /// every Sentinel is out of reach).
     NoMaster,
+    /// `NOREPLICAS`: the master has fewer good replicas than its
+    /// `min-replicas-to-write` asks for (a replica is down, or was just
+    /// promoted away from it in a failover), so it refuses writes.
+    TooFewReplicas,
     /// `UNBLOCKED`: a blocking command (`BLMOVE`, `BRPOP`, `XREADGROUP
     /// BLOCK`, …) was ended by the server before it took anything: the
     /// primary was turned into a replica (a failover, `REPLICAOF`), or
@@ -72,6 +76,9 @@ impl Unavailability {
                 "the cluster redirected the request to a node that could not take it yet (failover or slot move)"
             }
             Unavailability::NoMaster => "no live master is known to the Sentinels",
+            Unavailability::TooFewReplicas => {
+                "the master has fewer good replicas than its min-replicas-to-write"
+            }
             Unavailability::Unblocked => {
                 "the server ended the blocking command before it took anything (failover or CLIENT UNBLOCK)"
             }
@@ -142,6 +149,8 @@ fn class_of_reply(code: &str) -> Class {
         "READONLY" => Class::NotRun(Unavailability::ReadOnly),
         "TRYAGAIN" => Class::NotRun(Unavailability::TryAgain),
         "CLUSTERDOWN" => Class::NotRun(Unavailability::ClusterDown),
+        // `min-replicas-to-write` refused the write before running it.
+        "NOREPLICAS" => Class::NotRun(Unavailability::TooFewReplicas),
         // redis-rs follows redirections itself; one that surfaces could not
         // be followed yet. The node that answered it ran nothing.
         "MOVED" | "ASK" => Class::NotRun(Unavailability::Redirected),
@@ -266,6 +275,10 @@ mod tests {
                 Unavailability::ClusterDown,
             ),
             ("MOVED 9631 127.0.0.1:41719", Unavailability::Redirected),
+            (
+                "NOREPLICAS Not enough good replicas to write.",
+                Unavailability::TooFewReplicas,
+            ),
             ("ASK 9631 127.0.0.1:41719", Unavailability::Redirected),
             (
                 "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",

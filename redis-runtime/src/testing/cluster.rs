@@ -41,7 +41,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::process::{Process, connect};
+use super::process::{Process, connect, live_ports};
 use super::{HarnessError, free_port, server_bin};
 
 /// How many masters share the slots; each has one replica.
@@ -706,11 +706,7 @@ impl ClusterTopology {
 
     /// The ports of the nodes not killed.
     fn live_ports(&self) -> Vec<u16> {
-        self.nodes
-            .iter()
-            .filter(|node| node.is_started())
-            .map(|node| node.port)
-            .collect()
+        live_ports(&self.nodes)
     }
 
     fn node_mut(&mut self, port: u16) -> &mut Process {

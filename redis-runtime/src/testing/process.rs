@@ -178,3 +178,12 @@ pub(super) fn percent_encode(text: &str) -> String {
     }
     out
 }
+
+/// The ports of the processes in `nodes` that were not stopped.
+pub(super) fn live_ports(nodes: &[Process]) -> Vec<u16> {
+    nodes
+        .iter()
+        .filter(|node| node.is_started())
+        .map(|node| node.port)
+        .collect()
+}

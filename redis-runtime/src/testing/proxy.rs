@@ -39,7 +39,7 @@ pub enum Cut {
     /// A reply that says the server did not run it (`NOSCRIPT`, which
     /// makes the client load a script and send the call again, `MOVED`,
     /// `ASK`, `TRYAGAIN`, `LOADING`, `BUSY`, `READONLY`, `MASTERDOWN`,
-    /// `CLUSTERDOWN`) passes, and the cut waits for the request's next
+    /// `CLUSTERDOWN`, `NOREPLICAS`) passes, and the cut waits for the request's next
     /// sending.
     AfterRun,
 }
@@ -330,7 +330,8 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, shared: Arc<Shared>) {
 /// be the reply of a request the server ran: not an error that says it
 /// refused to run it.
 fn ran(reply: &[u8]) -> bool {
-    const NOT_RUN: [&[u8]; 9] = [
+    const NOT_RUN: [&[u8]; 10] = [
+        b"-NOREPLICAS",
         b"-NOSCRIPT",
         b"-MOVED",
         b"-ASK",

@@ -1,10 +1,11 @@
-//! A throwaway Redis Sentinel topology: one master, one replica and three
-//! sentinels, each its own process on a free loopback port, in one
-//! temporary directory, all killed when the [`SentinelTopology`] is
-//! dropped.
+//! A throwaway Redis Sentinel topology: one master, one replica (or more,
+//! [`SentinelOptions::replicas`]) and three sentinels, each its own
+//! process on a free loopback port, in one temporary directory, all
+//! killed when the [`SentinelTopology`] is dropped.
 //!
 //! Failover tests drive it: [`SentinelTopology::failover`] asks the
-//! sentinels for a manual failover and waits until it is complete;
+//! sentinels for a manual failover (or one sentinel:
+//! [`SentinelTopology::failover_via`]) and waits until it is complete;
 //! [`SentinelTopology::kill_master`] crashes the master and
 //! [`SentinelTopology::wait_for_new_master`] waits for the automatic
 //! failover. A killed node is not brought back: without persistence it
@@ -34,7 +35,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::process::{Process, connect, percent_encode};
+use super::process::{Process, connect, live_ports, percent_encode};
 use super::{HarnessError, free_port, server_bin};
 
 /// How many sentinels watch the master.
@@ -57,8 +58,9 @@ const REPLICA_WAIT: Duration = Duration::from_secs(30);
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(50);
 
-/// What [`SentinelTopology::start_with`] protects with passwords. The
-/// default protects nothing.
+/// How [`SentinelTopology::start_with`] builds the topology: what it
+/// protects with passwords, how many replicas, what else the data nodes
+/// run with. The default protects nothing and has one replica.
 ///
 /// ```no_run
 /// use redis_runtime::testing::{SentinelOptions, SentinelTopology};
@@ -73,7 +75,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// // redis+sentinel://:node%20secret@127.0.0.1:…/mymaster
 /// # drop(topology.url());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentinelOptions {
     /// The data nodes' `requirepass` (and `masterauth`, since either node
     /// may become a replica); the sentinels log in with it (`sentinel
@@ -82,21 +84,37 @@ pub struct SentinelOptions {
     /// The sentinels' own `requirepass`; they log in to each other with it
     /// (`sentinel sentinel-pass`). `None`: no password.
     pub sentinel_password: Option<String>,
+    /// How many replicas the master has (at least 1).
+    pub replicas: usize,
+    /// More arguments for every data node, e.g. `["--min-replicas-to-write",
+    /// "2"]`.
+    pub node_args: Vec<String>,
 }
 
-/// One master, one replica and three sentinels on free loopback ports;
+impl Default for SentinelOptions {
+    fn default() -> Self {
+        Self {
+            node_password: None,
+            sentinel_password: None,
+            replicas: 1,
+            node_args: Vec::new(),
+        }
+    }
+}
+
+/// One master, its replicas and three sentinels on free loopback ports;
 /// see the module docs. Every process is killed on drop.
 ///
-/// The two data nodes keep their ports for the topology's life, in the
-/// order [`node_ports`](Self::node_ports) gives them; which one is the
-/// master is whatever the sentinels say ([`master_port`](Self::master_port)).
+/// The data nodes keep their ports for the topology's life, in the order
+/// [`node_ports`](Self::node_ports) gives them; which one is the master is
+/// whatever the sentinels say ([`master_port`](Self::master_port)).
 /// Persistence is off, so a killed node stays down.
 #[derive(Debug)]
 pub struct SentinelTopology {
     master_name: String,
     options: SentinelOptions,
     /// The data nodes, in a fixed order (the first was the first master).
-    nodes: [Process; 2],
+    nodes: Vec<Process>,
     sentinels: Vec<Process>,
     /// Dropped after the processes (fields drop in order), so they never
     /// run in a deleted directory.
@@ -110,12 +128,12 @@ impl SentinelTopology {
         Self::start_with(master_name, SentinelOptions::default())
     }
 
-    /// Starts the master, its replica and three sentinels monitoring it as
+    /// Starts the master, its replicas and three sentinels monitoring it as
     /// `master_name` (letters, digits, `.`, `_` and `-`), and returns once
-    /// the replica is in sync and every sentinel knows the two other
-    /// sentinels and the replica. Panics with an actionable message if the
-    /// binary is missing, a process does not start, or the topology does
-    /// not come together within 20 s.
+    /// every replica is in sync and every sentinel knows the two other
+    /// sentinels and the replicas. Panics with an actionable message if the
+    /// binary is missing, a process does not start, `options.replicas` is
+    /// 0, or the topology does not come together within 20 s.
     pub fn start_with(master_name: &str, options: SentinelOptions) -> Self {
         assert!(
             !master_name.is_empty()
@@ -124,6 +142,7 @@ impl SentinelTopology {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')),
             "the master name {master_name:?} must be made of letters, digits, `.`, `_` and `-`"
         );
+        assert!(options.replicas >= 1, "a Sentinel topology needs a replica");
         match Self::try_start_with(master_name, options) {
             Ok(topology) => topology,
             Err(e) => panic!("cannot start a Sentinel topology: {e}"),
@@ -135,28 +154,27 @@ impl SentinelTopology {
         let dir = tempfile::Builder::new()
             .prefix("redis-runtime-sentinel-")
             .tempdir()?;
-        let password = options.node_password.as_deref();
-        let master = start_data_node(&bin, &dir.path().join("node-0"), password, None)?;
-        let replica = start_data_node(
-            &bin,
-            &dir.path().join("node-1"),
-            password,
-            Some(master.port),
-        )?;
+        let master = start_data_node(&bin, &dir.path().join("node-0"), &options, None)?;
+        let master_port = master.port;
+        let mut nodes = vec![master];
+        for i in 1..=options.replicas {
+            let dir = dir.path().join(format!("node-{i}"));
+            nodes.push(start_data_node(&bin, &dir, &options, Some(master_port))?);
+        }
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for i in 0..SENTINELS {
             sentinels.push(start_sentinel(
                 &bin,
                 &dir.path().join(format!("sentinel-{i}")),
                 master_name,
-                master.port,
+                master_port,
                 &options,
             )?);
         }
         let topology = Self {
             master_name: master_name.to_string(),
             options,
-            nodes: [master, replica],
+            nodes,
             sentinels,
             _dir: dir,
         };
@@ -169,6 +187,15 @@ impl SentinelTopology {
     /// The name the sentinels monitor the master as.
     pub fn master_name(&self) -> &str {
         &self.master_name
+    }
+
+    /// The sentinels' ports, in the order [`sentinel_addrs`](Self::sentinel_addrs)
+    /// and the URL list them.
+    pub fn sentinel_ports(&self) -> Vec<u16> {
+        self.sentinels
+            .iter()
+            .map(|sentinel| sentinel.port)
+            .collect()
     }
 
     /// The sentinels' addresses, `127.0.0.1:<port>` each.
@@ -191,10 +218,10 @@ impl SentinelTopology {
         )
     }
 
-    /// The two data nodes' ports, always in the same order; the first was
-    /// the master at start.
-    pub fn node_ports(&self) -> [u16; 2] {
-        [self.nodes[0].port, self.nodes[1].port]
+    /// The data nodes' ports, always in the same order; the first was the
+    /// master at start, the others its replicas.
+    pub fn node_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
     }
 
     /// The master's port as the first sentinel that answers reports it
@@ -222,47 +249,73 @@ impl SentinelTopology {
         format!("redis://{}127.0.0.1:{port}", self.userinfo())
     }
 
-    /// Fails over by hand (`SENTINEL FAILOVER`) and waits until it is
-    /// complete: every sentinel that answers reports the other data node as
-    /// the master, that node's `ROLE` is `master`, and the old master's is
-    /// `slave`, replicating from it with `master_link_status:up`. Returns
-    /// the new master's port.
+    /// Fails over by hand (`SENTINEL FAILOVER`, sent to the first sentinel
+    /// that accepts it) and waits until it is complete; returns the new
+    /// master's port. See [`failover_via`](Self::failover_via).
+    pub fn failover(&self) -> u16 {
+        self.failover_with(None)
+    }
+
+    /// Fails over by hand, sending `SENTINEL FAILOVER` to the sentinel on
+    /// `sentinel` (one of [`sentinel_ports`](Self::sentinel_ports)), which
+    /// then leads it, and waits until it is complete: every sentinel that
+    /// answers reports a new master, its `ROLE` is `master`, and every
+    /// other live data node (the old master included) replicates from it
+    /// with `master_link_status:up`. Returns the new master's port.
     ///
-    /// It first waits (up to 30 s) until the other node replicates from
-    /// the master with its link up and every sentinel that answers has seen
-    /// it as such a replica (`SENTINEL REPLICAS`): just after another
+    /// It first waits (up to 30 s) until every other live node replicates
+    /// from the master with its link up and every sentinel that answers has
+    /// seen it as such a replica (`SENTINEL REPLICAS`): just after another
     /// failover the sentinels would otherwise promote a node that is not
     /// in sync yet, or one of them would turn the promoted node back into a
-    /// replica. Then the request
-    /// is repeated for up to 20 s while the sentinels refuse
-    /// (`NOGOODSLAVE`, `INPROG`), and the failover gets 20 s. The old master only becomes a replica when the
-    /// sentinels reconfigure it, about 10 s after the switch on Redis 7.0
-    /// (they wait 8 s before correcting a node's role), so a failover takes
-    /// about 11 s. Panics on timeout.
-    pub fn failover(&self) -> u16 {
+    /// replica. Then the request is repeated for up to 20 s while the
+    /// sentinels refuse (`NOGOODSLAVE`, `INPROG`), and the failover gets
+    /// 20 s. The old master only becomes a replica when the sentinels
+    /// reconfigure it, about 10 s after the switch on Redis 7.0 (they wait
+    /// 8 s before correcting a node's role), so a failover takes about
+    /// 11 s. Panics on timeout, or if `sentinel` is not one of them.
+    pub fn failover_via(&self, sentinel: u16) -> u16 {
+        assert!(
+            self.sentinel_ports().contains(&sentinel),
+            "port {sentinel} is not a sentinel of this topology ({:?})",
+            self.sentinel_ports()
+        );
+        self.failover_with(Some(sentinel))
+    }
+
+    fn failover_with(&self, via: Option<u16>) -> u16 {
         let old = self.master_port();
-        let new = self.other_node(old);
+        let replicas = self.live_replicas_of(old);
         // The sentinels would promote a node they list as a replica before
         // it is in sync, and one that has not yet seen it replicate would
-        // then turn it back into a replica: wait until it replicates and
-        // every sentinel has seen it do so.
-        let what = format!("port {new} to be a replica of port {old} that every sentinel sees");
+        // then turn it back into a replica: wait until every replica
+        // replicates and every sentinel has seen it do so.
+        let what =
+            format!("ports {replicas:?} to be replicas of port {old} that every sentinel sees");
         self.wait_until(REPLICA_WAIT, &what, || {
-            self.expect_replica_of(new, old)?;
-            self.sentinels_see_replica(new, old)
+            for &replica in &replicas {
+                self.expect_replica_of(replica, old)?;
+                self.sentinels_see_replica(replica, old)?;
+            }
+            Ok(())
         });
         self.wait_until(
             FAILOVER_WAIT,
             "the sentinels to accept SENTINEL FAILOVER",
-            || self.request_failover(),
+            || self.request_failover(via),
         );
-        let what = format!("the failover from port {old} to port {new}");
+        let what = format!("the failover from port {old} to one of {replicas:?}");
         self.wait_until(FAILOVER_WAIT, &what, || {
-            self.all_sentinels_report(new)?;
+            let new = self.agreed_master()?;
+            if !replicas.contains(&new) {
+                return Err(format!("the sentinels report port {new}"));
+            }
             self.expect_role(new, "master")?;
-            self.expect_replica_of(old, new)
-        });
-        new
+            for port in self.live_ports().into_iter().filter(|&port| port != new) {
+                self.expect_replica_of(port, new)?;
+            }
+            Ok(new)
+        })
     }
 
     /// Kills the current master's process (SIGKILL, like a crash), as the
@@ -308,20 +361,31 @@ impl SentinelTopology {
         }
     }
 
-    /// The data node that is not on `port`.
-    fn other_node(&self, port: u16) -> u16 {
-        match self.node_ports() {
-            [a, b] if a == port => b,
-            [a, b] if b == port => a,
-            ports => panic!("the sentinels report port {port}, not a data node ({ports:?})"),
-        }
+    /// The live data nodes other than `master`.
+    fn live_replicas_of(&self, master: u16) -> Vec<u16> {
+        let ports = self.node_ports();
+        assert!(
+            ports.contains(&master),
+            "the sentinels report port {master}, not a data node ({ports:?})"
+        );
+        self.live_ports()
+            .into_iter()
+            .filter(|&port| port != master)
+            .collect()
     }
 
-    /// Start's condition: the replica is in sync, and every sentinel sees
-    /// the master up, the two other sentinels and the replica.
+    /// The data nodes not killed.
+    fn live_ports(&self) -> Vec<u16> {
+        live_ports(&self.nodes)
+    }
+
+    /// Start's condition: every replica is in sync, and every sentinel
+    /// sees the master up, the two other sentinels and the replicas.
     fn converged(&self) -> Result<(), String> {
-        let replica = self.nodes[1].port;
-        self.expect_replica_of(replica, self.nodes[0].port)?;
+        for replica in &self.nodes[1..] {
+            self.expect_replica_of(replica.port, self.nodes[0].port)?;
+        }
+        let expected_replicas = (self.nodes.len() - 1).to_string();
         for sentinel in &self.sentinels {
             let fields: HashMap<String, String> = self
                 .sentinel_query(sentinel, &["SENTINEL", "MASTER", &self.master_name])
@@ -333,7 +397,10 @@ impl SentinelTopology {
                 .map_or("?", String::as_str);
             let others = field("num-other-sentinels");
             let expected_others = (SENTINELS - 1).to_string();
-            if field("flags") != "master" || others != expected_others || replicas != "1" {
+            if field("flags") != "master"
+                || others != expected_others
+                || replicas != expected_replicas
+            {
                 return Err(format!(
                     "sentinel on port {} sees flags={}, num-other-sentinels={others}, \
                      replicas={replicas}",
@@ -345,10 +412,15 @@ impl SentinelTopology {
         Ok(())
     }
 
-    /// Asks the first sentinel that answers to fail over.
-    fn request_failover(&self) -> Result<(), String> {
+    /// Asks the sentinel on `via` to fail over, or the first one that
+    /// answers.
+    fn request_failover(&self, via: Option<u16>) -> Result<(), String> {
         let mut seen = Vec::new();
-        for sentinel in &self.sentinels {
+        let asked = self
+            .sentinels
+            .iter()
+            .filter(|sentinel| via.is_none_or(|port| sentinel.port == port));
+        for sentinel in asked {
             let reply: Result<redis::Value, Unanswered> =
                 self.sentinel_query(sentinel, &["SENTINEL", "FAILOVER", &self.master_name]);
             match reply {
@@ -438,13 +510,6 @@ impl SentinelTopology {
             Ok(())
         } else {
             Err("no sentinel answers".to_string())
-        }
-    }
-
-    fn all_sentinels_report(&self, port: u16) -> Result<(), String> {
-        match self.agreed_master()? {
-            reported if reported == port => Ok(()),
-            reported => Err(format!("the sentinels report port {reported}")),
         }
     }
 
@@ -603,11 +668,14 @@ impl std::fmt::Display for Unanswered {
 fn start_data_node(
     bin: &str,
     dir: &Path,
-    password: Option<&str>,
+    options: &SentinelOptions,
     replica_of: Option<u16>,
 ) -> Result<Process, HarnessError> {
+    let password = options.node_password.as_deref();
     Process::start_on_free_port(bin, dir, password, free_port, |port| {
-        Ok(data_node_args(port, dir, password, replica_of))
+        let mut args = data_node_args(port, dir, password, replica_of);
+        args.extend(options.node_args.iter().map(OsString::from));
+        Ok(args)
     })
 }
 

@@ -13,7 +13,7 @@
 //!    waits for replica acknowledgements.
 //! 2. **A write** is sent again only when the server provably did not run
 //!    it: `LOADING`, `BUSY`, `MASTERDOWN`, `READONLY`, `TRYAGAIN`,
-//!    `CLUSTERDOWN`, a `MOVED`/`ASK` redirect, a `NOSCRIPT` of a
+//!    `CLUSTERDOWN`, `NOREPLICAS`, a `MOVED`/`ASK` redirect, a `NOSCRIPT` of a
 //!    just-promoted cluster primary, a connection that was refused or
 //!    never found. After it was sent, a dropped connection or a reply that
 //!    did not come in time fails the call with

@@ -221,6 +221,7 @@ mod tests {
             reply("READONLY You can't write against a read only replica."),
             reply("TRYAGAIN Multiple keys request during rehashing of slot"),
             reply("CLUSTERDOWN The cluster is down"),
+            reply("NOREPLICAS Not enough good replicas to write."),
             reply("MOVED 3999 127.0.0.1:6381"),
             reply("ASK 3999 127.0.0.1:6381"),
             io(std::io::ErrorKind::ConnectionRefused),
