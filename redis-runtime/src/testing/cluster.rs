@@ -718,13 +718,23 @@ impl ClusterTopology {
     }
 
     /// One command on the node on `port`, errors as text.
+    /// A connection the node closed under it (a test killing clients
+    /// with `CLIENT KILL` while the harness works) is opened again, and
+    /// the command sent again, up to twice: the harness's commands are
+    /// reads, settings, or requests its waits repeat anyway.
     fn query<T: redis::FromRedisValue>(&self, port: u16, args: &[&str]) -> Result<T, String> {
-        let mut conn = connect(&self.node_url(port)).map_err(|e| format!("port {port}: {e}"))?;
         let (name, rest) = args.split_first().expect("a command has a name");
-        redis::cmd(name)
-            .arg(rest)
-            .query(&mut conn)
-            .map_err(|e| format!("{} on port {port}: {e}", args.join(" ")))
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut conn =
+                connect(&self.node_url(port)).map_err(|e| format!("port {port}: {e}"))?;
+            match redis::cmd(name).arg(rest).query(&mut conn) {
+                Ok(reply) => return Ok(reply),
+                Err(e) if attempts < 3 && (e.is_connection_dropped() || e.is_io_error()) => {}
+                Err(e) => return Err(format!("{} on port {port}: {e}", args.join(" "))),
+            }
+        }
     }
 
     /// [`query`](Self::query), panicking with every log tail on failure.
