@@ -9,16 +9,12 @@
 use std::time::Duration;
 
 use redis::Value;
-use redis::aio::MultiplexedConnection;
 
-use crate::client::{Client, NodeOrCluster, TRACE_TARGET};
+use crate::TRACE_TARGET;
+use crate::client::Client;
 use crate::error::{Context, Error, Result};
 use crate::reply::duration_ms;
-
-/// A connection of its own for blocking reads (see
-/// `Client::blocking_connection`): to the one server, or to a cluster with
-/// its own connections to the nodes.
-pub(crate) type BlockingConnection = NodeOrCluster<MultiplexedConnection>;
+use crate::transport::connection::BlockingConnection;
 
 /// A dedicated connection, and which of the client's links it was opened
 /// beside: when the link moves (a Sentinel failover), the connection still

@@ -388,7 +388,7 @@ async fn release_claims<E: Entity>(
 ) {
     if let Err(error) = pending::apply::<E>(client, scripts, key, member).await {
         tracing::warn!(
-            target: crate::client::TRACE_TARGET,
+            target: crate::TRACE_TARGET,
             entity = E::descriptor().name,
             key,
             code = error.code(),
@@ -419,7 +419,7 @@ async fn apply_deferred<E: Entity>(
     let applied = pending::apply_claimed::<E>(client, scripts, key, member, claim, &mut appended);
     if let Err(error) = applied.await {
         tracing::warn!(
-            target: crate::client::TRACE_TARGET,
+            target: crate::TRACE_TARGET,
             entity = E::descriptor().name,
             key,
             code = error.code(),

@@ -10,6 +10,9 @@
 // Lets the derives, which name `::redis_runtime`, be used in this crate's own tests.
 extern crate self as redis_runtime;
 
+/// Target of every tracing event this crate emits.
+pub(crate) const TRACE_TARGET: &str = "redis_runtime";
+
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod applog;

@@ -70,7 +70,8 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::{Client, TRACE_TARGET};
+use crate::TRACE_TARGET;
+use crate::client::Client;
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{duration_ms, encode_value};

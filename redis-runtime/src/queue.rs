@@ -60,8 +60,9 @@ use std::time::Duration;
 use derive_where::derive_where;
 use redis::Value;
 
+use crate::TRACE_TARGET;
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET, require_same_slot};
+use crate::client::{Client, require_same_slot};
 use crate::codec::FieldValue;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, block_secs, duration_ms, encode_value, shape_error};

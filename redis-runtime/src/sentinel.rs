@@ -36,7 +36,7 @@ use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::TRACE_TARGET;
+use crate::TRACE_TARGET;
 use crate::config::{DEFAULT_SENTINEL_PORT, SentinelSettings};
 use crate::error::{Context, Error, Result, Unavailability};
 

@@ -183,7 +183,7 @@ fn index_values(
 fn counts(reply: redis::Value) -> Option<(u64, u64)> {
     let redis::Value::Array(items) = reply else {
         tracing::debug!(
-            target: crate::client::TRACE_TARGET,
+            target: crate::TRACE_TARGET,
             "bulk delete replied with {}",
             value_kind(&reply)
         );

@@ -28,7 +28,8 @@
 
 use redis_schema::{IndexDescriptor, IndexKind};
 
-use crate::client::{Client, TRACE_TARGET};
+use crate::TRACE_TARGET;
+use crate::client::Client;
 use crate::codec::{reply_pairs, value_kind};
 use crate::entity::Entity;
 use crate::error::{Context, Error, Result};

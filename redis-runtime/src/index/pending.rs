@@ -62,7 +62,8 @@ use redis_schema::{
     EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES,
 };
 
-use crate::client::{Client, TRACE_TARGET};
+use crate::TRACE_TARGET;
+use crate::client::Client;
 use crate::codec::{reply_pairs, value_kind};
 use crate::entity::Entity;
 use crate::error::{Context, Error, Result};

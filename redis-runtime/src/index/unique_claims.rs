@@ -46,7 +46,8 @@ use std::time::Duration;
 
 use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
 
-use crate::client::{Client, TRACE_TARGET};
+use crate::TRACE_TARGET;
+use crate::client::Client;
 use crate::codec::reply_pairs;
 use crate::entity::{self, Entity};
 use crate::error::{Context, Error, Result};

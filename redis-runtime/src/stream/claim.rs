@@ -9,7 +9,7 @@ use redis::Value;
 
 use super::parse::{parse_entries, shape_error};
 use super::{ConsumerGroup, RELEASE_IDLE, ReadBatch};
-use crate::client::TRACE_TARGET;
+use crate::TRACE_TARGET;
 use crate::codec::Record;
 use crate::error::{Error, Result};
 use crate::reply::{as_text, as_u64, duration_ms};

@@ -16,8 +16,9 @@ use super::producer::xrange_cmd;
 use super::{
     ClaimStrategy, DecodeFailure, Entry, FailureAction, ReadBatch, Stream, default_consumer_name,
 };
+use crate::TRACE_TARGET;
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, TRACE_TARGET};
+use crate::client::Client;
 use crate::codec::{Record, reply_pairs};
 use crate::error::{Context, Error, Result};
 use crate::reply::block_ms;

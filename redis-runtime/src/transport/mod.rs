@@ -36,6 +36,7 @@
 
 pub(crate) mod acks;
 pub(crate) mod cluster;
+pub(crate) mod connection;
 mod request;
 
 pub use request::{Effect, Payload, Request};

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::run::{Failed, Run};
 use super::{DeadLetterHook, DeadLettering, after};
-use crate::client::TRACE_TARGET;
+use crate::TRACE_TARGET;
 use crate::codec::Record;
 use crate::stream::{ConsumerGroup, Entry, RELEASE_IDLE};
 

@@ -10,12 +10,14 @@ use redis::Value;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use tokio::time::Instant;
 
+use crate::TRACE_TARGET;
 use crate::blocking::{Dedicated, blocking_query};
-use crate::client::{Client, NodeOrCluster, TRACE_TARGET};
+use crate::client::Client;
 use crate::codec::Record;
 use crate::error::{Context, Result};
 use crate::stream::{ConsumerGroup, ReadBatch};
 use crate::transport::Effect;
+use crate::transport::connection::NodeOrCluster;
 
 /// The read in flight: owns the dedicated connection and gives it back.
 pub(super) type ReadFuture<M> =
