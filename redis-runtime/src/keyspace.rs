@@ -324,19 +324,6 @@ impl fmt::Display for KeyspaceError {
 
 impl std::error::Error for KeyspaceError {}
 
-/// The TTL registry of `entity` as a key pattern: its one key (a brace in
-/// it is literal text, a hash tag, so escaped), or for a registry per hash
-/// tag value the pattern of those keys.
-pub(crate) fn ttl_registry_pattern(entity: &EntityDescriptor) -> Option<String> {
-    let registry = entity.ttl_registry?;
-    if !entity.ttl_registry_per_tag {
-        return Some(registry.replace('{', "{{").replace('}', "}}"));
-    }
-    redis_schema::KeyPattern::parse(entity.key_pattern)
-        .ok()
-        .and_then(|pattern| redis_schema::tagged_ttl_registry_pattern(registry, &pattern))
-}
-
 /// Every key pattern `entity` owns, in a fixed order: hash, indexes, TTL
 /// registry, stream, logs.
 pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
@@ -351,7 +338,7 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
         let role = KeyRole::Index(index.name);
         keys.push(key(role, index.key_pattern, index.kind.redis_type()));
     }
-    if let Some(registry) = ttl_registry_pattern(entity) {
+    if let Some(registry) = entity.ttl_registry_pattern() {
         keys.push(key(KeyRole::TtlRegistry, &registry, "zset"));
         let fields = format!("{registry}:fields");
         keys.push(key(KeyRole::TtlRegistryFields, &fields, "hash"));

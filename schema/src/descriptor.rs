@@ -355,6 +355,29 @@ impl EntityDescriptor {
         names
     }
 
+    /// Its TTL registry as a key pattern: the one key (a brace in it is
+    /// literal text, a hash tag, so escaped), or, with a registry per hash
+    /// tag value, the pattern of those keys. `None` for a type without
+    /// one.
+    ///
+    /// ```
+    /// # use redis_schema::EntityDescriptor;
+    /// # fn show(runs: &EntityDescriptor) {
+    /// // A type tagged by `user_id`: "__ttl:run:user_id:id:{{{user_id}}}"
+    /// let pattern = runs.ttl_registry_pattern();
+    /// # let _ = pattern;
+    /// # }
+    /// ```
+    pub fn ttl_registry_pattern(&self) -> Option<String> {
+        let registry = self.ttl_registry?;
+        if !self.ttl_registry_per_tag {
+            return Some(registry.replace('{', "{{").replace('}', "}}"));
+        }
+        KeyPattern::parse(self.key_pattern)
+            .ok()
+            .and_then(|pattern| tagged_ttl_registry_pattern(registry, &pattern))
+    }
+
     /// Renders `parts` (this entity's key or one of its index keys) from
     /// stored values: `value(hash_name)` gives a field's stored text. `None`
     /// if a value is missing or could not be part of a key.

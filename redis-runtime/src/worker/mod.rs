@@ -434,6 +434,17 @@ fn random_fraction() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The text of a panic's payload (a `&str` or a `String`), for reports.
+pub(super) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
