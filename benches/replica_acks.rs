@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use common::{env_u64, measure, median, op};
 use redis_runtime::testing::SentinelTopology;
-use redis_runtime::testing::raw_query;
+use redis_runtime::testing::{command_calls, raw_query};
 use redis_runtime::{Client, Config, Page, RedisEntity};
 
 /// A job with an index and an outbox stream, as the main example's.
@@ -69,15 +69,6 @@ async fn flush(client: &Client) {
 
 /// Jobs created before the listing workloads: 20 for each of 100 users.
 const LISTED: u64 = 2_000;
-
-/// The `calls=` of `command` in `INFO commandstats` text (0 when absent).
-fn calls(stats: &str, command: &str) -> u64 {
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -126,7 +117,7 @@ async fn main() {
                 let stats: String = raw_query(&plain, &["INFO", "commandstats"]).await;
                 if acks {
                     with.push(rate);
-                    waits.push(calls(&stats, "wait") as f64 / n as f64);
+                    waits.push(command_calls(&stats, "wait") as f64 / n as f64);
                 } else {
                     without.push(rate);
                 }

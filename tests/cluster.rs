@@ -839,20 +839,7 @@ async fn writes_wait_for_replica_acknowledgements_on_every_primary() {
         ClusterTopology::shared()
             .masters()
             .into_iter()
-            .map(|port| {
-                let node = redis::Client::open(ClusterTopology::shared().node_url(port))
-                    .expect("node URL");
-                let mut conn = node.get_connection().expect("connect to a node");
-                let stats: String = redis::cmd("INFO")
-                    .arg("commandstats")
-                    .query(&mut conn)
-                    .expect("INFO commandstats");
-                stats
-                    .lines()
-                    .find_map(|line| line.strip_prefix("cmdstat_wait:calls="))
-                    .and_then(|rest| rest.split(',').next())
-                    .map_or(0, |calls| calls.parse().expect("a count"))
-            })
+            .map(|port| redis_runtime::testing::node_command_calls(port, "wait"))
             .collect()
     };
     // Each primary of the test cluster has one replica.

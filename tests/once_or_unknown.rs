@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis_runtime::testing::{ClusterTopology, Cut, Proxy, RedisServer, eventually};
+use redis_runtime::testing::{
+    ClusterTopology, Cut, Proxy, RedisServer, eventually, node_command_calls,
+};
 use redis_runtime::{Client, Config, Error, Page, RedisEntity};
 
 /// A counter in a slot of its own on a cluster.
@@ -365,20 +367,7 @@ struct Order {
 fn waits(nodes: &[u16]) -> Vec<u64> {
     nodes
         .iter()
-        .map(|port| {
-            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                .and_then(|client| client.get_connection())
-                .expect("a node");
-            let stats: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query(&mut conn)
-                .expect("INFO commandstats");
-            stats
-                .lines()
-                .find_map(|line| line.strip_prefix("cmdstat_wait:calls="))
-                .and_then(|rest| rest.split(',').next()?.parse().ok())
-                .unwrap_or(0)
-        })
+        .map(|&port| node_command_calls(port, "wait"))
         .collect()
 }
 
@@ -394,9 +383,9 @@ fn primaries(deployment: &Fronted) -> Vec<u16> {
     }
 }
 
-/// A client that waits for one replica after each write, connected past
-/// the proxies (on a cluster, through the seed nodes: the slot map names
-/// the proxies, which cut nothing unless armed).
+/// A client that waits for one replica after each write: on one server
+/// straight to it, past the proxy; on a cluster through the proxies the
+/// slot map names, which cut nothing unless armed.
 async fn acknowledging(deployment: &Fronted) -> Client {
     let url = match &*deployment.nodes {
         Nodes::Standalone { replicated, .. } => replicated.0.url(),

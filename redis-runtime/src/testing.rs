@@ -637,6 +637,35 @@ pub async fn raw_command(client: &Client, args: &[&str]) -> redis::Value {
         .unwrap_or_else(|e| panic!("raw command failed: {e}"))
 }
 
+/// How many times `command` ran according to `INFO commandstats` text
+/// (its `cmdstat_<command>:calls=` line; 0 when it has not run since the
+/// stats were last reset). `command` is lower case, e.g. `"wait"`.
+///
+/// ```
+/// let stats = "# Commandstats\r\ncmdstat_wait:calls=3,usec=12,usec_per_call=4.00\r\n";
+/// assert_eq!(redis_runtime::testing::command_calls(stats, "wait"), 3);
+/// assert_eq!(redis_runtime::testing::command_calls(stats, "set"), 0);
+/// ```
+pub fn command_calls(stats: &str, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// [`command_calls`] of the server on loopback port `port`, asked on a
+/// connection of its own (so nothing the client under test sends is
+/// counted by the asking). Panics naming the port if it does not answer.
+pub fn node_command_calls(port: u16, command: &str) -> u64 {
+    let stats: String = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection())
+        .and_then(|mut conn| redis::cmd("INFO").arg("commandstats").query(&mut conn))
+        .unwrap_or_else(|e| panic!("INFO commandstats on port {port}: {e}"));
+    command_calls(&stats, command)
+}
+
 /// Like [`raw_command`], with the reply converted to `T` (`i64`,
 /// `Vec<String>`, `BTreeMap<String, String>`, `Option<String>`, …),
 /// panicking if it does not convert.

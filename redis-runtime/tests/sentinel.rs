@@ -632,13 +632,7 @@ async fn concurrent_writes_share_their_replica_acknowledgements() {
         )
         .await
         .expect("INFO commandstats");
-    let calls = |name: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0)
-    };
+    let calls = |name: &str| redis_runtime::testing::command_calls(&stats, name);
     let (sets, waits) = (calls("set"), calls("wait"));
     println!("{sets} writes, {waits} WAITs");
     assert_eq!(sets, 64 * 50);

@@ -59,8 +59,6 @@ struct Shared {
     /// Cuts made with [`Cut::AfterRun`] and [`Cut::BeforeSend`].
     after_run: AtomicU64,
     before_send: AtomicU64,
-    /// Requests the proxy forwarded to the server.
-    forwarded: AtomicU64,
     /// With `n` > 0, every `n`th chunk of requests is cut, after it ran
     /// and before it was sent in turn (see [`Proxy::cut_every`]).
     cut_every: AtomicU64,
@@ -222,11 +220,6 @@ impl Proxy {
             self.shared.before_send.load(Ordering::SeqCst),
         )
     }
-
-    /// How many chunks of requests the proxy passed to the server.
-    pub fn forwarded(&self) -> u64 {
-        self.shared.forwarded.load(Ordering::SeqCst)
-    }
 }
 
 impl Drop for Proxy {
@@ -293,7 +286,6 @@ async fn forward(inbound: TcpStream, outbound: TcpStream, shared: Arc<Shared>) {
                         Cut::AfterRun => swallow = Some(armed),
                     }
                 }
-                shared.forwarded.fetch_add(1, Ordering::SeqCst);
                 if server_write.write_all(&request[..n]).await.is_err() {
                     return;
                 }
