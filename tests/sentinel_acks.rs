@@ -10,7 +10,11 @@
 //! the promotion; and the client without acknowledgements wrote to the new
 //! master within 150 ms of the first Sentinel naming it.
 //!
-//! A second topology runs its masters with `min-replicas-to-write 2`: the
+//! A replica that attaches to the master after the client counted the
+//! replicas, before any Sentinel has seen it, is awaited by the very next
+//! write.
+//!
+//! Another topology runs its masters with `min-replicas-to-write 2`: the
 //! old master refuses writes (`NOREPLICAS`) once a replica was promoted
 //! away from it, so a client without acknowledgements loses only what was
 //! in flight at the promotion.
@@ -20,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis_runtime::testing::{SentinelOptions, SentinelTopology};
+use redis_runtime::testing::{RedisServer, SentinelOptions, SentinelTopology};
 use redis_runtime::{Client, Config, ConfigBuilder, RedisEntity, index};
 
 /// An order with an index and an outbox stream.
@@ -491,4 +495,119 @@ async fn min_replicas_to_write_keeps_the_old_master_from_taking_writes() {
     }
     clients[&Acks::Off].shutdown().await;
     node.shutdown().await;
+}
+
+/// Stops a `redis-server` process (`SIGSTOP`) while alive, so it stays
+/// attached and answers nothing; resumes it when dropped.
+struct Frozen(String);
+
+impl Frozen {
+    fn new(port: u16) -> Self {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("URL");
+        let mut conn = client.get_connection().expect("connect");
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut conn)
+            .expect("INFO");
+        let pid = info
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .expect("process_id")
+            .trim()
+            .to_string();
+        signal("-STOP", &pid);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(which: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid}: {status}");
+}
+
+/// `REDIS_WAIT_REPLICAS=all` counted one replica; a second one attaches
+/// (no Sentinel has polled the master since, so none announced it) and
+/// is frozen: the next create must wait for both and answer
+/// `STORAGE_NOT_REPLICATED` (2 required), not succeed on the first
+/// replica alone. Once it runs again, writes are acknowledged by both
+/// (still 2 required).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_attached_since_the_count_is_awaited_at_once() {
+    let topology = SentinelTopology::start_with(
+        "late",
+        SentinelOptions {
+            replicas: 1,
+            ..SentinelOptions::default()
+        },
+    );
+    let config = Acks::All
+        .configure(Config::builder(topology.url()).lazy_connect(false))
+        .build()
+        .expect("config");
+    let client = Client::connect(config).await.expect("connect");
+    let order = |id: &str| Order {
+        id: id.into(),
+        status: "new".into(),
+    };
+    order("before").create(&client).await.expect("one replica");
+
+    let master = topology.master_port();
+    let late = RedisServer::start_with_args(&[
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        master.to_string(),
+    ]);
+    let master_conn = redis::Client::open(topology.node_url(master)).expect("URL");
+    let mut master_conn = master_conn.get_connection().expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut master_conn)
+            .expect("INFO");
+        let online = info
+            .lines()
+            .filter(|line| line.starts_with("slave") && line.contains("state=online"))
+            .count();
+        if online == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late replica never synced: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let frozen = Frozen::new(late.port());
+    match order("while-frozen").create(&client).await {
+        Err(redis_runtime::Error::NotReplicated {
+            acknowledged,
+            required,
+            ..
+        }) => assert_eq!((acknowledged, required), (1, 2)),
+        other => panic!("a write the frozen replica never acknowledged answered {other:?}"),
+    }
+    drop(frozen);
+    // The resumed replica first works through what it missed, on a busy
+    // machine for longer than one write's wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        match order(&format!("after-{attempt}")).create(&client).await {
+            Ok(_) => break,
+            Err(redis_runtime::Error::NotReplicated { required: 2, .. })
+                if Instant::now() < deadline => {}
+            Err(e) => panic!("once the replica runs again: {e:?}"),
+        }
+    }
+    client.shutdown().await;
 }

@@ -83,14 +83,17 @@ pub struct ReplicaAcks {
 pub enum AckReplicas {
     /// This many (at least 1): `REDIS_WAIT_REPLICAS=<n>`.
     Count(u32),
-    /// Every replica: `REDIS_WAIT_REPLICAS=all`. The replicas the
-    /// Sentinels list for the master, less those they flag down (`s_down`,
-    /// `o_down`, `disconnected`), or the replicas connected to it if more,
-    /// and at least one. Counted when the client finds the master, when a
-    /// Sentinel announces a change among its replicas, at each `health()`
-    /// and after a write too few acknowledged (at most once a second), so
-    /// a replica that is gone for good stops being awaited once the
-    /// Sentinels flag it down. Sentinel only.
+    /// Every replica: `REDIS_WAIT_REPLICAS=all`. The replicas attached to
+    /// the master and those the Sentinels list for it, each once, less
+    /// those they flag down (`s_down`, `o_down`) and one that reports
+    /// itself a master (the old master after a failover, until the
+    /// Sentinels re-point it), and at least one. Counted when the client
+    /// finds the master, when a Sentinel announces a change among its
+    /// replicas, at each `health()` and after a write too few acknowledged
+    /// (at most once a second), so a replica that is gone for good stops
+    /// being awaited once the Sentinels flag it down; and every `WAIT`
+    /// reads the attached replicas in the same round trip, so one that
+    /// attached since the last count is awaited at once. Sentinel only.
     All,
 }
 

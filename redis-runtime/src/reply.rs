@@ -41,6 +41,13 @@ pub(crate) fn as_u64(value: &Value) -> Option<u64> {
     }
 }
 
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+pub(crate) fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+}
+
 /// Whole milliseconds of `d`, saturating at `u64::MAX` instead of
 /// truncating (a command argument must not wrap around).
 pub(crate) fn duration_ms(d: Duration) -> u64 {

@@ -28,6 +28,7 @@
 //! failover misses the old master, which rejoins as a replica seconds
 //! later.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -182,11 +183,11 @@ impl MasterLookup {
         }
     }
 
-    /// How many replicas the Sentinels list for the master, less those
-    /// they flag down (`s_down`, `o_down`, `disconnected`), as the first
-    /// Sentinel that answers `SENTINEL REPLICAS` says (each gets
-    /// `timeout`).
-    pub(crate) async fn replica_count(&self, timeout: Duration) -> Result<u32> {
+    /// The replicas the Sentinels list for the master that writes must
+    /// wait for (see [`replicas_to_await`]), as the first Sentinel that
+    /// answers `SENTINEL REPLICAS` says (each gets `timeout`): `ip:port`
+    /// of each.
+    pub(crate) async fn listed_replicas(&self, timeout: Duration) -> Result<BTreeSet<String>> {
         let mut last = None;
         for info in &self.sentinels {
             let asked = tokio::time::timeout(timeout, async {
@@ -195,21 +196,12 @@ impl MasterLookup {
                 redis::cmd("SENTINEL")
                     .arg("REPLICAS")
                     .arg(&self.master_name)
-                    .query_async::<Vec<std::collections::HashMap<String, String>>>(&mut conn)
+                    .query_async::<Vec<HashMap<String, String>>>(&mut conn)
                     .await
             })
             .await;
             match asked {
-                Ok(Ok(replicas)) => {
-                    let healthy = replicas.iter().filter(|fields| {
-                        !fields.get("flags").is_some_and(|flags| {
-                            flags
-                                .split(',')
-                                .any(|flag| matches!(flag, "s_down" | "o_down" | "disconnected"))
-                        })
-                    });
-                    return Ok(u32::try_from(healthy.count()).unwrap_or(u32::MAX));
-                }
+                Ok(Ok(replicas)) => return Ok(replicas_to_await(&replicas)),
                 Ok(Err(e)) => last = Some(self.lookup_error(&e)),
                 Err(_) => {}
             }
@@ -372,6 +364,34 @@ enum Watch {
     Failed(String),
 }
 
+/// Of the replicas a `SENTINEL REPLICAS` reply lists, those a write must
+/// reach before it counts as acknowledged by all: `ip:port` of each.
+///
+/// Left out: a replica the Sentinel judged down (`s_down`, `o_down`),
+/// which it would not promote, and one that reports itself a master (the
+/// old master after a failover, until the Sentinels re-point it seconds
+/// later), which replicates from nobody and cannot acknowledge. A replica
+/// only flagged `disconnected` counts: every Sentinel resets its view of
+/// the replicas when it switches masters, and lists them all as
+/// disconnected for a moment after.
+fn replicas_to_await(replicas: &[HashMap<String, String>]) -> BTreeSet<String> {
+    replicas
+        .iter()
+        .filter(|fields| {
+            let down = fields.get("flags").is_some_and(|flags| {
+                flags
+                    .split(',')
+                    .any(|flag| matches!(flag, "s_down" | "o_down"))
+            });
+            let master = fields
+                .get("role-reported")
+                .is_some_and(|role| role == "master");
+            !down && !master
+        })
+        .filter_map(|fields| Some(format!("{}:{}", fields.get("ip")?, fields.get("port")?)))
+        .collect()
+}
+
 /// What a Sentinel notice on `channel` means for a client of
 /// `master_name`, if it is about that master:
 /// `+switch-master`: `<name> <old ip> <old port> <new ip> <new port>`;
@@ -408,6 +428,36 @@ fn meaning(channel: &str, text: &str, master_name: &str) -> Option<Notice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replica(port: &str, flags: &str, role: &str) -> HashMap<String, String> {
+        [
+            ("ip", "127.0.0.1"),
+            ("port", port),
+            ("flags", flags),
+            ("role-reported", role),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn writes_await_every_listed_replica_but_the_down_and_the_unconverted_master() {
+        let listed = [
+            replica("7001", "slave", "slave"),
+            // Just after a switch every replica is flagged disconnected.
+            replica("7002", "slave,disconnected", "slave"),
+            replica("7003", "slave,s_down,disconnected", "slave"),
+            replica("7004", "slave,o_down", "slave"),
+            // The old master, not yet re-pointed.
+            replica("7005", "slave", "master"),
+            replica("7006", "slave,promoted", "slave"),
+        ];
+        assert_eq!(
+            replicas_to_await(&listed).into_iter().collect::<Vec<_>>(),
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7006"]
+        );
+    }
 
     #[test]
     fn a_notice_names_the_new_master_of_its_master_only() {

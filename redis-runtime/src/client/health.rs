@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::TRACE_TARGET;
 use crate::config::AckReplicas;
 use crate::error::{Context, Error, Result};
+use crate::reply::info_field;
 use crate::server::{Feature, ServerInfo};
 use crate::transport::Effect;
 
@@ -307,11 +308,4 @@ fn acks_warning(awaited: AckReplicas, replicas: u32) -> Option<String> {
         )),
         _ => None,
     }
-}
-
-/// The value of `name` in an `INFO` reply (`name:value` lines).
-pub(super) fn info_field(info: &str, name: &str) -> Option<String> {
-    info.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(|value| value.trim().to_string())
 }

@@ -12,10 +12,9 @@ use crate::TRACE_TARGET;
 use crate::config::AckReplicas;
 use crate::error::{Context, Error, Result};
 use crate::sentinel::{MasterLookup, Notice};
-use crate::transport::acks::AckBatch;
+use crate::transport::acks::{AckBatch, attached_replicas};
 use crate::transport::connection::NodeOrCluster;
 
-use super::health::info_field;
 use super::open::{manager_config, open_client};
 use super::{Client, Endpoint, Link, Slot, Source, duration_ms};
 
@@ -237,30 +236,36 @@ impl Client {
     }
 
     /// With [`AckReplicas::All`], counts the replicas of the master `link`
-    /// goes to and records the count for its acknowledgements: the more of
-    /// the replicas the Sentinels list, less those they flag down (see
-    /// [`MasterLookup::replica_count`]), and the replicas connected to the
-    /// master now (`INFO replication`), which the Sentinels learn of only
-    /// when they next poll it. A count that fails keeps the last one.
+    /// goes to and records the count for its acknowledgements: those the
+    /// Sentinels list that a write must reach (see
+    /// [`MasterLookup::listed_replicas`]) and those attached to the master
+    /// now (`INFO replication`: the Sentinels learn of a new one only when
+    /// they next poll the master), each once. During a failover the
+    /// Sentinels still list the node being promoted as a replica; it is
+    /// not its own. A count that fails keeps the last one; each `WAIT`
+    /// also raises it when more replicas are attached (see
+    /// [`AckBatch`](crate::transport::acks::AckBatch)).
     pub(super) async fn count_replicas(&self, link: &Link) -> Option<u32> {
         let lookup = self.counts_replicas()?;
         let timeout = self.inner.config.connect_timeout;
-        let listed = match lookup.replica_count(timeout).await {
-            Ok(count) => count,
+        let mut replicas = match lookup.listed_replicas(timeout).await {
+            Ok(listed) => listed,
             Err(e) => {
                 tracing::warn!(target: TRACE_TARGET, endpoint = self.inner.config.endpoint(), "could not count the master's replicas (REDIS_WAIT_REPLICAS=all keeps the last count): {e}");
                 return None;
             }
         };
+        if let Some(node) = link.endpoint.node() {
+            replicas.remove(&node.get_connection_info().addr().to_string());
+        }
         let mut cmd = redis::cmd("INFO");
         cmd.arg("replication");
         let mut conn = link.shared.clone();
         let asked = cmd.query_async::<String>(&mut conn);
-        let connected = match tokio::time::timeout(timeout, asked).await {
-            Ok(Ok(info)) => info_field(&info, "connected_slaves").and_then(|n| n.parse().ok()),
-            _ => None,
-        };
-        let count = listed.max(connected.unwrap_or(0));
+        if let Ok(Ok(info)) = tokio::time::timeout(timeout, asked).await {
+            replicas.extend(attached_replicas(&info));
+        }
+        let count = u32::try_from(replicas.len()).unwrap_or(u32::MAX);
         link.acks.set_all_replicas(count);
         Some(count)
     }

@@ -29,9 +29,8 @@ impl Client {
             return Ok(());
         };
         let batch = &conn.link.acks;
-        let required = batch.required(acks.replicas);
         let acknowledged = batch
-            .acknowledge(&mut conn.clone(), required, acks.timeout, context)
+            .acknowledge(&mut conn.clone(), acks.replicas, acks.timeout, context)
             .await;
         if matches!(acknowledged, Err(Error::NotReplicated { .. }))
             && acks.replicas == AckReplicas::All

@@ -1,6 +1,7 @@
 //! Replica acknowledgements of writes (`WAIT`), shared by the writes of
 //! one connection.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ pub(crate) struct AckBatch {
 impl AckBatch {
     /// How many replicas `replicas` asks for on this connection now: at
     /// least one.
-    pub(crate) fn required(&self, replicas: AckReplicas) -> u32 {
+    fn required(&self, replicas: AckReplicas) -> u32 {
         match replicas {
             AckReplicas::Count(n) => n,
             AckReplicas::All => self.all_replicas.load(Ordering::Acquire).max(1),
@@ -66,14 +67,21 @@ impl AckBatch {
         true
     }
 
-    /// After a write whose reply arrived on `conn`: waits until `required`
-    /// replicas acknowledged it, for at most `timeout` (`WAIT`, shared with
-    /// the writes that finished meanwhile). Any failure here leaves the
-    /// write's outcome unknown: it already ran on the primary.
+    /// After a write whose reply arrived on `conn`: waits until the
+    /// replicas `replicas` asks for acknowledged it, for at most `timeout`
+    /// (`WAIT`, shared with the writes that finished meanwhile). Any
+    /// failure here leaves the write's outcome unknown: it already ran on
+    /// the primary.
+    ///
+    /// With [`AckReplicas::All`] the `WAIT` goes with `INFO replication`
+    /// in one round trip: a replica attached to the master since the last
+    /// count (the old master rejoining after a failover, say) raises the
+    /// count at once and the write waits for it too, so an acknowledged
+    /// write never depends on a count taken before a replica arrived.
     pub(crate) async fn acknowledge<C>(
         &self,
         conn: &mut C,
-        required: u32,
+        replicas: AckReplicas,
         timeout: Duration,
         context: &Context,
     ) -> Result<()>
@@ -88,9 +96,7 @@ impl AckBatch {
             Some((covers, acknowledged)) if covers >= this_write => Ok(acknowledged),
             _ => {
                 let covers = self.replies.load(Ordering::Acquire);
-                let mut cmd = redis::cmd("WAIT");
-                cmd.arg(required).arg(timeout_ms);
-                let answer = cmd.query_async::<u64>(conn).await;
+                let answer = self.wait(conn, replicas, timeout_ms).await;
                 if let Ok(acknowledged) = answer {
                     *last = Some((covers, acknowledged));
                 }
@@ -98,6 +104,8 @@ impl AckBatch {
             }
         };
         drop(last);
+        // Read after the wait: it may have raised the count.
+        let required = self.required(replicas);
         match acknowledged {
             Ok(acknowledged) if acknowledged >= u64::from(required) => Ok(()),
             Ok(acknowledged) => Err(Error::NotReplicated {
@@ -109,6 +117,66 @@ impl AckBatch {
             Err(e) => Err(unknown_after_write(Error::from_redis(&e, context.clone()))),
         }
     }
+
+    /// One `WAIT` for the replicas `replicas` asks for; with
+    /// [`AckReplicas::All`], read `INFO replication` after it and wait
+    /// again if more replicas are attached than were waited for. How many
+    /// replicas acknowledged.
+    async fn wait<C>(
+        &self,
+        conn: &mut C,
+        replicas: AckReplicas,
+        timeout_ms: u64,
+    ) -> redis::RedisResult<u64>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
+        let required = self.required(replicas);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(required).arg(timeout_ms);
+        if replicas != AckReplicas::All {
+            return wait.query_async(conn).await;
+        }
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let (acknowledged, info): (u64, String) = redis::pipe()
+            .add_command(wait)
+            .add_command(info)
+            .query_async(conn)
+            .await?;
+        let attached = attached_replicas(&info).len();
+        let attached = u32::try_from(attached).unwrap_or(u32::MAX);
+        if attached <= required {
+            return Ok(acknowledged);
+        }
+        self.all_replicas.fetch_max(attached, Ordering::AcqRel);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(attached).arg(timeout_ms);
+        wait.query_async(conn).await
+    }
+}
+
+/// The replicas attached to a master, from its `INFO replication` reply
+/// (`slave<n>:ip=<ip>,port=<port>,state=...,...`): `<ip>:<port>` of each,
+/// whatever its state (one still syncing is attached, and cannot have
+/// acknowledged yet).
+pub(crate) fn attached_replicas(info: &str) -> BTreeSet<String> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().split_once(':')?;
+            let n = name.strip_prefix("slave")?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let field = |key: &str| {
+                value.split(',').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    (k == key).then_some(v)
+                })
+            };
+            Some(format!("{}:{}", field("ip")?, field("port")?))
+        })
+        .collect()
 }
 
 /// `error`, which `WAIT` failed with after the write ran, as the write's
@@ -146,5 +214,29 @@ fn unknown_after_write(error: Error) -> Error {
             ),
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_replicas_are_read_from_info_replication_in_any_state() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+                    slave0:ip=127.0.0.1,port=7001,state=online,offset=120,lag=0\r\n\
+                    slave1:ip=10.0.0.2,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+                    slave_read_only:1\r\nmaster_repl_offset:120\r\n";
+        let attached = attached_replicas(info);
+        assert_eq!(
+            attached.into_iter().collect::<Vec<_>>(),
+            ["10.0.0.2:7002", "127.0.0.1:7001"]
+        );
+    }
+
+    #[test]
+    fn a_replica_line_without_an_address_or_a_master_without_replicas_counts_none() {
+        assert!(attached_replicas("role:master\r\nconnected_slaves:0\r\n").is_empty());
+        assert!(attached_replicas("slave0:state=online,offset=1\r\nslaves:x\r\n").is_empty());
     }
 }
