@@ -49,7 +49,7 @@ impl IndexKind {
 
     /// The settings its parentheses accept: only a sorted index has a
     /// score, only a unique index names its field. A unique index may be
-    /// `cross_slot` only with a constant key (`cluster.rs`).
+    /// `cross_slot` only with a constant key (`cross_slot.rs`).
     fn settings(self) -> &'static [Symbol] {
         match self {
             IndexKind::Set => &[KEY, NAME, CROSS_SLOT],
@@ -83,7 +83,7 @@ pub(crate) struct IndexAttr {
     pub(crate) name: Option<syn::LitStr>,
     /// `cross_slot`: under `cluster`, the index key may be in another hash
     /// slot than the entity; it is kept in step just after the write
-    /// instead of in it (checked in `cluster.rs`).
+    /// instead of in it (checked in `cross_slot.rs`).
     pub(crate) cross_slot: Option<syn::Path>,
 }
 
@@ -132,7 +132,7 @@ pub(crate) struct Container<'a> {
     /// `stream_cross_slot`: under `cluster`, the stream may be in another
     /// hash slot than the entity; the create records the entry beside the
     /// entity and the client appends it just after (checked in
-    /// `cluster.rs`).
+    /// `cross_slot.rs`).
     pub(crate) stream_cross_slot: Option<syn::Path>,
     pub(crate) patch: Option<syn::LitStr>,
     pub(crate) indexes: Vec<IndexAttr>,

@@ -11,7 +11,7 @@ use redis_schema::{KeyPattern, Overlap, overlap};
 
 use crate::ast::Container;
 use crate::ctxt::Ctxt;
-use crate::valid::{IndexModel, KeyModel, LogModel, StreamModel};
+use crate::model::{IndexModel, KeyModel, LogModel, StreamModel};
 
 /// One key of the entity, with the string literal errors about it point at.
 struct Owned<'c> {

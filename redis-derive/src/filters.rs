@@ -7,9 +7,9 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::ast::IndexKind;
-use crate::expand::{key_builder_calls, lit, private};
+use crate::emit::{key_builder_calls, lit, private};
+use crate::model::{FieldModel, IndexModel, Model, unraw};
 use crate::queries::{IndexArgs, fixed_param};
-use crate::valid::{FieldModel, IndexModel, Model, unraw};
 
 /// The set indexes a filter can use (keyed by exactly one field), with
 /// their position among the entity's indexes and that field.

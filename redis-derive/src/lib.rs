@@ -12,12 +12,18 @@
 
 mod ast;
 mod cluster;
+mod cross_slot;
 mod ctxt;
 mod disjoint;
+mod emit;
 mod expand;
 mod fallback;
 mod filters;
+mod methods;
+mod model;
+mod patch;
 mod queries;
+mod slot_plan;
 mod symbol;
 mod valid;
 mod value;

@@ -6,8 +6,8 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::ast::IndexKind;
-use crate::expand::{codec_of, key_builder_calls, lit, private};
-use crate::valid::{FieldModel, IndexModel, Model, unraw};
+use crate::emit::{codec_of, key_builder_calls, lit, private};
+use crate::model::{FieldModel, IndexModel, Model, unraw};
 
 /// The `impl` block of `m`'s index queries (empty without indexes).
 pub(crate) fn queries(m: &Model<'_>) -> TokenStream {
