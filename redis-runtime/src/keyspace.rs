@@ -533,7 +533,7 @@ pub struct EntityManifest {
     /// those of [`write_touches`](Self::write_touches) but the
     /// `cross_slot` indexes, a `stream_cross_slot` stream and, when either
     /// is declared, the TTL registry; then the record of what follows the
-    /// write (see `index::pending`).
+    /// write (see `cross_slot::pending`).
     pub cluster_write_touches: Vec<String>,
     /// Declared `#[redis(cluster)]`: every key in
     /// [`cluster_write_touches`](Self::cluster_write_touches) was checked at
@@ -588,8 +588,8 @@ pub struct IndexManifest {
     /// What a member is: the entity key's placeholder values joined by `:`.
     pub member: &'static str,
     /// Declared `cross_slot`: on a Redis Cluster it is written just after
-    /// the entity's write, not in it (see `index::pending`); a unique one
-    /// has its new values claimed just before (see `index::unique_claims`).
+    /// the entity's write, not in it (see `cross_slot::pending`); a unique one
+    /// has its new values claimed just before (see `cross_slot::unique_claims`).
     pub cross_slot: bool,
 }
 
@@ -632,7 +632,7 @@ impl EntityManifest {
         // commands); on one server not the record of what follows a write
         // on a cluster; on a cluster not the `cross_slot` indexes, a
         // `stream_cross_slot` stream or the lease (the client's step after
-        // the write, see `index::pending`), nor the TTL registry a
+        // the write, see `cross_slot::pending`), nor the TTL registry a
         // deferring write does not keep.
         let defers = entity.defers_on_cluster();
         let touched_on = |cluster: bool| {

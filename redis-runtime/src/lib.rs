@@ -20,6 +20,7 @@ mod blocking;
 pub mod client;
 pub mod codec;
 pub mod config;
+mod cross_slot;
 pub mod entity;
 pub mod error;
 #[cfg(any(doc, test))]
@@ -32,6 +33,7 @@ pub mod migrate;
 pub mod pubsub;
 pub mod queue;
 mod reply;
+mod scan;
 mod script;
 mod sentinel;
 pub mod server;

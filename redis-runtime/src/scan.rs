@@ -3,15 +3,15 @@
 //! type and contents of a batch of keys read together.
 //!
 //! Every function here sends a bounded amount of work to Redis and
-//! returns; none holds more than one step's keys. The pass in `pass.rs`
+//! returns; none holds more than one step's keys. The repair pass (`index::repair::pass`)
 //! strings the steps together, which is what lets it pace itself and stop
 //! between any two of them.
 
 use crate::client::Client;
 use crate::codec::value_kind;
-use crate::entity::IndexKind;
 use crate::error::{Context, Error, Result};
 use crate::transport::Effect;
+use redis_schema::IndexKind;
 
 /// On a cluster, the bits of a walk's cursor above this one number the
 /// primary being scanned (in address order); the bits below are that

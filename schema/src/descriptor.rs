@@ -528,7 +528,7 @@ pub struct IndexDescriptor {
     /// another hash slot than the entity, so the write script records the
     /// move in the entity's [`pending_index_key`](crate::pending_index_key)
     /// and the client applies it right after (see the runtime's
-    /// `index::pending`). On one server it is written in the same script
+    /// `cross_slot::pending`). On one server it is written in the same script
     /// as every other index.
     pub cross_slot: bool,
 }

@@ -168,7 +168,7 @@ impl Walk<'_> {
             }
             cursor = next;
             let counts = format!("{} entities", stats.count);
-            let fraction = crate::index::pass::scan_fraction(next);
+            let fraction = crate::scan::scan_fraction(next);
             if self.paced("count", fraction, &counts, next, 1).await == Flow::Stop {
                 return Ok(Err(Interrupted));
             }
@@ -310,7 +310,7 @@ impl Walk<'_> {
             cursor = next;
             let counts = format!("{} keys, {} entries", stats.keys, stats.entries);
             let phase = format!("index {}", index.name);
-            let fraction = crate::index::pass::scan_fraction(next);
+            let fraction = crate::scan::scan_fraction(next);
             let ops = 1 + keys.len() as u64;
             if self.paced(&phase, fraction, &counts, next, ops).await == Flow::Stop {
                 return Ok(Err(Interrupted));
@@ -411,7 +411,7 @@ async fn scan_step(
     glob: &str,
     kind: Option<&str>,
 ) -> Result<(u64, Vec<String>)> {
-    crate::index::pass::keys_step(
+    crate::scan::keys_step(
         &walk.session.client,
         &walk.ctx,
         cursor,

@@ -206,7 +206,7 @@ async fn walk_entity(
     // verify or a dry run finds may be their moves, not applied yet.
     let pending = if outcome.is_ok() && !repair {
         let ctx = crate::Context::new(format!("admin.{}", mode.command()), name.to_owned());
-        let pending = crate::index::pending::count(client, entity.descriptor, &ctx).await;
+        let pending = crate::cross_slot::pending::count(client, entity.descriptor, &ctx).await;
         pending.map_err(|e| (e, at(record.next.clone(), counts)))?
     } else {
         0

@@ -46,7 +46,7 @@ pub const ENV_WAIT_REPLICAS: &str = "REDIS_WAIT_REPLICAS";
 /// acknowledgements, e.g. `500ms` (default 1 s).
 pub const ENV_WAIT_TIMEOUT: &str = "REDIS_WAIT_TIMEOUT";
 /// Environment variable: `true` to refuse a server whose `maxmemory-policy`
-/// may evict keys (see [`ConfigBuilder::refuse_evicting_server`]).
+/// may evict keys (see [`ConfigBuilder::refuse_evicting_server`](crate::ConfigBuilder::refuse_evicting_server)).
 pub const ENV_REFUSE_EVICTION: &str = "REDIS_REFUSE_EVICTION";
 
 impl Config {

@@ -1,79 +1,19 @@
-//! `cross_slot` indexes on a Redis Cluster: entries kept in step just after
-//! the write instead of inside it.
-//!
-//! An index key declared `cross_slot` may live in another hash slot than
-//! its entity (`jobs:status:queued` beside `job:j7`), where no script of
-//! the entity's slot can reach it. So on a cluster the write script
-//! records, in the same atomic step as the entity, which entries the write
-//! moves: the entity's *pending index key*
-//! ([`redis_schema::pending_index_key`], in the entity's slot) lists each
-//! index key that may still hold the entity and counts the writes. The
-//! record is durable before the write returns; the moves follow:
-//!
-//! 1. **claim** (one script in the entity's slot): take the record's lease
-//!    ([`redis_schema::pending_index_lease_key`], so one client at a time
-//!    applies an entity's moves) and read the record and the entity's hash
-//!    together;
-//! 2. **move**: add the entity to the index keys its hash renders now
-//!    (`SADD`/`ZADD` with its current score), remove it from every listed
-//!    key it no longer renders (`SREM`/`ZREM`): idempotent commands, one
-//!    pipeline per slot;
-//! 3. **release** (one script in the entity's slot): if no write was
-//!    counted since the claim, the moves applied are the last ones and the
-//!    record goes; otherwise claim again (a write that came in between
-//!    listed the key it left, so the next round removes that too).
-//!
-//! The write script itself takes the first claim when it records moves
-//! (saving a round trip), and the writing client goes on from there
-//! ([`apply_claimed`]); a write that finds the lease held leaves its moves
-//! to the holder, whose release then fails and who claims again. A client
-//! that dies first leaves the record to [`settle`], which finds records
-//! with `SCAN` on every primary and claims them ([`apply`]).
-//!
-//! Until the moves are applied a query may miss the entity at its new
-//! key or meet it at its old one; queries of a
-//! `cross_slot` index check every entity they read against the key they
-//! came from (`fetch::belongs`) and pass over those that do not belong, so
-//! a listing never holds an entity whose current values do not match.
-//!
-//! A type whose stream is `stream_cross_slot` records a new entity's
-//! stream entry in the same record (see [`redis_schema::PENDING_STREAM_ENTRY`]);
-//! the applying client appends the recorded entries after the moves, in
-//! the order of the writes, and its release removes them from the record
-//! whatever came since. An entry appended whose release is lost (the
-//! client died, the connection dropped) is appended again by the next
-//! holder: the stream gets it at least once.
-//!
-//! A type with a `cross_slot` unique index records each value a write
-//! leaves ([`redis_schema::PENDING_UNIQUE_VALUE`]); the applying client
-//! releases it from the unique hash unless the entity holds it again, and
-//! after a reindex maps the values the entity holds (see
-//! `index::unique_claims`).
-//!
-//! The lease bounds the one unguarded case: a client that stalls longer
-//! than [`LEASE`] between its claim and its moves may, when it wakes,
-//! re-add an entry the next holder had removed. `verify` reports such an
-//! entry and `rebuild` removes it.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+//! The pending record of an entity (see the [module](super) for the
+//! protocol): the lease, the rounds of moves that apply the record, the
+//! stream entries and unique values it carries, and `settle`, which
+//! applies the records of clients that died first.
 
 use redis_schema::{
     EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES,
 };
 
+use super::{token, unique_claims};
 use crate::TRACE_TARGET;
 use crate::client::Client;
 use crate::codec::{reply_pairs, value_kind};
-use crate::entity::Entity;
+use crate::entity::model::Entity;
 use crate::error::{Context, Error, Result};
-use crate::index::unique_claims;
-use crate::script::{self, EntityScripts};
-
-/// How long a claim holds an entity's pending moves: far longer than the
-/// moves take, short enough that a dead client's record is applied by
-/// [`settle`] soon after.
-pub(crate) const LEASE: Duration = Duration::from_secs(10);
+use crate::script::{self, EntityScripts, LEASE};
 
 /// Claims of one [`apply`] before it lets the lease go and leaves the
 /// record to the next write or [`settle`]. Each round follows a write of
@@ -109,7 +49,7 @@ pub(crate) async fn apply<E: Entity>(
         scripts,
         key,
         member,
-        &claim_token(),
+        &token::fresh(),
         None,
         &mut appended,
     )
@@ -282,16 +222,6 @@ fn pending_keys(key: &str, ctx: &Context) -> Result<(String, String)> {
                 ctx.operation
             ))
         })
-}
-
-/// A token no other claim shares: this process (`host-pid`) and a counter.
-pub(crate) fn claim_token() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        crate::stream::default_consumer_name(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A claim's outcome.
@@ -579,7 +509,7 @@ pub struct SettleReport {
 /// behind (it died between its write and the moves, or the moves failed),
 /// found with `SCAN` on every primary. Nothing to do on one server, where
 /// every index is written with its entity; run it after a crash or from a
-/// periodic task, e.g. beside [`sweep`](super::sweep). `verify` reports
+/// periodic task, e.g. beside [`sweep`](crate::index::sweep). `verify` reports
 /// the records it finds.
 ///
 /// ```no_run
@@ -643,7 +573,7 @@ async fn records(
     let mut cursor = 0;
     loop {
         let (next, keys) =
-            super::repair::scan::keys_step(client, ctx, cursor, &glob, 500, Some("hash")).await?;
+            crate::scan::keys_step(client, ctx, cursor, &glob, 500, Some("hash")).await?;
         for pending in keys {
             let Some(key) = redis_schema::entity_of_pending_index_key(&pending) else {
                 continue;

@@ -1,57 +1,19 @@
-//! `cross_slot` unique indexes on a Redis Cluster: a value is claimed in
-//! the unique hash's slot before the write that sets it, and released
-//! from it after the write that leaves it.
-//!
-//! A unique hash declared `cross_slot` (`users:by_email`, one hash for the
-//! whole type) is in another hash slot than most of its entities, where
-//! the entity's write script cannot check or update it. So on a cluster:
-//!
-//! 1. **claim**: the write script refuses to set a value the entity does
-//!    not hold yet unless the call carries a *claim token* (code -5, see
-//!    `script::write`'s `claims_check`): the entity's *unique fence*
-//!    ([`redis_schema::unique_fence_key`], read by that refused call) and
-//!    the values to claim. The client claims each value in the unique
-//!    hash's slot (`scripts/unique_claim.lua`): the hash maps it to the
-//!    entity at once, and the *claims hash*
-//!    ([`redis_schema::unique_claims_key`]) records a fresh token for it.
-//!    Then it sends the write again with the token. The refused call
-//!    records the values it asks for in the entity's pending record
-//!    (`index::pending`), and the write removes them: the claims of a
-//!    client that dies before its write are released by `settle`.
-//! 2. **take**: a value mapped to another entity is that entity's unless
-//!    it does not hold it (a claim whose write failed, or a value left
-//!    but not yet released). Then the client raises the holder's fence,
-//!    in the holder's slot and in one step with checking that it does not
-//!    hold the value (`scripts/unique_fence.lua`), and takes the value
-//!    with a compare-and-set on its holder and token. A write the holder
-//!    had in flight with a claim of the value carries the old fence and is
-//!    refused: no two entities ever hold one value.
-//! 3. **release**: a write that leaves a value (a new value, a delete)
-//!    records it in the entity's pending record (`index::pending`), and the
-//!    client that applies the record takes the value from the entity the
-//!    same way, giving it to no one. A value the entity holds again by
-//!    then is kept.
-//!
-//! Until a value is released, the unique hash still maps it to the entity
-//! that left it: lookups ([`lookup`]) check that the entity holds it, and
-//! a claim of it takes it over. The hash keeps the shared layout (value →
-//! id), so other services read it as before.
-//!
-//! A fence lives [`FENCE_LIFETIME`] after it was last raised; a write that
-//! stalls longer than that between reading the fence and writing could
-//! meet a fence that expired and was raised again to the same count.
+//! `cross_slot` unique indexes (see the [module](super) for the
+//! protocol): claiming a value in the unique hash's slot, taking it from
+//! an entity that does not hold it behind that entity's fence, releasing
+//! values an entity left, and lookups that check the holder.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
 
+use super::token;
 use crate::TRACE_TARGET;
 use crate::client::Client;
 use crate::codec::reply_pairs;
-use crate::entity::{self, Entity};
+use crate::entity::model::{Entity, decode_hash};
 use crate::error::{Context, Error, Result};
-use crate::index::pending::claim_token;
 
 /// Rounds of claiming before a write gives up on a value that other
 /// writers keep taking (each round, another client took it in between).
@@ -246,7 +208,7 @@ impl<'a> UniqueValue<'a> {
                 .arg(self.value)
                 .arg("claim")
                 .arg(member)
-                .arg(claim_token());
+                .arg(token::fresh());
             let Held::By {
                 member: holder,
                 token,
@@ -328,7 +290,7 @@ impl<'a> UniqueValue<'a> {
         let new_token = if new_member.is_empty() {
             String::new()
         } else {
-            claim_token()
+            token::fresh()
         };
         let mut take = CLAIM.prepare_invoke();
         take.key(self.unique)
@@ -394,7 +356,7 @@ pub(crate) async fn settle<E: Entity>(
             .arg(value)
             .arg("ensure")
             .arg(member)
-            .arg(claim_token());
+            .arg(token::fresh());
         if let Held::By { member: holder, .. } =
             held(ctx, client.write_idempotent(ctx.clone(), &ensure).await?)?
         {
@@ -460,5 +422,5 @@ pub(crate) async fn lookup<E: Entity>(
     if !holds {
         return Ok(None);
     }
-    entity::decode_hash(&key, &hash)
+    decode_hash(&key, &hash)
 }

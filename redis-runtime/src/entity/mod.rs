@@ -9,163 +9,25 @@
 //! the stream outbox together, and checks everything before it writes
 //! anything.
 
+mod invocation;
+pub(crate) mod model;
+
 use std::time::Duration;
 
 use redis_schema::EntityDescriptor;
 
 use crate::client::Client;
-use crate::codec::{FieldSink, RawFields, Record, reply_pairs};
+use crate::codec::{FieldSink, Record, reply_pairs};
+use crate::cross_slot::{pending, unique_claims};
 use crate::error::{Context, Error, Result};
-use crate::index::{pending, unique_claims};
 use crate::script::{self, EntityScripts};
 use crate::transport::Effect;
 
+use self::invocation::*;
+pub use self::model::{
+    Conditional, Entity, EntityKey, Patch, Ttl, TtlChange, WriteOutcome, decode_hash,
+};
 pub use redis_schema::IndexKind;
-
-/// A stored entity: a [`Record`] with a key. Implemented by the derive.
-pub trait Entity: Record {
-    /// This entity's key, built from its key fields (validated: `INVALID_KEY`
-    /// if a value could break out of its segment).
-    fn key(&self) -> Result<String>;
-
-    /// The id stored in indexes: the key's placeholder values joined by `:`.
-    fn member(&self) -> Result<String>;
-
-    /// Key and member together (the derive builds them in one pass).
-    fn entity_key(&self) -> Result<EntityKey> {
-        Ok(EntityKey {
-            key: self.key()?,
-            member: self.member()?,
-        })
-    }
-
-    /// Checks that every value an index key is built from is key-safe.
-    fn check_index_values(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// Absolute expiry in epoch milliseconds, for `#[redis(expires_at)]`.
-    fn expires_at_ms(&self) -> Result<Option<i64>> {
-        Ok(None)
-    }
-}
-
-/// A typed partial update of an entity (the derive's `…Patch` struct).
-pub trait Patch: Send + Sync {
-    /// The entity this patches.
-    type Entity: Entity;
-
-    /// Writes the fields to set ([`FieldSink::put`]) and to remove
-    /// ([`FieldSink::absent`]); untouched fields are not mentioned.
-    fn write_patch(&self, sink: &mut dyn FieldSink) -> Result<()>;
-
-    /// Checks that patched index values are key-safe.
-    fn check_index_values(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// A new absolute expiry, if the patch sets the `expires_at` field.
-    fn expires_at_ms(&self) -> Result<Option<i64>> {
-        Ok(None)
-    }
-}
-
-/// An entity's concrete key and its member id (the key's placeholder
-/// values joined by `:`, as stored in indexes). Built by generated code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntityKey {
-    /// The hash key, e.g. `user:42`.
-    pub key: String,
-    /// The id stored in indexes, e.g. `42`.
-    pub member: String,
-}
-
-/// What a write does to the entity's TTL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TtlChange {
-    /// Keep whatever time is left (the default for update and patch).
-    Keep,
-    /// Restart the declared TTL (`ttl = "…"`) from now.
-    Refresh,
-}
-
-/// An entity's remaining lifetime, from [`ttl`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ttl {
-    /// No such entity.
-    Missing,
-    /// It exists and never expires.
-    Persistent,
-    /// It expires after this long.
-    ExpiresIn(Duration),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Create,
-    Save,
-    Update,
-    Patch,
-    Delete,
-    Reindex,
-    Increment,
-}
-
-impl Mode {
-    fn code(self) -> &'static str {
-        match self {
-            Mode::Create => "c",
-            Mode::Save => "s",
-            Mode::Update => "u",
-            Mode::Patch => "p",
-            Mode::Delete => "d",
-            Mode::Reindex => "x",
-            Mode::Increment => "i",
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Mode::Create => "create",
-            Mode::Save => "save",
-            Mode::Update => "update",
-            Mode::Patch => "patch",
-            Mode::Delete => "delete",
-            Mode::Reindex => "reindex",
-            Mode::Increment => "increment",
-        }
-    }
-}
-
-/// Fields to set (flat name/value list) and to remove.
-#[derive(Default)]
-struct Fields {
-    /// Present fields, in write order.
-    set: Vec<(&'static str, Vec<u8>)>,
-    removed: Vec<&'static str>,
-}
-
-impl FieldSink for Fields {
-    fn put(&mut self, name: &'static str, value: &[u8]) {
-        self.set.push((name, value.to_vec()));
-    }
-    fn absent(&mut self, name: &'static str) {
-        self.removed.push(name);
-    }
-}
-
-/// What one write script call did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// Whether the entity existed before.
-    pub existed: bool,
-    /// The stream entry id when the write enqueued one (creation of an
-    /// entity declared with a stream). On a Redis Cluster, for a
-    /// `stream_cross_slot` stream, the entry is appended just after the
-    /// write, and this is `None` when another client appended it (it held
-    /// the entity's pending moves) or it is left for `index::settle`.
-    pub stream_id: Option<String>,
-}
 
 fn context<E: Entity>(verb: &'static str) -> Context {
     let descriptor = E::descriptor();
@@ -173,133 +35,6 @@ fn context<E: Entity>(verb: &'static str) -> Context {
         format!("{}.{}", descriptor.name, verb),
         descriptor.key_pattern,
     )
-}
-
-/// The script call of one write: the compiled script of the entity type
-/// and its arguments (see `script::write` for their meaning).
-/// `claim_token` is sent only by a type whose write checks claims of
-/// `cross_slot` unique values ([`EntityScripts::fences`]).
-fn write_invocation(
-    scripts: &'static EntityScripts,
-    mode: Mode,
-    key: &str,
-    member: &str,
-    fields: &Fields,
-    ttl: (&'static str, i64),
-    claim_token: &str,
-) -> redis::ScriptInvocation<'static> {
-    let script = match mode {
-        Mode::Create => &scripts.create,
-        _ => &scripts.write,
-    };
-    let mut invocation = scripts.call(script, key);
-    invocation.key(key);
-    if scripts.defers {
-        // A key hashed whole that holds a brace has no pending key in its
-        // slot; the one given instead is in another slot, so the server
-        // refuses the call (`CROSSSLOT`) before it writes anything.
-        let pending = redis_schema::pending_index_key(key)
-            .unwrap_or_else(|| format!("{}{key}", redis_schema::PENDING_INDEX_PREFIX));
-        let lease = redis_schema::pending_index_lease_key(key).unwrap_or_else(|| pending.clone());
-        invocation.key(pending).key(lease);
-    }
-    if scripts.fences {
-        // As for the pending key: a key with no fence in its slot gets one
-        // in another, which the server refuses (`CROSSSLOT`) before the
-        // script runs.
-        let fence =
-            redis_schema::unique_fence_key(key).unwrap_or_else(|| format!("__unique_fence:{key}"));
-        invocation.key(fence);
-    }
-    // An increment sends its amount, not the field's new value.
-    if scripts.for_cluster() && mode != Mode::Increment {
-        let creates = matches!(mode, Mode::Create | Mode::Save);
-        let sent = |name: &str| {
-            let field = fields.set.iter().find(|(sent, _)| *sent == name);
-            field.and_then(|(_, value)| std::str::from_utf8(value).ok())
-        };
-        for declared in script::declared_write_keys(scripts.descriptor, creates, sent) {
-            invocation.key(declared);
-        }
-    }
-    invocation
-        .arg(mode.code())
-        .arg(ttl.0)
-        .arg(ttl.1)
-        .arg(member);
-    if scripts.fences {
-        invocation.arg(claim_token);
-    }
-    invocation.arg(fields.set.len());
-    for (name, value) in &fields.set {
-        invocation.arg(*name).arg(value.as_slice());
-    }
-    invocation.arg(fields.removed.len()).arg(&fields.removed);
-    invocation
-}
-
-/// The write script's reply: a code, and a detail whose meaning depends on
-/// it (the stream entry id, a unique index's name, the current hash of a
-/// failed condition, a counter's new value).
-type WriteReply = (i64, redis::Value);
-
-/// Reads the write script's reply into a [`WriteReply`]: a bare code, a
-/// bare stream entry id (a new entity that enqueued one: code 1), or a
-/// `{code, detail}` table (see `script::write`).
-fn write_reply(value: redis::Value, ctx: &Context) -> Result<WriteReply> {
-    match value {
-        redis::Value::Int(code) => Ok((code, redis::Value::Nil)),
-        entry @ redis::Value::BulkString(_) => Ok((1, entry)),
-        redis::Value::Array(mut parts) if parts.len() == 2 => {
-            let detail = parts.pop().unwrap_or(redis::Value::Nil);
-            match parts.pop() {
-                Some(redis::Value::Int(code)) => Ok((code, detail)),
-                other => Err(unexpected_write_reply(ctx, &other)),
-            }
-        }
-        other => Err(unexpected_write_reply(ctx, &other)),
-    }
-}
-
-fn unexpected_write_reply(ctx: &Context, reply: &dyn std::fmt::Debug) -> Error {
-    Error::Command {
-        context: ctx.clone(),
-        message: format!("unexpected write script reply {reply:?}"),
-    }
-}
-
-/// The detail of a write reply as text, when it is text.
-fn detail_text(detail: &redis::Value) -> Option<String> {
-    match detail {
-        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        redis::Value::SimpleString(text) => Some(text.clone()),
-        _ => None,
-    }
-}
-
-/// Interprets the write script's `{code, detail}` reply for the outcomes
-/// every write shares.
-fn write_outcome(reply: WriteReply, ctx: Context, key: String) -> Result<WriteOutcome> {
-    match reply {
-        (1, detail) => Ok(WriteOutcome {
-            existed: false,
-            stream_id: detail_text(&detail),
-        }),
-        (2, detail) => Ok(WriteOutcome {
-            existed: true,
-            stream_id: detail_text(&detail),
-        }),
-        (0, _) => Err(Error::AlreadyExists { context: ctx, key }),
-        (-1, _) => Err(Error::NotFound { context: ctx, key }),
-        (-2, index) => Err(Error::UniqueViolation {
-            context: ctx,
-            index: detail_text(&index).unwrap_or_default(),
-        }),
-        (code, _) => Err(Error::Command {
-            context: ctx,
-            message: format!("unexpected write script reply {code}"),
-        }),
-    }
 }
 
 async fn write<E: Entity>(
@@ -333,7 +68,7 @@ async fn write<E: Entity>(
 
 /// Sends a write script call (`invocation`, given the claim token), and
 /// when the script asks for values of `cross_slot` unique indexes to be
-/// claimed first (only on a cluster, see `index::unique_claims`), claims
+/// claimed first (only on a cluster, see `cross_slot::unique_claims`), claims
 /// them and sends it again with the token it gave, for as long as the
 /// token goes stale before the write runs (up to
 /// [`unique_claims::ROUNDS`]). Returns the write's reply and the claim it
@@ -378,7 +113,7 @@ async fn send_write<E: Entity>(
 
 /// After a write that claimed `cross_slot` unique values and then did not
 /// run, applies the entity's pending record, which releases the values it
-/// does not hold (see `index::unique_claims`). A failure is logged: the
+/// does not hold (see `cross_slot::unique_claims`). A failure is logged: the
 /// record waits for `index::settle`.
 async fn release_claims<E: Entity>(
     client: &Client,
@@ -399,7 +134,7 @@ async fn release_claims<E: Entity>(
 
 /// After a write, on a cluster, applies the `cross_slot` index moves and
 /// the `stream_cross_slot` entry it recorded and claimed (see
-/// `index::pending`), returning the ids of the stream entries appended
+/// `cross_slot::pending`), returning the ids of the stream entries appended
 /// after their record fields; nothing when it recorded none, or another
 /// client holds the lease. The write itself is done and durable, and so
 /// is the record, so a failure here does not fail it: it is logged, and
@@ -428,26 +163,6 @@ async fn apply_deferred<E: Entity>(
         );
     }
     appended
-}
-
-fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
-    if let Some(at) = entity.expires_at_ms()? {
-        return Ok(("a", at));
-    }
-    match E::descriptor().ttl_ms {
-        Some(ms) => Ok(("s", i64::try_from(ms).unwrap_or(i64::MAX))),
-        None => Ok(("n", 0)),
-    }
-}
-
-fn ttl_for_change<E: Entity>(change: TtlChange, expires_at: Option<i64>) -> (&'static str, i64) {
-    if let Some(at) = expires_at {
-        return ("a", at);
-    }
-    match (change, E::descriptor().ttl_ms) {
-        (TtlChange::Refresh, Some(ms)) => ("s", i64::try_from(ms).unwrap_or(i64::MAX)),
-        _ => ("k", 0),
-    }
 }
 
 /// The key, the index-value check and the fields of a write, in that
@@ -559,37 +274,6 @@ fn touches_index(descriptor: &EntityDescriptor, fields: &Fields) -> bool {
         .any(|name| descriptor.is_indexed_field(name))
 }
 
-/// The call of the type-independent patch script (`scripts/patch_fields.lua`).
-fn patch_fields_invocation(key: &str, fields: &Fields) -> redis::ScriptInvocation<'static> {
-    let mut invocation = script::PATCH_FIELDS.prepare_invoke();
-    invocation.key(key).arg(fields.set.len());
-    for (name, value) in &fields.set {
-        invocation.arg(*name).arg(value.as_slice());
-    }
-    invocation.arg(&fields.removed);
-    invocation
-}
-
-/// What a conditional write ([`patch_if`]) did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Conditional<E> {
-    /// Every expected value held, and the write was applied.
-    Applied,
-    /// A field did not hold its expected value: nothing was written.
-    /// `current` is the entity as it is stored now, read in the same step.
-    Failed {
-        /// The stored entity the condition was checked against.
-        current: E,
-    },
-}
-
-impl<E> Conditional<E> {
-    /// Whether the write was applied.
-    pub fn applied(&self) -> bool {
-        matches!(self, Conditional::Applied)
-    }
-}
-
 /// Applies `patch` only if the stored entity holds every value `expected`
 /// names (a field set to `Some(v)` must be stored as `v`, an optional field
 /// set to `Some(None)` must be absent; fields left `None` are not checked),
@@ -629,15 +313,6 @@ pub async fn patch_if<P: Patch>(
             None => Err(Error::NotFound { context: ctx, key }),
         },
     }
-}
-
-/// One write script call, described.
-struct Write<'a> {
-    mode: Mode,
-    key: &'a str,
-    member: &'a str,
-    fields: &'a Fields,
-    ttl: (&'static str, i64),
 }
 
 /// Runs `write` only if the stored entity holds `conditions`; `None` when
@@ -799,67 +474,6 @@ pub async fn increment<E: Entity>(
     }
 }
 
-/// The write script call of a conditional write: the write, then the
-/// expected values and the fields expected absent (see `script::write`).
-fn conditional_invocation(
-    scripts: &'static EntityScripts,
-    write: &Write<'_>,
-    conditions: &Fields,
-    claim_token: &str,
-) -> redis::ScriptInvocation<'static> {
-    let mut invocation = write_invocation(
-        scripts,
-        write.mode,
-        write.key,
-        write.member,
-        write.fields,
-        write.ttl,
-        claim_token,
-    );
-    invocation.arg(conditions.set.len());
-    for (name, value) in &conditions.set {
-        invocation.arg(*name).arg(value.as_slice());
-    }
-    invocation.arg(&conditions.removed);
-    invocation
-}
-
-/// The script call of an increment. A field no index is built from, on a
-/// type without a version field, needs only the small shared script
-/// (`scripts/increment_field.lua`); otherwise the entity's write script
-/// takes the field and the amount as the one field set, then the bounds
-/// of the field's type, and moves index entries in the same step.
-fn increment_invocation(
-    scripts: &'static EntityScripts,
-    key: &str,
-    member: &str,
-    field: &'static str,
-    by: i64,
-    bounds: (i128, i128),
-    claim_token: &str,
-) -> redis::ScriptInvocation<'static> {
-    let (low, high) = (bounds.0.to_string(), bounds.1.to_string());
-    let descriptor = scripts.descriptor;
-    if descriptor.version.is_none() && !descriptor.is_indexed_field(field) {
-        let mut invocation = script::INCREMENT_FIELD.prepare_invoke();
-        invocation.key(key).arg(field).arg(by).arg(low).arg(high);
-        return invocation;
-    }
-    let mut fields = Fields::default();
-    fields.put(field, by.to_string().as_bytes());
-    let mut invocation = write_invocation(
-        scripts,
-        Mode::Increment,
-        key,
-        member,
-        &fields,
-        ("k", 0),
-        claim_token,
-    );
-    invocation.arg(low).arg(high);
-    invocation
-}
-
 /// Deletes the entity at `key` only while each of `expected` (field name,
 /// stored value) is stored as given; returns whether it was deleted (not
 /// when it is gone or a value changed). A batch delete by index on a
@@ -910,16 +524,6 @@ async fn write_if_exists<E: Entity>(
         Err(Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Decodes one `HGETALL` reply; an empty hash is an absent entity.
-pub fn decode_hash<E: Record>(key: &str, reply: &redis::Value) -> Result<Option<E>> {
-    let pairs = reply_pairs(key, reply)?;
-    if pairs.is_empty() {
-        return Ok(None);
-    }
-    let fields: &RawFields<'_> = &pairs;
-    E::read_fields(key, fields).map(Some)
 }
 
 /// Reads the entity at `key`; `None` when absent (or expired).

@@ -41,20 +41,6 @@ use crate::script;
 /// Entities deleted per script call.
 pub const BATCH: u64 = 100;
 
-/// The bulk delete script of an entity type: the layout and helpers its
-/// body needs, the type's write script wrapped as `write_one(KEYS, ARGV)`
-/// (the wrapper's parameters shadow the globals the write script reads, and
-/// its own helper copies stay local to it), then `scripts/bulk_delete.lua`.
-pub(crate) fn script_source(descriptor: &EntityDescriptor) -> String {
-    let body = include_str!("../scripts/bulk_delete.lua");
-    let needs = script::needs_of(body);
-    let wrapped = format!(
-        "local function write_one(KEYS, ARGV)\n{}end\n{body}",
-        script::write::compile(descriptor)
-    );
-    script::assemble(descriptor, "bulk delete", &needs, &wrapped)
-}
-
 /// The script call of one batch: the index key, the index's position in
 /// the layout and the batch size.
 fn invocation(
@@ -209,7 +195,7 @@ mod command_exact {
 
     #[test]
     fn the_write_script_is_wrapped_whole_ahead_of_the_batch_loop() {
-        let source = script_source(Post::descriptor());
+        let source = script::bulk_delete_source(Post::descriptor());
         let write = script::write::compile(Post::descriptor());
         let wrapped = format!("local function write_one(KEYS, ARGV)\n{write}end\n");
         let at = source.find(&wrapped).expect("the write script, wrapped");

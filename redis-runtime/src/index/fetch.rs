@@ -107,7 +107,7 @@ pub(super) async fn live_rows_in(
 
 /// The members of a `cross_slot` index key (on a cluster) that belong
 /// there now, each with its hash, in order; the others are passed over:
-/// their moves are still pending (see `index::pending`). The hashes are
+/// their moves are still pending (see `cross_slot::pending`). The hashes are
 /// read one pipeline per slot, all slots at once.
 pub(super) async fn matching_rows(
     client: &Client,

@@ -42,12 +42,11 @@ mod fetch;
 mod filter;
 mod listing;
 mod page;
-pub(crate) mod pending;
 mod repair;
-pub(crate) mod unique_claims;
 
 use fetch::Row;
 
+pub use crate::cross_slot::pending::{SettleReport, settle};
 pub use bulk::{BATCH, delete_all};
 pub use cursor::{
     Cursor, CursorIds, CursorListing, CursorPage, ParseCursorError, ids_after, page_after,
@@ -56,7 +55,6 @@ pub use filter::{SetFilter, filtered_count, filtered_page};
 pub use listing::Listing;
 use page::check_range;
 pub use page::{Order, Page, ScoreRange};
-pub use pending::{SettleReport, settle};
 #[cfg(feature = "admin")]
 pub(crate) use repair::pass;
 pub use repair::{
@@ -432,7 +430,8 @@ pub async fn unique<E: Entity>(
     let index_key = index_key.map_err(|e| e.with_context(context::<E>(index, "get")))?;
     if across_slots(client, index) {
         let ctx = context::<E>(index, "get");
-        return unique_claims::lookup(client, &ctx, index, &index_key, &value).await;
+        return crate::cross_slot::unique_claims::lookup(client, &ctx, index, &index_key, &value)
+            .await;
     }
     // One entity: all or nothing.
     let found = script_listing::<E>(client, index, "unique", index_key, vec![value])
@@ -480,7 +479,7 @@ async fn sweep_tagged(
     let (mut cursor, mut looked_at) = (0, 0);
     loop {
         let (next, keys) =
-            repair::scan::keys_step(client, ctx, cursor, &glob, 1000, Some("zset")).await?;
+            crate::scan::keys_step(client, ctx, cursor, &glob, 1000, Some("zset")).await?;
         for key in keys {
             let left = budget.saturating_sub(looked_at);
             if left == 0 {

@@ -10,7 +10,6 @@ use crate::entity::Entity;
 use crate::error::{Error, Result};
 
 pub(crate) mod pass;
-pub(crate) mod scan;
 
 /// One index entry that does not match the entities.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +158,12 @@ pub async fn verify<E: Entity>(client: &Client) -> Result<VerifyReport> {
         skipped,
         // Boxed, like the pass: it keeps the depth of `verify`'s future
         // within the compiler's limit for the futures that await it.
-        pending: Box::pin(super::pending::count(client, E::descriptor(), &ctx)).await?,
+        pending: Box::pin(crate::cross_slot::pending::count(
+            client,
+            E::descriptor(),
+            &ctx,
+        ))
+        .await?,
     })
 }
 

@@ -47,6 +47,12 @@
 mod prelude;
 pub(crate) mod write;
 
+/// How long a claim holds an entity's pending moves (`cross_slot`): far
+/// longer than the moves take, short enough that a dead client's record is
+/// applied by `index::settle` soon after. The write script takes the first
+/// claim with it; `cross_slot::pending` every later one.
+pub(crate) const LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, RwLock};
@@ -87,13 +93,13 @@ pub(crate) struct EntityScripts {
     pub(crate) bulk_delete: redis::Script,
     /// The write records its `cross_slot` index moves and its
     /// `stream_cross_slot` entry for the client to apply: a cluster copy of
-    /// a type that has either (see `index::pending`).
+    /// a type that has either (see `cross_slot::pending`).
     pub(crate) defers: bool,
     /// The write refuses to set a value of a `cross_slot` unique index
     /// unless the client claimed it first, and takes the entity's unique
     /// fence as `KEYS[4]` and the claim token as its fifth argument: a
     /// cluster copy of a type with such an index (see
-    /// `index::unique_claims`).
+    /// `cross_slot::unique_claims`).
     pub(crate) fences: bool,
     /// Claims an entity's pending index moves (`scripts/pending_claim.lua`).
     pub(crate) pending_claim: redis::Script,
@@ -230,7 +236,7 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
             unindex: fixed("unindex", include_str!("../scripts/unindex.lua")),
             expire: fixed("expire", include_str!("../scripts/expire.lua")),
             cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
-            bulk_delete: script(crate::index::bulk::script_source(descriptor)),
+            bulk_delete: script(bulk_delete_source(descriptor)),
             pending_claim: fixed(
                 "pending claim",
                 include_str!("../scripts/pending_claim.lua"),
@@ -327,6 +333,20 @@ fn for_server(target: Target, descriptor: &EntityDescriptor, source: String) -> 
 /// A fixed body from `scripts/`, with the helpers it names ([`needs_of`]).
 fn assemble_fixed(descriptor: &EntityDescriptor, what: &str, body: &str) -> String {
     assemble(descriptor, what, &needs_of(body), body)
+}
+
+/// The bulk delete script of an entity type: the layout and helpers its
+/// body needs, the type's write script wrapped as `write_one(KEYS, ARGV)`
+/// (the wrapper's parameters shadow the globals the write script reads, and
+/// its own helper copies stay local to it), then `scripts/bulk_delete.lua`.
+pub(crate) fn bulk_delete_source(descriptor: &EntityDescriptor) -> String {
+    let body = include_str!("../scripts/bulk_delete.lua");
+    let needs = needs_of(body);
+    let wrapped = format!(
+        "local function write_one(KEYS, ARGV)\n{}end\n{body}",
+        write::compile(descriptor)
+    );
+    assemble(descriptor, "bulk delete", &needs, &wrapped)
 }
 
 /// The prelude helpers a body from `scripts/` calls: its first line,

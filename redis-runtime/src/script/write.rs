@@ -53,14 +53,14 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 /// when `descriptor` has `cross_slot` indexes or a `stream_cross_slot`
 /// stream: their entries are not written here but recorded in the
 /// entity's pending index key, declared as `KEYS[2]` (see
-/// `index::pending`), and claimed under its lease, `KEYS[3]`, for the
+/// `cross_slot::pending`), and claimed under its lease, `KEYS[3]`, for the
 /// client to apply. A new entity's stream entry is recorded under
 /// [`redis_schema::PENDING_STREAM_ENTRY`] and the write count, which the
 /// script returns in place of the entry id.
 /// A `cross_slot` unique index's values are claimed by the client before
 /// the write, under the entity's unique fence, `KEYS[4]`, and the values
 /// it leaves are recorded for the client to release (see
-/// `index::unique_claims`).
+/// `cross_slot::unique_claims`).
 /// Such a type never expires (the derive refuses a TTL, and
 /// `entity::expire` refuses one on a cluster), so its write keeps no TTL
 /// registry, whose key may be in another slot.
@@ -800,7 +800,7 @@ impl<'d> Writer<'d> {
     /// another score, or a reindex), lists the old key in the pending index
     /// key (`KEYS[2]`) with the index's number and counts the write under
     /// the empty field. The client then moves the entries (see
-    /// `index::pending`); a client that dies first leaves the record for
+    /// `cross_slot::pending`); a client that dies first leaves the record for
     /// `index::settle`. The new keys are not listed: they follow from the
     /// hash, which the client reads when it applies the record.
     fn pending_moves(&mut self) {
@@ -860,7 +860,7 @@ impl<'d> Writer<'d> {
     }
 
     /// When this write recorded moves, it also claims them, saving the
-    /// client the claim's round trip (`index::pending`): it takes the
+    /// client the claim's round trip (`cross_slot::pending`): it takes the
     /// lease (`KEYS[3]`) if no other client holds it, with a token of its
     /// own (the server's clock and the write count, unique per entity),
     /// and wraps its reply as `{ 'claimed', reply, token, { 1, record,
@@ -871,7 +871,7 @@ impl<'d> Writer<'d> {
         if !self.defer {
             return false;
         }
-        let lease_ms = crate::index::pending::LEASE.as_millis();
+        let lease_ms = super::LEASE.as_millis();
         let writes = lua_str(redis_schema::PENDING_WRITES);
         self.line("local function with_claim(reply)");
         self.line("  if not moved then return reply end");
@@ -946,7 +946,7 @@ impl<'d> Writer<'d> {
     /// the write count (`pending_moves`), each field and value as its
     /// length, `:` and its bytes. The record's field name stands in for
     /// the entry id in the reply; the client appends the entry and answers
-    /// with the id (`index::pending`).
+    /// with the id (`cross_slot::pending`).
     fn outbox(&mut self) {
         self.line("local entry = false");
         if self.defers_stream() {

@@ -1,8 +1,8 @@
 //! Gates that hold one entity's write at a chosen step on a Redis Cluster,
 //! so that a test can act in exactly that window: between claiming its
 //! `cross_slot` unique values and writing them (see
-//! `index::unique_claims`), or between claiming its pending index moves
-//! and applying them (see `index::pending`).
+//! `cross_slot::unique_claims`), or between claiming its pending index moves
+//! and applying them (see `cross_slot::pending`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -34,16 +34,13 @@ use std::pin::Pin;
 use redis_schema::{EntityDescriptor, IndexDescriptor, KeyPattern};
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "admin")]
-pub(crate) use super::scan::keys_step;
-pub(crate) use super::scan::scan_fraction;
-use super::scan::{self, Entry, Unreadable, read_typed};
 use super::{Drift, DriftKind, SkipReason, Skipped, refused_for_data, undecodable};
 use crate::client::Client;
 use crate::codec::reply_pairs;
+use crate::cross_slot::{pending, unique_claims};
 use crate::entity::{Entity, IndexKind, reindex};
 use crate::error::{Context, Error, Result};
-use crate::index::{pending, unique_claims};
+use crate::scan::{self, Entry, Unreadable, read_typed, scan_fraction};
 use crate::script;
 
 /// Keys per `SCAN` step, entries per member-scan step, unless the
@@ -877,7 +874,7 @@ impl<E: Entity> Pass<'_, E> {
         let scripts = script::for_client(client, self.descriptor, ctx)?;
         // A `cross_slot` index on a cluster has no script that reads both
         // the entry and its entity: the entry goes through the entity's
-        // pending record instead (see `index::pending`).
+        // pending record instead (see `cross_slot::pending`).
         let across_slots = super::super::across_slots(client, index);
         let invocations = orphans.iter().map(|d| async move {
             if across_slots && index.kind == IndexKind::Unique {
