@@ -14,6 +14,7 @@ use crate::client::Client;
 use crate::codec::reply_pairs;
 use crate::entity::model::{Entity, decode_hash};
 use crate::error::{Context, Error, Result};
+use crate::script::protocol::WriteCode;
 
 /// Rounds of claiming before a write gives up on a value that other
 /// writers keep taking (each round, another client took it in between).
@@ -29,8 +30,8 @@ static CLAIM: LazyLock<redis::Script> =
 static FENCE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_fence.lua")));
 
-/// What a write script asked to be claimed before it writes (its `-5`
-/// reply): the token to send with the write once they are, and each
+/// What a write script asked to be claimed before it writes (its
+/// [`WriteCode::ClaimFirst`] reply): the token to send with the write once they are, and each
 /// unique hash with the value.
 #[derive(Debug)]
 pub(crate) struct Wanted {
@@ -45,9 +46,12 @@ impl Wanted {
         let redis::Value::Array(parts) = reply else {
             return None;
         };
-        let [redis::Value::Int(-5), redis::Value::Array(detail)] = parts.as_slice() else {
+        let [redis::Value::Int(code), redis::Value::Array(detail)] = parts.as_slice() else {
             return None;
         };
+        if WriteCode::from_value(*code) != Some(WriteCode::ClaimFirst) {
+            return None;
+        }
         let mut texts = detail.iter().map(|part| match part {
             redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
             _ => String::new(),

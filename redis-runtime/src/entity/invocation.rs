@@ -4,46 +4,10 @@
 
 use crate::codec::FieldSink;
 use crate::error::{Context, Error, Result};
+pub(super) use crate::script::protocol::{Mode, TtlAction, WriteCode};
 use crate::script::{self, EntityScripts};
 
 use super::model::{Entity, TtlChange, WriteOutcome};
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    Create,
-    Save,
-    Update,
-    Patch,
-    Delete,
-    Reindex,
-    Increment,
-}
-
-impl Mode {
-    pub(super) fn code(self) -> &'static str {
-        match self {
-            Mode::Create => "c",
-            Mode::Save => "s",
-            Mode::Update => "u",
-            Mode::Patch => "p",
-            Mode::Delete => "d",
-            Mode::Reindex => "x",
-            Mode::Increment => "i",
-        }
-    }
-
-    pub(super) fn verb(self) -> &'static str {
-        match self {
-            Mode::Create => "create",
-            Mode::Save => "save",
-            Mode::Update => "update",
-            Mode::Patch => "patch",
-            Mode::Delete => "delete",
-            Mode::Reindex => "reindex",
-            Mode::Increment => "increment",
-        }
-    }
-}
 
 /// Fields to set (flat name/value list) and to remove.
 #[derive(Default)]
@@ -72,7 +36,7 @@ pub(super) fn write_invocation(
     key: &str,
     member: &str,
     fields: &Fields,
-    ttl: (&'static str, i64),
+    ttl: (TtlAction, i64),
     claim_token: &str,
 ) -> redis::ScriptInvocation<'static> {
     let script = match mode {
@@ -111,7 +75,7 @@ pub(super) fn write_invocation(
     }
     invocation
         .arg(mode.code())
-        .arg(ttl.0)
+        .arg(ttl.0.code())
         .arg(ttl.1)
         .arg(member);
     if scripts.fences {
@@ -128,19 +92,21 @@ pub(super) fn write_invocation(
 /// The write script's reply: a code, and a detail whose meaning depends on
 /// it (the stream entry id, a unique index's name, the current hash of a
 /// failed condition, a counter's new value).
-pub(super) type WriteReply = (i64, redis::Value);
+pub(super) type WriteReply = (WriteCode, redis::Value);
 
 /// Reads the write script's reply into a [`WriteReply`]: a bare code, a
-/// bare stream entry id (a new entity that enqueued one: code 1), or a
-/// `{code, detail}` table (see `script::write`).
+/// bare stream entry id (a new entity that enqueued one:
+/// [`WriteCode::Created`]), or a `{code, detail}` table (see
+/// `script::write`). A code the script does not send is an error.
 pub(super) fn write_reply(value: redis::Value, ctx: &Context) -> Result<WriteReply> {
+    let code = |n: i64| WriteCode::from_value(n).ok_or_else(|| unexpected_write_reply(ctx, &n));
     match value {
-        redis::Value::Int(code) => Ok((code, redis::Value::Nil)),
-        entry @ redis::Value::BulkString(_) => Ok((1, entry)),
+        redis::Value::Int(n) => Ok((code(n)?, redis::Value::Nil)),
+        entry @ redis::Value::BulkString(_) => Ok((WriteCode::Created, entry)),
         redis::Value::Array(mut parts) if parts.len() == 2 => {
             let detail = parts.pop().unwrap_or(redis::Value::Nil);
             match parts.pop() {
-                Some(redis::Value::Int(code)) => Ok((code, detail)),
+                Some(redis::Value::Int(n)) => Ok((code(n)?, detail)),
                 other => Err(unexpected_write_reply(ctx, &other)),
             }
         }
@@ -168,47 +134,49 @@ pub(super) fn detail_text(detail: &redis::Value) -> Option<String> {
 /// every write shares.
 pub(super) fn write_outcome(reply: WriteReply, ctx: Context, key: String) -> Result<WriteOutcome> {
     match reply {
-        (1, detail) => Ok(WriteOutcome {
+        (WriteCode::Created, detail) => Ok(WriteOutcome {
             existed: false,
             stream_id: detail_text(&detail),
         }),
-        (2, detail) => Ok(WriteOutcome {
+        (WriteCode::Overwritten, detail) => Ok(WriteOutcome {
             existed: true,
             stream_id: detail_text(&detail),
         }),
-        (0, _) => Err(Error::AlreadyExists { context: ctx, key }),
-        (-1, _) => Err(Error::NotFound { context: ctx, key }),
-        (-2, index) => Err(Error::UniqueViolation {
+        (WriteCode::Exists, _) => Err(Error::AlreadyExists { context: ctx, key }),
+        (WriteCode::Missing, _) => Err(Error::NotFound { context: ctx, key }),
+        (WriteCode::UniqueViolation, index) => Err(Error::UniqueViolation {
             context: ctx,
             index: detail_text(&index).unwrap_or_default(),
         }),
         (code, _) => Err(Error::Command {
             context: ctx,
-            message: format!("unexpected write script reply {code}"),
+            message: format!("unexpected write script reply {code:?} ({code})"),
         }),
     }
 }
 
-pub(super) fn ttl_for_new<E: Entity>(entity: &E) -> Result<(&'static str, i64)> {
+pub(super) fn ttl_for_new<E: Entity>(entity: &E) -> Result<(TtlAction, i64)> {
     if let Some(at) = entity.expires_at_ms()? {
-        return Ok(("a", at));
+        return Ok((TtlAction::Absolute, at));
     }
     match E::descriptor().ttl_ms {
-        Some(ms) => Ok(("s", i64::try_from(ms).unwrap_or(i64::MAX))),
-        None => Ok(("n", 0)),
+        Some(ms) => Ok((TtlAction::Relative, i64::try_from(ms).unwrap_or(i64::MAX))),
+        None => Ok((TtlAction::None, 0)),
     }
 }
 
 pub(super) fn ttl_for_change<E: Entity>(
     change: TtlChange,
     expires_at: Option<i64>,
-) -> (&'static str, i64) {
+) -> (TtlAction, i64) {
     if let Some(at) = expires_at {
-        return ("a", at);
+        return (TtlAction::Absolute, at);
     }
     match (change, E::descriptor().ttl_ms) {
-        (TtlChange::Refresh, Some(ms)) => ("s", i64::try_from(ms).unwrap_or(i64::MAX)),
-        _ => ("k", 0),
+        (TtlChange::Refresh, Some(ms)) => {
+            (TtlAction::Relative, i64::try_from(ms).unwrap_or(i64::MAX))
+        }
+        _ => (TtlAction::Keep, 0),
     }
 }
 
@@ -232,7 +200,7 @@ pub(super) struct Write<'a> {
     pub(super) key: &'a str,
     pub(super) member: &'a str,
     pub(super) fields: &'a Fields,
-    pub(super) ttl: (&'static str, i64),
+    pub(super) ttl: (TtlAction, i64),
 }
 
 /// The write script call of a conditional write: the write, then the
@@ -289,7 +257,7 @@ pub(super) fn increment_invocation(
         key,
         member,
         &fields,
-        ("k", 0),
+        (TtlAction::Keep, 0),
         claim_token,
     );
     invocation.arg(low).arg(high);

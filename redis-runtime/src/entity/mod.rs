@@ -43,7 +43,7 @@ async fn write<E: Entity>(
     key: String,
     member: String,
     fields: Fields,
-    ttl: (&'static str, i64),
+    ttl: (TtlAction, i64),
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
@@ -85,7 +85,12 @@ async fn send_write<E: Entity>(
         let (reply, claim) =
             pending::split_claim(client.write(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
-            let written = || matches!(write_reply(reply.clone(), ctx), Ok((1 | 2, _)));
+            let written = || {
+                matches!(
+                    write_reply(reply.clone(), ctx),
+                    Ok((WriteCode::Created | WriteCode::Overwritten, _))
+                )
+            };
             if last.is_some() && !written() {
                 // Refused after claiming (the entity changed meanwhile):
                 // the claims recorded beside it are released.
@@ -254,11 +259,14 @@ pub async fn patch<P: Patch>(
     let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
     let descriptor = P::Entity::descriptor();
     // A versioned type's every write stores a new version: not this path.
-    if ttl.0 == "k" && descriptor.version.is_none() && !touches_index(descriptor, &fields) {
+    if ttl.0 == TtlAction::Keep
+        && descriptor.version.is_none()
+        && !touches_index(descriptor, &fields)
+    {
         let ctx = context::<P::Entity>("patch");
         let invocation = patch_fields_invocation(&key, &fields);
-        let code: i64 = client.write(ctx.clone(), &invocation).await?;
-        return write_outcome((code, redis::Value::Nil), ctx, key).map(drop);
+        let reply: redis::Value = client.write(ctx.clone(), &invocation).await?;
+        return write_outcome(write_reply(reply, &ctx)?, ctx, key).map(drop);
     }
     write::<P::Entity>(client, Mode::Patch, key, member, fields, ttl)
         .await
@@ -332,7 +340,7 @@ async fn conditional<E: Entity>(
         .await?;
     apply_deferred::<E>(client, scripts, write.key, write.member, claim).await;
     match write_reply(reply, ctx)? {
-        (-3, hash) => Ok(Some(hash)),
+        (WriteCode::ConditionFailed, hash) => Ok(Some(hash)),
         reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
     }
 }
@@ -454,13 +462,13 @@ pub async fn increment<E: Entity>(
     .await?;
     apply_deferred::<E>(client, scripts, &key, &member, claim).await;
     match write_reply(reply, &ctx)? {
-        (2, counted) => detail_text(&counted)
+        (WriteCode::Overwritten, counted) => detail_text(&counted)
             .and_then(|text| text.parse().ok())
             .ok_or_else(|| Error::Command {
                 context: ctx,
                 message: format!("unexpected counter value {counted:?}"),
             }),
-        (-4, current) => Err(Error::Encode {
+        (WriteCode::OutOfRange, current) => Err(Error::Encode {
             context: ctx,
             field: field.to_string(),
             reason: format!(
@@ -496,7 +504,7 @@ pub(crate) async fn delete_if_stored<E: Entity>(
         key,
         member,
         fields: &nothing,
-        ttl: ("n", 0),
+        ttl: (TtlAction::None, 0),
     };
     match conditional::<E>(client, &ctx, write, &conditions).await {
         Ok(None) => Ok(true),
@@ -519,7 +527,16 @@ async fn write_if_exists<E: Entity>(
     key: String,
     member: String,
 ) -> Result<bool> {
-    match write::<E>(client, mode, key, member, Fields::default(), ("n", 0)).await {
+    match write::<E>(
+        client,
+        mode,
+        key,
+        member,
+        Fields::default(),
+        (TtlAction::None, 0),
+    )
+    .await
+    {
         Ok(_) => Ok(true),
         Err(Error::NotFound { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -726,7 +743,7 @@ mod command_exact {
         mode: Mode,
         key: &str,
         fields: &Fields,
-        ttl: (&'static str, i64),
+        ttl: (TtlAction, i64),
         conn: &mut MockRedisConnection,
     ) -> Result<WriteOutcome> {
         let invocation = write_invocation(
@@ -748,10 +765,13 @@ mod command_exact {
         let ctx = context::<User>("create");
         let read =
             |value| write_reply(value, &ctx).map(|(code, detail)| (code, detail_text(&detail)));
-        assert_eq!(read(Value::Int(2)).expect("code"), (2, None));
+        assert_eq!(
+            read(Value::Int(2)).expect("code"),
+            (WriteCode::Overwritten, None)
+        );
         assert_eq!(
             read(Value::BulkString(b"1700000000000-0".to_vec())).expect("entry"),
-            (1, Some("1700000000000-0".to_string()))
+            (WriteCode::Created, Some("1700000000000-0".to_string()))
         );
         assert_eq!(
             read(Value::Array(vec![
@@ -759,7 +779,7 @@ mod command_exact {
                 Value::BulkString(b"by_email".to_vec())
             ]))
             .expect("table"),
-            (-2, Some("by_email".to_string()))
+            (WriteCode::UniqueViolation, Some("by_email".to_string()))
         );
         for odd in [
             Value::Nil,
@@ -825,7 +845,7 @@ mod command_exact {
         user.age = Some(36);
         let (key, _, fields) = collect(&user, Mode::Update).expect("collect");
         let ttl = ttl_for_change::<User>(TtlChange::Keep, None);
-        assert_eq!(ttl, ("k", 0));
+        assert_eq!(ttl, (TtlAction::Keep, 0));
         let expected = evalsha(&[
             "user:u1", "u", "k", "0", "u1", "3", "id", "u1", "name", "Ada", "age", "36", "0",
         ]);
@@ -842,10 +862,13 @@ mod command_exact {
         // Only declared fields are replaced, so the `None` age is named for
         // HDEL (a create writes a new hash and names none).
         let user = ada();
-        for (mode, ttl) in [(Mode::Update, ("k", 0)), (Mode::Save, ("s", 604_800_000))] {
+        for (mode, ttl) in [
+            (Mode::Update, (TtlAction::Keep, 0)),
+            (Mode::Save, (TtlAction::Relative, 604_800_000)),
+        ] {
             let (key, _, fields) = collect(&user, mode).expect("collect");
             let ttl_ms = ttl.1.to_string();
-            let expected = write_ada(mode.code(), (ttl.0, &ttl_ms), &["1", "age"]);
+            let expected = write_ada(mode.code(), (ttl.0.code(), &ttl_ms), &["1", "age"]);
             let mut conn = expecting(expected, 2);
             let outcome = send(mode, &key, &fields, ttl, &mut conn)
                 .await
@@ -859,11 +882,11 @@ mod command_exact {
     async fn refresh_restarts_the_declared_ttl() {
         assert_eq!(
             ttl_for_change::<User>(TtlChange::Refresh, None),
-            ("s", 604_800_000)
+            (TtlAction::Relative, 604_800_000)
         );
         assert_eq!(
             ttl_for_change::<User>(TtlChange::Keep, Some(42)),
-            ("a", 42),
+            (TtlAction::Absolute, 42),
             "an expires_at field wins"
         );
     }
@@ -880,9 +903,15 @@ mod command_exact {
             "user:u1", "p", "k", "0", "u1", "1", "name", "Ada L.", "1", "age",
         ]);
         let mut conn = expecting(expected, -1);
-        let err = send(Mode::Patch, "user:u1", &fields, ("k", 0), &mut conn)
-            .await
-            .expect_err("missing");
+        let err = send(
+            Mode::Patch,
+            "user:u1",
+            &fields,
+            (TtlAction::Keep, 0),
+            &mut conn,
+        )
+        .await
+        .expect_err("missing");
         assert_eq!(err.code(), "NOT_FOUND");
     }
 
@@ -903,12 +932,12 @@ mod command_exact {
             .arg(1)
             .arg(&["user:u1", "1", "name", "Ada L.", "age"]);
         let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(Value::Int(-1)))]);
-        let code: i64 = patch_fields_invocation("user:u1", &fields)
+        let reply: Value = patch_fields_invocation("user:u1", &fields)
             .invoke_async(&mut conn)
             .await
             .expect("sent");
         let err = write_outcome(
-            (code, Value::Nil),
+            write_reply(reply, &context::<User>("patch")).expect("a code"),
             context::<User>("patch"),
             "user:u1".into(),
         )
@@ -942,7 +971,7 @@ mod command_exact {
             bounds,
             "",
         );
-        let reply: WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
+        let reply: (i64, Value) = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(detail_text(&reply.1).as_deref(), Some("41"));
         assert!(conn.is_empty(), "exactly one command");
     }
@@ -983,7 +1012,7 @@ mod command_exact {
             key: "user:u1",
             member: "u1",
             fields: &fields,
-            ttl: ("k", 0),
+            ttl: (TtlAction::Keep, 0),
         };
         let invocation = conditional_invocation(
             script::for_entity(User::descriptor()),
@@ -991,7 +1020,7 @@ mod command_exact {
             &conditions,
             "",
         );
-        let (code, hash): WriteReply = invocation.invoke_async(&mut conn).await.expect("sent");
+        let (code, hash): (i64, Value) = invocation.invoke_async(&mut conn).await.expect("sent");
         assert_eq!(code, -3);
         let current = decode_hash::<User>("user:u1", &hash).expect("decode");
         assert_eq!(current.map(|u| u.name).as_deref(), Some("Grace"));

@@ -45,6 +45,7 @@
 //!   [`EntityScripts::call`] declares it.
 
 mod prelude;
+pub(crate) mod protocol;
 pub(crate) mod write;
 
 /// How long a claim holds an entity's pending moves (`cross_slot`): far

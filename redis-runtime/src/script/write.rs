@@ -3,15 +3,8 @@
 //! registry and stream written in as literals, so a call does only the work
 //! of a hand-written script for the same type.
 //!
-//! Arguments:
-//!
-//! * `KEYS[1]`: the entity's hash.
-//! * `ARGV`: mode (`c` create, `s` save, `u` update, `p` patch, `d` delete,
-//!   `x` reindex), TTL action (`k` keep, `s` set relative ms, `a` set
-//!   absolute ms, `n` none), TTL ms, member id, (on a cluster, for a type
-//!   with a `cross_slot` unique index, the claim token: see
-//!   `claims_check`), `nset` and `nset` field/value pairs, `ndel` and
-//!   `ndel` field names.
+//! Its keys, arguments and reply codes are the [`protocol`](super::protocol)
+//! (one definition for this generator and the calls `entity` builds).
 //!
 //! Create, save, update and patch write only the fields they send: the
 //! pairs are set and the names removed (for save and update, every declared
@@ -19,15 +12,10 @@
 //! service may keep in the same hash, are left alone; only a delete removes
 //! the whole hash.
 //!
-//! It returns a code: 1 written, 2 written over an existing entity, 0 create
-//! found the key, -1 the entity is missing; or the stream entry id of a new
-//! entity that enqueued one (meaning 1); or, for codes that carry a detail,
-//! `{code, detail}`: -2 unique violation (the index name), -3 a condition
-//! failed (the current hash), -4 a counter out of bounds (its value), -5
-//! values of a `cross_slot` unique index to claim first (the token and the
-//! values), 2 a counter's new value. Plain writes answer with a scalar because Redis
-//! turns a Lua table into a reply slowly: `{1, entry}` cost 0.6 µs of a
-//! 7.8 µs create on the server, more than all the create's checks.
+//! Plain writes answer with a bare code (or a new entity's stream entry
+//! id) rather than `{code, detail}` because Redis turns a Lua table into a
+//! reply slowly: `{1, entry}` cost 0.6 µs of a 7.8 µs create on the
+//! server, more than all the create's checks.
 //!
 //! Why the steps are in this order (the "atomic writes" and "no index drift"
 //! guarantees of ARCHITECTURE.md): every check (existence, key-safe index
@@ -42,6 +30,7 @@
 
 use redis_schema::{EntityDescriptor, FieldEncoding, IndexDescriptor, IndexKind, PatternPart};
 
+use super::protocol::{Mode, TtlAction, WriteCode, arg, key};
 use super::{assemble_with_rare, lua_str};
 
 /// The Lua source of the write script of `descriptor`'s entity type.
@@ -52,13 +41,13 @@ pub(crate) fn compile(descriptor: &EntityDescriptor) -> String {
 /// [`compile`] or [`compile_create`] (`create_only`) for a Redis Cluster
 /// when `descriptor` has `cross_slot` indexes or a `stream_cross_slot`
 /// stream: their entries are not written here but recorded in the
-/// entity's pending index key, declared as `KEYS[2]` (see
-/// `cross_slot::pending`), and claimed under its lease, `KEYS[3]`, for the
+/// entity's pending index key, declared as [`key::PENDING`] (see
+/// `cross_slot`), and claimed under its lease, [`key::LEASE`], for the
 /// client to apply. A new entity's stream entry is recorded under
 /// [`redis_schema::PENDING_STREAM_ENTRY`] and the write count, which the
 /// script returns in place of the entry id.
 /// A `cross_slot` unique index's values are claimed by the client before
-/// the write, under the entity's unique fence, `KEYS[4]`, and the values
+/// the write, under the entity's unique fence, [`key::FENCE`], and the values
 /// it leaves are recorded for the client to release (see
 /// `cross_slot::unique_claims`).
 /// Such a type never expires (the derive refuses a TTL, and
@@ -106,14 +95,39 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> St
     };
     if !create_only {
         w.line(format!(
-            "if mode == 'i' then {} end",
-            give("{ 2, counted }")
+            "if {} then {} end",
+            Mode::Increment.is(),
+            give(&format!("{{ {}, counted }}", WriteCode::Overwritten))
         ));
-        w.line(format!("if exists then {} end", give("2")));
+        w.line(format!(
+            "if exists then {} end",
+            give(&WriteCode::Overwritten.to_string())
+        ));
     }
-    w.line(give("entry or 1"));
+    w.line(give(&format!("entry or {}", WriteCode::Created)));
     let what = if create_only { "create" } else { "write" };
     assemble_with_rare(descriptor, what, &w.needs(), &w.rare(), &w.out)
+}
+
+/// The Lua test for a write that creates the entity: a create, or a save
+/// of one that does not exist.
+fn creates() -> String {
+    format!(
+        "{} or ({} and not exists)",
+        Mode::Create.is(),
+        Mode::Save.is()
+    )
+}
+
+/// The Lua test for a write that starts from the stored values: a patch,
+/// a reindex or an increment.
+fn starts_from_stored() -> String {
+    format!(
+        "{} or {} or {}",
+        Mode::Patch.is(),
+        Mode::Reindex.is(),
+        Mode::Increment.is()
+    )
 }
 
 /// The Lua text the pending record's field of a unique value to release
@@ -350,14 +364,25 @@ impl<'d> Writer<'d> {
     }
 
     fn arguments(&mut self) {
-        self.line("local key = KEYS[1]");
-        let mode = if self.create_only { "'c'" } else { "ARGV[1]" };
+        self.line(format!("local key = KEYS[{}]", key::HASH));
+        let mode = if self.create_only {
+            Mode::Create.lua()
+        } else {
+            format!("ARGV[{}]", arg::MODE)
+        };
         self.line(format!(
-            "local mode, ttl_action, ttl_ms, member = {mode}, ARGV[2], ARGV[3], ARGV[4]"
+            "local mode, ttl_action, ttl_ms, member = {mode}, ARGV[{}], ARGV[{}], ARGV[{}]",
+            arg::TTL_ACTION,
+            arg::TTL_MS,
+            arg::MEMBER
         ));
-        // With a `cross_slot` unique index, ARGV[5] is the claim token the
-        // client got from `claims_check` ('' before it claimed anything).
-        let first = if self.fences() { 6 } else { 5 };
+        // With a `cross_slot` unique index, the claim token the client got
+        // from `claims_check` ('' before it claimed anything) comes next.
+        let first = if self.fences() {
+            arg::CLAIM_TOKEN + 1
+        } else {
+            arg::MEMBER + 1
+        };
         self.line(format!("local nset = tonumber(ARGV[{first}])"));
         self.line(format!(
             "local set_start, del_at = {}, {} + 2 * nset",
@@ -367,14 +392,26 @@ impl<'d> Writer<'d> {
         self.line("local ndel = tonumber(ARGV[del_at])");
         self.line("local del_start = del_at + 1");
         if self.create_only {
-            self.line("if redis.call('EXISTS', key) == 1 then return 0 end");
+            self.line(format!(
+                "if redis.call('EXISTS', key) == 1 then return {} end",
+                WriteCode::Exists
+            ));
             self.line("local exists = false");
             self.version();
             return;
         }
         self.line("local exists = redis.call('EXISTS', key) == 1");
-        self.line("if mode == 'c' and exists then return 0 end");
-        self.line("if mode ~= 'c' and mode ~= 's' and not exists then return -1 end");
+        self.line(format!(
+            "if {} and exists then return {} end",
+            Mode::Create.is(),
+            WriteCode::Exists
+        ));
+        self.line(format!(
+            "if {} and {} and not exists then return {} end",
+            Mode::Create.is_not(),
+            Mode::Save.is_not(),
+            WriteCode::Missing
+        ));
         self.conditions();
         self.counter();
         self.version();
@@ -390,7 +427,11 @@ impl<'d> Writer<'d> {
         };
         let f = lua_str(field);
         self.line("local version = false");
-        self.line("if mode ~= 'd' and mode ~= 'x' then");
+        self.line(format!(
+            "if {} and {} then",
+            Mode::Delete.is_not(),
+            Mode::Reindex.is_not()
+        ));
         self.line("  local now = '0'");
         self.line(format!(
             "  if exists then now = redis.call('HGET', key, {f}) or '0' end"
@@ -416,7 +457,10 @@ impl<'d> Writer<'d> {
     /// before anything is written, so the caller sees the current values.
     fn conditions(&mut self) {
         self.line("local cond_at = del_start + ndel");
-        self.line("if mode ~= 'i' and #ARGV >= cond_at then");
+        self.line(format!(
+            "if {} and #ARGV >= cond_at then",
+            Mode::Increment.is_not()
+        ));
         self.line("  local ncond = tonumber(ARGV[cond_at])");
         self.line("  local held = true");
         self.line("  for j = cond_at + 1, cond_at + 2 * ncond, 2 do");
@@ -425,7 +469,10 @@ impl<'d> Writer<'d> {
         self.line("  for j = cond_at + 2 * ncond + 1, #ARGV do");
         self.line("    if redis.call('HEXISTS', key, ARGV[j]) == 1 then held = false end");
         self.line("  end");
-        self.line("  if not held then return { -3, redis.call('HGETALL', key) } end");
+        self.line(format!(
+            "  if not held then return {{ {}, redis.call('HGETALL', key) }} end",
+            WriteCode::ConditionFailed
+        ));
         self.line("end");
     }
 
@@ -436,7 +483,7 @@ impl<'d> Writer<'d> {
     /// doubles, so results beyond 2^53 are refused rather than rounded.
     fn counter(&mut self) {
         self.line("local counted = false");
-        self.line("if mode == 'i' then");
+        self.line(format!("if {} then", Mode::Increment.is()));
         self.line("  local f = ARGV[set_start]");
         self.line("  local cur = redis.call('HGET', key, f) or '0'");
         self.line("  if not string.match(cur, '^-?%d+$') then");
@@ -444,7 +491,7 @@ impl<'d> Writer<'d> {
         self.line("  end");
         self.line("  local v = tonumber(cur) + tonumber(ARGV[set_start + 1])");
         self.line("  if v < tonumber(ARGV[cond_at]) or v > tonumber(ARGV[cond_at + 1]) or math.abs(v) > 9007199254740991 then");
-        self.line("    return { -4, cur }");
+        self.line(format!("    return {{ {}, cur }}", WriteCode::OutOfRange));
         self.line("  end");
         self.line("  counted = string.format('%.0f', v)");
         self.line("  ARGV[set_start + 1] = counted");
@@ -472,12 +519,13 @@ impl<'d> Writer<'d> {
             self.line(format!("  o{i} = v[{i}] or nil"));
         }
         self.line("end");
-        self.line("if mode ~= 'd' then");
+        self.line(format!("if {} then", Mode::Delete.is_not()));
         // A patch or reindex starts from the stored values; the others
         // replace every declared field, and indexed fields are declared,
         // so the new values are exactly the ones sent (nil if removed).
         self.line(format!(
-            "  if mode == 'p' or mode == 'x' or mode == 'i' then {} = {} end",
+            "  if {} then {} = {} end",
+            starts_from_stored(),
             news.join(", "),
             olds.join(", ")
         ));
@@ -506,7 +554,7 @@ impl<'d> Writer<'d> {
     /// field type does not encode as a number.
     fn index_checks(&mut self) {
         if !self.create_only {
-            self.line("local stored = mode == 'p' or mode == 'x' or mode == 'i'");
+            self.line(format!("local stored = {}", starts_from_stored()));
         }
         if self.fences() {
             self.line("local claims, intents = {}, {}");
@@ -521,7 +569,7 @@ impl<'d> Writer<'d> {
                     self.all_safe(index, "o"),
                     self.concat(index, "o")
                 ));
-                self.line("if mode ~= 'd' then");
+                self.line(format!("if {} then", Mode::Delete.is_not()));
             }
             let unusable = if self.create_only {
                 // A key without placeholders has no value to check.
@@ -583,7 +631,9 @@ impl<'d> Writer<'d> {
         // `verify` to report.
         self.branch_line("  if holder_key and redis.call('EXISTS', holder_key) == 1 then");
         self.branch_line(format!(
-            "    if mode == 'x' then new_k{i} = nil else return {{ -2, {} }} end",
+            "    if {} then new_k{i} = nil else return {{ {}, {} }} end",
+            Mode::Reindex.is(),
+            WriteCode::UniqueViolation,
             lua_str(name)
         ));
         self.branch_line("  end");
@@ -603,7 +653,7 @@ impl<'d> Writer<'d> {
         let changed = if self.create_only {
             "true".to_string()
         } else {
-            format!("mode ~= 'x' and n{v} ~= o{v}")
+            format!("{} and n{v} ~= o{v}", Mode::Reindex.is_not())
         };
         let intent = released_field(i);
         self.branch_line(format!("if {changed} then"));
@@ -639,19 +689,27 @@ impl<'d> Writer<'d> {
         self.line("if #claims > 0 then");
         self.line("  local parts = {}");
         self.line("  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end");
-        self.line(
-            "  local wanted = (redis.call('GET', KEYS[4]) or '0') .. '|' .. table.concat(parts)",
-        );
-        self.line("  if ARGV[5] ~= wanted then");
-        self.line(
-            "    for j = 1, #intents do redis.call('HSET', KEYS[2], intents[j], claims[2 * j - 1]) end",
-        );
-        self.line(format!("    redis.call('HINCRBY', KEYS[2], {writes}, 1)"));
-        self.line("    return { -5, { wanted, unpack(claims) } }");
-        self.line("  end");
-        self.line("  redis.call('HDEL', KEYS[2], unpack(intents))");
+        let (fence, pending) = (key::FENCE, key::PENDING);
         self.line(format!(
-            "  if redis.call('HLEN', KEYS[2]) == 1 and redis.call('HEXISTS', KEYS[2], {writes}) == 1 then redis.call('DEL', KEYS[2]) end"
+            "  local wanted = (redis.call('GET', KEYS[{fence}]) or '0') .. '|' .. table.concat(parts)",
+        ));
+        self.line(format!("  if ARGV[{}] ~= wanted then", arg::CLAIM_TOKEN));
+        self.line(format!(
+            "    for j = 1, #intents do redis.call('HSET', KEYS[{pending}], intents[j], claims[2 * j - 1]) end",
+        ));
+        self.line(format!(
+            "    redis.call('HINCRBY', KEYS[{pending}], {writes}, 1)"
+        ));
+        self.line(format!(
+            "    return {{ {}, {{ wanted, unpack(claims) }} }}",
+            WriteCode::ClaimFirst
+        ));
+        self.line("  end");
+        self.line(format!(
+            "  redis.call('HDEL', KEYS[{pending}], unpack(intents))"
+        ));
+        self.line(format!(
+            "  if redis.call('HLEN', KEYS[{pending}]) == 1 and redis.call('HEXISTS', KEYS[{pending}], {writes}) == 1 then redis.call('DEL', KEYS[{pending}]) end"
         ));
         self.line("end");
     }
@@ -697,11 +755,8 @@ impl<'d> Writer<'d> {
             self.line("end");
         }
         if let Some(stream) = self.written_stream() {
-            let creating = if self.create_only {
-                ""
-            } else {
-                "(mode == 'c' or (mode == 's' and not exists)) and "
-            };
+            let creates_and = format!("({}) and ", creates());
+            let creating = if self.create_only { "" } else { &creates_and };
             self.line(format!(
                 "if {creating}not kind_ok({}, 'stream') then",
                 lua_str(stream.key)
@@ -712,8 +767,13 @@ impl<'d> Writer<'d> {
     }
 
     fn past_expiry_is_a_delete(&mut self) {
-        self.line("if ttl_action == 'a' and mode ~= 'd' and mode ~= 'x' and tonumber(ttl_ms) <= now_ms() then");
-        self.line("  mode = 'd'");
+        self.line(format!(
+            "if {} and {} and {} and tonumber(ttl_ms) <= now_ms() then",
+            TtlAction::Absolute.is(),
+            Mode::Delete.is_not(),
+            Mode::Reindex.is_not()
+        ));
+        self.line(format!("  mode = {}", Mode::Delete.lua()));
         let count = self.descriptor.indexes.len();
         if count > 0 {
             let keys: Vec<String> = (1..=count).map(|i| format!("new_k{i}")).collect();
@@ -730,15 +790,16 @@ impl<'d> Writer<'d> {
     /// command, while a save with no TTL (`n`) makes an existing entity
     /// persistent, as saving restarts the TTL.
     fn hash_and_ttl(&mut self) {
-        self.line("if mode == 'd' then");
+        self.line(format!("if {} then", Mode::Delete.is()));
         self.line("  redis.call('DEL', key)");
-        self.line("elseif mode ~= 'x' then");
+        self.line(format!("elseif {} then", Mode::Reindex.is_not()));
         // Set before removing, so the hash (and its TTL) never goes away in
         // between. Only a patch may send no field to set; a whole-entity
         // write always sends at least its key fields.
-        self.line(
-            "  if nset > 0 or mode ~= 'p' then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
-        );
+        self.line(format!(
+            "  if nset > 0 or {} then redis.call('HSET', key, unpack(ARGV, set_start, del_at - 1)) end",
+            Mode::Patch.is_not()
+        ));
         self.line("  if ndel > 0 then redis.call('HDEL', key, unpack(ARGV, del_start, del_start + ndel - 1)) end");
         if let Some(field) = self.descriptor.version {
             self.line(format!(
@@ -746,9 +807,19 @@ impl<'d> Writer<'d> {
                 lua_str(field)
             ));
         }
-        self.line("  if ttl_action == 's' then redis.call('PEXPIRE', key, ttl_ms)");
-        self.line("  elseif ttl_action == 'a' then redis.call('PEXPIREAT', key, ttl_ms)");
-        self.line("  elseif ttl_action == 'n' and exists and mode ~= 'p' then redis.call('PERSIST', key) end");
+        self.line(format!(
+            "  if {} then redis.call('PEXPIRE', key, ttl_ms)",
+            TtlAction::Relative.is()
+        ));
+        self.line(format!(
+            "  elseif {} then redis.call('PEXPIREAT', key, ttl_ms)",
+            TtlAction::Absolute.is()
+        ));
+        self.line(format!(
+            "  elseif {} and exists and {} then redis.call('PERSIST', key) end",
+            TtlAction::None.is(),
+            Mode::Patch.is_not()
+        ));
         self.line("end");
     }
 
@@ -807,8 +878,8 @@ impl<'d> Writer<'d> {
         if !self.defer {
             return;
         }
-        self.line("local pending = KEYS[2]");
-        self.line("local moved = mode == 'x'");
+        self.line(format!("local pending = KEYS[{}]", key::PENDING));
+        self.line(format!("local moved = {}", Mode::Reindex.is()));
         for (i, index) in self.numbered(true) {
             if index.kind == IndexKind::Unique {
                 self.pending_release(i, index);
@@ -831,7 +902,7 @@ impl<'d> Writer<'d> {
         }
         if self.defers_stream() {
             // Not when an expiry in the past made the write a delete.
-            self.line("local enqueue = mode == 'c' or (mode == 's' and not exists)");
+            self.line(format!("local enqueue = {}", creates()));
             self.line("if enqueue then moved = true end");
         }
         self.line("local writes = 0");
@@ -880,7 +951,8 @@ impl<'d> Writer<'d> {
             "  local token = t[1] .. '.' .. t[2] .. '.' .. redis.call('HGET', pending, {writes})"
         ));
         self.line(format!(
-            "  if not redis.call('SET', KEYS[3], token, 'NX', 'PX', {lease_ms}) then return reply end"
+            "  if not redis.call('SET', KEYS[{}], token, 'NX', 'PX', {lease_ms}) then return reply end",
+            key::LEASE
         ));
         self.line(
             "  return { 'claimed', reply, token, { 1, redis.call('HGETALL', pending), redis.call('HGETALL', key) } }",
@@ -907,7 +979,8 @@ impl<'d> Writer<'d> {
             _ => return,
         };
         self.line(format!(
-            "if new_k{i} and (mode == 'x' or not (old_k{i} == new_k{i}{same_value})) then redis.call({command}) end"
+            "if new_k{i} and ({} or not (old_k{i} == new_k{i}{same_value})) then redis.call({command}) end",
+            Mode::Reindex.is()
         ));
     }
 
@@ -921,7 +994,12 @@ impl<'d> Writer<'d> {
         // A new entity can only expire if this write gave it a TTL; an
         // existing one may have had one before and may keep it.
         self.line("local left = -1");
-        self.line("if mode ~= 'd' and (exists or ttl_action == 's' or ttl_action == 'a') then");
+        self.line(format!(
+            "if {} and (exists or {} or {}) then",
+            Mode::Delete.is_not(),
+            TtlAction::Relative.is(),
+            TtlAction::Absolute.is()
+        ));
         self.line("  left = redis.call('PTTL', key)");
         self.line("end");
         self.line("if left > 0 then");
@@ -935,7 +1013,11 @@ impl<'d> Writer<'d> {
         // A write that kept the TTL of an entity that has none leaves it
         // unlisted as it was (the sweep drops entries of entities made
         // persistent behind our back), so it skips the two removals.
-        self.line("elseif mode == 'd' or (exists and ttl_action ~= 'k') then");
+        self.line(format!(
+            "elseif {} or (exists and {}) then",
+            Mode::Delete.is(),
+            TtlAction::Keep.is_not()
+        ));
         self.line(format!("  redis.call('ZREM', {reg}, member)"));
         self.line(format!("  redis.call('HDEL', {reg_fields}, member)"));
         self.line("end");
@@ -969,7 +1051,7 @@ impl<'d> Writer<'d> {
             .map(|n| format!("'MAXLEN', '~', {n}, "))
             .unwrap_or_default();
         // Not when an expiry in the past made the write a delete.
-        self.line("if mode == 'c' or (mode == 's' and not exists) then");
+        self.line(format!("if {} then", creates()));
         self.line(format!(
             "  entry = redis.call('XADD', {}, {trim}'*', unpack(ARGV, set_start, del_at - 1))",
             lua_str(stream.key)
