@@ -1,0 +1,188 @@
+//! The write script's part of the `cross_slot` protocol (see the
+//! runtime's `cross_slot` module): recording in the entity's pending
+//! record the index moves, stream entry and unique values it leaves to the
+//! client, taking the record's lease, and refusing values of a
+//! `cross_slot` unique index that were not claimed first.
+
+use redis_schema::{IndexDescriptor, IndexKind};
+
+use super::{Writer, creates};
+use crate::script::lua_str;
+use crate::script::protocol::{Mode, WriteCode, arg, key};
+
+/// The Lua text the pending record's field of a unique value to release
+/// starts with, for index number `i` (the value follows; see
+/// [`redis_schema::PENDING_UNIQUE_VALUE`]).
+fn released_field(i: usize) -> String {
+    lua_str(&format!("{}{i} ", redis_schema::PENDING_UNIQUE_VALUE))
+}
+
+impl Writer<'_> {
+    /// A `cross_slot` unique index's new value, when the write sets one the
+    /// entity does not hold yet, must have been claimed by the client:
+    /// listed in `claims` as the unique hash and the value.
+    pub(super) fn claim_needed(&mut self, i: usize, name: &str, v: usize) {
+        self.branch_line(format!(
+            "if not n{v} then return redis.error_reply({}) end",
+            lua_str(&format!(
+                "DECODE the value of unique index {name} is missing"
+            ))
+        ));
+        let changed = if self.create_only {
+            "true".to_string()
+        } else {
+            format!("{} and n{v} ~= o{v}", Mode::Reindex.is_not())
+        };
+        let intent = released_field(i);
+        self.branch_line(format!("if {changed} then"));
+        self.branch_line(format!(
+            "  claims[#claims + 1] = new_k{i}; claims[#claims + 1] = n{v}"
+        ));
+        self.branch_line(format!("  intents[#intents + 1] = {intent} .. n{v}"));
+        self.branch_line("end");
+    }
+
+    /// Refuses, before the entity is written, a write that sets values of
+    /// `cross_slot` unique indexes without the claim token that covers
+    /// them: the entity's unique fence (`KEYS[4]`) as it is now, `|`, and
+    /// the unique hashes and values, each as its length, `:` and its
+    /// bytes. The reply `{ -5, { token, hash, value, ... } }` tells the
+    /// client what to claim; it sends the write again with the token. The
+    /// fence is read here, before the claims, and raised by whoever takes
+    /// a value from the entity (`scripts/unique_fence.lua`): a token is
+    /// stale as soon as any claim made under it may have been taken back.
+    ///
+    /// Before it answers -5, the script records each value about to be
+    /// claimed in the entity's pending record (`KEYS[2]`) as a value to
+    /// release unless the entity holds it, counting a write: a client that
+    /// dies between its claim and its write leaves the claim to `settle`,
+    /// which releases it. The write that carries the token removes those
+    /// fields (the entity holds the values now), and the record with them
+    /// if nothing else is in it.
+    pub(super) fn claims_check(&mut self) {
+        if !self.fences() {
+            return;
+        }
+        let writes = lua_str(redis_schema::PENDING_WRITES);
+        self.line("if #claims > 0 then");
+        self.line("  local parts = {}");
+        self.line("  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end");
+        let (fence, pending) = (key::FENCE, key::PENDING);
+        self.line(format!(
+            "  local wanted = (redis.call('GET', KEYS[{fence}]) or '0') .. '|' .. table.concat(parts)",
+        ));
+        self.line(format!("  if ARGV[{}] ~= wanted then", arg::CLAIM_TOKEN));
+        self.line(format!(
+            "    for j = 1, #intents do redis.call('HSET', KEYS[{pending}], intents[j], claims[2 * j - 1]) end",
+        ));
+        self.line(format!(
+            "    redis.call('HINCRBY', KEYS[{pending}], {writes}, 1)"
+        ));
+        self.line(format!(
+            "    return {{ {}, {{ wanted, unpack(claims) }} }}",
+            WriteCode::ClaimFirst
+        ));
+        self.line("  end");
+        self.line(format!(
+            "  redis.call('HDEL', KEYS[{pending}], unpack(intents))"
+        ));
+        self.line(format!(
+            "  if redis.call('HLEN', KEYS[{pending}]) == 1 and redis.call('HEXISTS', KEYS[{pending}], {writes}) == 1 then redis.call('DEL', KEYS[{pending}]) end"
+        ));
+        self.line("end");
+    }
+
+    /// For each deferred index whose entry this write moves (another key,
+    /// another score, or a reindex), lists the old key in the pending index
+    /// key (`KEYS[2]`) with the index's number and counts the write under
+    /// the empty field. The client then moves the entries (see
+    /// `cross_slot::pending`); a client that dies first leaves the record for
+    /// `index::settle`. The new keys are not listed: they follow from the
+    /// hash, which the client reads when it applies the record.
+    pub(super) fn pending_moves(&mut self) {
+        if !self.defer {
+            return;
+        }
+        self.line(format!("local pending = KEYS[{}]", key::PENDING));
+        self.line(format!("local moved = {}", Mode::Reindex.is()));
+        for (i, index) in self.numbered(true) {
+            if index.kind == IndexKind::Unique {
+                self.pending_release(i, index);
+                continue;
+            }
+            if self.create_only {
+                self.line(format!("if new_k{i} then moved = true end"));
+                continue;
+            }
+            let same_value = match self.value_number(index) {
+                Some(v) if index.kind == IndexKind::Sorted => format!(" or o{v} ~= n{v}"),
+                _ => String::new(),
+            };
+            self.line(format!("if old_k{i} ~= new_k{i}{same_value} then"));
+            self.line("  moved = true");
+            self.line(format!(
+                "  if old_k{i} then redis.call('HSET', pending, old_k{i}, '{i}') end"
+            ));
+            self.line("end");
+        }
+        if self.defers_stream() {
+            // Not when an expiry in the past made the write a delete.
+            self.line(format!("local enqueue = {}", creates()));
+            self.line("if enqueue then moved = true end");
+        }
+        self.line("local writes = 0");
+        self.line(format!(
+            "if moved then writes = redis.call('HINCRBY', pending, {}, 1) end",
+            lua_str(redis_schema::PENDING_WRITES)
+        ));
+    }
+
+    /// A value of a `cross_slot` unique index that the entity leaves (a new
+    /// value, or a delete) is recorded for the client to release from the
+    /// unique hash (field [`redis_schema::PENDING_UNIQUE_VALUE`], the
+    /// index's number and the value; the hash's key as the value). The new
+    /// value needs nothing: the client claimed it before this write.
+    pub(super) fn pending_release(&mut self, i: usize, index: &IndexDescriptor) {
+        let (Some(v), false) = (self.value_number(index), self.create_only) else {
+            return;
+        };
+        self.line(format!("if old_k{i} and o{v} and o{v} ~= n{v} then"));
+        self.line("  moved = true");
+        self.line(format!(
+            "  redis.call('HSET', pending, {} .. o{v}, old_k{i})",
+            released_field(i)
+        ));
+        self.line("end");
+    }
+
+    /// When this write recorded moves, it also claims them, saving the
+    /// client the claim's round trip (`cross_slot::pending`): it takes the
+    /// lease (`KEYS[3]`) if no other client holds it, with a token of its
+    /// own (the server's clock and the write count, unique per entity),
+    /// and wraps its reply as `{ 'claimed', reply, token, { 1, record,
+    /// hash } }`, the last part shaped like the claim script's reply. A
+    /// lease held by another client leaves the moves to it: the reply is
+    /// plain. Returns whether the script has this step.
+    pub(super) fn claims_pending_moves(&mut self) -> bool {
+        if !self.defer {
+            return false;
+        }
+        let lease_ms = crate::script::LEASE.as_millis();
+        let writes = lua_str(redis_schema::PENDING_WRITES);
+        self.line("local function with_claim(reply)");
+        self.line("  if not moved then return reply end");
+        self.line("  local t = redis.call('TIME')");
+        self.line(format!(
+            "  local token = t[1] .. '.' .. t[2] .. '.' .. redis.call('HGET', pending, {writes})"
+        ));
+        self.line(format!(
+            "  if not redis.call('SET', KEYS[{}], token, 'NX', 'PX', {lease_ms}) then return reply end",
+            key::LEASE
+        ));
+        self.line(
+            "  return { 'claimed', reply, token, { 1, redis.call('HGETALL', pending), redis.call('HGETALL', key) } }",
+        );
+        self.line("end");
+        true
+    }
+}
