@@ -38,179 +38,30 @@
 //! for larger listings prefer a sorted index. The hashes then come by one
 //! pipeline, with the same atomic fallback.
 
-use std::fmt;
 use std::ops::Deref;
-use std::str::FromStr;
 
 use redis_schema::{IndexDescriptor, IndexKind};
 
 use super::fetch::{self, Row};
 use super::{Listing, Order, context, decode_rows, position};
 use crate::client::Client;
-use crate::codec::{reply_pairs, value_kind};
+use crate::codec::reply_pairs;
 use crate::entity::Entity;
 use crate::error::{Context, Error, Result};
 use crate::script;
 
+mod token;
+
+use token::score_text;
+
+mod entries;
+
+use entries::{Entry, script_entries, zrange_entries};
+pub use token::{Cursor, ParseCursorError};
+
 /// The largest page a cursor query reads: the script passes limits to
 /// `ZRANGE` as Lua numbers, which print as plain digits only up to here.
 const MAX_LIMIT: u64 = 999_999_999;
-
-/// A position in an index: the last entry a cursor page returned, for the
-/// next page to continue after.
-///
-/// It is opaque to users and travels as URL-safe text ([`Display`](fmt::Display) writes
-/// it, [`FromStr`] reads it back exactly), so it can go into a link or an
-/// API response. The text is made of `A-Z a-z 0-9 - . _ ~` only: the score
-/// in Rust's shortest exact form (so any `f64`, including negative ones and
-/// integers above 2^53, comes back bit for bit), then the id with every
-/// byte outside `A-Z a-z 0-9 - . _` written as `~` and two hex digits.
-///
-/// ```
-/// use redis_runtime::index::Cursor;
-///
-/// let cursor = Cursor::sorted(1_700_000_000_123.0, "job:42 é");
-/// let text = cursor.to_string();
-/// assert_eq!(text, "z1700000000123_job~3A42~20~C3~A9");
-/// assert_eq!(text.parse::<Cursor>()?, cursor);
-/// assert_eq!(Cursor::set("a_b").to_string(), "s_a_b");
-/// # Ok::<(), redis_runtime::index::ParseCursorError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cursor {
-    /// The entry's score; `None` for a set index.
-    score: Option<f64>,
-    id: String,
-}
-
-impl Cursor {
-    /// The position of entry `id` at `score` in a sorted index.
-    pub fn sorted(score: f64, id: impl Into<String>) -> Self {
-        Self {
-            score: Some(score),
-            id: id.into(),
-        }
-    }
-
-    /// The position of member `id` in a set index.
-    pub fn set(id: impl Into<String>) -> Self {
-        Self {
-            score: None,
-            id: id.into(),
-        }
-    }
-
-    /// The id of the entry the cursor is at.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The score of the entry the cursor is at; `None` for a set index.
-    pub fn score(&self) -> Option<f64> {
-        self.score
-    }
-}
-
-/// The score as text that Rust and Redis (`strtod`) both read back as the
-/// same `f64`: the shorter of the plain and the exponent form, both of which
-/// Rust prints with the fewest digits that round-trip.
-fn score_text(score: f64) -> String {
-    if score == f64::INFINITY {
-        return "+inf".into();
-    }
-    if score == f64::NEG_INFINITY {
-        return "-inf".into();
-    }
-    let plain = score.to_string();
-    let exponent = format!("{score:e}");
-    if exponent.len() < plain.len() {
-        exponent
-    } else {
-        plain
-    }
-}
-
-/// Bytes an id keeps as they are in a cursor; `~` escapes the others.
-fn plain_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
-}
-
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Kind, score, `_`, id: the score's text never holds a `_`, so the
-        // first one ends it.
-        match self.score {
-            // `+` is not URL-safe; Rust reads `inf` back as well.
-            Some(score) if score == f64::INFINITY => f.write_str("zinf_")?,
-            Some(score) => write!(f, "z{}_", score_text(score))?,
-            None => f.write_str("s_")?,
-        }
-        for &b in self.id.as_bytes() {
-            if plain_byte(b) {
-                write!(f, "{}", b as char)?;
-            } else {
-                write!(f, "~{b:02X}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Why a text is not a [`Cursor`]: cursors come back from users, so a
-/// malformed one is an input error, not a failure of the store.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid cursor: {reason}")]
-pub struct ParseCursorError {
-    reason: &'static str,
-}
-
-fn malformed(reason: &'static str) -> ParseCursorError {
-    ParseCursorError { reason }
-}
-
-impl FromStr for Cursor {
-    type Err = ParseCursorError;
-
-    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
-        let (head, id) = text
-            .split_once('_')
-            .ok_or_else(|| malformed("no `_` after the score"))?;
-        let score = match head.strip_prefix('z') {
-            Some(score) => {
-                let score: f64 = score.parse().map_err(|_| malformed("bad score"))?;
-                if score.is_nan() {
-                    return Err(malformed("the score is NaN"));
-                }
-                Some(score)
-            }
-            None if head == "s" => None,
-            None => return Err(malformed("unknown kind")),
-        };
-        let mut bytes = Vec::with_capacity(id.len());
-        let mut rest = id.as_bytes();
-        while let Some((&b, tail)) = rest.split_first() {
-            if b == b'~' {
-                let (hex, after) = tail
-                    .split_at_checked(2)
-                    .ok_or_else(|| malformed("cut-off escape"))?;
-                let digit = |d: u8| char::from(d).to_digit(16);
-                match (digit(hex[0]), digit(hex[1])) {
-                    // Two hex digits make at most 255.
-                    (Some(high), Some(low)) => bytes.push((high * 16 + low) as u8),
-                    _ => return Err(malformed("bad escape")),
-                }
-                rest = after;
-            } else if plain_byte(b) {
-                bytes.push(b);
-                rest = tail;
-            } else {
-                return Err(malformed("a character that is not URL-safe"));
-            }
-        }
-        let id = String::from_utf8(bytes).map_err(|_| malformed("the id is not UTF-8"))?;
-        Ok(Self { score, id })
-    }
-}
 
 /// A cursor page: at most `limit` entries after `after` (from the start
 /// when `None`), in `order`.
@@ -334,22 +185,6 @@ impl CursorIds {
     /// The page after this one, `None` at the end.
     pub fn next_page(&self, page: &CursorPage) -> Option<CursorPage> {
         self.next.clone().map(|c| page.clone().after(c))
-    }
-}
-
-/// One entry of a cursor page: its id and, in a sorted index, its score.
-#[derive(Debug, Clone, PartialEq)]
-struct Entry {
-    member: String,
-    score: Option<f64>,
-}
-
-impl Entry {
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            score: self.score,
-            id: self.member.clone(),
-        }
     }
 }
 
@@ -746,128 +581,6 @@ async fn run<E: Entity>(
     let invocation = invocation(scripts, index_key, sorted, page, reads);
     let reply = client.read(ctx, &invocation).await?;
     Ok((index_key.to_string(), reply))
-}
-
-fn shape(index_key: &str, reason: String) -> Error {
-    Error::Decode {
-        context: Context::default(),
-        key: index_key.to_string(),
-        field: "*".into(),
-        reason,
-    }
-}
-
-fn text(index_key: &str, value: &redis::Value, what: &str) -> Result<String> {
-    match value {
-        redis::Value::BulkString(b) => String::from_utf8(b.clone())
-            .map_err(|_| shape(index_key, format!("{what} is not valid UTF-8"))),
-        redis::Value::SimpleString(s) => Ok(s.clone()),
-        other => Err(shape(
-            index_key,
-            format!("expected {what}, found {}", value_kind(other)),
-        )),
-    }
-}
-
-fn score(index_key: &str, value: &redis::Value) -> Result<f64> {
-    if let redis::Value::Double(score) = value {
-        return Ok(*score);
-    }
-    text(index_key, value, "a score")?
-        .parse()
-        .map_err(|_| shape(index_key, "a score is not a number".into()))
-}
-
-/// The entries of a `ZRANGE … WITHSCORES` reply: flat `[id, score, …]`
-/// (RESP2) or `[[id, score], …]` (RESP3).
-fn zrange_entries(index_key: &str, reply: redis::Value) -> Result<Vec<Entry>> {
-    let redis::Value::Array(items) = reply else {
-        return Err(shape(
-            index_key,
-            format!("expected ids and scores, found {}", value_kind(&reply)),
-        ));
-    };
-    let pairs: Vec<(redis::Value, redis::Value)> = if items
-        .iter()
-        .all(|i| matches!(i, redis::Value::Array(p) if p.len() == 2))
-    {
-        items
-            .into_iter()
-            .filter_map(|i| match i {
-                redis::Value::Array(mut p) => {
-                    let s = p.pop()?;
-                    Some((p.pop()?, s))
-                }
-                _ => None,
-            })
-            .collect()
-    } else {
-        if items.len() % 2 != 0 {
-            return Err(shape(index_key, "odd number of ids and scores".into()));
-        }
-        let mut it = items.into_iter();
-        std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
-    };
-    pairs
-        .iter()
-        .map(|(m, s)| {
-            Ok(Entry {
-                member: text(index_key, m, "an id")?,
-                score: Some(score(index_key, s)?),
-            })
-        })
-        .collect()
-}
-
-/// The cursor script's `{more, entry…}` reply: the entries, whether more
-/// follow, and with `with_fields` each entry's `HGETALL` reply.
-fn script_entries(
-    index_key: &str,
-    reply: redis::Value,
-    sorted: bool,
-    with_fields: bool,
-) -> Result<(Vec<Entry>, bool, Vec<redis::Value>)> {
-    let redis::Value::Array(items) = reply else {
-        return Err(shape(
-            index_key,
-            format!("expected a cursor page, found {}", value_kind(&reply)),
-        ));
-    };
-    let mut items = items.into_iter();
-    let more = match items.next() {
-        Some(redis::Value::Int(more)) => more == 1,
-        other => {
-            return Err(shape(
-                index_key,
-                format!(
-                    "expected a flag, found {}",
-                    other.as_ref().map_or("nothing", value_kind)
-                ),
-            ));
-        }
-    };
-    let per = 1 + usize::from(sorted) + usize::from(with_fields);
-    if items.len() % per != 0 {
-        return Err(shape(index_key, "a cut-off entry in a cursor page".into()));
-    }
-    let mut entries = Vec::with_capacity(items.len() / per);
-    let mut hashes = Vec::new();
-    while let Some(member) = items.next() {
-        let member = text(index_key, &member, "an id")?;
-        let score = if sorted {
-            Some(score(
-                index_key,
-                &items.next().unwrap_or(redis::Value::Nil),
-            )?)
-        } else {
-            None
-        };
-        if with_fields {
-            hashes.push(items.next().unwrap_or(redis::Value::Nil));
-        }
-        entries.push(Entry { member, score });
-    }
-    Ok((entries, more, hashes))
 }
 
 /// Command-exact tests: the cursor's text form, and the precise commands a
