@@ -50,7 +50,7 @@ fn encoding_name(encoding: FieldEncoding) -> &'static str {
         .map_or("custom", |(_, name, _)| name)
 }
 
-/// The machine-readable keyspace description ([`Keyspace::manifest`]).
+/// The machine-readable keyspace description ([`Keyspace::manifest`](super::Keyspace::manifest)).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Manifest {
     /// [`MANIFEST_FORMAT`].
