@@ -170,7 +170,7 @@ fn descriptor(m: &Model<'_>) -> TokenStream {
         };
         let cross_slot = index.cross_slot;
         quote! {
-            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, key: #key, score_field: #field, cross_slot: #cross_slot }
+            #p::IndexDescriptor { kind: #kind, name: #name, key_pattern: #key_pattern, key: #key, value_field: #field, cross_slot: #cross_slot }
         }
     });
     let stream = match &m.stream {

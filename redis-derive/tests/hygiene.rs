@@ -317,7 +317,7 @@ fn entity_descriptor_names_every_stored_field() {
     let indexes: Vec<(&str, &str, Option<&str>)> = d
         .indexes
         .iter()
-        .map(|i| (i.name, i.key_pattern, i.score_field))
+        .map(|i| (i.name, i.key_pattern, i.value_field))
         .collect();
     assert_eq!(
         indexes,

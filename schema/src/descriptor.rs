@@ -330,7 +330,7 @@ impl EntityDescriptor {
     /// field `hash_name` (a write that changes it must move index entries).
     pub fn is_indexed_field(&self, hash_name: &str) -> bool {
         self.indexes.iter().any(|index| {
-            index.score_field == Some(hash_name)
+            index.value_field == Some(hash_name)
                 || index.key.iter().any(
                     |part| matches!(part, PatternPart::Field(n) if self.hash_name(*n) == hash_name),
                 )
@@ -346,7 +346,7 @@ impl EntityDescriptor {
                 PatternPart::Field(n) => Some(self.hash_name(*n)),
                 PatternPart::Literal(_) => None,
             });
-            for name in key_fields.chain(index.score_field) {
+            for name in key_fields.chain(index.value_field) {
                 if !names.contains(&name) {
                     names.push(name);
                 }
@@ -521,9 +521,10 @@ pub struct IndexDescriptor {
     pub key_pattern: &'static str,
     /// The index key pattern as parts, resolved against the entity's fields.
     pub key: &'static [PatternPart],
-    /// For [`IndexKind::Sorted`], the hash name of the field that gives the
-    /// score; for [`IndexKind::Unique`], the field whose value must be unique.
-    pub score_field: Option<&'static str>,
+    /// The hash name of the field whose value places an entity in the
+    /// index: for [`IndexKind::Sorted`] its score, for [`IndexKind::Unique`]
+    /// the value that must be unique; `None` for [`IndexKind::Set`].
+    pub value_field: Option<&'static str>,
     /// Declared `cross_slot`: on a Redis Cluster the index key may be in
     /// another hash slot than the entity, so the write script records the
     /// move in the entity's [`pending_index_key`](crate::pending_index_key)
@@ -604,7 +605,7 @@ mod tests {
             name: "by_user",
             key_pattern: "jobs:user:{user_id}",
             key: &[PatternPart::Literal("jobs:user:"), PatternPart::Field(1)],
-            score_field: Some("created_at"),
+            value_field: Some("created_at"),
             cross_slot: false,
         },
         IndexDescriptor {
@@ -612,7 +613,7 @@ mod tests {
             name: "by_status",
             key_pattern: "jobs:status:{status}",
             key: &[PatternPart::Literal("jobs:status:"), PatternPart::Field(3)],
-            score_field: None,
+            value_field: None,
             cross_slot: false,
         },
     ];
@@ -688,7 +689,7 @@ mod tests {
     #[test]
     fn looks_up_indexes_and_stream() {
         assert_eq!(
-            JOB.index("by_user").and_then(|i| i.score_field),
+            JOB.index("by_user").and_then(|i| i.value_field),
             Some("created_at")
         );
         assert_eq!(JOB.index("by_status").map(|i| i.kind), Some(IndexKind::Set));

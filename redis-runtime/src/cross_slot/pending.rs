@@ -395,7 +395,7 @@ fn moves(
         let Some(index_key) = descriptor.render(index.key, value) else {
             continue;
         };
-        let cmd = match (index.kind, index.score_field) {
+        let cmd = match (index.kind, index.value_field) {
             (IndexKind::Set, _) => {
                 let mut cmd = redis::cmd("SADD");
                 cmd.arg(&index_key).arg(member);

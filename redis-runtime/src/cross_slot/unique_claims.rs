@@ -30,6 +30,18 @@ static CLAIM: LazyLock<redis::Script> =
 static FENCE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_fence.lua")));
 
+/// The hash field a unique index keeps unique (the descriptor's
+/// `value_field`, which a unique index always has): a descriptor without
+/// one is refused rather than read as the empty field name.
+fn unique_field(index: &IndexDescriptor) -> Result<&'static str> {
+    index.value_field.ok_or_else(|| {
+        Error::Config(format!(
+            "unique index {} names no field; its descriptor is malformed",
+            index.name
+        ))
+    })
+}
+
 /// What a write script asked to be claimed before it writes (its
 /// [`WriteCode::ClaimFirst`] reply): the token to send with the write once they are, and each
 /// unique hash with the value.
@@ -278,7 +290,7 @@ impl<'a> UniqueValue<'a> {
             let Some(fence) = redis_schema::unique_fence_key(&holder_key) else {
                 return Ok(Taken::Holds);
             };
-            let field = self.index.score_field.unwrap_or_default();
+            let field = unique_field(self.index)?;
             let mut raise = FENCE.prepare_invoke();
             raise
                 .key(&holder_key)
@@ -343,7 +355,7 @@ pub(crate) async fn settle<E: Entity>(
     }
     let pairs = reply_pairs(key, hash)?;
     for index in descriptor.indexes.iter().filter(|i| i.cross_slot) {
-        let (IndexKind::Unique, Some(field)) = (index.kind, index.score_field) else {
+        let (IndexKind::Unique, Some(field)) = (index.kind, index.value_field) else {
             continue;
         };
         let stored = pairs.iter().find(|(name, _)| *name == field.as_bytes());
@@ -419,7 +431,7 @@ pub(crate) async fn lookup<E: Entity>(
     let mut hgetall = redis::cmd("HGETALL");
     hgetall.arg(&key);
     let hash: redis::Value = client.read(ctx.clone(), &hgetall).await?;
-    let field = index.score_field.unwrap_or_default();
+    let field = unique_field(index)?;
     let holds = reply_pairs(&key, &hash)?
         .iter()
         .any(|(name, held)| *name == field.as_bytes() && *held == value);

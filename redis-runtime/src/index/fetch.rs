@@ -200,7 +200,7 @@ fn belongs(
     if descriptor.render(index.key, value).as_deref() != Some(index_key) {
         return false;
     }
-    match (range, index.score_field) {
+    match (range, index.value_field) {
         (Some(range), Some(field)) => value(field)
             .and_then(|text| text.parse::<f64>().ok())
             .is_some_and(|score| range.contains(score)),

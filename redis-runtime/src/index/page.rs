@@ -156,7 +156,7 @@ pub(super) fn check_range(
     {
         return Err(Error::Encode {
             context: ctx.clone(),
-            field: index.score_field.unwrap_or("score").to_string(),
+            field: index.value_field.unwrap_or("score").to_string(),
             reason: "a score range bound is NaN".into(),
         });
     }

@@ -253,7 +253,7 @@ impl EntityManifest {
                         IndexKind::Unique => "unique",
                     },
                     pattern: i.key_pattern,
-                    field: i.score_field,
+                    field: i.value_field,
                     member: "entity id",
                     cross_slot: i.cross_slot,
                 })

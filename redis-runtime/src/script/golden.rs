@@ -32,14 +32,14 @@ const fn index(
     name: &'static str,
     key_pattern: &'static str,
     key: &'static [PatternPart],
-    score_field: Option<&'static str>,
+    value_field: Option<&'static str>,
 ) -> IndexDescriptor {
     IndexDescriptor {
         kind,
         name,
         key_pattern,
         key,
-        score_field,
+        value_field,
         cross_slot: false,
     }
 }

@@ -441,7 +441,7 @@ pub(crate) fn layout_literal(descriptor: &EntityDescriptor) -> String {
     out.push_str("    indexes = {\n");
     for index in descriptor.indexes {
         let value = index
-            .score_field
+            .value_field
             .map(|field| format!(", value = {}", lua_str(field)))
             .unwrap_or_default();
         let _ = writeln!(

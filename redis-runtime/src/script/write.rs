@@ -285,7 +285,7 @@ impl<'d> Writer<'d> {
 
     /// The Lua number of an index's value field (score or unique value).
     fn value_number(&self, index: &IndexDescriptor) -> Option<usize> {
-        index.score_field.map(|field| self.number(field))
+        index.value_field.map(|field| self.number(field))
     }
 
     /// `safe(o1) and safe(o2)` for the fields of an index key (`true` if none).
@@ -322,7 +322,7 @@ impl<'d> Writer<'d> {
             .descriptor
             .fields
             .iter()
-            .find(|f| Some(f.hash_name) == index.score_field);
+            .find(|f| Some(f.hash_name) == index.value_field);
         field.is_some_and(|f| {
             matches!(
                 f.encoding,

@@ -490,7 +490,7 @@ fn select(
 /// a page holding it could repeat or skip entries around the cursor. Set
 /// entries have no score; their index key is checked by `fetch`.
 fn unmoved(index: &IndexDescriptor, entries: &[Entry], rows: &[Row]) -> bool {
-    let Some(field) = index.score_field else {
+    let Some(field) = index.value_field else {
         return true;
     };
     entries.iter().zip(rows).all(|(entry, row)| {

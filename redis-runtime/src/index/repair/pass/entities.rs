@@ -163,7 +163,7 @@ impl<E: Entity> Pass<'_, E> {
                     continue;
                 };
                 let value = index
-                    .score_field
+                    .value_field
                     .and_then(value_of)
                     .map(str::to_owned)
                     .unwrap_or_default();

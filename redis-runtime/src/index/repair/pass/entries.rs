@@ -412,7 +412,7 @@ impl<E: Entity> Pass<'_, E> {
                 let value_of = |name: &str| values.get(name).map(String::as_str);
                 self.descriptor.render(index.key, value_of).as_deref() == Some(index_key)
                     && (index.kind != IndexKind::Unique
-                        || index.score_field.and_then(value_of) == Some(entry.value.as_str()))
+                        || index.value_field.and_then(value_of) == Some(entry.value.as_str()))
             });
             if !belongs {
                 orphans.push(Drift {
