@@ -48,7 +48,7 @@ use redis_schema::KeyPattern;
 
 use crate::client::Client;
 use crate::codec::{FieldValue, KeyPart, value_kind};
-use crate::entity::Ttl;
+use crate::entity::model::Ttl;
 use crate::error::{Context, Error, Result};
 use crate::reply::{as_bytes, duration_ms};
 use crate::transport::{Effect, Request};

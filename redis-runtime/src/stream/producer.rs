@@ -11,7 +11,7 @@ use super::parse::{Parsed, deleted_error, entry_id, parse_entries};
 use super::{ConsumerGroup, DecodeFailure, Entry, FailureAction, ReadBatch};
 use crate::client::Client;
 use crate::codec::{FieldSink, Record, value_kind};
-use crate::entity::Entity;
+use crate::entity::model::Entity;
 use crate::error::{Context, Error, Result};
 
 /// A stream of `M` entries at one key; see the [module docs](crate::stream).
