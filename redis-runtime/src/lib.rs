@@ -25,6 +25,7 @@ pub mod entity;
 pub mod error;
 #[cfg(any(doc, test))]
 pub mod example_generated;
+mod identity;
 pub mod index;
 pub mod json;
 pub mod keyspace;

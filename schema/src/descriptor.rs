@@ -57,6 +57,7 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 
 use crate::key::{KeyPattern, KeySegment, validate_key_value};
+use crate::reserved::TTL_REGISTRY_PREFIX;
 use crate::slot::slot_source;
 
 /// One piece of a key pattern, as the runtime renders keys from it.
@@ -88,7 +89,7 @@ pub enum PatternPart {
 /// # Ok::<(), redis_schema::PatternError>(())
 /// ```
 pub fn ttl_registry_key(entity_pattern: &KeyPattern) -> String {
-    let mut key = String::from("__ttl:");
+    let mut key = String::from(TTL_REGISTRY_PREFIX);
     for segment in entity_pattern.segments() {
         match segment {
             KeySegment::Literal(text) => {
@@ -141,7 +142,7 @@ pub fn cluster_ttl_registry_key(entity_pattern: &KeyPattern) -> Option<String> {
         After,
     }
     let mut at = At::Before;
-    let mut key = String::from("__ttl:");
+    let mut key = String::from(TTL_REGISTRY_PREFIX);
     for segment in entity_pattern.segments() {
         match segment {
             KeySegment::Literal(text) => {

@@ -35,6 +35,7 @@ pub mod descriptor;
 pub mod duration;
 pub mod key;
 pub mod overlap;
+pub mod reserved;
 pub mod slot;
 
 pub use case::RenameRule;

@@ -26,6 +26,10 @@
 use std::fmt;
 
 use crate::key::{KeyPattern, KeySegment};
+pub use crate::reserved::PENDING_INDEX_PREFIX;
+use crate::reserved::{
+    PENDING_INDEX_LEASE_PREFIX, SLOT_GUARD_PREFIX, UNIQUE_CLAIMS_PREFIX, UNIQUE_FENCE_PREFIX,
+};
 
 /// One piece of a hash tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +133,7 @@ pub fn slot_guard_key(key: &str) -> String {
     if hashed.contains('}') {
         return key.to_string();
     }
-    format!("__slot_guard:{{{hashed}}}")
+    format!("{SLOT_GUARD_PREFIX}{{{hashed}}}")
 }
 
 /// The *pending index key* of the entity at `key`: a hash in the entity's
@@ -226,12 +230,6 @@ pub fn unique_fence_key(key: &str) -> Option<String> {
     pending_key(UNIQUE_FENCE_PREFIX, key)
 }
 
-/// What every [claims hash](unique_claims_key) starts with.
-const UNIQUE_CLAIMS_PREFIX: &str = "__unique_claims:";
-
-/// What every [unique fence](unique_fence_key) starts with.
-const UNIQUE_FENCE_PREFIX: &str = "__unique_fence:";
-
 /// The entity key a [pending index key](pending_index_key) belongs to.
 ///
 /// ```
@@ -312,12 +310,6 @@ fn companion_pattern(prefix: &str, pattern: &str) -> Option<String> {
         SlotSource::WholeKey => Some(format!("{prefix}{{{{{pattern}}}}}")),
     }
 }
-
-/// What every [pending index key](pending_index_key) starts with.
-pub const PENDING_INDEX_PREFIX: &str = "__pending_index:";
-
-/// What every [pending index lease](pending_index_lease_key) starts with.
-const PENDING_INDEX_LEASE_PREFIX: &str = "__pending_index_lease:";
 
 /// The field of a [pending index key](pending_index_key) that counts the
 /// writes not yet applied: the empty name, which no index key can have,

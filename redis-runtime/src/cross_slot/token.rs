@@ -9,7 +9,7 @@ pub(crate) fn fresh() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
         "{}-{}",
-        crate::stream::default_consumer_name(),
+        crate::identity::process_name(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }

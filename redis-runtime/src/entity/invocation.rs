@@ -58,8 +58,8 @@ pub(super) fn write_invocation(
         // As for the pending key: a key with no fence in its slot gets one
         // in another, which the server refuses (`CROSSSLOT`) before the
         // script runs.
-        let fence =
-            redis_schema::unique_fence_key(key).unwrap_or_else(|| format!("__unique_fence:{key}"));
+        let fence = redis_schema::unique_fence_key(key)
+            .unwrap_or_else(|| format!("{}{key}", redis_schema::reserved::UNIQUE_FENCE_PREFIX));
         invocation.key(fence);
     }
     // An increment sends its amount, not the field's new value.

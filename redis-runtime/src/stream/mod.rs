@@ -91,12 +91,7 @@ pub const RELEASE_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
 /// assert!(name.ends_with(&format!("-{}", std::process::id())));
 /// ```
 pub fn default_consumer_name() -> String {
-    let host = hostname::get()
-        .ok()
-        .map(|h| h.to_string_lossy().into_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_string());
-    format!("{host}-{}", std::process::id())
+    crate::identity::process_name()
 }
 
 /// One decoded entry.
