@@ -50,7 +50,7 @@ enum Nodes {
     Standalone {
         proxy: Proxy,
         /// The server the proxy fronts, and its replica.
-        replicated: (RedisServer, RedisServer),
+        replicated: Box<(RedisServer, RedisServer)>,
     },
     Cluster {
         /// By the port each proxy listens on, which its master announces.
@@ -122,7 +122,7 @@ impl Fronted {
             &url,
             Arc::new(Nodes::Standalone {
                 proxy,
-                replicated: (server, replica),
+                replicated: Box::new((server, replica)),
             }),
         )
         .await

@@ -638,6 +638,13 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    /// The `CONFIG` error `url` gets, which must say `expected`.
+    fn refused(url: &str, expected: &str) -> String {
+        let msg = config_error(Config::from_url(url));
+        assert!(msg.contains(expected), "{url}: {msg}");
+        msg
+    }
+
     fn config_error(result: Result<Config>) -> String {
         match result {
             Err(Error::Config(message)) => message,
@@ -839,8 +846,7 @@ mod tests {
             ("redis+cluster://10.0.0.1:0", "is not host[:port]"),
             ("redis+cluster://10.0.0.1:7000?x=1", "no query"),
         ] {
-            let msg = config_error(Config::from_url(url));
-            assert!(msg.contains(expected), "{url}: {msg}");
+            let msg = refused(url, expected);
             assert!(msg.contains("redis+cluster://"), "names the form: {msg}");
         }
     }
@@ -924,8 +930,7 @@ mod tests {
             ("redis+sentinel://h/m?sentinel_password=x", "no query"),
             ("rediss+sentinel://h/m", "TLS through Sentinel"),
         ] {
-            let msg = config_error(Config::from_url(url));
-            assert!(msg.contains(expected), "{url}: {msg}");
+            let msg = refused(url, expected);
             if !url.starts_with("rediss") {
                 assert!(
                     msg.contains("redis+sentinel://[[user]:password@]"),

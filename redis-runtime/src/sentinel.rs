@@ -258,26 +258,29 @@ impl MasterLookup {
         stop: CancellationToken,
         on_notice: impl Fn(Arc<T>, Notice) + Send + Sync,
     ) {
-        let watches = self
-            .sentinels
-            .iter()
-            .map(|info| self.watch_sentinel(info.clone(), &owner, &stop, &on_notice));
+        let watches = self.sentinels.iter().map(|info| {
+            let watcher = Watcher {
+                owner: &owner,
+                stop: &stop,
+                on_notice: &on_notice,
+            };
+            self.watch_sentinel(info.clone(), watcher)
+        });
         futures_util::future::join_all(watches).await;
     }
 
     /// Keeps a watch on one Sentinel until the client stops.
-    async fn watch_sentinel<T>(
+    async fn watch_sentinel<T, F: Fn(Arc<T>, Notice) + Send + Sync>(
         &self,
         info: ConnectionInfo,
-        owner: &Weak<T>,
-        stop: &CancellationToken,
-        on_notice: &(impl Fn(Arc<T>, Notice) + Send + Sync),
+        watcher: Watcher<'_, T, F>,
     ) {
+        let stop = watcher.stop;
         let mut failures = 0u32;
         loop {
             let watched = tokio::select! {
                 () = stop.cancelled() => return,
-                watched = self.watch_one(info.clone(), owner, stop, on_notice) => watched,
+                watched = self.watch_one(info.clone(), watcher) => watched,
             };
             match watched {
                 Watch::Stopped => return,
@@ -298,13 +301,16 @@ impl MasterLookup {
     }
 
     /// Subscribes on one Sentinel and forwards its notices for our master.
-    async fn watch_one<T>(
+    async fn watch_one<T, F: Fn(Arc<T>, Notice) + Send + Sync>(
         &self,
         info: ConnectionInfo,
-        owner: &Weak<T>,
-        stop: &CancellationToken,
-        on_notice: &(impl Fn(Arc<T>, Notice) + Send + Sync),
+        watcher: Watcher<'_, T, F>,
     ) -> Watch {
+        let Watcher {
+            owner,
+            stop,
+            on_notice,
+        } = watcher;
         let subscribed = async {
             let mut pubsub = redis::Client::open(info)?.get_async_pubsub().await?;
             pubsub
@@ -353,6 +359,22 @@ impl MasterLookup {
         }
     }
 }
+
+/// Who a switch watch reports to, and until when: the client (`owner`,
+/// not kept alive by the watch), its stop signal, and what it calls.
+struct Watcher<'a, T, F> {
+    owner: &'a Weak<T>,
+    stop: &'a CancellationToken,
+    on_notice: &'a F,
+}
+
+impl<T, F> Clone for Watcher<'_, T, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, F> Copy for Watcher<'_, T, F> {}
 
 /// How watching one Sentinel ended.
 enum Watch {

@@ -28,15 +28,18 @@
 //! # }
 //! ```
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::config::{Config, ConfigBuilder};
 use crate::error::Context;
+
+use process::{Process, server_args};
 
 mod build;
 mod claim_gate;
@@ -45,6 +48,7 @@ mod process;
 mod proxy;
 mod sentinel;
 mod topology;
+mod wait;
 pub use build::{ServerBuild, TlsSupport, server_build, server_supports_tls};
 pub use claim_gate::ClaimGate;
 pub(crate) use claim_gate::{Step as GateStep, pass as pass_gate};
@@ -107,12 +111,10 @@ pub enum HarnessError {
 /// ```
 #[derive(Debug)]
 pub struct RedisServer {
-    bin: String,
-    /// Extra `redis-server` arguments, kept for restarts.
-    extra_args: Vec<String>,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+    /// Declared first: killed before its directory is removed.
+    process: Process,
+    /// Its working directory and log, removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -161,43 +163,26 @@ impl RedisServer {
 
     /// Like [`RedisServer::start_with_args`], reporting failure as a [`HarnessError`].
     pub fn try_start_with_args(extra_args: &[String]) -> Result<Self, HarnessError> {
-        let bin = server_bin();
         let dir = tempfile::Builder::new()
             .prefix("redis-runtime-")
             .tempdir()?;
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port()?;
-            let mut server = Self {
-                bin: bin.clone(),
-                extra_args: extra_args.to_vec(),
-                port,
-                dir: tempfile::Builder::new()
-                    .prefix("redis-runtime-")
-                    .tempdir()?,
-                child: None,
-            };
-            match server.spawn_and_wait() {
-                Ok(()) => return Ok(server),
-                Err(e @ HarnessError::NotInstalled { .. }) => return Err(e),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        drop(dir);
-        Err(last_error.unwrap_or_else(|| HarnessError::DidNotStart {
-            port: 0,
-            reason: "no attempt was made".into(),
-        }))
+        let process =
+            Process::start_on_free_port(&server_bin(), dir.path(), None, free_port, |port| {
+                let mut args = server_args(port, dir.path());
+                args.extend(extra_args.iter().map(OsString::from));
+                Ok(args)
+            })?;
+        Ok(Self { process, _dir: dir })
     }
 
     /// The loopback port the server listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port
     }
 
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.process.port)
     }
 
     /// A [`Config`] for this server with test-friendly timeouts: a short
@@ -245,79 +230,21 @@ impl RedisServer {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients, like a crash) and
     /// waits for the process to be gone. Idempotent.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.stop();
     }
 
     /// Starts the server again on the same port (stopping it first if it
     /// runs). Its data is gone: persistence is off.
     pub fn restart(&mut self) {
-        self.stop();
-        if let Err(e) = self.spawn_and_wait() {
+        if let Err(e) = self.process.restart() {
             panic!("{e}");
         }
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
-    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
-        let mut command = Command::new(&self.bin);
-        command
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--protected-mode", "yes"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(self.log_path())
-            .args(&self.extra_args)
-            .stderr(Stdio::null());
-        self.child = Some(spawn_server(&mut command, &self.bin)?);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if answers_ping(self.port) {
-                return Ok(());
-            }
-            if !self.is_running() {
-                self.child = None;
-                return Err(self.did_not_start("the process exited"));
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(self.did_not_start("it did not answer PING within 10 s"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn did_not_start(&self, what: &str) -> HarnessError {
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        HarnessError::DidNotStart {
-            port: self.port,
-            reason: format!("{what}; log tail: {}", tail.join(" | ")),
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -115,12 +115,7 @@ enum Command {
     /// because they hold foreign data. Exits 1 if there is drift.
     Verify {
         #[command(flatten)]
-        report: ReportArgs,
-        #[command(flatten)]
-        pace: PaceArgs,
-        /// Continue an interrupted verify from the token it printed.
-        #[arg(long, value_name = "TOKEN")]
-        resume: Option<String>,
+        walk: WalkArgs,
     },
     /// Rebuild drifted index entries from the entities' hashes and report
     /// what was fixed; also builds a new index for existing data (its
@@ -134,12 +129,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        report: ReportArgs,
-        #[command(flatten)]
-        pace: PaceArgs,
-        /// Continue an interrupted repair from the token it printed.
-        #[arg(long, value_name = "TOKEN")]
-        resume: Option<String>,
+        walk: WalkArgs,
     },
     /// Remove the index entries of expired entities now, instead of on the
     /// next index query.
@@ -150,6 +140,20 @@ enum Command {
         #[command(flatten)]
         pace: PaceArgs,
     },
+}
+
+/// The arguments of a walk over every entity and index (`verify`,
+/// `repair`).
+#[derive(Debug, clap::Args)]
+struct WalkArgs {
+    #[command(flatten)]
+    report: ReportArgs,
+    #[command(flatten)]
+    pace: PaceArgs,
+    /// Continue an interrupted run of this subcommand from the token it
+    /// printed.
+    #[arg(long, value_name = "TOKEN")]
+    resume: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,23 +245,10 @@ fn run(ops: &KeyspaceOps, program: &'static str, command: Command) -> u8 {
                 Ok(if interrupted { EXIT_INTERRUPTED } else { 0 })
             }
         }),
-        Command::Verify {
-            report,
-            pace,
-            resume,
-        } => online(program, &pace, |session| {
-            walk_command(ops, session, Mode::Verify, report, resume, &mut out)
-        }),
-        Command::Repair {
-            dry_run,
-            report,
-            pace,
-            resume,
-        } => {
+        Command::Verify { walk } => walk_command(ops, program, Mode::Verify, walk, &mut out),
+        Command::Repair { dry_run, walk } => {
             let mode = if dry_run { Mode::DryRun } else { Mode::Repair };
-            online(program, &pace, |session| {
-                walk_command(ops, session, mode, report, resume, &mut out)
-            })
+            walk_command(ops, program, mode, walk, &mut out)
         }
         Command::Sweep { entity, pace } => online(program, &pace, |session| {
             let out = &mut out;
@@ -284,18 +275,25 @@ fn run(ops: &KeyspaceOps, program: &'static str, command: Command) -> u8 {
     }
 }
 
-async fn walk_command(
+/// Runs `verify` or `repair` (`mode`) online.
+fn walk_command(
     ops: &KeyspaceOps,
-    session: Arc<Session>,
+    program: &'static str,
     mode: Mode,
-    report: ReportArgs,
-    resume: Option<String>,
+    args: WalkArgs,
     out: &mut Out,
 ) -> Result<u8, Fatal> {
-    match walk::walk(ops, &session, mode, &report, resume.as_deref(), out).await? {
-        Ended::Finished { problems } => Ok(u8::from(problems)),
-        Ended::Interrupted => Ok(EXIT_INTERRUPTED),
-    }
+    let WalkArgs {
+        report,
+        pace,
+        resume,
+    } = args;
+    online(program, &pace, |session| async move {
+        match walk::walk(ops, &session, mode, &report, resume.as_deref(), out).await? {
+            Ended::Finished { problems } => Ok(u8::from(problems)),
+            Ended::Interrupted => Ok(EXIT_INTERRUPTED),
+        }
+    })
 }
 
 /// Connects with [`Config::from_env`] on a new runtime, watches for

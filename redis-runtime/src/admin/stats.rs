@@ -7,17 +7,16 @@
 //! counts are exact for keys present for the whole scan.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
-use redis_schema::{EntityDescriptor, IndexDescriptor, KeyPattern};
+use redis_schema::{EntityDescriptor, IndexDescriptor};
 use serde_json::{Value, json};
 
 use super::output::Out;
 use super::progress::Update;
 use super::session::Session;
 use crate::entity::IndexKind;
-use crate::error::{Context, Error, Result};
-use crate::index::pass::Flow;
+use crate::error::{Context, Result};
+use crate::index::pass::{Flow, hash_of, parse_pattern};
 use crate::keyspace::EntityOps;
 
 /// The default of `--sample`: keys whose memory and TTL are read.
@@ -55,17 +54,6 @@ struct IndexStats {
     keys: u64,
     entries: u64,
     foreign: u64,
-}
-
-fn hash_of(key: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
-
-fn parse_pattern(pattern: &'static str) -> Result<KeyPattern> {
-    KeyPattern::parse(pattern)
-        .map_err(|e| Error::Config(format!("bad key pattern {pattern:?}: {e}")))
 }
 
 /// Runs `stats` over `entities`; returns whether Ctrl-C cut it short.

@@ -203,13 +203,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        let known = self
-            .inner
-            .server
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(info) = known {
+        if let Some(info) = self.known_server() {
             return Ok(info);
         }
         let ctx = Context::new("server_info", "");
@@ -258,16 +252,17 @@ impl Client {
     /// it needs, unless the server has `feature`; reads the server's version
     /// once (see [`Client::server_info`]).
     pub async fn require(&self, feature: Feature, context: &Context) -> Result<()> {
-        let known = self
-            .inner
+        self.server_info().await?;
+        self.require_if_known(feature, context)
+    }
+
+    /// The server read so far, if any.
+    fn known_server(&self) -> Option<ServerInfo> {
+        self.inner
             .server
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        if !known {
-            self.server_info().await?;
-        }
-        self.require_if_known(feature, context)
+            .clone()
     }
 
     /// Makes the client believe the server reported `info` until the next

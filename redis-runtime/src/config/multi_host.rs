@@ -19,28 +19,13 @@ impl ConfigBuilder {
             ));
         }
         let parsed = SentinelUrl::parse(rest)?;
-        // The node credentials and database go through redis-rs's own URL
-        // parsing (percent-decoding included); the address is a placeholder
-        // the master's replaces once the Sentinels name it.
-        let node_url = format!(
-            "redis://{}127.0.0.1/{}",
-            parsed.userinfo.map(|u| format!("{u}@")).unwrap_or_default(),
-            parsed.database
-        );
-        let connection_info = node_url.as_str().into_connection_info().map_err(|e| {
-            Error::Config(format!(
-                "the credentials in the Sentinel URL were rejected: {e}"
-            ))
-        })?;
+        // The address is a placeholder the master's replaces once the
+        // Sentinels name it.
+        let connection_info = node_connection_info(parsed.userinfo, parsed.database, "Sentinel")?;
         let endpoint = format!(
             "sentinel/{} ({})",
             parsed.master_name,
-            parsed
-                .sentinels
-                .iter()
-                .map(|(host, port)| format!("{host}:{port}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            host_list(&parsed.sentinels)
         );
         let (username, password) = match self.sentinel_credentials.clone() {
             Some((username, password)) => (username, Some(password)),
@@ -88,26 +73,9 @@ impl ConfigBuilder {
                     "the cluster node address {host:?} is not host[:port]"
                 ))
             })?;
-        // The credentials go through redis-rs's own URL parsing
-        // (percent-decoding included); the listed nodes' addresses replace the
-        // placeholder host.
-        let node_url = format!(
-            "redis://{}127.0.0.1/",
-            userinfo.map(|u| format!("{u}@")).unwrap_or_default()
-        );
-        let connection_info = node_url.as_str().into_connection_info().map_err(|e| {
-            Error::Config(format!(
-                "the credentials in the Redis Cluster URL were rejected: {e}"
-            ))
-        })?;
-        let endpoint = format!(
-            "cluster ({})",
-            seeds
-                .iter()
-                .map(|(host, port)| format!("{host}:{port}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        // The listed nodes' addresses replace the placeholder host.
+        let connection_info = node_connection_info(userinfo, 0, "Redis Cluster")?;
+        let endpoint = format!("cluster ({})", host_list(&seeds));
         Ok(self.into_config(connection_info, endpoint, tls, Topology::Cluster(seeds)))
     }
 }
@@ -223,4 +191,33 @@ fn parse_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
         Some(port) => port.parse().ok().filter(|p| *p != 0)?,
     };
     Some((host.to_string(), port))
+}
+
+/// The connection settings every node of a multi-host URL shares: its
+/// credentials (`userinfo`, through redis-rs's own URL parsing, so
+/// percent-decoding included) and `database`, at a placeholder address
+/// the topology replaces. `form` names the URL in an error.
+fn node_connection_info(
+    userinfo: Option<&str>,
+    database: u32,
+    form: &str,
+) -> Result<redis::ConnectionInfo> {
+    let node_url = format!(
+        "redis://{}127.0.0.1/{database}",
+        userinfo.map(|u| format!("{u}@")).unwrap_or_default()
+    );
+    node_url.as_str().into_connection_info().map_err(|e| {
+        Error::Config(format!(
+            "the credentials in the {form} URL were rejected: {e}"
+        ))
+    })
+}
+
+/// `host:port,host:port` for an endpoint description.
+fn host_list(hosts: &[(String, u16)]) -> String {
+    let hosts: Vec<String> = hosts
+        .iter()
+        .map(|(host, port)| format!("{host}:{port}"))
+        .collect();
+    hosts.join(",")
 }

@@ -143,5 +143,7 @@
 //! same count.
 
 pub(crate) mod pending;
+mod rounds;
 mod token;
+pub(crate) use rounds::Retry;
 pub(crate) mod unique_claims;

@@ -7,6 +7,7 @@ use redis_schema::{
     EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES,
 };
 
+use super::rounds::Retry;
 use super::{token, unique_claims};
 use crate::TRACE_TARGET;
 use crate::client::Client;
@@ -15,12 +16,51 @@ use crate::entity::model::Entity;
 use crate::error::{Context, Error, Result};
 use crate::script::{self, EntityScripts, LEASE};
 
-/// Claims of one [`apply`] before it lets the lease go and leaves the
-/// record to the next write or [`settle`]. Each round follows a write of
-/// the entity that came during the previous one, whose client found the
-/// lease held and left its moves to the holder; so the holder goes on
-/// while writes come, up to this bound on the latency one write can pay.
-const MAX_ROUNDS: usize = 64;
+/// How a release ends a round: the release script's third argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// Remove the record and the lease if no write came since the claim;
+    /// else keep both, for the next round.
+    Round,
+    /// As `Round`, but let the lease go if a write came: no round
+    /// follows, and the next write's client takes over.
+    LastRound,
+    /// The moves failed: keep the record, let the lease go.
+    LetGo,
+}
+
+impl Release {
+    /// The argument the script compares.
+    const fn code(self) -> &'static str {
+        match self {
+            Release::Round => "0",
+            Release::LastRound => "1",
+            Release::LetGo => "2",
+        }
+    }
+}
+
+/// What a release script answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Released {
+    /// The record and the lease are gone.
+    Done,
+    /// A write came since the claim: the record stays.
+    WriteCame,
+    /// The lease had expired and another client took it over.
+    LeaseLost,
+}
+
+impl Released {
+    /// The script's reply: 1, 0 or -1.
+    fn from_reply(reply: i64) -> Self {
+        match reply {
+            1 => Released::Done,
+            0 => Released::WriteCame,
+            _ => Released::LeaseLost,
+        }
+    }
+}
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +166,7 @@ async fn rounds<E: Entity>(
         descriptor.key_pattern,
     );
     let (pending, lease) = pending_keys(key, &ctx)?;
-    for round in 1..=MAX_ROUNDS {
+    for round in Retry::Record.rounds() {
         let reply = match first.take() {
             Some(claimed) => claimed,
             None => {
@@ -155,14 +195,14 @@ async fn rounds<E: Entity>(
         };
         #[cfg(feature = "testing")]
         crate::testing::pass_gate(crate::testing::GateStep::Moving, member).await;
-        let release = |how: &'static str, appended: &[&str]| {
+        let release = |how: Release, appended: &[&str]| {
             let mut release = scripts.call(&scripts.pending_release, key);
             release
                 .key(&pending)
                 .key(&lease)
                 .arg(token)
                 .arg(&writes)
-                .arg(how)
+                .arg(how.code())
                 .arg(appended);
             release
         };
@@ -185,18 +225,24 @@ async fn rounds<E: Entity>(
             Err(error) => {
                 // The record stays; the lease goes, so that the next write
                 // of the entity does not wait for it to lapse.
-                let _ = client.write::<i64>(ctx.clone(), &release("2", &[])).await;
+                let _ = client
+                    .write::<i64>(ctx.clone(), &release(Release::LetGo, &[]))
+                    .await;
                 return Err(error);
             }
         };
         let fields: Vec<&str> = entries.iter().map(|e| e.field.as_str()).collect();
         appended.extend(fields.iter().map(|f| f.to_string()).zip(ids));
-        let how = if round == MAX_ROUNDS { "1" } else { "0" };
+        let how = if round.is_last() {
+            Release::LastRound
+        } else {
+            Release::Round
+        };
         let released: i64 = client.write(ctx.clone(), &release(how, &fields)).await?;
-        match released {
-            1 => return Ok(Applied::Done),
-            0 => continue,
-            _ => {
+        match Released::from_reply(released) {
+            Released::Done => return Ok(Applied::Done),
+            Released::WriteCame => continue,
+            Released::LeaseLost => {
                 tracing::warn!(
                     target: TRACE_TARGET,
                     entity = descriptor.name,

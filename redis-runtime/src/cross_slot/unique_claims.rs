@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use redis_schema::{EntityDescriptor, IndexDescriptor, IndexKind};
 
+use super::rounds::Retry;
 use super::token;
 use crate::TRACE_TARGET;
 use crate::client::Client;
@@ -15,10 +16,7 @@ use crate::codec::reply_pairs;
 use crate::entity::model::{Entity, decode_hash};
 use crate::error::{Context, Error, Result};
 use crate::script::protocol::WriteCode;
-
-/// Rounds of claiming before a write gives up on a value that other
-/// writers keep taking (each round, another client took it in between).
-pub(crate) const ROUNDS: usize = 8;
+use crate::transport::Request;
 
 /// How long a unique fence lasts after it was last raised: far longer
 /// than any write takes between reading it and writing.
@@ -86,6 +84,31 @@ impl Wanted {
             .filter_map(|(unique, _)| index_at(descriptor, unique).map(|index| index.name))
             .collect();
         names.join(", ")
+    }
+}
+
+/// What a call of the claim script does: its second argument (see
+/// `scripts/unique_claim.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimOp {
+    /// Take the value for a member unless another holds it; a fresh token.
+    Claim,
+    /// The same, but a value the member holds keeps its token (a repair).
+    Ensure,
+    /// Only read the holder and its token.
+    Read,
+    /// Compare-and-set the holder and token, to a new holder or to none.
+    Take,
+}
+
+impl ClaimOp {
+    const fn code(self) -> &'static str {
+        match self {
+            ClaimOp::Claim => "claim",
+            ClaimOp::Ensure => "ensure",
+            ClaimOp::Read => "read",
+            ClaimOp::Take => "take",
+        }
     }
 }
 
@@ -159,6 +182,14 @@ pub(crate) async fn claim<E: Entity>(
     Ok(())
 }
 
+/// The holder and token of a claim script reply; `None` when done or free.
+fn held_by(ctx: &Context, reply: redis::Value) -> Result<Option<(String, String)>> {
+    Ok(match held(ctx, reply)? {
+        Held::By { member, token } => Some((member, token)),
+        Held::Free => None,
+    })
+}
+
 /// Reads a claim script reply: `{ 1 }` done (`Free`), `{ 0, holder, token }`.
 fn held(ctx: &Context, reply: redis::Value) -> Result<Held> {
     let text = |value: &redis::Value| match value {
@@ -214,21 +245,25 @@ impl<'a> UniqueValue<'a> {
         })
     }
 
+    /// A call of the claim script on this value doing `op`; the caller
+    /// adds the op's own arguments.
+    fn call(&self, op: ClaimOp) -> redis::ScriptInvocation<'static> {
+        let mut call = CLAIM.prepare_invoke();
+        call.key(self.unique)
+            .key(&self.claims)
+            .arg(self.value)
+            .arg(op.code());
+        call
+    }
+
     /// Claims the value for `member`, taking it over from a holder that
     /// does not hold it; `UNIQUE_VIOLATION` when one does.
     async fn claim(&self, client: &Client, ctx: &Context, member: &str) -> Result<()> {
-        for _ in 0..ROUNDS {
-            let mut call = CLAIM.prepare_invoke();
-            call.key(self.unique)
-                .key(&self.claims)
-                .arg(self.value)
-                .arg("claim")
-                .arg(member)
-                .arg(token::fresh());
-            let Held::By {
-                member: holder,
-                token,
-            } = held(ctx, client.write_idempotent(ctx.clone(), &call).await?)?
+        for _ in Retry::Value.rounds() {
+            let mut call = self.call(ClaimOp::Claim);
+            call.arg(member).arg(token::fresh());
+            let request = Request::idempotent_write(&call);
+            let Some((holder, token)) = held_by(ctx, client.send(ctx.clone(), request).await?)?
             else {
                 return Ok(());
             };
@@ -247,16 +282,10 @@ impl<'a> UniqueValue<'a> {
     /// Releases the value from `member`, unless the entity holds it again
     /// or another entity holds it now.
     async fn release(&self, client: &Client, ctx: &Context, member: &str) -> Result<()> {
-        for _ in 0..ROUNDS {
-            let mut read = CLAIM.prepare_invoke();
-            read.key(self.unique)
-                .key(&self.claims)
-                .arg(self.value)
-                .arg("read");
-            let Held::By {
-                member: holder,
-                token,
-            } = held(ctx, client.read(ctx.clone(), &read).await?)?
+        for _ in Retry::Value.rounds() {
+            let read = self.call(ClaimOp::Read);
+            let request = Request::read(&read);
+            let Some((holder, token)) = held_by(ctx, client.send(ctx.clone(), request).await?)?
             else {
                 return Ok(());
             };
@@ -308,15 +337,8 @@ impl<'a> UniqueValue<'a> {
         } else {
             token::fresh()
         };
-        let mut take = CLAIM.prepare_invoke();
-        take.key(self.unique)
-            .key(&self.claims)
-            .arg(self.value)
-            .arg("take")
-            .arg(holder)
-            .arg(token)
-            .arg(new_member)
-            .arg(new_token);
+        let mut take = self.call(ClaimOp::Take);
+        take.arg(holder).arg(token).arg(new_member).arg(new_token);
         let reply: redis::Value = client.write_idempotent(ctx.clone(), &take).await?;
         match reply {
             redis::Value::Array(parts) if matches!(parts.as_slice(), [redis::Value::Int(1)]) => {
@@ -365,14 +387,9 @@ pub(crate) async fn settle<E: Entity>(
         let Some(unique) = descriptor.render(index.key, |_| None) else {
             continue;
         };
-        let mut ensure = CLAIM.prepare_invoke();
-        ensure
-            .key(&unique)
-            .key(claims_key(ctx, &unique)?)
-            .arg(value)
-            .arg("ensure")
-            .arg(member)
-            .arg(token::fresh());
+        let mut ensure =
+            UniqueValue::at(ctx, descriptor, index, &unique, value)?.call(ClaimOp::Ensure);
+        ensure.arg(member).arg(token::fresh());
         if let Held::By { member: holder, .. } =
             held(ctx, client.write_idempotent(ctx.clone(), &ensure).await?)?
         {

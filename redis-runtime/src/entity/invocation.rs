@@ -4,6 +4,7 @@
 
 use crate::codec::FieldSink;
 use crate::error::{Context, Error, Result};
+use crate::script::protocol::Switch;
 pub(super) use crate::script::protocol::{Mode, TtlAction, WriteCode};
 use crate::script::{self, EntityScripts};
 
@@ -201,6 +202,24 @@ pub(super) struct Write<'a> {
     pub(super) member: &'a str,
     pub(super) fields: &'a Fields,
     pub(super) ttl: (TtlAction, i64),
+}
+
+impl<'a> Write<'a> {
+    pub(super) fn new(
+        mode: Mode,
+        key: &'a str,
+        member: &'a str,
+        fields: &'a Fields,
+        ttl: (TtlAction, i64),
+    ) -> Self {
+        Write {
+            mode,
+            key,
+            member,
+            fields,
+            ttl,
+        }
+    }
 }
 
 /// The write script call of a conditional write: the write, then the

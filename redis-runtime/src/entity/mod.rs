@@ -18,7 +18,7 @@ use redis_schema::EntityDescriptor;
 
 use crate::client::Client;
 use crate::codec::{FieldSink, Record, reply_pairs};
-use crate::cross_slot::{pending, unique_claims};
+use crate::cross_slot::{Retry, pending, unique_claims};
 use crate::error::{Context, Error, Result};
 use crate::script::{self, EntityScripts};
 use crate::transport::Effect;
@@ -71,7 +71,7 @@ async fn write<E: Entity>(
 /// claimed first (only on a cluster, see `cross_slot::unique_claims`), claims
 /// them and sends it again with the token it gave, for as long as the
 /// token goes stale before the write runs (up to
-/// [`unique_claims::ROUNDS`]). Returns the write's reply and the claim it
+/// [`Retry::Write`]). Returns the write's reply and the claim it
 /// took of its pending moves.
 async fn send_write<E: Entity>(
     client: &Client,
@@ -81,7 +81,7 @@ async fn send_write<E: Entity>(
 ) -> Result<(redis::Value, Option<pending::Claim>)> {
     let mut token = String::new();
     let mut last = None;
-    for _ in 0..unique_claims::ROUNDS {
+    for _ in Retry::Write.rounds() {
         let (reply, claim) =
             pending::split_claim(client.write(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
@@ -223,6 +223,18 @@ pub async fn save<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome
     write::<E>(client, Mode::Save, key, member, fields, ttl).await
 }
 
+/// The TTL a write of an existing entity applies: `change`, unless the
+/// value's `expires_at` field (`expires_at`, read by the caller) names the
+/// moment; a field that does not encode fails in `ctx`.
+fn ttl_of<E: Entity>(
+    change: TtlChange,
+    expires_at: Result<Option<i64>>,
+    ctx: &Context,
+) -> Result<(TtlAction, i64)> {
+    let at = expires_at.map_err(|e| e.with_context(ctx.clone()))?;
+    Ok(ttl_for_change::<E>(change, at))
+}
+
 /// Replaces an existing entity's declared fields: every field the type
 /// declares is written, and those that are `None` now are removed. Fields
 /// the type does not declare (stored by another service sharing the hash)
@@ -230,10 +242,7 @@ pub async fn save<E: Entity>(client: &Client, entity: &E) -> Result<WriteOutcome
 /// it. Fails with `NOT_FOUND` when it does not exist.
 pub async fn update<E: Entity>(client: &Client, entity: &E, ttl: TtlChange) -> Result<()> {
     let (key, member, fields) = collect(entity, Mode::Update)?;
-    let expires_at = entity
-        .expires_at_ms()
-        .map_err(|e| e.with_context(context::<E>("update")))?;
-    let ttl = ttl_for_change::<E>(ttl, expires_at);
+    let ttl = ttl_of::<E>(ttl, entity.expires_at_ms(), &context::<E>("update"))?;
     write::<E>(client, Mode::Update, key, member, fields, ttl)
         .await
         .map(drop)
@@ -253,10 +262,7 @@ pub async fn patch<P: Patch>(
         prepare::<P::Entity>("patch", key, patch.check_index_values(), |sink| {
             patch.write_patch(sink)
         })?;
-    let expires_at = patch
-        .expires_at_ms()
-        .map_err(|e| e.with_context(context::<P::Entity>("patch")))?;
-    let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
+    let ttl = ttl_of::<P::Entity>(ttl, patch.expires_at_ms(), &context::<P::Entity>("patch"))?;
     let descriptor = P::Entity::descriptor();
     // A versioned type's every write stores a new version: not this path.
     if ttl.0 == TtlAction::Keep
@@ -303,17 +309,8 @@ pub async fn patch_if<P: Patch>(
     expected
         .write_patch(&mut conditions)
         .map_err(|e| e.with_context(ctx.clone()))?;
-    let expires_at = patch
-        .expires_at_ms()
-        .map_err(|e| e.with_context(ctx.clone()))?;
-    let ttl = ttl_for_change::<P::Entity>(ttl, expires_at);
-    let write = Write {
-        mode: Mode::Patch,
-        key: &key,
-        member: &member,
-        fields: &fields,
-        ttl,
-    };
+    let ttl = ttl_of::<P::Entity>(ttl, patch.expires_at_ms(), &ctx)?;
+    let write = Write::new(Mode::Patch, &key, &member, &fields, ttl);
     match conditional::<P::Entity>(client, &ctx, write, &conditions).await? {
         None => Ok(Conditional::Applied),
         Some(hash) => match decode_hash::<P::Entity>(&key, &hash)? {
@@ -375,17 +372,8 @@ pub async fn update_if_version<E: Entity>(
 ) -> Result<()> {
     let ctx = context::<E>("update_if_version");
     let (key, member, fields) = collect(entity, Mode::Update)?;
-    let expires_at = entity
-        .expires_at_ms()
-        .map_err(|e| e.with_context(ctx.clone()))?;
-    let ttl = ttl_for_change::<E>(TtlChange::Keep, expires_at);
-    let write = Write {
-        mode: Mode::Update,
-        key: &key,
-        member: &member,
-        fields: &fields,
-        ttl,
-    };
+    let ttl = ttl_of::<E>(TtlChange::Keep, entity.expires_at_ms(), &ctx)?;
+    let write = Write::new(Mode::Update, &key, &member, &fields, ttl);
     version_checked::<E>(client, ctx, write, field, &expected).await
 }
 
@@ -407,17 +395,8 @@ pub async fn patch_if_version<P: Patch>(
         |sink| patch.write_patch(sink),
     )?;
     let ctx = context::<P::Entity>("patch_if_version");
-    let expires_at = patch
-        .expires_at_ms()
-        .map_err(|e| e.with_context(ctx.clone()))?;
-    let ttl = ttl_for_change::<P::Entity>(TtlChange::Keep, expires_at);
-    let write = Write {
-        mode: Mode::Patch,
-        key: &key,
-        member: &member,
-        fields: &fields,
-        ttl,
-    };
+    let ttl = ttl_of::<P::Entity>(TtlChange::Keep, patch.expires_at_ms(), &ctx)?;
+    let write = Write::new(Mode::Patch, &key, &member, &fields, ttl);
     version_checked::<P::Entity>(client, ctx, write, field, &expected).await
 }
 
@@ -499,13 +478,7 @@ pub(crate) async fn delete_if_stored<E: Entity>(
         conditions.put(name, value);
     }
     let nothing = Fields::default();
-    let write = Write {
-        mode: Mode::Delete,
-        key,
-        member,
-        fields: &nothing,
-        ttl: (TtlAction::None, 0),
-    };
+    let write = Write::new(Mode::Delete, key, member, &nothing, (TtlAction::None, 0));
     match conditional::<E>(client, &ctx, write, &conditions).await {
         Ok(None) => Ok(true),
         Ok(Some(_)) | Err(Error::NotFound { .. }) => Ok(false),
@@ -684,6 +657,7 @@ pub(crate) async fn reindex<E: Entity>(
 #[cfg(test)]
 mod command_exact {
     use super::*;
+    use crate::script::protocol::Switch;
     use redis::Value;
     use redis_test::{MockCmd, MockRedisConnection};
 
@@ -891,14 +865,20 @@ mod command_exact {
         );
     }
 
-    #[tokio::test]
-    async fn patch_sends_set_and_removed_fields() {
+    /// The fields of a patch that sets `name` and removes `age`.
+    fn rename_and_clear_age() -> Fields {
         let patch = UserPatch {
             name: Some("Ada L.".into()),
             age: Some(None),
         };
         let mut fields = Fields::default();
         patch.write_patch(&mut fields).expect("patch fields");
+        fields
+    }
+
+    #[tokio::test]
+    async fn patch_sends_set_and_removed_fields() {
+        let fields = rename_and_clear_age();
         let expected = evalsha(&[
             "user:u1", "p", "k", "0", "u1", "1", "name", "Ada L.", "1", "age",
         ]);
@@ -919,12 +899,7 @@ mod command_exact {
     async fn a_patch_of_unindexed_fields_sends_the_shared_patch_script() {
         // `User` has no index, so no patch touches one: the small
         // type-independent script, with the same set/remove lists.
-        let patch = UserPatch {
-            name: Some("Ada L.".into()),
-            age: Some(None),
-        };
-        let mut fields = Fields::default();
-        patch.write_patch(&mut fields).expect("patch fields");
+        let fields = rename_and_clear_age();
         assert!(!touches_index(User::descriptor(), &fields));
         let mut expected = redis::cmd("EVALSHA");
         expected
@@ -1007,13 +982,7 @@ mod command_exact {
             expected,
             Ok(Value::Array(vec![Value::Int(-3), current])),
         )]);
-        let write = Write {
-            mode: Mode::Patch,
-            key: "user:u1",
-            member: "u1",
-            fields: &fields,
-            ttl: (TtlAction::Keep, 0),
-        };
+        let write = Write::new(Mode::Patch, "user:u1", "u1", &fields, (TtlAction::Keep, 0));
         let invocation = conditional_invocation(
             script::for_entity(User::descriptor()),
             &write,

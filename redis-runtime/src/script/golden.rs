@@ -46,6 +46,22 @@ const fn index(
 
 use PatternPart::{Field, Literal};
 
+/// A job's indexes: its user's jobs by creation time, jobs by status.
+const JOB_BY_USER: IndexDescriptor = index(
+    IndexKind::Sorted,
+    "by_user_id",
+    "jobs:user:{user_id}",
+    &[Literal("jobs:user:"), Field(1)],
+    Some("created_at"),
+);
+const JOB_BY_STATUS: IndexDescriptor = index(
+    IndexKind::Set,
+    "by_status",
+    "jobs:status:{status}",
+    &[Literal("jobs:status:"), Field(2)],
+    None,
+);
+
 /// A job: sorted and set indexes, an outbox stream, no TTL.
 pub(super) static JOB: EntityDescriptor = EntityDescriptor {
     name: "Job",
@@ -62,22 +78,7 @@ pub(super) static JOB: EntityDescriptor = EntityDescriptor {
             ..field("created_at", false)
         },
     ],
-    indexes: &[
-        index(
-            IndexKind::Sorted,
-            "by_user_id",
-            "jobs:user:{user_id}",
-            &[Literal("jobs:user:"), Field(1)],
-            Some("created_at"),
-        ),
-        index(
-            IndexKind::Set,
-            "by_status",
-            "jobs:status:{status}",
-            &[Literal("jobs:status:"), Field(2)],
-            None,
-        ),
-    ],
+    indexes: &[JOB_BY_USER, JOB_BY_STATUS],
     stream: Some(StreamDescriptor {
         cross_slot: false,
         key: "jobs:stream",
@@ -160,34 +161,16 @@ fn check(name: &str, actual: &str) {
     );
 }
 
+/// The write and create scripts of each single-server type.
 #[test]
-fn job_write_script() {
-    check("job.write", &write::compile(&JOB));
-}
-
-#[test]
-fn member_write_script() {
-    check("member.write", &write::compile(&MEMBER));
-}
-
-#[test]
-fn session_write_script() {
-    check("session.write", &write::compile(&SESSION));
-}
-
-#[test]
-fn job_create_script() {
-    check("job.create", &write::compile_create(&JOB));
-}
-
-#[test]
-fn member_create_script() {
-    check("member.create", &write::compile_create(&MEMBER));
-}
-
-#[test]
-fn session_create_script() {
-    check("session.create", &write::compile_create(&SESSION));
+fn single_server_scripts() {
+    for (name, descriptor) in [("job", &JOB), ("member", &MEMBER), ("session", &SESSION)] {
+        check(&format!("{name}.write"), &write::compile(descriptor));
+        check(
+            &format!("{name}.create"),
+            &write::compile_create(descriptor),
+        );
+    }
 }
 
 /// `JOB` as another service lays it out on a Redis Cluster: each job in
@@ -196,23 +179,11 @@ static SPREAD_JOB: EntityDescriptor = EntityDescriptor {
     indexes: &[
         IndexDescriptor {
             cross_slot: true,
-            ..index(
-                IndexKind::Sorted,
-                "by_user_id",
-                "jobs:user:{user_id}",
-                &[Literal("jobs:user:"), Field(1)],
-                Some("created_at"),
-            )
+            ..JOB_BY_USER
         },
         IndexDescriptor {
             cross_slot: true,
-            ..index(
-                IndexKind::Set,
-                "by_status",
-                "jobs:status:{status}",
-                &[Literal("jobs:status:"), Field(2)],
-                None,
-            )
+            ..JOB_BY_STATUS
         },
     ],
     // A stream is one key, in no entity's slot but its own: its entry is

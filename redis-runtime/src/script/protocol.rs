@@ -17,6 +17,31 @@
 
 use std::fmt;
 
+/// An argument the script branches on: a one-letter code the invocation
+/// sends and the script's local compares.
+pub(crate) trait Switch: Copy {
+    /// The script's local holding the argument.
+    const LOCAL: &'static str;
+
+    /// The code sent for this value.
+    fn code(self) -> &'static str;
+
+    /// The code as a Lua string literal.
+    fn lua(self) -> String {
+        format!("'{}'", self.code())
+    }
+
+    /// The Lua test `<local> == '<code>'`.
+    fn is(self) -> String {
+        format!("{} == {}", Self::LOCAL, self.lua())
+    }
+
+    /// The Lua test `<local> ~= '<code>'`.
+    fn is_not(self) -> String {
+        format!("{} ~= {}", Self::LOCAL, self.lua())
+    }
+}
+
 /// What a write call does: its first argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -49,19 +74,6 @@ impl Mode {
         Mode::Increment,
     ];
 
-    /// The argument the script compares `mode` with.
-    pub(crate) const fn code(self) -> &'static str {
-        match self {
-            Mode::Create => "c",
-            Mode::Save => "s",
-            Mode::Update => "u",
-            Mode::Patch => "p",
-            Mode::Delete => "d",
-            Mode::Reindex => "x",
-            Mode::Increment => "i",
-        }
-    }
-
     /// The operation's name in error contexts.
     pub(crate) const fn verb(self) -> &'static str {
         match self {
@@ -74,20 +86,21 @@ impl Mode {
             Mode::Increment => "increment",
         }
     }
+}
 
-    /// The Lua test `mode == '<code>'`.
-    pub(crate) fn is(self) -> String {
-        format!("mode == {}", self.lua())
-    }
+impl Switch for Mode {
+    const LOCAL: &'static str = "mode";
 
-    /// The Lua test `mode ~= '<code>'`.
-    pub(crate) fn is_not(self) -> String {
-        format!("mode ~= {}", self.lua())
-    }
-
-    /// The code as a Lua string literal.
-    pub(crate) fn lua(self) -> String {
-        format!("'{}'", self.code())
+    fn code(self) -> &'static str {
+        match self {
+            Mode::Create => "c",
+            Mode::Save => "s",
+            Mode::Update => "u",
+            Mode::Patch => "p",
+            Mode::Delete => "d",
+            Mode::Reindex => "x",
+            Mode::Increment => "i",
+        }
     }
 }
 
@@ -115,25 +128,18 @@ impl TtlAction {
         TtlAction::Absolute,
         TtlAction::None,
     ];
+}
 
-    /// The argument the script compares `ttl_action` with.
-    pub(crate) const fn code(self) -> &'static str {
+impl Switch for TtlAction {
+    const LOCAL: &'static str = "ttl_action";
+
+    fn code(self) -> &'static str {
         match self {
             TtlAction::Keep => "k",
             TtlAction::Relative => "s",
             TtlAction::Absolute => "a",
             TtlAction::None => "n",
         }
-    }
-
-    /// The Lua test `ttl_action == '<code>'`.
-    pub(crate) fn is(self) -> String {
-        format!("ttl_action == '{}'", self.code())
-    }
-
-    /// The Lua test `ttl_action ~= '<code>'`.
-    pub(crate) fn is_not(self) -> String {
-        format!("ttl_action ~= '{}'", self.code())
     }
 }
 

@@ -33,7 +33,7 @@ use redis_schema::{EntityDescriptor, FieldEncoding, IndexDescriptor, IndexKind, 
 mod checks;
 mod deferred;
 
-use super::protocol::{Mode, TtlAction, WriteCode};
+use super::protocol::{Mode, Switch, TtlAction, WriteCode};
 use super::{assemble_with_rare, lua_str};
 
 /// The Lua source of the write script of `descriptor`'s entity type.
@@ -290,28 +290,26 @@ impl<'d> Writer<'d> {
 
     /// `safe(o1) and safe(o2)` for the fields of an index key (`true` if none).
     fn all_safe(&self, index: &IndexDescriptor, prefix: &str) -> String {
-        let checks: Vec<String> = self
-            .key_field_numbers(index)
-            .map(|n| format!("safe({prefix}{n})"))
-            .collect();
-        if checks.is_empty() {
-            "true".into()
-        } else {
-            checks.join(" and ")
-        }
+        self.for_every_key_field(index, |n| format!("safe({prefix}{n})"))
     }
 
-    /// `'jobs:user:' .. o1` for an index key.
     /// `n1 and n2 …`: every key value of `index` is there.
     fn all_present(&self, index: &IndexDescriptor, prefix: &str) -> String {
-        let present: Vec<String> = self
-            .key_field_numbers(index)
-            .map(|n| format!("{prefix}{n}"))
-            .collect();
-        if present.is_empty() {
+        self.for_every_key_field(index, |n| format!("{prefix}{n}"))
+    }
+
+    /// `test(1) and test(2) …` over the field numbers of an index key
+    /// (`true` if none).
+    fn for_every_key_field(
+        &self,
+        index: &IndexDescriptor,
+        test: impl Fn(usize) -> String,
+    ) -> String {
+        let tests: Vec<String> = self.key_field_numbers(index).map(test).collect();
+        if tests.is_empty() {
             "true".into()
         } else {
-            present.join(" and ")
+            tests.join(" and ")
         }
     }
 

@@ -1,5 +1,5 @@
 --- needs:
--- Claims the pending index moves of one entity (see `index::pending`):
+-- Claims the pending index moves of one entity (see `cross_slot::pending`):
 -- takes or renews the lease, then returns what the client needs to apply
 -- them, read in one step so that they agree with each other.
 --

@@ -1,5 +1,5 @@
 --- needs:
--- Ends a claim of pending index moves (see `index::pending`): when no
+-- Ends a claim of pending index moves (see `cross_slot::pending`): when no
 -- write was counted since the claim read the record, the moves it applied
 -- are the last ones, and the record and the lease go. Otherwise the lease
 -- is kept, and the claimer reads the record again; on its last round, or
@@ -11,7 +11,8 @@
 --
 -- KEYS[1] the pending index key, KEYS[2] its lease.
 -- ARGV: the claimer's token, the write count the claim read ('' if none),
--- then '0' for a round, '1' for the last round, '2' to let go only; then
+-- then the release mode ('0' a round, '1' the last round, '2' let go
+-- only: `cross_slot::pending`'s `Release`); then
 -- the record fields of the stream entries appended.
 --
 -- Returns 1 released, 0 a write came since, -1 the lease was lost (it

@@ -1,6 +1,6 @@
 #!lua
 -- Changes who holds a value of a `cross_slot` unique index on a Redis
--- Cluster (see `index::unique_claims`), in the unique hash's slot.
+-- Cluster (see `cross_slot::unique_claims`), in the unique hash's slot.
 --
 -- KEYS[1] the unique hash (value -> member, the shared layout), KEYS[2]
 -- its claims hash (value -> the token of the claim that last took it).

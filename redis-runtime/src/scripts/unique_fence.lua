@@ -2,7 +2,7 @@
 -- Before a value of a `cross_slot` unique index is taken from an entity
 -- (released, or given to another), checks in the entity's slot that the
 -- entity does not hold it, and raises the entity's unique fence in the
--- same step (see `index::unique_claims`). A write of the entity that
+-- same step (see `cross_slot::unique_claims`). A write of the entity that
 -- claimed values carries the fence it read before claiming, and is
 -- refused if the fence moved: so once this returns 1, no write the entity
 -- has in flight can set the value.

@@ -131,12 +131,18 @@ impl Process {
         }
     }
 
+    /// Stops it if it runs and starts it again on the same port.
+    pub(super) fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop();
+        self.spawn_and_wait()
+    }
+
     /// Whether it was started and not stopped (it may have died since).
     pub(super) fn is_started(&self) -> bool {
         self.child.is_some()
     }
 
-    fn is_running(&mut self) -> bool {
+    pub(super) fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
@@ -163,6 +169,33 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The arguments every data node starts with: loopback only, persistence
+/// off, in the foreground, working and logging in `dir`. Only directives
+/// Redis 7.0 and Valkey 8 both accept.
+pub(super) fn server_args(port: u16, dir: &Path) -> Vec<OsString> {
+    let port = port.to_string();
+    #[rustfmt::skip]
+    let flags = [
+        "--port", &port,
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--protected-mode", "yes",
+        // Start a full sync at once instead of waiting 5 s for more
+        // replicas.
+        "--repl-diskless-sync-delay", "0",
+    ];
+    let mut args: Vec<OsString> = flags.into_iter().map(OsString::from).collect();
+    args.extend([
+        "--dir".into(),
+        dir.into(),
+        "--logfile".into(),
+        dir.join("redis.log").into(),
+    ]);
+    args
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for a

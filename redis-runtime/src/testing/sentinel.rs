@@ -31,9 +31,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::process::{Process, connect, live_ports, percent_encode};
+use super::wait::{Awaited, CONVERGE_TIMEOUT, FAILOVER_WAIT};
 use super::{HarnessError, server_bin};
 
 mod args;
@@ -48,17 +49,10 @@ const QUORUM: usize = 2;
 const DOWN_AFTER_MS: u64 = 1000;
 /// Milliseconds a sentinel gives a failover before trying again.
 const FAILOVER_TIMEOUT_MS: u64 = 4000;
-/// How long the topology gets to come together (replica synced, sentinels
-/// aware of each other and of the replica).
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a failover (manual or after a crash) gets to complete.
-const FAILOVER_WAIT: Duration = Duration::from_secs(20);
 /// How long a node gets to become a replica every sentinel knows as one:
 /// a sentinel corrects a node's role some 8 s after it sees it wrong, and
 /// each looks at a replica only every 10 s.
 const REPLICA_WAIT: Duration = Duration::from_secs(30);
-/// How often the waits look again.
-const POLL: Duration = Duration::from_millis(50);
 
 /// How [`SentinelTopology::start_with`] builds the topology: what it
 /// protects with passwords, how many replicas, what else the data nodes
@@ -163,16 +157,12 @@ impl SentinelTopology {
             let dir = dir.path().join(format!("node-{i}"));
             nodes.push(start_data_node(&bin, &dir, &options, Some(master_port))?);
         }
-        let mut sentinels = Vec::with_capacity(SENTINELS);
-        for i in 0..SENTINELS {
-            sentinels.push(start_sentinel(
-                &bin,
-                &dir.path().join(format!("sentinel-{i}")),
-                master_name,
-                master_port,
-                &options,
-            )?);
-        }
+        let sentinels = (0..SENTINELS)
+            .map(|i| {
+                let dir = dir.path().join(format!("sentinel-{i}"));
+                start_sentinel(&bin, &dir, master_name, master_port, &options)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let topology = Self {
             master_name: master_name.to_string(),
             options,
@@ -602,31 +592,11 @@ impl SentinelTopology {
             ))
         }
     }
+}
 
-    /// Polls `check` until it succeeds, panicking after `limit` with `what`,
-    /// the last thing `check` saw and every process's log tail.
-    fn wait_until<T>(
-        &self,
-        limit: Duration,
-        what: &str,
-        mut check: impl FnMut() -> Result<T, String>,
-    ) -> T {
-        let deadline = Instant::now() + limit;
-        loop {
-            let seen = match check() {
-                Ok(value) => return value,
-                Err(seen) => seen,
-            };
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for {what} (master {:?}); last seen: \
-                     {seen}; logs: {}",
-                    self.master_name,
-                    self.log_tails()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+impl Awaited for SentinelTopology {
+    fn name(&self) -> String {
+        format!("master {:?}", self.master_name)
     }
 
     fn log_tails(&self) -> String {

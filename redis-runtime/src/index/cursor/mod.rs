@@ -739,6 +739,27 @@ pub(crate) mod tests {
         got
     }
 
+    /// Invokes `Post`'s cursor script for `page` of `index_key` on a
+    /// connection that expects exactly one `EVALSHA` with `args` and
+    /// answers `reply`.
+    async fn cursor_script(
+        index_key: &str,
+        sorted: bool,
+        page: &CursorPage,
+        reads: Reads,
+        args: &[&str],
+        reply: Value,
+    ) -> Value {
+        let scripts = script::for_entity(Post::descriptor());
+        let mut expected = redis::cmd("EVALSHA");
+        expected.arg(scripts.cursor.get_hash()).arg(1).arg(args);
+        let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
+        let invocation = invocation(scripts, index_key, sorted, page, reads);
+        let got: Value = invocation.invoke_async(&mut conn).await.expect("sent");
+        assert!(conn.is_empty(), "exactly one command");
+        got
+    }
+
     #[tokio::test]
     async fn a_first_page_reads_one_more_entry_than_it_returns() {
         let page = CursorPage::oldest_first(2);
@@ -820,11 +841,7 @@ pub(crate) mod tests {
             select(tied, page.after.as_ref(), requested(&page), 2, page.order),
             None
         );
-        let mut expected = redis::cmd("EVALSHA");
-        expected
-            .arg(script::for_entity(Post::descriptor()).cursor.get_hash())
-            .arg(1)
-            .arg(&["posts:author:ann", "z", "1", "0", "2", "1", "c", "7"]);
+        let args = ["posts:author:ann", "z", "1", "0", "2", "1", "c", "7"];
         let reply = Value::Array(vec![
             Value::Int(1),
             bulk("c0"),
@@ -842,16 +859,8 @@ pub(crate) mod tests {
                     .to_vec(),
             ),
         ]);
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
-        let invocation = invocation(
-            script::for_entity(Post::descriptor()),
-            "posts:author:ann",
-            true,
-            &page,
-            Reads::Hashes,
-        );
-        let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
-        assert!(conn.is_empty(), "exactly one command");
+        let reply =
+            cursor_script("posts:author:ann", true, &page, Reads::Hashes, &args, reply).await;
         let (got, more, hashes) =
             script_entries("posts:author:ann", reply, true, true).expect("entries");
         assert_eq!(got, entries(&[("c0", 7.0), ("d", 8.0)]));
@@ -863,22 +872,9 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_set_page_asks_the_script_for_ids_after_the_cursor() {
         let page = CursorPage::by_id(10).after(Cursor::set("u:7"));
-        let mut expected = redis::cmd("EVALSHA");
-        expected
-            .arg(script::for_entity(Post::descriptor()).cursor.get_hash())
-            .arg(1)
-            .arg(&["posts:tag:rust", "s", "0", "0", "10", "1", "u:7"]);
+        let args = ["posts:tag:rust", "s", "0", "0", "10", "1", "u:7"];
         let reply = Value::Array(vec![Value::Int(0), bulk("u:8"), bulk("v")]);
-        let mut conn = MockRedisConnection::new(vec![MockCmd::new(expected, Ok(reply))]);
-        let invocation = invocation(
-            script::for_entity(Post::descriptor()),
-            "posts:tag:rust",
-            false,
-            &page,
-            Reads::Ids,
-        );
-        let reply: Value = invocation.invoke_async(&mut conn).await.expect("sent");
-        assert!(conn.is_empty(), "exactly one command");
+        let reply = cursor_script("posts:tag:rust", false, &page, Reads::Ids, &args, reply).await;
         let (got, more, _) = script_entries("posts:tag:rust", reply, false, false).expect("ids");
         let ids: Vec<&str> = got.iter().map(|e| e.member.as_str()).collect();
         assert_eq!(ids, ["u:8", "v"]);

@@ -271,13 +271,16 @@ struct Want {
 /// entity of this type (absent, another type, or undecodable).
 type Values = Option<BTreeMap<&'static str, String>>;
 
-fn hash_of(parts: &[&str]) -> u64 {
+/// A 64-bit digest of `value`, for the sets of keys and entries a walk
+/// has met (`SCAN` may return one twice): 8 bytes each, not the text.
+pub(crate) fn hash_of(value: &(impl Hash + ?Sized)) -> u64 {
     let mut hasher = DefaultHasher::new();
-    parts.hash(&mut hasher);
+    value.hash(&mut hasher);
     hasher.finish()
 }
 
-fn parse_pattern(pattern: &'static str) -> Result<KeyPattern> {
+/// Parses a descriptor's key pattern; a bad one is a `CONFIG` error.
+pub(crate) fn parse_pattern(pattern: &'static str) -> Result<KeyPattern> {
     KeyPattern::parse(pattern)
         .map_err(|e| Error::Config(format!("bad key pattern {pattern:?}: {e}")))
 }

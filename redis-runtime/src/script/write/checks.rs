@@ -8,7 +8,7 @@ use redis_schema::IndexKind;
 
 use super::{Writer, creates, starts_from_stored};
 use crate::script::lua_str;
-use crate::script::protocol::{Mode, WriteCode, arg, key};
+use crate::script::protocol::{Mode, Switch, WriteCode, arg, key};
 
 impl Writer<'_> {
     pub(super) fn arguments(&mut self) {

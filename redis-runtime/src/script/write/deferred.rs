@@ -8,7 +8,7 @@ use redis_schema::{IndexDescriptor, IndexKind};
 
 use super::{Writer, creates};
 use crate::script::lua_str;
-use crate::script::protocol::{Mode, WriteCode, arg, key};
+use crate::script::protocol::{Mode, Switch, WriteCode, arg, key};
 
 /// The Lua text the pending record's field of a unique value to release
 /// starts with, for index number `i` (the value follows; see

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use super::nodes::{expect_replica_entry, expect_serving, info_field};
 use super::{
-    BUS_PORT_OFFSET, CONVERGE_TIMEOUT, ClusterTopology, MASTERS, NODE_TIMEOUT_MS, NODES,
-    PORT_ATTEMPTS, SLOTS,
+    BUS_PORT_OFFSET, ClusterTopology, MASTERS, NODE_TIMEOUT_MS, NODES, PORT_ATTEMPTS, SLOTS,
 };
-use crate::testing::process::Process;
+use crate::testing::process::{Process, server_args};
+use crate::testing::wait::{Awaited, CONVERGE_TIMEOUT};
 use crate::testing::{HarnessError, free_port};
 
 /// The slot range the `i`th master gets at start, as `redis-cli --cluster
@@ -73,13 +73,7 @@ pub(super) fn start_node(
 /// persistence off) plus cluster mode with a 1 s node timeout. Only
 /// directives Redis 7.0 and Valkey 8 both accept.
 pub(super) fn node_args(port: u16, dir: &Path) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--port".into(), port.to_string().into()];
-    for arg in ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] {
-        args.push(arg.into());
-    }
-    for arg in ["--daemonize", "no", "--protected-mode", "yes"] {
-        args.push(arg.into());
-    }
+    let mut args = server_args(port, dir);
     args.push("--cluster-enabled".into());
     args.push("yes".into());
     // Relative to `--dir`: each node's own file in its own directory.
@@ -87,14 +81,6 @@ pub(super) fn node_args(port: u16, dir: &Path) -> Vec<OsString> {
     args.push(format!("nodes-{port}.conf").into());
     args.push("--cluster-node-timeout".into());
     args.push(NODE_TIMEOUT_MS.to_string().into());
-    // Start a full sync at once instead of waiting 5 s for more replicas.
-    for arg in ["--repl-diskless-sync-delay", "0"] {
-        args.push(arg.into());
-    }
-    args.push("--dir".into());
-    args.push(dir.into());
-    args.push("--logfile".into());
-    args.push(dir.join("redis.log").into());
     args
 }
 

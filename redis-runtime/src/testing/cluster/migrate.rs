@@ -5,6 +5,7 @@
 use super::launch::check_slot;
 use super::{AGREE_WAIT, ClusterTopology, MIGRATE_BATCH, MIGRATE_IO_TIMEOUT, MIGRATE_TIMEOUT_MS};
 use crate::testing::process::connect;
+use crate::testing::wait::Awaited;
 
 impl ClusterTopology {
     /// Moves `slot` and its keys to the master on `to`, by hand: `CLUSTER

@@ -45,6 +45,7 @@ use launch::{check_slot, start_node};
 use nodes::{NodeEntry, expect_replica_entry, expect_serving, info_field, parse_cluster_nodes};
 
 use super::process::{Process, connect, live_ports};
+use super::wait::{Awaited, FAILOVER_WAIT};
 use super::{HarnessError, server_bin};
 
 /// How many masters share the slots; each has one replica.
@@ -59,17 +60,11 @@ const BUS_PORT_OFFSET: u16 = 10000;
 const NODE_TIMEOUT_MS: u64 = 1000;
 /// Free ports tried for one whose bus port is free as well.
 const PORT_ATTEMPTS: usize = 50;
-/// How long the cluster gets to come together (nodes meet, replicas sync,
-/// every node `cluster_state:ok`). A master stays `fail` for its first
-/// 2 s whatever happens.
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the live nodes get to agree (on a slot's master, the masters,
 /// a moved slot).
 const AGREE_WAIT: Duration = Duration::from_secs(10);
 /// How long a master's replica gets to be in sync before a failover.
 const REPLICA_WAIT: Duration = Duration::from_secs(20);
-/// How long a failover (manual or after a crash) gets to complete.
-const FAILOVER_WAIT: Duration = Duration::from_secs(20);
 /// A manual failover the server has not completed after this long has
 /// timed out (the server gives it 5 s) and is asked for again.
 const MANUAL_FAILOVER_RETRY: Duration = Duration::from_secs(6);
@@ -77,8 +72,6 @@ const MANUAL_FAILOVER_RETRY: Duration = Duration::from_secs(6);
 const MIGRATE_BATCH: usize = 10;
 /// `MIGRATE`'s own timeout, in milliseconds.
 const MIGRATE_TIMEOUT_MS: u64 = 5000;
-/// How often the waits look again.
-const POLL: Duration = Duration::from_millis(25);
 /// Read timeout of a `MIGRATE`, which waits for the target.
 const MIGRATE_IO_TIMEOUT: Duration = Duration::from_millis(MIGRATE_TIMEOUT_MS + 1000);
 
@@ -127,14 +120,9 @@ impl ClusterTopology {
         let dir = tempfile::Builder::new()
             .prefix("redis-runtime-cluster-")
             .tempdir()?;
-        let mut nodes = Vec::with_capacity(NODES);
-        for i in 0..NODES {
-            nodes.push(start_node(
-                &bin,
-                &dir.path().join(format!("node-{i}")),
-                extra,
-            )?);
-        }
+        let nodes = (0..NODES)
+            .map(|i| start_node(&bin, &dir.path().join(format!("node-{i}")), extra))
+            .collect::<Result<Vec<_>, _>>()?;
         let topology = Self { nodes, _dir: dir };
         topology.form();
         Ok(topology)
@@ -549,32 +537,6 @@ impl ClusterTopology {
         self.query(port, args).unwrap_or_else(|e| self.fail(&e))
     }
 
-    /// Polls `check` until it succeeds, panicking after `limit` with `what`,
-    /// the last thing `check` saw and every node's log tail.
-    fn wait_until<T>(
-        &self,
-        limit: Duration,
-        what: &str,
-        mut check: impl FnMut() -> Result<T, String>,
-    ) -> T {
-        let deadline = Instant::now() + limit;
-        loop {
-            let seen = match check() {
-                Ok(value) => return value,
-                Err(seen) => seen,
-            };
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {limit:?} waiting for {what} (cluster {:?}); last seen: \
-                     {seen}; logs: {}",
-                    self.seed_ports(),
-                    self.log_tails()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
     /// Panics with `what` and every node's log tail.
     fn fail(&self, what: &str) -> ! {
         panic!(
@@ -582,6 +544,12 @@ impl ClusterTopology {
             self.seed_ports(),
             self.log_tails()
         )
+    }
+}
+
+impl Awaited for ClusterTopology {
+    fn name(&self) -> String {
+        format!("cluster {:?}", self.seed_ports())
     }
 
     fn log_tails(&self) -> String {

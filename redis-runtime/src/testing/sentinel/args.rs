@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::super::process::Process;
+use super::super::process::{Process, server_args};
 use super::super::{HarnessError, free_port};
 use super::{DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, QUORUM, SentinelOptions};
 
@@ -54,21 +54,7 @@ fn data_node_args(
     password: Option<&str>,
     replica_of: Option<u16>,
 ) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["--port".into(), port.to_string().into()];
-    for arg in ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] {
-        args.push(arg.into());
-    }
-    for arg in ["--daemonize", "no", "--protected-mode", "yes"] {
-        args.push(arg.into());
-    }
-    // Start a full sync at once instead of waiting 5 s for more replicas.
-    for arg in ["--repl-diskless-sync-delay", "0"] {
-        args.push(arg.into());
-    }
-    args.push("--dir".into());
-    args.push(dir.into());
-    args.push("--logfile".into());
-    args.push(dir.join("redis.log").into());
+    let mut args = server_args(port, dir);
     if let Some(password) = password {
         for arg in ["--requirepass", password, "--masterauth", password] {
             args.push(arg.into());

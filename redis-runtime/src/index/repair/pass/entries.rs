@@ -139,6 +139,34 @@ impl<E: Entity> Pass<'_, E> {
     /// pass. `pending_ops` are commands sent before the first batch (the
     /// `SCAN` step), `fraction` the phase's share done before this key and
     /// this key's share of it.
+    /// Reads the type of `key` (one command, counted in `ops`): whether it
+    /// is the index's. A key of another type is passed over as foreign
+    /// data; an absent one is simply not there.
+    async fn holds_index_type(
+        &mut self,
+        index: &'static IndexDescriptor,
+        key: &str,
+        ops: &mut u64,
+    ) -> Result<bool> {
+        let expected = index.kind.redis_type();
+        let found = scan::type_of(self.client, &self.ctx, key).await?;
+        *ops += 1;
+        if found == expected {
+            return Ok(true);
+        }
+        if found != "none" {
+            self.skip(
+                key.to_owned(),
+                SkipReason::WrongIndexType {
+                    index: index.name,
+                    expected,
+                    found,
+                },
+            );
+        }
+        Ok(false)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn walk_index_key(
         &mut self,
@@ -152,25 +180,8 @@ impl<E: Entity> Pass<'_, E> {
         fraction: (f64, f64),
     ) -> Result<bool> {
         let mut ops = pending_ops;
-        let expected = index.kind.redis_type();
-        if start == 0 {
-            let found = scan::type_of(self.client, &self.ctx, key).await?;
-            ops += 1;
-
-            if found == "none" {
-                return Ok(self.step(after_key, ops, fraction.0 + fraction.1).await == Flow::Stop);
-            }
-            if found != expected {
-                self.skip(
-                    key.to_owned(),
-                    SkipReason::WrongIndexType {
-                        index: index.name,
-                        expected,
-                        found,
-                    },
-                );
-                return Ok(self.step(after_key, ops, fraction.0 + fraction.1).await == Flow::Stop);
-            }
+        if start == 0 && !self.holds_index_type(index, key, &mut ops).await? {
+            return Ok(self.step(after_key, ops, fraction.0 + fraction.1).await == Flow::Stop);
         }
         // Entries `ZSCAN` returns twice (possible while the set is resized)
         // are checked once.
@@ -185,19 +196,7 @@ impl<E: Entity> Pass<'_, E> {
                 Ok(step) => step,
                 Err(Unreadable::WrongType) => {
                     // Replaced by another type since its `TYPE`.
-                    let found = scan::type_of(self.client, &self.ctx, key).await?;
-                    ops += 1;
-
-                    if found != "none" {
-                        self.skip(
-                            key.to_owned(),
-                            SkipReason::WrongIndexType {
-                                index: index.name,
-                                expected,
-                                found,
-                            },
-                        );
-                    }
+                    self.holds_index_type(index, key, &mut ops).await?;
                     return Ok(
                         self.step(after_key, ops, fraction.0 + fraction.1).await == Flow::Stop
                     );
