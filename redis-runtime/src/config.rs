@@ -290,6 +290,15 @@ impl Config {
     pub fn is_cluster(&self) -> bool {
         matches!(self.topology, Topology::Cluster(_))
     }
+
+    /// What answers requests, for classifying their errors.
+    pub(crate) fn deployment(&self) -> crate::error::Deployment {
+        if self.is_cluster() {
+            crate::error::Deployment::Cluster
+        } else {
+            crate::error::Deployment::Server
+        }
+    }
 }
 
 /// Builder for [`Config`]; see [`Config::builder`].

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 mod classify;
 
+pub(crate) use classify::Deployment;
 pub use classify::Unavailability;
 use classify::{Class, Classified, classify};
 
@@ -351,7 +352,16 @@ impl Error {
     /// redis-rs error text holds no credentials (its connection info redacts
     /// passwords), so it is kept as the message.
     pub fn from_redis(error: &redis::RedisError, context: Context) -> Self {
-        Self::from_classified(classify(error), context, 0)
+        Self::from_redis_on(error, context, Deployment::Server)
+    }
+
+    /// [`Error::from_redis`] for an error from `deployment`.
+    pub(crate) fn from_redis_on(
+        error: &redis::RedisError,
+        context: Context,
+        deployment: Deployment,
+    ) -> Self {
+        Self::from_classified(classify(error, deployment), context, 0)
     }
 
     /// Records that the operation waited `waited_ms` for a transient state

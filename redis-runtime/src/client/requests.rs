@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::TRACE_TARGET;
 use crate::config::AckReplicas;
-use crate::error::{Context, Error, Result, Unavailability};
+use crate::error::{Context, Error, Result};
 use crate::transport::{Effect, Payload, Request};
 
 use super::{Client, Connection, Source, duration_ms};
@@ -98,29 +98,13 @@ impl Client {
         request: Request<'_>,
     ) -> Result<T> {
         let deadline = self.inner.config.operation_timeout;
-        let cluster = self.inner.config.is_cluster();
+        let deployment = self.inner.config.deployment();
         let payload = request.payload();
         self.run_retrying(context, deadline, request.effect(), |mut conn| async move {
-            match payload.send(&mut conn).await {
-                Ok(value) => Ok(value),
-                // redis-rs loaded the script and tried once more; on a
-                // cluster mid-failover the load can miss the new primary.
-                // One server answering NOSCRIPT twice stays a command error.
-                Err(e)
-                    if cluster
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    Err(Error::Unavailable {
-                        context: Context::default(),
-                        reason: Unavailability::ScriptMissing,
-                        message: e.to_string(),
-                        waited_ms: 0,
-                        outcome_unknown: false,
-                    })
-                }
-                Err(e) => Err(e.into()),
-            }
+            payload
+                .send(&mut conn)
+                .await
+                .map_err(|e| Error::from_redis_on(&e, Context::default(), deployment))
         })
         .await
     }

@@ -21,7 +21,10 @@
 //!   slot, [`LEASE`](crate::script::LEASE) long): one client at a time
 //!   applies an entity's record.
 //! - **round**: claim the lease and read the record with the hash, move
-//!   the entries, release; repeated while writes came in between.
+//!   the entries, release; repeated while writes came in between. Every
+//!   loop of the protocol that can lose a race runs a bounded number of
+//!   rounds ([`Retry`]): applying a record, claiming or releasing a value,
+//!   sending a write with its claim token.
 //! - **move**: `SADD`/`ZADD`/`SREM`/`ZREM` of one index entry, idempotent.
 //! - **settle** (`index::settle`): finds records with `SCAN` on every
 //!   primary and applies them; for records whose client died.

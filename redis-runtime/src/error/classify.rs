@@ -122,12 +122,21 @@ pub(crate) struct Classified {
     pub(crate) said: String,
 }
 
-/// Classifies `error`. For a pipeline, the first failing command decides.
-pub(crate) fn classify(error: &RedisError) -> Classified {
+/// What answered: one server (alone or Sentinel's master) or a cluster.
+/// A few replies mean something else on a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deployment {
+    Server,
+    Cluster,
+}
+
+/// Classifies `error` from `deployment`. For a pipeline, the first failing
+/// command decides.
+pub(crate) fn classify(error: &RedisError, deployment: Deployment) -> Classified {
     let reply = server_reply(error);
     let class = match reply.as_ref().map(|(code, _)| code.as_str()) {
-        Some(code) => class_of_reply(code),
-        None => class_of_transport(error),
+        Some(code) => class_of_reply(code, deployment),
+        None => class_of_transport(error, deployment),
     };
     let said = match reply {
         Some((code, Some(detail))) if !detail.trim().is_empty() => format!("{code} {detail}"),
@@ -141,7 +150,7 @@ pub(crate) fn classify(error: &RedisError) -> Classified {
 }
 
 /// The class of a server error reply, by its code (the first word).
-fn class_of_reply(code: &str) -> Class {
+fn class_of_reply(code: &str, deployment: Deployment) -> Class {
     match code {
         "LOADING" => Class::NotRun(Unavailability::Loading),
         "BUSY" => Class::NotRun(Unavailability::Busy),
@@ -158,7 +167,12 @@ fn class_of_reply(code: &str) -> Class {
         // popped or moved anything; redis-rs has no kind for it.
         "UNBLOCKED" => Class::NotRun(Unavailability::Unblocked),
         // redis-rs answers NOSCRIPT itself (it loads the script and sends
-        // the call again); one that still surfaces is not a passing state.
+        // the call again). On a cluster mid-failover the load can miss the
+        // new primary, which a later attempt reaches; one server answering
+        // it twice is not a passing state.
+        "NOSCRIPT" if deployment == Deployment::Cluster => {
+            Class::NotRun(Unavailability::ScriptMissing)
+        }
         "OOM" => Class::OutOfMemory,
         "NOAUTH" | "WRONGPASS" => Class::Auth,
         "NOPERM" => Class::NoPerm,
@@ -167,7 +181,7 @@ fn class_of_reply(code: &str) -> Class {
 }
 
 /// The class of an error that is not a server reply.
-fn class_of_transport(error: &RedisError) -> Class {
+fn class_of_transport(error: &RedisError, deployment: Deployment) -> Class {
     match error.kind() {
         ErrorKind::AuthenticationFailed => return Class::Auth,
         // A cluster connection had no connection to the node the request
@@ -177,7 +191,7 @@ fn class_of_transport(error: &RedisError) -> Class {
             return Class::NotRun(Unavailability::Connection);
         }
         // Built by redis-rs itself with a server kind (not parsed from a reply).
-        ErrorKind::Server(kind) => return class_of_reply(server_kind_code(kind)),
+        ErrorKind::Server(kind) => return class_of_reply(server_kind_code(kind), deployment),
         _ => {}
     }
     if error.is_timeout() {
@@ -204,6 +218,7 @@ fn server_kind_code(kind: ServerErrorKind) -> &'static str {
         ServerErrorKind::MasterDown => "MASTERDOWN",
         ServerErrorKind::ReadOnly => "READONLY",
         ServerErrorKind::NoPerm => "NOPERM",
+        ServerErrorKind::NoScript => "NOSCRIPT",
         _ => "ERR",
     }
 }
@@ -234,6 +249,10 @@ fn non_empty(said: String, error: &RedisError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classify_on_server(error: &RedisError) -> Classified {
+        classify(error, Deployment::Server)
+    }
 
     /// The error redis-rs makes of the server's reply `-<line>\r\n`.
     fn reply(line: &str) -> RedisError {
@@ -290,7 +309,7 @@ mod tests {
             ),
         ];
         for (line, state) in cases {
-            let classified = classify(&reply(line));
+            let classified = classify_on_server(&reply(line));
             assert_eq!(classified.class, Class::NotRun(state), "{line}");
             assert_eq!(classified.said, line);
             assert!(!classified.class.outcome_unknown(), "{line}");
@@ -355,7 +374,7 @@ mod tests {
             ("ERR unknown command 'FOO'", Class::Command),
         ];
         for (line, class) in cases {
-            let classified = classify(&reply(line));
+            let classified = classify_on_server(&reply(line));
             assert_eq!(classified.class, class, "{line}");
             assert_eq!(classified.said, line);
             assert!(!class.outcome_unknown(), "{line}: refused, so not run");
@@ -363,18 +382,27 @@ mod tests {
     }
 
     #[test]
-    fn noscript_that_survives_the_reload_is_a_command_error() {
-        let classified = classify(&reply("NOSCRIPT No matching script. Please use EVAL."));
+    fn noscript_that_survives_the_reload_is_a_command_error_on_one_server_only() {
+        let noscript = reply("NOSCRIPT No matching script. Please use EVAL.");
+        let classified = classify_on_server(&noscript);
         assert_eq!(classified.class, Class::Command);
         assert_eq!(
             classified.said,
             "NOSCRIPT No matching script. Please use EVAL."
         );
+        // On a cluster the script may have been loaded on a node that was
+        // no longer the slot's primary: the call did not run.
+        let classified = classify(&noscript, Deployment::Cluster);
+        assert_eq!(
+            classified.class,
+            Class::NotRun(Unavailability::ScriptMissing)
+        );
+        assert!(!classified.class.outcome_unknown());
     }
 
     #[test]
     fn a_refused_connection_did_not_run_anything() {
-        let classified = classify(&io(std::io::ErrorKind::ConnectionRefused));
+        let classified = classify_on_server(&io(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(classified.class, Class::NotRun(Unavailability::Connection));
         assert!(!classified.class.outcome_unknown(), "nothing was sent");
     }
@@ -387,7 +415,7 @@ mod tests {
             std::io::ErrorKind::UnexpectedEof,
             std::io::ErrorKind::ConnectionAborted,
         ] {
-            let classified = classify(&io(kind));
+            let classified = classify_on_server(&io(kind));
             assert_eq!(classified.class, Class::Dropped, "{kind:?}");
             assert!(classified.class.outcome_unknown());
             assert!(!classified.said.is_empty());
@@ -396,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_response_timeout_leaves_the_outcome_unknown() {
-        let classified = classify(&io(std::io::ErrorKind::TimedOut));
+        let classified = classify_on_server(&io(std::io::ErrorKind::TimedOut));
         assert_eq!(classified.class, Class::TimedOut);
         assert!(classified.class.outcome_unknown());
     }
@@ -407,14 +435,14 @@ mod tests {
             ErrorKind::AuthenticationFailed,
             "Password authentication failed",
         ));
-        assert_eq!(classify(&auth).class, Class::Auth);
+        assert_eq!(classify_on_server(&auth).class, Class::Auth);
         let loading = RedisError::from((
             ErrorKind::Server(ServerErrorKind::BusyLoading),
             "loading",
             "Redis is loading the dataset in memory".to_owned(),
         ));
         assert_eq!(
-            classify(&loading).class,
+            classify_on_server(&loading).class,
             Class::NotRun(Unavailability::Loading)
         );
     }
@@ -422,12 +450,12 @@ mod tests {
     #[test]
     fn a_message_is_never_empty() {
         let blank = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), ""));
-        let classified = classify(&blank);
+        let classified = classify_on_server(&blank);
         assert_eq!(classified.class, Class::NoPerm);
         assert!(!classified.said.trim().is_empty(), "{classified:?}");
         let bare = reply("BUSY");
-        assert_eq!(classify(&bare).said, "BUSY");
+        assert_eq!(classify_on_server(&bare).said, "BUSY");
         let client = RedisError::from((ErrorKind::Client, ""));
-        assert!(!classify(&client).said.trim().is_empty());
+        assert!(!classify_on_server(&client).said.trim().is_empty());
     }
 }
