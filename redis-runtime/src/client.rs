@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,6 +31,9 @@ use open::{cluster_client, cluster_connection, open_client, standalone_manager};
 
 pub(crate) use cluster::require_same_slot;
 pub use connection::Connection;
+#[cfg(test)]
+pub(crate) use connection::Scripted;
+use connection::SharedNode;
 pub use health::{HEALTH_TIMEOUT, Health};
 
 /// A cheap-to-clone handle to one Redis server.
@@ -133,7 +135,7 @@ impl Endpoint {
 }
 
 /// The shared connection.
-type Shared = NodeOrCluster<ConnectionManager>;
+type Shared = NodeOrCluster<SharedNode>;
 
 /// What the client has observed about its link, for tracing: redis-rs
 /// reconnects internally, so we report the transitions we can see from the
@@ -162,6 +164,44 @@ impl Client {
         Self::connect_with_metrics(config, NoMetrics).await
     }
 
+    /// A client of `source`, its link in `slot`, in its first state.
+    fn assemble(config: Config, source: Source, slot: Slot, metrics: Arc<dyn Metrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                source,
+                link: RwLock::new(slot),
+                refreshed: tokio::sync::Mutex::new(None),
+                link_state: LinkState::default(),
+                link_generation: tokio::sync::watch::Sender::new(0),
+                round_trips: Arc::default(),
+                metrics,
+                in_flight: TaskTracker::new(),
+                closed: CancellationToken::new(),
+                server: RwLock::new(None),
+                eviction_warned: AtomicBool::new(false),
+                next_seed: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// A client of `config` whose every request goes to `scripted`, which
+    /// expects exact commands in order: for unit tests of what a protocol
+    /// sends after each reply. A cluster `config` makes it behave as on a
+    /// cluster (its scripts, its error rules), with every slot on the one
+    /// scripted connection.
+    #[cfg(test)]
+    pub(crate) fn scripted(config: Config, scripted: Scripted) -> Self {
+        let endpoint = redis::Client::open("redis://127.0.0.1/").expect("a valid URL");
+        let link = Link {
+            endpoint: Endpoint::Node(endpoint),
+            shared: NodeOrCluster::Node(SharedNode::Scripted(scripted)),
+            acks: AckBatch::default(),
+        };
+        let slot = Slot::Ready(Arc::new(link));
+        Self::assemble(config, Source::Fixed, slot, Arc::new(NoMetrics))
+    }
+
     /// Like [`Client::connect`], reporting every operation to `metrics`.
     pub async fn connect_with_metrics(config: Config, metrics: impl Metrics) -> Result<Self> {
         let (source, slot) = match &config.topology {
@@ -172,7 +212,7 @@ impl Client {
                     Source::Fixed,
                     Slot::Ready(Arc::new(Link {
                         endpoint: Endpoint::Node(client),
-                        shared: NodeOrCluster::Node(manager),
+                        shared: NodeOrCluster::Node(SharedNode::Manager(manager)),
                         acks: AckBatch::default(),
                     })),
                 )
@@ -194,23 +234,7 @@ impl Client {
                 (Source::Sentinel(Arc::new(lookup)), Slot::Unresolved)
             }
         };
-        let client = Self {
-            inner: Arc::new(Inner {
-                config,
-                source,
-                link: RwLock::new(slot),
-                refreshed: tokio::sync::Mutex::new(None),
-                link_state: LinkState::default(),
-                link_generation: tokio::sync::watch::Sender::new(0),
-                round_trips: Arc::default(),
-                metrics: Arc::new(metrics),
-                in_flight: TaskTracker::new(),
-                closed: CancellationToken::new(),
-                server: RwLock::new(None),
-                eviction_warned: AtomicBool::new(false),
-                next_seed: AtomicUsize::new(0),
-            }),
-        };
+        let client = Self::assemble(config, source, slot, Arc::new(metrics));
         let config = &client.inner.config;
         if let Source::Sentinel(lookup) = &client.inner.source {
             client.watch_master_switches(lookup.clone());

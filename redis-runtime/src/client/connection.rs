@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::error::{Context, Error, Result};
@@ -13,6 +13,110 @@ use crate::transport::connection::{BlockingConnection, NodeOrCluster};
 
 use super::cluster::not_on_cluster;
 use super::{Client, Endpoint, Link, Shared, duration_ms};
+
+/// The one server's end of the shared connection: redis-rs's
+/// reconnecting manager, or in unit tests a scripted connection that
+/// expects exact commands (so the protocol's state transitions are tested
+/// without a server).
+#[derive(Clone)]
+pub(super) enum SharedNode {
+    Manager(ConnectionManager),
+    #[cfg(test)]
+    Scripted(Scripted),
+}
+
+/// A scripted connection for unit tests: `redis_test`'s mock, which
+/// answers each expected command in order, plus a log of every command
+/// that was not the one expected (the mock answers those with an error,
+/// which a caller that ignores errors would hide).
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct Scripted {
+    mock: redis_test::MockRedisConnection,
+    unexpected: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[cfg(test)]
+impl Scripted {
+    /// Expects `steps`, in order.
+    pub(crate) fn new(steps: Vec<redis_test::MockCmd>) -> Self {
+        Scripted {
+            mock: redis_test::MockRedisConnection::new(steps),
+            unexpected: Arc::default(),
+        }
+    }
+
+    /// Panics unless every expected command was sent, in order, and
+    /// nothing else.
+    pub(crate) fn assert_done(&self) {
+        let unexpected = self.unexpected.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            unexpected.is_empty(),
+            "unexpected commands: {unexpected:#?}"
+        );
+        assert!(self.mock.is_empty(), "expected commands were not sent");
+    }
+
+    /// `sent`, logging the error it answers for an unexpected command.
+    fn logged<'a, T: Send + 'a>(
+        unexpected: Arc<std::sync::Mutex<Vec<String>>>,
+        sent: redis::RedisFuture<'a, T>,
+    ) -> redis::RedisFuture<'a, T> {
+        Box::pin(async move {
+            let result = sent.await;
+            if let Err(e) = &result
+                && e.kind() == redis::ErrorKind::Client
+            {
+                unexpected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(e.to_string());
+            }
+            result
+        })
+    }
+}
+
+impl redis::aio::ConnectionLike for SharedNode {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            SharedNode::Manager(manager) => manager.req_packed_command(cmd),
+            #[cfg(test)]
+            SharedNode::Scripted(scripted) => {
+                let unexpected = scripted.unexpected.clone();
+                Scripted::logged(unexpected, scripted.mock.req_packed_command(cmd))
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            SharedNode::Manager(manager) => manager.req_packed_commands(pipeline, offset, count),
+            #[cfg(test)]
+            SharedNode::Scripted(scripted) => {
+                let unexpected = scripted.unexpected.clone();
+                let sent = scripted.mock.req_packed_commands(pipeline, offset, count);
+                Scripted::logged(unexpected, sent)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            SharedNode::Manager(manager) => manager.get_db(),
+            #[cfg(test)]
+            SharedNode::Scripted(scripted) => redis::aio::ConnectionLike::get_db(&scripted.mock),
+        }
+    }
+}
 
 /// The shared connection as handed to [`Client::run`] closures: use it
 /// with any redis-rs command, pipeline or script. Cheap to clone.

@@ -16,7 +16,7 @@ use crate::transport::acks::{AckBatch, attached_replicas};
 use crate::transport::connection::NodeOrCluster;
 
 use super::open::{manager_config, open_client};
-use super::{Client, Endpoint, Link, Slot, Source, duration_ms};
+use super::{Client, Endpoint, Link, SharedNode, Slot, Source, duration_ms};
 
 /// How long a node a Sentinel told to become the master is asked whether
 /// it is one yet: it takes a few milliseconds, the failover's whole
@@ -174,7 +174,7 @@ impl Client {
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
         *slot = Slot::Ready(Arc::new(Link {
             endpoint: Endpoint::Node(client),
-            shared: NodeOrCluster::Node(manager),
+            shared: NodeOrCluster::Node(SharedNode::Manager(manager)),
             acks: AckBatch::default(),
         }));
         self.inner.link_generation.send_modify(|moves| *moves += 1);

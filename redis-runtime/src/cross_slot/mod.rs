@@ -148,5 +148,7 @@
 pub(crate) mod pending;
 mod rounds;
 mod token;
+#[cfg(test)]
+mod transitions;
 pub(crate) use rounds::Retry;
 pub(crate) mod unique_claims;

@@ -151,7 +151,7 @@ pub(crate) async fn apply_claimed<E: Entity>(
 
 /// The rounds of claim (the first one given, when a write took it), moves,
 /// stream entries and release, under `token`.
-async fn rounds<E: Entity>(
+pub(super) async fn rounds<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,

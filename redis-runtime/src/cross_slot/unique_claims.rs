@@ -22,10 +22,10 @@ use crate::transport::Request;
 /// than any write takes between reading it and writing.
 pub(crate) const FENCE_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
-static CLAIM: LazyLock<redis::Script> =
+pub(super) static CLAIM: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_claim.lua")));
 
-static FENCE: LazyLock<redis::Script> =
+pub(super) static FENCE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("../scripts/unique_fence.lua")));
 
 /// The hash field a unique index keeps unique (the descriptor's
