@@ -105,6 +105,17 @@ enum Slot {
     Closed,
 }
 
+impl Slot {
+    /// A new link to `endpoint` over `shared`, ready.
+    fn ready(endpoint: Endpoint, shared: Shared) -> Self {
+        Slot::Ready(Arc::new(Link {
+            endpoint,
+            shared,
+            acks: AckBatch::default(),
+        }))
+    }
+}
+
 /// A server (or a cluster) and the shared connection to it, shared by
 /// every operation that took it (an `Arc`: taking it on the hot path
 /// copies nothing).
@@ -193,12 +204,8 @@ impl Client {
     #[cfg(test)]
     pub(crate) fn scripted(config: Config, scripted: Scripted) -> Self {
         let endpoint = redis::Client::open("redis://127.0.0.1/").expect("a valid URL");
-        let link = Link {
-            endpoint: Endpoint::Node(endpoint),
-            shared: NodeOrCluster::Node(SharedNode::Scripted(scripted)),
-            acks: AckBatch::default(),
-        };
-        let slot = Slot::Ready(Arc::new(link));
+        let shared = NodeOrCluster::Node(SharedNode::Scripted(scripted));
+        let slot = Slot::ready(Endpoint::Node(endpoint), shared);
         Self::assemble(config, Source::Fixed, slot, Arc::new(NoMetrics))
     }
 
@@ -208,25 +215,16 @@ impl Client {
             Topology::Standalone => {
                 let client = open_client(config.connection_info.clone(), &config)?;
                 let manager = standalone_manager(&config, client.clone()).await?;
-                (
-                    Source::Fixed,
-                    Slot::Ready(Arc::new(Link {
-                        endpoint: Endpoint::Node(client),
-                        shared: NodeOrCluster::Node(SharedNode::Manager(manager)),
-                        acks: AckBatch::default(),
-                    })),
-                )
+                let shared = NodeOrCluster::Node(SharedNode::Manager(manager));
+                (Source::Fixed, Slot::ready(Endpoint::Node(client), shared))
             }
             Topology::Cluster(seeds) => {
                 let client = cluster_client(&config, seeds)?;
                 let cluster = cluster_connection(&config, &client).await?;
+                let shared = NodeOrCluster::Cluster(Redirecting::new(cluster));
                 (
                     Source::Fixed,
-                    Slot::Ready(Arc::new(Link {
-                        endpoint: Endpoint::Cluster(client),
-                        shared: NodeOrCluster::Cluster(Redirecting::new(cluster)),
-                        acks: AckBatch::default(),
-                    })),
+                    Slot::ready(Endpoint::Cluster(client), shared),
                 )
             }
             Topology::Sentinel(settings) => {

@@ -12,7 +12,7 @@ use crate::TRACE_TARGET;
 use crate::config::AckReplicas;
 use crate::error::{Context, Error, Result};
 use crate::sentinel::{MasterLookup, Notice};
-use crate::transport::acks::{AckBatch, attached_replicas};
+use crate::transport::acks::attached_replicas;
 use crate::transport::connection::NodeOrCluster;
 
 use super::open::{manager_config, open_client};
@@ -172,11 +172,8 @@ impl Client {
             manager_config(&self.inner.config),
         )
         .map_err(|e| Error::from_redis(&e, Context::new("connect", "")))?;
-        *slot = Slot::Ready(Arc::new(Link {
-            endpoint: Endpoint::Node(client),
-            shared: NodeOrCluster::Node(SharedNode::Manager(manager)),
-            acks: AckBatch::default(),
-        }));
+        let shared = NodeOrCluster::Node(SharedNode::Manager(manager));
+        *slot = Slot::ready(Endpoint::Node(client), shared);
         self.inner.link_generation.send_modify(|moves| *moves += 1);
         let endpoint = self.inner.config.endpoint();
         match previous {

@@ -43,9 +43,11 @@ fn client(steps: Vec<MockCmd>) -> (Client, Scripted) {
     (Client::scripted(config, scripted.clone()), scripted)
 }
 
-fn scripts(client: &Client) -> &'static EntityScripts {
+/// `Order`'s cluster scripts.
+fn scripts() -> &'static EntityScripts {
+    let (probe, _) = client(Vec::new());
     let ctx = Context::new("test", "order:{id}");
-    script::for_client(client, Order::descriptor(), &ctx).expect("cluster scripts")
+    script::for_client(&probe, Order::descriptor(), &ctx).expect("cluster scripts")
 }
 
 /// The keys every call of `Order`'s scripts in `KEY`'s slot declares
@@ -108,20 +110,32 @@ fn release(scripts: &EntityScripts, writes: &str, mode: &str, reply: i64) -> Moc
     )
 }
 
-async fn run_rounds(client: &Client) -> crate::Result<Applied> {
-    let scripts = scripts(client);
-    rounds::<Order>(client, scripts, KEY, "o1", TOKEN, None, &mut Vec::new()).await
+/// A round on a queued order whose record lists its queued key: the
+/// claim, the move, and the release in `mode`, answered with `reply`.
+fn queued_round(s: &EntityScripts, mode: &str, reply: i64) -> [MockCmd; 3] {
+    [
+        claim(s, "1", &["orders:status:queued"], "queued"),
+        moved("SADD", "orders:status:queued"),
+        release(s, "1", mode, reply),
+    ]
+}
+
+/// Runs the rounds of `o1`'s record against `steps`, which must all be
+/// sent, in order, and nothing else.
+async fn rounds_against(steps: Vec<MockCmd>) -> crate::Result<Applied> {
+    let (client, scripted) = client(steps);
+    let applied =
+        rounds::<Order>(&client, scripts(), KEY, "o1", TOKEN, None, &mut Vec::new()).await;
+    scripted.assert_done();
+    applied
 }
 
 #[tokio::test]
 async fn a_write_during_a_round_makes_the_holder_claim_again_and_move_what_it_left() {
-    let (probe, _) = client(Vec::new());
-    let s = scripts(&probe);
-    let (client, scripted) = client(vec![
-        claim(s, "1", &["orders:status:queued"], "queued"),
-        moved("SADD", "orders:status:queued"),
-        // A write (queued -> running) came since the claim read count 1.
-        release(s, "1", "0", 0),
+    let s = scripts();
+    // A write (queued -> running) came since the first claim read count 1.
+    let mut steps = Vec::from(queued_round(s, "0", 0));
+    steps.extend([
         claim(
             s,
             "2",
@@ -132,68 +146,55 @@ async fn a_write_during_a_round_makes_the_holder_claim_again_and_move_what_it_le
         moved("SADD", "orders:status:running"),
         release(s, "2", "0", 1),
     ]);
-    assert_eq!(run_rounds(&client).await.expect("applied"), Applied::Done);
-    scripted.assert_done();
+    let applied = rounds_against(steps).await.expect("applied");
+    assert_eq!(applied, Applied::Done);
 }
 
 #[tokio::test]
 async fn the_last_round_lets_the_lease_go_and_leaves_the_record() {
-    let (probe, _) = client(Vec::new());
-    let s = scripts(&probe);
+    let s = scripts();
     let mut steps = Vec::new();
     for round in Retry::Record.rounds() {
-        steps.push(claim(s, "1", &["orders:status:queued"], "queued"));
-        steps.push(moved("SADD", "orders:status:queued"));
         let mode = if round.is_last() { "1" } else { "0" };
-        steps.push(release(s, "1", mode, 0));
+        steps.extend(queued_round(s, mode, 0));
     }
-    let (client, scripted) = client(steps);
-    assert_eq!(run_rounds(&client).await.expect("left"), Applied::Left);
-    scripted.assert_done();
+    let applied = rounds_against(steps).await.expect("left");
+    assert_eq!(applied, Applied::Left);
 }
 
 #[tokio::test]
 async fn a_failed_move_keeps_the_record_and_lets_the_lease_go() {
-    let (probe, _) = client(Vec::new());
-    let s = scripts(&probe);
+    let s = scripts();
     let oom = redis::parse_redis_value(b"-OOM command not allowed\r\n")
         .expect("parses")
         .extract_error()
         .expect_err("an error reply");
     let mut pipe = redis::pipe();
     pipe.cmd("SADD").arg("orders:status:queued").arg("o1");
-    let (client, scripted) = client(vec![
+    let steps = vec![
         claim(s, "1", &["orders:status:queued"], "queued"),
         MockCmd::with_values(pipe, Err::<Vec<Value>, _>(oom)),
         release(s, "1", "2", 0),
-    ]);
-    let err = run_rounds(&client).await.expect_err("the move failed");
+    ];
+    let err = rounds_against(steps).await.expect_err("the move failed");
     assert_eq!(err.code(), "STORAGE_OOM");
-    scripted.assert_done();
 }
 
 #[tokio::test]
 async fn a_lost_lease_ends_the_rounds_and_a_held_or_empty_record_sends_nothing_more() {
-    let (probe, _) = client(Vec::new());
-    let s = scripts(&probe);
-    let (client, scripted) = client(vec![
-        claim(s, "1", &["orders:status:queued"], "queued"),
-        moved("SADD", "orders:status:queued"),
-        release(s, "1", "0", -1),
-    ]);
-    assert_eq!(run_rounds(&client).await.expect("left"), Applied::Left);
-    scripted.assert_done();
+    let s = scripts();
+    let applied = rounds_against(queued_round(s, "0", -1).into()).await;
+    assert_eq!(applied.expect("left"), Applied::Left);
 
     let mut keys = record_keys();
     keys.push(KEY.into());
     let lease_ms = LEASE.as_millis().to_string();
     for (reply, applied) in [(-1, Applied::Busy), (0, Applied::Nothing)] {
-        let (client, scripted) = self::client(vec![MockCmd::new(
+        let steps = vec![MockCmd::new(
             evalsha(&s.pending_claim, &keys, &[TOKEN, &lease_ms]),
             Ok(Value::Array(vec![Value::Int(reply)])),
-        )]);
-        assert_eq!(run_rounds(&client).await.expect("claimed"), applied);
-        scripted.assert_done();
+        )];
+        assert_eq!(rounds_against(steps).await.expect("claimed"), applied);
     }
 }
 

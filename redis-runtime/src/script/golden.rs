@@ -161,6 +161,15 @@ fn check(name: &str, actual: &str) {
     );
 }
 
+/// Checks the cluster write and create scripts of `descriptor` against
+/// their golden files (`<name>.cluster.write`, `.create`) and returns them.
+fn check_cluster_scripts(name: &str, descriptor: &'static EntityDescriptor) -> [String; 2] {
+    let scripts = [false, true].map(|create| write::compile_deferring(descriptor, create));
+    check(&format!("{name}.cluster.write"), &scripts[0]);
+    check(&format!("{name}.cluster.create"), &scripts[1]);
+    scripts
+}
+
 /// The write and create scripts of each single-server type.
 #[test]
 fn single_server_scripts() {
@@ -203,11 +212,7 @@ static SPREAD_JOB: EntityDescriptor = EntityDescriptor {
 /// stream and no TTL registry.
 #[test]
 fn spread_job_cluster_write_script() {
-    let write = write::compile_deferring(&SPREAD_JOB, false);
-    check("spread_job.cluster.write", &write);
-    let create = write::compile_deferring(&SPREAD_JOB, true);
-    check("spread_job.cluster.create", &create);
-    for script in [&write, &create] {
+    for script in check_cluster_scripts("spread_job", &SPREAD_JOB) {
         for absent in [
             "'SADD'",
             "'ZADD'",
@@ -254,11 +259,7 @@ static SPREAD_USER: EntityDescriptor = EntityDescriptor {
 /// pending key, and takes the token as `ARGV[5]`.
 #[test]
 fn spread_user_cluster_write_script() {
-    let write = write::compile_deferring(&SPREAD_USER, false);
-    check("spread_user.cluster.write", &write);
-    let create = write::compile_deferring(&SPREAD_USER, true);
-    check("spread_user.cluster.create", &create);
-    for script in [&write, &create] {
+    for script in check_cluster_scripts("spread_user", &SPREAD_USER) {
         assert!(
             !script.contains("users:by_email', n"),
             "no unique hash access"
