@@ -20,7 +20,7 @@
 //! - **lease** ([`redis_schema::pending_index_lease_key`], in the entity's
 //!   slot, [`LEASE`](crate::script::LEASE) long): one client at a time
 //!   applies an entity's record.
-//! - **round**: claim the lease and read the record with the hash, move
+//! - **round**: take the lease and read the record with the hash, move
 //!   the entries, release; repeated while writes came in between. Every
 //!   loop of the protocol that can lose a race runs a bounded number of
 //!   rounds ([`Retry`]): applying a record, claiming or releasing a value,
@@ -36,6 +36,8 @@
 //!   a counter a write must find unchanged since it read it; raised when
 //!   a value is taken from the entity.
 //! - **claim token**: the token a write carries to set a value it claimed.
+//! - **claim** means only this: taking a unique value for an entity. The
+//!   pending record is *leased*, not claimed; `XCLAIM` is the streams'.
 //!
 //! # The pending record
 //!
@@ -48,7 +50,7 @@
 //! index key that may still hold the entity and counts the writes. The
 //! record is durable before the write returns; the moves follow:
 //!
-//! 1. **claim** (one script in the entity's slot): take the record's lease
+//! 1. **lease** (one script in the entity's slot): take the record's lease
 //!    ([`redis_schema::pending_index_lease_key`], so one client at a time
 //!    applies an entity's moves) and read the record and the entity's hash
 //!    together;
@@ -57,16 +59,16 @@
 //!    key it no longer renders (`SREM`/`ZREM`): idempotent commands, one
 //!    pipeline per slot;
 //! 3. **release** (one script in the entity's slot): if no write was
-//!    counted since the claim, the moves applied are the last ones and the
-//!    record goes; otherwise claim again (a write that came in between
+//!    counted since the lease was taken, the moves applied are the last
+//!    ones and the record goes; otherwise take it again (a write that came in between
 //!    listed the key it left, so the next round removes that too).
 //!
-//! The write script itself takes the first claim when it records moves
+//! The write script itself takes the first lease when it records moves
 //! (saving a round trip), and the writing client goes on from there
-//! ([`pending::apply_claimed`]); a write that finds the lease held leaves its moves
-//! to the holder, whose release then fails and who claims again. A client
+//! ([`pending::apply_leased`]); a write that finds the lease held leaves its moves
+//! to the holder, whose release then fails and who takes the lease again. A client
 //! that dies first leaves the record to [`settle`](pending::settle), which finds records
-//! with `SCAN` on every primary and claims them ([`pending::apply`]).
+//! with `SCAN` on every primary and applies them ([`pending::apply`]).
 //!
 //! Until the moves are applied a query may miss the entity at its new
 //! key or meet it at its old one; queries of a
@@ -137,7 +139,7 @@
 //! 5. Stream entries of a `stream_cross_slot` type are appended at least
 //!    once, in the order of the writes.
 //!
-//! Holes: a client that stalls longer than the lease between its claim
+//! Holes: a client that stalls longer than the lease between taking it
 //! and its moves may re-add an entry the next holder removed (`verify`
 //! reports it, `rebuild` removes it); a fence lives
 //! [`FENCE_LIFETIME`](unique_claims::FENCE_LIFETIME) after it was last

@@ -14,12 +14,14 @@ use crate::client::Client;
 use crate::codec::{reply_pairs, value_kind};
 use crate::entity::model::Entity;
 use crate::error::{Context, Error, Result};
+use crate::script::protocol::LEASED_TAG;
 use crate::script::{self, EntityScripts, LEASE};
 
 /// How a release ends a round: the release script's third argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Release {
-    /// Remove the record and the lease if no write came since the claim;
+    /// Remove the record and the lease if no write came since the lease was
+    /// taken;
     /// else keep both, for the next round.
     Round,
     /// As `Round`, but let the lease go if a write came: no round
@@ -45,7 +47,7 @@ impl Release {
 enum Released {
     /// The record and the lease are gone.
     Done,
-    /// A write came since the claim: the record stays.
+    /// A write came since the lease was taken: the record stays.
     WriteCame,
     /// The lease had expired and another client took it over.
     LeaseLost,
@@ -76,7 +78,7 @@ pub(crate) enum Applied {
 }
 
 /// Applies the pending index moves of the entity at `key` (`member` in
-/// its indexes), if any, claiming them first. See the module docs.
+/// its indexes), if any, taking the lease first. See the module docs.
 pub(crate) async fn apply<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
@@ -96,61 +98,59 @@ pub(crate) async fn apply<E: Entity>(
     .await
 }
 
-/// The claim a write script took of the moves it recorded (see
-/// `script::write`): its token, and the record and hash it read.
-pub(crate) struct Claim {
+/// The lease a write script took on the moves it recorded (see
+/// `script::write`): its token, and the lease script's reply it gave (the
+/// record and hash it read).
+pub(crate) struct Lease {
     token: String,
-    claimed: redis::Value,
+    reply: redis::Value,
 }
 
-/// Splits a write script's reply into the write's own reply and the claim
-/// it took, if it wrapped its reply in one (`{ 'claimed', reply, token,
-/// claim }`).
-pub(crate) fn split_claim(reply: redis::Value) -> (redis::Value, Option<Claim>) {
+/// Splits a write script's reply into the write's own reply and the lease
+/// it took, if it wrapped its reply in one (`{ LEASED_TAG, reply, token,
+/// lease reply }`).
+pub(crate) fn split_lease(reply: redis::Value) -> (redis::Value, Option<Lease>) {
     let tagged = |parts: &[redis::Value]| {
         parts.len() == 4
-            && matches!(&parts[0], redis::Value::BulkString(tag) if tag.as_slice() == b"claimed")
+            && matches!(&parts[0], redis::Value::BulkString(tag) if tag.as_slice() == LEASED_TAG.as_bytes())
     };
     let mut parts = match reply {
         redis::Value::Array(parts) if tagged(&parts) => parts,
         other => return (other, None),
     };
-    let claimed = parts.pop().unwrap_or(redis::Value::Nil);
+    let leased = parts.pop().unwrap_or(redis::Value::Nil);
     let token = match parts.pop() {
         Some(redis::Value::BulkString(token)) => String::from_utf8_lossy(&token).into_owned(),
         _ => String::new(),
     };
     let reply = parts.pop().unwrap_or(redis::Value::Nil);
-    (reply, Some(Claim { token, claimed }))
+    (
+        reply,
+        Some(Lease {
+            token,
+            reply: leased,
+        }),
+    )
 }
 
-/// Applies the moves a write claimed (see [`Claim`]), then goes on like
+/// Applies the moves a write took the lease on (see [`Lease`]), then goes on like
 /// [`apply`] while writes come. Adds to `appended` the id of each stream
 /// entry it appended, after the record field that held it (which a write
 /// that recorded an entry returned in place of its id).
-pub(crate) async fn apply_claimed<E: Entity>(
+pub(crate) async fn apply_leased<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
     key: &str,
     member: &str,
-    claim: Claim,
+    lease: Lease,
     appended: &mut Vec<(String, String)>,
 ) -> Result<Applied> {
-    let Claim { token, claimed } = claim;
-    rounds::<E>(
-        client,
-        scripts,
-        key,
-        member,
-        &token,
-        Some(claimed),
-        appended,
-    )
-    .await
+    let Lease { token, reply } = lease;
+    rounds::<E>(client, scripts, key, member, &token, Some(reply), appended).await
 }
 
-/// The rounds of claim (the first one given, when a write took it), moves,
-/// stream entries and release, under `token`.
+/// The rounds of taking the lease (the first lease reply given, when a
+/// write took it), moves, stream entries and release, under `token`.
 pub(super) async fn rounds<E: Entity>(
     client: &Client,
     scripts: &EntityScripts,
@@ -168,22 +168,21 @@ pub(super) async fn rounds<E: Entity>(
     let (pending, lease) = pending_keys(key, &ctx)?;
     for round in Retry::Record.rounds() {
         let reply = match first.take() {
-            Some(claimed) => claimed,
+            Some(leased) => leased,
             None => {
-                let mut claim = scripts.call(&scripts.pending_claim, key);
-                claim
-                    .key(&pending)
+                let mut take = scripts.call(&scripts.pending_lease, key);
+                take.key(&pending)
                     .key(&lease)
                     .key(key)
                     .arg(token)
                     .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX));
-                client.write_idempotent(ctx.clone(), &claim).await?
+                client.write_idempotent(ctx.clone(), &take).await?
             }
         };
-        let Some(record) = claimed(&ctx, key, reply)? else {
+        let Some(record) = read_lease(&ctx, key, reply)? else {
             return Ok(Applied::Nothing);
         };
-        let Claimed::Held {
+        let LeaseReply::Held {
             writes,
             listed,
             released,
@@ -212,7 +211,7 @@ pub(super) async fn rounds<E: Entity>(
         };
         let moved = match moved {
             Ok(()) if scripts.fences => {
-                unique_claims::settle::<E>(client, &ctx, member, &released, &hash, key).await
+                unique_claims::reconcile::<E>(client, &ctx, member, &released, &hash, key).await
             }
             other => other,
         };
@@ -270,8 +269,8 @@ fn pending_keys(key: &str, ctx: &Context) -> Result<(String, String)> {
         })
 }
 
-/// A claim's outcome.
-enum Claimed {
+/// What taking the lease came to.
+enum LeaseReply {
     /// Another client holds the lease.
     Taken,
     /// The lease is ours: the write count read, the listed index keys with
@@ -287,8 +286,8 @@ enum Claimed {
     },
 }
 
-/// Reads the claim script's reply; `None` when nothing was pending.
-fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claimed>> {
+/// Reads the lease script's reply; `None` when nothing was pending.
+fn read_lease(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<LeaseReply>> {
     let shape = |reason: String| Error::Decode {
         context: ctx.clone(),
         key: key.to_string(),
@@ -297,15 +296,15 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
     };
     let redis::Value::Array(mut parts) = reply else {
         return Err(shape(format!(
-            "expected a claim reply, found {}",
+            "expected a lease reply, found {}",
             value_kind(&reply)
         )));
     };
     match parts.first() {
         Some(redis::Value::Int(0)) => return Ok(None),
-        Some(redis::Value::Int(-1)) => return Ok(Some(Claimed::Taken)),
+        Some(redis::Value::Int(-1)) => return Ok(Some(LeaseReply::Taken)),
         Some(redis::Value::Int(1)) if parts.len() == 3 => {}
-        _ => return Err(shape("unexpected claim reply".into())),
+        _ => return Err(shape("unexpected lease reply".into())),
     }
     let hash = parts.pop().unwrap_or(redis::Value::Nil);
     let record = parts.pop().unwrap_or(redis::Value::Nil);
@@ -340,7 +339,7 @@ fn claimed(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Claim
     }
     // Appended in the order they were written.
     entries.sort_by_key(|entry| entry.write);
-    Ok(Some(Claimed::Held {
+    Ok(Some(LeaseReply::Held {
         writes,
         listed,
         released,
@@ -742,35 +741,35 @@ mod tests {
     }
 
     #[test]
-    fn a_claimed_write_reply_is_split_and_a_plain_one_kept() {
-        let claimed = Value::Array(vec![
+    fn a_leased_write_reply_is_split_and_a_plain_one_kept() {
+        let leased = Value::Array(vec![
             Value::Int(1),
             Value::Array(vec![]),
             Value::Array(vec![]),
         ]);
         let wrapped = Value::Array(vec![
-            bulk("claimed"),
+            bulk(LEASED_TAG),
             Value::Array(vec![Value::Int(2), bulk("7")]),
             bulk("1700000000.5.3"),
-            claimed.clone(),
+            leased.clone(),
         ]);
-        let (reply, claim) = split_claim(wrapped);
+        let (reply, lease) = split_lease(wrapped);
         assert_eq!(reply, Value::Array(vec![Value::Int(2), bulk("7")]));
-        let claim = claim.expect("a claim");
-        assert_eq!(claim.token, "1700000000.5.3");
-        assert_eq!(claim.claimed, claimed);
+        let lease = lease.expect("a lease");
+        assert_eq!(lease.token, "1700000000.5.3");
+        assert_eq!(lease.reply, leased);
 
         // A write's own `{code, detail}` reply, even one of four parts
-        // that does not start with the tag, is not a claim.
+        // that does not start with the tag, is not a lease.
         for plain in [
             Value::Int(1),
             bulk("1-0"),
             Value::Array(vec![Value::Int(-2), bulk("by_email")]),
             Value::Array(vec![bulk("x"), Value::Int(1), bulk("t"), Value::Nil]),
         ] {
-            let (reply, claim) = split_claim(plain.clone());
+            let (reply, lease) = split_lease(plain.clone());
             assert_eq!(reply, plain);
-            assert!(claim.is_none());
+            assert!(lease.is_none());
         }
     }
 }

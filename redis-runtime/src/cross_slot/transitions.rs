@@ -2,7 +2,7 @@
 //! claiming a unique value), against a scripted
 //! connection: each test gives the replies a cluster would give, in
 //! order, and checks the exact command the client sends after each one
-//! (the release mode, another claim, letting the lease go), so a broken
+//! (the release mode, another lease, letting the lease go), so a broken
 //! transition fails without a cluster.
 
 use redis::Value;
@@ -69,9 +69,9 @@ fn evalsha(script: &redis::Script, keys: &[String], args: &[&str]) -> redis::Cmd
     cmd
 }
 
-/// The claim of the record, answered with the record (`writes` counted,
-/// the index keys listed) and the entity's status.
-fn claim(scripts: &EntityScripts, writes: &str, listed: &[&str], status: &str) -> MockCmd {
+/// Taking the lease on the record, answered with the record (`writes`
+/// counted, the index keys listed) and the entity's status.
+fn lease(scripts: &EntityScripts, writes: &str, listed: &[&str], status: &str) -> MockCmd {
     let mut keys = record_keys();
     keys.push(KEY.into());
     let lease_ms = LEASE.as_millis().to_string();
@@ -85,7 +85,7 @@ fn claim(scripts: &EntityScripts, writes: &str, listed: &[&str], status: &str) -
         texts(&["id", "o1", "status", status]),
     ]);
     MockCmd::new(
-        evalsha(&scripts.pending_claim, &keys, &[TOKEN, &lease_ms]),
+        evalsha(&scripts.pending_lease, &keys, &[TOKEN, &lease_ms]),
         Ok(reply),
     )
 }
@@ -111,10 +111,10 @@ fn release(scripts: &EntityScripts, writes: &str, mode: &str, reply: i64) -> Moc
 }
 
 /// A round on a queued order whose record lists its queued key: the
-/// claim, the move, and the release in `mode`, answered with `reply`.
+/// lease, the move, and the release in `mode`, answered with `reply`.
 fn queued_round(s: &EntityScripts, mode: &str, reply: i64) -> [MockCmd; 3] {
     [
-        claim(s, "1", &["orders:status:queued"], "queued"),
+        lease(s, "1", &["orders:status:queued"], "queued"),
         moved("SADD", "orders:status:queued"),
         release(s, "1", mode, reply),
     ]
@@ -131,12 +131,12 @@ async fn rounds_against(steps: Vec<MockCmd>) -> crate::Result<Applied> {
 }
 
 #[tokio::test]
-async fn a_write_during_a_round_makes_the_holder_claim_again_and_move_what_it_left() {
+async fn a_write_during_a_round_makes_the_holder_lease_again_and_move_what_it_left() {
     let s = scripts();
-    // A write (queued -> running) came since the first claim read count 1.
+    // A write (queued -> running) came since the first lease read count 1.
     let mut steps = Vec::from(queued_round(s, "0", 0));
     steps.extend([
-        claim(
+        lease(
             s,
             "2",
             &["orders:status:queued", "orders:status:running"],
@@ -172,7 +172,7 @@ async fn a_failed_move_keeps_the_record_and_lets_the_lease_go() {
     let mut pipe = redis::pipe();
     pipe.cmd("SADD").arg("orders:status:queued").arg("o1");
     let steps = vec![
-        claim(s, "1", &["orders:status:queued"], "queued"),
+        lease(s, "1", &["orders:status:queued"], "queued"),
         MockCmd::with_values(pipe, Err::<Vec<Value>, _>(oom)),
         release(s, "1", "2", 0),
     ];
@@ -191,10 +191,10 @@ async fn a_lost_lease_ends_the_rounds_and_a_held_or_empty_record_sends_nothing_m
     let lease_ms = LEASE.as_millis().to_string();
     for (reply, applied) in [(-1, Applied::Busy), (0, Applied::Nothing)] {
         let steps = vec![MockCmd::new(
-            evalsha(&s.pending_claim, &keys, &[TOKEN, &lease_ms]),
+            evalsha(&s.pending_lease, &keys, &[TOKEN, &lease_ms]),
             Ok(Value::Array(vec![Value::Int(reply)])),
         )];
-        assert_eq!(rounds_against(steps).await.expect("claimed"), applied);
+        assert_eq!(rounds_against(steps).await.expect("leased"), applied);
     }
 }
 

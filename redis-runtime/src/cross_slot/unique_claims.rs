@@ -356,7 +356,7 @@ impl<'a> UniqueValue<'a> {
 /// entry): then the values the entity holds are mapped where no entity
 /// holds them in the hash. A write that left a value claimed the one it
 /// holds now, so that step is skipped for it.
-pub(crate) async fn settle<E: Entity>(
+pub(crate) async fn reconcile<E: Entity>(
     client: &Client,
     ctx: &Context,
     member: &str,

@@ -47,12 +47,12 @@ async fn write<E: Entity>(
 ) -> Result<WriteOutcome> {
     let ctx = context::<E>(mode.verb());
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let (reply, claim) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
+    let (reply, lease) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
         write_invocation(scripts, mode, &key, &member, &fields, ttl, token)
     })
     .await?;
     let mut outcome = write_outcome(write_reply(reply, &ctx)?, ctx, key.clone());
-    let appended = apply_deferred::<E>(client, scripts, &key, &member, claim).await;
+    let appended = apply_deferred::<E>(client, scripts, &key, &member, lease).await;
     if let Ok(done) = &mut outcome
         && let Some(field) = &done.stream_id
         && field.starts_with(redis_schema::PENDING_STREAM_ENTRY)
@@ -71,19 +71,19 @@ async fn write<E: Entity>(
 /// claimed first (only on a cluster, see `cross_slot::unique_claims`), claims
 /// them and sends it again with the token it gave, for as long as the
 /// token goes stale before the write runs (up to
-/// [`Retry::Write`]). Returns the write's reply and the claim it
-/// took of its pending moves.
+/// [`Retry::Write`]). Returns the write's reply and the lease it
+/// took on its pending moves.
 async fn send_write<E: Entity>(
     client: &Client,
     ctx: &Context,
     (scripts, key, member): (&EntityScripts, &str, &str),
     invocation: impl Fn(&str) -> redis::ScriptInvocation<'static>,
-) -> Result<(redis::Value, Option<pending::Claim>)> {
+) -> Result<(redis::Value, Option<pending::Lease>)> {
     let mut token = String::new();
     let mut last = None;
     for _ in Retry::Write.rounds() {
-        let (reply, claim) =
-            pending::split_claim(client.write(ctx.clone(), &invocation(&token)).await?);
+        let (reply, lease) =
+            pending::split_lease(client.write(ctx.clone(), &invocation(&token)).await?);
         let Some(wanted) = unique_claims::Wanted::of(&reply) else {
             let written = || {
                 matches!(
@@ -96,7 +96,7 @@ async fn send_write<E: Entity>(
                 // the claims recorded beside it are released.
                 release_claims::<E>(client, scripts, key, member).await;
             }
-            return Ok((reply, claim));
+            return Ok((reply, lease));
         };
         if let Err(error) = unique_claims::claim::<E>(client, ctx, member, &wanted).await {
             release_claims::<E>(client, scripts, key, member).await;
@@ -138,7 +138,7 @@ async fn release_claims<E: Entity>(
 }
 
 /// After a write, on a cluster, applies the `cross_slot` index moves and
-/// the `stream_cross_slot` entry it recorded and claimed (see
+/// the `stream_cross_slot` entry it recorded and took the lease on (see
 /// `cross_slot::pending`), returning the ids of the stream entries appended
 /// after their record fields; nothing when it recorded none, or another
 /// client holds the lease. The write itself is done and durable, and so
@@ -150,13 +150,13 @@ async fn apply_deferred<E: Entity>(
     scripts: &EntityScripts,
     key: &str,
     member: &str,
-    claim: Option<pending::Claim>,
+    lease: Option<pending::Lease>,
 ) -> Vec<(String, String)> {
     let mut appended = Vec::new();
-    let Some(claim) = claim else {
+    let Some(lease) = lease else {
         return appended;
     };
-    let applied = pending::apply_claimed::<E>(client, scripts, key, member, claim, &mut appended);
+    let applied = pending::apply_leased::<E>(client, scripts, key, member, lease, &mut appended);
     if let Err(error) = applied.await {
         tracing::warn!(
             target: crate::TRACE_TARGET,
@@ -330,12 +330,12 @@ async fn conditional<E: Entity>(
     conditions: &Fields,
 ) -> Result<Option<redis::Value>> {
     let scripts = script::for_client(client, E::descriptor(), ctx)?;
-    let (reply, claim) =
+    let (reply, lease) =
         send_write::<E>(client, ctx, (scripts, write.key, write.member), |token| {
             conditional_invocation(scripts, &write, conditions, token)
         })
         .await?;
-    apply_deferred::<E>(client, scripts, write.key, write.member, claim).await;
+    apply_deferred::<E>(client, scripts, write.key, write.member, lease).await;
     match write_reply(reply, ctx)? {
         (WriteCode::ConditionFailed, hash) => Ok(Some(hash)),
         reply => write_outcome(reply, ctx.clone(), write.key.to_string()).map(|_| None),
@@ -435,11 +435,11 @@ pub async fn increment<E: Entity>(
     let ctx = context::<E>("increment");
     let EntityKey { key, member } = key.map_err(|e| e.with_context(ctx.clone()))?;
     let scripts = script::for_client(client, E::descriptor(), &ctx)?;
-    let (reply, claim) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
+    let (reply, lease) = send_write::<E>(client, &ctx, (scripts, &key, &member), |token| {
         increment_invocation(scripts, &key, &member, field, by, bounds, token)
     })
     .await?;
-    apply_deferred::<E>(client, scripts, &key, &member, claim).await;
+    apply_deferred::<E>(client, scripts, &key, &member, lease).await;
     match write_reply(reply, &ctx)? {
         (WriteCode::Overwritten, counted) => detail_text(&counted)
             .and_then(|text| text.parse().ok())

@@ -102,9 +102,10 @@ pub(crate) struct EntityScripts {
     /// cluster copy of a type with such an index (see
     /// `cross_slot::unique_claims`).
     pub(crate) fences: bool,
-    /// Claims an entity's pending index moves (`scripts/pending_claim.lua`).
-    pub(crate) pending_claim: redis::Script,
-    /// Ends a claim, removing the record if no write came since
+    /// Takes the lease on an entity's pending index moves and reads them
+    /// (`scripts/pending_lease.lua`).
+    pub(crate) pending_lease: redis::Script,
+    /// Ends a round, removing the record and the lease if no write came since
     /// (`scripts/pending_release.lua`).
     pub(crate) pending_release: redis::Script,
 }
@@ -238,9 +239,9 @@ fn for_target(descriptor: &'static EntityDescriptor, target: Target) -> &'static
             expire: fixed("expire", include_str!("../scripts/expire.lua")),
             cursor: fixed("cursor", include_str!("../scripts/cursor.lua")),
             bulk_delete: script(bulk_delete_source(descriptor)),
-            pending_claim: fixed(
+            pending_lease: fixed(
                 "pending claim",
-                include_str!("../scripts/pending_claim.lua"),
+                include_str!("../scripts/pending_lease.lua"),
             ),
             pending_release: fixed(
                 "pending release",

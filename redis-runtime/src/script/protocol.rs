@@ -42,6 +42,11 @@ pub(crate) trait Switch: Copy {
     }
 }
 
+/// The first element of a write's reply when the write also took the
+/// lease on the moves it recorded (`{ LEASED_TAG, reply, token, lease
+/// reply }`; see `cross_slot::pending`).
+pub(crate) const LEASED_TAG: &str = "leased";
+
 /// What a write call does: its first argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {

@@ -87,11 +87,11 @@ fn generate(descriptor: &EntityDescriptor, create_only: bool, defer: bool) -> St
     w.pending_moves();
     w.registry();
     w.outbox();
-    let claims = w.claims_pending_moves();
-    // With a claim, the reply goes inside the claim's (`claims_pending_moves`).
+    let leases = w.leases_pending_moves();
+    // With a lease, the reply goes inside the lease's (`leases_pending_moves`).
     let give = |reply: &str| {
-        if claims {
-            format!("return with_claim({reply})")
+        if leases {
+            format!("return with_lease({reply})")
         } else {
             format!("return {reply}")
         }

@@ -1,16 +1,16 @@
 --- needs:
--- Ends a claim of pending index moves (see `cross_slot::pending`): when no
--- write was counted since the claim read the record, the moves it applied
+-- Ends a round of applying pending index moves (see `cross_slot::pending`): when no
+-- write was counted since the lease was taken and the record read, the moves it applied
 -- are the last ones, and the record and the lease go. Otherwise the lease
--- is kept, and the claimer reads the record again; on its last round, or
+-- is kept, and the holder reads the record again; on its last round, or
 -- when its moves failed, it lets the lease go (and keeps the record), so
 -- the next write's client can take over.
 --
--- The stream entries the claimer appended go from the record whatever
+-- The stream entries the holder appended go from the record whatever
 -- came since, so that no later round appends them again.
 --
 -- KEYS[1] the pending index key, KEYS[2] its lease.
--- ARGV: the claimer's token, the write count the claim read ('' if none),
+-- ARGV: the holder's token, the write count it read ('' if none),
 -- then the release mode ('0' a round, '1' the last round, '2' let go
 -- only: `cross_slot::pending`'s `Release`); then
 -- the record fields of the stream entries appended.

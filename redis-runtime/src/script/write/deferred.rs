@@ -8,7 +8,7 @@ use redis_schema::{IndexDescriptor, IndexKind};
 
 use super::{Writer, creates};
 use crate::script::lua_str;
-use crate::script::protocol::{Mode, Switch, WriteCode, arg, key};
+use crate::script::protocol::{LEASED_TAG, Mode, Switch, WriteCode, arg, key};
 
 /// The Lua text the pending record's field of a unique value to release
 /// starts with, for index number `i` (the value follows; see
@@ -155,21 +155,21 @@ impl Writer<'_> {
         self.line("end");
     }
 
-    /// When this write recorded moves, it also claims them, saving the
-    /// client the claim's round trip (`cross_slot::pending`): it takes the
-    /// lease (`KEYS[3]`) if no other client holds it, with a token of its
-    /// own (the server's clock and the write count, unique per entity),
-    /// and wraps its reply as `{ 'claimed', reply, token, { 1, record,
-    /// hash } }`, the last part shaped like the claim script's reply. A
+    /// When this write recorded moves, it also takes the lease on them,
+    /// saving the client that round trip (`cross_slot::pending`): it takes
+    /// the lease (`KEYS[3]`) if no other client holds it, with a token of
+    /// its own (the server's clock and the write count, unique per entity),
+    /// and wraps its reply as `{ LEASED_TAG, reply, token, { 1, record,
+    /// hash } }`, the last part shaped like the lease script's reply. A
     /// lease held by another client leaves the moves to it: the reply is
     /// plain. Returns whether the script has this step.
-    pub(super) fn claims_pending_moves(&mut self) -> bool {
+    pub(super) fn leases_pending_moves(&mut self) -> bool {
         if !self.defer {
             return false;
         }
         let lease_ms = crate::script::LEASE.as_millis();
         let writes = lua_str(redis_schema::PENDING_WRITES);
-        self.line("local function with_claim(reply)");
+        self.line("local function with_lease(reply)");
         self.line("  if not moved then return reply end");
         self.line("  local t = redis.call('TIME')");
         self.line(format!(
@@ -179,9 +179,10 @@ impl Writer<'_> {
             "  if not redis.call('SET', KEYS[{}], token, 'NX', 'PX', {lease_ms}) then return reply end",
             key::LEASE
         ));
-        self.line(
-            "  return { 'claimed', reply, token, { 1, redis.call('HGETALL', pending), redis.call('HGETALL', key) } }",
-        );
+        self.line(format!(
+            "  return {{ {}, reply, token, {{ 1, redis.call('HGETALL', pending), redis.call('HGETALL', key) }} }}",
+            lua_str(LEASED_TAG)
+        ));
         self.line("end");
         true
     }

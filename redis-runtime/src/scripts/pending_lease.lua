@@ -1,10 +1,10 @@
 --- needs:
--- Claims the pending index moves of one entity (see `cross_slot::pending`):
--- takes or renews the lease, then returns what the client needs to apply
+-- Takes (or renews) the lease on the pending index moves of one entity
+-- (see `cross_slot::pending`), then returns what the client needs to apply
 -- them, read in one step so that they agree with each other.
 --
 -- KEYS[1] the pending index key, KEYS[2] its lease, KEYS[3] the entity.
--- ARGV: the claimer's token, the lease in milliseconds.
+-- ARGV: the holder's token, the lease in milliseconds.
 --
 -- Returns { 0 } when nothing is pending, { -1 } when another client holds
 -- the lease (it applies every write counted before it releases), else
