@@ -20,7 +20,7 @@
 
 use redis_schema::{EntityDescriptor, IndexDescriptor};
 
-use super::ScoreRange;
+use super::{Order, Page, ScoreRange, zrange};
 use crate::client::Client;
 use crate::codec::{RawFields, reply_pairs};
 use crate::error::{Context, Error, Result};
@@ -245,4 +245,65 @@ pub(super) fn script_rows(
         rows.push(Row { key, fields });
     }
     Ok(rows)
+}
+
+/// The windows of a `cross_slot` sorted index key on a cluster, read by
+/// offset: each window's members by one `ZRANGE` (within `range`, in
+/// `order`), then their hashes, keeping the entities that render every
+/// listed key. The one walk of the offset pages and filtered listings of
+/// such an index (a cursor page walks by cursor instead).
+pub(super) struct Windows<'a> {
+    client: &'a Client,
+    ctx: &'a Context,
+    descriptor: &'a EntityDescriptor,
+    /// The sorted index key walked, then any set keys the rows must be in.
+    listed: &'a [(&'a IndexDescriptor, &'a str)],
+    range: &'a ScoreRange,
+    order: Order,
+    offset: u64,
+    ended: bool,
+}
+
+impl<'a> Windows<'a> {
+    /// The walk of `listed[0]` from `offset`.
+    pub(super) fn new(
+        (client, ctx, descriptor): (&'a Client, &'a Context, &'a EntityDescriptor),
+        listed: &'a [(&'a IndexDescriptor, &'a str)],
+        range: &'a ScoreRange,
+        order: Order,
+        offset: u64,
+    ) -> Self {
+        Windows {
+            client,
+            ctx,
+            descriptor,
+            listed,
+            range,
+            order,
+            offset,
+            ended: false,
+        }
+    }
+
+    /// The matching rows of the next `size` entries, in index order;
+    /// `None` once the index has ended.
+    pub(super) async fn next(&mut self, size: u64) -> Result<Option<Vec<(String, Row)>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let window = Page {
+            offset: self.offset,
+            limit: size,
+            order: self.order,
+        };
+        let request = zrange(self.listed[0].1, self.range, window);
+        let members: Vec<String> = self.client.send(self.ctx.clone(), request).await?;
+        let read = members.len() as u64;
+        self.ended = read < size;
+        self.offset = self.offset.saturating_add(read);
+        let (client, ctx, range) = (self.client, self.ctx, Some(self.range));
+        matching_rows_in(client, ctx, self.descriptor, self.listed, range, members)
+            .await
+            .map(Some)
+    }
 }

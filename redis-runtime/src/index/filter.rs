@@ -23,7 +23,7 @@ use std::ops::ControlFlow;
 
 use redis_schema::IndexDescriptor;
 
-use super::{Listing, Page, ScoreRange, context, decode_rows, fetch, position, range_args, zrange};
+use super::{Listing, Page, ScoreRange, context, decode_rows, fetch, position, range_args};
 use crate::client::Client;
 use crate::codec::value_kind;
 use crate::entity::Entity;
@@ -106,28 +106,16 @@ async fn walk_across_slots<E: Entity>(
     order: super::Order,
     mut visit: impl FnMut(fetch::Row) -> ControlFlow<()>,
 ) -> Result<()> {
-    let descriptor = E::descriptor();
-    let mut offset = 0;
-    loop {
-        let window = Page {
-            offset,
-            limit: WINDOW,
-            order,
-        };
-        let request = zrange(listed[0].1, range, window);
-        let ids: Vec<String> = client.send(ctx.clone(), request).await?;
-        let read = ids.len() as u64;
-        let rows = fetch::matching_rows_in(client, ctx, descriptor, listed, Some(range), ids);
-        for (_, row) in rows.await? {
+    let reading = (client, ctx, E::descriptor());
+    let mut windows = fetch::Windows::new(reading, listed, range, order, 0);
+    while let Some(rows) = windows.next(WINDOW).await? {
+        for (_, row) in rows {
             if visit(row).is_break() {
                 return Ok(());
             }
         }
-        if read < WINDOW {
-            return Ok(());
-        }
-        offset += read;
     }
+    Ok(())
 }
 
 /// The `(index, key)` pairs a filtered read names: the sorted index, then

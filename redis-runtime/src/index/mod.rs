@@ -110,26 +110,16 @@ async fn page_across_slots<E: Entity>(
     range: &ScoreRange,
     page: Page,
 ) -> Result<Vec<(String, Row)>> {
-    let descriptor = E::descriptor();
+    let listed = [(index, index_key)];
+    let reading = (client, ctx, E::descriptor());
+    let mut windows = fetch::Windows::new(reading, &listed, range, page.order, page.offset);
     let mut rows = Vec::new();
-    let mut offset = page.offset;
     while (rows.len() as u64) < page.limit {
-        let window = Page {
-            offset,
-            limit: page.limit - rows.len() as u64,
-            ..page
-        };
-        let ids: Vec<String> = client
-            .send(ctx.clone(), zrange(index_key, range, window))
-            .await?;
-        let read = ids.len() as u64;
-        let matching =
-            fetch::matching_rows(client, ctx, descriptor, index, index_key, Some(range), ids);
-        rows.extend(matching.await?);
-        if read < window.limit {
-            break;
+        // Each window refills what the last one passed over.
+        match windows.next(page.limit - rows.len() as u64).await? {
+            Some(matching) => rows.extend(matching),
+            None => break,
         }
-        offset = offset.saturating_add(read);
     }
     Ok(rows)
 }
