@@ -98,7 +98,7 @@
 //!
 //! 1. **claim**: the write script refuses to set a value the entity does
 //!    not hold yet unless the call carries a *claim token* (code -5, see
-//!    `script::write`'s `claims_check`): the entity's *unique fence*
+//!    the prelude's `claim_first`, called by `script::write`): the entity's *unique fence*
 //!    ([`redis_schema::unique_fence_key`], read by that refused call) and
 //!    the values to claim. The client claims each value in the unique
 //!    hash's slot (`scripts/unique_claim.lua`): the hash maps it to the

@@ -266,8 +266,8 @@ fn spread_user_cluster_write_script() {
         );
         assert!(!script.contains("'HGET', new_k"), "no holder check");
         assert!(
-            script.contains("redis.call('GET', KEYS[4])"),
-            "the fence is read"
+            script.contains("claim_first(KEYS[4], KEYS[2], ARGV[5],"),
+            "the fence is read and the token checked before any write"
         );
         assert!(script.contains("local nset = tonumber(ARGV[6])"));
     }

@@ -255,6 +255,9 @@ impl<'d> Writer<'d> {
         if checked_index || self.written_stream().is_some() {
             needs.push("kind_ok");
         }
+        if self.fences() {
+            needs.push("claim_first");
+        }
         needs
     }
 

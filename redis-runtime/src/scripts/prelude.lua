@@ -59,6 +59,34 @@ local function kind_ok(k, want)
   return got == 'none' or got == want
 end
 
+--- claim_first
+-- The check of the claims of `cross_slot` unique values, in a cluster
+-- write (see the runtime's `cross_slot` module). `claims` lists the unique
+-- hash and the value of each value the write sets that the entity does not
+-- hold yet, `intents` the pending record's field recording each. The write
+-- runs only with the claim token covering them: the entity's unique fence
+-- (at `fence`) as it is now, '|', and each hash and value as its length,
+-- ':' and its bytes. Without it, each value is recorded in the `pending`
+-- record as one to release unless the entity holds it, a write is counted
+-- under `writes`, and the reply to give is returned: `{ refused, { token,
+-- hash, value, ... } }`, what the client must claim. With it, those
+-- records go (and the record, if nothing else is in it), and nil is
+-- returned: the write goes on.
+local function claim_first(fence, pending, token, claims, intents, writes, refused)
+  if #claims == 0 then return nil end
+  local parts = {}
+  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end
+  local wanted = (redis.call('GET', fence) or '0') .. '|' .. table.concat(parts)
+  if token ~= wanted then
+    for j = 1, #intents do redis.call('HSET', pending, intents[j], claims[2 * j - 1]) end
+    redis.call('HINCRBY', pending, writes, 1)
+    return { refused, { wanted, unpack(claims) } }
+  end
+  redis.call('HDEL', pending, unpack(intents))
+  if redis.call('HLEN', pending) == 1 and redis.call('HEXISTS', pending, writes) == 1 then redis.call('DEL', pending) end
+  return nil
+end
+
 --- build: safe
 -- Renders a key from its parts and a table of field values by name; nil if
 -- a value is missing or unsafe.

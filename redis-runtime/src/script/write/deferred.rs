@@ -44,13 +44,14 @@ impl Writer<'_> {
 
     /// Refuses, before the entity is written, a write that sets values of
     /// `cross_slot` unique indexes without the claim token that covers
-    /// them: the entity's unique fence (`KEYS[4]`) as it is now, `|`, and
-    /// the unique hashes and values, each as its length, `:` and its
-    /// bytes. The reply `{ -5, { token, hash, value, ... } }` tells the
-    /// client what to claim; it sends the write again with the token. The
-    /// fence is read here, before the claims, and raised by whoever takes
-    /// a value from the entity (`scripts/unique_fence.lua`): a token is
-    /// stale as soon as any claim made under it may have been taken back.
+    /// them (the prelude's `claim_first`): the entity's unique fence
+    /// (`KEYS[4]`) as it is now, `|`, and the unique hashes and values,
+    /// each as its length, `:` and its bytes. The reply `{ -5, { token,
+    /// hash, value, ... } }` tells the client what to claim; it sends the
+    /// write again with the token. The fence is read here, before the
+    /// claims, and raised by whoever takes a value from the entity
+    /// (`scripts/unique_fence.lua`): a token is stale as soon as any claim
+    /// made under it may have been taken back.
     ///
     /// Before it answers -5, the script records each value about to be
     /// claimed in the entity's pending record (`KEYS[2]`) as a value to
@@ -63,33 +64,15 @@ impl Writer<'_> {
         if !self.fences() {
             return;
         }
-        let writes = lua_str(redis_schema::PENDING_WRITES);
-        self.line("if #claims > 0 then");
-        self.line("  local parts = {}");
-        self.line("  for j = 1, #claims do parts[j] = #claims[j] .. ':' .. claims[j] end");
-        let (fence, pending) = (key::FENCE, key::PENDING);
         self.line(format!(
-            "  local wanted = (redis.call('GET', KEYS[{fence}]) or '0') .. '|' .. table.concat(parts)",
-        ));
-        self.line(format!("  if ARGV[{}] ~= wanted then", arg::CLAIM_TOKEN));
-        self.line(format!(
-            "    for j = 1, #intents do redis.call('HSET', KEYS[{pending}], intents[j], claims[2 * j - 1]) end",
-        ));
-        self.line(format!(
-            "    redis.call('HINCRBY', KEYS[{pending}], {writes}, 1)"
-        ));
-        self.line(format!(
-            "    return {{ {}, {{ wanted, unpack(claims) }} }}",
+            "local refused = claim_first(KEYS[{}], KEYS[{}], ARGV[{}], claims, intents, {}, {})",
+            key::FENCE,
+            key::PENDING,
+            arg::CLAIM_TOKEN,
+            lua_str(redis_schema::PENDING_WRITES),
             WriteCode::ClaimFirst
         ));
-        self.line("  end");
-        self.line(format!(
-            "  redis.call('HDEL', KEYS[{pending}], unpack(intents))"
-        ));
-        self.line(format!(
-            "  if redis.call('HLEN', KEYS[{pending}]) == 1 and redis.call('HEXISTS', KEYS[{pending}], {writes}) == 1 then redis.call('DEL', KEYS[{pending}]) end"
-        ));
-        self.line("end");
+        self.line("if refused then return refused end");
     }
 
     /// For each deferred index whose entry this write moves (another key,
