@@ -7,9 +7,9 @@
 //! be), so such a layout is refused here, with the key both can produce and
 //! a prefix that would not collide.
 
-use redis_schema::{KeyPattern, Overlap, overlap};
+use redis_schema::{IndexLayout, KeyLayout, KeyPattern, Overlap, OwnedKey, OwnedRole, overlap};
 
-use crate::ast::Container;
+use crate::ast::{Container, IndexKind};
 use crate::ctxt::Ctxt;
 use crate::model::{IndexModel, KeyModel, LogModel, StreamModel};
 
@@ -29,17 +29,45 @@ struct Owned<'c> {
 /// Reports each pair of the entity's keys that can produce the same key.
 /// Runs on a layout that passed every other check, so every attribute has
 /// its model and patterns parse. `registry` is the TTL registry key the
-/// type uses (`valid::ttl_registry`), if any.
+/// type uses and whether it is kept per tag (`valid::ttl_registry`).
 pub(crate) fn check(
     cx: &Ctxt,
     c: &Container<'_>,
     key: Option<&KeyModel>,
     indexes: &[IndexModel],
-    registry: Option<&str>,
+    registry: (Option<&str>, bool),
     stream: Option<&StreamModel>,
     logs: &[LogModel],
 ) {
-    let keys = owned_keys(c, key, indexes, registry, stream, logs);
+    let Some(key) = key else { return };
+    let layout = KeyLayout {
+        key_pattern: &key.source,
+        indexes: indexes
+            .iter()
+            .map(|index| IndexLayout {
+                name: &index.name,
+                key_pattern: &index.key.source,
+                kind: match index.kind {
+                    IndexKind::Set => redis_schema::IndexKind::Set,
+                    IndexKind::Sorted => redis_schema::IndexKind::Sorted,
+                    IndexKind::Unique => redis_schema::IndexKind::Unique,
+                },
+                cross_slot: index.cross_slot,
+            })
+            .collect(),
+        ttl_registry: registry.0,
+        ttl_registry_per_tag: registry.1,
+        stream: stream.map(|stream| (stream.key.as_str(), stream.cross_slot)),
+        logs: logs
+            .iter()
+            .map(|log| (log.name.as_str(), log.key.as_str()))
+            .collect(),
+    };
+    let keys: Vec<Owned<'_>> = layout
+        .owned_keys()
+        .iter()
+        .filter_map(|owned| spanned(c, indexes, logs, owned))
+        .collect();
     for (j, later) in keys.iter().enumerate() {
         for earlier in &keys[..j] {
             let Some(found) = overlap(&earlier.pattern, &later.pattern) else {
@@ -57,75 +85,60 @@ pub(crate) fn check(
     }
 }
 
-fn owned_keys<'c>(
+/// An owned key with what errors about it say and point at: the string
+/// literal that declared it, or for a key the derive names itself (the TTL
+/// registry, the `cross_slot` companions) the entity key's.
+fn spanned<'c>(
     c: &'c Container<'_>,
-    key: Option<&KeyModel>,
     indexes: &[IndexModel],
-    registry: Option<&str>,
-    stream: Option<&StreamModel>,
     logs: &'c [LogModel],
-) -> Vec<Owned<'c>> {
-    let mut keys = Vec::new();
-    let mut push = |what: String, source: &str, lit: Option<&'c syn::LitStr>, derived, log| {
-        if let (Ok(pattern), Some(lit)) = (KeyPattern::parse(source), lit) {
-            keys.push(Owned {
-                what,
-                pattern,
+    owned: &OwnedKey<'_>,
+) -> Option<Owned<'c>> {
+    let index_at = |name: &str| indexes.iter().position(|index| index.name == name);
+    let entity_lit = c.key.as_ref();
+    let (what, lit, derived, log) = match owned.role {
+        OwnedRole::Entity => ("the entity key".to_owned(), entity_lit, false, None),
+        OwnedRole::Index(name) => {
+            let lit = c.indexes.get(index_at(name)?)?.key.as_ref();
+            (format!("index {name}"), lit, false, None)
+        }
+        OwnedRole::TtlRegistry => ("the TTL registry".to_owned(), entity_lit, true, None),
+        OwnedRole::TtlRegistryFields => {
+            let what = "the TTL registry's field hash".to_owned();
+            (what, entity_lit, true, None)
+        }
+        OwnedRole::Stream => ("the stream".to_owned(), c.stream.as_ref(), false, None),
+        OwnedRole::Log(name) => {
+            let n = logs.iter().position(|log| log.name == name)?;
+            let lit = c.logs.get(n)?.key.as_ref();
+            (
+                format!("log {name}"),
                 lit,
-                derived,
-                log,
-            });
+                false,
+                Some(logs[n].name.as_str()),
+            )
+        }
+        OwnedRole::PendingIndexMoves => {
+            let what = "the record of cross_slot moves".to_owned();
+            (what, entity_lit, true, None)
+        }
+        OwnedRole::PendingIndexLease => {
+            let what = "the lease of cross_slot moves".to_owned();
+            (what, entity_lit, true, None)
+        }
+        OwnedRole::UniqueFence => ("the unique fence".to_owned(), entity_lit, true, None),
+        OwnedRole::UniqueClaims(name) => {
+            let lit = c.indexes.get(index_at(name)?)?.key.as_ref();
+            (format!("the claims hash of index {name}"), lit, true, None)
         }
     };
-    let Some(key) = key else { return Vec::new() };
-    push(
-        "the entity key".into(),
-        &key.source,
-        c.key.as_ref(),
-        false,
-        None,
-    );
-    for (index, attr) in indexes.iter().zip(&c.indexes) {
-        let what = format!("index {}", index.name);
-        push(what, &index.key.source, attr.key.as_ref(), false, None);
-    }
-    if let Some(registry) = registry {
-        let fields = format!("{registry}:fields");
-        let lit = c.key.as_ref();
-        push("the TTL registry".into(), &fixed(registry), lit, true, None);
-        push(
-            "the TTL registry's field hash".into(),
-            &fixed(&fields),
-            lit,
-            true,
-            None,
-        );
-    }
-    if let Some(stream) = stream {
-        push(
-            "the stream".into(),
-            &fixed(&stream.key),
-            c.stream.as_ref(),
-            false,
-            None,
-        );
-    }
-    for (log, attr) in logs.iter().zip(&c.logs) {
-        let what = format!("log {}", log.name);
-        push(
-            what,
-            &log.key,
-            attr.key.as_ref(),
-            false,
-            Some(log.name.as_str()),
-        );
-    }
-    keys
-}
-
-/// A fixed key as a pattern: its braces are literal text.
-pub(crate) fn fixed(key: &str) -> String {
-    key.replace('{', "{{").replace('}', "}}")
+    Some(Owned {
+        what,
+        pattern: owned.parse().ok()?,
+        lit: lit?,
+        derived,
+        log,
+    })
 }
 
 fn message(reported: &Owned<'_>, other: &Owned<'_>, found: &Overlap, keys: &[Owned<'_>]) -> String {

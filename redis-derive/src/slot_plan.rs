@@ -3,7 +3,7 @@
 //! ([`Pin`], [`Plan`]), which slot a key takes, and the patterns that
 //! would share the entity's slot.
 
-use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, slot_source};
+use redis_schema::{KeyPattern, KeySegment, SlotSource, TagPart, escape_braces, slot_source};
 
 use crate::ast::{Container, IndexKind};
 use crate::model::{IndexModel, KeyModel};
@@ -81,7 +81,7 @@ pub(crate) fn tag_source(parts: &[TagPart]) -> String {
     let mut out = String::from("{{");
     for part in parts {
         match part {
-            TagPart::Literal(text) => out.push_str(&escape(text)),
+            TagPart::Literal(text) => out.push_str(&escape_braces(text)),
             TagPart::Field(name) => {
                 out.push('{');
                 out.push_str(name);
@@ -91,10 +91,6 @@ pub(crate) fn tag_source(parts: &[TagPart]) -> String {
     }
     out.push_str("}}");
     out
-}
-
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('{', "{{").replace('}', "}}")
 }
 
 /// The name a suggested constant tag is made of: the key's first word in
@@ -137,7 +133,7 @@ pub(crate) fn retag(pattern: &KeyPattern, tag: &str) -> Option<String> {
                         (0, '{') => at = 1,
                         (1, '}') => at = 2,
                         _ => {
-                            out.push_str(&escape(&ch.to_string()));
+                            out.push_str(&escape_braces(&ch.to_string()));
                             if ch == ':' && !inserted {
                                 out.push_str(tag);
                                 out.push(':');
@@ -182,7 +178,7 @@ pub(crate) fn without_placeholders(
     let mut source = String::new();
     for segment in pattern.segments() {
         match segment {
-            KeySegment::Literal(text) => source.push_str(&escape(text)),
+            KeySegment::Literal(text) => source.push_str(&escape_braces(text)),
             KeySegment::Placeholder(name) if !drop(name) => {
                 source.push('{');
                 source.push_str(name);

@@ -53,7 +53,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, c: &Container<'a>, derive: Derive) -> Option<
     // Only a layout whose every part is valid can be checked as a whole.
     let cluster = c.cluster.is_some();
     let (ttl_registry, ttl_registry_per_tag) = ttl_registry(key.as_ref(), &indexes, cluster);
-    let registry = ttl_registry.as_deref();
+    let registry = (ttl_registry.as_deref(), ttl_registry_per_tag);
     disjoint::check(
         cx,
         c,

@@ -213,7 +213,7 @@ pub fn tagged_ttl_registry_pattern(registry: &str, entity_pattern: &KeyPattern) 
     for part in parts {
         match part {
             crate::TagPart::Literal(text) => {
-                pattern.push_str(&text.replace('{', "{{").replace('}', "}}"));
+                pattern.push_str(&crate::escape_braces(&text));
             }
             crate::TagPart::Field(name) => {
                 pattern.push('{');
@@ -308,15 +308,6 @@ impl EntityDescriptor {
             .position(|candidate| std::ptr::eq(candidate, index))
     }
 
-    /// Whether, on a Redis Cluster, the writes of this type record effects
-    /// outside its hash slot in its [pending index key](crate::pending_index_key)
-    /// for the client to apply just after: entries of `cross_slot` indexes,
-    /// or the entry of a `stream_cross_slot` stream.
-    pub fn defers_on_cluster(&self) -> bool {
-        self.indexes.iter().any(|index| index.cross_slot)
-            || self.stream.is_some_and(|stream| stream.cross_slot)
-    }
-
     /// [`ttl_ms`](Self::ttl_ms) as a [`Duration`].
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl_ms.map(Duration::from_millis)
@@ -354,29 +345,6 @@ impl EntityDescriptor {
             }
         }
         names
-    }
-
-    /// Its TTL registry as a key pattern: the one key (a brace in it is
-    /// literal text, a hash tag, so escaped), or, with a registry per hash
-    /// tag value, the pattern of those keys. `None` for a type without
-    /// one.
-    ///
-    /// ```
-    /// # use redis_schema::EntityDescriptor;
-    /// # fn show(runs: &EntityDescriptor) {
-    /// // A type tagged by `user_id`: "__ttl:run:user_id:id:{{{user_id}}}"
-    /// let pattern = runs.ttl_registry_pattern();
-    /// # let _ = pattern;
-    /// # }
-    /// ```
-    pub fn ttl_registry_pattern(&self) -> Option<String> {
-        let registry = self.ttl_registry?;
-        if !self.ttl_registry_per_tag {
-            return Some(registry.replace('{', "{{").replace('}', "}}"));
-        }
-        KeyPattern::parse(self.key_pattern)
-            .ok()
-            .and_then(|pattern| tagged_ttl_registry_pattern(registry, &pattern))
     }
 
     /// Renders `parts` (this entity's key or one of its index keys) from

@@ -19,6 +19,7 @@
 //! | [`duration`] | TTL literals such as `"7d"` |
 //! | [`case`] | rename rules such as `camelCase` |
 //! | [`descriptor`] | static descriptors the generated code fills in |
+//! | [`owned`] | every key an entity type owns, for the collision checks and the manifest |
 //!
 //! ```
 //! use redis_schema::{KeyPattern, RenameRule, parse_ttl};
@@ -35,6 +36,7 @@ pub mod descriptor;
 pub mod duration;
 pub mod key;
 pub mod overlap;
+pub mod owned;
 pub mod reserved;
 pub mod slot;
 
@@ -45,8 +47,11 @@ pub use descriptor::{
     tagged_ttl_registry_key, tagged_ttl_registry_pattern, ttl_registry_key,
 };
 pub use duration::{DurationError, format_ttl, parse_ttl};
-pub use key::{KeyPattern, KeySegment, KeyValueError, PatternError, validate_key_value};
+pub use key::{
+    KeyPattern, KeySegment, KeyValueError, PatternError, escape_braces, validate_key_value,
+};
 pub use overlap::{Overlap, first_overlap, overlap};
+pub use owned::{IndexLayout, KeyLayout, OwnedKey, OwnedRole};
 pub use slot::{
     PENDING_INDEX_PREFIX, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES, SlotSource,
     TagPart, entity_of_pending_index_key, hashed_text, pending_index_key, pending_index_lease_key,

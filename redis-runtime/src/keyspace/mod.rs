@@ -35,7 +35,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use redis_schema::{EntityDescriptor, FieldEncoding, IndexKind, KeyPattern, Overlap, overlap};
+use redis_schema::{
+    EntityDescriptor, FieldEncoding, KeyPattern, Overlap, OwnedRole, escape_braces, overlap,
+};
 use serde::Serialize;
 
 mod manifest;
@@ -333,60 +335,46 @@ impl fmt::Display for KeyspaceError {
 impl std::error::Error for KeyspaceError {}
 
 /// Every key pattern `entity` owns, in a fixed order: hash, indexes, TTL
-/// registry, stream, logs.
+/// registry, stream, logs, then on a cluster the `cross_slot` protocol's
+/// companions (see [`redis_schema::KeyLayout::owned_keys`], the one list
+/// the derive checks too).
 pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
-    let key = |role, pattern: &str, redis_type| OwnedKey {
-        entity: entity.name,
-        role,
-        pattern: pattern.to_owned(),
-        redis_type,
-    };
-    let mut keys = vec![key(KeyRole::Entity, entity.key_pattern, "hash")];
-    for index in entity.indexes {
-        let role = KeyRole::Index(index.name);
-        keys.push(key(role, index.key_pattern, index.kind.redis_type()));
-    }
-    if let Some(registry) = entity.ttl_registry_pattern() {
-        keys.push(key(KeyRole::TtlRegistry, &registry, "zset"));
-        let fields = format!("{registry}:fields");
-        keys.push(key(KeyRole::TtlRegistryFields, &fields, "hash"));
-    }
-    if let Some(stream) = entity.stream {
-        keys.push(key(KeyRole::Stream, stream.key, "stream"));
-    }
-    for log in entity.logs {
-        keys.push(key(KeyRole::Log(log.name), log.key_pattern, "list"));
-    }
-    if entity.defers_on_cluster()
-        && let Some((record, lease)) = redis_schema::pending_index_patterns(entity.key_pattern)
-    {
-        keys.push(key(KeyRole::PendingIndexMoves, &record, "hash"));
-        keys.push(key(KeyRole::PendingIndexLease, &lease, "string"));
-    }
-    let cross_slot_unique = entity
-        .indexes
-        .iter()
-        .filter(|index| index.cross_slot && index.kind == IndexKind::Unique);
-    for (n, index) in cross_slot_unique.enumerate() {
-        if n == 0
-            && let Some(fence) = redis_schema::unique_fence_pattern(entity.key_pattern)
-        {
-            keys.push(key(KeyRole::UniqueFence, &fence, "string"));
-        }
-        if let Some(claims) = redis_schema::unique_claims_pattern(index.key_pattern) {
-            keys.push(key(KeyRole::UniqueClaims(index.name), &claims, "hash"));
+    entity
+        .key_layout()
+        .owned_keys()
+        .into_iter()
+        .map(|key| OwnedKey {
+            entity: entity.name,
+            role: KeyRole::from(key.role),
+            pattern: key.pattern,
+            redis_type: key.redis_type,
+        })
+        .collect()
+}
+
+impl From<OwnedRole<'static>> for KeyRole {
+    fn from(role: OwnedRole<'static>) -> Self {
+        match role {
+            OwnedRole::Entity => KeyRole::Entity,
+            OwnedRole::Index(name) => KeyRole::Index(name),
+            OwnedRole::TtlRegistry => KeyRole::TtlRegistry,
+            OwnedRole::TtlRegistryFields => KeyRole::TtlRegistryFields,
+            OwnedRole::Stream => KeyRole::Stream,
+            OwnedRole::Log(name) => KeyRole::Log(name),
+            OwnedRole::PendingIndexMoves => KeyRole::PendingIndexMoves,
+            OwnedRole::PendingIndexLease => KeyRole::PendingIndexLease,
+            OwnedRole::UniqueFence => KeyRole::UniqueFence,
+            OwnedRole::UniqueClaims(name) => KeyRole::UniqueClaims(name),
         }
     }
-    keys
 }
 
 /// The pattern of an owned key. A stream is stored as the key itself,
 /// where a brace is literal text (a hash tag), so it is escaped before
 /// being read as a pattern.
 fn pattern_of(key: &OwnedKey) -> Result<KeyPattern, KeyspaceError> {
-    let fixed = key.role == KeyRole::Stream;
-    let source = if fixed {
-        key.pattern.replace('{', "{{").replace('}', "}}")
+    let source = if key.role == KeyRole::Stream {
+        escape_braces(&key.pattern)
     } else {
         key.pattern.clone()
     };

@@ -85,6 +85,20 @@ pub struct KeyPattern {
     segments: Vec<KeySegment>,
 }
 
+/// `text` as pattern source that renders exactly `text`: its braces
+/// doubled, so that they are literal (a fixed key, a literal part).
+///
+/// ```
+/// use redis_schema::{KeyPattern, escape_braces};
+///
+/// let stream = KeyPattern::parse(&escape_braces("jobs:{jobs}:stream"))?;
+/// assert_eq!(stream.render(&[])?, "jobs:{jobs}:stream");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn escape_braces(text: &str) -> String {
+    text.replace('{', "{{").replace('}', "}}")
+}
+
 impl KeyPattern {
     /// Parses and validates a key pattern.
     ///
