@@ -39,8 +39,14 @@ pub struct IndexLayout<'a> {
     pub cross_slot: bool,
 }
 
-/// What an owned key is for.
+/// What an owned key is for. Serialized (feature `serde`) as
+/// `{"role": "index", "name": "by_email"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "role", content = "name", rename_all = "snake_case")
+)]
 pub enum OwnedRole<'a> {
     /// The entity's hash.
     Entity,
@@ -65,6 +71,23 @@ pub enum OwnedRole<'a> {
     /// On a Redis Cluster, the claims hash of a `cross_slot` unique index,
     /// by the index's name ([`crate::unique_claims_key`]).
     UniqueClaims(&'a str),
+}
+
+impl std::fmt::Display for OwnedRole<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnedRole::Entity => f.write_str("entity hash"),
+            OwnedRole::Index(name) => write!(f, "index {name}"),
+            OwnedRole::TtlRegistry => f.write_str("TTL registry"),
+            OwnedRole::TtlRegistryFields => f.write_str("TTL registry fields"),
+            OwnedRole::Stream => f.write_str("stream"),
+            OwnedRole::Log(name) => write!(f, "log {name}"),
+            OwnedRole::PendingIndexMoves => f.write_str("pending index moves"),
+            OwnedRole::PendingIndexLease => f.write_str("pending index lease"),
+            OwnedRole::UniqueFence => f.write_str("unique fence"),
+            OwnedRole::UniqueClaims(name) => write!(f, "unique claims of {name}"),
+        }
+    }
 }
 
 /// One key pattern an entity type owns.

@@ -208,53 +208,9 @@ pub struct Keyspace {
     entities: Vec<&'static EntityDescriptor>,
 }
 
-/// What one key pattern of an entity type is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "role", content = "name", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum KeyRole {
-    /// The entity's hash.
-    Entity,
-    /// A secondary index, by name.
-    Index(&'static str),
-    /// The TTL registry (a sorted set of ids by expiry).
-    TtlRegistry,
-    /// The TTL registry's companion hash of indexed values.
-    TtlRegistryFields,
-    /// The outbox stream written on create.
-    Stream,
-    /// An append log, by name.
-    Log(&'static str),
-    /// On a Redis Cluster, the record of an entity's `cross_slot` index
-    /// moves not applied yet (`redis_schema::pending_index_key`).
-    PendingIndexMoves,
-    /// The lease of the client applying those moves.
-    PendingIndexLease,
-    /// On a Redis Cluster, the entity's unique fence, which a write that
-    /// sets claimed values of a `cross_slot` unique index checks
-    /// (`redis_schema::unique_fence_key`).
-    UniqueFence,
-    /// On a Redis Cluster, the claims hash of a `cross_slot` unique index,
-    /// by the index's name (`redis_schema::unique_claims_key`).
-    UniqueClaims(&'static str),
-}
-
-impl fmt::Display for KeyRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyRole::Entity => f.write_str("entity hash"),
-            KeyRole::Index(name) => write!(f, "index {name}"),
-            KeyRole::TtlRegistry => f.write_str("TTL registry"),
-            KeyRole::TtlRegistryFields => f.write_str("TTL registry fields"),
-            KeyRole::Stream => f.write_str("stream"),
-            KeyRole::Log(name) => write!(f, "log {name}"),
-            KeyRole::PendingIndexMoves => f.write_str("pending index moves"),
-            KeyRole::PendingIndexLease => f.write_str("pending index lease"),
-            KeyRole::UniqueFence => f.write_str("unique fence"),
-            KeyRole::UniqueClaims(name) => write!(f, "unique claims of {name}"),
-        }
-    }
-}
+/// What one key pattern of an entity type is for: the schema's
+/// [`OwnedRole`], whose list of keys the derive checks as well.
+pub type KeyRole = OwnedRole<'static>;
 
 /// One key pattern an entity type owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -345,28 +301,11 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
         .into_iter()
         .map(|key| OwnedKey {
             entity: entity.name,
-            role: KeyRole::from(key.role),
+            role: key.role,
             pattern: key.pattern,
             redis_type: key.redis_type,
         })
         .collect()
-}
-
-impl From<OwnedRole<'static>> for KeyRole {
-    fn from(role: OwnedRole<'static>) -> Self {
-        match role {
-            OwnedRole::Entity => KeyRole::Entity,
-            OwnedRole::Index(name) => KeyRole::Index(name),
-            OwnedRole::TtlRegistry => KeyRole::TtlRegistry,
-            OwnedRole::TtlRegistryFields => KeyRole::TtlRegistryFields,
-            OwnedRole::Stream => KeyRole::Stream,
-            OwnedRole::Log(name) => KeyRole::Log(name),
-            OwnedRole::PendingIndexMoves => KeyRole::PendingIndexMoves,
-            OwnedRole::PendingIndexLease => KeyRole::PendingIndexLease,
-            OwnedRole::UniqueFence => KeyRole::UniqueFence,
-            OwnedRole::UniqueClaims(name) => KeyRole::UniqueClaims(name),
-        }
-    }
 }
 
 /// The pattern of an owned key. A stream is stored as the key itself,
