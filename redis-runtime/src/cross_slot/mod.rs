@@ -19,7 +19,9 @@
 //!   writes ([`redis_schema::PENDING_WRITES`]).
 //! - **lease** ([`redis_schema::pending_index_lease_key`], in the entity's
 //!   slot, [`LEASE`](crate::script::LEASE) long): one client at a time
-//!   applies an entity's record.
+//!   applies an entity's record. Held under a token of the protocol's one
+//!   format (`token::fresh`, this process and a counter), which the client
+//!   makes whether the write script or the lease script takes the lease.
 //! - **round**: take the lease and read the record with the hash, move
 //!   the entries, release; repeated while writes came in between. Every
 //!   loop of the protocol that can lose a race runs a bounded number of
@@ -153,4 +155,10 @@ mod token;
 #[cfg(test)]
 mod transitions;
 pub(crate) use rounds::Retry;
+
+/// A fresh token for a write to take an entity's pending record's lease
+/// with (the protocol's one token format).
+pub(crate) fn lease_token() -> String {
+    token::fresh()
+}
 pub(crate) mod unique_claims;

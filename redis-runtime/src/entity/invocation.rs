@@ -82,6 +82,9 @@ pub(super) fn write_invocation(
     if scripts.fences {
         invocation.arg(claim_token);
     }
+    if scripts.defers {
+        invocation.arg(crate::cross_slot::lease_token());
+    }
     invocation.arg(fields.set.len());
     for (name, value) in &fields.set {
         invocation.arg(*name).arg(value.as_slice());

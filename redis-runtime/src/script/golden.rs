@@ -256,7 +256,8 @@ static SPREAD_USER: EntityDescriptor = EntityDescriptor {
 /// The cluster write of `SPREAD_USER` never reads or writes the unique
 /// hash: it refuses a new email without the claim token (`KEYS[4]`, the
 /// fence), records the claims to come and the email it leaves in the
-/// pending key, and takes the token as `ARGV[5]`.
+/// pending key, and takes the claim token as `ARGV[5]` (its lease token
+/// as `ARGV[6]`).
 #[test]
 fn spread_user_cluster_write_script() {
     for script in check_cluster_scripts("spread_user", &SPREAD_USER) {
@@ -269,7 +270,7 @@ fn spread_user_cluster_write_script() {
             script.contains("claim_first(KEYS[4], KEYS[2], ARGV[5],"),
             "the fence is read and the token checked before any write"
         );
-        assert!(script.contains("local nset = tonumber(ARGV[6])"));
+        assert!(script.contains("local nset = tonumber(ARGV[7])"));
     }
 }
 

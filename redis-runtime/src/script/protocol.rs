@@ -9,7 +9,8 @@
 //! `cross_slot` unique index [`key::FENCE`], then (on a cluster) every
 //! other key the call touches, declared. Its arguments: [`arg::MODE`],
 //! [`arg::TTL_ACTION`], [`arg::TTL_MS`], [`arg::MEMBER`], for a type with
-//! a `cross_slot` unique index [`arg::CLAIM_TOKEN`], then the fields to set
+//! a `cross_slot` unique index [`arg::CLAIM_TOKEN`], for a type that defers
+//! moves the lease token ([`arg::lease_token`]), then the fields to set
 //! (a count and name/value pairs), the fields to remove (a count and
 //! names), and for a conditional write the conditions (see `write`). The
 //! reply is a bare [`WriteCode`], a bare stream entry id (meaning
@@ -239,6 +240,18 @@ pub(crate) mod arg {
     pub(crate) const MEMBER: usize = 4;
     /// The claim token (only for a type with a `cross_slot` unique index).
     pub(crate) const CLAIM_TOKEN: usize = 5;
+
+    /// The token the write takes the pending record's lease with (only for
+    /// a type that defers moves on a cluster): after the claim token, if
+    /// the type sends one.
+    pub(crate) const fn lease_token(fences: bool) -> usize {
+        if fences { CLAIM_TOKEN + 1 } else { MEMBER + 1 }
+    }
+
+    /// The count of fields set, which the fields follow.
+    pub(crate) const fn first_field(fences: bool, defers: bool) -> usize {
+        lease_token(fences) + defers as usize
+    }
 }
 
 #[cfg(test)]

@@ -25,12 +25,9 @@ impl Writer<'_> {
             arg::MEMBER
         ));
         // With a `cross_slot` unique index, the claim token the client got
-        // from `claims_check` ('' before it claimed anything) comes next.
-        let first = if self.fences() {
-            arg::CLAIM_TOKEN + 1
-        } else {
-            arg::MEMBER + 1
-        };
+        // from `claims_check` ('' before it claimed anything) comes next,
+        // then for a deferring type its lease token.
+        let first = arg::first_field(self.fences(), self.defer);
         self.line(format!("local nset = tonumber(ARGV[{first}])"));
         self.line(format!(
             "local set_start, del_at = {}, {} + 2 * nset",

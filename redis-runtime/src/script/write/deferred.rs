@@ -140,10 +140,10 @@ impl Writer<'_> {
 
     /// When this write recorded moves, it also takes the lease on them,
     /// saving the client that round trip (`cross_slot::pending`): it takes
-    /// the lease (`KEYS[3]`) if no other client holds it, with a token of
-    /// its own (the server's clock and the write count, unique per entity),
-    /// and wraps its reply as `{ LEASED_TAG, reply, token, { 1, record,
-    /// hash } }`, the last part shaped like the lease script's reply. A
+    /// the lease (`KEYS[3]`) if no other client holds it, with the token
+    /// the client sent (`cross_slot`'s one token format), and wraps its
+    /// reply as `{ LEASED_TAG, reply, token, { 1, record, hash } }`, the
+    /// last part shaped like the lease script's reply. A
     /// lease held by another client leaves the moves to it: the reply is
     /// plain. Returns whether the script has this step.
     pub(super) fn leases_pending_moves(&mut self) -> bool {
@@ -151,12 +151,11 @@ impl Writer<'_> {
             return false;
         }
         let lease_ms = crate::script::LEASE.as_millis();
-        let writes = lua_str(redis_schema::PENDING_WRITES);
         self.line("local function with_lease(reply)");
         self.line("  if not moved then return reply end");
-        self.line("  local t = redis.call('TIME')");
         self.line(format!(
-            "  local token = t[1] .. '.' .. t[2] .. '.' .. redis.call('HGET', pending, {writes})"
+            "  local token = ARGV[{}]",
+            arg::lease_token(self.fences())
         ));
         self.line(format!(
             "  if not redis.call('SET', KEYS[{}], token, 'NX', 'PX', {lease_ms}) then return reply end",
