@@ -150,6 +150,7 @@
 //! same count.
 
 pub(crate) mod pending;
+mod record;
 mod rounds;
 mod token;
 #[cfg(test)]

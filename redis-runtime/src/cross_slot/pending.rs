@@ -3,10 +3,9 @@
 //! stream entries and unique values it carries, and `settle`, which
 //! applies the records of clients that died first.
 
-use redis_schema::{
-    EntityDescriptor, IndexKind, PENDING_STREAM_ENTRY, PENDING_UNIQUE_VALUE, PENDING_WRITES,
-};
+use redis_schema::{EntityDescriptor, IndexKind, PENDING_WRITES};
 
+use super::record::{RecordField, RecordedEntry};
 use super::rounds::Retry;
 use super::{token, unique_claims};
 use crate::TRACE_TARGET;
@@ -313,24 +312,13 @@ fn read_lease(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Le
     let mut released = Vec::new();
     let mut entries = Vec::new();
     for (field, value) in reply_pairs(key, &record)? {
-        if field == PENDING_WRITES.as_bytes() {
-            writes = value.to_vec();
-            continue;
-        }
-        if let Some(left) = released_value(field, value) {
-            released.push(left);
-            continue;
-        }
-        if let Some(entry) = RecordedEntry::read(field, value) {
-            entries.push(entry.map_err(shape)?);
-            continue;
-        }
-        let index_key = std::str::from_utf8(field).ok();
-        let position = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-        match (index_key, position) {
-            (Some(index_key), Some(position)) => listed.push((index_key.to_string(), position)),
+        match RecordField::read(field, value).map_err(shape)? {
+            RecordField::Writes(count) => writes = count.to_vec(),
+            RecordField::UniqueValue { unique, value } => released.push((unique, value)),
+            RecordField::StreamEntry(entry) => entries.push(entry),
+            RecordField::IndexKey { key, position } => listed.push((key, position)),
             // Not written by us: left for the record's removal.
-            _ => tracing::warn!(
+            RecordField::Foreign => tracing::warn!(
                 target: TRACE_TARGET,
                 key,
                 "a pending index record holds a field that names no index key"
@@ -346,66 +334,6 @@ fn read_lease(ctx: &Context, key: &str, reply: redis::Value) -> Result<Option<Le
         entries,
         hash,
     }))
-}
-
-/// A `cross_slot` unique value the entity left, recorded under `field`
-/// ([`PENDING_UNIQUE_VALUE`], the index's number, a space, the value)
-/// with the unique hash's key as `value`; `None` for another field.
-fn released_value(field: &[u8], value: &[u8]) -> Option<(String, String)> {
-    let rest = field.strip_prefix(PENDING_UNIQUE_VALUE.as_bytes())?;
-    let space = rest.iter().position(|&b| b == b' ')?;
-    let held = std::str::from_utf8(&rest[space + 1..]).ok()?;
-    let unique = std::str::from_utf8(value).ok()?;
-    Some((unique.to_string(), held.to_string()))
-}
-
-/// A stream entry a write recorded (see `script::write`'s outbox): the
-/// record's field, the write count in it, and the entry's field/value
-/// pairs.
-struct RecordedEntry {
-    field: String,
-    write: u64,
-    pairs: Vec<Vec<u8>>,
-}
-
-impl RecordedEntry {
-    /// The entry recorded under `field`, or `None` when `field` is not a
-    /// stream entry's; an error names what is malformed.
-    fn read(field: &[u8], value: &[u8]) -> Option<std::result::Result<RecordedEntry, String>> {
-        let write = field.strip_prefix(PENDING_STREAM_ENTRY.as_bytes())?;
-        let field = String::from_utf8_lossy(field).into_owned();
-        let write = std::str::from_utf8(write).ok().and_then(|n| n.parse().ok());
-        let Some(write) = write else {
-            return Some(Err(format!(
-                "the stream entry field {field:?} has no write count"
-            )));
-        };
-        Some(match length_prefixed(value) {
-            Some(pairs) => Ok(RecordedEntry {
-                field,
-                write,
-                pairs,
-            }),
-            None => Err(format!(
-                "the stream entry {field:?} is not a list of length-prefixed fields and values"
-            )),
-        })
-    }
-}
-
-/// The byte strings of `2:id2:j7`-style text: each its length, `:`, and
-/// its bytes; `None` if it is not exactly that, or the strings do not
-/// pair up as fields and values.
-fn length_prefixed(mut text: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    while !text.is_empty() {
-        let colon = text.iter().position(|&b| b == b':')?;
-        let len: usize = std::str::from_utf8(&text[..colon]).ok()?.parse().ok()?;
-        let rest = &text[colon + 1..];
-        out.push(rest.get(..len)?.to_vec());
-        text = &rest[len..];
-    }
-    (out.len() % 2 == 0 && !out.is_empty()).then_some(out)
 }
 
 /// One index command of the moves, and the key it is routed by.
@@ -700,44 +628,6 @@ mod tests {
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn recorded_stream_entries_read_back_byte_for_byte() {
-        let pairs = |text: &[u8]| length_prefixed(text);
-        assert_eq!(
-            pairs(b"2:id2:j76:status0:"),
-            Some(vec![
-                b"id".to_vec(),
-                b"j7".to_vec(),
-                b"status".to_vec(),
-                Vec::new()
-            ])
-        );
-        // A value may hold the separator, digits and any byte.
-        assert_eq!(
-            pairs(b"4:note5:1:2:\xff"),
-            Some(vec![b"note".to_vec(), b"1:2:\xff".to_vec()])
-        );
-        for bad in [
-            &b""[..],
-            b"2:id",
-            b"2:id9:short",
-            b"x:id2:j7",
-            b"2:id2:j7junk",
-        ] {
-            assert_eq!(pairs(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-        let entry = RecordedEntry::read(b"stream 12", b"2:id2:j7")
-            .expect("a stream entry field")
-            .expect("well formed");
-        assert_eq!((entry.field.as_str(), entry.write), ("stream 12", 12));
-        assert!(
-            RecordedEntry::read(b"jobs:status:open", b"1").is_none(),
-            "an index key"
-        );
-        let err = RecordedEntry::read(b"stream x", b"2:id2:j7").expect("a stream entry field");
-        assert!(err.is_err());
     }
 
     #[test]
