@@ -23,8 +23,20 @@ use model::{GitProvider, Job, Session, User};
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Runs the flow; a failure is printed as its message (not its `Debug`
+/// form) and exits 1.
 #[tokio::main]
-async fn main() -> Result<(), AnyError> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), AnyError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -44,7 +56,9 @@ async fn main() -> Result<(), AnyError> {
     let (config, _server) = match std::env::var("REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => (Config::from_env()?, None),
         _ => {
-            let server = RedisServer::try_start()?;
+            let server = RedisServer::try_start().map_err(|e| {
+                format!("{e}; or set REDIS_URL to the Redis this example should use")
+            })?;
             println!(
                 "REDIS_URL is unset: started a throwaway redis-server on port {}",
                 server.port()

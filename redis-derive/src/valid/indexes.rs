@@ -248,7 +248,7 @@ fn value_field(
         return None;
     };
     let name = lit.value();
-    let missing = format!("{setting} field `{name}` does not exist");
+    let missing = format!("`{setting} = \"{name}\"` names no field");
     let i = field_named(cx, lit, fields, &name, &missing)?;
     let field = &fields[i];
     let role = format!("is the {setting} of an index");
