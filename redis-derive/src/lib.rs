@@ -43,7 +43,7 @@ use proc_macro::TokenStream;
 /// | `crate = "path"` | path of the runtime crate if renamed; default `redis_runtime` |
 /// | `index(key = "jobs:status:{status}", name = "...")` | a set of ids per value; add `cross_slot` to let its key be in another Redis Cluster hash slot (see `cluster`) |
 /// | `sorted_index(key = "jobs:user:{user_id}", score = "created_at")` | a sorted set of ids scored by a numeric or timestamp field; takes `cross_slot` too |
-/// | `unique(key = "users:by_email", field = "email")` | at most one entity per value (`UNIQUE_VIOLATION`) |
+/// | `unique(key = "users:by_email", field = "email")` | at most one entity per value (`UNIQUE_VIOLATION`); the field may not be a float (`0.0` and `-0.0` would be two values) |
 /// | `stream = "jobs:stream"`, `stream_maxlen = 10000` | enqueue an entry on creation, in the same step (a transactional outbox), trimmed with `MAXLEN ~`; add `stream_cross_slot` to let the stream be in another Redis Cluster hash slot (see `cluster`) |
 /// | `patch = "JobChanges"` | name of the generated patch type; default `<Type>Patch` |
 /// | `log(name = "output", key = "job:{id}:output", ttl = "24h", max_len = 10000)` | a per-entity append log (a list per entity, TTL refreshed on every append, optionally capped); generates `Job::output_log(&client)` |

@@ -118,19 +118,31 @@ pub(crate) struct IndexModel {
     pub(crate) cross_slot: bool,
 }
 
-/// Whether `ty` is a primitive integer type, spelled plainly (`u32`,
-/// `core::primitive::i64`, ...).
-pub(crate) fn is_integer(ty: &syn::Type) -> bool {
+/// Whether `ty` is `f32` or `f64`, spelled plainly.
+pub(crate) fn is_float(ty: &syn::Type) -> bool {
+    last_segment_is(ty, &["f32", "f64"])
+}
+
+/// Whether the last segment of the plain path `ty` is one of `names`,
+/// without generic arguments.
+fn last_segment_is(ty: &syn::Type, names: &[&str]) -> bool {
     let syn::Type::Path(syn::TypePath { qself: None, path }) = ty else {
         return false;
     };
     path.segments.last().is_some_and(|last| {
-        last.arguments.is_none()
-            && matches!(
-                last.ident.to_string().as_str(),
-                "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize"
-            )
+        last.arguments.is_none() && names.contains(&last.ident.to_string().as_str())
     })
+}
+
+/// Whether `ty` is a primitive integer type, spelled plainly (`u32`,
+/// `core::primitive::i64`, ...).
+pub(crate) fn is_integer(ty: &syn::Type) -> bool {
+    last_segment_is(
+        ty,
+        &[
+            "i8", "i16", "i32", "i64", "isize", "u8", "u16", "u32", "u64", "usize",
+        ],
+    )
 }
 
 /// The name of `ident` without a raw prefix (`r#type` is `type`): how a

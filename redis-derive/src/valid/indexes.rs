@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ast::{self, Container, IndexKind};
 use crate::ctxt::Ctxt;
-use crate::model::{FieldModel, IndexModel, KeyModel, unraw};
+use crate::model::{FieldModel, IndexModel, KeyModel, is_float, unraw};
 use crate::symbol::{FIELD, JSON, KEY, NAME, SCORE, Symbol};
 
 use super::keys::{KeyUse, key_model};
@@ -178,14 +178,21 @@ fn index_model(cx: &Ctxt, attr: &ast::IndexAttr, fields: &[FieldModel<'_>]) -> O
         }
         IndexKind::Unique => {
             let needs = format!("the unique field, e.g. {FIELD} = \"email\"");
-            Some(value_field(
-                cx,
-                attr,
-                attr.field.as_ref(),
-                fields,
-                FIELD,
-                &needs,
-            )?)
+            let field = value_field(cx, attr, attr.field.as_ref(), fields, FIELD, &needs)?;
+            if is_float(fields[field].value_ty()) {
+                cx.error_spanned_by(
+                    fields[field].ty,
+                    format!(
+                        "field `{}` is a float, so it cannot be the {FIELD} of a unique index: \
+                         `0.0` and `-0.0` are equal but would be two values, and a computed \
+                         `0.1 + 0.2` would not find `0.3`; make it an integer (e.g. cents as \
+                         `i64`) or a `String`",
+                        unraw(fields[field].ident)
+                    ),
+                );
+                return None;
+            }
+            Some(field)
         }
     };
     let key = key?;
