@@ -199,7 +199,7 @@ pub(crate) fn versioned(
         "Applies `patch` like `patch`, only if the stored `{name}` equals `version`; returns the new version. `CONFLICT` (with the stored version) if another write came first; `NOT_FOUND` if absent."
     );
     let doc_modify = format!(
-        "Read-modify-write with optimistic concurrency: reads the entity, applies `change` to it and writes it back with `update_if_{name}`, re-reading and re-applying when another write came first (at most `attempts` times, then `CONFLICT`). Returns the entity as written, or `None` if it does not exist. `change` may run more than once: keep it free of side effects."
+        "Read-modify-write with optimistic concurrency: reads the entity, applies `change` to it and writes it back with `update_if_{name}`, re-reading and re-applying when another write came first, after a short random wait that grows with each conflict (at most `attempts` times, then `CONFLICT`). Returns the entity as written, or `None` if it does not exist. `change` may run more than once: keep it free of side effects."
     );
     let update_if = format_ident!("update_if_{}", name);
     let patch_if = format_ident!("patch_if_{}", name);
@@ -229,7 +229,10 @@ pub(crate) fn versioned(
                 change(&mut entity);
                 match entity.#update_if(client).await {
                     ::core::result::Result::Ok(()) => return ::core::result::Result::Ok(::core::option::Option::Some(entity)),
-                    ::core::result::Result::Err(#p::Error::Conflict { .. }) if left > 1 => left -= 1,
+                    ::core::result::Result::Err(#p::Error::Conflict { .. }) if left > 1 => {
+                        left -= 1;
+                        #p::entity::after_conflict(attempts.max(1) - left).await;
+                    }
                     ::core::result::Result::Err(error) => return ::core::result::Result::Err(error),
                 }
             }

@@ -248,6 +248,27 @@ pub async fn update<E: Entity>(client: &Client, entity: &E, ttl: TtlChange) -> R
         .map(drop)
 }
 
+/// Waits before the next attempt of an optimistic read-modify-write
+/// (the generated `modify`) that lost to another writer: `attempt` (from
+/// 1) writers already won since the first read. A random delay up to a
+/// cap that doubles each attempt (2 ms, 4 ms, … 128 ms at most), so
+/// writers that collided do not all read again at once and collide again.
+#[doc(hidden)]
+pub async fn after_conflict(attempt: u32) {
+    tokio::time::sleep(conflict_backoff(attempt, fastrand::f64())).await;
+}
+
+/// The delay [`after_conflict`] waits: `unit` (in `[0, 1)`) of the cap
+/// for `attempt`.
+fn conflict_backoff(attempt: u32, unit: f64) -> Duration {
+    const FIRST: Duration = Duration::from_millis(2);
+    const MAX: Duration = Duration::from_millis(128);
+    let cap = FIRST
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(MAX);
+    cap.mul_f64(unit.clamp(0.0, 1.0))
+}
+
 /// Applies a partial update to an existing entity; `NOT_FOUND` when absent.
 ///
 /// `key` comes from the generated `patch` method, which builds it from the
@@ -863,6 +884,19 @@ mod command_exact {
             (TtlAction::Absolute, 42),
             "an expires_at field wins"
         );
+    }
+
+    #[test]
+    fn conflicts_back_off_randomly_under_a_cap_that_doubles() {
+        let ms = |attempt, unit| conflict_backoff(attempt, unit).as_secs_f64() * 1000.0;
+        assert_eq!(ms(1, 0.0), 0.0);
+        assert_eq!(ms(1, 0.5), 1.0);
+        assert_eq!(ms(2, 0.5), 2.0);
+        assert_eq!(ms(3, 0.5), 4.0);
+        // Capped at 128 ms, whatever the attempt.
+        assert_eq!(ms(8, 1.0), 128.0);
+        assert_eq!(ms(u32::MAX, 1.0), 128.0);
+        assert_eq!(ms(0, 1.0), 2.0, "attempt 0 waits like the first");
     }
 
     /// The fields of a patch that sets `name` and removes `age`.
