@@ -115,12 +115,20 @@ pub(crate) fn pin_word(pattern: &KeyPattern, ident: &syn::Ident) -> String {
 
 /// `pattern` with `tag` (pattern source, e.g. `{{jobs}}`) as its hash tag,
 /// in a segment of its own after the first word: `jobs:status:{status}`
-/// becomes `jobs:{{jobs}}:status:{status}`. A tag it has already loses its
-/// braces, keeping its text (`job:{{{user_id}}}:{id}` becomes
-/// `job:{{jobs}}:{user_id}:{id}`). `None` if the result would not parse or
-/// not have that tag.
+/// becomes `jobs:{{jobs}}:status:{status}`. A constant tag it has already
+/// is replaced in place, most likely a misspelling of the type's
+/// (`carts:{{cart}}:by_user` becomes `carts:{{carts}}:by_user`); a tag with
+/// placeholders loses its braces, keeping its text
+/// (`job:{{{user_id}}}:{id}` becomes `job:{{jobs}}:{user_id}:{id}`).
+/// `None` if the result would not parse or not have that tag.
 pub(crate) fn retag(pattern: &KeyPattern, tag: &str) -> Option<String> {
-    let has_tag = matches!(slot_source(pattern), SlotSource::Tag(_));
+    let (has_tag, constant_tag) = match slot_source(pattern) {
+        SlotSource::Tag(parts) => (
+            true,
+            parts.iter().all(|part| matches!(part, TagPart::Literal(_))),
+        ),
+        SlotSource::WholeKey => (false, false),
+    };
     // 0: before the old tag's `{`; 1: inside it; 2: after its `}`.
     let mut at = if has_tag { 0 } else { 2 };
     let mut inserted = false;
@@ -130,11 +138,17 @@ pub(crate) fn retag(pattern: &KeyPattern, tag: &str) -> Option<String> {
             KeySegment::Literal(text) => {
                 for ch in text.chars() {
                     match (at, ch) {
+                        (0, '{') if constant_tag => {
+                            out.push_str(tag);
+                            inserted = true;
+                            at = 1;
+                        }
                         (0, '{') => at = 1,
                         (1, '}') => at = 2,
+                        (1, _) if constant_tag => {}
                         _ => {
                             out.push_str(&escape_braces(&ch.to_string()));
-                            if ch == ':' && !inserted {
+                            if ch == ':' && !inserted && !constant_tag {
                                 out.push_str(tag);
                                 out.push(':');
                                 inserted = true;
@@ -298,9 +312,14 @@ mod tests {
             retagged("job:{{{user_id}}}:{id}", jobs).as_deref(),
             Some("job:{{jobs}}:{user_id}:{id}")
         );
+        // A constant tag is replaced, not kept as a segment.
         assert_eq!(
             retagged("jobs:{{other}}:by_user", jobs).as_deref(),
-            Some("jobs:{{jobs}}:other:by_user")
+            Some("jobs:{{jobs}}:by_user")
+        );
+        assert_eq!(
+            retagged("carts:{{cart}}:user:{user_id}", "{{carts}}").as_deref(),
+            Some("carts:{{carts}}:user:{user_id}")
         );
         assert_eq!(
             retagged("jobs:status:{status}", "{{{user_id}}}").as_deref(),
