@@ -203,7 +203,7 @@ impl Client {
     /// # }
     /// ```
     pub async fn server_info(&self) -> Result<ServerInfo> {
-        if let Some(info) = self.known_server() {
+        if let Some(info) = self.known_server().clone() {
             return Ok(info);
         }
         let ctx = Context::new("server_info", "");
@@ -252,17 +252,17 @@ impl Client {
     /// it needs, unless the server has `feature`; reads the server's version
     /// once (see [`Client::server_info`]).
     pub async fn require(&self, feature: Feature, context: &Context) -> Result<()> {
-        self.server_info().await?;
+        // Checked without a copy: queues and shard channels call this on
+        // every operation.
+        if self.known_server().is_none() {
+            self.server_info().await?;
+        }
         self.require_if_known(feature, context)
     }
 
     /// The server read so far, if any.
-    fn known_server(&self) -> Option<ServerInfo> {
-        self.inner
-            .server
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn known_server(&self) -> std::sync::RwLockReadGuard<'_, Option<ServerInfo>> {
+        self.inner.server.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes the client believe the server reported `info` until the next
@@ -275,7 +275,7 @@ impl Client {
     /// [`Client::require`] against the server version read so far, without
     /// a round trip: passes while it is not known yet.
     pub(crate) fn require_if_known(&self, feature: Feature, context: &Context) -> Result<()> {
-        let known = self.inner.server.read().unwrap_or_else(|e| e.into_inner());
+        let known = self.known_server();
         match known.as_ref().map(|info| info.require(feature)) {
             Some(Err(missing)) => Err(Error::Unsupported {
                 context: context.clone(),

@@ -35,9 +35,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use redis_schema::{
-    EntityDescriptor, FieldEncoding, KeyPattern, Overlap, OwnedRole, escape_braces, overlap,
-};
+use redis_schema::{EntityDescriptor, FieldEncoding, KeyPattern, Overlap, OwnedRole, overlap};
 use serde::Serialize;
 
 mod manifest;
@@ -308,16 +306,15 @@ pub fn owned_keys(entity: &'static EntityDescriptor) -> Vec<OwnedKey> {
         .collect()
 }
 
-/// The pattern of an owned key. A stream is stored as the key itself,
-/// where a brace is literal text (a hash tag), so it is escaped before
-/// being read as a pattern.
+/// The pattern of an owned key, parsed as the schema parses it (a
+/// stream's key as the fixed key it is).
 fn pattern_of(key: &OwnedKey) -> Result<KeyPattern, KeyspaceError> {
-    let source = if key.role == KeyRole::Stream {
-        escape_braces(&key.pattern)
-    } else {
-        key.pattern.clone()
+    let owned = redis_schema::OwnedKey {
+        role: key.role,
+        pattern: key.pattern.clone(),
+        redis_type: key.redis_type,
     };
-    KeyPattern::parse(&source).map_err(|e| KeyspaceError::BadPattern {
+    owned.parse().map_err(|e| KeyspaceError::BadPattern {
         key: Box::new(key.clone()),
         reason: e.message(),
     })
